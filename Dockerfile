@@ -1,0 +1,23 @@
+# runtimes-mcp: stdio by default; add `--transport http --host 0.0.0.0` to serve Streamable HTTP on 8000.
+FROM python:3.12-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    RUNTIMES_MCP_DATA_DIR=/data
+
+RUN useradd --create-home --uid 10001 runtimes \
+    && mkdir -p /data && chown runtimes:runtimes /data
+
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY server ./server
+COPY tools ./tools
+COPY docs_topics ./docs_topics
+COPY providers ./providers
+RUN pip install .
+
+USER runtimes
+VOLUME ["/data"]
+EXPOSE 8000
+ENTRYPOINT ["runtimes-mcp"]

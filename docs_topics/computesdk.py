@@ -1,0 +1,25 @@
+"""ComputeSDK sandbox events."""
+
+from docs_topics.model import Topic, from_endpoint, schema_of
+from providers import endpoints as e
+from providers import models as m
+
+COMPUTESDK = Topic(
+    topic="computesdk",
+    title="ComputeSDK: sandbox events",
+    description=(
+        "ComputeSDK keeps a log of events per sandbox. storeEvent writes one with the sandbox's access token "
+        "(`COMPUTESDK_ACCESS_TOKEN`; the token names the sandbox). getEvents (events toolset) reads them back "
+        "with the API key (`COMPUTESDK_API_KEY`), filtered by type, `since` (unix ms) and limit (1 to 1000, "
+        "default 100). Live events arrive over a pub/sub connection; this server exposes them as the resource "
+        "`events://computesdk/{sandbox_id}`."
+    ),
+    ai_hints=[
+        "storeEvent needs only type and data: the sandbox comes from the access token.",
+        "getEvents needs the sandbox_id and the API key, not the access token.",
+        "Timestamps are unix milliseconds.",
+    ],
+    endpoints=[from_endpoint(e.COMPUTESDK_STORE_EVENT), from_endpoint(e.COMPUTESDK_GET_EVENTS)],
+    schemas={"StoredEvent": schema_of(m.StoredEvent), "Event": schema_of(m.Event)},
+    related_topics=["local", "run-and-watch"],
+)

@@ -1,0 +1,66 @@
+"""Where to start: which tool for which job, which provider does what, how to configure."""
+
+from docs_topics.model import Topic
+from providers.catalog import PROVIDERS
+from tools.catalog import ALL, HEADLINE
+
+
+def _matrix() -> str:
+    names = list(PROVIDERS)
+    rows = ["| tool | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+    for spec in HEADLINE:
+        rows.append(f"| {spec.name} | " + " | ".join("✓" if p in spec.providers else "" for p in names) + " |")
+    return "\n".join(rows)
+
+
+def _toolsets() -> str:
+    sets: dict[str, list[str]] = {}
+    for spec in ALL:
+        if spec.toolset:
+            sets.setdefault(spec.toolset, []).append(spec.name)
+    return "\n".join(f"- `{name}`: {', '.join(tools)}" for name, tools in sets.items())
+
+
+OVERVIEW = Topic(
+    topic="overview",
+    title="runtimes-mcp: one tool surface over code-execution runtimes",
+    description=(
+        "Six tools cover the jobs; the `provider` argument picks the runtime. `local` (this machine) is the "
+        "default and needs no account; remote providers appear once their credentials are set.\n\n"
+        "| job | tool |\n|---|---|\n"
+        "| run code, a script or a saved run | execRun |\n"
+        "| see what is running or ran | listSessions |\n"
+        "| end a run | stopSession |\n"
+        "| run a named routine with a message | invokeRoutine |\n"
+        "| see long-lived services | getLaunchers |\n"
+        "| record an event | storeEvent |\n\n"
+        "## Providers\n" + _matrix() + "\n\n"
+        "## Optional toolsets (RUNTIMES_MCP_TOOLSETS=name,name or all)\n" + _toolsets() + "\n\n"
+        "## Configuration\n"
+        "Environment variables (a TOML file given by --config or RUNTIMES_MCP_CONFIG may set the same, "
+        "lower-cased; the environment wins): RUNTIMES_MCP_DATA_DIR, RUNTIMES_MCP_DEFAULT_PROVIDER, "
+        "RUNTIMES_MCP_TOOLSETS, RUNTIMES_MCP_READ_ONLY=1 (hides tools that change anything); credentials "
+        "SPRITES_TOKEN, XANO_ACCESS_TOKEN, ARCHASTRO_API_KEY, DECTHINGS_API_KEY, COMPUTESDK_ACCESS_TOKEN, "
+        "COMPUTESDK_API_KEY; base URLs SPRITES_BASE_URL, XANO_RUN_BASE_URL, ARCHASTRO_BASE_URL, "
+        "DECTHINGS_BASE_URL, COMPUTESDK_GATEWAY_URL. Routines and launchers of the local provider live in "
+        "the TOML file under [local.routines.NAME] and [local.launchers.NAME]."
+    ),
+    ai_hints=[
+        "Leave `provider` out to use the default (usually local).",
+        "Arguments are flat; each tool's schema says which provider uses which argument. Passing an argument "
+        "the chosen provider does not use is an error that lists what it takes.",
+        "Errors say the provider, the cause and what to do next; see topic `errors`.",
+    ],
+    related_topics=[
+        "local",
+        "sprites",
+        "xano",
+        "archastro-routines",
+        "archastro-sessions",
+        "decthings",
+        "computesdk",
+        "run-and-watch",
+        "idempotent-routines",
+        "errors",
+    ],
+)

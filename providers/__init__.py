@@ -1,0 +1,1 @@
+"""Provider clients (remote HTTP APIs) and the local runtime. No MCP imports in this package."""

@@ -1,0 +1,1 @@
+"""The built-in local provider: real processes, SQLite state, routines, launchers and events."""

@@ -1,0 +1,52 @@
+"""Local events: the ComputeSDK event shape, stored in SQLite, with listeners told of each new one."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from providers.errors import InvalidInput
+from providers.local.sessions import PROVIDER, new_id
+from providers.local.store import EventRow, Store
+from providers.models import Event, EventList, StoredEvent
+
+DEFAULT_SANDBOX = "local"
+Listener = Callable[[str], Awaitable[None]]
+
+
+class EventLog:
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._listeners: list[Listener] = []
+
+    def add_listener(self, listener: Listener) -> None:
+        """`listener(sandbox_id)` runs after each stored event; a failing listener never loses the event."""
+        self._listeners.append(listener)
+
+    async def store(self, type_: str, data: dict[str, Any], sandbox_id: str = DEFAULT_SANDBOX) -> StoredEvent:
+        if not type_.strip():
+            raise InvalidInput(PROVIDER, "type is empty", hint="Name the event, e.g. 'build.finished'.")
+        if not sandbox_id.strip():
+            raise InvalidInput(PROVIDER, "sandbox_id is empty")
+        row = EventRow(new_id("evt"), sandbox_id, type_, data, int(time.time() * 1000))
+        await self._store.insert_event(row)
+        for listener in self._listeners:
+            try:
+                await listener(sandbox_id)
+            except Exception:
+                pass
+        return StoredEvent(
+            provider=PROVIDER, event_id=row.id, sandbox_id=row.sandbox_id, type=row.type, timestamp=row.timestamp
+        )
+
+    async def query(
+        self, sandbox_id: str = DEFAULT_SANDBOX, type_: str | None = None, since: int | None = None, limit: int = 100
+    ) -> EventList:
+        if not 1 <= limit <= 1000:
+            raise InvalidInput(PROVIDER, f"limit must be 1 to 1000, got {limit}")
+        rows = await self._store.query_events(sandbox_id, type_, since, limit)
+        events = [
+            Event(id=r.id, sandbox_id=r.sandbox_id, type=r.type, data=r.data, timestamp=r.timestamp) for r in rows
+        ]
+        return EventList(provider=PROVIDER, sandbox_id=sandbox_id, events=events, count=len(events))

@@ -1,0 +1,101 @@
+"""Local routines: named commands from the config file, run as sessions, idempotent by key."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from providers.errors import InvalidInput, NotFound
+from providers.local.config import RoutineConfig
+from providers.local.sessions import PROVIDER, SessionManager, new_id
+from providers.local.store import RunRow, Store
+from providers.models import RoutineRun
+
+# Session state -> routine run status (ArchAstro's vocabulary).
+RUN_STATUS = {"running": "running", "completed": "completed"}
+
+
+class Routines:
+    def __init__(self, routines: dict[str, RoutineConfig], sessions: SessionManager, store: Store) -> None:
+        self.configs = routines
+        self._sessions = sessions
+        self._store = store
+
+    def config(self, name: str) -> RoutineConfig:
+        try:
+            return self.configs[name]
+        except KeyError:
+            known = ", ".join(sorted(self.configs)) or "none"
+            raise NotFound(
+                PROVIDER,
+                f"no local routine {name!r} (configured: {known})",
+                hint="Add a [local.routines.NAME] table with a command to the config file and restart.",
+            ) from None
+
+    async def invoke(
+        self,
+        routine: str,
+        message: str,
+        metadata: dict[str, Any] | None = None,
+        idempotency_key: str | None = None,
+    ) -> RoutineRun:
+        cfg = self.config(routine)
+        if idempotency_key is not None and not idempotency_key.strip():
+            raise InvalidInput(PROVIDER, "idempotency_key is empty; omit it or pass a non-empty key")
+        run = RunRow(new_id("run"), routine, idempotency_key, None, metadata, time.time())
+        holder = await self._store.claim_run(run)
+        if holder is not None:
+            existing = await self.describe(holder, deduplicated=True)
+            if existing.status != "failed":
+                return existing
+            # A failed run does not hold its key: retrying with the same key runs again.
+            await self._store.release_key(holder.id)
+            await self._store.claim_run(run)
+        env = {
+            **cfg.env,
+            "ROUTINE_NAME": routine,
+            "ROUTINE_RUN_ID": run.id,
+            "ROUTINE_MESSAGE": message,
+            "ROUTINE_METADATA": json.dumps(metadata or {}),
+        }
+        live = await self._sessions.start(
+            cfg.command, cwd=cfg.cwd, env=env, stdin=message, timeout_s=cfg.timeout_s, origin=f"routine:{routine}"
+        )
+        await self._store.set_run_session(run.id, live.id)
+        run.session_id = live.id
+        await self._sessions.wait(live)
+        return await self.describe(run)
+
+    async def get(self, run_id: str) -> RoutineRun:
+        run = await self._store.get_run(run_id)
+        if run is None:
+            raise NotFound(PROVIDER, f"no local routine run {run_id!r}")
+        return await self.describe(run)
+
+    async def describe(self, run: RunRow, deduplicated: bool = False) -> RoutineRun:
+        created = datetime.fromtimestamp(run.created_at, UTC).isoformat()
+        base: dict[str, Any] = {
+            "provider": PROVIDER,
+            "run_id": run.id,
+            "routine": run.routine,
+            "created_at": created,
+            "deduplicated": deduplicated,
+        }
+        if run.session_id is None:
+            return RoutineRun(**base, status="pending")
+        row = await self._sessions.get_row(run.session_id)
+        out = self._sessions.output(run.session_id, "stdout")
+        message = row.message
+        if row.state not in RUN_STATUS:
+            err = self._sessions.output(run.session_id, "stderr").text.strip()
+            message = "; ".join(m for m in (row.message, f"stderr: {err[-500:]}" if err else None) if m) or None
+        return RoutineRun(
+            **base,
+            status=RUN_STATUS.get(row.state, "failed"),
+            session_id=run.session_id,
+            output=out.text,
+            exit_code=row.exit_code,
+            message=message,
+        )

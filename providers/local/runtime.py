@@ -1,0 +1,281 @@
+"""The local provider's face: one object that implements every capability on this machine."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import anyio
+
+from providers.errors import InvalidInput, NotFound
+from providers.local.config import LocalConfig
+from providers.local.events import DEFAULT_SANDBOX, EventLog, Listener
+from providers.local.launchers import LauncherSupervisor, page_launchers
+from providers.local.routines import Routines
+from providers.local.sessions import PROVIDER, STATES, Progress, SessionManager
+from providers.local.store import SessionRow, Store
+from providers.models import (
+    EventList,
+    ExecResult,
+    Launcher,
+    LauncherList,
+    RecordList,
+    RoutineRun,
+    SessionList,
+    SessionOutput,
+    SessionSummary,
+    StopResult,
+    StoredEvent,
+)
+
+
+def _iso(ts: float | None) -> str | None:
+    return datetime.fromtimestamp(ts, UTC).isoformat() if ts is not None else None
+
+
+def _summary(row: SessionRow) -> SessionSummary:
+    raw = {
+        "origin": row.origin,
+        "exit_code": row.exit_code,
+        "ended_at": _iso(row.ended_at),
+        "cwd": row.cwd,
+        "message": row.message,
+    }
+    return SessionSummary(id=row.id, status=row.state, started_at=_iso(row.started_at), command=row.command, raw=raw)
+
+
+class LocalRuntime:
+    """Open with `LocalRuntime.open(...)`; everything it started is stopped when that block ends."""
+
+    name = PROVIDER
+
+    def __init__(
+        self, config: LocalConfig, data_dir: Path, store: Store, events: EventLog, sessions: SessionManager
+    ) -> None:
+        self.config = config
+        self.data_dir = data_dir
+        self._store = store
+        self.events = events
+        self.sessions = sessions
+        self.routines = Routines(config.routines, sessions, store)
+        self.launchers: dict[str, LauncherSupervisor] = {}
+
+    @classmethod
+    @asynccontextmanager
+    async def open(cls, config: LocalConfig, data_dir: Path) -> AsyncIterator[LocalRuntime]:
+        store = await Store.open(data_dir / "local.sqlite3")
+        events = EventLog(store)
+
+        async def emit(type_: str, data: dict[str, Any]) -> None:
+            await events.store(type_, data, DEFAULT_SANDBOX)
+
+        try:
+            async with anyio.create_task_group() as tg:
+                sessions = SessionManager(store, data_dir, tg, emit, config.output_cap_bytes, config.max_timeout_s)
+                await sessions.mark_lost()
+                runtime = cls(config, data_dir, store, events, sessions)
+                for name, launcher_config in config.launchers.items():
+                    supervisor = LauncherSupervisor(name, launcher_config, data_dir / "launchers" / name, emit)
+                    runtime.launchers[name] = supervisor
+                    tg.start_soon(supervisor.run)
+                try:
+                    yield runtime
+                finally:
+                    with anyio.CancelScope(shield=True):
+                        await runtime._shutdown()
+                    tg.cancel_scope.cancel()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await store.close()
+
+    async def _shutdown(self) -> None:
+        async with anyio.create_task_group() as tg:
+            for supervisor in self.launchers.values():
+                tg.start_soon(supervisor.stop)
+            if not self.config.keep_processes_on_exit:
+                tg.start_soon(self.sessions.stop_all)
+
+    def add_event_listener(self, listener: Listener) -> None:
+        self.events.add_listener(listener)
+
+    # --- headline capabilities --------------------------------------------------------------------
+    async def list_sessions(
+        self, status: str | None = None, limit: int | None = None, cursor: str | None = None
+    ) -> SessionList:
+        states = [s.strip() for s in status.split(",") if s.strip()] if status else []
+        unknown = sorted(set(states) - set(STATES))
+        if unknown:
+            raise InvalidInput(PROVIDER, f"unknown status {', '.join(unknown)}; use {', '.join(STATES)}")
+        limit = 50 if limit is None else limit
+        if not 1 <= limit <= 500:
+            raise InvalidInput(PROVIDER, f"limit must be 1 to 500, got {limit}")
+        before: int | None = None
+        if cursor:
+            try:
+                before = int(cursor)
+            except ValueError:
+                raise InvalidInput(PROVIDER, f"cursor {cursor!r} is not one this server returned") from None
+        rows = await self._store.list_sessions(states, limit + 1, before)
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return SessionList(
+            provider=PROVIDER,
+            sessions=[_summary(r) for r in rows],
+            count=len(rows),
+            next_cursor=str(rows[-1].rowid) if more else None,
+        )
+
+    async def exec_run(
+        self,
+        command: str,
+        cwd: str | None = None,
+        env: dict[str, Any] | None = None,
+        stdin: str | None = None,
+        timeout_s: float | None = None,
+        wait: bool | None = None,
+        progress: Progress | None = None,
+    ) -> ExecResult:
+        bad = sorted(k for k, v in (env or {}).items() if not isinstance(v, str))
+        if bad:
+            raise InvalidInput(PROVIDER, f"env values must be strings; not so for {', '.join(bad)}")
+        live = await self.sessions.start(
+            command, cwd=cwd, env=env, stdin=stdin, timeout_s=60 if timeout_s is None else timeout_s
+        )
+        if wait is False:
+            return ExecResult(
+                provider=PROVIDER,
+                session_id=live.id,
+                state="running",
+                message="Running in the background: listSessions shows it, stopSession ends it.",
+            )
+        await self.sessions.wait(live, progress)
+        return self._exec_result(live.row)
+
+    def _exec_result(self, row: SessionRow) -> ExecResult:
+        out = self.sessions.output(row.id, "stdout")
+        err = self.sessions.output(row.id, "stderr")
+        duration = int((row.ended_at - row.started_at) * 1000) if row.ended_at else None
+        message = row.message
+        if out.truncated or err.truncated:
+            message = (f"{message}; " if message else "") + (
+                f"output cut to head and tail; read all of it at local://sessions/{row.id}/stdout"
+            )
+        return ExecResult(
+            provider=PROVIDER,
+            session_id=row.id,
+            state=row.state,
+            exit_code=row.exit_code,
+            stdout=out.text,
+            stderr=err.text,
+            stdout_bytes=out.size,
+            stderr_bytes=err.size,
+            truncated=out.truncated or err.truncated,
+            duration_ms=duration,
+            message=message,
+        )
+
+    async def stop_session(self, session_id: str) -> StopResult:
+        stopped, row = await self.sessions.stop(session_id)
+        if stopped:
+            message = "stopped: the whole process group was ended"
+        else:
+            message = f"already ended ({row.state}); nothing to stop"
+        return StopResult(
+            provider=PROVIDER,
+            session_id=session_id,
+            stopped=stopped,
+            state=row.state if not stopped else "stopped",
+            exit_code=row.exit_code,
+            message=message,
+        )
+
+    async def invoke_routine(
+        self,
+        routine: str,
+        message: str,
+        metadata: dict[str, Any] | None = None,
+        idempotency_key: str | None = None,
+    ) -> RoutineRun:
+        return await self.routines.invoke(routine, message, metadata, idempotency_key)
+
+    async def get_launchers(
+        self,
+        offset: int | None = None,
+        limit: int | None = None,
+        ids: list[str] | None = None,
+        search_name: str | None = None,
+        sort: str | None = None,
+        sort_direction: Literal["asc", "desc"] | None = None,
+    ) -> LauncherList:
+        return page_launchers(
+            [s.describe() for s in self.launchers.values()],
+            offset=offset,
+            limit=limit,
+            ids=ids,
+            search_name=search_name,
+            sort=sort,
+            sort_direction=sort_direction,
+        )
+
+    async def store_event(self, type: str, data: dict[str, Any], sandbox_id: str | None = None) -> StoredEvent:
+        return await self.events.store(type, data, sandbox_id or DEFAULT_SANDBOX)
+
+    # --- toolset capabilities ---------------------------------------------------------------------
+    async def get_session(self, session_id: str) -> ExecResult:
+        return self._exec_result(await self.sessions.get_row(session_id))
+
+    async def get_session_output(
+        self,
+        session_id: str,
+        stream: Literal["stdout", "stderr"] | None = None,
+        offset: int | None = None,
+        limit: int | None = None,
+    ) -> SessionOutput:
+        row = await self.sessions.get_row(session_id)
+        path = self.sessions.output_path(row.id, stream or "stdout")
+        offset, limit = offset or 0, limit or 65_536
+        if offset < 0 or not 1 <= limit <= 1_048_576:
+            raise InvalidInput(PROVIDER, "offset must be >= 0 and limit 1 to 1048576 bytes")
+        size = path.stat().st_size if path.exists() else 0
+        with path.open("rb") as f:
+            f.seek(offset)
+            chunk = f.read(limit)
+        end = offset + len(chunk)
+        return SessionOutput(
+            session_id=row.id,
+            stream=stream or "stdout",
+            offset=offset,
+            size=size,
+            text=chunk.decode("utf-8", "replace"),
+            next_offset=end if end < size else None,
+            state=row.state,
+        )
+
+    async def get_events(
+        self,
+        sandbox_id: str | None = None,
+        type: str | None = None,
+        since: int | None = None,
+        limit: int | None = None,
+    ) -> EventList:
+        return await self.events.query(sandbox_id or DEFAULT_SANDBOX, type, since, 100 if limit is None else limit)
+
+    async def list_routines(self) -> RecordList:
+        routines = [
+            {"name": n, "description": c.description, "command": c.command, "timeout_s": c.timeout_s}
+            for n, c in sorted(self.routines.configs.items())
+        ]
+        return RecordList(provider=PROVIDER, items=routines, count=len(routines))
+
+    async def get_routine_run(self, run_id: str) -> RoutineRun:
+        return await self.routines.get(run_id)
+
+    async def get_launcher(self, launcher_id: str) -> Launcher:
+        supervisor = self.launchers.get(launcher_id)
+        if supervisor is None:
+            known = ", ".join(sorted(self.launchers)) or "none"
+            raise NotFound(PROVIDER, f"no local launcher {launcher_id!r} (configured: {known})")
+        return supervisor.describe()

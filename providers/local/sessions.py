@@ -1,0 +1,246 @@
+"""Local sessions: each run is a process group with its output in files and its record in SQLite."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+from anyio.abc import Process, TaskGroup
+
+from providers.errors import InvalidInput, NotFound
+from providers.local.processes import child_env, group_alive, spawn_group, terminate_group
+from providers.local.store import SessionRow, Store
+
+PROVIDER = "local"
+TERMINAL_STATES = ("completed", "failed", "timed_out", "stopped", "lost")
+STATES = ("running", *TERMINAL_STATES)
+
+Progress = Callable[[float, float | None, str], Awaitable[None]]
+EmitEvent = Callable[[str, dict[str, Any]], Awaitable[None]]
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{secrets.token_hex(6)}"
+
+
+@dataclass
+class Output:
+    text: str
+    size: int
+    truncated: bool
+
+
+def read_capped(path: Path, cap: int) -> Output:
+    """The whole file when it fits in `cap` bytes, else its head and tail with the gap said."""
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        return Output("", 0, False)
+    with path.open("rb") as f:
+        if size <= cap:
+            return Output(f.read().decode("utf-8", "replace"), size, False)
+        half = cap // 2
+        head = f.read(half)
+        f.seek(size - half)
+        tail = f.read(half)
+    gap = size - 2 * half
+    text = head.decode("utf-8", "replace") + f"\n[… {gap} bytes omitted …]\n" + tail.decode("utf-8", "replace")
+    return Output(text, size, True)
+
+
+@dataclass
+class LiveSession:
+    row: SessionRow
+    process: Process
+    directory: Path
+    started_monotonic: float
+    done: anyio.Event = field(default_factory=anyio.Event)
+    stop_requested: bool = False
+
+    @property
+    def id(self) -> str:
+        return self.row.id
+
+
+class SessionManager:
+    def __init__(
+        self,
+        store: Store,
+        data_dir: Path,
+        task_group: TaskGroup,
+        emit: EmitEvent,
+        output_cap: int,
+        max_timeout_s: float,
+    ) -> None:
+        self._store = store
+        self._dir = data_dir / "sessions"
+        self._tg = task_group
+        self._emit = emit
+        self.output_cap = output_cap
+        self.max_timeout_s = max_timeout_s
+        self._live: dict[str, LiveSession] = {}
+
+    # --- start and supervise ----------------------------------------------------------------------
+    async def start(
+        self,
+        command: str,
+        *,
+        cwd: str | None = None,
+        env: Mapping[str, str] | None = None,
+        stdin: str | None = None,
+        timeout_s: float = 60,
+        origin: str = "exec",
+    ) -> LiveSession:
+        if not command.strip():
+            raise InvalidInput(PROVIDER, "command is empty", hint="Pass a shell command line, e.g. 'echo hello'.")
+        if not 0 < timeout_s <= self.max_timeout_s:
+            raise InvalidInput(
+                PROVIDER,
+                f"timeout_s must be between 0 and {self.max_timeout_s:g} (the local.max_timeout_s cap), "
+                f"got {timeout_s:g}",
+            )
+        session_id = new_id("ses")
+        directory = self._dir / session_id
+        directory.mkdir(parents=True)
+        if cwd is None:
+            workdir = directory / "work"
+            workdir.mkdir()
+        else:
+            workdir = Path(cwd).expanduser()
+            if not workdir.is_dir():
+                raise InvalidInput(PROVIDER, f"cwd {cwd!r} is not an existing directory")
+        stdin_path = directory / "stdin"
+        stdin_path.write_text(stdin or "", encoding="utf-8")
+        with (
+            stdin_path.open("rb") as inp,
+            (directory / "stdout").open("wb") as out,
+            (directory / "stderr").open("wb") as err,
+        ):
+            process = await spawn_group(command, cwd=workdir, env=child_env(env), stdin=inp, stdout=out, stderr=err)
+        row = SessionRow(
+            rowid=0,
+            id=session_id,
+            command=command,
+            cwd=str(workdir),
+            origin=origin,
+            state="running",
+            pid=process.pid,
+            owner_pid=os.getpid(),
+            exit_code=None,
+            timeout_s=timeout_s,
+            started_at=time.time(),
+            ended_at=None,
+            message=None,
+        )
+        live = LiveSession(row, process, directory, time.monotonic())
+        self._live[session_id] = live
+        await self._store.insert_session(row)
+        self._tg.start_soon(self._supervise, live)
+        await self._emit("session.started", {"session_id": session_id, "command": command, "origin": origin})
+        return live
+
+    async def _supervise(self, live: LiveSession) -> None:
+        timed_out = False
+        with anyio.move_on_after(live.row.timeout_s or self.max_timeout_s) as scope:
+            await live.process.wait()
+        if scope.cancelled_caught:
+            timed_out = True
+        # Shielded: the record must be written even while the server is shutting down.
+        with anyio.CancelScope(shield=True):
+            # Ends the run on timeout/stop, and on a normal exit reaps what it left in its group.
+            await terminate_group(live.process.pid, live.process)
+            code = live.process.returncode
+            if timed_out:
+                state, message = "timed_out", f"ended after timeout_s={live.row.timeout_s:g}"
+            elif live.stop_requested:
+                state, message = "stopped", "stopped on request"
+            else:
+                state, message = ("completed" if code == 0 else "failed"), None
+            live.row.state, live.row.exit_code, live.row.ended_at = state, code, time.time()
+            live.row.message = message
+            await self._store.finish_session(live.id, state, code, live.row.ended_at, message)
+            self._live.pop(live.id, None)
+            live.done.set()
+            await self._emit(f"session.{state}", {"session_id": live.id, "exit_code": code})
+
+    async def wait(self, live: LiveSession, progress: Progress | None = None, tick_s: float = 1.0) -> None:
+        """Wait for the session to end. Cancelling this only stops the waiting, never the session."""
+        while not live.done.is_set():
+            with anyio.move_on_after(tick_s):
+                await live.done.wait()
+            if progress is not None and not live.done.is_set():
+                elapsed = time.monotonic() - live.started_monotonic
+                out = (live.directory / "stdout").stat().st_size
+                await progress(elapsed, live.row.timeout_s, f"running {elapsed:.0f}s, {out} bytes of stdout")
+
+    # --- stop -------------------------------------------------------------------------------------
+    async def stop(self, session_id: str) -> tuple[bool, SessionRow]:
+        """Stop a running session; (False, row) when it had already ended."""
+        live = self._live.get(session_id)
+        if live is not None:
+            if live.process.returncode is not None:  # exited on its own; the supervisor is recording it
+                await live.done.wait()
+                return False, live.row
+            live.stop_requested = True
+            await terminate_group(live.process.pid, live.process)
+            await live.done.wait()
+            return True, live.row
+        row = await self.get_row(session_id)
+        if row.state == "running" and row.pid and row.owner_pid != os.getpid() and group_alive(row.pid):
+            # Owned by another server process sharing this data directory: its supervisor records the end.
+            await terminate_group(row.pid)
+            return True, row
+        return False, row
+
+    async def stop_all(self) -> None:
+        with anyio.CancelScope(shield=True):
+            async with anyio.create_task_group() as tg:
+                for session_id in list(self._live):
+                    tg.start_soon(self.stop, session_id)
+
+    # --- records ----------------------------------------------------------------------------------
+    async def get_row(self, session_id: str) -> SessionRow:
+        live = self._live.get(session_id)
+        if live is not None:
+            return live.row
+        row = await self._store.get_session(session_id)
+        if row is None:
+            raise NotFound(PROVIDER, f"no local session {session_id!r}", hint="Call listSessions to see session ids.")
+        return row
+
+    def live(self, session_id: str) -> LiveSession | None:
+        return self._live.get(session_id)
+
+    def output(self, session_id: str, stream: str) -> Output:
+        return read_capped(self._dir / session_id / stream, self.output_cap)
+
+    def output_path(self, session_id: str, stream: str) -> Path:
+        return self._dir / session_id / stream
+
+    async def mark_lost(self) -> int:
+        """Sessions left 'running' by a server that is gone are shown as lost, not running forever."""
+        lost = 0
+        for row in await self._store.running_sessions():
+            if row.owner_pid == os.getpid() or _process_exists(row.owner_pid):
+                continue
+            await self._store.finish_session(
+                row.id, "lost", None, time.time(), "the server that ran it stopped before it finished"
+            )
+            lost += 1
+        return lost
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

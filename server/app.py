@@ -1,0 +1,126 @@
+"""The MCP server: tools from the catalog, docs, resources, subscriptions, and the lifespan that owns state."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ResourceError
+from mcp.server.subscriptions import InMemorySubscriptionBus
+from mcp.types import SubscribeRequestParams, UnsubscribeRequestParams
+
+from providers.errors import ProviderError
+from server.config import Settings
+from server.state import AppState, available_capabilities
+from tools import build
+from tools.catalog import ALL
+from tools.docs_tool import docs_tool, register_docs_resources
+
+RESOURCE_READ_CAP = 8 * 1024 * 1024
+
+INSTRUCTIONS = (
+    "Run code and manage runtimes. Every tool takes `provider` (default: local, this machine). "
+    "Call getDocs for guides per provider and workflow."
+)
+
+
+def version() -> str:
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as package_version
+
+    try:
+        return package_version("runtimes-mcp")
+    except PackageNotFoundError:
+        return "0.0.0+source"
+
+
+def create_server(settings: Settings, state: AppState | None = None) -> MCPServer[AppState]:
+    """Build the server. With `state`, it is shared (HTTP: one state for all sessions); else the
+    server opens its own for the connection's lifetime (stdio, in-process clients)."""
+    bus = InMemorySubscriptionBus()
+
+    @asynccontextmanager
+    async def lifespan(_: MCPServer[AppState]) -> AsyncIterator[AppState]:
+        if state is not None:
+            state.watchers.add_bus(bus)
+            yield state
+            return
+        async with AppState.open(settings) as own:
+            own.watchers.add_bus(bus)
+            yield own
+
+    # Validation messages reach agents; pydantic's documentation links only cost them tokens.
+    os.environ.setdefault("PYDANTIC_ERRORS_INCLUDE_URL", "0")
+    offers = build.plan_offers(
+        ALL,
+        available=available_capabilities(settings),
+        toolsets=settings.toolsets,
+        read_only=settings.read_only,
+        default_provider=settings.default_provider,
+    )
+    server: MCPServer[AppState] = MCPServer(
+        "runtimes-mcp",
+        title="Runtimes MCP",
+        version=version(),
+        instructions=INSTRUCTIONS,
+        lifespan=lifespan,
+        subscriptions=bus,
+        log_level="WARNING",
+        tools=[*build.tools_for(offers), docs_tool()],
+    )
+    register_docs_resources(server)
+    _register_local_resources(server)
+    return server
+
+
+def _state(ctx: Context[AppState, Any]) -> AppState:
+    return ctx.request_context.lifespan_context
+
+
+def _register_local_resources(server: MCPServer[AppState]) -> None:
+    @server.resource(
+        "events://{sandbox_id}",
+        name="events",
+        title="Events of a local sandbox",
+        description="The newest 100 events of a sandbox (local provider); subscribe for updates.",
+        mime_type="application/json",
+    )
+    async def events_resource(sandbox_id: str, ctx: Context[AppState, Any]) -> str:
+        events = await _state(ctx).local.get_events(sandbox_id=sandbox_id, limit=100)
+        return events.model_dump_json()
+
+    @server.resource(
+        "local://sessions/{session_id}/{stream}",
+        name="session-output",
+        title="Full output of a local session",
+        description="stdout or stderr of a local session, in full (up to 8 MiB).",
+        mime_type="text/plain",
+    )
+    async def session_output(session_id: str, stream: str, ctx: Context[AppState, Any]) -> str:
+        if stream not in ("stdout", "stderr"):
+            raise ResourceError(f"stream must be stdout or stderr, not {stream!r}")
+        try:
+            page = await _state(ctx).local.get_session_output(session_id, stream, 0, RESOURCE_READ_CAP)  # type: ignore[arg-type]
+        except ProviderError as exc:
+            raise ResourceError(str(exc)) from None
+        if page.next_offset is not None:
+            return page.text + f"\n[… first {RESOURCE_READ_CAP} of {page.size} bytes; use getSessionOutput …]\n"
+        return page.text
+
+    async def subscribe(ctx: Any, params: SubscribeRequestParams) -> Any:
+        return await ctx.lifespan_context.watchers.subscribe(ctx, params)
+
+    async def unsubscribe(ctx: Any, params: UnsubscribeRequestParams) -> Any:
+        return await ctx.lifespan_context.watchers.unsubscribe(ctx, params)
+
+    lowlevel = server._lowlevel_server  # MCPServer 2.3 has no public hook for these two methods
+    lowlevel.add_request_handler("resources/subscribe", SubscribeRequestParams, subscribe)
+    lowlevel.add_request_handler("resources/unsubscribe", UnsubscribeRequestParams, unsubscribe)
+
+
+def dump(value: Any) -> str:
+    return json.dumps(value, indent=2, ensure_ascii=False)

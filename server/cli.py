@@ -1,0 +1,163 @@
+"""The `runtimes-mcp` command: serve over stdio or HTTP, list the tools, or call one tool."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+from typing import Any
+
+import anyio
+
+DESCRIPTION = """\
+An MCP server over code-execution runtimes: sessions, runs, routines, launchers, events.
+
+With no command it serves MCP over stdio (what Claude Desktop and IDEs launch).
+The `local` provider works with no account; remote providers switch on when their
+credentials are set in the environment (see `runtimes-mcp call getDocs '{"topic": "overview"}'`).
+"""
+
+EPILOG = """\
+examples:
+  runtimes-mcp                                       serve over stdio
+  runtimes-mcp --transport http --port 8000          serve Streamable HTTP at http://127.0.0.1:8000/mcp
+  runtimes-mcp tools                                 list the tools this configuration offers
+  runtimes-mcp call execRun '{"command": "echo hello"}'
+  runtimes-mcp call getDocs '{}'                     the documentation's table of contents
+
+configuration: environment variables (RUNTIMES_MCP_DATA_DIR, RUNTIMES_MCP_DEFAULT_PROVIDER,
+RUNTIMES_MCP_TOOLSETS, RUNTIMES_MCP_READ_ONLY, provider credentials and base URLs) and an
+optional TOML file (--config or RUNTIMES_MCP_CONFIG). The README has the full table.
+"""
+
+
+def parser() -> argparse.ArgumentParser:
+    from server.app import version
+
+    p = argparse.ArgumentParser(
+        prog="runtimes-mcp",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--version", action="version", version=f"runtimes-mcp {version()}")
+    p.add_argument("--config", metavar="PATH", help="TOML config file (default: $RUNTIMES_MCP_CONFIG)")
+    p.add_argument("--transport", choices=("stdio", "http"), default="stdio", help="how to serve (default stdio)")
+    p.add_argument("--host", default="127.0.0.1", help="HTTP bind address (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000, help="HTTP port (default 8000)")
+    p.add_argument(
+        "--stateless",
+        action="store_true",
+        help="HTTP without server-side sessions, so any replica can answer any request",
+    )
+    p.add_argument("--json-response", action="store_true", help="HTTP answers as plain JSON instead of SSE")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    sub.add_parser("tools", help="print the tools this configuration offers")
+    call = sub.add_parser("call", help="call one tool through an in-process MCP client and print the result")
+    call.add_argument("tool", help="tool name, e.g. execRun")
+    call.add_argument("arguments", nargs="?", default="{}", help="JSON object of arguments (default {})")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    from server.config import ConfigError, load_settings
+
+    try:
+        settings = load_settings(args.config)
+    except ConfigError as exc:
+        print(f"runtimes-mcp: {exc}", file=sys.stderr)
+        return 2
+    try:
+        if args.command == "tools":
+            return anyio.run(print_tools, settings)
+        if args.command == "call":
+            try:
+                arguments = json.loads(args.arguments)
+            except json.JSONDecodeError as exc:
+                print(f"runtimes-mcp: arguments are not valid JSON: {exc}", file=sys.stderr)
+                return 2
+            if not isinstance(arguments, dict):
+                print('runtimes-mcp: arguments must be a JSON object, e.g. \'{"command": "ls"}\'', file=sys.stderr)
+                return 2
+            return anyio.run(call_tool, settings, args.tool, arguments)
+        if args.transport == "http":
+            from server.http import serve_http
+
+            return anyio.run(serve_http, settings, args.host, args.port, args.stateless, args.json_response)
+        return anyio.run(serve_stdio, settings)
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:  # e.g. `runtimes-mcp tools | head`
+        sys.stderr.close()
+        return 0
+
+
+async def serve_stdio(settings: Any) -> int:
+    """Serve until stdin closes or a signal arrives; either way the lifespan stops what we started."""
+    from server.app import create_server
+
+    server = create_server(settings)
+    async with anyio.create_task_group() as tg:
+
+        async def stop_on_signal() -> None:
+            with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+                async for _ in signals:
+                    tg.cancel_scope.cancel()
+                    return
+
+        tg.start_soon(stop_on_signal)
+        await server.run_stdio_async()
+        tg.cancel_scope.cancel()
+    return 0
+
+
+async def print_tools(settings: Any) -> int:
+    from mcp import Client
+
+    from server.app import create_server
+
+    async with Client(create_server(settings)) as client:
+        listed = await client.list_tools()
+    for tool in listed.tools:
+        a = tool.annotations
+        flags = (
+            []
+            if a is None
+            else [
+                name
+                for name, on in (
+                    ("read-only", a.read_only_hint),
+                    ("destructive", a.destructive_hint),
+                    ("idempotent", a.idempotent_hint),
+                    ("open-world", a.open_world_hint),
+                )
+                if on
+            ]
+        )
+        props = tool.input_schema.get("properties", {})
+        required = set(tool.input_schema.get("required", []))
+        arguments = ", ".join(f"{n}{'' if n in required else '?'}" for n in props)
+        print(f"{tool.name}  ({', '.join(flags)})\n    {tool.description}\n    arguments: {arguments}")
+    return 0
+
+
+async def call_tool(settings: Any, name: str, arguments: dict[str, Any]) -> int:
+    from mcp import Client
+    from mcp.types import TextContent
+
+    from server.app import create_server
+
+    async with Client(create_server(settings)) as client:
+        result = await client.call_tool(name, arguments)
+    text = "\n".join(block.text for block in result.content if isinstance(block, TextContent))
+    if result.is_error:
+        print(text, file=sys.stderr)
+        return 1
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,152 @@
+"""Settings from the environment and an optional TOML file, validated once at start."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
+
+from providers.catalog import PROVIDERS
+from providers.local.config import LocalConfig
+
+TOOLSETS = ("sessions", "routines", "launchers", "events")
+
+
+class ConfigError(Exception):
+    """A setting is missing or wrong; the message names it."""
+
+
+def _env(*names: str) -> Any:
+    return Field(None, validation_alias=AliasChoices(*names))
+
+
+def default_data_dir() -> Path:
+    from platformdirs import user_data_dir
+
+    return Path(user_data_dir("runtimes-mcp", appauthor=False))
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(extra="forbid", populate_by_name=True)
+
+    data_dir: Path = Field(
+        default_factory=default_data_dir, validation_alias=AliasChoices("RUNTIMES_MCP_DATA_DIR", "data_dir")
+    )
+    default_provider: str = Field(
+        "local", validation_alias=AliasChoices("RUNTIMES_MCP_DEFAULT_PROVIDER", "default_provider")
+    )
+    toolsets: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, validation_alias=AliasChoices("RUNTIMES_MCP_TOOLSETS", "toolsets")
+    )
+    read_only: bool = Field(False, validation_alias=AliasChoices("RUNTIMES_MCP_READ_ONLY", "read_only"))
+    http_token: SecretStr | None = _env("RUNTIMES_MCP_HTTP_TOKEN", "http_token")
+    http_timeout_s: float = Field(
+        30, gt=0, validation_alias=AliasChoices("RUNTIMES_MCP_HTTP_TIMEOUT", "http_timeout_s")
+    )
+
+    sprites_token: SecretStr | None = _env("SPRITES_TOKEN", "sprites_token")
+    sprites_base_url: str = Field(
+        "https://api.sprites.dev", validation_alias=AliasChoices("SPRITES_BASE_URL", "sprites_base_url")
+    )
+    xano_access_token: SecretStr | None = _env("XANO_ACCESS_TOKEN", "xano_access_token")
+    xano_run_base_url: str = Field(
+        "https://app.dev.xano.com/api:run",
+        validation_alias=AliasChoices("XANO_RUN_BASE_URL", "xano_run_base_url"),
+    )
+    archastro_api_key: SecretStr | None = _env("ARCHASTRO_API_KEY", "archastro_api_key")
+    archastro_base_url: str = Field(
+        "https://platform.archastro.ai", validation_alias=AliasChoices("ARCHASTRO_BASE_URL", "archastro_base_url")
+    )
+    decthings_api_key: SecretStr | None = _env("DECTHINGS_API_KEY", "decthings_api_key")
+    decthings_base_url: str = Field(
+        "https://api.decthings.com/v0", validation_alias=AliasChoices("DECTHINGS_BASE_URL", "decthings_base_url")
+    )
+    computesdk_access_token: SecretStr | None = _env("COMPUTESDK_ACCESS_TOKEN", "computesdk_access_token")
+    computesdk_api_key: SecretStr | None = _env("COMPUTESDK_API_KEY", "computesdk_api_key")
+    computesdk_gateway_url: str = Field(
+        "https://events.computesdk.com",
+        validation_alias=AliasChoices("COMPUTESDK_GATEWAY_URL", "computesdk_gateway_url"),
+    )
+    computesdk_pubsub_host: str = Field(
+        "events.computesdk.com", validation_alias=AliasChoices("COMPUTESDK_PUBSUB_HOST", "computesdk_pubsub_host")
+    )
+    computesdk_pubsub_port: int = Field(
+        6380, ge=1, le=65535, validation_alias=AliasChoices("COMPUTESDK_PUBSUB_PORT", "computesdk_pubsub_port")
+    )
+
+    local: LocalConfig = Field(default_factory=LocalConfig)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The environment wins over the config file, which arrives as init arguments.
+        return (env_settings, init_settings)
+
+    @field_validator("toolsets", mode="before")
+    @classmethod
+    def _parse_toolsets(cls, value: Any) -> list[str]:
+        names = [n.strip() for n in value.split(",")] if isinstance(value, str) else list(value or [])
+        names = [n for n in names if n]
+        if "all" in names:
+            return list(TOOLSETS)
+        unknown = sorted(set(names) - set(TOOLSETS))
+        if unknown:
+            raise ValueError(f"unknown toolset(s) {', '.join(unknown)}; choose from {', '.join(TOOLSETS)} or all")
+        return names
+
+    @field_validator("default_provider")
+    @classmethod
+    def _known_provider(cls, value: str) -> str:
+        if value not in PROVIDERS:
+            raise ValueError(f"unknown provider {value!r}; choose from {', '.join(PROVIDERS)}")
+        return value
+
+    def is_set(self, field_name: str | None) -> bool:
+        return field_name is None or getattr(self, field_name) is not None
+
+    def secret_values(self) -> list[str]:
+        """Every credential's value, so callers can make sure none leaks."""
+        values = [getattr(self, name) for name in type(self).model_fields]
+        return [v.get_secret_value() for v in values if isinstance(v, SecretStr) and v.get_secret_value()]
+
+
+def _setting_name(field: str) -> str:
+    info = Settings.model_fields.get(field)
+    alias = info.validation_alias if info else None
+    if isinstance(alias, AliasChoices) and isinstance(alias.choices[0], str) and alias.choices[0] != field:
+        return f"{alias.choices[0]} (config file: {field})"
+    return field
+
+
+def load_settings(config_path: str | os.PathLike[str] | None = None) -> Settings:
+    """Read the TOML file (from the argument or RUNTIMES_MCP_CONFIG), overlay the environment, validate."""
+    path = config_path or os.environ.get("RUNTIMES_MCP_CONFIG")
+    file_values: dict[str, Any] = {}
+    if path:
+        try:
+            file_values = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"config file not found: {path} (from --config or RUNTIMES_MCP_CONFIG)") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    try:
+        return Settings(**file_values)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            loc = [str(part) for part in err["loc"]]
+            name = _setting_name(loc[0]) if loc else "?"
+            where = ".".join([name, *loc[1:]])
+            msg = "unknown setting" if err["type"] == "extra_forbidden" else err["msg"].removeprefix("Value error, ")
+            problems.append(f"{where}: {msg}")
+        raise ConfigError("invalid configuration: " + "; ".join(problems)) from None

@@ -1,0 +1,94 @@
+"""What lives as long as the server: the local runtime, remote clients, resource watchers."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from providers.catalog import PROVIDERS, load_factory
+from providers.errors import NotConfigured
+from providers.local.runtime import LocalRuntime
+from server.config import Settings
+from server.watchers import ResourceWatchers
+
+
+def available_capabilities(settings: Settings) -> dict[str, set[str]]:
+    """provider -> the capabilities its configured credentials switch on."""
+    return {
+        name: {cap for cap, needs in info.capabilities.items() if settings.is_set(needs)}
+        for name, info in PROVIDERS.items()
+    }
+
+
+def _secret(settings: Settings, field: str) -> str | None:
+    value = getattr(settings, field)
+    return value.get_secret_value() if value is not None else None
+
+
+def client_arguments(name: str, settings: Settings) -> dict[str, Any]:
+    """Constructor arguments of each remote client, from the settings."""
+    timeout = {"timeout_s": settings.http_timeout_s}
+    match name:
+        case "sprites":
+            return {"base_url": settings.sprites_base_url, "token": _secret(settings, "sprites_token"), **timeout}
+        case "xano":
+            return {"base_url": settings.xano_run_base_url, "token": _secret(settings, "xano_access_token"), **timeout}
+        case "archastro":
+            return {
+                "base_url": settings.archastro_base_url,
+                "api_key": _secret(settings, "archastro_api_key"),
+                **timeout,
+            }
+        case "decthings":
+            return {
+                "base_url": settings.decthings_base_url,
+                "api_key": _secret(settings, "decthings_api_key"),
+                **timeout,
+            }
+        case "computesdk":
+            return {
+                "gateway_url": settings.computesdk_gateway_url,
+                "access_token": _secret(settings, "computesdk_access_token"),
+                "api_key": _secret(settings, "computesdk_api_key"),
+                "pubsub_host": settings.computesdk_pubsub_host,
+                "pubsub_port": settings.computesdk_pubsub_port,
+                **timeout,
+            }
+    raise KeyError(name)
+
+
+class AppState:
+    """Open once per server process; tools reach providers through `provider(name)`."""
+
+    def __init__(self, settings: Settings, local: LocalRuntime) -> None:
+        self.settings = settings
+        self.local = local
+        self.watchers = ResourceWatchers()
+        self._clients: dict[str, Any] = {}
+        local.add_event_listener(lambda sandbox_id: self.watchers.changed(f"events://{sandbox_id}"))
+
+    @classmethod
+    @asynccontextmanager
+    async def open(cls, settings: Settings) -> AsyncIterator[AppState]:
+        async with LocalRuntime.open(settings.local, settings.data_dir) as local:
+            state = cls(settings, local)
+            try:
+                yield state
+            finally:
+                for client in state._clients.values():
+                    await client.aclose()
+
+    async def provider(self, name: str) -> Any:
+        if name == "local":
+            return self.local
+        client = self._clients.get(name)
+        if client is None:
+            info = PROVIDERS[name]
+            if not any(self.settings.is_set(needs) for needs in info.capabilities.values()):
+                raise NotConfigured(
+                    name, f"{info.title} has no credentials", hint=f"Set {info.credential_env} and restart the server."
+                )
+            client = load_factory(info)(**client_arguments(name, self.settings))
+            self._clients[name] = client
+        return client

@@ -1,0 +1,90 @@
+"""Shared fixtures: isolated settings per test, in-process and stdio MCP clients, process inspection."""
+
+from __future__ import annotations
+
+import os
+import sys
+import textwrap
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mcp import Client, StdioServerParameters
+
+from server.app import create_server
+from server.config import Settings, load_settings
+
+CREDENTIAL_ENV = (
+    "SPRITES_TOKEN",
+    "XANO_ACCESS_TOKEN",
+    "ARCHASTRO_API_KEY",
+    "DECTHINGS_API_KEY",
+    "COMPUTESDK_ACCESS_TOKEN",
+    "COMPUTESDK_API_KEY",
+)
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+    """No test sees the developer's real settings; each gets its own data directory."""
+    for name in list(os.environ):
+        if name.startswith("RUNTIMES_MCP_") or name in CREDENTIAL_ENV or name.endswith("_BASE_URL"):
+            monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("RUNTIMES_MCP_DATA_DIR", str(tmp_path / "data"))
+    yield
+
+
+@pytest.fixture
+def config_file(tmp_path: Path) -> Any:
+    """Write a TOML config file and return its path."""
+
+    def write(body: str) -> Path:
+        path = tmp_path / "runtimes.toml"
+        path.write_text(textwrap.dedent(body), encoding="utf-8")
+        return path
+
+    return write
+
+
+@asynccontextmanager
+async def connect(settings: Settings | None = None, **client_options: Any) -> AsyncIterator[Client]:
+    """An in-process MCP client session against a fresh server."""
+    async with Client(create_server(settings or load_settings()), **client_options) as client:
+        yield client
+
+
+def stdio_params(*args: str, env: dict[str, str] | None = None) -> StdioServerParameters:
+    """A real `runtimes-mcp` process over stdio, with this test's environment."""
+    full_env = {k: v for k, v in os.environ.items()}
+    full_env.update(env or {})
+    return StdioServerParameters(command=sys.executable, args=["-m", "server.cli", *args], env=full_env)
+
+
+def processes_matching(marker: str) -> list[int]:
+    """Live (non-zombie) pids whose command line contains `marker`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ")
+            stat = (entry / "stat").read_bytes()
+        except OSError:
+            continue
+        state = stat[stat.rfind(b")") + 2 :].split()[0]
+        if marker.encode() in cmdline and state != b"Z" and int(entry.name) != os.getpid():
+            found.append(int(entry.name))
+    return found
+
+
+def structured(result: Any) -> dict[str, Any]:
+    assert not result.is_error, result.content[0].text if result.content else result
+    assert result.structured_content is not None
+    return dict(result.structured_content)
+
+
+def error_text(result: Any) -> str:
+    assert result.is_error, result.structured_content
+    return "\n".join(block.text for block in result.content)

@@ -1,0 +1,101 @@
+"""Settings: zero-config start, environment and TOML sources, and messages that name the bad setting."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from server.config import TOOLSETS, ConfigError, load_settings
+
+
+def test_starts_with_zero_configuration() -> None:
+    settings = load_settings()
+    assert settings.default_provider == "local"
+    assert settings.toolsets == []
+    assert settings.read_only is False
+    assert settings.sprites_token is None
+    assert settings.http_timeout_s == 30
+
+
+def test_environment_sets_values(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("RUNTIMES_MCP_DATA_DIR", str(tmp_path / "elsewhere"))
+    monkeypatch.setenv("RUNTIMES_MCP_TOOLSETS", "sessions, events")
+    monkeypatch.setenv("RUNTIMES_MCP_READ_ONLY", "1")
+    monkeypatch.setenv("XANO_ACCESS_TOKEN", "tok")
+    monkeypatch.setenv("XANO_RUN_BASE_URL", "http://127.0.0.1:9/api:run")
+    settings = load_settings()
+    assert settings.data_dir == tmp_path / "elsewhere"
+    assert settings.toolsets == ["sessions", "events"]
+    assert settings.read_only is True
+    assert settings.xano_access_token is not None and settings.xano_access_token.get_secret_value() == "tok"
+    assert settings.xano_run_base_url == "http://127.0.0.1:9/api:run"
+
+
+def test_toolsets_all_enables_every_toolset(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RUNTIMES_MCP_TOOLSETS", "all")
+    assert load_settings().toolsets == list(TOOLSETS)
+
+
+def test_config_file_is_read_and_environment_wins(monkeypatch: pytest.MonkeyPatch, config_file) -> None:
+    path = config_file(
+        """
+        default_provider = "local"
+        toolsets = ["routines"]
+        sprites_token = "from-file"
+
+        [local.routines.greet]
+        command = "cat"
+        description = "echo the message"
+        """
+    )
+    monkeypatch.setenv("SPRITES_TOKEN", "from-env")
+    settings = load_settings(path)
+    assert settings.toolsets == ["routines"]
+    assert settings.local.routines["greet"].command == "cat"
+    assert settings.sprites_token is not None and settings.sprites_token.get_secret_value() == "from-env"
+
+
+def test_config_path_from_environment(monkeypatch: pytest.MonkeyPatch, config_file) -> None:
+    monkeypatch.setenv("RUNTIMES_MCP_CONFIG", str(config_file('toolsets = "events"\n')))
+    assert load_settings().toolsets == ["events"]
+
+
+@pytest.mark.parametrize(
+    ("env", "value", "named"),
+    [
+        ("RUNTIMES_MCP_TOOLSETS", "sessions,bogus", "RUNTIMES_MCP_TOOLSETS"),
+        ("RUNTIMES_MCP_DEFAULT_PROVIDER", "nowhere", "RUNTIMES_MCP_DEFAULT_PROVIDER"),
+        ("RUNTIMES_MCP_READ_ONLY", "perhaps", "RUNTIMES_MCP_READ_ONLY"),
+        ("RUNTIMES_MCP_HTTP_TIMEOUT", "-1", "RUNTIMES_MCP_HTTP_TIMEOUT"),
+        ("COMPUTESDK_PUBSUB_PORT", "99999", "COMPUTESDK_PUBSUB_PORT"),
+    ],
+)
+def test_bad_setting_is_named(monkeypatch: pytest.MonkeyPatch, env: str, value: str, named: str) -> None:
+    monkeypatch.setenv(env, value)
+    with pytest.raises(ConfigError) as raised:
+        load_settings()
+    assert named in str(raised.value)
+
+
+def test_unknown_key_in_file_is_named(config_file) -> None:
+    with pytest.raises(ConfigError, match="tool_sets: unknown setting"):
+        load_settings(config_file('tool_sets = ["events"]\n'))
+
+
+def test_bad_routine_in_file_is_named(config_file) -> None:
+    with pytest.raises(ConfigError, match=r"local\.routines\.x\.command"):
+        load_settings(config_file("[local.routines.x]\ndescription = 'no command'\n"))
+
+
+def test_missing_and_malformed_files(tmp_path: Path, config_file) -> None:
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_settings(tmp_path / "absent.toml")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_settings(config_file("this is = = not toml"))
+
+
+def test_secret_values_lists_every_credential(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ARCHASTRO_API_KEY", "sk_one")
+    monkeypatch.setenv("COMPUTESDK_API_KEY", "two")
+    assert sorted(load_settings().secret_values()) == ["sk_one", "two"]

@@ -1,0 +1,80 @@
+"""What a new user relies on outside the code: the README's commands, CI, the Dockerfile, the CLI."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def readme_commands() -> list[str]:
+    blocks = re.findall(r"```sh\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+    return [line for block in blocks[:2] for line in block.strip().splitlines()]
+
+
+def test_readme_has_two_setup_commands_and_ci_runs_the_test_one_verbatim() -> None:
+    main_job, test_command = readme_commands()
+    assert "runtimes-mcp call execRun" in main_job
+    assert test_command.endswith("pytest")
+    assert test_command in (ROOT / ".ci" / "run").read_text()
+
+
+def test_dockerfile_is_slim_non_root_and_serves_stdio_by_default() -> None:
+    lines = [
+        line.strip()
+        for line in (ROOT / "Dockerfile").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    instructions = [line.split()[0] for line in lines if line.split()[0].isupper()]
+    assert instructions[0] == "FROM" and lines[0].endswith("-slim")
+    user = [line for line in lines if line.startswith("USER ")]
+    assert user and user[-1] != "USER root"
+    assert instructions.index("USER") > instructions.index("RUN")
+    assert json.loads(lines[-1].removeprefix("ENTRYPOINT ")) == ["runtimes-mcp"]
+    for package in ("server", "tools", "docs_topics", "providers"):
+        assert any(line.startswith(f"COPY {package} ") for line in lines), package
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "server.cli", *args], capture_output=True, text=True, timeout=60, cwd=ROOT
+    )
+
+
+def test_cli_version_help_and_bad_input() -> None:
+    assert run_cli("--version").stdout.startswith("runtimes-mcp ")
+    help_text = run_cli("--help").stdout
+    assert "--transport" in help_text and "call" in help_text and "RUNTIMES_MCP_TOOLSETS" in help_text
+    bad_json = run_cli("call", "execRun", "{not json")
+    assert bad_json.returncode == 2 and "not valid JSON" in bad_json.stderr
+    not_object = run_cli("call", "execRun", "[1]")
+    assert not_object.returncode == 2 and "JSON object" in not_object.stderr
+
+
+def test_cli_call_prints_result_and_fails_on_tool_error() -> None:
+    ok = run_cli("call", "execRun", '{"command": "echo from-the-cli"}')
+    assert ok.returncode == 0, ok.stderr
+    assert json.loads(ok.stdout)["stdout"] == "from-the-cli\n"
+    toc = run_cli("call", "getDocs", "{}")
+    assert toc.returncode == 0 and toc.stdout.startswith("# Documentation topics")
+    failed = run_cli("call", "stopSession", '{"session_id": "ses_missing"}')
+    assert failed.returncode == 1 and "no local session 'ses_missing'" in failed.stderr
+    assert "Traceback" not in failed.stderr
+
+
+def test_cli_reports_bad_configuration_without_traceback(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("toolsets = ['nope']\n")
+    result = run_cli("--config", str(bad), "tools")
+    assert result.returncode == 2
+    assert "toolsets" in result.stderr and "nope" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_cli_tools_lists_the_surface() -> None:
+    out = run_cli("tools").stdout
+    names = re.findall(r"^(\w+)  \(", out, re.M)
+    assert names == ["listSessions", "execRun", "stopSession", "invokeRoutine", "getLaunchers", "storeEvent", "getDocs"]

@@ -1,0 +1,143 @@
+"""The tool surface an MCP client sees: names, schemas, annotations, provider checks, toolsets."""
+
+from __future__ import annotations
+
+import pytest
+
+from providers import catalog
+from server.config import load_settings
+from tests.conftest import connect, error_text, structured
+from tools.catalog import ALL, HEADLINE
+
+HEADLINE_NAMES = ["listSessions", "execRun", "stopSession", "invokeRoutine", "getLaunchers", "storeEvent"]
+
+
+async def test_default_surface_is_six_headline_tools_and_docs() -> None:
+    async with connect() as client:
+        tools = (await client.list_tools()).tools
+    assert [t.name for t in tools] == [*HEADLINE_NAMES, "getDocs"]
+
+
+async def test_every_tool_has_schemas_title_and_truthful_annotations() -> None:
+    async with connect() as client:
+        tools = {t.name: t for t in (await client.list_tools()).tools}
+    for tool in tools.values():
+        assert tool.title and tool.description
+        assert tool.output_schema and tool.output_schema["type"] == "object"
+        assert tool.input_schema["additionalProperties"] is False
+        assert tool.annotations is not None
+    read_only = {name for name, t in tools.items() if t.annotations and t.annotations.read_only_hint}
+    assert read_only == {"listSessions", "getLaunchers", "getDocs"}
+    assert tools["stopSession"].annotations.destructive_hint is True  # type: ignore[union-attr]
+    assert tools["execRun"].annotations.open_world_hint is True  # type: ignore[union-attr]
+    assert tools["execRun"].annotations.idempotent_hint is False  # type: ignore[union-attr]
+    assert tools["listSessions"].annotations.open_world_hint is False  # type: ignore[union-attr]
+
+
+async def test_arguments_are_flat_and_only_those_of_configured_providers() -> None:
+    async with connect() as client:
+        tools = {t.name: t for t in (await client.list_tools()).tools}
+    exec_props = tools["execRun"].input_schema["properties"]
+    assert list(exec_props) == ["provider", "command", "cwd", "env", "stdin", "timeout_s", "wait"]
+    assert tools["execRun"].input_schema["required"] == ["command"]
+    assert exec_props["provider"]["enum"] == ["local"]
+    assert "sprite" not in tools["listSessions"].input_schema["properties"]
+
+
+async def test_configured_provider_joins_the_enum_and_its_arguments_appear(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XANO_ACCESS_TOKEN", "x")
+    async with connect() as client:
+        tools = {t.name: t for t in (await client.list_tools()).tools}
+    schema = tools["execRun"].input_schema
+    assert schema["properties"]["provider"]["enum"] == ["local", "xano"]
+    assert {"doc", "project_id", "run_id", "session_id", "args"} <= set(schema["properties"])
+    assert "required" not in schema  # command is local-only now
+    assert "(local)" in schema["properties"]["command"]["description"]
+    assert tools["getLaunchers"].input_schema["properties"]["provider"]["enum"] == ["local"]
+
+
+async def test_unknown_argument_is_rejected_not_ignored() -> None:
+    async with connect() as client:
+        text = error_text(await client.call_tool("execRun", {"command": "true", "sprite": "x"}))
+    assert "sprite" in text and "Extra inputs are not permitted" in text
+    assert "errors.pydantic.dev" not in text
+
+
+async def test_provider_errors_say_what_to_do(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SPRITES_TOKEN", "s")
+    async with connect() as client:
+        unconfigured = error_text(await client.call_tool("execRun", {"command": "true", "provider": "xano"}))
+        unsupported = error_text(await client.call_tool("execRun", {"command": "true", "provider": "sprites"}))
+        unknown = error_text(await client.call_tool("execRun", {"command": "true", "provider": "mars"}))
+        missing = error_text(await client.call_tool("listSessions", {"provider": "sprites"}))
+        foreign = error_text(await client.call_tool("listSessions", {"provider": "local", "sprite": "box"}))
+    assert "not configured" in unconfigured and "XANO_ACCESS_TOKEN" in unconfigured
+    assert "does not support execRun" in unsupported and "local" in unsupported
+    assert "unknown provider 'mars'" in unknown
+    assert "needs sprite" in missing
+    assert "does not use sprite" in foreign and "status, limit, cursor" in foreign
+
+
+async def test_provider_not_built_yet_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    info = catalog.PROVIDERS["sprites"]
+    monkeypatch.setitem(
+        catalog.PROVIDERS, "sprites", type(info)(**{**info.__dict__, "factory": "providers.not_here:Client"})
+    )
+    monkeypatch.setenv("SPRITES_TOKEN", "s")
+    async with connect() as client:
+        text = error_text(await client.call_tool("listSessions", {"provider": "sprites", "sprite": "box"}))
+    assert "not built yet" in text and "sprites" in text
+
+
+async def test_toolsets_add_tools_and_read_only_removes_writers(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RUNTIMES_MCP_TOOLSETS", "all")
+    async with connect() as client:
+        names = {t.name for t in (await client.list_tools()).tools}
+    assert {"getSession", "getSessionOutput", "getEvents", "listRoutines", "getRoutineRun", "getLauncher"} <= names
+    assert "getRoutine" not in names  # archastro-only, archastro not configured
+
+    monkeypatch.setenv("RUNTIMES_MCP_READ_ONLY", "1")
+    async with connect() as client:
+        tools = (await client.list_tools()).tools
+    assert all(t.annotations and t.annotations.read_only_hint for t in tools)
+    assert {"execRun", "stopSession", "invokeRoutine", "storeEvent"}.isdisjoint({t.name for t in tools})
+
+
+async def test_every_seed_capability_is_reachable_with_all_toolsets(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RUNTIMES_MCP_TOOLSETS", "all")
+    for name in (
+        "SPRITES_TOKEN",
+        "XANO_ACCESS_TOKEN",
+        "ARCHASTRO_API_KEY",
+        "DECTHINGS_API_KEY",
+        "COMPUTESDK_ACCESS_TOKEN",
+        "COMPUTESDK_API_KEY",
+    ):
+        monkeypatch.setenv(name, "x")
+    async with connect() as client:
+        names = {t.name for t in (await client.list_tools()).tools}
+    assert names == {spec.name for spec in ALL} | {"getDocs"}
+
+
+@pytest.mark.parametrize("mode", ["legacy", "auto"])
+async def test_both_protocol_generations_call_tools(mode: str) -> None:
+    async with connect(mode=mode) as client:
+        result = structured(await client.call_tool("execRun", {"command": "echo $((6 * 7))"}))
+    assert result["stdout"] == "42\n"
+
+
+def test_every_spec_names_a_real_provider_capability() -> None:
+    for spec in ALL:
+        for provider in spec.providers:
+            assert catalog.PROVIDERS[provider].supports(spec.capability), (spec.name, provider)
+            for arg in spec.providers[provider]:
+                spec.arg(arg.rstrip("?"))  # raises if the argument is not declared
+    assert [s.name for s in HEADLINE] == HEADLINE_NAMES
+
+
+def test_local_provider_implements_every_capability_it_claims() -> None:
+    from providers.local.runtime import LocalRuntime
+
+    for capability in catalog.PROVIDERS["local"].capabilities:
+        assert callable(getattr(LocalRuntime, capability)), capability
+    assert load_settings().default_provider == "local"

@@ -1,0 +1,206 @@
+"""Turns ToolSpecs into MCP tools: flat described arguments, per-provider checks, errors for agents."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Annotated, Any, Protocol, cast
+
+from mcp.server.mcpserver import Context
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.mcpserver.tools import Tool
+from mcp.types import ToolAnnotations
+from pydantic import ConfigDict, Field
+
+from providers.catalog import PROVIDERS
+from providers.errors import ProviderError
+from tools.spec import ToolSpec
+
+LOCAL = "local"
+
+
+class ProviderSource(Protocol):
+    """What a tool needs from the server: a ready client for a provider name."""
+
+    async def provider(self, name: str) -> Any: ...
+
+
+@dataclass(frozen=True)
+class Offer:
+    """A spec as this server offers it: the providers configured for it, and the default one."""
+
+    spec: ToolSpec
+    providers: tuple[str, ...]
+    default: str
+
+
+def plan_offers(
+    specs: Iterable[ToolSpec],
+    *,
+    available: dict[str, set[str]],
+    toolsets: Iterable[str],
+    read_only: bool,
+    default_provider: str,
+) -> list[Offer]:
+    """Which tools to register. `available` maps provider -> capabilities configured on this server."""
+    enabled = set(toolsets)
+    offers = []
+    for spec in specs:
+        if spec.toolset is not None and spec.toolset not in enabled:
+            continue
+        if read_only and not spec.read_only:
+            continue
+        providers = tuple(p for p in spec.providers if spec.capability in available.get(p, set()))
+        if not providers:
+            continue
+        default = default_provider if default_provider in providers else providers[0]
+        offers.append(Offer(spec, providers, default))
+    return offers
+
+
+def select_arguments(spec: ToolSpec, provider: str, given: dict[str, Any]) -> dict[str, Any]:
+    """The arguments `provider` takes, checked: missing ones and ones it does not use are named."""
+    required, optional = spec.takes(provider)
+    present = {k: v for k, v in given.items() if v is not None}
+    missing = sorted(required - present.keys())
+    extra = sorted(present.keys() - required - optional)
+    takes = ", ".join(n.rstrip("?") for n in spec.providers[provider]) or "no arguments"
+    if missing:
+        raise ToolError(f"{spec.name} with provider '{provider}' needs {', '.join(missing)} (it takes: {takes}).")
+    if extra:
+        raise ToolError(
+            f"{spec.name} with provider '{provider}' does not use {', '.join(extra)} (it takes: {takes}). "
+            "Remove them, or choose the provider they belong to."
+        )
+    return present
+
+
+def check_provider(offer: Offer, provider: str) -> None:
+    if provider in offer.providers:
+        return
+    name, offered = offer.spec.name, ", ".join(offer.providers)
+    info = PROVIDERS.get(provider)
+    if info is None:
+        raise ToolError(f"unknown provider {provider!r}; {name} takes: {offered}.")
+    if provider in offer.spec.providers:
+        raise ToolError(
+            f"provider {provider!r} is not configured on this server; set {info.credential_env} "
+            f"and restart. {name} takes now: {offered}."
+        )
+    raise ToolError(f"provider {provider!r} does not support {name}; it takes: {offered}.")
+
+
+def _parameters(offer: Offer) -> list[inspect.Parameter]:
+    spec = offer.spec
+    provider_desc = "Runtime to use: " + ", ".join(offer.providers) + f" (default {offer.default})."
+    params = [
+        inspect.Parameter(
+            "provider",
+            inspect.Parameter.KEYWORD_ONLY,
+            default=offer.default,
+            annotation=Annotated[
+                str, Field(description=provider_desc, json_schema_extra={"enum": list(offer.providers)})
+            ],
+        )
+    ]
+    for arg in spec.args:
+        users = [p for p in offer.providers if arg.name in {n.rstrip("?") for n in spec.providers[p]}]
+        if not users:
+            continue
+        needed_by_all = all(arg.name in spec.takes(p)[0] for p in offer.providers)
+        description = arg.description
+        if len(users) < len(offer.providers):
+            description += f" ({', '.join(users)})"
+        if needed_by_all:
+            annotation: Any = Annotated[arg.type, Field(description=description)]
+            params.append(inspect.Parameter(arg.name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation))
+        else:
+            annotation = Annotated[arg.type | None, Field(description=description)]
+            params.append(
+                inspect.Parameter(arg.name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation)
+            )
+    params.append(inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY, annotation=Context))
+    return params
+
+
+def make_handler(offer: Offer) -> Any:
+    spec = offer.spec
+
+    async def handler(**kwargs: Any) -> Any:
+        ctx: Context = kwargs.pop("ctx")
+        provider = kwargs.pop("provider")
+        check_provider(offer, provider)
+        arguments = select_arguments(spec, provider, kwargs)
+        source = cast(ProviderSource, ctx.request_context.lifespan_context)
+        try:
+            client = await source.provider(provider)
+            method = getattr(client, spec.capability)
+            if spec.progress:
+                arguments["progress"] = ctx.report_progress
+            return await method(**arguments)
+        except ProviderError as exc:
+            raise ToolError(str(exc)) from None
+
+    handler.__name__ = spec.name
+    handler.__signature__ = inspect.Signature(_parameters(offer), return_annotation=spec.output)  # type: ignore[attr-defined]
+    handler.__annotations__ = {"ctx": Context, "return": spec.output}
+    return handler
+
+
+def annotations_for(offer: Offer) -> ToolAnnotations:
+    spec = offer.spec
+    open_world = spec.runs_code or any(p != LOCAL for p in offer.providers)
+    return ToolAnnotations(
+        title=spec.title,
+        read_only_hint=spec.read_only,
+        destructive_hint=spec.destructive if not spec.read_only else False,
+        idempotent_hint=spec.idempotent,
+        open_world_hint=open_world,
+    )
+
+
+def drop_titles(schema: Any) -> Any:
+    """Remove pydantic's generated `title` annotations (they repeat the property names and cost an agent
+    tokens on every tools/list). Property *names* are never touched, even one called "title"."""
+    if isinstance(schema, dict):
+        if isinstance(schema.get("title"), str):
+            del schema["title"]
+        for key, value in schema.items():
+            if key in ("properties", "$defs"):
+                for sub in value.values():
+                    drop_titles(sub)
+            elif key != "enum":
+                drop_titles(value)
+    elif isinstance(schema, list):
+        for item in schema:
+            drop_titles(item)
+    return schema
+
+
+def strict_tool(fn: Any, *, name: str, title: str, description: str, annotations: ToolAnnotations) -> Tool:
+    """A Tool that rejects arguments it does not know, instead of silently ignoring them."""
+    tool = Tool.from_function(
+        fn, name=name, title=title, description=description, annotations=annotations, structured_output=True
+    )
+    loose = tool.fn_metadata.arg_model
+    strict = type(loose.__name__, (loose,), {"model_config": ConfigDict(**loose.model_config, extra="forbid")})
+    tool.fn_metadata.arg_model = strict
+    tool.parameters["additionalProperties"] = False
+    drop_titles(tool.parameters)
+    if tool.output_schema is not None:
+        drop_titles(tool.output_schema)
+    return tool
+
+
+def tools_for(offers: Iterable[Offer]) -> list[Tool]:
+    return [
+        strict_tool(
+            make_handler(o),
+            name=o.spec.name,
+            title=o.spec.title,
+            description=o.spec.description,
+            annotations=annotations_for(o),
+        )
+        for o in offers
+    ]

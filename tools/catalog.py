@@ -1,0 +1,334 @@
+"""Every tool of the server, one ToolSpec each: the six headline tools, then the opt-in toolsets."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from annotated_types import Ge, Le
+
+from providers import models as m
+from tools.spec import Arg, ToolSpec
+
+# --- arguments, described once and shared by the tools that take them ---------------------------
+SPRITE = Arg("sprite", str, "Sprite name.")
+PROJECT_ID = Arg("project_id", str, "Xano project UUID.")
+RUN_ID = Arg("run_id", str, "Run id (Xano saved run; routine run for getRoutineRun).")
+PAGE = Arg("page", Annotated[int, Ge(1)], "Page number, from 1.")
+AGENT = Arg("agent", str, "Agent id filter (agi_...).")
+STATUS = Arg("status", str, "State filter; comma list allowed (e.g. running,failed).")
+LIMIT = Arg("limit", Annotated[int, Ge(1), Le(1000)], "Page size.")
+CURSOR = Arg("cursor", str, "next_cursor from the previous page.")
+COMMAND = Arg("command", str, "Shell command line, run with /bin/sh -c.")
+CWD = Arg("cwd", str, "Working directory (default: a fresh one per session).")
+ENV = Arg("env", dict[str, Any], "Extra environment variables (xano: environment overrides).")
+STDIN = Arg("stdin", str, "Text fed to the command's stdin.")
+TIMEOUT = Arg("timeout_s", Annotated[float, Ge(0.001)], "Seconds before the run is ended (default 60).")
+WAIT = Arg("wait", bool, "Wait for the result (default true); false returns the session_id at once.")
+DOC = Arg("doc", str, "XanoScript document.")
+ARGS = Arg("args", dict[str, Any], "Run arguments (JSON object).")
+SESSION_ID = Arg("session_id", str, "Session id.")
+SIGNAL = Arg("signal", str, "Signal to send (default SIGTERM).")
+ROUTINE = Arg("routine", str, "Routine name, id or lookup_key.")
+MESSAGE = Arg("message", str, "Message for the routine (local: its stdin and $ROUTINE_MESSAGE).")
+IDEMPOTENCY_KEY = Arg("idempotency_key", str, "Repeat-safe key: the same key returns the same run.")
+METADATA = Arg("metadata", dict[str, Any], "Free-form metadata.")
+SESSION_KEY = Arg("session_key", str, "Session key for per_key session scope.")
+THREAD_ID = Arg("thread_id", str, "Thread (thr_...) to post the output into.")
+USER = Arg("user", str, "User id for per_user session scope.")
+OFFSET = Arg("offset", Annotated[int, Ge(0)], "Items (or bytes) to skip.")
+IDS = Arg("ids", list[str], "Only these ids.")
+SEARCH_NAME = Arg("search_name", str, "Name contains this text.")
+SORT = Arg("sort", str, "Sort field: createdAt (default), name or id.")
+SORT_DIRECTION = Arg("sort_direction", Literal["asc", "desc"], "Sort direction.")
+EVENT_TYPE = Arg("type", str, "Event type, e.g. build.finished.")
+DATA = Arg("data", dict[str, Any], "Event payload (JSON object).")
+SANDBOX_ID = Arg("sandbox_id", str, "Sandbox id (local default: local).")
+SINCE = Arg("since", Annotated[int, Ge(0)], "Only events after this unix time in ms.")
+STREAM = Arg("stream", Literal["stdout", "stderr"], "Which output (default stdout).")
+LAUNCHER_ID = Arg("launcher_id", str, "Launcher id.")
+CONTENT = Arg("content", str, "Message text.")
+ROLE = Arg("role", str, "Sender role (default user).")
+ACCESS = Arg("access", Literal["public", "private"], "Access level.")
+NAME = Arg("name", str, "New name.")
+EVENT_TYPE_FILTER = Arg("event_type", str, "Event type filter.")
+
+PAGING = ("offset?", "limit?", "ids?", "search_name?", "sort?", "sort_direction?")
+
+HEADLINE: tuple[ToolSpec, ...] = (
+    ToolSpec(
+        "listSessions",
+        "List sessions",
+        "List sessions (runs) on a provider, newest first, with status and command.",
+        "list_sessions",
+        m.SessionList,
+        (SPRITE, PROJECT_ID, RUN_ID, PAGE, AGENT, STATUS, LIMIT, CURSOR),
+        {
+            "local": ("status?", "limit?", "cursor?"),
+            "sprites": ("sprite",),
+            "xano": ("project_id", "run_id?", "page?"),
+            "archastro": ("agent?", "status?", "limit?", "cursor?"),
+        },
+        examples=({"provider": "local", "status": "running"},),
+    ),
+    ToolSpec(
+        "execRun",
+        "Run code",
+        "Run code. local: a shell command, waits for the result unless wait=false. "
+        "xano: a XanoScript doc, a saved run_id, or a doc inside an existing session_id.",
+        "exec_run",
+        m.ExecResult,
+        (COMMAND, CWD, ENV, STDIN, TIMEOUT, WAIT, PROJECT_ID, DOC, ARGS, RUN_ID, SESSION_ID),
+        {
+            "local": ("command", "cwd?", "env?", "stdin?", "timeout_s?", "wait?"),
+            "xano": ("project_id?", "doc?", "args?", "env?", "run_id?", "session_id?"),
+        },
+        read_only=False,
+        idempotent=False,
+        progress=True,
+        runs_code=True,
+        examples=({"command": "echo hello"}, {"command": "sleep 300", "wait": False, "timeout_s": 600}),
+    ),
+    ToolSpec(
+        "stopSession",
+        "Stop a session",
+        "Stop a running session (local: its whole process group). Stopping a finished one is harmless.",
+        "stop_session",
+        m.StopResult,
+        (SESSION_ID, PROJECT_ID, RUN_ID, SPRITE, SIGNAL),
+        {
+            "local": ("session_id",),
+            "xano": ("project_id", "run_id", "session_id"),
+            "archastro": ("session_id",),
+            "sprites": ("sprite", "session_id", "signal?"),
+        },
+        read_only=False,
+        destructive=True,
+        idempotent=True,
+    ),
+    ToolSpec(
+        "invokeRoutine",
+        "Invoke a routine",
+        "Run a named routine with a message; pass idempotency_key to make retries safe.",
+        "invoke_routine",
+        m.RoutineRun,
+        (ROUTINE, MESSAGE, IDEMPOTENCY_KEY, METADATA, SESSION_KEY, THREAD_ID, USER),
+        {
+            "local": ("routine", "message", "metadata?", "idempotency_key?"),
+            "archastro": ("routine", "message", "idempotency_key?", "metadata?", "session_key?", "thread_id?", "user?"),
+        },
+        read_only=False,
+        idempotent=False,
+        runs_code=True,
+    ),
+    ToolSpec(
+        "getLaunchers",
+        "List launchers",
+        "List persistent launchers (long-lived services) with state and what runs under each.",
+        "get_launchers",
+        m.LauncherList,
+        (OFFSET, LIMIT, IDS, SEARCH_NAME, SORT, SORT_DIRECTION),
+        {"local": PAGING, "decthings": PAGING},
+    ),
+    ToolSpec(
+        "storeEvent",
+        "Store an event",
+        "Record an event {type, data} for a sandbox; returns its id and timestamp (ms).",
+        "store_event",
+        m.StoredEvent,
+        (EVENT_TYPE, DATA, SANDBOX_ID),
+        {"local": ("type", "data", "sandbox_id?"), "computesdk": ("type", "data")},
+        read_only=False,
+        idempotent=False,
+    ),
+)
+
+TOOLSETS: tuple[ToolSpec, ...] = (
+    # sessions
+    ToolSpec(
+        "getSession",
+        "Get a session",
+        "One session's state, output or response, and timings.",
+        "get_session",
+        m.ExecResult,
+        (SESSION_ID,),
+        {"local": ("session_id",), "xano": ("session_id",), "archastro": ("session_id",)},
+        toolset="sessions",
+    ),
+    ToolSpec(
+        "getSessionOutput",
+        "Read session output",
+        "Page through a local session's full stdout or stderr.",
+        "get_session_output",
+        m.SessionOutput,
+        (SESSION_ID, STREAM, OFFSET, LIMIT),
+        {"local": ("session_id", "stream?", "offset?", "limit?")},
+        toolset="sessions",
+    ),
+    ToolSpec(
+        "setSessionAccess",
+        "Set session access",
+        "Make a Xano session public or private.",
+        "set_session_access",
+        m.ProviderRecord,
+        (SESSION_ID, ACCESS),
+        {"xano": ("session_id", "access")},
+        toolset="sessions",
+        read_only=False,
+    ),
+    ToolSpec(
+        "renameSession",
+        "Rename a session",
+        "Rename the run behind a Xano session.",
+        "rename_session",
+        m.ProviderRecord,
+        (SESSION_ID, NAME),
+        {"xano": ("session_id", "name")},
+        toolset="sessions",
+        read_only=False,
+    ),
+    ToolSpec(
+        "getSessionSink",
+        "Export session data",
+        "Export all data of a hibernated Xano session.",
+        "get_session_sink",
+        m.ProviderRecord,
+        (SESSION_ID,),
+        {"xano": ("session_id",)},
+        toolset="sessions",
+    ),
+    ToolSpec(
+        "checkXanoDoc",
+        "Validate XanoScript",
+        "Validate a XanoScript document before running it.",
+        "check_xano_doc",
+        m.ProviderRecord,
+        (PROJECT_ID, DOC),
+        {"xano": ("project_id", "doc")},
+        toolset="sessions",
+    ),
+    ToolSpec(
+        "sendSessionMessage",
+        "Message an agent session",
+        "Add a message to an ArchAstro agent session's inbox; a waiting session resumes.",
+        "send_session_message",
+        m.ProviderRecord,
+        (SESSION_ID, CONTENT, METADATA, ROLE),
+        {"archastro": ("session_id", "content", "metadata?", "role?")},
+        toolset="sessions",
+        read_only=False,
+        idempotent=False,
+    ),
+    ToolSpec(
+        "deleteSession",
+        "Delete an agent session",
+        "Delete a finished ArchAstro agent session for good.",
+        "delete_session",
+        m.ProviderRecord,
+        (SESSION_ID,),
+        {"archastro": ("session_id",)},
+        toolset="sessions",
+        read_only=False,
+        destructive=True,
+    ),
+    # routines
+    ToolSpec(
+        "listRoutines",
+        "List routines",
+        "List the routines that invokeRoutine can run.",
+        "list_routines",
+        m.RecordList,
+        (AGENT, EVENT_TYPE_FILTER),
+        {"local": (), "archastro": ("agent?", "event_type?")},
+        toolset="routines",
+    ),
+    ToolSpec(
+        "getRoutine",
+        "Get a routine",
+        "One ArchAstro routine's configuration and status.",
+        "get_routine",
+        m.ProviderRecord,
+        (ROUTINE,),
+        {"archastro": ("routine",)},
+        toolset="routines",
+    ),
+    ToolSpec(
+        "listRoutinePresets",
+        "List routine presets",
+        "Routine presets available to the ArchAstro app.",
+        "list_routine_presets",
+        m.RecordList,
+        (),
+        {"archastro": ()},
+        toolset="routines",
+    ),
+    ToolSpec(
+        "activateRoutine",
+        "Activate a routine",
+        "Set an ArchAstro routine active.",
+        "activate_routine",
+        m.ProviderRecord,
+        (ROUTINE,),
+        {"archastro": ("routine",)},
+        toolset="routines",
+        read_only=False,
+    ),
+    ToolSpec(
+        "pauseRoutine",
+        "Pause a routine",
+        "Pause an ArchAstro routine without deleting it.",
+        "pause_routine",
+        m.ProviderRecord,
+        (ROUTINE,),
+        {"archastro": ("routine",)},
+        toolset="routines",
+        read_only=False,
+    ),
+    ToolSpec(
+        "getRoutineRun",
+        "Get a routine run",
+        "One routine run: status, output, session.",
+        "get_routine_run",
+        m.RoutineRun,
+        (RUN_ID,),
+        {"local": ("run_id",), "archastro": ("run_id",)},
+        toolset="routines",
+    ),
+    ToolSpec(
+        "listRoutineRuns",
+        "List routine runs",
+        "Runs of an ArchAstro routine, newest first.",
+        "list_routine_runs",
+        m.RecordList,
+        (ROUTINE, STATUS, LIMIT, CURSOR),
+        {"archastro": ("routine", "status?", "limit?", "cursor?")},
+        toolset="routines",
+    ),
+    # launchers
+    ToolSpec(
+        "getLauncher",
+        "Get a launcher",
+        "One launcher in full: state, previous exit, running items.",
+        "get_launcher",
+        m.Launcher,
+        (LAUNCHER_ID,),
+        {"local": ("launcher_id",), "decthings": ("launcher_id",)},
+        toolset="launchers",
+    ),
+    # events
+    ToolSpec(
+        "getEvents",
+        "Get events",
+        "Stored events of a sandbox, oldest first; filter by type and time.",
+        "get_events",
+        m.EventList,
+        (SANDBOX_ID, EVENT_TYPE, SINCE, LIMIT),
+        {
+            "local": ("sandbox_id?", "type?", "since?", "limit?"),
+            "computesdk": ("sandbox_id", "type?", "since?", "limit?"),
+        },
+        toolset="events",
+    ),
+)
+
+ALL: tuple[ToolSpec, ...] = HEADLINE + TOOLSETS
+BY_NAME = {spec.name: spec for spec in ALL}

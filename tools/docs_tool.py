@@ -1,0 +1,86 @@
+"""getDocs and the docs:// resources: the documentation topics, browsable by an agent."""
+
+from typing import Annotated, Any, Literal
+
+from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.tools import Tool
+from mcp.types import CallToolResult, TextContent, ToolAnnotations
+from pydantic import BaseModel, Field
+
+from docs_topics import TOPICS, Topic, render
+from tools.build import strict_tool
+
+
+class TopicEntry(BaseModel):
+    topic: str
+    title: str
+    summary: str
+
+
+class DocsResult(BaseModel):
+    topic: str | None = Field(None, description="The topic shown; null for the table of contents.")
+    markdown: str
+    topics: list[TopicEntry] = Field(default_factory=list, description="Table of contents (no topic given).")
+
+
+def table_of_contents() -> tuple[str, list[TopicEntry]]:
+    entries = [TopicEntry(topic=t.topic, title=t.title, summary=t.summary) for t in TOPICS.values()]
+    lines = ["# Documentation topics", "", "Call getDocs with one of these topics:", ""]
+    lines += [f"- `{e.topic}`: {e.summary}" for e in entries]
+    return "\n".join(lines) + "\n", entries
+
+
+TopicName = Literal[tuple(TOPICS)]  # type: ignore[valid-type]
+
+
+def docs_tool() -> Tool:
+    async def getDocs(
+        topic: Annotated[
+            TopicName | None,  # type: ignore[valid-type]
+            Field(description="Topic to read; leave out for the table of contents."),
+        ] = None,
+        detail: Annotated[
+            Literal["compact", "full"], Field(description="full adds parameters, schemas and examples.")
+        ] = "compact",
+    ) -> Annotated[CallToolResult, DocsResult]:
+        if topic is None:
+            markdown, entries = table_of_contents()
+            result = DocsResult(markdown=markdown, topics=entries)
+        else:
+            result = DocsResult(topic=topic, markdown=render(TOPICS[topic], detail))
+        # The markdown is the readable content; the same data is in structuredContent.
+        return CallToolResult(
+            content=[TextContent(type="text", text=result.markdown)], structured_content=result.model_dump(mode="json")
+        )
+
+    return strict_tool(
+        getDocs,
+        name="getDocs",
+        title="Read the docs",
+        description="Documentation: no topic gives the table of contents; a topic gives its guide.",
+        annotations=ToolAnnotations(
+            title="Read the docs",
+            read_only_hint=True,
+            destructive_hint=False,
+            idempotent_hint=True,
+            open_world_hint=False,
+        ),
+    )
+
+
+def register_docs_resources(server: MCPServer[Any]) -> None:
+    for topic in TOPICS.values():
+        _register_topic_resource(server, topic)
+
+
+def _register_topic_resource(server: MCPServer[Any], topic: Topic) -> None:
+    def read() -> str:
+        return render(topic, "full")
+
+    server.resource(
+        f"docs://{topic.topic}",
+        name=topic.topic,
+        title=topic.title,
+        description=topic.summary,
+        mime_type="text/markdown",
+    )(read)
