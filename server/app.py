@@ -104,7 +104,7 @@ def _register_local_resources(server: MCPServer[AppState]) -> None:
         if stream not in ("stdout", "stderr"):
             raise ResourceError(f"stream must be stdout or stderr, not {stream!r}")
         try:
-            page = await _state(ctx).local.get_session_output(session_id, stream, 0, RESOURCE_READ_CAP)  # type: ignore[arg-type]
+            page = await _state(ctx).local.read_output(session_id, stream, 0, RESOURCE_READ_CAP)
         except ProviderError as exc:
             raise ResourceError(str(exc)) from None
         if page.next_offset is not None:

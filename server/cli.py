@@ -96,7 +96,10 @@ def main(argv: list[str] | None = None) -> int:
 
 async def serve_stdio(settings: Any) -> int:
     """Serve until stdin closes or a signal arrives; either way the lifespan stops what we started."""
+    from mcp.server.stdio import stdio_server
+
     from server.app import create_server
+    from server.stdin import open_stdin_lines
 
     server = create_server(settings)
     async with anyio.create_task_group() as tg:
@@ -108,7 +111,13 @@ async def serve_stdio(settings: Any) -> int:
                     return
 
         tg.start_soon(stop_on_signal)
-        await server.run_stdio_async()
+        stdin = await open_stdin_lines()
+        if stdin is None:
+            await server.run_stdio_async()
+        else:
+            async with stdio_server(stdin=stdin) as (read_stream, write_stream):  # type: ignore[arg-type]
+                lowlevel = server._lowlevel_server
+                await lowlevel.run(read_stream, write_stream, lowlevel.create_initialization_options())
         tg.cancel_scope.cancel()
     return 0
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import weakref
 from typing import Any
 
 from mcp.server.context import ServerRequestContext
@@ -10,12 +9,21 @@ from mcp.server.session import ServerSession
 from mcp.server.subscriptions import ResourceUpdated, SubscriptionBus
 from mcp.types import EmptyResult, SubscribeRequestParams, UnsubscribeRequestParams
 
+MAX_WATCHERS_PER_URI = 256
+
+
+def _connection_of(session: ServerSession) -> object:
+    # mcp 2.3 builds a ServerSession per request; the connection behind it is what a subscription belongs
+    # to, and the SDK exposes it only privately. Notifications sent through any of its sessions without a
+    # request id go out on that connection's standalone channel, which is what we want.
+    return getattr(session, "_connection", session)
+
 
 class ResourceWatchers:
-    """Legacy `resources/subscribe` sessions plus `subscriptions/listen` buses (protocol 2026-07-28)."""
+    """Legacy `resources/subscribe` connections plus `subscriptions/listen` buses (protocol 2026-07-28)."""
 
     def __init__(self) -> None:
-        self._sessions: dict[str, weakref.WeakSet[ServerSession]] = {}
+        self._watchers: dict[str, dict[object, ServerSession]] = {}
         self._buses: list[SubscriptionBus] = []
 
     def add_bus(self, bus: SubscriptionBus) -> None:
@@ -23,23 +31,22 @@ class ResourceWatchers:
             self._buses.append(bus)
 
     async def subscribe(self, ctx: ServerRequestContext[Any], params: SubscribeRequestParams) -> EmptyResult:
-        self._sessions.setdefault(str(params.uri), weakref.WeakSet()).add(ctx.session)
+        watchers = self._watchers.setdefault(str(params.uri), {})
+        watchers[_connection_of(ctx.session)] = ctx.session
+        if len(watchers) > MAX_WATCHERS_PER_URI:  # connections that left without unsubscribing go first
+            del watchers[next(iter(watchers))]
         return EmptyResult()
 
     async def unsubscribe(self, ctx: ServerRequestContext[Any], params: UnsubscribeRequestParams) -> EmptyResult:
-        watchers = self._sessions.get(str(params.uri))
-        if watchers is not None:
-            watchers.discard(ctx.session)
+        self._watchers.get(str(params.uri), {}).pop(_connection_of(ctx.session), None)
         return EmptyResult()
 
-    def watched(self, uri: str) -> int:
-        return len(self._sessions.get(uri, ()))
-
     async def changed(self, uri: str) -> None:
-        for session in list(self._sessions.get(uri, ())):
+        watchers = self._watchers.get(uri, {})
+        for connection, session in list(watchers.items()):
             try:
                 await session.send_resource_updated(uri)
-            except Exception:
-                self._sessions[uri].discard(session)
+            except Exception:  # a closed connection simply stops being told
+                watchers.pop(connection, None)
         for bus in self._buses:
             await bus.publish(ResourceUpdated(uri=uri))

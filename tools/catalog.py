@@ -18,6 +18,8 @@ AGENT = Arg("agent", str, "Agent id filter (agi_...).")
 STATUS = Arg("status", str, "State filter; comma list allowed (e.g. running,failed).")
 LIMIT = Arg("limit", Annotated[int, Ge(1), Le(1000)], "Page size.")
 CURSOR = Arg("cursor", str, "next_cursor from the previous page.")
+BYTE_LIMIT = Arg("limit", Annotated[int, Ge(1), Le(1_048_576)], "Bytes to read (default 65536).")
+BYTE_OFFSET = Arg("offset", Annotated[int, Ge(0)], "Byte offset to read from.")
 COMMAND = Arg("command", str, "Shell command line, run with /bin/sh -c.")
 CWD = Arg("cwd", str, "Working directory (default: a fresh one per session).")
 ENV = Arg("env", dict[str, Any], "Extra environment variables (xano: environment overrides).")
@@ -160,7 +162,7 @@ TOOLSETS: tuple[ToolSpec, ...] = (
         "Page through a local session's full stdout or stderr.",
         "get_session_output",
         m.SessionOutput,
-        (SESSION_ID, STREAM, OFFSET, LIMIT),
+        (SESSION_ID, STREAM, BYTE_OFFSET, BYTE_LIMIT),
         {"local": ("session_id", "stream?", "offset?", "limit?")},
         toolset="sessions",
     ),

@@ -54,24 +54,38 @@ def _signal_group(pgid: int, sig: int) -> bool:
     return True
 
 
-def group_alive(pgid: int) -> bool:
-    """True while a live (non-zombie) process is in the group. Zombies are ignored: an init that
-    reaps orphans slowly would otherwise keep a dead group 'alive'."""
-    proc = Path("/proc")
-    if not proc.is_dir():
-        return _signal_group(pgid, 0)
-    for entry in proc.iterdir():
+def _boot_time() -> float:
+    for line in Path("/proc/stat").read_text().splitlines():
+        if line.startswith("btime "):
+            return float(line.split()[1])
+    return 0.0
+
+
+def group_members(pgid: int) -> dict[int, float]:
+    """Live (non-zombie) members of a process group -> their start time (unix seconds), from /proc.
+    Zombies are left out: an init that reaps orphans slowly would otherwise keep a dead group 'alive'."""
+    members: dict[int, float] = {}
+    ticks = os.sysconf("SC_CLK_TCK")
+    boot: float | None = None
+    for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
             stat = (entry / "stat").read_bytes()
         except OSError:
             continue
-        # Fields after the parenthesised command: state ppid pgrp ...
+        # After the parenthesised command: state(0) ppid(1) pgrp(2) ... starttime(19)
         fields = stat[stat.rfind(b")") + 2 :].split()
-        if len(fields) > 2 and int(fields[2]) == pgid and fields[0] != b"Z":
-            return True
-    return False
+        if len(fields) > 19 and int(fields[2]) == pgid and fields[0] != b"Z":
+            boot = _boot_time() if boot is None else boot
+            members[int(entry.name)] = boot + int(fields[19]) / ticks
+    return members
+
+
+def group_alive(pgid: int) -> bool:
+    if not Path("/proc").is_dir():
+        return _signal_group(pgid, 0)
+    return bool(group_members(pgid))
 
 
 async def terminate_group(pgid: int, process: Process | None = None, grace_s: float = TERM_GRACE_S) -> None:

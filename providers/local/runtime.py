@@ -74,7 +74,15 @@ class LocalRuntime:
 
         try:
             async with anyio.create_task_group() as tg:
-                sessions = SessionManager(store, data_dir, tg, emit, config.output_cap_bytes, config.max_timeout_s)
+                sessions = SessionManager(
+                    store,
+                    data_dir,
+                    tg,
+                    emit,
+                    config.output_cap_bytes,
+                    config.max_timeout_s,
+                    keep_on_exit=config.keep_processes_on_exit,
+                )
                 await sessions.mark_lost()
                 runtime = cls(config, data_dir, store, events, sessions)
                 for name, launcher_config in config.launchers.items():
@@ -234,19 +242,25 @@ class LocalRuntime:
         offset: int | None = None,
         limit: int | None = None,
     ) -> SessionOutput:
-        row = await self.sessions.get_row(session_id)
-        path = self.sessions.output_path(row.id, stream or "stdout")
         offset, limit = offset or 0, limit or 65_536
         if offset < 0 or not 1 <= limit <= 1_048_576:
             raise InvalidInput(PROVIDER, "offset must be >= 0 and limit 1 to 1048576 bytes")
+        return await self.read_output(session_id, stream or "stdout", offset, limit)
+
+    async def read_output(self, session_id: str, stream: str, offset: int, limit: int) -> SessionOutput:
+        """Up to `limit` bytes of a session's output from `offset` (the resource reads large pages)."""
+        row = await self.sessions.get_row(session_id)
+        path = self.sessions.output_path(row.id, stream)
         size = path.stat().st_size if path.exists() else 0
-        with path.open("rb") as f:
-            f.seek(offset)
-            chunk = f.read(limit)
+        chunk = b""
+        if size:
+            with path.open("rb") as f:
+                f.seek(offset)
+                chunk = f.read(limit)
         end = offset + len(chunk)
         return SessionOutput(
             session_id=row.id,
-            stream=stream or "stdout",
+            stream=stream,
             offset=offset,
             size=size,
             text=chunk.decode("utf-8", "replace"),

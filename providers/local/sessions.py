@@ -14,11 +14,11 @@ import anyio
 from anyio.abc import Process, TaskGroup
 
 from providers.errors import InvalidInput, NotFound
-from providers.local.processes import child_env, group_alive, spawn_group, terminate_group
+from providers.local.processes import child_env, group_alive, group_members, spawn_group, terminate_group
 from providers.local.store import SessionRow, Store
 
 PROVIDER = "local"
-TERMINAL_STATES = ("completed", "failed", "timed_out", "stopped", "lost")
+TERMINAL_STATES = ("completed", "failed", "timed_out", "stopped", "lost", "detached")
 STATES = ("running", *TERMINAL_STATES)
 
 Progress = Callable[[float, float | None, str], Awaitable[None]]
@@ -77,6 +77,7 @@ class SessionManager:
         emit: EmitEvent,
         output_cap: int,
         max_timeout_s: float,
+        keep_on_exit: bool = False,
     ) -> None:
         self._store = store
         self._dir = data_dir / "sessions"
@@ -84,6 +85,7 @@ class SessionManager:
         self._emit = emit
         self.output_cap = output_cap
         self.max_timeout_s = max_timeout_s
+        self.keep_on_exit = keep_on_exit
         self._live: dict[str, LiveSession] = {}
 
     # --- start and supervise ----------------------------------------------------------------------
@@ -146,28 +148,39 @@ class SessionManager:
         return live
 
     async def _supervise(self, live: LiveSession) -> None:
-        timed_out = False
-        with anyio.move_on_after(live.row.timeout_s or self.max_timeout_s) as scope:
-            await live.process.wait()
-        if scope.cancelled_caught:
-            timed_out = True
-        # Shielded: the record must be written even while the server is shutting down.
-        with anyio.CancelScope(shield=True):
-            # Ends the run on timeout/stop, and on a normal exit reaps what it left in its group.
+        timed_out = server_stopping = False
+        try:
+            with anyio.move_on_after(live.row.timeout_s or self.max_timeout_s) as scope:
+                await live.process.wait()
+            timed_out = scope.cancelled_caught
+        except anyio.get_cancelled_exc_class():
+            server_stopping = True  # the runtime's task group is being torn down
+            raise
+        finally:
+            # Shielded: the record must be written, and `done` set, even while the server shuts down.
+            with anyio.CancelScope(shield=True):
+                await self._finish(live, timed_out=timed_out, server_stopping=server_stopping)
+
+    async def _finish(self, live: LiveSession, *, timed_out: bool, server_stopping: bool) -> None:
+        if server_stopping and self.keep_on_exit:
+            state, message = "detached", "left running when the server stopped (local.keep_processes_on_exit)"
+        else:
+            # Ends the run on timeout/stop/shutdown; after a normal exit, reaps what it left in its group.
             await terminate_group(live.process.pid, live.process)
-            code = live.process.returncode
             if timed_out:
                 state, message = "timed_out", f"ended after timeout_s={live.row.timeout_s:g}"
             elif live.stop_requested:
                 state, message = "stopped", "stopped on request"
+            elif server_stopping:
+                state, message = "stopped", "stopped because the server shut down"
             else:
-                state, message = ("completed" if code == 0 else "failed"), None
-            live.row.state, live.row.exit_code, live.row.ended_at = state, code, time.time()
-            live.row.message = message
-            await self._store.finish_session(live.id, state, code, live.row.ended_at, message)
-            self._live.pop(live.id, None)
-            live.done.set()
-            await self._emit(f"session.{state}", {"session_id": live.id, "exit_code": code})
+                state, message = ("completed" if live.process.returncode == 0 else "failed"), None
+        code = live.process.returncode
+        live.row.state, live.row.exit_code, live.row.ended_at, live.row.message = state, code, time.time(), message
+        await self._store.finish_session(live.id, state, code, live.row.ended_at, message)
+        self._live.pop(live.id, None)
+        live.done.set()
+        await self._emit(f"session.{state}", {"session_id": live.id, "exit_code": code})
 
     async def wait(self, live: LiveSession, progress: Progress | None = None, tick_s: float = 1.0) -> None:
         """Wait for the session to end. Cancelling this only stops the waiting, never the session."""
@@ -229,11 +242,21 @@ class SessionManager:
         for row in await self._store.running_sessions():
             if row.owner_pid == os.getpid() or _process_exists(row.owner_pid):
                 continue
-            await self._store.finish_session(
-                row.id, "lost", None, time.time(), "the server that ran it stopped before it finished"
-            )
+            message = "the server that ran it stopped before it finished"
+            if row.pid and _started_by(row):
+                await terminate_group(row.pid)
+                message += "; its leftover processes were stopped at restart"
+            await self._store.finish_session(row.id, "lost", None, time.time(), message)
             lost += 1
         return lost
+
+
+def _started_by(row: SessionRow) -> bool:
+    """Is this session's process group still there? Its members must have started at or after the
+    session did: an older process holding a reused pid belongs to someone else and is left alone."""
+    assert row.pid is not None
+    members = group_members(row.pid)
+    return bool(members) and min(members.values()) >= row.started_at - 1.0
 
 
 def _process_exists(pid: int) -> bool:

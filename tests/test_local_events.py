@@ -1,0 +1,125 @@
+"""Local events: the ComputeSDK shape in SQLite, concurrent writers, lifecycle events, subscriptions."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import anyio
+import pytest
+from mcp.types import ResourceUpdatedNotification
+
+from tests.conftest import connect, error_text, structured
+
+
+@pytest.fixture(autouse=True)
+def events_toolset(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RUNTIMES_MCP_TOOLSETS", "events")
+
+
+async def test_store_event_returns_the_computesdk_shape_and_get_events_filters() -> None:
+    before = int(time.time() * 1000)
+    async with connect() as client:
+        stored = structured(
+            await client.call_tool("storeEvent", {"type": "build.done", "data": {"ok": True}, "sandbox_id": "ci"})
+        )
+        await client.call_tool("storeEvent", {"type": "build.started", "data": {}, "sandbox_id": "ci"})
+        await client.call_tool("storeEvent", {"type": "build.done", "data": {"ok": False}, "sandbox_id": "other"})
+        done = structured(await client.call_tool("getEvents", {"sandbox_id": "ci", "type": "build.done"}))
+        everything = structured(await client.call_tool("getEvents", {"sandbox_id": "ci"}))
+        later = structured(await client.call_tool("getEvents", {"sandbox_id": "ci", "since": 4_102_444_800_000}))
+        bad_limit = error_text(await client.call_tool("getEvents", {"limit": 5000}))
+        empty_type = error_text(await client.call_tool("storeEvent", {"type": " ", "data": {}}))
+    assert set(stored) == {"provider", "event_id", "sandbox_id", "type", "timestamp"}
+    assert stored["sandbox_id"] == "ci" and stored["type"] == "build.done" and stored["timestamp"] >= before
+    assert done["count"] == 1 and done["events"][0]["data"] == {"ok": True}
+    assert done["events"][0]["id"] == stored["event_id"]
+    assert [e["type"] for e in everything["events"]] == ["build.done", "build.started"]
+    assert later["count"] == 0
+    assert "less than or equal to 1000" in bad_limit
+    assert "type is empty" in empty_type
+
+
+async def test_default_sandbox_is_local() -> None:
+    async with connect() as client:
+        stored = structured(await client.call_tool("storeEvent", {"type": "note", "data": {"n": 1}}))
+        notes = structured(await client.call_tool("getEvents", {"type": "note"}))
+    assert stored["sandbox_id"] == "local" and notes["sandbox_id"] == "local" and notes["count"] == 1
+
+
+async def test_a_thousand_concurrent_store_event_calls_all_land() -> None:
+    async with connect() as client:
+
+        async def store(i: int) -> None:
+            structured(await client.call_tool("storeEvent", {"type": "bulk", "data": {"i": i}, "sandbox_id": "load"}))
+
+        async with anyio.create_task_group() as tg:
+            for i in range(1000):
+                tg.start_soon(store, i)
+        landed = structured(await client.call_tool("getEvents", {"sandbox_id": "load", "limit": 1000}))
+    assert landed["count"] == 1000
+    assert sorted(e["data"]["i"] for e in landed["events"]) == list(range(1000))
+    assert len({e["id"] for e in landed["events"]}) == 1000
+
+
+async def test_events_and_sessions_survive_a_restart() -> None:
+    async with connect() as client:
+        stored = structured(await client.call_tool("storeEvent", {"type": "kept", "data": {"v": 1}}))
+        run = structured(await client.call_tool("execRun", {"command": "echo persisted"}))
+    async with connect() as client:
+        kept = structured(await client.call_tool("getEvents", {"type": "kept"}))
+        sessions = structured(await client.call_tool("listSessions", {}))
+    assert [e["id"] for e in kept["events"]] == [stored["event_id"]]
+    assert sessions["sessions"][0]["id"] == run["session_id"]
+    assert sessions["sessions"][0]["status"] == "completed"
+
+
+async def test_the_runtime_records_session_lifecycle_events() -> None:
+    async with connect() as client:
+        ok = structured(await client.call_tool("execRun", {"command": "true"}))
+        bad = structured(await client.call_tool("execRun", {"command": "false"}))
+        events = structured(await client.call_tool("getEvents", {"sandbox_id": "local"}))
+    by_type: dict[str, list[str]] = {}
+    for event in events["events"]:
+        by_type.setdefault(event["type"], []).append(event["data"]["session_id"])
+    assert by_type["session.started"] == [ok["session_id"], bad["session_id"]]
+    assert by_type["session.completed"] == [ok["session_id"]]
+    assert by_type["session.failed"] == [bad["session_id"]]
+
+
+async def test_events_resource_reads_recent_events() -> None:
+    async with connect() as client:
+        await client.call_tool("storeEvent", {"type": "seen", "data": {}, "sandbox_id": "res"})
+        read = await client.read_resource("events://res")
+    body = json.loads(read.contents[0].text)  # type: ignore[union-attr]
+    assert body["sandbox_id"] == "res" and [e["type"] for e in body["events"]] == ["seen"]
+
+
+@pytest.mark.filterwarnings("ignore:resources/(un)?subscribe is removed")
+async def test_legacy_subscribers_are_told_when_an_event_arrives() -> None:
+    updates: list[str] = []
+
+    async def on_message(message: Any) -> None:
+        if isinstance(message, ResourceUpdatedNotification):
+            updates.append(str(message.params.uri))
+
+    async with connect(mode="legacy", message_handler=on_message) as client:
+        await client.subscribe_resource("events://watched")
+        await client.call_tool("storeEvent", {"type": "x", "data": {}, "sandbox_id": "watched"})
+        await client.call_tool("storeEvent", {"type": "x", "data": {}, "sandbox_id": "unwatched"})
+        with anyio.fail_after(3):
+            while not updates:
+                await anyio.sleep(0.02)
+        await client.unsubscribe_resource("events://watched")
+        await client.call_tool("storeEvent", {"type": "x", "data": {}, "sandbox_id": "watched"})
+        await anyio.sleep(0.2)
+    assert updates == ["events://watched"]
+
+
+async def test_listen_subscribers_are_told_when_an_event_arrives() -> None:
+    async with connect() as client, client.listen(resource_subscriptions=["events://live"]) as subscription:
+        await client.call_tool("storeEvent", {"type": "x", "data": {}, "sandbox_id": "live"})
+        with anyio.fail_after(3):
+            event = await subscription.__aiter__().__anext__()
+    assert getattr(event, "uri", None) == "events://live"

@@ -1,0 +1,199 @@
+"""Local routines (config-defined commands, idempotent by key) and launchers (kept running, then stopped)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from server.config import load_settings
+from tests.conftest import connect, error_text, processes_matching, structured
+from tests.test_local_sessions import marker, wait_until_gone
+
+ECHO_ROUTINE = 'echo ran >> "$COUNTER"; cat; printf "|%s|%s|%s" "$ROUTINE_MESSAGE" "$ROUTINE_NAME" "$ROUTINE_METADATA"'
+
+
+@pytest.fixture
+def routines_config(config_file: Any, tmp_path: Path) -> Path:
+    counter = tmp_path / "runs.log"
+    path: Path = config_file(
+        f"""
+        toolsets = ["routines", "launchers"]
+
+        [local.routines.echo]
+        command = '{ECHO_ROUTINE}'
+        description = "echo the message back"
+        env = {{ COUNTER = "{counter}" }}
+
+        [local.routines.slow]
+        command = 'echo ran >> "$COUNTER"; sleep 1; echo slow-done'
+        env = {{ COUNTER = "{counter}" }}
+
+        [local.routines.flaky]
+        command = 'echo ran >> "$COUNTER"; echo "it broke" >&2; exit 3'
+        env = {{ COUNTER = "{counter}" }}
+        """
+    )
+    return path
+
+
+def runs_logged(tmp_path: Path) -> int:
+    log = tmp_path / "runs.log"
+    return len(log.read_text().splitlines()) if log.exists() else 0
+
+
+async def test_routine_gets_its_message_on_stdin_and_in_the_environment(routines_config: Path) -> None:
+    async with connect(load_settings(routines_config)) as client:
+        run = structured(
+            await client.call_tool(
+                "invokeRoutine", {"routine": "echo", "message": "hello there", "metadata": {"ticket": 7}}
+            )
+        )
+    assert run["status"] == "completed" and run["exit_code"] == 0
+    assert run["output"] == 'hello there|hello there|echo|{"ticket": 7}'
+    assert run["run_id"].startswith("run_") and run["session_id"].startswith("ses_")
+    assert run["deduplicated"] is False
+
+
+async def test_same_idempotency_key_returns_the_same_run_without_running_twice(
+    routines_config: Path, tmp_path: Path
+) -> None:
+    async with connect(load_settings(routines_config)) as client:
+        first = structured(
+            await client.call_tool("invokeRoutine", {"routine": "echo", "message": "once", "idempotency_key": "job-1"})
+        )
+        again = structured(
+            await client.call_tool(
+                "invokeRoutine", {"routine": "echo", "message": "twice?", "idempotency_key": "job-1"}
+            )
+        )
+        other = structured(
+            await client.call_tool(
+                "invokeRoutine", {"routine": "echo", "message": "new key", "idempotency_key": "job-2"}
+            )
+        )
+        fetched = structured(await client.call_tool("getRoutineRun", {"run_id": first["run_id"]}))
+    assert again["run_id"] == first["run_id"] and again["deduplicated"] is True
+    assert again["output"] == first["output"]
+    assert other["run_id"] != first["run_id"]
+    assert fetched["run_id"] == first["run_id"] and fetched["status"] == "completed"
+    assert runs_logged(tmp_path) == 2
+
+
+async def test_concurrent_invocations_with_one_key_run_once(routines_config: Path, tmp_path: Path) -> None:
+    results: list[dict[str, Any]] = []
+    async with connect(load_settings(routines_config)) as client:
+
+        async def invoke() -> None:
+            results.append(
+                structured(
+                    await client.call_tool(
+                        "invokeRoutine", {"routine": "slow", "message": "m", "idempotency_key": "same"}
+                    )
+                )
+            )
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(8):
+                tg.start_soon(invoke)
+    assert len({r["run_id"] for r in results}) == 1
+    assert sum(not r["deduplicated"] for r in results) == 1
+    assert runs_logged(tmp_path) == 1
+
+
+async def test_failed_routine_reports_why_and_a_retry_with_its_key_runs_again(
+    routines_config: Path, tmp_path: Path
+) -> None:
+    async with connect(load_settings(routines_config)) as client:
+        failed = structured(
+            await client.call_tool("invokeRoutine", {"routine": "flaky", "message": "x", "idempotency_key": "retry-me"})
+        )
+        retried = structured(
+            await client.call_tool("invokeRoutine", {"routine": "flaky", "message": "x", "idempotency_key": "retry-me"})
+        )
+    assert failed["status"] == "failed" and failed["exit_code"] == 3 and "it broke" in failed["message"]
+    assert retried["run_id"] != failed["run_id"] and retried["deduplicated"] is False
+    assert runs_logged(tmp_path) == 2
+
+
+async def test_unknown_routine_names_the_configured_ones(routines_config: Path) -> None:
+    async with connect(load_settings(routines_config)) as client:
+        text = error_text(await client.call_tool("invokeRoutine", {"routine": "nope", "message": "x"}))
+        listed = structured(await client.call_tool("listRoutines", {}))
+    assert "no local routine 'nope'" in text and "echo, flaky, slow" in text and "[local.routines.NAME]" in text
+    assert [r["name"] for r in listed["items"]] == ["echo", "flaky", "slow"]
+
+
+@pytest.fixture
+def launchers_config(config_file: Any) -> tuple[Path, str]:
+    mark = marker()
+    path: Path = config_file(
+        f"""
+        toolsets = ["launchers"]
+
+        [local.launchers.web]
+        command = "sleep {mark}"
+        description = "stays up"
+
+        [local.launchers.crashy]
+        command = "exit 3"
+
+        [local.launchers.worker]
+        command = "sleep {mark}"
+        """
+    )
+    return path, mark
+
+
+async def test_launchers_start_with_the_server_and_stop_with_it(launchers_config: tuple[Path, str]) -> None:
+    path, mark = launchers_config
+    async with connect(load_settings(path)) as client:
+        await anyio.sleep(0.3)
+        listed = structured(await client.call_tool("getLaunchers", {}))
+        by_id = {item["id"]: item for item in listed["launchers"]}
+        assert listed["total"] == 3 and listed["offset"] == 0 and listed["limit"] == 20
+        web = by_id["web"]
+        assert web["state"] == "active" and web["description"] == "stays up"
+        assert [r["type"] for r in web["running"]] == ["spawned"]
+        pid = int(web["running"][0]["id"].removeprefix("pid-"))
+        assert pid in processes_matching(mark)
+        assert len(processes_matching(mark)) >= 2  # one per launcher (plus its shell, if sh does not exec)
+    assert await wait_until_gone(mark) == []
+
+
+async def test_a_launcher_that_exits_is_recreated_with_backoff(launchers_config: tuple[Path, str]) -> None:
+    path, _ = launchers_config
+    async with connect(load_settings(path)) as client:
+        deadline = time.monotonic() + 5
+        crashy: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            crashy = structured(await client.call_tool("getLauncher", {"launcher_id": "crashy"}))
+            if crashy["raw"]["restarts"] >= 2:
+                break
+            await anyio.sleep(0.1)
+        events = structured(await client.call_tool("getLaunchers", {"ids": ["crashy"]}))
+    assert crashy["raw"]["restarts"] >= 2 and crashy["raw"]["last_exit_code"] == 3
+    assert crashy["state"] in ("recreating", "active")
+    if crashy["state"] == "recreating":
+        assert crashy["previous"] == "exit"
+    assert events["total"] == 1
+
+
+async def test_get_launchers_pages_filters_and_sorts(launchers_config: tuple[Path, str]) -> None:
+    path, _ = launchers_config
+    async with connect(load_settings(path)) as client:
+        by_name = structured(await client.call_tool("getLaunchers", {"sort": "name", "sort_direction": "desc"}))
+        page = structured(await client.call_tool("getLaunchers", {"sort": "name", "offset": 1, "limit": 1}))
+        search = structured(await client.call_tool("getLaunchers", {"search_name": "WE"}))
+        ids = structured(await client.call_tool("getLaunchers", {"ids": ["worker", "ghost"]}))
+        bad_sort = error_text(await client.call_tool("getLaunchers", {"sort": "colour"}))
+        missing = error_text(await client.call_tool("getLauncher", {"launcher_id": "ghost"}))
+    assert [x["name"] for x in by_name["launchers"]] == ["worker", "web", "crashy"]
+    assert [x["name"] for x in page["launchers"]] == ["web"] and page["total"] == 3
+    assert [x["name"] for x in search["launchers"]] == ["web"]
+    assert [x["name"] for x in ids["launchers"]] == ["worker"] and ids["total"] == 1
+    assert "sort must be one of createdAt, name, id" in bad_sort
+    assert "no local launcher 'ghost'" in missing

@@ -1,0 +1,212 @@
+"""Local sessions with real processes: output, environment, background runs, stop, timeout, paging."""
+
+from __future__ import annotations
+
+import random
+import time
+from typing import Any
+
+import anyio
+import pytest
+
+from server.config import load_settings
+from tests.conftest import connect, error_text, processes_matching, structured
+
+
+def marker() -> str:
+    """A sleep duration no other process on the machine uses, to find ours in /proc."""
+    return str(random.randint(700_000, 999_999))
+
+
+async def wait_until_gone(mark: str, within_s: float = 5.0) -> list[int]:
+    deadline = time.monotonic() + within_s
+    while processes_matching(mark) and time.monotonic() < deadline:
+        await anyio.sleep(0.05)
+    return processes_matching(mark)
+
+
+async def test_exec_returns_output_exit_code_and_duration() -> None:
+    async with connect() as client:
+        ok = structured(await client.call_tool("execRun", {"command": "echo out; echo err >&2"}))
+        failed = structured(await client.call_tool("execRun", {"command": "echo broken >&2; exit 7"}))
+    assert (ok["state"], ok["exit_code"], ok["stdout"], ok["stderr"]) == ("completed", 0, "out\n", "err\n")
+    assert ok["duration_ms"] is not None and ok["duration_ms"] >= 0
+    assert ok["session_id"].startswith("ses_") and ok["truncated"] is False
+    assert (failed["state"], failed["exit_code"], failed["stderr"]) == ("failed", 7, "broken\n")
+
+
+async def test_cwd_env_and_stdin_reach_the_command(tmp_path: Any) -> None:
+    async with connect() as client:
+        result = structured(
+            await client.call_tool(
+                "execRun",
+                {
+                    "command": 'pwd; echo "$GREETING"; cat',
+                    "cwd": str(tmp_path),
+                    "env": {"GREETING": "hi"},
+                    "stdin": "from stdin",
+                },
+            )
+        )
+        default_cwd = structured(await client.call_tool("execRun", {"command": "pwd"}))
+    assert result["stdout"] == f"{tmp_path}\nhi\nfrom stdin"
+    data_dir = str(load_settings().data_dir)
+    assert default_cwd["stdout"].startswith(data_dir) and default_cwd["stdout"].strip().endswith("/work")
+
+
+async def test_child_environment_holds_no_server_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SPRITES_TOKEN", "secret-marker-sprites")
+    monkeypatch.setenv("ARCHASTRO_API_KEY", "secret-marker-archastro")
+    monkeypatch.setenv("RUNTIMES_MCP_TOOLSETS", "events")
+    monkeypatch.setenv("SOME_UNRELATED_SERVER_VAR", "unrelated-marker")
+    async with connect() as client:
+        result = structured(await client.call_tool("execRun", {"command": "env", "env": {"MINE": "yes"}}))
+    env = dict(line.split("=", 1) for line in result["stdout"].splitlines())
+    assert set(env) - {"PWD"} == {"PATH", "HOME", "LANG", "TMPDIR", "MINE"}  # sh sets PWD itself
+    assert "secret-marker" not in result["stdout"] and "unrelated-marker" not in result["stdout"]
+    assert "RUNTIMES_MCP" not in result["stdout"]
+
+
+async def test_background_run_is_listed_and_stop_ends_its_grandchildren() -> None:
+    mark = marker()
+    async with connect() as client:
+        started = time.monotonic()
+        run = structured(
+            await client.call_tool(
+                "execRun", {"command": f"sleep {mark} & sleep {mark}", "wait": False, "timeout_s": 120}
+            )
+        )
+        assert time.monotonic() - started < 2
+        assert run["state"] == "running" and run["exit_code"] is None
+        await anyio.sleep(0.2)
+        assert len(processes_matching(mark)) == 3  # the shell, its child and its background grandchild
+        running = structured(await client.call_tool("listSessions", {"status": "running"}))
+        assert [s["id"] for s in running["sessions"]] == [run["session_id"]]
+        assert running["sessions"][0]["command"] == f"sleep {mark} & sleep {mark}"
+
+        stop = structured(await client.call_tool("stopSession", {"session_id": run["session_id"]}))
+        assert stop["stopped"] is True and stop["state"] == "stopped"
+        assert await wait_until_gone(mark) == []
+        again = structured(await client.call_tool("stopSession", {"session_id": run["session_id"]}))
+        assert again["stopped"] is False and "already ended (stopped)" in again["message"]
+        listed = structured(await client.call_tool("listSessions", {}))
+        assert listed["sessions"][0]["status"] == "stopped"
+        missing = error_text(await client.call_tool("stopSession", {"session_id": "ses_nope"}))
+    assert "no local session 'ses_nope'" in missing and "listSessions" in missing
+
+
+async def test_timeout_ends_the_whole_group_and_reports_timed_out() -> None:
+    mark = marker()
+    async with connect() as client:
+        result = structured(
+            await client.call_tool("execRun", {"command": f"sleep {mark} & sleep {mark}", "timeout_s": 0.5})
+        )
+    assert result["state"] == "timed_out"
+    assert result["exit_code"] is not None and result["exit_code"] < 0
+    assert 400 <= result["duration_ms"] < 3000
+    assert "timeout_s=0.5" in result["message"]
+    assert await wait_until_gone(mark, 1.0) == []
+
+
+async def test_a_command_that_exits_leaves_nothing_running_in_its_group() -> None:
+    mark = marker()
+    async with connect() as client:
+        result = structured(await client.call_tool("execRun", {"command": f"(sleep {mark} &) ; echo done"}))
+    assert result["stdout"] == "done\n"
+    assert await wait_until_gone(mark, 3.0) == []
+
+
+async def test_large_output_is_capped_to_head_and_tail_and_stays_readable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RUNTIMES_MCP_TOOLSETS", "sessions")
+    command = "printf START; head -c 200000 /dev/zero | tr '\\0' a; printf END"
+    async with connect() as client:
+        result = structured(await client.call_tool("execRun", {"command": command}))
+        assert result["truncated"] is True and result["stdout_bytes"] == 200_008
+        assert result["stdout"].startswith("START") and result["stdout"].endswith("END")
+        assert "bytes omitted" in result["stdout"] and len(result["stdout"]) < 17_000
+        assert f"local://sessions/{result['session_id']}/stdout" in result["message"]
+
+        full = await client.read_resource(f"local://sessions/{result['session_id']}/stdout")
+        assert len(full.contents[0].text) == 200_008  # type: ignore[union-attr]
+
+        page = structured(
+            await client.call_tool(
+                "getSessionOutput", {"session_id": result["session_id"], "offset": 199_000, "limit": 5000}
+            )
+        )
+        assert page["text"].endswith("END") and page["next_offset"] is None and page["size"] == 200_008
+        first = structured(
+            await client.call_tool("getSessionOutput", {"session_id": result["session_id"], "limit": 10})
+        )
+        assert first["text"] == "STARTaaaaa" and first["next_offset"] == 10
+
+        detail = structured(await client.call_tool("getSession", {"session_id": result["session_id"]}))
+        assert detail["state"] == "completed" and detail["stdout_bytes"] == 200_008
+
+
+async def test_progress_is_reported_while_waiting() -> None:
+    seen: list[tuple[float, float | None, str | None]] = []
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        seen.append((progress, total, message))
+
+    async with connect() as client:
+        result = await client.call_tool(
+            "execRun", {"command": "sleep 2.5; echo ok", "timeout_s": 30}, progress_callback=on_progress
+        )
+    assert structured(result)["stdout"] == "ok\n"
+    assert len(seen) >= 2
+    assert all(total == 30 for _, total, _ in seen)
+    assert seen[-1][0] > seen[0][0] and "running" in (seen[0][2] or "")
+
+
+async def test_cancelling_a_waiting_call_leaves_the_session_running() -> None:
+    mark = marker()
+    async with connect() as client:
+        with anyio.move_on_after(1.0):
+            await client.call_tool("execRun", {"command": f"sleep {mark}", "timeout_s": 60})
+            pytest.fail("the call should still be waiting")
+        await anyio.sleep(0.3)
+        running = structured(await client.call_tool("listSessions", {"status": "running"}))
+        assert len(running["sessions"]) == 1 and processes_matching(mark)
+        stop = structured(await client.call_tool("stopSession", {"session_id": running["sessions"][0]["id"]}))
+        assert stop["stopped"] is True
+    assert await wait_until_gone(mark) == []
+
+
+async def test_list_sessions_filters_pages_and_checks_arguments() -> None:
+    async with connect() as client:
+        for code in (0, 1, 0, 2):
+            await client.call_tool("execRun", {"command": f"exit {code}"})
+        first = structured(await client.call_tool("listSessions", {"limit": 3}))
+        assert first["count"] == 3 and first["next_cursor"]
+        rest = structured(await client.call_tool("listSessions", {"limit": 3, "cursor": first["next_cursor"]}))
+        assert rest["count"] == 1 and rest["next_cursor"] is None
+        assert [s["status"] for s in first["sessions"] + rest["sessions"]] == [
+            "failed",
+            "completed",
+            "failed",
+            "completed",
+        ]
+        failed = structured(await client.call_tool("listSessions", {"status": "failed"}))
+        assert failed["count"] == 2 and {s["raw"]["exit_code"] for s in failed["sessions"]} == {1, 2}
+        both = structured(await client.call_tool("listSessions", {"status": "failed,completed"}))
+        assert both["count"] == 4
+        bad_status = error_text(await client.call_tool("listSessions", {"status": "sleeping"}))
+        bad_cursor = error_text(await client.call_tool("listSessions", {"cursor": "zzz"}))
+    assert "unknown status sleeping" in bad_status and "running" in bad_status
+    assert "not one this server returned" in bad_cursor
+
+
+async def test_bad_exec_arguments_are_clear_errors(tmp_path: Any) -> None:
+    async with connect() as client:
+        cap = error_text(await client.call_tool("execRun", {"command": "true", "timeout_s": 99_999}))
+        cwd = error_text(await client.call_tool("execRun", {"command": "true", "cwd": str(tmp_path / "absent")}))
+        env = error_text(await client.call_tool("execRun", {"command": "true", "env": {"N": 1}}))
+        empty = error_text(await client.call_tool("execRun", {"command": "  "}))
+    assert "local.max_timeout_s" in cap and "3600" in cap
+    assert "is not an existing directory" in cwd
+    assert "env values must be strings" in env and "N" in env
+    assert "command is empty" in empty
+    for text in (cap, cwd, env, empty):
+        assert "Traceback" not in text and text.startswith("Error executing tool execRun: local:")
