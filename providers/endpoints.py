@@ -74,8 +74,10 @@ SPRITES_KILL_EXEC = Endpoint(
     (
         SPRITE,
         _path("id", "Exec session id.", "integer"),
-        _query("signal", "string", "Signal to send.", "SIGTERM"),
-        _query("timeout", "duration", "How long to wait for exit.", "10s"),
+        # The official Python SDK sends these as a JSON body; we send one only when a signal is chosen,
+        # so the provider's own defaults apply otherwise.
+        _body("signal", "string", "Signal to send.", default="SIGTERM"),
+        _body("timeout", "integer", "Seconds to wait before a forced kill.", default=10),
     ),
 )
 

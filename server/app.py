@@ -73,12 +73,37 @@ def create_server(settings: Settings, state: AppState | None = None) -> MCPServe
         tools=[*build.tools_for(offers), docs_tool()],
     )
     register_docs_resources(server)
+    if settings.computesdk_access_token is not None:
+        _register_live_events(server)
     _register_local_resources(server)
     return server
 
 
 def _state(ctx: Context[AppState, Any]) -> AppState:
     return ctx.request_context.lifespan_context
+
+
+def _register_live_events(server: MCPServer[AppState]) -> None:
+    @server.resource(
+        "events://computesdk/{sandbox_id}",
+        name="computesdk-events",
+        title="Live events of a ComputeSDK sandbox",
+        description="Events received over ComputeSDK pub/sub since the first read; subscribe for updates.",
+        mime_type="application/json",
+    )
+    async def live_events(sandbox_id: str, ctx: Context[AppState, Any]) -> str:
+        try:
+            stream = await _state(ctx).live_events(sandbox_id)
+        except ProviderError as exc:
+            raise ResourceError(str(exc)) from None
+        return json.dumps(
+            {
+                "sandbox_id": sandbox_id,
+                "state": stream.state,
+                "last_error": stream.last_error,
+                "events": [event.model_dump(mode="json") for event in stream.recent],
+            }
+        )
 
 
 def _register_local_resources(server: MCPServer[AppState]) -> None:
@@ -120,7 +145,3 @@ def _register_local_resources(server: MCPServer[AppState]) -> None:
     lowlevel = server._lowlevel_server  # MCPServer 2.3 has no public hook for these two methods
     lowlevel.add_request_handler("resources/subscribe", SubscribeRequestParams, subscribe)
     lowlevel.add_request_handler("resources/unsubscribe", UnsubscribeRequestParams, unsubscribe)
-
-
-def dump(value: Any) -> str:
-    return json.dumps(value, indent=2, ensure_ascii=False)

@@ -6,6 +6,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio
+from anyio.abc import TaskGroup
+
 from providers.catalog import PROVIDERS, load_factory
 from providers.errors import NotConfigured
 from providers.local.runtime import LocalRuntime
@@ -61,23 +64,40 @@ def client_arguments(name: str, settings: Settings) -> dict[str, Any]:
 class AppState:
     """Open once per server process; tools reach providers through `provider(name)`."""
 
-    def __init__(self, settings: Settings, local: LocalRuntime) -> None:
+    def __init__(self, settings: Settings, local: LocalRuntime, task_group: TaskGroup) -> None:
         self.settings = settings
         self.local = local
         self.watchers = ResourceWatchers()
         self._clients: dict[str, Any] = {}
+        self._tg = task_group
+        self._live_events: Any = None  # providers.computesdk.EventStreams, made on first use
         local.add_event_listener(lambda sandbox_id: self.watchers.changed(f"events://{sandbox_id}"))
 
     @classmethod
     @asynccontextmanager
     async def open(cls, settings: Settings) -> AsyncIterator[AppState]:
-        async with LocalRuntime.open(settings.local, settings.data_dir) as local:
-            state = cls(settings, local)
+        async with LocalRuntime.open(settings.local, settings.data_dir) as local, anyio.create_task_group() as tg:
+            state = cls(settings, local, tg)
             try:
                 yield state
             finally:
-                for client in state._clients.values():
-                    await client.aclose()
+                if state._live_events is not None:
+                    state._live_events.stop()
+                tg.cancel_scope.cancel()
+                with anyio.CancelScope(shield=True):
+                    for client in state._clients.values():
+                        await client.aclose()
+
+    async def live_events(self, sandbox_id: str) -> Any:
+        """The ComputeSDK pub/sub stream of a sandbox, started on first use and kept while the server runs."""
+        if self._live_events is None:
+            from providers.computesdk import EventStreams
+
+            async def changed(sandbox: str) -> None:
+                await self.watchers.changed(f"events://computesdk/{sandbox}")
+
+            self._live_events = EventStreams(await self.provider("computesdk"), self._tg, changed)
+        return self._live_events.follow(sandbox_id)
 
     async def provider(self, name: str) -> Any:
         if name == "local":

@@ -30,7 +30,7 @@ CREDENTIAL_ENV = (
 def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
     """No test sees the developer's real settings; each gets its own data directory."""
     for name in list(os.environ):
-        if name.startswith("RUNTIMES_MCP_") or name in CREDENTIAL_ENV or name.endswith("_BASE_URL"):
+        if name.startswith(("RUNTIMES_MCP_", "COMPUTESDK_")) or name in CREDENTIAL_ENV or name.endswith("_BASE_URL"):
             monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("RUNTIMES_MCP_DATA_DIR", str(tmp_path / "data"))
     yield

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Annotated, Any, Protocol, cast
@@ -18,6 +19,7 @@ from providers.errors import ProviderError
 from tools.spec import ToolSpec
 
 LOCAL = "local"
+logger = logging.getLogger(__name__)
 
 
 class ProviderSource(Protocol):
@@ -124,6 +126,16 @@ def _parameters(offer: Offer) -> list[inspect.Parameter]:
     return params
 
 
+_PROGRESS_AWARE: dict[tuple[type, str], bool] = {}
+
+
+def _accepts_progress(cls: type, capability: str) -> bool:
+    key = (cls, capability)
+    if key not in _PROGRESS_AWARE:
+        _PROGRESS_AWARE[key] = "progress" in inspect.signature(getattr(cls, capability)).parameters
+    return _PROGRESS_AWARE[key]
+
+
 def make_handler(offer: Offer) -> Any:
     spec = offer.spec
 
@@ -136,11 +148,19 @@ def make_handler(offer: Offer) -> Any:
         try:
             client = await source.provider(provider)
             method = getattr(client, spec.capability)
-            if spec.progress:
+            if spec.progress and _accepts_progress(type(client), spec.capability):
                 arguments["progress"] = ctx.report_progress
             return await method(**arguments)
         except ProviderError as exc:
             raise ToolError(str(exc)) from None
+        except ToolError:
+            raise
+        except Exception as exc:
+            logger.exception("%s with provider %s failed unexpectedly", spec.name, provider)
+            raise ToolError(
+                f"{spec.name} with provider '{provider}' failed inside the server ({type(exc).__name__}). "
+                "This is a bug in runtimes-mcp, not in your call; retrying will not help."
+            ) from None
 
     handler.__name__ = spec.name
     handler.__signature__ = inspect.Signature(_parameters(offer), return_annotation=spec.output)  # type: ignore[attr-defined]

@@ -1,0 +1,196 @@
+"""ArchAstro: invoke agent routines, follow their runs, list and cancel agent sessions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from providers import endpoints as e
+from providers.errors import Conflict, ProviderError
+from providers.http import DEFAULT_TIMEOUT_S, HttpProvider, compact
+from providers.models import ExecResult, ProviderRecord, RecordList, RoutineRun, SessionList, SessionSummary, StopResult
+
+TERMINAL = ("completed", "failed", "cancelled")
+
+
+class ArchAstroClient(HttpProvider):
+    name = "archastro"
+    credential_env = "ARCHASTRO_API_KEY"
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        api_key: str,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        super().__init__(
+            base_url=base_url, headers={"x-archastro-api-key": api_key}, timeout_s=timeout_s, transport=transport
+        )
+
+    def error_message(self, body: Any) -> tuple[str | None, str | None]:
+        message, code = super().error_message(body)
+        error = body.get("error") if isinstance(body, dict) else None
+        fields = error.get("fields") if isinstance(error, dict) else None
+        if isinstance(fields, dict) and fields:
+            detail = "; ".join(
+                f"{k}: {', '.join(map(str, v)) if isinstance(v, list) else v}" for k, v in fields.items()
+            )
+            message = f"{message or 'invalid request'} ({detail})"
+        return message, code
+
+    # --- routines ---------------------------------------------------------------------------------
+    async def invoke_routine(
+        self,
+        routine: str,
+        message: str,
+        idempotency_key: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        session_key: str | None = None,
+        thread_id: str | None = None,
+        user: str | None = None,
+    ) -> RoutineRun:
+        body = compact(
+            message=message,
+            idempotency_key=idempotency_key,
+            metadata=metadata,
+            session_key=session_key,
+            thread_id=thread_id,
+            user=user,
+        )
+        try:
+            answer = await self.call_json(e.ARCHASTRO_INVOKE, path={"routine": routine}, body=body)
+        except Conflict as error:
+            error.hint = (
+                "A completed run already holds this idempotency_key; find it with listRoutineRuns or "
+                "getRoutineRun instead of invoking again."
+            )
+            raise
+        return _run(answer, routine)
+
+    async def get_routine_run(self, run_id: str) -> RoutineRun:
+        return _run(await self.call_json(e.ARCHASTRO_GET_RUN, path={"run": run_id}), None)
+
+    async def list_routine_runs(
+        self, routine: str, status: str | None = None, limit: int | None = None, cursor: str | None = None
+    ) -> RecordList:
+        answer = await self.call_json(
+            e.ARCHASTRO_LIST_RUNS,
+            path={"routine": routine},
+            query={"status": status, "limit": limit, "before_cursor": cursor},
+        )
+        return self._records(answer)
+
+    async def list_routines(self, agent: str | None = None, event_type: str | None = None) -> RecordList:
+        answer = await self.call_json(e.ARCHASTRO_LIST_ROUTINES, query={"agent": agent, "event_type": event_type})
+        return self._records(answer)
+
+    async def get_routine(self, routine: str) -> ProviderRecord:
+        return self._record(await self.call_json(e.ARCHASTRO_GET_ROUTINE, path={"routine": routine}))
+
+    async def list_routine_presets(self) -> RecordList:
+        return self._records(await self.call_json(e.ARCHASTRO_PRESETS))
+
+    async def activate_routine(self, routine: str) -> ProviderRecord:
+        return self._record(await self.call_json(e.ARCHASTRO_ACTIVATE, path={"routine": routine}))
+
+    async def pause_routine(self, routine: str) -> ProviderRecord:
+        return self._record(await self.call_json(e.ARCHASTRO_PAUSE, path={"routine": routine}))
+
+    # --- agent sessions ---------------------------------------------------------------------------
+    async def list_sessions(
+        self,
+        agent: str | None = None,
+        status: str | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> SessionList:
+        statuses = [s.strip() for s in status.split(",") if s.strip()] if status else None
+        answer = await self.call_json(
+            e.ARCHASTRO_LIST_SESSIONS,
+            query={"agent": agent, "status": statuses, "limit": limit, "before_cursor": cursor},
+        )
+        page = self._records(answer)
+        sessions = [
+            SessionSummary(
+                id=str(item.get("id", "")),
+                status=str(item.get("status", "unknown")),
+                started_at=item.get("created_at") or item.get("inserted_at"),
+                command=item.get("name") or item.get("instructions") or None,
+                raw=item,
+            )
+            for item in page.items
+        ]
+        return SessionList(provider=self.name, sessions=sessions, count=len(sessions), next_cursor=page.next_cursor)
+
+    async def stop_session(self, session_id: str) -> StopResult:
+        answer = await self.call_json(e.ARCHASTRO_CANCEL_SESSION, path={"agent_session": session_id})
+        status = str(answer.get("status", "cancelled")) if isinstance(answer, dict) else "cancelled"
+        stopped = status == "cancelled"
+        message = "cancelled" if stopped else f"already {status}; nothing to cancel"
+        return StopResult(
+            provider=self.name,
+            session_id=session_id,
+            stopped=stopped,
+            state=status,
+            message=message,
+            raw=answer if isinstance(answer, dict) else None,
+        )
+
+    async def get_session(self, session_id: str) -> ExecResult:
+        answer = await self.call_json(e.ARCHASTRO_GET_SESSION, path={"agent_session": session_id})
+        data = answer if isinstance(answer, dict) else {}
+        return ExecResult(
+            provider=self.name,
+            session_id=str(data.get("id", session_id)),
+            state=str(data.get("status", "unknown")),
+            response=data.get("result"),
+            raw=data or None,
+        )
+
+    async def send_session_message(
+        self, session_id: str, content: str, metadata: dict[str, Any] | None = None, role: str | None = None
+    ) -> ProviderRecord:
+        answer = await self.call_json(
+            e.ARCHASTRO_MESSAGE_SESSION,
+            path={"agent_session": session_id},
+            body=compact(content=content, metadata=metadata, role=role),
+        )
+        return self._record(answer)
+
+    async def delete_session(self, session_id: str) -> ProviderRecord:
+        try:
+            await self.send(e.ARCHASTRO_DELETE_SESSION, path={"agent_session": session_id})
+        except ProviderError as error:
+            if error.status == 422:
+                error.hint = "Only finished sessions can be deleted: cancel it with stopSession first."
+            raise
+        return ProviderRecord(provider=self.name, record={"id": session_id, "deleted": True})
+
+    # --- shapes -----------------------------------------------------------------------------------
+    def _record(self, answer: Any) -> ProviderRecord:
+        return ProviderRecord(provider=self.name, record=answer if isinstance(answer, dict) else {"value": answer})
+
+    def _records(self, answer: Any) -> RecordList:
+        items = answer.get("data", []) if isinstance(answer, dict) else answer
+        items = [item for item in items or [] if isinstance(item, dict)]
+        cursor = None
+        if isinstance(answer, dict):
+            cursor = answer.get("before_cursor") or answer.get("next_cursor")
+        return RecordList(provider=self.name, items=items, count=len(items), next_cursor=cursor or None)
+
+
+def _run(answer: Any, routine: str | None) -> RoutineRun:
+    data = answer if isinstance(answer, dict) else {}
+    session = data.get("agent_session") or data.get("agent_session_id") or data.get("session")
+    return RoutineRun(
+        provider="archastro",
+        run_id=str(data.get("id", "")),
+        routine=str(data.get("routine") or data.get("agent_routine") or routine or ""),
+        status=str(data.get("status", "pending")),
+        session_id=session if isinstance(session, str) else None,
+        created_at=data.get("created_at") or data.get("inserted_at"),
+        raw=data or None,
+    )

@@ -1,0 +1,237 @@
+"""ComputeSDK events: store and read over HTTP, follow live over the pub/sub TCP line protocol."""
+
+from __future__ import annotations
+
+import json
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import anyio
+import httpx
+from anyio.abc import SocketStream, TaskGroup
+
+from providers import endpoints as e
+from providers.errors import NotConfigured, ProtocolError, ProviderError
+from providers.http import DEFAULT_TIMEOUT_S, HttpProvider
+from providers.models import Event, EventList, StoredEvent
+
+ACCESS_TOKEN_ENV = "COMPUTESDK_ACCESS_TOKEN"
+API_KEY_ENV = "COMPUTESDK_API_KEY"
+
+
+class ComputeSDKEventsClient(HttpProvider):
+    name = "computesdk"
+    credential_env = ACCESS_TOKEN_ENV
+
+    def __init__(
+        self,
+        *,
+        gateway_url: str,
+        access_token: str | None = None,
+        api_key: str | None = None,
+        pubsub_host: str = "events.computesdk.com",
+        pubsub_port: int = 6380,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        super().__init__(base_url=gateway_url, headers={}, timeout_s=timeout_s, transport=transport)
+        self._access_token = access_token
+        self._api_key = api_key
+        self.pubsub_host = pubsub_host
+        self.pubsub_port = pubsub_port
+
+    def _needs(self, value: str | None, env: str, what: str) -> str:
+        if not value:
+            raise NotConfigured(self.name, f"{what} needs {env}", hint=f"Set {env} and restart the server.")
+        return value
+
+    async def store_event(self, type: str, data: dict[str, Any]) -> StoredEvent:
+        token = self._needs(self._access_token, ACCESS_TOKEN_ENV, "storing an event")
+        answer = await self.call_json(
+            e.COMPUTESDK_STORE_EVENT,
+            body={"type": type, "data": data},
+            headers={"Authorization": f"Bearer {token}"},
+            credential_env=ACCESS_TOKEN_ENV,
+        )
+        payload = self._payload(answer)
+        try:
+            return StoredEvent(
+                provider=self.name,
+                event_id=str(payload["eventId"]),
+                sandbox_id=str(payload["sandboxId"]),
+                type=str(payload["type"]),
+                timestamp=int(payload["timestamp"]),
+            )
+        except (KeyError, TypeError, ValueError):
+            raise ProtocolError(self.name, "the stored event lacks eventId, sandboxId, type or timestamp") from None
+
+    async def get_events(
+        self, sandbox_id: str, type: str | None = None, since: int | None = None, limit: int | None = None
+    ) -> EventList:
+        key = self._needs(self._api_key, API_KEY_ENV, "reading events")
+        answer = await self.call_json(
+            e.COMPUTESDK_GET_EVENTS,
+            path={"sandbox_id": sandbox_id},
+            query={"type": type, "since": since, "limit": limit},
+            headers={"X-API-Key": key},
+            credential_env=API_KEY_ENV,
+        )
+        payload = self._payload(answer)
+        events = [to_event(item) for item in payload.get("events", []) if isinstance(item, dict)]
+        return EventList(
+            provider=self.name, sandbox_id=str(payload.get("sandboxId", sandbox_id)), events=events, count=len(events)
+        )
+
+    def _payload(self, answer: Any) -> dict[str, Any]:
+        if not isinstance(answer, dict):
+            raise ProtocolError(self.name, "the answer is not a JSON object")
+        if answer.get("success") is False:
+            raise ProviderError(self.name, str(answer.get("error") or "the gateway reported a failure"))
+        data = answer.get("data")
+        if not isinstance(data, dict):
+            raise ProtocolError(self.name, "the answer has no data object")
+        return data
+
+    def stream(self, sandbox_id: str, on_event: Callable[[Event], Awaitable[None]]) -> EventStream:
+        token = self._needs(self._access_token, ACCESS_TOKEN_ENV, "following live events")
+        return EventStream(self.pubsub_host, self.pubsub_port, token, sandbox_id, on_event)
+
+
+def to_event(item: dict[str, Any]) -> Event:
+    workspace = item.get("workspaceId")
+    return Event(
+        id=str(item.get("id", "")),
+        sandbox_id=str(item.get("sandboxId", "")),
+        type=str(item.get("type", "")),
+        data=item.get("data") if isinstance(item.get("data"), dict) else {},
+        timestamp=int(item.get("timestamp", 0)),
+        workspace_id=workspace if isinstance(workspace, int) else None,
+    )
+
+
+class PubSubError(Exception):
+    """The pub/sub server answered -ERR."""
+
+
+class EventStream:
+    """Live events of one sandbox over the pub/sub line protocol (SUBSCRIBE, +OK/-ERR, PING/+PONG, one JSON
+    event per line), reconnecting with exponential backoff. Lines are sent CRLF-terminated, Redis-style, and
+    read tolerant of either line ending."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        token: str,
+        sandbox_id: str,
+        on_event: Callable[[Event], Awaitable[None]],
+        *,
+        backoff_start_s: float = 1.0,
+        backoff_max_s: float = 30.0,
+        ping_interval_s: float = 30.0,
+        keep: int = 100,
+    ) -> None:
+        self.host, self.port, self.sandbox_id = host, port, sandbox_id
+        self._token = token
+        self._on_event = on_event
+        self.backoff_start_s, self.backoff_max_s = backoff_start_s, backoff_max_s
+        self.ping_interval_s = ping_interval_s
+        self.state = "disconnected"
+        self.last_error: str | None = None
+        self.connects = 0
+        self.recent: deque[Event] = deque(maxlen=keep)
+        self._stopping = False
+
+    async def run(self) -> None:
+        backoff = self.backoff_start_s
+        while not self._stopping:
+            self.state = "connecting"
+            try:
+                async with await anyio.connect_tcp(self.host, self.port) as stream:
+                    await self._session(stream)
+                backoff = self.backoff_start_s
+                self.state = "disconnected"
+            except PubSubError as exc:
+                self.state, self.last_error = "error", f"the server refused: {exc}"
+            except (OSError, anyio.EndOfStream, anyio.BrokenResourceError) as exc:
+                self.state, self.last_error = "disconnected", f"connection lost ({type(exc).__name__})"
+            if self._stopping:
+                break
+            await anyio.sleep(backoff)
+            backoff = min(backoff * 2, self.backoff_max_s)
+
+    def stop(self) -> None:
+        self._stopping = True
+
+    async def _session(self, stream: SocketStream) -> None:
+        await stream.send(f"SUBSCRIBE {self.sandbox_id} {self._token}\r\n".encode())
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._ping, stream)
+                try:
+                    buffer = b""
+                    while True:
+                        buffer += await stream.receive()
+                        *lines, buffer = buffer.split(b"\n")
+                        for raw in lines:
+                            await self._line(raw.rstrip(b"\r").decode("utf-8", "replace"), stream)
+                finally:
+                    tg.cancel_scope.cancel()
+        except ExceptionGroup as group:  # the task group wraps what ended the session: hand on the first
+            raise group.exceptions[0] from None
+
+    async def _ping(self, stream: SocketStream) -> None:
+        while True:
+            await anyio.sleep(self.ping_interval_s)
+            await stream.send(b"PING\r\n")
+
+    async def _line(self, line: str, stream: SocketStream) -> None:
+        if not line:
+            return
+        if line.startswith("+OK"):
+            self.state, self.last_error = "connected", None
+            self.connects += 1
+        elif line.startswith("-ERR"):
+            raise PubSubError(line[4:].strip() or "error")
+        elif line == "PING":
+            await stream.send(b"PONG\r\n")
+        elif line.startswith("+"):
+            return  # +PONG and other acknowledgements
+        else:
+            try:
+                item = json.loads(line)
+            except ValueError:
+                return
+            if isinstance(item, dict):
+                event = to_event(item)
+                self.recent.append(event)
+                await self._on_event(event)
+
+
+class EventStreams:
+    """One stream per sandbox, started on first use in the given task group."""
+
+    def __init__(
+        self, client: ComputeSDKEventsClient, task_group: TaskGroup, on_event: Callable[[str], Awaitable[None]]
+    ) -> None:
+        self._client = client
+        self._tg = task_group
+        self._on_event = on_event
+        self.streams: dict[str, EventStream] = {}
+
+    def follow(self, sandbox_id: str) -> EventStream:
+        stream = self.streams.get(sandbox_id)
+        if stream is None:
+
+            async def notify(_: Event) -> None:
+                await self._on_event(sandbox_id)
+
+            stream = self._client.stream(sandbox_id, notify)
+            self.streams[sandbox_id] = stream
+            self._tg.start_soon(stream.run)
+        return stream
+
+    def stop(self) -> None:
+        for stream in self.streams.values():
+            stream.stop()

@@ -1,0 +1,185 @@
+"""Decthings: persistent launchers over its binary-framed RPC-over-HTTP."""
+
+from __future__ import annotations
+
+import json
+import struct
+from typing import Any, Literal
+
+import httpx
+
+from providers import endpoints as e
+from providers.errors import (
+    AuthError,
+    InvalidInput,
+    NotFound,
+    PaymentRequired,
+    ProtocolError,
+    ProviderError,
+    RateLimited,
+    Unavailable,
+)
+from providers.http import DEFAULT_TIMEOUT_S, HttpProvider, compact
+from providers.models import Launcher, LauncherList, RunningItem
+
+CONTENT_TYPE = "application/octet-stream"
+
+
+# --- framing ----------------------------------------------------------------------------------------
+def encode_varint(value: int) -> bytes:
+    """Below 253 one byte; else a 253/254/255 prefix and a big-endian u16/u32/u64."""
+    if value < 0:
+        raise ValueError("varint must not be negative")
+    if value < 253:
+        return bytes([value])
+    if value < 1 << 16:
+        return b"\xfd" + struct.pack(">H", value)
+    if value < 1 << 32:
+        return b"\xfe" + struct.pack(">I", value)
+    return b"\xff" + struct.pack(">Q", value)
+
+
+def decode_varint(data: bytes, pos: int = 0) -> tuple[int, int]:
+    """(value, position after it)."""
+    if pos >= len(data):
+        raise ValueError("truncated varint")
+    first = data[pos]
+    if first < 253:
+        return first, pos + 1
+    size, fmt = {253: (2, ">H"), 254: (4, ">I"), 255: (8, ">Q")}[first]
+    end = pos + 1 + size
+    if end > len(data):
+        raise ValueError("truncated varint")
+    return struct.unpack(fmt, data[pos + 1 : end])[0], end
+
+
+def encode_request(params: Any, blobs: list[bytes] | None = None) -> bytes:
+    """Blob count (u8), JSON length, one length per blob, the JSON, the blobs."""
+    blobs = blobs or []
+    message = json.dumps(params, separators=(",", ":")).encode()
+    head = bytes([len(blobs)]) + encode_varint(len(message)) + b"".join(encode_varint(len(b)) for b in blobs)
+    return head + message + b"".join(blobs)
+
+
+def decode_response(data: bytes) -> tuple[Any, list[bytes]]:
+    """JSON length, the JSON, then (length, blob) pairs."""
+    length, pos = decode_varint(data)
+    if pos + length > len(data):
+        raise ValueError("the JSON part is longer than the body")
+    response = json.loads(data[pos : pos + length])
+    pos += length
+    blobs = []
+    while pos < len(data):
+        size, pos = decode_varint(data, pos)
+        if pos + size > len(data):
+            raise ValueError("a blob is longer than the body")
+        blobs.append(data[pos : pos + size])
+        pos += size
+    return response, blobs
+
+
+# --- client -----------------------------------------------------------------------------------------
+class DecthingsClient(HttpProvider):
+    name = "decthings"
+    credential_env = "DECTHINGS_API_KEY"
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        api_key: str,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        headers = {"Authorization": f"Bearer {api_key}", "Content-Type": CONTENT_TYPE}
+        super().__init__(base_url=base_url, headers=headers, timeout_s=timeout_s, transport=transport)
+
+    async def rpc(self, endpoint: e.Endpoint, params: dict[str, Any]) -> Any:
+        response = await self.send(endpoint, content=encode_request(params))
+        if response.headers.get("content-type") != CONTENT_TYPE:
+            raise ProtocolError(
+                self.name, f"expected Content-Type {CONTENT_TYPE}, got {response.headers.get('content-type') or 'none'}"
+            )
+        try:
+            answer, _ = decode_response(response.content)
+        except (ValueError, KeyError) as exc:
+            raise ProtocolError(self.name, f"the response frame could not be read: {exc}") from None
+        if not isinstance(answer, dict):
+            raise ProtocolError(self.name, "the response is not a JSON object")
+        if "error" in answer:
+            raise self._rpc_error(answer["error"])
+        if "result" not in answer:
+            raise ProtocolError(self.name, "the response has neither result nor error")
+        return answer["result"]
+
+    def _rpc_error(self, error: Any) -> ProviderError:
+        code = error.get("code") if isinstance(error, dict) else None
+        if code == "invalid_parameter":
+            name, reason = error.get("parameterName", "?"), error.get("reason", "invalid")
+            return InvalidInput(self.name, f"parameter {name}: {reason}", code=code)
+        if code == "bad_credentials":
+            return AuthError(
+                self.name,
+                "the API key was rejected",
+                code=code,
+                hint="Set a valid DECTHINGS_API_KEY and restart the server.",
+            )
+        if code == "too_many_requests":
+            return RateLimited(self.name, "too many requests", code=code)
+        if code == "payment_required":
+            return PaymentRequired(self.name, "the account needs a paid plan for this", code=code)
+        return Unavailable(self.name, f"Decthings reported an error ({code or 'unknown'})", code=str(code))
+
+    async def get_launchers(
+        self,
+        offset: int | None = None,
+        limit: int | None = None,
+        ids: list[str] | None = None,
+        search_name: str | None = None,
+        sort: str | None = None,
+        sort_direction: Literal["asc", "desc"] | None = None,
+    ) -> LauncherList:
+        query_filter = compact(ids=ids, searchName=search_name)
+        params = compact(
+            offset=offset, limit=limit, filter=query_filter or None, sort=sort, sortDirection=sort_direction
+        )
+        result = await self.rpc(e.DECTHINGS_GET_LAUNCHERS, params)
+        if not isinstance(result, dict):
+            raise ProtocolError(self.name, "the result is not an object")
+        launchers = [_launcher(item) for item in result.get("persistentLaunchers", []) if isinstance(item, dict)]
+        return LauncherList(
+            provider=self.name,
+            launchers=launchers,
+            total=int(result.get("total", len(launchers))),
+            offset=int(result.get("offset", offset or 0)),
+            limit=int(result.get("limit", limit or 20)),
+        )
+
+    async def get_launcher(self, launcher_id: str) -> Launcher:
+        found = await self.get_launchers(ids=[launcher_id])
+        if not found.launchers:
+            raise NotFound(
+                self.name,
+                f"no persistent launcher {launcher_id!r}",
+                hint="It does not exist or the API key cannot see it; list them with getLaunchers.",
+            )
+        return found.launchers[0]
+
+
+def _launcher(item: dict[str, Any]) -> Launcher:
+    raw_state = item.get("state")
+    state: dict[str, Any] = raw_state if isinstance(raw_state, dict) else {}
+    running = [
+        RunningItem(id=str(r.get("id", "")), type=str(r.get("type", "")))
+        for r in item.get("running", [])
+        if isinstance(r, dict)
+    ]
+    return Launcher(
+        id=str(item.get("id", "")),
+        name=str(item.get("name", "")),
+        state=str(state.get("type", "unknown")),
+        previous=state.get("previous"),
+        running=running,
+        created_at=item.get("createdAt"),
+        raw=item,
+    )

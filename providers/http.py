@@ -1,0 +1,157 @@
+"""The shared base of every remote client: one long-lived httpx client, auth, timeouts, error mapping."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import httpx
+
+from providers.endpoints import Endpoint
+from providers.errors import NotFound, ProtocolError, ProviderError, Timeout, Unavailable, error_for_status
+
+DEFAULT_TIMEOUT_S = 30.0
+NO_BODY: Any = object()  # "send no body", as distinct from a JSON null
+
+
+def retry_after_seconds(response: httpx.Response) -> float | None:
+    value = response.headers.get("Retry-After")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        from email.utils import parsedate_to_datetime
+
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        import time
+
+        return max(0.0, when.timestamp() - time.time())
+
+
+class HttpProvider:
+    """Subclasses set `name`, `credential_env`, and may override `error_message` for their error body."""
+
+    name = "remote"
+    credential_env = ""
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        headers: Mapping[str, str],
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.timeout_s = timeout_s
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url,
+            headers=dict(headers),
+            timeout=httpx.Timeout(timeout_s),
+            transport=transport,
+            follow_redirects=False,
+        )
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def send(
+        self,
+        endpoint: Endpoint,
+        *,
+        path: Mapping[str, str] | None = None,
+        query: Mapping[str, Any] | None = None,
+        body: Any = NO_BODY,
+        content: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        credential_env: str | None = None,
+    ) -> httpx.Response:
+        """Send one documented request; any failure becomes a ProviderError that says what to do."""
+        url = endpoint.url_path(**(path or {}))
+        params = {k: v for k, v in (query or {}).items() if v is not None}
+        kwargs: dict[str, Any] = {"params": params or None, "headers": headers}
+        if body is not NO_BODY:
+            kwargs["json"] = body
+        if content is not None:
+            kwargs["content"] = content
+        where = f"{endpoint.method} {endpoint.path}"
+        try:
+            response = await self._http.request(endpoint.method, url, **kwargs)
+        except httpx.TimeoutException:
+            raise Timeout(self.name, f"{where} got no answer within {self.timeout_s:g} s") from None
+        except httpx.HTTPError as exc:
+            raise Unavailable(
+                self.name,
+                f"could not reach {self.base_url} ({type(exc).__name__})",
+                hint="Check the network and the provider's base URL setting, then retry.",
+            ) from None
+        if response.status_code >= 400:
+            raise self.error_for(response, endpoint, path or {}, credential_env or self.credential_env)
+        return response
+
+    async def call_json(self, endpoint: Endpoint, **kwargs: Any) -> Any:
+        return self.decode(await self.send(endpoint, **kwargs), endpoint)
+
+    def decode(self, response: httpx.Response, endpoint: Endpoint) -> Any:
+        if not response.content:
+            return None
+        try:
+            return response.json()
+        except (ValueError, json.JSONDecodeError):
+            kind = response.headers.get("content-type", "no content type")
+            raise ProtocolError(
+                self.name,
+                f"{endpoint.method} {endpoint.path} answered {response.status_code} with a body that "
+                f"is not JSON ({kind}, {len(response.content)} bytes)",
+            ) from None
+
+    def error_message(self, body: Any) -> tuple[str | None, str | None]:
+        """(message, code) from a provider's error body; the common shapes are understood here."""
+        if isinstance(body, dict):
+            error = body.get("error")
+            if isinstance(error, dict):
+                return _str(error.get("message")), _str(error.get("code"))
+            message = _str(body.get("message")) or _str(error)
+            code = _str(body.get("code")) or (_str(error) if body.get("message") else None)
+            return message, code
+        return None, None
+
+    def error_for(
+        self, response: httpx.Response, endpoint: Endpoint, ids: Mapping[str, str], credential_env: str
+    ) -> ProviderError:
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        message, code = self.error_message(body)
+        if not message:
+            message = f"{endpoint.method} {endpoint.path} failed"
+            if body is None and response.content:
+                message += " (the error body is not JSON)"
+        error = error_for_status(
+            self.name,
+            response.status_code,
+            message,
+            code=code,
+            credential_env=credential_env,
+            retry_after_s=retry_after_seconds(response),
+        )
+        if isinstance(error, NotFound) and ids:
+            named = ", ".join(f"{k}={v!r}" for k, v in ids.items())
+            error.message = f"{message} ({named})"
+            error.hint = f"Check {', '.join(ids)}: list the resources first to find a valid one."
+        return error
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def compact(**values: Any) -> dict[str, Any]:
+    """The given keyword arguments without those that are None (optional body fields left out)."""
+    return {k: v for k, v in values.items() if v is not None}

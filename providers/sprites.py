@@ -1,0 +1,104 @@
+"""Sprites: list a sprite's exec sessions, kill one."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+
+from providers import endpoints as e
+from providers.errors import ProtocolError, ProviderError
+from providers.http import DEFAULT_TIMEOUT_S, NO_BODY, HttpProvider
+from providers.models import SessionList, SessionSummary, StopResult
+
+
+class SpritesClient(HttpProvider):
+    name = "sprites"
+    credential_env = "SPRITES_TOKEN"
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        token: str,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        super().__init__(
+            base_url=base_url, headers={"Authorization": f"Bearer {token}"}, timeout_s=timeout_s, transport=transport
+        )
+
+    async def list_sessions(self, sprite: str) -> SessionList:
+        body = await self.call_json(e.SPRITES_LIST_EXEC, path={"name": sprite})
+        # The SDKs read {"sessions": [...]}; some docs show a bare array. Accept both.
+        entries = body.get("sessions") if isinstance(body, dict) else body
+        if not isinstance(entries, list):
+            raise ProtocolError(self.name, "the exec session list is neither {sessions: [...]} nor a list")
+        sessions = [_session(entry) for entry in entries if isinstance(entry, dict)]
+        return SessionList(provider=self.name, sessions=sessions, count=len(sessions))
+
+    async def stop_session(self, sprite: str, session_id: str, signal: str | None = None) -> StopResult:
+        try:
+            response = await self.send(
+                e.SPRITES_KILL_EXEC,
+                path={"name": sprite, "id": session_id},
+                body={"signal": signal} if signal else NO_BODY,
+            )
+        except ProviderError as error:
+            if error.status == 410:  # already exited: nothing to stop, and that is fine
+                return StopResult(
+                    provider=self.name,
+                    session_id=session_id,
+                    stopped=False,
+                    state="completed",
+                    message="the session had already exited; nothing to stop",
+                )
+            raise
+        events = _ndjson(response.text)
+        complete = next((ev for ev in reversed(events) if ev.get("type") == "complete"), None)
+        exit_code = _exit_code(complete)
+        return StopResult(
+            provider=self.name,
+            session_id=session_id,
+            stopped=True,
+            state="terminated",
+            exit_code=exit_code,
+            message=f"killed with {signal or 'SIGTERM'}"
+            + (f"; exit code {exit_code}" if exit_code is not None else ""),
+            raw={"events": events},
+        )
+
+
+def _session(entry: dict[str, Any]) -> SessionSummary:
+    return SessionSummary(
+        id=str(entry.get("id", "")),
+        status="active" if entry.get("is_active") else "completed",
+        started_at=entry.get("created"),
+        command=entry.get("command") or None,
+        raw=entry,
+    )
+
+
+def _ndjson(text: str) -> list[dict[str, Any]]:
+    events = []
+    for line in text.splitlines():
+        if line.strip():
+            try:
+                value = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(value, dict):
+                events.append(value)
+    return events
+
+
+def _exit_code(event: dict[str, Any] | None) -> int | None:
+    if event is None:
+        return None
+    data = event.get("data")
+    for source in (event, data if isinstance(data, dict) else {}):
+        code = source.get("exit_code")
+        if isinstance(code, int):
+            return code
+    return None

@@ -1,0 +1,150 @@
+"""Xano Run API: run XanoScript, list/inspect/stop sessions, and the session extras of the toolset."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from providers import endpoints as e
+from providers.errors import InvalidInput, ProviderError
+from providers.http import DEFAULT_TIMEOUT_S, HttpProvider, compact
+from providers.models import ExecResult, ProviderRecord, SessionList, SessionSummary, StopResult
+
+
+class XanoRunClient(HttpProvider):
+    name = "xano"
+    credential_env = "XANO_ACCESS_TOKEN"
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        token: str,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        super().__init__(
+            base_url=base_url, headers={"Authorization": f"Bearer {token}"}, timeout_s=timeout_s, transport=transport
+        )
+
+    async def list_sessions(self, project_id: str, run_id: str | None = None, page: int | None = None) -> SessionList:
+        if run_id is None:
+            body = await self.call_json(e.XANO_PROJECT_SESSIONS, path={"project_id": project_id}, query={"page": page})
+        else:
+            body = await self.call_json(
+                e.XANO_RUN_SESSIONS, path={"project_id": project_id, "run_id": run_id}, query={"page": page}
+            )
+        items = body.get("items", []) if isinstance(body, dict) else body
+        sessions = [_summary(item) for item in items or [] if isinstance(item, dict)]
+        next_page = body.get("nextPage") if isinstance(body, dict) else None
+        return SessionList(
+            provider=self.name,
+            sessions=sessions,
+            count=len(sessions),
+            next_cursor=str(next_page) if next_page else None,
+        )
+
+    async def exec_run(
+        self,
+        project_id: str | None = None,
+        doc: str | None = None,
+        args: dict[str, Any] | None = None,
+        env: dict[str, Any] | None = None,
+        run_id: str | None = None,
+        session_id: str | None = None,
+    ) -> ExecResult:
+        modes = [
+            name for name, value in (("doc", doc), ("run_id", run_id), ("session_id", session_id)) if value is not None
+        ]
+        body = compact(doc=doc, args=args, env=env)
+        if session_id is not None:
+            if doc is None or run_id is not None:
+                raise _exec_usage("session_id needs doc (and no run_id)")
+            answer = await self.call_json(e.XANO_EXEC_SESSION, path={"session_id": session_id}, body=body)
+        elif run_id is not None:
+            if project_id is None or doc is not None:
+                raise _exec_usage("run_id needs project_id (and no doc)")
+            answer = await self.call_json(e.XANO_EXEC_RUN, path={"project_id": project_id, "run_id": run_id}, body=body)
+        elif doc is not None:
+            if project_id is None:
+                raise _exec_usage("doc needs project_id")
+            answer = await self.call_json(e.XANO_EXEC_DOC, path={"project_id": project_id}, body=body)
+        else:
+            raise _exec_usage(f"got {', '.join(modes) or 'none of doc, run_id, session_id'}")
+        return _exec_result(answer)
+
+    async def stop_session(self, project_id: str, run_id: str, session_id: str) -> StopResult:
+        path = {"project_id": project_id, "run_id": run_id, "session_id": session_id}
+        try:
+            answer = await self.call_json(e.XANO_STOP, path=path)
+        except ProviderError as error:
+            if error.status in (400, 409, 422):
+                error.hint = (
+                    "Sessions in error or complete state cannot be stopped; check the state with "
+                    "getSession. Otherwise fix the named id."
+                )
+            raise
+        state = answer.get("state") if isinstance(answer, dict) else None
+        return StopResult(
+            provider=self.name,
+            session_id=session_id,
+            stopped=True,
+            state=state or "stopped",
+            message="stopped; Xano keeps a backup of the session",
+            raw=answer if isinstance(answer, dict) else None,
+        )
+
+    async def get_session(self, session_id: str) -> ExecResult:
+        return _exec_result(await self.call_json(e.XANO_GET_SESSION, path={"session_id": session_id}))
+
+    async def set_session_access(self, session_id: str, access: str) -> ProviderRecord:
+        answer = await self.call_json(e.XANO_SET_ACCESS, path={"session_id": session_id}, body={"access": access})
+        return _record(answer)
+
+    async def rename_session(self, session_id: str, name: str) -> ProviderRecord:
+        return _record(await self.call_json(e.XANO_RENAME, path={"session_id": session_id}, body={"name": name}))
+
+    async def get_session_sink(self, session_id: str) -> ProviderRecord:
+        return _record(await self.call_json(e.XANO_SINK, path={"session_id": session_id}))
+
+    async def check_xano_doc(self, project_id: str, doc: str) -> ProviderRecord:
+        return _record(await self.call_json(e.XANO_DOC_INFO, path={"project_id": project_id}, body={"doc": doc}))
+
+
+def _exec_usage(problem: str) -> InvalidInput:
+    return InvalidInput(
+        "xano",
+        f"execRun takes one of: doc with project_id, run_id with project_id, or session_id with doc; {problem}",
+    )
+
+
+def _summary(item: dict[str, Any]) -> SessionSummary:
+    return SessionSummary(
+        id=str(item.get("id", "")),
+        status=str(item.get("state", "unknown")),
+        started_at=_text(item.get("created_at")),
+        command=item.get("label") or None,
+        raw=item,
+    )
+
+
+def _exec_result(answer: Any) -> ExecResult:
+    data = answer if isinstance(answer, dict) else {}
+    session_id = data.get("session_id") or data.get("id") or ""
+    return ExecResult(
+        provider="xano",
+        session_id=str(session_id),
+        state=str(data.get("state", "unknown")),
+        response=data.get("response"),
+        message=data.get("error_msg") or None,
+        raw=data or None,
+    )
+
+
+def _record(answer: Any) -> ProviderRecord:
+    return ProviderRecord(provider="xano", record=answer if isinstance(answer, dict) else {"value": answer})
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
