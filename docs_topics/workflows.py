@@ -75,7 +75,8 @@ ERRORS = Topic(
         "(401/403, names the variable to set), not entitled (402), not found (404, names the id), conflict "
         "(409, e.g. a duplicate idempotent invoke), rate limited (429, says when to retry), provider "
         "unavailable (5xx), timeout, protocol error (an answer that is not what the provider documents), not "
-        "configured, not supported. Argument mistakes (a missing argument, one the provider does not use) are "
+        "configured, not supported, busy (too many calls in flight: retry shortly). Argument mistakes "
+        "(a missing argument, one the provider does not use) are "
         "named with the list of arguments that provider takes."
     ),
     ai_hints=[

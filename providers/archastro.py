@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
-
 from providers import endpoints as e
 from providers.errors import Conflict, ProviderError
-from providers.http import DEFAULT_TIMEOUT_S, HttpProvider, compact
+from providers.http import HttpProvider, compact
 from providers.models import ExecResult, ProviderRecord, RecordList, RoutineRun, SessionList, SessionSummary, StopResult
 
 TERMINAL = ("completed", "failed", "cancelled")
@@ -18,17 +16,8 @@ class ArchAstroClient(HttpProvider):
     name = "archastro"
     credential_env = "ARCHASTRO_API_KEY"
 
-    def __init__(
-        self,
-        *,
-        base_url: str,
-        api_key: str,
-        timeout_s: float = DEFAULT_TIMEOUT_S,
-        transport: httpx.AsyncBaseTransport | None = None,
-    ) -> None:
-        super().__init__(
-            base_url=base_url, headers={"x-archastro-api-key": api_key}, timeout_s=timeout_s, transport=transport
-        )
+    def __init__(self, *, base_url: str, api_key: str, **options: Any) -> None:
+        super().__init__(base_url=base_url, headers={"x-archastro-api-key": api_key}, **options)
 
     def error_message(self, body: Any) -> tuple[str | None, str | None]:
         message, code = super().error_message(body)
@@ -61,7 +50,9 @@ class ArchAstroClient(HttpProvider):
             user=user,
         )
         try:
-            answer = await self.call_json(e.ARCHASTRO_INVOKE, path={"routine": routine}, body=body)
+            answer = await self.call_json(
+                e.ARCHASTRO_INVOKE, path={"routine": routine}, body=body, retry_safe=idempotency_key is not None
+            )
         except Conflict as error:
             error.hint = (
                 "A completed run already holds this idempotency_key; find it with listRoutineRuns or "

@@ -8,12 +8,11 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
-import httpx
 from anyio.abc import SocketStream, TaskGroup
 
 from providers import endpoints as e
 from providers.errors import NotConfigured, ProtocolError, ProviderError
-from providers.http import DEFAULT_TIMEOUT_S, HttpProvider
+from providers.http import HttpProvider
 from providers.models import Event, EventList, StoredEvent
 
 ACCESS_TOKEN_ENV = "COMPUTESDK_ACCESS_TOKEN"
@@ -32,10 +31,9 @@ class ComputeSDKEventsClient(HttpProvider):
         api_key: str | None = None,
         pubsub_host: str = "events.computesdk.com",
         pubsub_port: int = 6380,
-        timeout_s: float = DEFAULT_TIMEOUT_S,
-        transport: httpx.AsyncBaseTransport | None = None,
+        **options: Any,
     ) -> None:
-        super().__init__(base_url=gateway_url, headers={}, timeout_s=timeout_s, transport=transport)
+        super().__init__(base_url=gateway_url, headers={}, **options)
         self._access_token = access_token
         self._api_key = api_key
         self.pubsub_host = pubsub_host

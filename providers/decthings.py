@@ -6,8 +6,6 @@ import json
 import struct
 from typing import Any, Literal
 
-import httpx
-
 from providers import endpoints as e
 from providers.errors import (
     AuthError,
@@ -19,7 +17,7 @@ from providers.errors import (
     RateLimited,
     Unavailable,
 )
-from providers.http import DEFAULT_TIMEOUT_S, HttpProvider, compact
+from providers.http import HttpProvider, compact
 from providers.models import Launcher, LauncherList, RunningItem
 
 CONTENT_TYPE = "application/octet-stream"
@@ -83,16 +81,9 @@ class DecthingsClient(HttpProvider):
     name = "decthings"
     credential_env = "DECTHINGS_API_KEY"
 
-    def __init__(
-        self,
-        *,
-        base_url: str,
-        api_key: str,
-        timeout_s: float = DEFAULT_TIMEOUT_S,
-        transport: httpx.AsyncBaseTransport | None = None,
-    ) -> None:
+    def __init__(self, *, base_url: str, api_key: str, **options: Any) -> None:
         headers = {"Authorization": f"Bearer {api_key}", "Content-Type": CONTENT_TYPE}
-        super().__init__(base_url=base_url, headers=headers, timeout_s=timeout_s, transport=transport)
+        super().__init__(base_url=base_url, headers=headers, **options)
 
     async def rpc(self, endpoint: e.Endpoint, params: dict[str, Any]) -> Any:
         response = await self.send(endpoint, content=encode_request(params))

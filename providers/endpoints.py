@@ -27,6 +27,12 @@ class Endpoint:
     description: str
     params: tuple[Param, ...] = ()
     example: dict[str, Any] | None = field(default=None, compare=False)
+    read_only: bool | None = None  # None: a GET is a read; set True for a POST that only reads
+
+    @property
+    def retry_safe(self) -> bool:
+        """Safe to send again after a failure: it changes nothing."""
+        return self.read_only if self.read_only is not None else self.method == "GET"
 
     def url_path(self, **path_params: str) -> str:
         """The path with its `{placeholders}` filled; values are percent-encoded by the caller's client."""
@@ -329,6 +335,7 @@ DECTHINGS_GET_LAUNCHERS = Endpoint(
         Param("sort", "string", "Field to sort by.", location="frame", default="createdAt"),
         Param("sortDirection", "enum", "asc or desc.", location="frame"),
     ),
+    read_only=True,
 )
 
 # --- ComputeSDK events ---------------------------------------------------------------------------

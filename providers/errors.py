@@ -81,6 +81,11 @@ class ProtocolError(ProviderError):
     default_hint = "The provider answered in an unexpected format; check the base URL setting."
 
 
+class Busy(ProviderError):
+    kind = "busy"
+    default_hint = "Too many calls are in flight; retry in a moment."
+
+
 class NotConfigured(ProviderError):
     kind = "not configured"
     default_hint = "Set the provider's credentials in the environment and restart the server."

@@ -2,16 +2,31 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping
 from typing import Any
 
+import anyio
 import httpx
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_random_exponential
 
 from providers.endpoints import Endpoint
-from providers.errors import NotFound, ProtocolError, ProviderError, Timeout, Unavailable, error_for_status
+from providers.errors import (
+    NotFound,
+    ProtocolError,
+    ProviderError,
+    RateLimited,
+    Timeout,
+    Unavailable,
+    error_for_status,
+)
 
 DEFAULT_TIMEOUT_S = 30.0
+DEFAULT_RETRIES = 2
+BACKOFF_BASE_S = 0.5
+BACKOFF_MAX_S = 8.0
+RETRY_AFTER_CAP_S = 30.0  # a longer Retry-After is reported to the agent instead of waited out
 NO_BODY: Any = object()  # "send no body", as distinct from a JSON null
 
 
@@ -45,10 +60,12 @@ class HttpProvider:
         base_url: str,
         headers: Mapping[str, str],
         timeout_s: float = DEFAULT_TIMEOUT_S,
+        retries: int = DEFAULT_RETRIES,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout_s = timeout_s
+        self.retries = retries
         self._http = httpx.AsyncClient(
             base_url=self.base_url,
             headers=dict(headers),
@@ -70,8 +87,47 @@ class HttpProvider:
         content: bytes | None = None,
         headers: Mapping[str, str] | None = None,
         credential_env: str | None = None,
+        retry_safe: bool | None = None,
     ) -> httpx.Response:
-        """Send one documented request; any failure becomes a ProviderError that says what to do."""
+        """Send one documented request; any failure becomes a ProviderError that says what to do.
+        Requests that are safe to repeat (reads; writes with an idempotency key, via `retry_safe`) are retried
+        on connection failures, 5xx and 429 with exponential backoff and jitter; others are sent once."""
+        once = functools.partial(
+            self._send_once,
+            endpoint,
+            path=path,
+            query=query,
+            body=body,
+            content=content,
+            headers=headers,
+            credential_env=credential_env,
+        )
+        safe = endpoint.retry_safe if retry_safe is None else retry_safe
+        if not safe or self.retries == 0:
+            return await once()
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(1 + self.retries),
+            retry=retry_if_exception(_transient),
+            wait=_backoff,
+            sleep=anyio.sleep,
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                return await once()
+        raise AssertionError("unreachable: tenacity re-raises the last failure")
+
+    async def _send_once(
+        self,
+        endpoint: Endpoint,
+        *,
+        path: Mapping[str, str] | None,
+        query: Mapping[str, Any] | None,
+        body: Any,
+        content: bytes | None,
+        headers: Mapping[str, str] | None,
+        credential_env: str | None,
+    ) -> httpx.Response:
         url = endpoint.url_path(**(path or {}))
         params = {k: v for k, v in (query or {}).items() if v is not None}
         kwargs: dict[str, Any] = {"params": params or None, "headers": headers}
@@ -146,6 +202,25 @@ class HttpProvider:
             error.message = f"{message} ({named})"
             error.hint = f"Check {', '.join(ids)}: list the resources first to find a valid one."
         return error
+
+
+def _transient(exc: BaseException) -> bool:
+    """Worth another try: the provider was unreachable, failed on its side, or asked us to slow down."""
+    if isinstance(exc, RateLimited):
+        return exc.retry_after_s is None or exc.retry_after_s <= RETRY_AFTER_CAP_S
+    if isinstance(exc, Unavailable):
+        return exc.status is None or exc.status >= 500
+    return False
+
+
+_jittered = wait_random_exponential(multiplier=BACKOFF_BASE_S, max=BACKOFF_MAX_S)
+
+
+def _backoff(state: RetryCallState) -> float:
+    failure = state.outcome.exception() if state.outcome else None
+    if isinstance(failure, RateLimited) and failure.retry_after_s is not None:
+        return failure.retry_after_s
+    return float(_jittered(state))
 
 
 def _str(value: Any) -> str | None:

@@ -5,11 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import httpx
-
 from providers import endpoints as e
 from providers.errors import ProtocolError, ProviderError
-from providers.http import DEFAULT_TIMEOUT_S, NO_BODY, HttpProvider
+from providers.http import NO_BODY, HttpProvider
 from providers.models import SessionList, SessionSummary, StopResult
 
 
@@ -17,17 +15,8 @@ class SpritesClient(HttpProvider):
     name = "sprites"
     credential_env = "SPRITES_TOKEN"
 
-    def __init__(
-        self,
-        *,
-        base_url: str,
-        token: str,
-        timeout_s: float = DEFAULT_TIMEOUT_S,
-        transport: httpx.AsyncBaseTransport | None = None,
-    ) -> None:
-        super().__init__(
-            base_url=base_url, headers={"Authorization": f"Bearer {token}"}, timeout_s=timeout_s, transport=transport
-        )
+    def __init__(self, *, base_url: str, token: str, **options: Any) -> None:
+        super().__init__(base_url=base_url, headers={"Authorization": f"Bearer {token}"}, **options)
 
     async def list_sessions(self, sprite: str) -> SessionList:
         body = await self.call_json(e.SPRITES_LIST_EXEC, path={"name": sprite})

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
-
 from providers import endpoints as e
 from providers.errors import InvalidInput, ProviderError
-from providers.http import DEFAULT_TIMEOUT_S, HttpProvider, compact
+from providers.http import HttpProvider, compact
 from providers.models import ExecResult, ProviderRecord, SessionList, SessionSummary, StopResult
 
 
@@ -16,17 +14,8 @@ class XanoRunClient(HttpProvider):
     name = "xano"
     credential_env = "XANO_ACCESS_TOKEN"
 
-    def __init__(
-        self,
-        *,
-        base_url: str,
-        token: str,
-        timeout_s: float = DEFAULT_TIMEOUT_S,
-        transport: httpx.AsyncBaseTransport | None = None,
-    ) -> None:
-        super().__init__(
-            base_url=base_url, headers={"Authorization": f"Bearer {token}"}, timeout_s=timeout_s, transport=transport
-        )
+    def __init__(self, *, base_url: str, token: str, **options: Any) -> None:
+        super().__init__(base_url=base_url, headers={"Authorization": f"Bearer {token}"}, **options)
 
     async def list_sessions(self, project_id: str, run_id: str | None = None, page: int | None = None) -> SessionList:
         if run_id is None:

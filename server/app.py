@@ -11,7 +11,16 @@ from typing import Any
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError
 from mcp.server.subscriptions import InMemorySubscriptionBus
-from mcp.types import SubscribeRequestParams, UnsubscribeRequestParams
+from mcp.types import (
+    CompleteRequestParams,
+    CompleteResult,
+    Completion,
+    EmptyResult,
+    ResourceTemplateReference,
+    SetLevelRequestParams,
+    SubscribeRequestParams,
+    UnsubscribeRequestParams,
+)
 
 from providers.errors import ProviderError
 from server.config import Settings
@@ -38,9 +47,10 @@ def version() -> str:
         return "0.0.0+source"
 
 
-def create_server(settings: Settings, state: AppState | None = None) -> MCPServer[AppState]:
+def create_server(settings: Settings, state: AppState | None = None, *, local_code: bool = True) -> MCPServer[AppState]:
     """Build the server. With `state`, it is shared (HTTP: one state for all sessions); else the
-    server opens its own for the connection's lifetime (stdio, in-process clients)."""
+    server opens its own for the connection's lifetime (stdio, in-process clients). Without
+    `local_code`, tools that would run commands on this machine are not offered for `local`."""
     bus = InMemorySubscriptionBus()
 
     @asynccontextmanager
@@ -61,6 +71,7 @@ def create_server(settings: Settings, state: AppState | None = None) -> MCPServe
         toolsets=settings.toolsets,
         read_only=settings.read_only,
         default_provider=settings.default_provider,
+        local_code=local_code,
     )
     server: MCPServer[AppState] = MCPServer(
         "runtimes-mcp",
@@ -69,7 +80,7 @@ def create_server(settings: Settings, state: AppState | None = None) -> MCPServe
         instructions=INSTRUCTIONS,
         lifespan=lifespan,
         subscriptions=bus,
-        log_level="WARNING",
+        log_level=settings.log_level,
         tools=[*build.tools_for(offers), docs_tool()],
     )
     register_docs_resources(server)
@@ -142,6 +153,19 @@ def _register_local_resources(server: MCPServer[AppState]) -> None:
     async def unsubscribe(ctx: Any, params: UnsubscribeRequestParams) -> Any:
         return await ctx.lifespan_context.watchers.unsubscribe(ctx, params)
 
-    lowlevel = server._lowlevel_server  # MCPServer 2.3 has no public hook for these two methods
+    async def set_level(ctx: Any, params: SetLevelRequestParams) -> EmptyResult:
+        # Accepted so clients may set it; this server sends no log notifications (its logs go to stderr).
+        return EmptyResult()
+
+    async def complete(ctx: Any, params: CompleteRequestParams) -> CompleteResult:
+        values: list[str] = []
+        if isinstance(params.ref, ResourceTemplateReference):
+            values = await ctx.lifespan_context.local.complete(params.argument.name, params.argument.value)
+        return CompleteResult(completion=Completion(values=values, total=len(values), has_more=False))
+
+    # MCPServer 2.3 has no public hooks for these methods (and its completion decorator gives no context).
+    lowlevel = server._lowlevel_server
     lowlevel.add_request_handler("resources/subscribe", SubscribeRequestParams, subscribe)
     lowlevel.add_request_handler("resources/unsubscribe", UnsubscribeRequestParams, unsubscribe)
+    lowlevel.add_request_handler("logging/setLevel", SetLevelRequestParams, set_level)
+    lowlevel.add_request_handler("completion/complete", CompleteRequestParams, complete)

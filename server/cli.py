@@ -52,6 +52,11 @@ def parser() -> argparse.ArgumentParser:
         help="HTTP without server-side sessions, so any replica can answer any request",
     )
     p.add_argument("--json-response", action="store_true", help="HTTP answers as plain JSON instead of SSE")
+    p.add_argument(
+        "--insecure-no-auth",
+        action="store_true",
+        help="serve HTTP beyond loopback without RUNTIMES_MCP_HTTP_TOKEN (only behind your own authentication)",
+    )
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.add_parser("tools", help="print the tools this configuration offers")
     call = sub.add_parser("call", help="call one tool through an in-process MCP client and print the result")
@@ -70,28 +75,37 @@ def main(argv: list[str] | None = None) -> int:
         print(f"runtimes-mcp: {exc}", file=sys.stderr)
         return 2
     try:
-        if args.command == "tools":
-            return anyio.run(print_tools, settings)
-        if args.command == "call":
-            try:
-                arguments = json.loads(args.arguments)
-            except json.JSONDecodeError as exc:
-                print(f"runtimes-mcp: arguments are not valid JSON: {exc}", file=sys.stderr)
-                return 2
-            if not isinstance(arguments, dict):
-                print('runtimes-mcp: arguments must be a JSON object, e.g. \'{"command": "ls"}\'', file=sys.stderr)
-                return 2
-            return anyio.run(call_tool, settings, args.tool, arguments)
-        if args.transport == "http":
-            from server.http import serve_http
-
-            return anyio.run(serve_http, settings, args.host, args.port, args.stateless, args.json_response)
-        return anyio.run(serve_stdio, settings)
+        return _dispatch(args, settings)
+    except ConfigError as exc:
+        print(f"runtimes-mcp: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:  # e.g. `runtimes-mcp tools | head`
         sys.stderr.close()
         return 0
+
+
+def _dispatch(args: argparse.Namespace, settings: Any) -> int:
+    if args.command == "tools":
+        return anyio.run(print_tools, settings)
+    if args.command == "call":
+        try:
+            arguments = json.loads(args.arguments)
+        except json.JSONDecodeError as exc:
+            print(f"runtimes-mcp: arguments are not valid JSON: {exc}", file=sys.stderr)
+            return 2
+        if not isinstance(arguments, dict):
+            print('runtimes-mcp: arguments must be a JSON object, e.g. \'{"command": "ls"}\'', file=sys.stderr)
+            return 2
+        return anyio.run(call_tool, settings, args.tool, arguments)
+    if args.transport == "http":
+        from server.http import serve_http
+
+        return anyio.run(
+            serve_http, settings, args.host, args.port, args.stateless, args.json_response, args.insecure_no_auth
+        )
+    return anyio.run(serve_stdio, settings)
 
 
 async def serve_stdio(settings: Any) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
@@ -14,6 +14,15 @@ from providers.catalog import PROVIDERS
 from providers.local.config import LocalConfig
 
 TOOLSETS = ("sessions", "routines", "launchers", "events")
+LOOPBACK_ORIGINS = (
+    "http://127.0.0.1:*",
+    "http://localhost:*",
+    "http://[::1]:*",
+    "http://127.0.0.1",
+    "http://localhost",
+    "http://[::1]",
+)
+LOOPBACK_HOSTS = ("127.0.0.1:*", "localhost:*", "[::1]:*", "127.0.0.1", "localhost", "[::1]")
 
 
 class ConfigError(Exception):
@@ -43,7 +52,34 @@ class Settings(BaseSettings):
         default_factory=list, validation_alias=AliasChoices("RUNTIMES_MCP_TOOLSETS", "toolsets")
     )
     read_only: bool = Field(False, validation_alias=AliasChoices("RUNTIMES_MCP_READ_ONLY", "read_only"))
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
+        "WARNING", validation_alias=AliasChoices("RUNTIMES_MCP_LOG_LEVEL", "log_level")
+    )
     http_token: SecretStr | None = _env("RUNTIMES_MCP_HTTP_TOKEN", "http_token")
+    allowed_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: list(LOOPBACK_ORIGINS),
+        validation_alias=AliasChoices("RUNTIMES_MCP_ALLOWED_ORIGINS", "allowed_origins"),
+    )
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: list(LOOPBACK_HOSTS),
+        validation_alias=AliasChoices("RUNTIMES_MCP_ALLOWED_HOSTS", "allowed_hosts"),
+    )
+    max_request_bytes: int = Field(
+        4 * 1024 * 1024, ge=1024, validation_alias=AliasChoices("RUNTIMES_MCP_MAX_REQUEST_BYTES", "max_request_bytes")
+    )
+    max_concurrent_calls: int = Field(
+        64, ge=1, validation_alias=AliasChoices("RUNTIMES_MCP_MAX_CONCURRENT_CALLS", "max_concurrent_calls")
+    )
+    queue_timeout_s: float = Field(
+        10, ge=0, validation_alias=AliasChoices("RUNTIMES_MCP_QUEUE_TIMEOUT", "queue_timeout_s")
+    )
+    provider_concurrency: int = Field(
+        16, ge=1, validation_alias=AliasChoices("RUNTIMES_MCP_PROVIDER_CONCURRENCY", "provider_concurrency")
+    )
+    retries: int = Field(2, ge=0, le=10, validation_alias=AliasChoices("RUNTIMES_MCP_RETRIES", "retries"))
+    shutdown_grace_s: int = Field(
+        10, ge=0, validation_alias=AliasChoices("RUNTIMES_MCP_SHUTDOWN_GRACE", "shutdown_grace_s")
+    )
     http_timeout_s: float = Field(
         30, gt=0, validation_alias=AliasChoices("RUNTIMES_MCP_HTTP_TIMEOUT", "http_timeout_s")
     )
@@ -103,6 +139,12 @@ class Settings(BaseSettings):
         if unknown:
             raise ValueError(f"unknown toolset(s) {', '.join(unknown)}; choose from {', '.join(TOOLSETS)} or all")
         return names
+
+    @field_validator("allowed_origins", "allowed_hosts", mode="before")
+    @classmethod
+    def _parse_list(cls, value: Any) -> list[str]:
+        items = value.split(",") if isinstance(value, str) else list(value or [])
+        return [item.strip() for item in items if item.strip()]
 
     @field_validator("default_provider")
     @classmethod

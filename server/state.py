@@ -10,7 +10,7 @@ import anyio
 from anyio.abc import TaskGroup
 
 from providers.catalog import PROVIDERS, load_factory
-from providers.errors import NotConfigured
+from providers.errors import Busy, NotConfigured
 from providers.local.runtime import LocalRuntime
 from server.config import Settings
 from server.watchers import ResourceWatchers
@@ -31,7 +31,7 @@ def _secret(settings: Settings, field: str) -> str | None:
 
 def client_arguments(name: str, settings: Settings) -> dict[str, Any]:
     """Constructor arguments of each remote client, from the settings."""
-    timeout = {"timeout_s": settings.http_timeout_s}
+    timeout = {"timeout_s": settings.http_timeout_s, "retries": settings.retries}
     match name:
         case "sprites":
             return {"base_url": settings.sprites_base_url, "token": _secret(settings, "sprites_token"), **timeout}
@@ -71,6 +71,8 @@ class AppState:
         self._clients: dict[str, Any] = {}
         self._tg = task_group
         self._live_events: Any = None  # providers.computesdk.EventStreams, made on first use
+        self._calls = anyio.Semaphore(settings.max_concurrent_calls)
+        self._provider_gates: dict[str, anyio.Semaphore] = {}
         local.add_event_listener(lambda sandbox_id: self.watchers.changed(f"events://{sandbox_id}"))
 
     @classmethod
@@ -98,6 +100,43 @@ class AppState:
 
             self._live_events = EventStreams(await self.provider("computesdk"), self._tg, changed)
         return self._live_events.follow(sandbox_id)
+
+    @asynccontextmanager
+    async def call_slot(self, provider: str) -> AsyncIterator[None]:
+        """Admission for one tool call: a server-wide cap, and for remote providers a per-provider cap so
+        that one slow provider cannot starve the others. A call waits for a slot for a bounded time (a burst
+        of short calls is served, not refused), then gets a clear busy error."""
+        settings = self.settings
+        async with self._slot(
+            self._calls,
+            settings.queue_timeout_s,
+            "server",
+            f"{settings.max_concurrent_calls} tool calls are in flight (RUNTIMES_MCP_MAX_CONCURRENT_CALLS)",
+        ):
+            if provider == "local":
+                yield
+                return
+            gate = self._provider_gates.setdefault(provider, anyio.Semaphore(settings.provider_concurrency))
+            async with self._slot(
+                gate,
+                settings.http_timeout_s,
+                provider,
+                f"{settings.provider_concurrency} calls to {provider} are in flight "
+                "(RUNTIMES_MCP_PROVIDER_CONCURRENCY)",
+            ):
+                yield
+
+    @staticmethod
+    @asynccontextmanager
+    async def _slot(gate: anyio.Semaphore, wait_s: float, who: str, what: str) -> AsyncIterator[None]:
+        with anyio.move_on_after(wait_s) as waited:
+            await gate.acquire()
+        if waited.cancelled_caught:
+            raise Busy(who, f"{what}; waited {wait_s:g} s for a slot")
+        try:
+            yield
+        finally:
+            gate.release()
 
     async def provider(self, name: str) -> Any:
         if name == "local":

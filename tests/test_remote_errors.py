@@ -14,6 +14,12 @@ from tests.test_remote_wire import TOKENS, api  # noqa: F401 - the fixture
 DECTHINGS = ("POST", "/decthings/v0/PersistentLauncher/getPersistentLaunchers")
 
 
+@pytest.fixture(autouse=True)
+def single_attempt(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each failure here is seen on its first answer; retries have their own tests."""
+    monkeypatch.setenv("RUNTIMES_MCP_RETRIES", "0")
+
+
 async def failure(tool: str, args: dict[str, Any]) -> str:
     async with connect() as client:
         result = await client.call_tool(tool, args)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import logging
 from collections.abc import Iterable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Annotated, Any, Protocol, cast
 
@@ -27,6 +28,8 @@ class ProviderSource(Protocol):
 
     async def provider(self, name: str) -> Any: ...
 
+    def call_slot(self, provider: str) -> AbstractAsyncContextManager[None]: ...
+
 
 @dataclass(frozen=True)
 class Offer:
@@ -44,6 +47,7 @@ def plan_offers(
     toolsets: Iterable[str],
     read_only: bool,
     default_provider: str,
+    local_code: bool = True,
 ) -> list[Offer]:
     """Which tools to register. `available` maps provider -> capabilities configured on this server."""
     enabled = set(toolsets)
@@ -53,7 +57,11 @@ def plan_offers(
             continue
         if read_only and not spec.read_only:
             continue
-        providers = tuple(p for p in spec.providers if spec.capability in available.get(p, set()))
+        providers = tuple(
+            p
+            for p in spec.providers
+            if spec.capability in available.get(p, set()) and (local_code or p != LOCAL or not spec.runs_code)
+        )
         if not providers:
             continue
         default = default_provider if default_provider in providers else providers[0]
@@ -146,11 +154,12 @@ def make_handler(offer: Offer) -> Any:
         arguments = select_arguments(spec, provider, kwargs)
         source = cast(ProviderSource, ctx.request_context.lifespan_context)
         try:
-            client = await source.provider(provider)
-            method = getattr(client, spec.capability)
-            if spec.progress and _accepts_progress(type(client), spec.capability):
-                arguments["progress"] = ctx.report_progress
-            return await method(**arguments)
+            async with source.call_slot(provider):
+                client = await source.provider(provider)
+                method = getattr(client, spec.capability)
+                if spec.progress and _accepts_progress(type(client), spec.capability):
+                    arguments["progress"] = ctx.report_progress
+                return await method(**arguments)
         except ProviderError as exc:
             raise ToolError(str(exc)) from None
         except ToolError:

@@ -106,6 +106,16 @@ class LocalRuntime:
             if not self.config.keep_processes_on_exit:
                 tg.start_soon(self.sessions.stop_all)
 
+    async def complete(self, argument: str, prefix: str, limit: int = 20) -> list[str]:
+        """Values an agent may mean for a resource argument, newest first."""
+        if argument == "session_id":
+            return await self._store.session_ids(prefix, limit)
+        if argument == "sandbox_id":
+            return await self._store.sandbox_ids(prefix, limit)
+        if argument == "stream":
+            return [s for s in ("stdout", "stderr") if s.startswith(prefix)]
+        return []
+
     def add_event_listener(self, listener: Listener) -> None:
         self.events.add_listener(listener)
 

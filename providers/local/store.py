@@ -156,6 +156,21 @@ class Store:
         async with self._db.execute(f"SELECT {SESSION_COLUMNS} FROM sessions WHERE state = 'running'") as cur:
             return [SessionRow(*r) for r in await cur.fetchall()]
 
+    async def session_ids(self, prefix: str, limit: int) -> list[str]:
+        """Newest session ids starting with `prefix` (for argument completion)."""
+        async with self._db.execute(
+            "SELECT id FROM sessions WHERE id LIKE ? ESCAPE '\\' ORDER BY rowid DESC LIMIT ?",
+            (_like_prefix(prefix), limit),
+        ) as cur:
+            return [r[0] for r in await cur.fetchall()]
+
+    async def sandbox_ids(self, prefix: str, limit: int) -> list[str]:
+        async with self._db.execute(
+            "SELECT DISTINCT sandbox_id FROM events WHERE sandbox_id LIKE ? ESCAPE '\\' ORDER BY sandbox_id LIMIT ?",
+            (_like_prefix(prefix), limit),
+        ) as cur:
+            return [r[0] for r in await cur.fetchall()]
+
     # --- routine runs -----------------------------------------------------------------------------
     async def claim_run(self, run: RunRow) -> RunRow | None:
         """Insert the run; if its (routine, idempotency_key) is taken, return the run that holds it."""
@@ -222,3 +237,7 @@ class Store:
         async with self._db.execute(sql, (*args, limit)) as cur:
             rows = list(await cur.fetchall())
         return [EventRow(r[0], r[1], r[2], json.loads(r[3]), r[4]) for r in reversed(rows)]
+
+
+def _like_prefix(prefix: str) -> str:
+    return prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"

@@ -1,0 +1,177 @@
+"""Bounded loopback load test of the Streamable HTTP server (stateless, JSON responses).
+
+N concurrent clients each make M tool calls (getDocs of a small topic, then local listSessions, alternating)
+against a real `runtimes-mcp --transport http` process on 127.0.0.1. Prints errors, throughput, latency
+percentiles and the server's resident memory before and after; exits non-zero on any error.
+
+    python -m bench.load_http [--clients 32] [--calls 200]
+
+It only ever talks to 127.0.0.1, stops by itself (bounded count and an overall deadline), and stops the
+server it started.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import anyio
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+HEADERS = {
+    "Content-Type": "application/json",
+    "Accept": "application/json, text/event-stream",
+    "MCP-Protocol-Version": "2025-06-18",
+}
+
+
+@dataclass
+class LoadResult:
+    clients: int
+    calls: int
+    errors: int = 0
+    latencies_ms: list[float] = field(default_factory=list)
+    elapsed_s: float = 0.0
+    rss_start_kib: int = 0
+    rss_end_kib: int = 0
+    first_error: str | None = None
+
+    @property
+    def throughput(self) -> float:
+        return len(self.latencies_ms) / self.elapsed_s if self.elapsed_s else 0.0
+
+    def percentile(self, q: float) -> float:
+        ordered = sorted(self.latencies_ms)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_server(port: int, data_dir: str) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "RUNTIMES_MCP_DATA_DIR": data_dir}
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "server.cli",
+            "--transport",
+            "http",
+            "--port",
+            str(port),
+            "--stateless",
+            "--json-response",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                return process
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    process.kill()
+    raise RuntimeError("the server did not start")
+
+
+async def run_load(url: str, clients: int, calls: int, pid: int, deadline_s: float = 300) -> LoadResult:
+    result = LoadResult(clients, calls, rss_start_kib=rss_kib(pid))
+    bodies = [
+        {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "tools/call",
+            "params": {"name": "getDocs", "arguments": {"topic": "errors"}},
+        },
+        {
+            "jsonrpc": "2.0",
+            "id": 2,
+            "method": "tools/call",
+            "params": {"name": "listSessions", "arguments": {"limit": 5}},
+        },
+    ]
+
+    async def client(index: int) -> None:
+        async with httpx.AsyncClient(timeout=30) as http:
+            for n in range(calls):
+                started = time.perf_counter()
+                try:
+                    response = await http.post(url, json=bodies[(index + n) % 2], headers=HEADERS)
+                    answer = response.json()
+                    ok = response.status_code == 200 and "result" in answer and not answer["result"].get("isError")
+                except (httpx.HTTPError, ValueError) as exc:
+                    ok, answer = False, {"exception": repr(exc)}
+                if ok:
+                    result.latencies_ms.append((time.perf_counter() - started) * 1000)
+                else:
+                    result.errors += 1
+                    result.first_error = result.first_error or str(answer)[:300]
+
+    started = time.perf_counter()
+    with anyio.fail_after(deadline_s):
+        async with anyio.create_task_group() as tg:
+            for index in range(clients):
+                tg.start_soon(client, index)
+    result.elapsed_s = time.perf_counter() - started
+    result.rss_end_kib = rss_kib(pid)
+    return result
+
+
+def load_test(clients: int, calls: int) -> LoadResult:
+    port = free_port()
+    with tempfile.TemporaryDirectory() as data_dir:
+        server = start_server(port, data_dir)
+        try:
+            return anyio.run(run_load, f"http://127.0.0.1:{port}/mcp", clients, calls, server.pid)
+        finally:
+            server.terminate()
+            server.wait(20)
+
+
+def report(result: LoadResult) -> str:
+    median = statistics.median(result.latencies_ms) if result.latencies_ms else 0.0
+    return (
+        f"clients={result.clients} calls/client={result.calls} total={result.clients * result.calls}\n"
+        f"errors={result.errors} elapsed={result.elapsed_s:.1f}s throughput={result.throughput:.0f} req/s\n"
+        f"latency p50={median:.1f}ms p99={result.percentile(0.99):.1f}ms "
+        f"max={max(result.latencies_ms, default=0):.1f}ms\n"
+        f"server RSS start={result.rss_start_kib / 1024:.1f} MiB end={result.rss_end_kib / 1024:.1f} MiB"
+        + (f"\nfirst error: {result.first_error}" if result.first_error else "")
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--calls", type=int, default=200)
+    args = parser.parse_args()
+    result = load_test(args.clients, args.calls)
+    print(report(result))
+    return 1 if result.errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

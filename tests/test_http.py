@@ -1,0 +1,196 @@
+"""The Streamable HTTP service as a team would deploy it: a real server process on 127.0.0.1, bearer auth,
+Host/Origin checks, limits, stateless JSON mode, /healthz, and a graceful stop on SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+import httpx2
+import pytest
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+
+from server.config import load_settings
+from tests.conftest import connect, error_text, processes_matching, structured
+from tests.test_local_sessions import marker, wait_until_gone
+
+ROOT = Path(__file__).resolve().parent.parent
+TOKEN = "http-token-SECRET-7f3a"
+INIT = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
+}
+JSON_HEADERS = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def http_server(*args: str, env: dict[str, str] | None = None) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "server.cli", "--transport", "http", "--port", str(port), *args],
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"server did not start: {process.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
+            time.sleep(0.1)
+        yield base, process
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def authed_client(base: str, token: str | None = TOKEN) -> Client:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return Client(streamable_http_client(f"{base}/mcp", http_client=httpx2.AsyncClient(headers=headers, timeout=30)))
+
+
+def test_healthz_and_bearer_auth() -> None:
+    with http_server(env={"RUNTIMES_MCP_HTTP_TOKEN": TOKEN}) as (base, _):
+        health = httpx.get(f"{base}/healthz")
+        assert health.status_code == 200 and health.json()["status"] == "ok"
+        missing = httpx.post(f"{base}/mcp", json=INIT, headers=JSON_HEADERS)
+        assert missing.status_code == 401
+        assert missing.headers["www-authenticate"] == 'Bearer realm="runtimes-mcp"'
+        wrong = httpx.post(f"{base}/mcp", json=INIT, headers={**JSON_HEADERS, "Authorization": "Bearer nope"})
+        assert wrong.status_code == 401 and 'error="invalid_token"' in wrong.headers["www-authenticate"]
+        assert TOKEN not in wrong.text and TOKEN not in missing.text
+        right = httpx.post(f"{base}/mcp", json=INIT, headers={**JSON_HEADERS, "Authorization": f"Bearer {TOKEN}"})
+        assert right.status_code == 200
+
+
+async def test_an_authenticated_client_runs_tools_over_http() -> None:
+    with http_server(env={"RUNTIMES_MCP_HTTP_TOKEN": TOKEN}) as (base, _):
+        async with authed_client(base) as client:
+            names = [t.name for t in (await client.list_tools()).tools]
+            result = structured(await client.call_tool("execRun", {"command": "echo over-http"}))
+    assert "execRun" in names and result["stdout"] == "over-http\n"
+
+
+def test_origin_and_host_are_checked_against_allow_lists() -> None:
+    with http_server(env={"RUNTIMES_MCP_ALLOWED_ORIGINS": "https://agents.example"}) as (base, _):
+        evil = httpx.post(f"{base}/mcp", json=INIT, headers={**JSON_HEADERS, "Origin": "https://evil.example"})
+        assert evil.status_code == 403
+        good = httpx.post(f"{base}/mcp", json=INIT, headers={**JSON_HEADERS, "Origin": "https://agents.example"})
+        assert good.status_code == 200
+        rebound = httpx.post(f"{base}/mcp", json=INIT, headers={**JSON_HEADERS, "Host": "attacker.example"})
+        assert rebound.status_code == 421
+    with http_server() as (base, _):  # loopback origins are allowed by default
+        local = httpx.post(f"{base}/mcp", json=INIT, headers={**JSON_HEADERS, "Origin": "http://localhost:3000"})
+        assert local.status_code == 200
+
+
+def test_oversized_request_body_is_refused() -> None:
+    with http_server(env={"RUNTIMES_MCP_MAX_REQUEST_BYTES": "2048"}) as (base, _):
+        big = {**INIT, "params": {**INIT["params"], "padding": "x" * 5000}}  # type: ignore[dict-item]
+        assert httpx.post(f"{base}/mcp", json=big, headers=JSON_HEADERS).status_code == 413
+
+
+def test_stateless_json_mode_answers_plain_json_without_a_session() -> None:
+    with http_server("--stateless", "--json-response") as (base, _):
+        response = httpx.post(f"{base}/mcp", json=INIT, headers=JSON_HEADERS)
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("application/json")
+        assert "mcp-session-id" not in response.headers
+        assert response.json()["result"]["serverInfo"]["name"] == "runtimes-mcp"
+        call = {
+            "jsonrpc": "2.0",
+            "id": 2,
+            "method": "tools/call",
+            "params": {"name": "getDocs", "arguments": {"topic": "local"}},
+        }
+        answer = httpx.post(f"{base}/mcp", json=call, headers={**JSON_HEADERS, "MCP-Protocol-Version": "2025-06-18"})
+        assert answer.json()["result"]["structuredContent"]["topic"] == "local"
+
+
+def test_refuses_to_expose_itself_without_a_token() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "server.cli", "--transport", "http", "--host", "0.0.0.0", "--port", str(free_port())],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "RUNTIMES_MCP_HTTP_TOKEN" in result.stderr and "--insecure-no-auth" in result.stderr
+
+
+async def test_local_code_tools_are_off_when_exposed_without_a_token() -> None:
+    from mcp import Client as InProcess
+
+    from server.app import create_server
+
+    async with InProcess(create_server(load_settings(), local_code=False)) as client:
+        names = {t.name for t in (await client.list_tools()).tools}
+    assert "execRun" not in names and "invokeRoutine" not in names
+    assert {"listSessions", "stopSession", "getLaunchers", "storeEvent", "getDocs"} <= names
+
+
+async def test_sigterm_stops_gracefully_and_ends_local_processes() -> None:
+    mark = marker()
+    with http_server(env={"RUNTIMES_MCP_HTTP_TOKEN": TOKEN}) as (base, process):
+        async with authed_client(base) as client:
+            structured(await client.call_tool("execRun", {"command": f"sleep {mark}", "wait": False}))
+        assert processes_matching(mark)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(20) == 0
+    assert await wait_until_gone(mark) == []
+
+
+async def test_calls_beyond_the_limit_queue_then_get_a_clear_busy_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RUNTIMES_MCP_MAX_CONCURRENT_CALLS", "1")
+
+    async def two_at_once() -> list[Any]:
+        results: list[Any] = []
+        async with connect() as client:
+
+            async def run() -> None:
+                results.append(await client.call_tool("execRun", {"command": "sleep 0.5"}))
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(run)
+                tg.start_soon(run)
+        return results
+
+    queued = await two_at_once()  # the second waits for the first (default queue timeout 10 s)
+    assert not any(r.is_error for r in queued)
+
+    monkeypatch.setenv("RUNTIMES_MCP_QUEUE_TIMEOUT", "0.1")
+    refused = await two_at_once()
+    errors = [error_text(r) for r in refused if r.is_error]
+    assert len(errors) == 1 and "busy" in errors[0] and "RUNTIMES_MCP_MAX_CONCURRENT_CALLS" in errors[0]
+    assert "waited 0.1 s" in errors[0]
