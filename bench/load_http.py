@@ -22,6 +22,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import anyio
 import httpx
@@ -97,29 +98,35 @@ def start_server(port: int, data_dir: str) -> subprocess.Popen[bytes]:
     raise RuntimeError("the server did not start")
 
 
-async def run_load(url: str, clients: int, calls: int, pid: int, deadline_s: float = 300) -> LoadResult:
+DEFAULT_BODIES: list[dict[str, Any]] = [
+    {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "tools/call",
+        "params": {"name": "getDocs", "arguments": {"topic": "errors"}},
+    },
+    {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "listSessions", "arguments": {"limit": 5}}},
+]
+
+
+async def run_load(
+    url: str,
+    clients: int,
+    calls: int,
+    pid: int,
+    deadline_s: float = 300,
+    bodies: list[dict[str, Any]] | None = None,
+) -> LoadResult:
+    """`clients` concurrent loops of `calls` requests each, cycling through `bodies`."""
     result = LoadResult(clients, calls, rss_start_kib=rss_kib(pid))
-    bodies = [
-        {
-            "jsonrpc": "2.0",
-            "id": 1,
-            "method": "tools/call",
-            "params": {"name": "getDocs", "arguments": {"topic": "errors"}},
-        },
-        {
-            "jsonrpc": "2.0",
-            "id": 2,
-            "method": "tools/call",
-            "params": {"name": "listSessions", "arguments": {"limit": 5}},
-        },
-    ]
+    cycle = bodies or DEFAULT_BODIES
 
     async def client(index: int) -> None:
         async with httpx.AsyncClient(timeout=30) as http:
             for n in range(calls):
                 started = time.perf_counter()
                 try:
-                    response = await http.post(url, json=bodies[(index + n) % 2], headers=HEADERS)
+                    response = await http.post(url, json=cycle[(index + n) % len(cycle)], headers=HEADERS)
                     answer = response.json()
                     ok = response.status_code == 200 and "result" in answer and not answer["result"].get("isError")
                 except (httpx.HTTPError, ValueError) as exc:

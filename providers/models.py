@@ -7,12 +7,12 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 Raw = dict[str, Any] | None
-RAW_DESCRIPTION = "The provider's own record, for fields that do not fit the common shape."
+RAW_DESCRIPTION = "The provider's own record."
 
 
 class SessionSummary(BaseModel):
-    id: str = Field(description="Session id, as the provider spells it.")
-    status: str = Field(description="Provider state, e.g. running, completed, failed, stopped.")
+    id: str
+    status: str = Field(description="The provider's state, e.g. running, completed.")
     started_at: str | None = Field(None, description="ISO 8601 start time.")
     command: str | None = Field(None, description="What the session runs, when known.")
     raw: Raw = Field(None, description=RAW_DESCRIPTION)
@@ -22,22 +22,22 @@ class SessionList(BaseModel):
     provider: str
     sessions: list[SessionSummary]
     count: int = Field(description="Number of sessions in this page.")
-    next_cursor: str | None = Field(None, description="Pass as `cursor` (or `page`) for the next page.")
+    next_cursor: str | None = Field(None, description="Next page: pass as cursor (xano: page).")
 
 
 class ExecResult(BaseModel):
     provider: str
     session_id: str
-    state: str = Field(description="running, completed, failed, timed_out, stopped (local); provider state else.")
+    state: str = Field(description="Local: running, completed, failed, timed_out, stopped.")
     exit_code: int | None = Field(None, description="Process exit code; negative means killed by that signal.")
     stdout: str | None = None
     stderr: str | None = None
-    stdout_bytes: int | None = Field(None, description="Full size of stdout captured so far.")
-    stderr_bytes: int | None = Field(None, description="Full size of stderr captured so far.")
-    truncated: bool = Field(False, description="True when stdout/stderr were cut to head and tail.")
+    stdout_bytes: int | None = Field(None, description="Full size.")
+    stderr_bytes: int | None = Field(None, description="Full size.")
+    truncated: bool = Field(False, description="Output cut to head and tail.")
     duration_ms: int | None = None
-    response: Any = Field(None, description="The run's response value (remote runtimes).")
-    message: str | None = Field(None, description="What happened and what to do next, when not obvious.")
+    response: Any = Field(None, description="The run's result value (xano).")
+    message: str | None = Field(None, description="What happened, when not obvious.")
     raw: Raw = Field(None, description=RAW_DESCRIPTION)
 
 
@@ -55,11 +55,11 @@ class RoutineRun(BaseModel):
     provider: str
     run_id: str
     routine: str
-    status: str = Field(description="pending, running, completed, failed (or skipped).")
+    status: str = Field(description="pending, running, completed, failed, skipped.")
     session_id: str | None = None
-    output: str | None = Field(None, description="What the routine printed, capped to head and tail.")
+    output: str | None = Field(None, description="Printed output (head and tail).")
     exit_code: int | None = None
-    deduplicated: bool = Field(False, description="True when an earlier run with this idempotency_key was returned.")
+    deduplicated: bool = Field(False, description="An earlier run with this idempotency_key.")
     created_at: str | None = None
     message: str | None = None
     raw: Raw = Field(None, description=RAW_DESCRIPTION)
@@ -73,10 +73,10 @@ class RunningItem(BaseModel):
 class Launcher(BaseModel):
     id: str
     name: str
-    state: str = Field(description="creating, active, deleting or recreating.")
-    previous: str | None = Field(None, description="Why it is recreating: exit or unknown.")
-    running: list[RunningItem] = Field(default_factory=list, description="What runs under the launcher now.")
-    created_at: int | None = Field(None, description="Unix time in ms.")
+    state: str = Field(description="creating, active, deleting, recreating.")
+    previous: str | None = Field(None, description="When recreating: exit or unknown.")
+    running: list[RunningItem] = Field(default_factory=list)
+    created_at: int | None = Field(None, description="Unix ms.")
     description: str | None = None
     raw: Raw = Field(None, description=RAW_DESCRIPTION)
 
@@ -84,7 +84,7 @@ class Launcher(BaseModel):
 class LauncherList(BaseModel):
     provider: str
     launchers: list[Launcher]
-    total: int = Field(description="How many launchers matched the filter.")
+    total: int = Field(description="Matches over all pages.")
     offset: int
     limit: int
 
@@ -94,7 +94,7 @@ class StoredEvent(BaseModel):
     event_id: str
     sandbox_id: str
     type: str
-    timestamp: int = Field(description="Unix time in ms.")
+    timestamp: int = Field(description="Unix ms.")
 
 
 class Event(BaseModel):
@@ -102,7 +102,7 @@ class Event(BaseModel):
     sandbox_id: str
     type: str
     data: dict[str, Any]
-    timestamp: int = Field(description="Unix time in ms.")
+    timestamp: int = Field(description="Unix ms.")
     workspace_id: int | None = None
 
 

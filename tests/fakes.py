@@ -54,6 +54,7 @@ class FakeAPI:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # else keep-alive replies stall ~40 ms on delayed ACKs
 
             def log_message(self, *args: Any) -> None:
                 pass

@@ -141,3 +141,39 @@ def test_local_provider_implements_every_capability_it_claims() -> None:
     for capability in catalog.PROVIDERS["local"].capabilities:
         assert callable(getattr(LocalRuntime, capability)), capability
     assert load_settings().default_provider == "local"
+
+
+async def test_default_tools_list_stays_under_ten_kilobytes() -> None:
+    import json
+
+    async with connect() as client:
+        tools = (await client.list_tools()).tools
+    wire = json.dumps(
+        {"tools": [t.model_dump(mode="json", by_alias=True, exclude_none=True) for t in tools]}, separators=(",", ":")
+    )
+    assert len(wire) <= 10_000, f"tools/list is {len(wire)} bytes; every agent pays for each one"
+
+
+async def test_published_output_schemas_validate_real_results(monkeypatch: pytest.MonkeyPatch) -> None:
+    import jsonschema
+
+    monkeypatch.setenv("RUNTIMES_MCP_TOOLSETS", "all")
+    calls = {
+        "execRun": {"command": "echo hi"},
+        "listSessions": {},
+        "getLaunchers": {},
+        "getDocs": {"topic": "local"},
+        "storeEvent": {"type": "t", "data": {"a": 1}},
+        "getEvents": {},
+        "listRoutines": {},
+        "stopSession": {"session_id": "later"},
+        "getSession": {"session_id": "later"},
+        "getSessionOutput": {"session_id": "later"},
+    }
+    async with connect() as client:
+        schemas = {t.name: t.output_schema for t in (await client.list_tools()).tools}
+        session = structured(await client.call_tool("execRun", {"command": "echo hi"}))["session_id"]
+        for tool, arguments in calls.items():
+            arguments = {k: (session if v == "later" else v) for k, v in arguments.items()}
+            result = structured(await client.call_tool(tool, arguments))
+            jsonschema.validate(result, schemas[tool])

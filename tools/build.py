@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import json
 import logging
 from collections.abc import Iterable
 from contextlib import AbstractAsyncContextManager
@@ -103,7 +104,7 @@ def check_provider(offer: Offer, provider: str) -> None:
 
 def _parameters(offer: Offer) -> list[inspect.Parameter]:
     spec = offer.spec
-    provider_desc = "Runtime to use: " + ", ".join(offer.providers) + f" (default {offer.default})."
+    provider_desc = "Which runtime serves the call."
     params = [
         inspect.Parameter(
             "provider",
@@ -181,7 +182,6 @@ def annotations_for(offer: Offer) -> ToolAnnotations:
     spec = offer.spec
     open_world = spec.runs_code or any(p != LOCAL for p in offer.providers)
     return ToolAnnotations(
-        title=spec.title,
         read_only_hint=spec.read_only,
         destructive_hint=spec.destructive if not spec.read_only else False,
         idempotent_hint=spec.idempotent,
@@ -207,6 +207,73 @@ def drop_titles(schema: Any) -> Any:
     return schema
 
 
+def compact_schema(schema: Any, *, optional_means_absent: bool) -> Any:
+    """Shorter, equivalent-for-clients JSON schemas (every tools/list costs an agent tokens):
+    - `anyOf: [T, null]` becomes T for an input (an optional argument is one you leave out; an explicit null
+      is still accepted) and `type: [T, "null"]` for an output;
+    - `default: null` and the JSON Schema default `additionalProperties: true` are dropped."""
+    if isinstance(schema, list):
+        return [compact_schema(item, optional_means_absent=optional_means_absent) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    options = schema.get("anyOf")
+    if isinstance(options, list) and len(options) == 2 and {"type": "null"} in options:
+        other = next(o for o in options if o != {"type": "null"})
+        rest = {k: v for k, v in schema.items() if k not in ("anyOf", "default")}
+        if optional_means_absent:
+            schema = {**other, **rest}
+        elif set(other) <= {"type", "additionalProperties"} and isinstance(other.get("type"), str):
+            schema = {**other, "type": [other["type"], "null"], **rest}
+        else:
+            schema = {**schema, "default": schema.get("default")} if "default" in schema else schema
+    compacted: dict[str, Any] = {}
+    for key, value in schema.items():
+        if key == "default" and value is None:
+            continue
+        if key == "additionalProperties" and value is True:
+            continue
+        if key in ("properties", "$defs"):
+            compacted[key] = {
+                name: compact_schema(sub, optional_means_absent=optional_means_absent) for name, sub in value.items()
+            }
+        elif key == "enum":
+            compacted[key] = value
+        else:
+            compacted[key] = compact_schema(value, optional_means_absent=optional_means_absent)
+    return compacted
+
+
+def inline_single_use_defs(schema: dict[str, Any]) -> dict[str, Any]:
+    """Replace each `$ref` to a `$defs` entry used exactly once by the entry itself (same meaning, fewer
+    bytes); entries used more than once, or by themselves, stay."""
+    defs = schema.get("$defs")
+    if not isinstance(defs, dict):
+        return schema
+    text = json.dumps(schema)
+    prefix = "#/$defs/"
+    once = {
+        name
+        for name in defs
+        if text.count(json.dumps(prefix + name)) == 1 and json.dumps(prefix + name) not in json.dumps(defs[name])
+    }
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith(prefix) and ref[len(prefix) :] in once:
+                return walk({**defs[ref[len(prefix) :]], **{k: v for k, v in node.items() if k != "$ref"}})
+            return {k: walk(v) for k, v in node.items() if not (k == "$defs" and node is schema)}
+        if isinstance(node, list):
+            return [walk(item) for item in node]
+        return node
+
+    result: dict[str, Any] = walk(schema)
+    kept = {name: walk(value) for name, value in defs.items() if name not in once}
+    if kept:
+        result["$defs"] = kept
+    return result
+
+
 def strict_tool(fn: Any, *, name: str, title: str, description: str, annotations: ToolAnnotations) -> Tool:
     """A Tool that rejects arguments it does not know, instead of silently ignoring them."""
     tool = Tool.from_function(
@@ -215,10 +282,13 @@ def strict_tool(fn: Any, *, name: str, title: str, description: str, annotations
     loose = tool.fn_metadata.arg_model
     strict = type(loose.__name__, (loose,), {"model_config": ConfigDict(**loose.model_config, extra="forbid")})
     tool.fn_metadata.arg_model = strict
+    tool.parameters = compact_schema(drop_titles(tool.parameters), optional_means_absent=True)
     tool.parameters["additionalProperties"] = False
-    drop_titles(tool.parameters)
-    if tool.output_schema is not None:
-        drop_titles(tool.output_schema)
+    if tool.fn_metadata.output_schema is not None:
+        # published as-is; results are still validated against the model, not this schema
+        tool.fn_metadata.output_schema = inline_single_use_defs(
+            compact_schema(drop_titles(tool.fn_metadata.output_schema), optional_means_absent=False)
+        )
     return tool
 
 

@@ -59,7 +59,6 @@ def docs_tool() -> Tool:
         title="Read the docs",
         description="Documentation: no topic gives the table of contents; a topic gives its guide.",
         annotations=ToolAnnotations(
-            title="Read the docs",
             read_only_hint=True,
             destructive_hint=False,
             idempotent_hint=True,

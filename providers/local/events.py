@@ -25,12 +25,21 @@ class EventLog:
         self._listeners.append(listener)
 
     async def store(self, type_: str, data: dict[str, Any], sandbox_id: str = DEFAULT_SANDBOX) -> StoredEvent:
+        """Store an event and return once it is durable (commits are shared with concurrent writers)."""
+        return await self.record(type_, data, sandbox_id, durable=True)
+
+    async def record(
+        self, type_: str, data: dict[str, Any], sandbox_id: str = DEFAULT_SANDBOX, *, durable: bool = False
+    ) -> StoredEvent:
+        """Queue an event (the runtime's own lifecycle events ride along with the next commit)."""
         if not type_.strip():
             raise InvalidInput(PROVIDER, "type is empty", hint="Name the event, e.g. 'build.finished'.")
         if not sandbox_id.strip():
             raise InvalidInput(PROVIDER, "sandbox_id is empty")
         row = EventRow(new_id("evt"), sandbox_id, type_, data, int(time.time() * 1000))
-        await self._store.insert_event(row)
+        self._store.insert_event(row)
+        if durable:
+            await self._store.flush()
         for listener in self._listeners:
             try:
                 await listener(sandbox_id)

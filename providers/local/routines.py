@@ -61,7 +61,13 @@ class Routines:
             "ROUTINE_METADATA": json.dumps(metadata or {}),
         }
         live = await self._sessions.start(
-            cfg.command, cwd=cfg.cwd, env=env, stdin=message, timeout_s=cfg.timeout_s, origin=f"routine:{routine}"
+            cfg.command,
+            cwd=cfg.cwd,
+            env=env,
+            stdin=message,
+            timeout_s=cfg.timeout_s,
+            origin=f"routine:{routine}",
+            durable=False,
         )
         await self._store.set_run_session(run.id, live.id)
         run.session_id = live.id

@@ -70,7 +70,7 @@ class LocalRuntime:
         events = EventLog(store)
 
         async def emit(type_: str, data: dict[str, Any]) -> None:
-            await events.store(type_, data, DEFAULT_SANDBOX)
+            await events.record(type_, data, DEFAULT_SANDBOX)
 
         try:
             async with anyio.create_task_group() as tg:
@@ -160,7 +160,12 @@ class LocalRuntime:
         if bad:
             raise InvalidInput(PROVIDER, f"env values must be strings; not so for {', '.join(bad)}")
         live = await self.sessions.start(
-            command, cwd=cwd, env=env, stdin=stdin, timeout_s=60 if timeout_s is None else timeout_s
+            command,
+            cwd=cwd,
+            env=env,
+            stdin=stdin,
+            timeout_s=60 if timeout_s is None else timeout_s,
+            durable=wait is False,
         )
         if wait is False:
             return ExecResult(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import subprocess
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -41,6 +42,8 @@ def read_capped(path: Path, cap: int) -> Output:
     try:
         size = path.stat().st_size
     except FileNotFoundError:
+        return Output("", 0, False)
+    if size == 0:
         return Output("", 0, False)
     with path.open("rb") as f:
         if size <= cap:
@@ -98,7 +101,10 @@ class SessionManager:
         stdin: str | None = None,
         timeout_s: float = 60,
         origin: str = "exec",
+        durable: bool = True,
     ) -> LiveSession:
+        """Start a session. With `durable=False` its record is committed later (by the flush that ends it),
+        which saves a commit when the caller waits for the end anyway."""
         if not command.strip():
             raise InvalidInput(PROVIDER, "command is empty", hint="Pass a shell command line, e.g. 'echo hello'.")
         if not 0 < timeout_s <= self.max_timeout_s:
@@ -117,14 +123,21 @@ class SessionManager:
             workdir = Path(cwd).expanduser()
             if not workdir.is_dir():
                 raise InvalidInput(PROVIDER, f"cwd {cwd!r} is not an existing directory")
-        stdin_path = directory / "stdin"
-        stdin_path.write_text(stdin or "", encoding="utf-8")
         with (
-            stdin_path.open("rb") as inp,
             (directory / "stdout").open("wb") as out,
             (directory / "stderr").open("wb") as err,
         ):
-            process = await spawn_group(command, cwd=workdir, env=child_env(env), stdin=inp, stdout=out, stderr=err)
+            if stdin:
+                stdin_path = directory / "stdin"
+                stdin_path.write_text(stdin, encoding="utf-8")
+                with stdin_path.open("rb") as inp:
+                    process = await spawn_group(
+                        command, cwd=workdir, env=child_env(env), stdin=inp, stdout=out, stderr=err
+                    )
+            else:
+                process = await spawn_group(
+                    command, cwd=workdir, env=child_env(env), stdin=subprocess.DEVNULL, stdout=out, stderr=err
+                )
         row = SessionRow(
             rowid=0,
             id=session_id,
@@ -142,9 +155,11 @@ class SessionManager:
         )
         live = LiveSession(row, process, directory, time.monotonic())
         self._live[session_id] = live
-        await self._store.insert_session(row)
+        self._store.insert_session(row)
         self._tg.start_soon(self._supervise, live)
         await self._emit("session.started", {"session_id": session_id, "command": command, "origin": origin})
+        if durable:
+            await self._store.flush()
         return live
 
     async def _supervise(self, live: LiveSession) -> None:
@@ -177,10 +192,13 @@ class SessionManager:
                 state, message = ("completed" if live.process.returncode == 0 else "failed"), None
         code = live.process.returncode
         live.row.state, live.row.exit_code, live.row.ended_at, live.row.message = state, code, time.time(), message
-        await self._store.finish_session(live.id, state, code, live.row.ended_at, message)
-        self._live.pop(live.id, None)
-        live.done.set()
+        self._store.finish_session(live.id, state, code, live.row.ended_at, message)
         await self._emit(f"session.{state}", {"session_id": live.id, "exit_code": code})
+        try:
+            await self._store.flush()  # one commit for the session's whole record and its events
+        finally:
+            self._live.pop(live.id, None)
+            live.done.set()
 
     async def wait(self, live: LiveSession, progress: Progress | None = None, tick_s: float = 1.0) -> None:
         """Wait for the session to end. Cancelling this only stops the waiting, never the session."""
@@ -246,8 +264,9 @@ class SessionManager:
             if row.pid and _started_by(row):
                 await terminate_group(row.pid)
                 message += "; its leftover processes were stopped at restart"
-            await self._store.finish_session(row.id, "lost", None, time.time(), message)
+            self._store.finish_session(row.id, "lost", None, time.time(), message)
             lost += 1
+        await self._store.flush()
         return lost
 
 

@@ -1,0 +1,487 @@
+"""Benchmarks of runtimes-mcp against its floors, measured in the same run, printed as a table and written to
+bench/RESULTS.md under a label (`--label before`, `--label after`, ...). Not a test: numbers, not verdicts.
+
+    python -m bench.run [--label NAME] [--quick]
+
+Every server is driven by the same raw JSON-RPC client over stdio (or the same httpx loop over HTTP), so
+the ratios compare servers, not clients. Everything runs on this machine: stdio pipes and 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import re
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+
+from bench.load_http import free_port, rss_kib, run_load
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+PY = sys.executable
+OURS = [PY, "-m", "server.cli"]
+SDK_FLOOR = [PY, str(ROOT / "bench" / "floor_sdk.py")]
+RAW_FLOOR = [PY, str(ROOT / "bench" / "floor_raw.py")]
+
+
+# --- a raw JSON-RPC client over stdio ---------------------------------------------------------------------
+class StdioPeer:
+    def __init__(self, argv: list[str], env: dict[str, str] | None = None) -> None:
+        self.process = subprocess.Popen(
+            argv,
+            cwd=ROOT,
+            env={**os.environ, **(env or {})},
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+        )
+        self._id = 0
+
+    def request(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+        self._id += 1
+        message = {"jsonrpc": "2.0", "id": self._id, "method": method, "params": params or {}}
+        assert self.process.stdin and self.process.stdout
+        self.process.stdin.write(json.dumps(message).encode() + b"\n")
+        self.process.stdin.flush()
+        while True:
+            line = self.process.stdout.readline()
+            if not line:
+                raise RuntimeError(f"{method}: the server closed the pipe")
+            answer: dict[str, Any] = json.loads(line)
+            if answer.get("id") == self._id:
+                return answer
+
+    def initialize(self) -> None:
+        self.request(
+            "initialize",
+            {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "bench", "version": "1"}},
+        )
+        assert self.process.stdin
+        self.process.stdin.write(b'{"jsonrpc":"2.0","method":"notifications/initialized"}\n')
+        self.process.stdin.flush()
+
+    def call(self, tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
+        answer = self.request("tools/call", {"name": tool, "arguments": arguments})
+        if "error" in answer or answer["result"].get("isError"):
+            raise RuntimeError(f"{tool} failed: {str(answer)[:300]}")
+        return answer
+
+    def close(self) -> None:
+        assert self.process.stdin
+        self.process.stdin.close()
+        try:
+            self.process.wait(20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+def timed_calls(peer: StdioPeer, tool: str, arguments: dict[str, Any], n: int) -> list[float]:
+    out = []
+    for _ in range(n):
+        started = time.perf_counter()
+        peer.call(tool, arguments)
+        out.append((time.perf_counter() - started) * 1000)
+    return out
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+# --- results ----------------------------------------------------------------------------------------------
+@dataclass
+class Row:
+    metric: str
+    ours: float
+    floor: float | None
+    unit: str
+    target: str
+    ok: bool | None
+
+    def cells(self) -> list[str]:
+        ratio = f"{self.ours / self.floor:.2f}x" if self.floor else "-"
+        floor = f"{self.floor:,.2f}" if self.floor is not None else "-"
+        verdict = {True: "meets", False: "MISSES", None: "info"}[self.ok]
+        return [
+            self.metric,
+            f"{self.ours:,.2f} {self.unit}",
+            f"{floor} {self.unit if self.floor else ''}".strip(),
+            ratio,
+            self.target,
+            verdict,
+        ]
+
+
+def ratio_row(metric: str, ours: float, floor: float, unit: str, limit: float, higher_is_better: bool = False) -> Row:
+    ratio = ours / floor
+    ok = ratio >= limit if higher_is_better else ratio <= limit
+    return Row(metric, ours, floor, unit, f"{'>=' if higher_is_better else '<='} {limit}x floor", ok)
+
+
+# --- the measurements -------------------------------------------------------------------------------------
+def cold_start(argv: list[str], runs: int, env: dict[str, str]) -> float:
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        peer = StdioPeer(argv, env)
+        peer.initialize()
+        times.append((time.perf_counter() - started) * 1000)
+        peer.close()
+    return statistics.median(times)
+
+
+def context_cost() -> list[Row]:
+    from mcp import Client
+
+    from server.app import create_server
+    from server.config import load_settings
+
+    async def sizes(toolsets: str) -> tuple[int, int]:
+        os.environ["RUNTIMES_MCP_TOOLSETS"] = toolsets
+        async with Client(create_server(load_settings())) as client:
+            tools = (await client.list_tools()).tools
+            listing = json.dumps(
+                {"tools": [t.model_dump(mode="json", by_alias=True, exclude_none=True) for t in tools]},
+                separators=(",", ":"),
+            )
+            toc = await client.call_tool("getDocs", {})
+            toc_bytes = len(
+                json.dumps(toc.model_dump(mode="json", by_alias=True, exclude_none=True), separators=(",", ":"))
+            )
+        return len(listing), toc_bytes
+
+    default, toc = anyio.run(sizes, "")
+    everything, _ = anyio.run(sizes, "all")
+    os.environ.pop("RUNTIMES_MCP_TOOLSETS", None)
+    return [
+        Row("tools/list bytes, default (~tokens = bytes/4)", default, None, "B", "<= 10,000 B", default <= 10_000),
+        Row("tools/list bytes, all toolsets", everything, None, "B", "-", None),
+        Row("getDocs() table of contents bytes", toc, None, "B", "-", None),
+    ]
+
+
+def storage_throughput(quick: bool) -> list[Row]:
+    from providers.local.config import LocalConfig
+    from providers.local.runtime import LocalRuntime
+
+    n = 500 if quick else 2000
+
+    def sqlite_floor() -> float:
+        with tempfile.TemporaryDirectory() as d:
+            db = sqlite3.connect(Path(d) / "floor.sqlite3", isolation_level=None)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute(
+                "CREATE TABLE events (seq INTEGER PRIMARY KEY, id TEXT, sandbox_id TEXT, type TEXT, "
+                "data TEXT, timestamp INTEGER)"
+            )
+            started = time.perf_counter()
+            for i in range(n):
+                db.execute(
+                    "INSERT INTO events (id, sandbox_id, type, data, timestamp) VALUES (?, ?, ?, ?, ?)",
+                    (f"e{i}", "local", "bench", json.dumps({"i": i}), i),
+                )
+            elapsed = time.perf_counter() - started
+            db.close()
+        return n / elapsed
+
+    async def ours(concurrency: int) -> float:
+        with tempfile.TemporaryDirectory() as d:
+            async with LocalRuntime.open(LocalConfig(), Path(d)) as runtime:
+                per_task = n // concurrency
+
+                async def writer(k: int) -> None:
+                    for i in range(per_task):
+                        await runtime.store_event("bench", {"i": i, "k": k})
+
+                started = time.perf_counter()
+                async with anyio.create_task_group() as tg:
+                    for k in range(concurrency):
+                        tg.start_soon(writer, k)
+                return (per_task * concurrency) / (time.perf_counter() - started)
+
+    floor = sqlite_floor()
+    one, many = anyio.run(ours, 1), anyio.run(ours, 32)
+    return [
+        Row("storeEvent (local) events/s, 1 caller", one, floor, "ev/s", "info (floor: plain WAL inserts)", None),
+        Row("storeEvent (local) events/s, 32 callers", many, floor, "ev/s", "info (floor: plain WAL inserts)", None),
+    ]
+
+
+def stdio_rows(quick: bool, env: dict[str, str]) -> list[Row]:
+    runs = 5 if quick else 10
+    calls = 200 if quick else 500
+    rows: list[Row] = []
+    ours_cold = cold_start(OURS, runs, env)
+    sdk_cold = cold_start(SDK_FLOOR, runs, env)
+    raw_cold = cold_start(RAW_FLOOR, runs, env)
+    rows.append(ratio_row(f"cold start stdio, median of {runs} (vs bare SDK)", ours_cold, sdk_cold, "ms", 1.2))
+    rows.append(Row("cold start stdio (vs raw JSON-RPC loop)", ours_cold, raw_cold, "ms", "info", None))
+
+    sdk = StdioPeer(SDK_FLOOR, env)
+    sdk.initialize()
+    echo = timed_calls(sdk, "echo", {"text": "hi"}, calls)
+    shell: list[float] = []
+    for _ in range(calls // 2):
+        started = time.perf_counter()
+        subprocess.run(["/bin/sh", "-c", "true"], check=True)
+        shell.append((time.perf_counter() - started) * 1000)
+    sdk_rss_start = rss_kib(sdk.process.pid)
+    timed_calls(sdk, "echo", {"text": "hi"}, 2000 if quick else 10_000)
+    sdk_rss_end = rss_kib(sdk.process.pid)
+    sdk.close()
+
+    ours = StdioPeer(OURS, env)
+    ours.initialize()
+    docs = timed_calls(ours, "getDocs", {"topic": "errors"}, calls)
+    listing = timed_calls(ours, "listSessions", {"limit": 5}, calls)
+    execs = timed_calls(ours, "execRun", {"command": "true"}, calls // 2)
+    rss_start = rss_kib(ours.process.pid)
+    soak = 2000 if quick else 10_000
+    timed_calls(ours, "getDocs", {"topic": "errors"}, soak // 2)
+    rss_mid = rss_kib(ours.process.pid)
+    timed_calls(ours, "getDocs", {"topic": "errors"}, soak // 2)
+    rss_end = rss_kib(ours.process.pid)
+    ours.close()
+
+    echo_p50 = statistics.median(echo)
+    for name, values in (("getDocs(topic)", docs), ("listSessions (local)", listing)):
+        p50, p99 = statistics.median(values), pct(values, 0.99)
+        rows.append(ratio_row(f"{name} p50 over stdio, {calls} calls (vs SDK echo)", p50, echo_p50, "ms", 1.3))
+        rows.append(Row(f"{name} p99 / p50", p99 / p50, None, "x", "<= 2x", p99 / p50 <= 2))
+    exec_floor = statistics.median(shell) + echo_p50
+    rows.append(
+        ratio_row("execRun `true` p50 (vs sh spawn + SDK call)", statistics.median(execs), exec_floor, "ms", 1.5)
+    )
+    rows.append(Row("execRun `true` p99", pct(execs, 0.99), None, "ms", "info", None))
+    rows.append(ratio_row("RSS after start (vs bare SDK)", rss_start / 1024, sdk_rss_start / 1024, "MiB", 1.2))
+    growth = (rss_end - rss_mid) / 1024
+    rows.append(
+        Row(
+            f"RSS growth over the second half of a {soak}-call soak",
+            growth,
+            None,
+            "MiB",
+            "flat (<= 1 MiB)",
+            growth <= 1.0,
+        )
+    )
+    rows.append(
+        Row(
+            f"RSS after {soak} calls (SDK floor: {sdk_rss_end / 1024:.1f} MiB)",
+            rss_end / 1024,
+            sdk_rss_end / 1024,
+            "MiB",
+            "info",
+            None,
+        )
+    )
+    return rows
+
+
+def http_rows(quick: bool, env: dict[str, str]) -> list[Row]:
+    single, many_clients, per_client = (150, 32, 20) if quick else (300, 32, 50)
+    rows: list[Row] = []
+
+    def serve(argv: list[str]) -> tuple[subprocess.Popen[bytes], str]:
+        port = free_port()
+        process = subprocess.Popen(
+            [
+                *argv,
+                *(
+                    ["http", str(port)]
+                    if argv is SDK_FLOOR
+                    else ["--transport", "http", "--port", str(port), "--stateless", "--json-response"]
+                ),
+            ],
+            cwd=ROOT,
+            env={**os.environ, **env},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                httpx.post(f"{base}/mcp", json={}, timeout=1)
+                break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        return process, f"{base}/mcp"
+
+    measured: dict[str, dict[int, Any]] = {}
+    for label, argv, tool, arguments in (
+        ("ours", OURS, "getDocs", {"topic": "errors"}),
+        ("sdk", SDK_FLOOR, "echo", {"text": "hi"}),
+    ):
+        process, url = serve(argv)
+        body = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": tool, "arguments": arguments}}
+        measured[label] = {
+            1: anyio.run(run_load, url, 1, single, process.pid, 120, [body]),
+            32: anyio.run(run_load, url, many_clients, per_client, process.pid, 120, [body]),
+        }
+        process.terminate()
+        process.wait(20)
+    for clients in (1, 32):
+        ours, sdk = measured["ours"][clients], measured["sdk"][clients]
+        if ours.errors or sdk.errors:
+            raise RuntimeError(f"HTTP errors: ours {ours.errors} ({ours.first_error}), sdk {sdk.errors}")
+        rows.append(
+            ratio_row(
+                f"HTTP req/s, {clients} client(s), stateless (vs bare SDK)",
+                ours.throughput,
+                sdk.throughput,
+                "req/s",
+                0.8,
+                higher_is_better=True,
+            )
+        )
+        rows.append(
+            Row(
+                f"HTTP p99, {clients} client(s) (SDK floor {sdk.percentile(0.99):.1f} ms)",
+                ours.percentile(0.99),
+                sdk.percentile(0.99),
+                "ms",
+                "info",
+                None,
+            )
+        )
+    return rows
+
+
+def remote_overhead(quick: bool) -> list[Row]:
+    from providers.sprites import SpritesClient
+    from tests.fakes import Reply, fake_api
+
+    n = 300 if quick else 1000
+
+    async def measure(url: str) -> tuple[float, float]:
+        async with httpx.AsyncClient(base_url=url, headers={"Authorization": "Bearer t"}, timeout=30) as bare:
+            for _ in range(20):
+                await bare.get("/v1/sprites/box/exec")
+            started = time.perf_counter()
+            for _ in range(n):
+                (await bare.get("/v1/sprites/box/exec")).json()
+            bare_ms = (time.perf_counter() - started) * 1000 / n
+        client = SpritesClient(base_url=url, token="t")
+        try:
+            for _ in range(20):
+                await client.list_sessions("box")
+            started = time.perf_counter()
+            for _ in range(n):
+                await client.list_sessions("box")
+            ours_ms = (time.perf_counter() - started) * 1000 / n
+        finally:
+            await client.aclose()
+        return ours_ms, bare_ms
+
+    with fake_api() as api:
+        api.routes[("GET", "/v1/sprites/box/exec")] = Reply(
+            body={
+                "sessions": [
+                    {"id": i, "command": "python server.py", "created": "2026-01-15T10:30:00Z", "is_active": i % 2 == 0}
+                    for i in range(5)
+                ]
+            }
+        )
+        ours_ms, bare_ms = anyio.run(measure, api.url())
+    delta = ours_ms - bare_ms
+    return [
+        Row(
+            f"remote provider call (Sprites list) vs bare httpx, {n} calls",
+            ours_ms,
+            bare_ms,
+            "ms",
+            f"<= +1 ms (measured +{delta:.3f} ms)",
+            delta <= 1.0,
+        )
+    ]
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        cpu = next(
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        )
+    except (OSError, StopIteration):
+        pass
+    return (
+        f"{platform.system()} {platform.release()}, {cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    )
+
+
+def render(rows: list[Row], label: str, elapsed: float) -> str:
+    header = ["metric", "ours", "floor", "ratio", "target", "verdict"]
+    lines = [
+        f"## {label}",
+        "",
+        f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {machine()}; the whole run took {elapsed:.0f} s.",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+    ]
+    lines += ["| " + " | ".join(row.cells()) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def write_results(section: str, label: str) -> None:
+    text = (
+        RESULTS.read_text()
+        if RESULTS.exists()
+        else (
+            "# Benchmark results\n\nWritten by `python -m bench.run --label NAME`; each label keeps its latest run.\n"
+            "Numbers are from noisy shared machines: read the ratios, measured in the same run, not the absolutes.\n\n"
+        )
+    )
+    pattern = re.compile(rf"^## {re.escape(label)}\n.*?(?=^## |\Z)", re.S | re.M)
+    text = pattern.sub(section + "\n", text) if pattern.search(text) else text.rstrip() + "\n\n" + section
+    RESULTS.write_text(text)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--label", default="latest", help="section of RESULTS.md to write (default latest)")
+    parser.add_argument("--quick", action="store_true", help="fewer repetitions (a smoke run)")
+    parser.add_argument("--no-write", action="store_true", help="print only")
+    args = parser.parse_args()
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory() as data_dir:
+        env = {"RUNTIMES_MCP_DATA_DIR": data_dir}
+        steps: list[Callable[[], list[Row]]] = [
+            context_cost,
+            lambda: stdio_rows(args.quick, env),
+            lambda: http_rows(args.quick, env),
+            lambda: storage_throughput(args.quick),
+            lambda: remote_overhead(args.quick),
+        ]
+        rows = [row for step in steps for row in step()]
+    section = render(rows, args.label, time.perf_counter() - started)
+    print(section)
+    if not args.no_write:
+        write_results(section, args.label)
+    return 0
+
+
+if __name__ == "__main__":
+    asyncio.set_event_loop_policy(None)
+    sys.exit(main())
