@@ -51,7 +51,7 @@ async def test_cwd_env_and_stdin_reach_the_command(tmp_path: Any) -> None:
         default_cwd = structured(await client.call_tool("execRun", {"command": "pwd"}))
     assert result["stdout"] == f"{tmp_path}\nhi\nfrom stdin"
     data_dir = str(load_settings().data_dir)
-    assert default_cwd["stdout"].startswith(data_dir) and default_cwd["stdout"].strip().endswith("/work")
+    assert default_cwd["stdout"].strip() == f"{data_dir}/sessions/{default_cwd['session_id']}"
 
 
 async def test_child_environment_holds_no_server_secret(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -210,3 +210,17 @@ async def test_bad_exec_arguments_are_clear_errors(tmp_path: Any) -> None:
     assert "command is empty" in empty
     for text in (cap, cwd, env, empty):
         assert "Traceback" not in text and text.startswith("Error executing tool execRun: local:")
+
+
+async def test_out_of_range_numbers_are_rejected_before_they_reach_sqlite(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RUNTIMES_MCP_TOOLSETS", "events")
+    huge = 2**70
+    async with connect() as client:
+        since = error_text(await client.call_tool("getEvents", {"since": huge}))
+        offset = error_text(await client.call_tool("getLaunchers", {"offset": huge}))
+        cursor = error_text(await client.call_tool("listSessions", {"cursor": str(huge)}))
+        negative = error_text(await client.call_tool("listSessions", {"cursor": "-5"}))
+    assert "less than or equal to 9007199254740991" in since and "less than or equal to" in offset
+    assert "not one this server returned" in cursor and "not one this server returned" in negative
+    for text in (since, offset, cursor, negative):
+        assert "failed inside the server" not in text

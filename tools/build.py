@@ -13,8 +13,8 @@ from typing import Annotated, Any, Protocol, cast
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.mcpserver.tools import Tool
-from mcp.types import ToolAnnotations
-from pydantic import ConfigDict, Field
+from mcp.types import CallToolResult, TextContent, ToolAnnotations
+from pydantic import BaseModel, Field
 
 from providers.catalog import PROVIDERS
 from providers.errors import ProviderError
@@ -145,6 +145,15 @@ def _accepts_progress(cls: type, capability: str) -> bool:
     return _PROGRESS_AWARE[key]
 
 
+def as_tool_result(result: BaseModel) -> CallToolResult:
+    """structuredContent in full; the text an agent reads is compact JSON without the empty fields
+    (the SDK's default is indented JSON with every null, which costs tokens on every call)."""
+    return CallToolResult(
+        content=[TextContent(type="text", text=result.model_dump_json(exclude_none=True))],
+        structured_content=result.model_dump(mode="json"),
+    )
+
+
 def make_handler(offer: Offer) -> Any:
     spec = offer.spec
 
@@ -160,7 +169,8 @@ def make_handler(offer: Offer) -> Any:
                 method = getattr(client, spec.capability)
                 if spec.progress and _accepts_progress(type(client), spec.capability):
                     arguments["progress"] = ctx.report_progress
-                return await method(**arguments)
+                result = await method(**arguments)
+            return as_tool_result(result)
         except ProviderError as exc:
             raise ToolError(str(exc)) from None
         except ToolError:
@@ -173,8 +183,9 @@ def make_handler(offer: Offer) -> Any:
             ) from None
 
     handler.__name__ = spec.name
-    handler.__signature__ = inspect.Signature(_parameters(offer), return_annotation=spec.output)  # type: ignore[attr-defined]
-    handler.__annotations__ = {"ctx": Context, "return": spec.output}
+    returns = Annotated[CallToolResult, spec.output]  # the output schema comes from spec.output
+    handler.__signature__ = inspect.Signature(_parameters(offer), return_annotation=returns)  # type: ignore[attr-defined]
+    handler.__annotations__ = {"ctx": Context, "return": returns}
     return handler
 
 
@@ -274,14 +285,26 @@ def inline_single_use_defs(schema: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
+class StrictTool(Tool):
+    """A Tool that names the arguments it does not know, instead of silently dropping them (pydantic's
+    default), and lists the ones it takes."""
+
+    async def run(self, arguments: dict[str, Any], context: Any, convert_result: bool = False) -> Any:
+        known = self.parameters.get("properties", {})
+        unknown = sorted(set(arguments) - set(known))
+        if unknown:
+            raise ToolError(
+                f"Error executing tool {self.name}: unknown argument(s) {', '.join(unknown)}; "
+                f"{self.name} takes: {', '.join(known) or 'no arguments'}."
+            )
+        return await super().run(arguments, context, convert_result)
+
+
 def strict_tool(fn: Any, *, name: str, title: str, description: str, annotations: ToolAnnotations) -> Tool:
-    """A Tool that rejects arguments it does not know, instead of silently ignoring them."""
-    tool = Tool.from_function(
+    """A StrictTool with compact schemas (see compact_schema)."""
+    tool = StrictTool.from_function(
         fn, name=name, title=title, description=description, annotations=annotations, structured_output=True
     )
-    loose = tool.fn_metadata.arg_model
-    strict = type(loose.__name__, (loose,), {"model_config": ConfigDict(**loose.model_config, extra="forbid")})
-    tool.fn_metadata.arg_model = strict
     tool.parameters = compact_schema(drop_titles(tool.parameters), optional_means_absent=True)
     tool.parameters["additionalProperties"] = False
     if tool.fn_metadata.output_schema is not None:

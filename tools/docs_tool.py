@@ -57,7 +57,7 @@ def docs_tool() -> Tool:
         getDocs,
         name="getDocs",
         title="Read the docs",
-        description="Documentation: no topic gives the table of contents; a topic gives its guide.",
+        description="Docs: no topic lists the topics; a topic returns its guide.",
         annotations=ToolAnnotations(
             read_only_hint=True,
             destructive_hint=False,

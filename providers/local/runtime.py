@@ -135,7 +135,9 @@ class LocalRuntime:
             try:
                 before = int(cursor)
             except ValueError:
-                raise InvalidInput(PROVIDER, f"cursor {cursor!r} is not one this server returned") from None
+                before = -1
+            if not 0 < before < 2**63:
+                raise InvalidInput(PROVIDER, f"cursor {cursor!r} is not one this server returned")
         rows = await self._store.list_sessions(states, limit + 1, before)
         more = len(rows) > limit
         rows = rows[:limit]

@@ -61,7 +61,6 @@ def read_capped(path: Path, cap: int) -> Output:
 class LiveSession:
     row: SessionRow
     process: Process
-    directory: Path
     started_monotonic: float
     done: anyio.Event = field(default_factory=anyio.Event)
     stop_requested: bool = False
@@ -114,21 +113,22 @@ class SessionManager:
                 f"got {timeout_s:g}",
             )
         session_id = new_id("ses")
-        directory = self._dir / session_id
-        directory.mkdir(parents=True)
+        # sessions/<id>/ is the run's own working directory; its output files sit beside it, out of the
+        # command's way (sessions/<id>.stdout, .stderr, .stdin).
         if cwd is None:
-            workdir = directory / "work"
-            workdir.mkdir()
+            workdir = self._dir / session_id
+            workdir.mkdir(parents=True)
         else:
             workdir = Path(cwd).expanduser()
             if not workdir.is_dir():
                 raise InvalidInput(PROVIDER, f"cwd {cwd!r} is not an existing directory")
+            self._dir.mkdir(parents=True, exist_ok=True)
         with (
-            (directory / "stdout").open("wb") as out,
-            (directory / "stderr").open("wb") as err,
+            self.output_path(session_id, "stdout").open("wb") as out,
+            self.output_path(session_id, "stderr").open("wb") as err,
         ):
             if stdin:
-                stdin_path = directory / "stdin"
+                stdin_path = self.output_path(session_id, "stdin")
                 stdin_path.write_text(stdin, encoding="utf-8")
                 with stdin_path.open("rb") as inp:
                     process = await spawn_group(
@@ -153,7 +153,7 @@ class SessionManager:
             ended_at=None,
             message=None,
         )
-        live = LiveSession(row, process, directory, time.monotonic())
+        live = LiveSession(row, process, time.monotonic())
         self._live[session_id] = live
         self._store.insert_session(row)
         self._tg.start_soon(self._supervise, live)
@@ -207,7 +207,7 @@ class SessionManager:
                 await live.done.wait()
             if progress is not None and not live.done.is_set():
                 elapsed = time.monotonic() - live.started_monotonic
-                out = (live.directory / "stdout").stat().st_size
+                out = self.output_path(live.id, "stdout").stat().st_size
                 await progress(elapsed, live.row.timeout_s, f"running {elapsed:.0f}s, {out} bytes of stdout")
 
     # --- stop -------------------------------------------------------------------------------------
@@ -249,10 +249,10 @@ class SessionManager:
         return self._live.get(session_id)
 
     def output(self, session_id: str, stream: str) -> Output:
-        return read_capped(self._dir / session_id / stream, self.output_cap)
+        return read_capped(self.output_path(session_id, stream), self.output_cap)
 
     def output_path(self, session_id: str, stream: str) -> Path:
-        return self._dir / session_id / stream
+        return self._dir / f"{session_id}.{stream}"
 
     async def mark_lost(self) -> int:
         """Sessions left 'running' by a server that is gone are shown as lost, not running forever."""
