@@ -30,7 +30,7 @@ from typing import Any
 import anyio
 import httpx
 
-from bench.load_http import free_port, rss_kib, run_load
+from bench.load_http import LoadResult, free_port, rss_kib, run_load
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
@@ -136,15 +136,22 @@ def ratio_row(metric: str, ours: float, floor: float, unit: str, limit: float, h
 
 
 # --- the measurements -------------------------------------------------------------------------------------
-def cold_start(argv: list[str], runs: int, env: dict[str, str]) -> float:
-    times = []
+def cold_start_once(argv: list[str], env: dict[str, str]) -> float:
+    started = time.perf_counter()
+    peer = StdioPeer(argv, env)
+    peer.initialize()
+    elapsed = (time.perf_counter() - started) * 1000
+    peer.close()
+    return elapsed
+
+
+def cold_starts(commands: list[list[str]], runs: int, env: dict[str, str]) -> list[float]:
+    """Median spawn -> initialize time of each command, runs interleaved so machine noise hits all alike."""
+    times: list[list[float]] = [[] for _ in commands]
     for _ in range(runs):
-        started = time.perf_counter()
-        peer = StdioPeer(argv, env)
-        peer.initialize()
-        times.append((time.perf_counter() - started) * 1000)
-        peer.close()
-    return statistics.median(times)
+        for i, argv in enumerate(commands):
+            times[i].append(cold_start_once(argv, env))
+    return [statistics.median(t) for t in times]
 
 
 def context_cost() -> list[Row]:
@@ -229,10 +236,10 @@ def stdio_rows(quick: bool, env: dict[str, str]) -> list[Row]:
     runs = 5 if quick else 10
     calls = 200 if quick else 500
     rows: list[Row] = []
-    ours_cold = cold_start(OURS, runs, env)
-    sdk_cold = cold_start(SDK_FLOOR, runs, env)
-    raw_cold = cold_start(RAW_FLOOR, runs, env)
-    rows.append(ratio_row(f"cold start stdio, median of {runs} (vs bare SDK)", ours_cold, sdk_cold, "ms", 1.2))
+    ours_cold, sdk_cold, raw_cold = cold_starts([OURS, SDK_FLOOR, RAW_FLOOR], runs, env)
+    rows.append(
+        ratio_row(f"cold start stdio, median of {runs} interleaved (vs bare SDK)", ours_cold, sdk_cold, "ms", 1.2)
+    )
     rows.append(Row("cold start stdio (vs raw JSON-RPC loop)", ours_cold, raw_cold, "ms", "info", None))
 
     sdk = StdioPeer(SDK_FLOOR, env)
@@ -326,19 +333,31 @@ def http_rows(quick: bool, env: dict[str, str]) -> list[Row]:
                 time.sleep(0.1)
         return process, f"{base}/mcp"
 
-    measured: dict[str, dict[int, Any]] = {}
-    for label, argv, tool, arguments in (
-        ("ours", OURS, "getDocs", {"topic": "errors"}),
-        ("sdk", SDK_FLOOR, "echo", {"text": "hi"}),
-    ):
-        process, url = serve(argv)
-        body = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": tool, "arguments": arguments}}
-        measured[label] = {
-            1: anyio.run(run_load, url, 1, single, process.pid, 120, [body]),
-            32: anyio.run(run_load, url, many_clients, per_client, process.pid, 120, [body]),
-        }
-        process.terminate()
-        process.wait(20)
+    # Both servers run side by side and the load alternates between them in rounds, so machine noise
+    # falls on both alike; each round's results are merged.
+    targets = {
+        "ours": (serve(OURS), {"name": "getDocs", "arguments": {"topic": "errors"}}),
+        "sdk": (serve(SDK_FLOOR), {"name": "echo", "arguments": {"text": "hi"}}),
+    }
+    rounds = 3 if quick else 5
+    measured: dict[str, dict[int, LoadResult]] = {
+        label: {1: LoadResult(1, 0), 32: LoadResult(many_clients, 0)} for label in targets
+    }
+    try:
+        for _ in range(rounds):
+            for label, ((process, url), params) in targets.items():
+                body = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": params}
+                for clients, calls in ((1, single // rounds), (many_clients, per_client // rounds)):
+                    part = anyio.run(run_load, url, clients, calls, process.pid, 120, [body])
+                    total = measured[label][clients]
+                    total.latencies_ms += part.latencies_ms
+                    total.elapsed_s += part.elapsed_s
+                    total.errors += part.errors
+                    total.first_error = total.first_error or part.first_error
+    finally:
+        for (process, _), _ in targets.values():
+            process.terminate()
+            process.wait(20)
     for clients in (1, 32):
         ours, sdk = measured["ours"][clients], measured["sdk"][clients]
         if ours.errors or sdk.errors:

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 Raw = dict[str, Any] | None
 RAW_DESCRIPTION = "The provider's own record."
 
 
-class SessionSummary(BaseModel):
+class Shape(BaseModel):
+    # Validators are built on first use: a start-up offers only some tools, and each model costs ~1 ms.
+    model_config = ConfigDict(defer_build=True)
+
+
+class SessionSummary(Shape):
     id: str
     status: str = Field(description="The provider's state, e.g. running, completed.")
     started_at: str | None = Field(None, description="ISO 8601 start time.")
@@ -18,14 +23,14 @@ class SessionSummary(BaseModel):
     raw: Raw = Field(None, description=RAW_DESCRIPTION)
 
 
-class SessionList(BaseModel):
+class SessionList(Shape):
     provider: str
     sessions: list[SessionSummary]
     count: int = Field(description="Number of sessions in this page.")
     next_cursor: str | None = Field(None, description="Next page: pass as cursor (xano: page).")
 
 
-class ExecResult(BaseModel):
+class ExecResult(Shape):
     provider: str
     session_id: str
     state: str = Field(description="Local: running, completed, failed, timed_out, stopped.")
@@ -41,7 +46,7 @@ class ExecResult(BaseModel):
     raw: Raw = Field(None, description=RAW_DESCRIPTION)
 
 
-class StopResult(BaseModel):
+class StopResult(Shape):
     provider: str
     session_id: str
     stopped: bool = Field(description="True when this call stopped a running session.")
@@ -51,7 +56,7 @@ class StopResult(BaseModel):
     raw: Raw = Field(None, description=RAW_DESCRIPTION)
 
 
-class RoutineRun(BaseModel):
+class RoutineRun(Shape):
     provider: str
     run_id: str
     routine: str
@@ -65,12 +70,12 @@ class RoutineRun(BaseModel):
     raw: Raw = Field(None, description=RAW_DESCRIPTION)
 
 
-class RunningItem(BaseModel):
+class RunningItem(Shape):
     id: str
     type: str
 
 
-class Launcher(BaseModel):
+class Launcher(Shape):
     id: str
     name: str
     state: str = Field(description="creating, active, deleting, recreating.")
@@ -81,7 +86,7 @@ class Launcher(BaseModel):
     raw: Raw = Field(None, description=RAW_DESCRIPTION)
 
 
-class LauncherList(BaseModel):
+class LauncherList(Shape):
     provider: str
     launchers: list[Launcher]
     total: int = Field(description="Matches over all pages.")
@@ -89,7 +94,7 @@ class LauncherList(BaseModel):
     limit: int
 
 
-class StoredEvent(BaseModel):
+class StoredEvent(Shape):
     provider: str
     event_id: str
     sandbox_id: str
@@ -97,7 +102,7 @@ class StoredEvent(BaseModel):
     timestamp: int = Field(description="Unix ms.")
 
 
-class Event(BaseModel):
+class Event(Shape):
     id: str
     sandbox_id: str
     type: str
@@ -106,14 +111,14 @@ class Event(BaseModel):
     workspace_id: int | None = None
 
 
-class EventList(BaseModel):
+class EventList(Shape):
     provider: str
     sandbox_id: str
     events: list[Event]
     count: int
 
 
-class SessionOutput(BaseModel):
+class SessionOutput(Shape):
     session_id: str
     stream: str
     offset: int
@@ -123,14 +128,14 @@ class SessionOutput(BaseModel):
     state: str
 
 
-class ProviderRecord(BaseModel):
+class ProviderRecord(Shape):
     """One provider record passed through as the provider spells it."""
 
     provider: str
     record: dict[str, Any]
 
 
-class RecordList(BaseModel):
+class RecordList(Shape):
     provider: str
     items: list[dict[str, Any]]
     count: int
