@@ -6,7 +6,7 @@ import pytest
 
 from providers import catalog
 from server.config import load_settings
-from tests.conftest import connect, error_text, structured
+from tests.conftest import CREDENTIAL_ENV, connect, error_text, structured
 from tools.catalog import ALL, HEADLINE
 
 HEADLINE_NAMES = ["listSessions", "execRun", "stopSession", "invokeRoutine", "getLaunchers", "storeEvent"]
@@ -105,14 +105,7 @@ async def test_toolsets_add_tools_and_read_only_removes_writers(monkeypatch: pyt
 
 async def test_every_seed_capability_is_reachable_with_all_toolsets(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RUNTIMES_MCP_TOOLSETS", "all")
-    for name in (
-        "SPRITES_TOKEN",
-        "XANO_ACCESS_TOKEN",
-        "ARCHASTRO_API_KEY",
-        "DECTHINGS_API_KEY",
-        "COMPUTESDK_ACCESS_TOKEN",
-        "COMPUTESDK_API_KEY",
-    ):
+    for name in CREDENTIAL_ENV:
         monkeypatch.setenv(name, "x")
     async with connect() as client:
         names = {t.name for t in (await client.list_tools()).tools}

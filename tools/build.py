@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import inspect
-import json
 import logging
 from collections.abc import Iterable
 from contextlib import AbstractAsyncContextManager
@@ -18,6 +17,7 @@ from pydantic import BaseModel, Field
 
 from providers.catalog import PROVIDERS
 from providers.errors import ProviderError
+from tools.schema import compact_schema, drop_titles, inline_single_use_defs
 from tools.spec import ToolSpec
 
 LOCAL = "local"
@@ -198,91 +198,6 @@ def annotations_for(offer: Offer) -> ToolAnnotations:
         idempotent_hint=spec.idempotent,
         open_world_hint=open_world,
     )
-
-
-def drop_titles(schema: Any) -> Any:
-    """Remove pydantic's generated `title` annotations (they repeat the property names and cost an agent
-    tokens on every tools/list). Property *names* are never touched, even one called "title"."""
-    if isinstance(schema, dict):
-        if isinstance(schema.get("title"), str):
-            del schema["title"]
-        for key, value in schema.items():
-            if key in ("properties", "$defs"):
-                for sub in value.values():
-                    drop_titles(sub)
-            elif key != "enum":
-                drop_titles(value)
-    elif isinstance(schema, list):
-        for item in schema:
-            drop_titles(item)
-    return schema
-
-
-def compact_schema(schema: Any, *, optional_means_absent: bool) -> Any:
-    """Shorter, equivalent-for-clients JSON schemas (every tools/list costs an agent tokens):
-    - `anyOf: [T, null]` becomes T for an input (an optional argument is one you leave out; an explicit null
-      is still accepted) and `type: [T, "null"]` for an output;
-    - `default: null` and the JSON Schema default `additionalProperties: true` are dropped."""
-    if isinstance(schema, list):
-        return [compact_schema(item, optional_means_absent=optional_means_absent) for item in schema]
-    if not isinstance(schema, dict):
-        return schema
-    options = schema.get("anyOf")
-    if isinstance(options, list) and len(options) == 2 and {"type": "null"} in options:
-        other = next(o for o in options if o != {"type": "null"})
-        rest = {k: v for k, v in schema.items() if k not in ("anyOf", "default")}
-        if optional_means_absent:
-            schema = {**other, **rest}
-        elif set(other) <= {"type", "additionalProperties"} and isinstance(other.get("type"), str):
-            schema = {**other, "type": [other["type"], "null"], **rest}
-        else:
-            schema = {**schema, "default": schema.get("default")} if "default" in schema else schema
-    compacted: dict[str, Any] = {}
-    for key, value in schema.items():
-        if key == "default" and value is None:
-            continue
-        if key == "additionalProperties" and value is True:
-            continue
-        if key in ("properties", "$defs"):
-            compacted[key] = {
-                name: compact_schema(sub, optional_means_absent=optional_means_absent) for name, sub in value.items()
-            }
-        elif key == "enum":
-            compacted[key] = value
-        else:
-            compacted[key] = compact_schema(value, optional_means_absent=optional_means_absent)
-    return compacted
-
-
-def inline_single_use_defs(schema: dict[str, Any]) -> dict[str, Any]:
-    """Replace each `$ref` to a `$defs` entry used exactly once by the entry itself (same meaning, fewer
-    bytes); entries used more than once, or by themselves, stay."""
-    defs = schema.get("$defs")
-    if not isinstance(defs, dict):
-        return schema
-    text = json.dumps(schema)
-    prefix = "#/$defs/"
-    once = {
-        name
-        for name in defs
-        if text.count(json.dumps(prefix + name)) == 1 and json.dumps(prefix + name) not in json.dumps(defs[name])
-    }
-
-    def walk(node: Any) -> Any:
-        if isinstance(node, dict):
-            ref = node.get("$ref")
-            if isinstance(ref, str) and ref.startswith(prefix) and ref[len(prefix) :] in once:
-                return walk({**defs[ref[len(prefix) :]], **{k: v for k, v in node.items() if k != "$ref"}})
-            return {k: walk(v) for k, v in node.items() if not (k == "$defs" and node is schema)}
-        if isinstance(node, list):
-            return [walk(item) for item in node]
-        return node
-
-    result: dict[str, Any] = walk(schema)
-    kept = {name: walk(value) for name, value in defs.items() if name not in once}
-    if kept:
-        result["$defs"] = kept
-    return result
 
 
 class StrictTool(Tool):
