@@ -15,6 +15,7 @@ from mcp import Client, StdioServerParameters
 
 from server.app import create_server
 from server.config import Settings, load_settings
+from tests.fakes import FakeAPI, fake_api
 
 CREDENTIAL_ENV = (
     "SPRITES_TOKEN",
@@ -88,3 +89,28 @@ def structured(result: Any) -> dict[str, Any]:
 def error_text(result: Any) -> str:
     assert result.is_error, result.structured_content
     return "\n".join(block.text for block in result.content)
+
+
+# --- remote providers: every base URL on one recording fake, every credential a unique marker ----------
+TOKENS = {
+    "SPRITES_TOKEN": "tok-sprites-SECRET1",
+    "XANO_ACCESS_TOKEN": "tok-xano-SECRET2",
+    "ARCHASTRO_API_KEY": "sk_archastro_SECRET3",
+    "DECTHINGS_API_KEY": "tok-decthings-SECRET4",
+    "COMPUTESDK_ACCESS_TOKEN": "tok-computesdk-SECRET5",
+    "COMPUTESDK_API_KEY": "key-computesdk-SECRET6",
+}
+
+
+@pytest.fixture
+def api(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeAPI]:
+    with fake_api() as fake:
+        for name, value in TOKENS.items():
+            monkeypatch.setenv(name, value)
+        monkeypatch.setenv("SPRITES_BASE_URL", fake.url("/sprites"))
+        monkeypatch.setenv("XANO_RUN_BASE_URL", fake.url("/xano/api:run"))
+        monkeypatch.setenv("ARCHASTRO_BASE_URL", fake.url("/archastro"))
+        monkeypatch.setenv("DECTHINGS_BASE_URL", fake.url("/decthings/v0"))
+        monkeypatch.setenv("COMPUTESDK_GATEWAY_URL", fake.url("/computesdk"))
+        monkeypatch.setenv("RUNTIMES_MCP_TOOLSETS", "all")
+        yield fake

@@ -7,9 +7,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import connect
+from tests.conftest import TOKENS, connect
 from tests.fakes import FakeAPI, Reply, decthings_frame
-from tests.test_remote_wire import TOKENS, api  # noqa: F401 - the fixture
 
 DECTHINGS = ("POST", "/decthings/v0/PersistentLauncher/getPersistentLaunchers")
 
@@ -34,7 +33,7 @@ async def failure(tool: str, args: dict[str, Any]) -> str:
 SPRITES_LIST = ("listSessions", {"provider": "sprites", "sprite": "box"})
 
 
-async def test_401_names_the_variable_to_set(api: FakeAPI) -> None:  # noqa: F811
+async def test_401_names_the_variable_to_set(api: FakeAPI) -> None:
     api.routes[("GET", "/sprites/v1/sprites/box/exec")] = Reply(
         401, {"error": "unauthorized", "message": "invalid token"}
     )
@@ -48,7 +47,7 @@ async def test_401_names_the_variable_to_set(api: FakeAPI) -> None:  # noqa: F81
     assert "ARCHASTRO_API_KEY" in text and "bad key" in text
 
 
-async def test_404_names_the_id(api: FakeAPI) -> None:  # noqa: F811
+async def test_404_names_the_id(api: FakeAPI) -> None:
     api.routes[("GET", "/sprites/v1/sprites/ghost/exec")] = Reply(
         404, {"error": "not_found", "message": "sprite not found"}
     )
@@ -56,7 +55,7 @@ async def test_404_names_the_id(api: FakeAPI) -> None:  # noqa: F811
     assert "HTTP 404" in text and "name='ghost'" in text and "list the resources first" in text
 
 
-async def test_archastro_409_duplicate_is_reported_once_and_not_retried(api: FakeAPI) -> None:  # noqa: F811
+async def test_archastro_409_duplicate_is_reported_once_and_not_retried(api: FakeAPI) -> None:
     route = ("POST", "/archastro/api/v1/agent_routines/arn_1/invoke")
     api.routes[route] = Reply(409, {"error": {"code": "conflict", "message": "completed run exists for key"}})
     text = await failure(
@@ -66,7 +65,7 @@ async def test_archastro_409_duplicate_is_reported_once_and_not_retried(api: Fak
     assert len([r for r in api.requests if (r.method, r.path) == route]) == 1
 
 
-async def test_422_carries_the_providers_field_errors(api: FakeAPI) -> None:  # noqa: F811
+async def test_422_carries_the_providers_field_errors(api: FakeAPI) -> None:
     api.routes[("POST", "/archastro/api/v1/agent_routines/arn_1/invoke")] = Reply(
         422,
         {
@@ -87,7 +86,7 @@ async def test_422_carries_the_providers_field_errors(api: FakeAPI) -> None:  # 
     assert "Session is complete" in text and "cannot be stopped" in text
 
 
-async def test_402_and_429_say_what_to_do(api: FakeAPI) -> None:  # noqa: F811
+async def test_402_and_429_say_what_to_do(api: FakeAPI) -> None:
     route = ("POST", "/archastro/api/v1/agent_routines/arn_1/invoke")
     api.routes[route] = Reply(402, {"error": {"code": "payment_required", "message": "upgrade"}})
     text = await failure("invokeRoutine", {"provider": "archastro", "routine": "arn_1", "message": "m"})
@@ -112,7 +111,7 @@ async def test_402_and_429_say_what_to_do(api: FakeAPI) -> None:  # noqa: F811
         ({"code": "unknown"}, "provider unavailable"),
     ],
 )
-async def test_decthings_errors_inside_http_200(api: FakeAPI, error: dict[str, Any], expected: str) -> None:  # noqa: F811
+async def test_decthings_errors_inside_http_200(api: FakeAPI, error: dict[str, Any], expected: str) -> None:
     api.routes[DECTHINGS] = Reply(
         body=decthings_frame({"error": error}), headers={"Content-Type": "application/octet-stream"}
     )
@@ -120,13 +119,13 @@ async def test_decthings_errors_inside_http_200(api: FakeAPI, error: dict[str, A
     assert expected in text
 
 
-async def test_decthings_wrong_content_type_is_a_protocol_error(api: FakeAPI) -> None:  # noqa: F811
+async def test_decthings_wrong_content_type_is_a_protocol_error(api: FakeAPI) -> None:
     api.routes[DECTHINGS] = Reply(body={"result": {}})
     text = await failure("getLaunchers", {"provider": "decthings"})
     assert "protocol error" in text and "application/octet-stream" in text
 
 
-async def test_computesdk_auth_errors_name_the_right_credential(api: FakeAPI, monkeypatch) -> None:  # noqa: F811
+async def test_computesdk_auth_errors_name_the_right_credential(api: FakeAPI, monkeypatch) -> None:
     api.routes[("GET", "/computesdk/events/sbx")] = Reply(401, {"success": False, "error": "Invalid API key"})
     text = await failure("getEvents", {"provider": "computesdk", "sandbox_id": "sbx"})
     assert "Invalid API key" in text and "COMPUTESDK_API_KEY" in text
@@ -144,14 +143,14 @@ async def test_computesdk_auth_errors_name_the_right_credential(api: FakeAPI, mo
         (Reply(200, {"sessions": "nope"}), "neither {sessions: [...]} nor a list"),
     ],
 )
-async def test_malformed_bodies_are_protocol_errors(api: FakeAPI, reply: Reply, expected: str) -> None:  # noqa: F811
+async def test_malformed_bodies_are_protocol_errors(api: FakeAPI, reply: Reply, expected: str) -> None:
     api.routes[("GET", "/sprites/v1/sprites/box/exec")] = reply
     text = await failure(*SPRITES_LIST)
     assert expected in text
     assert "<html>" not in text
 
 
-async def test_slow_answer_times_out(api: FakeAPI, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+async def test_slow_answer_times_out(api: FakeAPI, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RUNTIMES_MCP_HTTP_TIMEOUT", "0.3")
     api.routes[("GET", "/sprites/v1/sprites/box/exec")] = Reply(body={"sessions": []}, delay_s=1.0)
     text = await failure(*SPRITES_LIST)
@@ -168,7 +167,7 @@ async def test_unreachable_provider_is_unavailable(monkeypatch: pytest.MonkeyPat
     assert "could not reach http://127.0.0.1" in text and "ConnectError" in text
 
 
-async def test_dropped_connection_is_unavailable(api: FakeAPI) -> None:  # noqa: F811
+async def test_dropped_connection_is_unavailable(api: FakeAPI) -> None:
     api.routes[("GET", "/sprites/v1/sprites/box/exec")] = Reply(drop=True)
     text = await failure(*SPRITES_LIST)
     assert "provider unavailable" in text

@@ -11,9 +11,8 @@ from mcp import Client
 from mcp.client.stdio import stdio_client
 
 from providers.decthings import decode_response
-from tests.conftest import stdio_params
+from tests.conftest import TOKENS, stdio_params
 from tests.fakes import Reply, decthings_frame, fake_api
-from tests.test_remote_wire import TOKENS
 
 ROWS: list[tuple[str, dict[str, Any], tuple[str, str], Any, dict[str, Any] | None]] = [
     # tool, arguments, (method, fake path), reply body, expected JSON body (None: no body / not JSON)

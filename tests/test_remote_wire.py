@@ -3,37 +3,11 @@ are exactly what the provider documents, and realistic answers map to our shapes
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
-
 from providers.decthings import decode_response
-from tests.conftest import connect, structured
-from tests.fakes import FakeAPI, Recorded, Reply, decthings_frame, fake_api
-
-TOKENS = {
-    "SPRITES_TOKEN": "tok-sprites-SECRET1",
-    "XANO_ACCESS_TOKEN": "tok-xano-SECRET2",
-    "ARCHASTRO_API_KEY": "sk_archastro_SECRET3",
-    "DECTHINGS_API_KEY": "tok-decthings-SECRET4",
-    "COMPUTESDK_ACCESS_TOKEN": "tok-computesdk-SECRET5",
-    "COMPUTESDK_API_KEY": "key-computesdk-SECRET6",
-}
-
-
-@pytest.fixture
-def api(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeAPI]:
-    with fake_api() as fake:
-        for name, value in TOKENS.items():
-            monkeypatch.setenv(name, value)
-        monkeypatch.setenv("SPRITES_BASE_URL", fake.url("/sprites"))
-        monkeypatch.setenv("XANO_RUN_BASE_URL", fake.url("/xano/api:run"))
-        monkeypatch.setenv("ARCHASTRO_BASE_URL", fake.url("/archastro"))
-        monkeypatch.setenv("DECTHINGS_BASE_URL", fake.url("/decthings/v0"))
-        monkeypatch.setenv("COMPUTESDK_GATEWAY_URL", fake.url("/computesdk"))
-        monkeypatch.setenv("RUNTIMES_MCP_TOOLSETS", "all")
-        yield fake
+from tests.conftest import TOKENS, connect, structured
+from tests.fakes import FakeAPI, Recorded, Reply, decthings_frame
 
 
 def assert_request(
