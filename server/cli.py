@@ -65,28 +65,8 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def use_pidfd_child_watcher() -> None:
-    """Python 3.11's asyncio starts a thread per child process to wait for it; 3.12 waits with pidfds on the
-    event loop instead. Do that here too where the kernel supports it: every local run is a child process."""
-    import os
-
-    if sys.version_info >= (3, 12) or not hasattr(os, "pidfd_open"):
-        return
-    import asyncio
-    import warnings
-
-    try:
-        os.close(os.pidfd_open(os.getpid()))
-    except OSError:  # an old kernel, or a sandbox that forbids it
-        return
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        asyncio.set_child_watcher(asyncio.PidfdChildWatcher())  # type: ignore[attr-defined,unused-ignore]
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    use_pidfd_child_watcher()
     from server.config import ConfigError, load_settings
 
     try:
