@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -68,34 +69,34 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_server(port: int, data_dir: str) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "RUNTIMES_MCP_DATA_DIR": data_dir}
+OUR_HTTP = [sys.executable, "-m", "server.cli", "--transport", "http"]
+
+
+def launch_http_server(
+    argv_for_port: Callable[[int], list[str]],
+    env: dict[str, str] | None = None,
+    stderr: int = subprocess.DEVNULL,
+) -> tuple[subprocess.Popen[bytes], str]:
+    """Start an HTTP server on a free loopback port and wait until it answers at all (any status: the SDK
+    floor has no /healthz). Returns the process and its base URL; raises if it exits or never answers."""
+    port = free_port()
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "server.cli",
-            "--transport",
-            "http",
-            "--port",
-            str(port),
-            "--stateless",
-            "--json-response",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        argv_for_port(port), cwd=ROOT, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL, stderr=stderr
     )
+    base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
+    while True:
         try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                return process
+            httpx.get(f"{base}/", timeout=1)  # a 404 will do; GET /mcp would open an SSE stream
+            return process, base
         except httpx.HTTPError:
-            time.sleep(0.1)
-    process.kill()
-    raise RuntimeError("the server did not start")
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            detail = process.stderr.read().decode()[-2000:] if process.stderr else ""
+            if process.poll() is None:
+                process.kill()
+            raise RuntimeError(f"the server did not start: {detail}")
+        time.sleep(0.1)
 
 
 DEFAULT_BODIES: list[dict[str, Any]] = [
@@ -148,11 +149,13 @@ async def run_load(
 
 
 def load_test(clients: int, calls: int) -> LoadResult:
-    port = free_port()
     with tempfile.TemporaryDirectory() as data_dir:
-        server = start_server(port, data_dir)
+        server, base = launch_http_server(
+            lambda port: [*OUR_HTTP, "--port", str(port), "--stateless", "--json-response"],
+            env={"RUNTIMES_MCP_DATA_DIR": data_dir},
+        )
         try:
-            return anyio.run(run_load, f"http://127.0.0.1:{port}/mcp", clients, calls, server.pid)
+            return anyio.run(run_load, f"{base}/mcp", clients, calls, server.pid)
         finally:
             server.terminate()
             server.wait(20)

@@ -30,7 +30,7 @@ from typing import Any
 import anyio
 import httpx
 
-from bench.load_http import LoadResult, free_port, rss_kib, run_load
+from bench.load_http import LoadResult, launch_http_server, rss_kib, run_load
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
@@ -308,29 +308,13 @@ def http_rows(quick: bool, env: dict[str, str]) -> list[Row]:
     rows: list[Row] = []
 
     def serve(argv: list[str]) -> tuple[subprocess.Popen[bytes], str]:
-        port = free_port()
-        process = subprocess.Popen(
-            [
-                *argv,
-                *(
-                    ["http", str(port)]
-                    if argv is SDK_FLOOR
-                    else ["--transport", "http", "--port", str(port), "--stateless", "--json-response"]
-                ),
-            ],
-            cwd=ROOT,
-            env={**os.environ, **env},
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                httpx.post(f"{base}/mcp", json={}, timeout=1)
-                break
-            except httpx.HTTPError:
-                time.sleep(0.1)
+        if argv is SDK_FLOOR:
+            process, base = launch_http_server(lambda port: [*argv, "http", str(port)], env)
+        else:
+            process, base = launch_http_server(
+                lambda port: [*argv, "--transport", "http", "--port", str(port), "--stateless", "--json-response"],
+                env,
+            )
         return process, f"{base}/mcp"
 
     # Both servers run side by side and the load alternates between them in rounds, so machine noise
