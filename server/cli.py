@@ -113,7 +113,7 @@ async def serve_stdio(settings: Any) -> int:
     from mcp.server.stdio import stdio_server
 
     from server.app import create_server
-    from server.stdin import open_stdin_lines
+    from server.stdio_pipes import open_stdio_pipes
 
     server = create_server(settings)
     async with anyio.create_task_group() as tg:
@@ -125,13 +125,16 @@ async def serve_stdio(settings: Any) -> int:
                     return
 
         tg.start_soon(stop_on_signal)
-        stdin = await open_stdin_lines()
-        if stdin is None:
-            await server.run_stdio_async()
-        else:
-            async with stdio_server(stdin=stdin) as (read_stream, write_stream):  # type: ignore[arg-type]
-                lowlevel = server._lowlevel_server
-                await lowlevel.run(read_stream, write_stream, lowlevel.create_initialization_options())
+        async with open_stdio_pipes() as pipes:
+            if pipes is None:
+                await server.run_stdio_async()
+            else:
+                async with stdio_server(stdin=pipes.stdin, stdout=pipes.stdout) as (  # type: ignore[arg-type]
+                    read_stream,
+                    write_stream,
+                ):
+                    lowlevel = server._lowlevel_server
+                    await lowlevel.run(read_stream, write_stream, lowlevel.create_initialization_options())
         tg.cancel_scope.cancel()
     return 0
 

@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 from mcp import Client
 
 from tests.conftest import stdio_params, structured
@@ -16,3 +23,67 @@ async def test_stdio_client_sees_seven_tools_with_schemas_and_annotations() -> N
         assert result["stdout"] == "stdio-ok"
         read = await client.read_resource("docs://overview")
         assert "Providers" in read.contents[0].text  # type: ignore[union-attr]
+
+
+async def test_results_larger_than_the_pipe_buffer_arrive_whole(tmp_path: Path) -> None:
+    # The pipe takes 64 KiB at a time: the rest waits in the loop's write buffer until the client reads.
+    config = tmp_path / "big.toml"
+    config.write_text("[local]\noutput_cap_bytes = 400000\n", encoding="utf-8")
+    async with Client(stdio_params("--config", str(config))) as client:
+        for size in (300_000, 200_001):
+            command = f"head -c {size} /dev/zero | tr '\\0' x"
+            result = structured(await client.call_tool("execRun", {"command": command}))
+            assert result["stdout"] == "x" * size and not result["truncated"]
+
+
+STRAY_WRITER = """
+import anyio, os, sys
+from server.stdio_pipes import open_stdio_pipes
+
+async def main():
+    async with open_stdio_pipes() as pipes:
+        assert pipes is not None
+        print("stray print", flush=True)
+        os.write(1, b"stray fd 1\\n")
+        line = await pipes.stdin.__anext__()
+        await pipes.stdout.write("wire:" + line)
+        await pipes.stdout.flush()
+    print("after the transport", flush=True)
+
+anyio.run(main)
+"""
+
+
+def test_stray_output_never_reaches_the_wire() -> None:
+    # While the transport runs, fd 1 points at stderr: a print in a handler cannot corrupt the protocol.
+    done = subprocess.run(
+        [sys.executable, "-c", STRAY_WRITER], input=b"hello\n", capture_output=True, timeout=30, check=True
+    )
+    assert done.stdout == b"wire:hello\nafter the transport\n"
+    assert b"stray print" in done.stderr and b"stray fd 1" in done.stderr
+
+
+def test_a_client_that_stops_reading_does_not_crash_the_server(tmp_path: Path) -> None:
+    # Its read end closes; our next write fails with EPIPE. The server keeps quiet and exits when stdin ends.
+    server = subprocess.Popen(
+        [sys.executable, "-m", "server.cli"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "RUNTIMES_MCP_DATA_DIR": str(tmp_path)},
+    )
+    assert server.stdin and server.stdout
+    hello = {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}
+    server.stdin.write(json.dumps({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": hello}).encode())
+    server.stdin.write(b"\n")
+    server.stdin.flush()
+    assert json.loads(server.stdout.readline())["id"] == 1
+    server.stdout.close()
+    for request_id in (2, 3):
+        message = {"jsonrpc": "2.0", "id": request_id, "method": "tools/list"}
+        server.stdin.write(json.dumps(message).encode() + b"\n")
+        server.stdin.flush()
+    time.sleep(0.3)
+    _, stderr = server.communicate(timeout=20)
+    assert server.returncode == 0, stderr.decode()
+    assert b"Traceback" not in stderr, stderr.decode()
