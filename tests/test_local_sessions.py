@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import anyio
 import pytest
 
+from providers.local import processes, sessions
 from server.config import load_settings
 from tests.conftest import connect, error_text, processes_matching, structured
 
@@ -25,6 +27,25 @@ async def wait_until_gone(mark: str, within_s: float = 5.0) -> list[int]:
     return processes_matching(mark)
 
 
+@pytest.fixture(params=["pidfd", "asyncio"])
+def spawner(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """Both ways a child's exit is awaited: a pidfd (Linux >= 5.3) and, elsewhere, asyncio's subprocesses."""
+    if request.param == "pidfd" and not processes.pidfd_works():
+        pytest.skip("this kernel has no pidfd_open")
+    if request.param == "asyncio":
+        monkeypatch.setattr(processes, "pidfd_works", lambda: False)
+    spawned: list[processes.Child] = []
+
+    async def recording(*args: Any, **kwargs: Any) -> processes.Child:
+        spawned.append(await processes.spawn_group(*args, **kwargs))
+        return spawned[-1]
+
+    monkeypatch.setattr(sessions, "spawn_group", recording)
+    yield request.param
+    assert spawned and all(isinstance(c, processes.PidfdChild) == (request.param == "pidfd") for c in spawned)
+
+
+@pytest.mark.usefixtures("spawner")
 async def test_exec_returns_output_exit_code_and_duration() -> None:
     async with connect() as client:
         ok = structured(await client.call_tool("execRun", {"command": "echo out; echo err >&2"}))
@@ -67,6 +88,7 @@ async def test_child_environment_holds_no_server_secret(monkeypatch: pytest.Monk
     assert "RUNTIMES_MCP" not in result["stdout"]
 
 
+@pytest.mark.usefixtures("spawner")
 async def test_background_run_is_listed_and_stop_ends_its_grandchildren() -> None:
     mark = marker()
     async with connect() as client:
@@ -95,6 +117,7 @@ async def test_background_run_is_listed_and_stop_ends_its_grandchildren() -> Non
     assert "no local session 'ses_nope'" in missing and "listSessions" in missing
 
 
+@pytest.mark.usefixtures("spawner")
 async def test_timeout_ends_the_whole_group_and_reports_timed_out() -> None:
     mark = marker()
     async with connect() as client:
@@ -108,6 +131,7 @@ async def test_timeout_ends_the_whole_group_and_reports_timed_out() -> None:
     assert await wait_until_gone(mark, 1.0) == []
 
 
+@pytest.mark.usefixtures("spawner")
 async def test_a_command_that_exits_leaves_nothing_running_in_its_group() -> None:
     mark = marker()
     async with connect() as client:
@@ -160,6 +184,7 @@ async def test_progress_is_reported_while_waiting() -> None:
     assert seen[-1][0] > seen[0][0] and "running" in (seen[0][2] or "")
 
 
+@pytest.mark.usefixtures("spawner")
 async def test_cancelling_a_waiting_call_leaves_the_session_running() -> None:
     mark = marker()
     async with connect() as client:
@@ -224,3 +249,34 @@ async def test_out_of_range_numbers_are_rejected_before_they_reach_sqlite(monkey
     assert "not one this server returned" in cursor and "not one this server returned" in negative
     for text in (since, offset, cursor, negative):
         assert "failed inside the server" not in text
+
+
+async def test_the_data_directory_holds_exactly_the_listed_sessions(tmp_path: Any) -> None:
+    # The next session's files are made ahead of time; whatever was not used is removed at shutdown,
+    # and a command that could not start leaves nothing behind.
+    async with connect() as client:
+        await client.call_tool("execRun", {"command": "echo one"})
+        await client.call_tool("execRun", {"command": "cat", "stdin": "two", "cwd": str(tmp_path)})
+        too_long = error_text(await client.call_tool("execRun", {"command": "echo " + "x" * 200_000}))
+        await client.call_tool("execRun", {"command": "echo three", "wait": False})
+        listed = structured(await client.call_tool("listSessions", {}))
+    assert "too large for the operating system" in too_long and "stdin" in too_long
+    ids = {s["id"] for s in listed["sessions"]}
+    assert len(ids) == 3
+    sessions_dir = load_settings().data_dir / "sessions"
+    entries = {entry.name for entry in sessions_dir.iterdir()}
+    assert {name.split(".")[0] for name in entries} == ids
+    cwd_run = next(s for s in listed["sessions"] if s["raw"]["cwd"] == str(tmp_path))
+    assert cwd_run["id"] not in entries, "a run in its own cwd gets no working directory of ours"
+    assert {f"{cwd_run['id']}.stdin", f"{cwd_run['id']}.stdout"} <= entries
+
+
+async def test_an_unusable_data_directory_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    data = tmp_path / "blocked"
+    data.mkdir()
+    (data / "sessions").write_text("not a directory")
+    monkeypatch.setenv("RUNTIMES_MCP_DATA_DIR", str(data))
+    async with connect() as client:
+        message = error_text(await client.call_tool("execRun", {"command": "true"}))
+    assert "cannot create the session's files" in message and "RUNTIMES_MCP_DATA_DIR" in message
+    assert "bug" not in message

@@ -137,6 +137,9 @@ async def test_a_crashed_servers_sessions_are_shown_as_lost_and_cleaned_up(tmp_p
     assert "stopped before it finished" in session["raw"]["message"]
     assert "leftover processes were stopped" in session["raw"]["message"]
     assert await wait_until_gone(sleep_mark) == []
+    # The crashed server had made the next session's files ahead of time; the restart removed them.
+    sessions_dir = Path(os.environ["RUNTIMES_MCP_DATA_DIR"]) / "sessions"
+    assert {entry.name.split(".")[0] for entry in sessions_dir.iterdir()} == {run["session_id"]}
 
 
 async def test_keep_processes_on_exit_leaves_sessions_running_and_says_so(tmp_path: Path) -> None:

@@ -8,11 +8,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import anyio
-from anyio.abc import Process
 
 from providers.errors import InvalidInput
 from providers.local.config import LauncherConfig
-from providers.local.processes import child_env, spawn_group, terminate_group
+from providers.local.processes import Child, child_env, spawn_group, terminate_group
 from providers.local.sessions import PROVIDER, EmitEvent
 from providers.models import Launcher, LauncherList, RunningItem
 
@@ -30,7 +29,7 @@ class LauncherSupervisor:
         self._emit = emit
         self.state: str = "creating"
         self.previous: str | None = None
-        self.process: Process | None = None
+        self.process: Child | None = None
         self.restarts = 0
         self.last_exit_code: int | None = None
         self.created_at = int(time.time() * 1000)

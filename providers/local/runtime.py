@@ -105,6 +105,7 @@ class LocalRuntime:
                 tg.start_soon(supervisor.stop)
             if not self.config.keep_processes_on_exit:
                 tg.start_soon(self.sessions.stop_all)
+        await self.sessions.close()
 
     async def complete(self, argument: str, prefix: str, limit: int = 20) -> list[str]:
         """Values an agent may mean for a resource argument, newest first."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import secrets
 import subprocess
@@ -12,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-from anyio.abc import Process, TaskGroup
+from anyio.abc import TaskGroup
 
-from providers.errors import InvalidInput, NotFound
-from providers.local.processes import child_env, group_alive, group_members, spawn_group, terminate_group
+from providers.errors import InvalidInput, NotFound, ProviderError, Unavailable
+from providers.local.processes import Child, child_env, group_alive, group_members, spawn_group, terminate_group
 from providers.local.store import SessionRow, Store
 
 PROVIDER = "local"
@@ -58,9 +60,19 @@ def read_capped(path: Path, cap: int) -> Output:
 
 
 @dataclass
+class Slot:
+    """A session id with its working directory and output files already made."""
+
+    id: str
+    workdir: Path
+    stdout: int
+    stderr: int
+
+
+@dataclass
 class LiveSession:
     row: SessionRow
-    process: Process
+    process: Child
     started_monotonic: float
     done: anyio.Event = field(default_factory=anyio.Event)
     stop_requested: bool = False
@@ -89,6 +101,7 @@ class SessionManager:
         self.max_timeout_s = max_timeout_s
         self.keep_on_exit = keep_on_exit
         self._live: dict[str, LiveSession] = {}
+        self._spare: Slot | None = None
 
     # --- start and supervise ----------------------------------------------------------------------
     async def start(
@@ -112,32 +125,49 @@ class SessionManager:
                 f"timeout_s must be between 0 and {self.max_timeout_s:g} (the local.max_timeout_s cap), "
                 f"got {timeout_s:g}",
             )
-        session_id = new_id("ses")
-        # sessions/<id>/ is the run's own working directory; its output files sit beside it, out of the
-        # command's way (sessions/<id>.stdout, .stderr, .stdin).
-        if cwd is None:
-            workdir = self._dir / session_id
-            workdir.mkdir(parents=True)
-        else:
+        if cwd is not None:
             workdir = Path(cwd).expanduser()
             if not workdir.is_dir():
                 raise InvalidInput(PROVIDER, f"cwd {cwd!r} is not an existing directory")
-            self._dir.mkdir(parents=True, exist_ok=True)
-        with (
-            self.output_path(session_id, "stdout").open("wb") as out,
-            self.output_path(session_id, "stderr").open("wb") as err,
-        ):
+        try:
+            slot, self._spare = self._spare or self._new_slot(), None
+        except OSError as exc:
+            raise Unavailable(
+                PROVIDER,
+                f"cannot create the session's files in {self._dir}: {exc.strerror}",
+                hint="Free space or fix permissions in the data directory (RUNTIMES_MCP_DATA_DIR), then retry.",
+            ) from None
+        session_id = slot.id
+        try:
+            if cwd is None:
+                workdir = slot.workdir
+            else:
+                slot.workdir.rmdir()
             if stdin:
                 stdin_path = self.output_path(session_id, "stdin")
                 stdin_path.write_text(stdin, encoding="utf-8")
                 with stdin_path.open("rb") as inp:
                     process = await spawn_group(
-                        command, cwd=workdir, env=child_env(env), stdin=inp, stdout=out, stderr=err
+                        command, cwd=workdir, env=child_env(env), stdin=inp, stdout=slot.stdout, stderr=slot.stderr
                     )
             else:
                 process = await spawn_group(
-                    command, cwd=workdir, env=child_env(env), stdin=subprocess.DEVNULL, stdout=out, stderr=err
+                    command,
+                    cwd=workdir,
+                    env=child_env(env),
+                    stdin=subprocess.DEVNULL,
+                    stdout=slot.stdout,
+                    stderr=slot.stderr,
                 )
+        except BaseException as exc:
+            self._discard(slot, keep_written=False)  # nothing ran: all of it is ours
+            if isinstance(exc, OSError):
+                raise _spawn_error(exc) from None
+            raise
+        finally:
+            os.close(slot.stdout)
+            os.close(slot.stderr)
+        self._store.drop_spare_slot(session_id)
         row = SessionRow(
             rowid=0,
             id=session_id,
@@ -162,7 +192,48 @@ class SessionManager:
             await self._store.flush()
         return live
 
+    # --- slots: the files of the next session, made while the loop waits on a child ----------------------
+    def _new_slot(self) -> Slot:
+        """sessions/<id>/ is the run's own working directory; its output files sit beside it, out of the
+        command's way (sessions/<id>.stdout, .stderr, .stdin)."""
+        session_id = new_id("ses")
+        workdir = self._dir / session_id
+        workdir.mkdir(parents=True)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+        stdout = os.open(self.output_path(session_id, "stdout"), flags, 0o666)
+        stderr = os.open(self.output_path(session_id, "stderr"), flags, 0o666)
+        self._store.add_spare_slot(session_id, os.getpid())  # recorded, so a crash cannot leave it behind
+        return Slot(session_id, workdir, stdout, stderr)
+
+    def _refill(self) -> None:
+        if self._spare is None:
+            with contextlib.suppress(OSError):  # the next start makes its own, and reports what fails
+                self._spare = self._new_slot()
+
+    def _discard(self, slot: Slot | str, keep_written: bool = True) -> None:
+        """Remove an unused slot's files (with `keep_written`, only those nothing was written to)."""
+        session_id = slot if isinstance(slot, str) else slot.id
+        for stream in ("stdout", "stderr", "stdin"):
+            path = self.output_path(session_id, stream)
+            with contextlib.suppress(OSError):
+                if not keep_written or path.stat().st_size == 0:
+                    path.unlink()
+        with contextlib.suppress(OSError):
+            (self._dir / session_id).rmdir()
+        self._store.drop_spare_slot(session_id)
+
+    async def close(self) -> None:
+        """Give back the spare slot (the caller stops the sessions)."""
+        if self._spare is not None:
+            os.close(self._spare.stdout)
+            os.close(self._spare.stderr)
+            self._discard(self._spare)
+            self._spare = None
+        await self._store.flush()
+
     async def _supervise(self, live: LiveSession) -> None:
+        # Making the next session's files here costs nothing: the child is starting up meanwhile.
+        self._refill()
         timed_out = server_stopping = False
         try:
             with anyio.move_on_after(live.row.timeout_s or self.max_timeout_s) as scope:
@@ -255,7 +326,11 @@ class SessionManager:
         return self._dir / f"{session_id}.{stream}"
 
     async def mark_lost(self) -> int:
-        """Sessions left 'running' by a server that is gone are shown as lost, not running forever."""
+        """Sessions left 'running' by a server that is gone are shown as lost, not running forever;
+        the slot it had made ahead is removed."""
+        for session_id, owner_pid in await self._store.spare_slots():
+            if owner_pid != os.getpid() and not _process_exists(owner_pid):
+                self._discard(session_id)
         lost = 0
         for row in await self._store.running_sessions():
             if row.owner_pid == os.getpid() or _process_exists(row.owner_pid):
@@ -268,6 +343,17 @@ class SessionManager:
             lost += 1
         await self._store.flush()
         return lost
+
+
+def _spawn_error(exc: OSError) -> ProviderError:
+    if exc.errno == errno.E2BIG:
+        return InvalidInput(
+            PROVIDER,
+            "the command (or env) is too large for the operating system to start (Linux takes up to 128 KiB "
+            "per argument)",
+            hint="Pass a long script on stdin instead, e.g. command='sh' with the script as stdin.",
+        )
+    return Unavailable(PROVIDER, f"could not start /bin/sh: {exc.strerror}", hint="Check the machine, then retry.")
 
 
 def _started_by(row: SessionRow) -> bool:

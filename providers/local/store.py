@@ -47,6 +47,10 @@ CREATE TABLE IF NOT EXISTS events (
     timestamp INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS events_by_sandbox ON events(sandbox_id, timestamp);
+CREATE TABLE IF NOT EXISTS spare_slots (
+    id TEXT PRIMARY KEY,
+    owner_pid INTEGER NOT NULL
+) WITHOUT ROWID;
 """
 
 SESSION_COLUMNS = (
@@ -235,6 +239,17 @@ class Store:
         clause = f"WHERE {' AND '.join(where)}" if where else ""
         sql = f"SELECT {SESSION_COLUMNS} FROM sessions {clause} ORDER BY rowid DESC LIMIT ?"
         return [SessionRow(*r) for r in self._rows(sql, (*args, limit))]
+
+    def add_spare_slot(self, session_id: str, owner_pid: int) -> None:
+        self.submit("INSERT INTO spare_slots (id, owner_pid) VALUES (?, ?)", (session_id, owner_pid))
+
+    def drop_spare_slot(self, session_id: str) -> None:
+        self.submit("DELETE FROM spare_slots WHERE id = ?", (session_id,))
+
+    async def spare_slots(self) -> list[tuple[str, int]]:
+        """(session id, owner pid) of slots made ahead and not (yet) used."""
+        await self.flush()
+        return [(r[0], r[1]) for r in self._rows("SELECT id, owner_pid FROM spare_slots")]
 
     async def running_sessions(self) -> list[SessionRow]:
         await self.flush()
