@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import compileall
 import json
 import os
 import platform
@@ -38,6 +39,7 @@ PY = sys.executable
 OURS = [PY, "-m", "server.cli"]
 SDK_FLOOR = [PY, str(ROOT / "bench" / "floor_sdk.py")]
 RAW_FLOOR = [PY, str(ROOT / "bench" / "floor_raw.py")]
+PACKAGES = ("server", "tools", "providers", "docs_topics")
 
 
 # --- a raw JSON-RPC client over stdio ---------------------------------------------------------------------
@@ -91,7 +93,11 @@ class StdioPeer:
             self.process.kill()
 
 
-def timed_calls(peer: StdioPeer, tool: str, arguments: dict[str, Any], n: int) -> list[float]:
+def timed_calls(peer: StdioPeer, tool: str, arguments: dict[str, Any], n: int, warmup: int = 0) -> list[float]:
+    """`n` timed calls, after `warmup` untimed ones (the first calls to a server that sat idle while another
+    was measured run ~2x slower: cold caches, a sleeping process)."""
+    for _ in range(warmup):
+        peer.call(tool, arguments)
     out = []
     for _ in range(n):
         started = time.perf_counter()
@@ -136,22 +142,31 @@ def ratio_row(metric: str, ours: float, floor: float, unit: str, limit: float, h
 
 
 # --- the measurements -------------------------------------------------------------------------------------
-def cold_start_once(argv: list[str], env: dict[str, str]) -> float:
+def cpu_ms(pid: int) -> float:
+    """User + system CPU time a process has used so far (Linux /proc; 10 ms resolution)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) * 1000 / os.sysconf("SC_CLK_TCK")
+
+
+def cold_start_once(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """(wall ms, CPU ms) from spawn to the initialize result."""
     started = time.perf_counter()
     peer = StdioPeer(argv, env)
     peer.initialize()
     elapsed = (time.perf_counter() - started) * 1000
+    cpu = cpu_ms(peer.process.pid)
     peer.close()
-    return elapsed
+    return elapsed, cpu
 
 
-def cold_starts(commands: list[list[str]], runs: int, env: dict[str, str]) -> list[float]:
-    """Median spawn -> initialize time of each command, runs interleaved so machine noise hits all alike."""
-    times: list[list[float]] = [[] for _ in commands]
+def cold_starts(commands: list[list[str]], runs: int, env: dict[str, str]) -> list[tuple[float, float]]:
+    """Median (wall, CPU) spawn -> initialize of each command, runs interleaved so noise hits all alike.
+    CPU time is the steadier figure on a shared machine: it does not count time spent waiting for a core."""
+    times: list[list[tuple[float, float]]] = [[] for _ in commands]
     for _ in range(runs):
         for i, argv in enumerate(commands):
             times[i].append(cold_start_once(argv, env))
-    return [statistics.median(t) for t in times]
+    return [(statistics.median(w for w, _ in t), statistics.median(c for _, c in t)) for t in times]
 
 
 def context_cost() -> list[Row]:
@@ -233,13 +248,14 @@ def storage_throughput(quick: bool) -> list[Row]:
 
 
 def stdio_rows(quick: bool, env: dict[str, str]) -> list[Row]:
-    runs = 5 if quick else 10
+    runs = 5 if quick else 15
     calls = 200 if quick else 500
     rows: list[Row] = []
-    ours_cold, sdk_cold, raw_cold = cold_starts([OURS, SDK_FLOOR, RAW_FLOOR], runs, env)
+    (ours_cold, ours_cpu), (sdk_cold, sdk_cpu), (raw_cold, _) = cold_starts([OURS, SDK_FLOOR, RAW_FLOOR], runs, env)
     rows.append(
         ratio_row(f"cold start stdio, median of {runs} interleaved (vs bare SDK)", ours_cold, sdk_cold, "ms", 1.2)
     )
+    rows.append(Row("cold start CPU time to initialize (vs bare SDK)", ours_cpu, sdk_cpu, "ms", "info", None))
     rows.append(Row("cold start stdio (vs raw JSON-RPC loop)", ours_cold, raw_cold, "ms", "info", None))
 
     sdk, ours = StdioPeer(SDK_FLOOR, env), StdioPeer(OURS, env)
@@ -252,12 +268,14 @@ def stdio_rows(quick: bool, env: dict[str, str]) -> list[Row]:
     listing: list[float] = []
     execs: list[float] = []
     shell: list[float] = []
-    rounds = 10
+    rounds, warm = 25, 3
     for _ in range(rounds):
-        echo += timed_calls(sdk, "echo", {"text": "hi"}, calls // rounds)
-        docs += timed_calls(ours, "getDocs", {"topic": "errors"}, calls // rounds)
-        listing += timed_calls(ours, "listSessions", {"limit": 5}, calls // rounds)
-        execs += timed_calls(ours, "execRun", {"command": "true"}, calls // rounds // 2)
+        echo += timed_calls(sdk, "echo", {"text": "hi"}, calls // rounds, warm)
+        docs += timed_calls(ours, "getDocs", {"topic": "errors"}, calls // rounds, warm)
+        listing += timed_calls(ours, "listSessions", {"limit": 5}, calls // rounds, warm)
+        execs += timed_calls(ours, "execRun", {"command": "true"}, calls // rounds // 2, warm)
+        for _ in range(warm):
+            subprocess.run(["/bin/sh", "-c", "true"], check=True)
         for _ in range(calls // rounds // 2):
             started = time.perf_counter()
             subprocess.run(["/bin/sh", "-c", "true"], check=True)
@@ -472,6 +490,10 @@ def main() -> int:
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args()
     started = time.perf_counter()
+    # `pip install` byte-compiles a package, and the SDK we compare with was. Do the same for this tree, so
+    # that an environment with PYTHONDONTWRITEBYTECODE does not time our compiling from source on each start.
+    for package in PACKAGES:
+        compileall.compile_dir(ROOT / package, quiet=1)
     with tempfile.TemporaryDirectory() as data_dir:
         env = {"RUNTIMES_MCP_DATA_DIR": data_dir}
         steps: list[Callable[[], list[Row]]] = [

@@ -3,58 +3,66 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel
 
 from providers.endpoints import Endpoint
 from tools.spec import ToolSpec
 
+# Plain frozen dataclasses: the topics are our own constant data, checked by mypy and by tests/test_docs.py,
+# so validating them at every start (pydantic) would only cost start-up time.
 
-class ParamDoc(BaseModel):
-    model_config = ConfigDict(populate_by_name=True)
+
+@dataclass(frozen=True, kw_only=True)
+class ParamDoc:
     name: str
     type: str
     required: bool = False
-    in_: str = Field("path", alias="in")
+    in_: str = "path"
     default: Any = None
     description: str = ""
 
 
-class EndpointDoc(BaseModel):
+@dataclass(frozen=True, kw_only=True)
+class EndpointDoc:
     method: str
     path: str
     tool_name: str
     description: str
-    parameters: list[ParamDoc] = Field(default_factory=list)
+    parameters: list[ParamDoc] = field(default_factory=list)
     request_body: dict[str, Any] | None = None
     example: dict[str, Any] | None = None
 
 
-class Example(BaseModel):
+@dataclass(frozen=True, kw_only=True)
+class Example:
     title: str
     description: str = ""
     request: dict[str, Any] | None = None
     response: Any = None
 
 
-class Pattern(BaseModel):
+@dataclass(frozen=True, kw_only=True)
+class Pattern:
     name: str
     description: str
     steps: list[str]
     example: str | None = None
 
 
-class Topic(BaseModel):
+@dataclass(frozen=True, kw_only=True)
+class Topic:
     topic: str
     title: str
     description: str
-    ai_hints: list[str] = Field(default_factory=list)
-    endpoints: list[EndpointDoc] = Field(default_factory=list)
-    schemas: dict[str, Any] = Field(default_factory=dict)
-    examples: list[Example] = Field(default_factory=list)
-    patterns: list[Pattern] = Field(default_factory=list)
-    related_topics: list[str] = Field(default_factory=list)
+    ai_hints: list[str] = field(default_factory=list)
+    endpoints: list[EndpointDoc] = field(default_factory=list)
+    schemas: dict[str, Any] = field(default_factory=dict)
+    examples: list[Example] = field(default_factory=list)
+    patterns: list[Pattern] = field(default_factory=list)
+    related_topics: list[str] = field(default_factory=list)
 
     @property
     def summary(self) -> str:

@@ -9,7 +9,6 @@ non-blocking would upset the user's shell."""
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import os
 import stat
 import sys
@@ -78,9 +77,11 @@ async def open_stdio_pipes() -> AsyncIterator[Pipes | None]:
     except (OSError, ValueError, AttributeError):
         yield None
         return
-    if not all(_is_pipe(fd) for fd in fds):
+    if sys.platform == "win32" or not all(_is_pipe(fd) for fd in fds):
         yield None
         return
+    import fcntl
+
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader(limit=MAX_LINE_BYTES)
     stdin = os.fdopen(fcntl.fcntl(fds[0], fcntl.F_DUPFD_CLOEXEC, 3), "rb", buffering=0)
