@@ -434,7 +434,7 @@ def remote_overhead(quick: bool) -> list[Row]:
             ours_ms,
             bare_ms,
             "ms",
-            f"<= +1 ms (measured +{delta:.3f} ms)",
+            f"<= +1 ms (measured {delta:+.3f} ms)",
             delta <= 1.0,
         )
     ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import signal
 import sys
@@ -66,6 +67,14 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    gc.disable()  # until the server is built: see server.app.freeze_startup_objects
+    try:
+        return _main(argv)
+    finally:
+        gc.enable()
+
+
+def _main(argv: list[str] | None) -> int:
     args = parser().parse_args(argv)
     from server.config import ConfigError, load_settings
 
@@ -112,10 +121,11 @@ async def serve_stdio(settings: Any) -> int:
     """Serve until stdin closes or a signal arrives; either way the lifespan stops what we started."""
     from mcp.server.stdio import stdio_server
 
-    from server.app import create_server
+    from server.app import create_server, freeze_startup_objects
     from server.stdio_pipes import open_stdio_pipes
 
     server = create_server(settings)
+    freeze_startup_objects()
     async with anyio.create_task_group() as tg:
 
         async def stop_on_signal() -> None:
@@ -142,9 +152,11 @@ async def serve_stdio(settings: Any) -> int:
 async def print_tools(settings: Any) -> int:
     from mcp import Client
 
-    from server.app import create_server
+    from server.app import create_server, freeze_startup_objects
 
-    async with Client(create_server(settings)) as client:
+    server = create_server(settings)
+    freeze_startup_objects()
+    async with Client(server) as client:
         listed = await client.list_tools()
     for tool in listed.tools:
         a = tool.annotations
@@ -173,9 +185,11 @@ async def call_tool(settings: Any, name: str, arguments: dict[str, Any]) -> int:
     from mcp import Client
     from mcp.types import TextContent
 
-    from server.app import create_server
+    from server.app import create_server, freeze_startup_objects
 
-    async with Client(create_server(settings)) as client:
+    server = create_server(settings)
+    freeze_startup_objects()
+    async with Client(server) as client:
         result = await client.call_tool(name, arguments)
     text = "\n".join(block.text for block in result.content if isinstance(block, TextContent))
     if result.is_error:

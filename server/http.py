@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from server.app import create_server, version
+from server.app import create_server, freeze_startup_objects, version
 from server.config import ConfigError, Settings
 from server.state import AppState
 
@@ -108,6 +108,7 @@ async def serve_http(
     async with AppState.open(settings) as state:
         server = create_server(settings, state, local_code=local_code_allowed(settings, host))
         app = build_http_app(server, settings, host=host, stateless=stateless, json_response=json_response)
+        freeze_startup_objects()
         config = uvicorn.Config(
             app,
             host=host,
