@@ -249,7 +249,7 @@ def storage_throughput(quick: bool) -> list[Row]:
 
 def stdio_rows(quick: bool, env: dict[str, str]) -> list[Row]:
     runs = 5 if quick else 15
-    calls = 200 if quick else 500
+    calls = 200 if quick else 1000
     rows: list[Row] = []
     (ours_cold, ours_cpu), (sdk_cold, sdk_cpu), (raw_cold, _) = cold_starts([OURS, SDK_FLOOR, RAW_FLOOR], runs, env)
     rows.append(

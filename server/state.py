@@ -71,7 +71,8 @@ class AppState:
         self._clients: dict[str, Any] = {}
         self._tg = task_group
         self._live_events: Any = None  # providers.computesdk.EventStreams, made on first use
-        self._calls = anyio.Semaphore(settings.max_concurrent_calls)
+        # fast_acquire: a free slot is taken without yielding to the loop (a release still serves waiters first)
+        self._calls = anyio.Semaphore(settings.max_concurrent_calls, fast_acquire=True)
         self._provider_gates: dict[str, anyio.Semaphore] = {}
         local.add_event_listener(lambda sandbox_id: self.watchers.changed(f"events://{sandbox_id}"))
 
@@ -116,7 +117,9 @@ class AppState:
             if provider == "local":
                 yield
                 return
-            gate = self._provider_gates.setdefault(provider, anyio.Semaphore(settings.provider_concurrency))
+            gate = self._provider_gates.setdefault(
+                provider, anyio.Semaphore(settings.provider_concurrency, fast_acquire=True)
+            )
             async with self._slot(
                 gate,
                 settings.http_timeout_s,
