@@ -280,3 +280,16 @@ async def test_an_unusable_data_directory_is_a_clear_error(monkeypatch: pytest.M
         message = error_text(await client.call_tool("execRun", {"command": "true"}))
     assert "cannot create the session's files" in message and "RUNTIMES_MCP_DATA_DIR" in message
     assert "bug" not in message
+
+
+async def test_a_run_still_ends_when_no_pidfd_can_be_opened(monkeypatch: pytest.MonkeyPatch) -> None:
+    if not processes.pidfd_works():
+        pytest.skip("this kernel has no pidfd_open")
+
+    def exhausted(pid: int) -> int:
+        raise OSError(24, "Too many open files")
+
+    async with connect() as client:
+        monkeypatch.setattr(processes.os, "pidfd_open", exhausted)
+        result = structured(await client.call_tool("execRun", {"command": "sleep 0.1; echo done"}))
+    assert (result["state"], result["stdout"]) == ("completed", "done\n")

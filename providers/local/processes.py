@@ -15,6 +15,7 @@ import anyio
 # The child gets these from the server's environment, and nothing else of it.
 BASE_ENV_DEFAULTS = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/", "LANG": "C.UTF-8", "TMPDIR": "/tmp"}
 TERM_GRACE_S = 2.0
+POLL_S = 0.02
 
 
 def child_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -51,7 +52,11 @@ class PidfdChild:
     async def wait(self) -> int:
         while (code := self._popen.poll()) is None:
             # Safe from pid reuse: an exited child stays a zombie until we reap it.
-            fd = os.pidfd_open(self.pid)
+            try:
+                fd = os.pidfd_open(self.pid)
+            except OSError:  # e.g. out of file descriptors: poll until there is one again
+                await anyio.sleep(POLL_S)
+                continue
             try:
                 await anyio.wait_readable(fd)
             finally:
@@ -139,7 +144,7 @@ async def terminate_group(pgid: int, process: Child | None = None, grace_s: floa
         if process is not None and process.returncode is None:
             await process.wait()
         while group_alive(pgid):  # noqa: ASYNC110 - the kernel offers no event for "group is empty"
-            await anyio.sleep(0.02)
+            await anyio.sleep(POLL_S)
     _signal_group(pgid, signal.SIGKILL)
     if process is not None and process.returncode is None:
         with anyio.move_on_after(grace_s):
