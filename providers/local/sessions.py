@@ -202,13 +202,14 @@ class SessionManager:
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
         stdout = os.open(self.output_path(session_id, "stdout"), flags, 0o666)
         stderr = os.open(self.output_path(session_id, "stderr"), flags, 0o666)
-        self._store.add_spare_slot(session_id, os.getpid())  # recorded, so a crash cannot leave it behind
         return Slot(session_id, workdir, stdout, stderr)
 
     def _refill(self) -> None:
         if self._spare is None:
             with contextlib.suppress(OSError):  # the next start makes its own, and reports what fails
                 self._spare = self._new_slot()
+                # Recorded, so that a crash cannot leave it behind (a slot used at once needs no record).
+                self._store.add_spare_slot(self._spare.id, os.getpid())
 
     def _discard(self, slot: Slot | str, keep_written: bool = True) -> None:
         """Remove an unused slot's files (with `keep_written`, only those nothing was written to)."""
