@@ -7,9 +7,14 @@ import gc
 import json
 import signal
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
+
+if TYPE_CHECKING:  # for annotations only: the commands import the server when they run
+    from mcp.server.mcpserver import MCPServer
+
+    from server.state import AppState
 
 DESCRIPTION = """\
 An MCP server over code-execution runtimes: sessions, runs, routines, launchers, events.
@@ -117,15 +122,22 @@ def _dispatch(args: argparse.Namespace, settings: Any) -> int:
     return anyio.run(serve_stdio, settings)
 
 
+def build_server(settings: Any) -> MCPServer[AppState]:
+    """The server, and the end of start-up for the garbage collector (see main)."""
+    from server.app import create_server, freeze_startup_objects
+
+    server = create_server(settings)
+    freeze_startup_objects()
+    return server
+
+
 async def serve_stdio(settings: Any) -> int:
     """Serve until stdin closes or a signal arrives; either way the lifespan stops what we started."""
     from mcp.server.stdio import stdio_server
 
-    from server.app import create_server, freeze_startup_objects
     from server.stdio_pipes import open_stdio_pipes
 
-    server = create_server(settings)
-    freeze_startup_objects()
+    server = build_server(settings)
     async with anyio.create_task_group() as tg:
 
         async def stop_on_signal() -> None:
@@ -152,11 +164,7 @@ async def serve_stdio(settings: Any) -> int:
 async def print_tools(settings: Any) -> int:
     from mcp import Client
 
-    from server.app import create_server, freeze_startup_objects
-
-    server = create_server(settings)
-    freeze_startup_objects()
-    async with Client(server) as client:
+    async with Client(build_server(settings)) as client:
         listed = await client.list_tools()
     for tool in listed.tools:
         a = tool.annotations
@@ -185,11 +193,7 @@ async def call_tool(settings: Any, name: str, arguments: dict[str, Any]) -> int:
     from mcp import Client
     from mcp.types import TextContent
 
-    from server.app import create_server, freeze_startup_objects
-
-    server = create_server(settings)
-    freeze_startup_objects()
-    async with Client(server) as client:
+    async with Client(build_server(settings)) as client:
         result = await client.call_tool(name, arguments)
     text = "\n".join(block.text for block in result.content if isinstance(block, TextContent))
     if result.is_error:
