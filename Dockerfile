@@ -7,7 +7,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     RUNTIMES_MCP_DATA_DIR=/data
 
 RUN useradd --create-home --uid 10001 runtimes \
-    && mkdir -p /data && chown runtimes:runtimes /data
+    && mkdir -p /data && chown runtimes:runtimes /data && chmod 700 /data
 
 WORKDIR /app
 COPY pyproject.toml README.md ./
@@ -15,9 +15,10 @@ COPY server ./server
 COPY tools ./tools
 COPY docs_topics ./docs_topics
 COPY providers ./providers
-RUN pip install .
+# dumb-init is PID 1: session supervisors outlive the server by design, and whoever is PID 1 reaps them.
+RUN pip install . dumb-init
 
 USER runtimes
 VOLUME ["/data"]
 EXPOSE 8000
-ENTRYPOINT ["runtimes-mcp"]
+ENTRYPOINT ["dumb-init", "--", "runtimes-mcp"]

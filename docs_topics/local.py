@@ -9,37 +9,51 @@ LOCAL = Topic(
     title="Local provider: processes, routines, launchers and events on this machine",
     description=(
         "The built-in runtime; needs no account and is the default provider.\n\n"
-        "- **Sessions.** execRun starts `/bin/sh -c COMMAND` as its own process group, in a fresh working "
-        "directory under the data directory unless `cwd` is given. Output goes to files: results hold the "
-        "head and tail (16 KB per stream by default, sizes reported); the whole output stays readable at the "
-        "resource `local://sessions/{session_id}/stdout` (or `/stderr`) and with getSessionOutput.\n"
-        "- **States.** running, then completed (exit 0), failed, timed_out, stopped, lost (the server that "
-        "ran it died first; its leftover processes are stopped at the next start) or detached (left running "
-        "at shutdown because `local.keep_processes_on_exit = true`). Records live in SQLite under "
-        "`RUNTIMES_MCP_DATA_DIR` and survive restarts.\n"
+        "- **Sessions belong to the data directory**, not to the server that started them. Each run has its own "
+        "supervisor process, which starts `/bin/sh -c COMMAND` in its own process group (in a fresh working "
+        "directory under the data directory unless `cwd` is given), enforces `timeout_s` and the output cap, and "
+        "records how the run ended. A run keeps going when its server exits or crashes (unless "
+        '`local.on_exit = "stop"`), and every server on the same data directory (stdio, HTTP, `runtimes-mcp '
+        "call`, several at once) lists it, reads its output and stops it.\n"
+        "- **Output** goes to files: results hold the head and tail (16 KB per stream by default, sizes reported); "
+        "the whole output stays readable at `local://sessions/{session_id}/stdout` (or `/stderr`) and with "
+        "getSessionOutput. A stream that passes `local.max_output_mb` (64) ends the run; the kept output says "
+        "where it was cut.\n"
+        "- **States**: running (its process is alive), then completed (exit 0), failed (a non-zero exit, or the "
+        'output cap), timed_out, stopped (stopSession from any server, or `on_exit = "stop"`) or lost (its '
+        "supervisor was killed; what it left running is ended). Each record says why it ended: `end_reason` is "
+        "exit, timeout, stop, server_shutdown, output_limit or lost.\n"
         "- **Ending.** timeout_s (default 60, capped by `local.max_timeout_s`) and stopSession send SIGTERM to "
-        "the whole group, then SIGKILL after 2 s. When a command exits, whatever it left running in its group "
-        "is ended too. When the server stops (stdin closed, SIGTERM, SIGINT, SIGHUP), every session it runs "
-        "and every launcher is stopped, unless `local.keep_processes_on_exit = true`.\n"
+        "everything the run started, then SIGKILL after 2 s. When a command exits, what it left running (even "
+        "after setsid or a double fork) is ended too.\n"
         "- **Environment.** A child sees PATH, HOME, LANG, TMPDIR and the `env` you pass, nothing else: no "
         "credential and no RUNTIMES_MCP_* setting of the server reaches it.\n"
         "- **Routines** are named commands in the config file (`[local.routines.NAME]`). The message arrives on "
-        "stdin and as $ROUTINE_MESSAGE (also $ROUTINE_METADATA as JSON, $ROUTINE_NAME, $ROUTINE_RUN_ID).\n"
-        "- **Launchers** are long-lived services in the config file (`[local.launchers.NAME]`): started with the "
-        "server, restarted with backoff (1 s doubling to 30 s) when they exit, stopped with the server.\n"
+        "stdin and as $ROUTINE_MESSAGE (also $ROUTINE_METADATA as JSON, $ROUTINE_NAME, $ROUTINE_RUN_ID). An "
+        "idempotency_key maps to exactly one run that has not failed, across concurrent calls and servers.\n"
+        "- **Launchers** are long-lived services in the config file (`[local.launchers.NAME]`): they run while "
+        "their server runs (restarted with backoff, 1 s doubling to 30 s, when they exit) and stop with it, even "
+        "when it is killed. A launcher never runs twice on one data directory; a second server waits for it.\n"
+        "- **Retention.** Finished sessions and events older than `local.retention_days` (7) are deleted, and the "
+        "oldest go first when the data directory passes `local.max_data_mb` (1024). Running sessions are never "
+        "deleted.\n"
         "- **Events** follow the ComputeSDK shape; sandbox `local` also receives the runtime's own lifecycle "
         "events (session.started, session.completed, session.failed, session.timed_out, session.stopped, "
-        "launcher.state). Resource `events://{sandbox_id}` lists recent events; subscribe to it to be told of "
-        "new ones."
+        "session.lost, launcher.state). Resource `events://{sandbox_id}` lists recent events; subscribe to it to "
+        "be told of new ones."
     ),
     ai_hints=[
-        "execRun waits for the result by default; use wait=false for anything long, then poll listSessions.",
+        "execRun waits for the result by default; use wait=false for anything long, then follow it with "
+        "listSessions (or getSession, sessions toolset) and stop it with stopSession.",
+        "A background run survives the server (a client that starts a server per call loses nothing): list it "
+        "again later with listSessions status=running.",
         "Cancelling a waiting execRun request stops the waiting only; the session keeps running. Use "
         "stopSession to end it.",
         "If `truncated` is true, read the full output from the resource named in `message`.",
         "exit_code below zero means the process was killed by that signal (-15 SIGTERM, -9 SIGKILL).",
         "Give invokeRoutine an idempotency_key when a retry must not run the routine twice; a failed run "
-        "does not hold its key, so retrying after a failure runs again.",
+        "does not hold its key, so retrying after a failure runs it again (once, however many retry at once). "
+        "Reusing a key with a different message is refused.",
     ],
     endpoints=[from_tool(spec, "local") for spec in ALL if "local" in spec.providers],
     schemas={
@@ -69,8 +83,8 @@ LOCAL = Topic(
             description="Start, watch, stop.",
             steps=[
                 "execRun command=... wait=false timeout_s=600 → session_id",
-                "listSessions status=running (or getSession) to watch it",
-                "stopSession session_id=... when done; it ends the whole process group",
+                "listSessions status=running (or getSession) to watch it; it keeps running if the server restarts",
+                "stopSession session_id=... when done; it ends everything the run started",
             ],
         ),
     ],

@@ -33,7 +33,7 @@ class SessionList(Shape):
 class ExecResult(Shape):
     provider: str
     session_id: str
-    state: str = Field(description="Local: running, completed, failed, timed_out, stopped.")
+    state: str = Field(description="Local: running, completed, failed, timed_out, stopped, lost.")
     exit_code: int | None = Field(None, description="Process exit code; negative means killed by that signal.")
     stdout: str | None = None
     stderr: str | None = None

@@ -58,10 +58,13 @@ def freeze_startup_objects() -> None:
     gc.enable()
 
 
-def create_server(settings: Settings, state: AppState | None = None, *, local_code: bool = True) -> MCPServer[AppState]:
+def create_server(
+    settings: Settings, state: AppState | None = None, *, local_code: bool = True, services: bool = True
+) -> MCPServer[AppState]:
     """Build the server. With `state`, it is shared (HTTP: one state for all sessions); else the
     server opens its own for the connection's lifetime (stdio, in-process clients). Without
-    `local_code`, tools that would run commands on this machine are not offered for `local`."""
+    `local_code`, tools that would run commands on this machine are not offered for `local`; without
+    `services`, the local launchers are not started (one-shot commands)."""
     bus = InMemorySubscriptionBus()
 
     @asynccontextmanager
@@ -70,7 +73,7 @@ def create_server(settings: Settings, state: AppState | None = None, *, local_co
             state.watchers.add_bus(bus)
             yield state
             return
-        async with AppState.open(settings) as own:
+        async with AppState.open(settings, services=services) as own:
             own.watchers.add_bus(bus)
             yield own
 

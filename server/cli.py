@@ -93,11 +93,30 @@ def _main(argv: list[str] | None) -> int:
     except ConfigError as exc:
         print(f"runtimes-mcp: {exc}", file=sys.stderr)
         return 2
+    except Exception as exc:  # a start-up failure the user can fix, maybe inside the server's task groups
+        reason = _startup_error(exc)
+        if reason is None:
+            raise
+        print(f"runtimes-mcp: {reason}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:  # e.g. `runtimes-mcp tools | head`
         sys.stderr.close()
         return 0
+
+
+def _startup_error(exc: BaseException) -> str | None:
+    """The one-line reason of a start-up failure the user can fix (e.g. an unusable data directory)."""
+    from providers.local.runtime import DataDirError
+
+    if isinstance(exc, DataDirError):
+        return str(exc)
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            if (reason := _startup_error(inner)) is not None:
+                return reason
+    return None
 
 
 def _dispatch(args: argparse.Namespace, settings: Any) -> int:
@@ -122,11 +141,12 @@ def _dispatch(args: argparse.Namespace, settings: Any) -> int:
     return anyio.run(serve_stdio, settings)
 
 
-def build_server(settings: Any) -> MCPServer[AppState]:
-    """The server, and the end of start-up for the garbage collector (see main)."""
+def build_server(settings: Any, *, services: bool = True) -> MCPServer[AppState]:
+    """The server, and the end of start-up for the garbage collector (see main). One-shot commands pass
+    `services=False`: they must not start (and at once stop) the local launchers."""
     from server.app import create_server, freeze_startup_objects
 
-    server = create_server(settings)
+    server = create_server(settings, services=services)
     freeze_startup_objects()
     return server
 
@@ -164,7 +184,7 @@ async def serve_stdio(settings: Any) -> int:
 async def print_tools(settings: Any) -> int:
     from mcp import Client
 
-    async with Client(build_server(settings)) as client:
+    async with Client(build_server(settings, services=False)) as client:
         listed = await client.list_tools()
     for tool in listed.tools:
         a = tool.annotations
@@ -193,7 +213,7 @@ async def call_tool(settings: Any, name: str, arguments: dict[str, Any]) -> int:
     from mcp import Client
     from mcp.types import TextContent
 
-    async with Client(build_server(settings)) as client:
+    async with Client(build_server(settings, services=False)) as client:
         result = await client.call_tool(name, arguments)
     text = "\n".join(block.text for block in result.content if isinstance(block, TextContent))
     if result.is_error:

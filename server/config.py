@@ -170,6 +170,10 @@ def _setting_name(field: str) -> str:
     return field
 
 
+# Settings of the local provider that the environment may also set (it wins over the config file).
+LOCAL_ENV = {"RUNTIMES_MCP_ON_EXIT": "on_exit"}
+
+
 def load_settings(config_path: str | os.PathLike[str] | None = None) -> Settings:
     """Read the TOML file (from the argument or RUNTIMES_MCP_CONFIG), overlay the environment, validate."""
     path = config_path or os.environ.get("RUNTIMES_MCP_CONFIG")
@@ -181,6 +185,13 @@ def load_settings(config_path: str | os.PathLike[str] | None = None) -> Settings
             raise ConfigError(f"config file not found: {path} (from --config or RUNTIMES_MCP_CONFIG)") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    from_env: dict[str, str] = {}
+    for env_name, key in LOCAL_ENV.items():
+        if os.environ.get(env_name):
+            local = file_values.setdefault("local", {})
+            if isinstance(local, dict):
+                local[key] = os.environ[env_name]
+                from_env[key] = env_name
     try:
         return Settings(**file_values)
     except ValidationError as exc:
@@ -189,6 +200,8 @@ def load_settings(config_path: str | os.PathLike[str] | None = None) -> Settings
             loc = [str(part) for part in err["loc"]]
             name = _setting_name(loc[0]) if loc else "?"
             where = ".".join([name, *loc[1:]])
+            if loc[:1] == ["local"] and len(loc) > 1 and loc[1] in from_env:
+                where = f"{from_env[loc[1]]} (config file: local.{loc[1]})"
             msg = "unknown setting" if err["type"] == "extra_forbidden" else err["msg"].removeprefix("Value error, ")
             problems.append(f"{where}: {msg}")
         raise ConfigError("invalid configuration: " + "; ".join(problems)) from None

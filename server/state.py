@@ -78,8 +78,9 @@ class AppState:
 
     @classmethod
     @asynccontextmanager
-    async def open(cls, settings: Settings) -> AsyncIterator[AppState]:
-        async with LocalRuntime.open(settings.local, settings.data_dir) as local, anyio.create_task_group() as tg:
+    async def open(cls, settings: Settings, *, services: bool = True) -> AsyncIterator[AppState]:
+        local_runtime = LocalRuntime.open(settings.local, settings.data_dir, run_launchers=services)
+        async with local_runtime as local, anyio.create_task_group() as tg:
             state = cls(settings, local, tg)
             try:
                 yield state

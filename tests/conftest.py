@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import sys
 import textwrap
+import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -13,6 +16,7 @@ from typing import Any
 import pytest
 from mcp import Client, StdioServerParameters
 
+from providers.local import supervisor
 from server.app import create_server
 from server.config import Settings, load_settings
 from tests.fakes import FakeAPI, fake_api
@@ -27,13 +31,47 @@ CREDENTIAL_ENV = (
 )
 
 
+def live_descendants() -> list[tuple[int, str]]:
+    """(pid, command line) of every live process this test process started, however far down."""
+    found = []
+    for pid in supervisor.descendants(os.getpid()):
+        if supervisor.identity(pid) is None:
+            continue  # a zombie: it has ended
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        found.append((pid, cmdline.strip()))
+    return found
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_process_outlives_the_suite() -> Iterator[None]:
+    """The suite fails if any process it started is still alive at its end. This process becomes a child
+    subreaper, so what a test started stays its descendant even after a double fork or setsid."""
+    if not supervisor.prctl(supervisor.PR_SET_CHILD_SUBREAPER, 1):
+        yield
+        return
+    yield
+    deadline = time.monotonic() + 15  # supervisors told to stop get their grace period
+    while live_descendants() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    leftovers = live_descendants()
+    for pid, _ in leftovers:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+    assert not leftovers, f"processes started by the tests outlived them: {leftovers}"
+
+
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
-    """No test sees the developer's real settings; each gets its own data directory."""
+    """No test sees the developer's real settings; each gets its own data directory. Servers stop the
+    sessions they started when they exit (tests of durable sessions switch that back to "keep")."""
     for name in list(os.environ):
         if name.startswith(("RUNTIMES_MCP_", "COMPUTESDK_")) or name in CREDENTIAL_ENV or name.endswith("_BASE_URL"):
             monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("RUNTIMES_MCP_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("RUNTIMES_MCP_ON_EXIT", "stop")
     yield
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -66,8 +68,11 @@ async def test_same_idempotency_key_returns_the_same_run_without_running_twice(
             await client.call_tool("invokeRoutine", {"routine": "echo", "message": "once", "idempotency_key": "job-1"})
         )
         again = structured(
+            await client.call_tool("invokeRoutine", {"routine": "echo", "message": "once", "idempotency_key": "job-1"})
+        )
+        reused = error_text(
             await client.call_tool(
-                "invokeRoutine", {"routine": "echo", "message": "twice?", "idempotency_key": "job-1"}
+                "invokeRoutine", {"routine": "echo", "message": "other work", "idempotency_key": "job-1"}
             )
         )
         other = structured(
@@ -80,6 +85,7 @@ async def test_same_idempotency_key_returns_the_same_run_without_running_twice(
     assert again["output"] == first["output"]
     assert other["run_id"] != first["run_id"]
     assert fetched["run_id"] == first["run_id"] and fetched["status"] == "completed"
+    assert "job-1" in reused and "different message" in reused and first["run_id"] in reused
     assert runs_logged(tmp_path) == 2
 
 
@@ -119,6 +125,53 @@ async def test_failed_routine_reports_why_and_a_retry_with_its_key_runs_again(
     assert runs_logged(tmp_path) == 2
 
 
+async def test_concurrent_retries_after_a_failure_start_exactly_one_new_run(
+    routines_config: Path, tmp_path: Path
+) -> None:
+    async with connect(load_settings(routines_config)) as client:
+        failed = structured(
+            await client.call_tool("invokeRoutine", {"routine": "flaky", "message": "x", "idempotency_key": "k8"})
+        )
+        assert failed["status"] == "failed"
+        results: list[dict[str, Any]] = []
+
+        async def retry() -> None:
+            results.append(
+                structured(
+                    await client.call_tool(
+                        "invokeRoutine", {"routine": "flaky", "message": "x", "idempotency_key": "k8"}
+                    )
+                )
+            )
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(8):
+                tg.start_soon(retry)
+    run_ids = {r["run_id"] for r in results}
+    assert len(run_ids) == 1 and failed["run_id"] not in run_ids
+    assert sum(not r["deduplicated"] for r in results) == 1
+    assert runs_logged(tmp_path) == 2
+
+
+@pytest.mark.parametrize(
+    ("body", "named"),
+    [
+        ('[local.launchers.web]\ncommand = "true"\ncwd = "/no/such/dir"\n', "local.launchers.web.cwd"),
+        ('[local.routines.r]\ncommand = "   "\n', "local.routines.r.command"),
+    ],
+)
+def test_a_bad_launcher_or_routine_setting_stops_start_up_with_one_line(
+    config_file: Any, body: str, named: str
+) -> None:
+    path = config_file(body)
+    result = subprocess.run(
+        [sys.executable, "-m", "server.cli", "--config", str(path), "tools"], capture_output=True, text=True
+    )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and named in lines[0] and "Traceback" not in result.stderr
+
+
 async def test_unknown_routine_names_the_configured_ones(routines_config: Path) -> None:
     async with connect(load_settings(routines_config)) as client:
         text = error_text(await client.call_tool("invokeRoutine", {"routine": "nope", "message": "x"}))
@@ -148,18 +201,23 @@ def launchers_config(config_file: Any) -> tuple[Path, str]:
     return path, mark
 
 
-async def test_launchers_start_with_the_server_and_stop_with_it(launchers_config: tuple[Path, str]) -> None:
+async def test_launchers_start_with_the_server_and_stop_with_it(
+    launchers_config: tuple[Path, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RUNTIMES_MCP_ON_EXIT", "keep")  # launchers stop with their server all the same
+    monkeypatch.setenv("RUNTIMES_MCP_TOOLSETS", "launchers,sessions")
     path, mark = launchers_config
     async with connect(load_settings(path)) as client:
-        await anyio.sleep(0.3)
+        await anyio.sleep(0.5)
         listed = structured(await client.call_tool("getLaunchers", {}))
         by_id = {item["id"]: item for item in listed["launchers"]}
         assert listed["total"] == 3 and listed["offset"] == 0 and listed["limit"] == 20
         web = by_id["web"]
         assert web["state"] == "active" and web["description"] == "stays up"
-        assert [r["type"] for r in web["running"]] == ["spawned"]
-        pid = int(web["running"][0]["id"].removeprefix("pid-"))
-        assert pid in processes_matching(mark)
+        assert [r["type"] for r in web["running"]] == ["session"]
+        session = structured(await client.call_tool("getSession", {"session_id": web["running"][0]["id"]}))
+        assert session["state"] == "running"
+        assert web["raw"]["pid"] in processes_matching(mark)
         assert len(processes_matching(mark)) >= 2  # one per launcher (plus its shell, if sh does not exec)
     assert await wait_until_gone(mark) == []
 

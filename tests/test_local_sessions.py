@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import os
 import random
+import sqlite3
 import time
-from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
 
-from providers.local import processes, sessions
 from server.config import load_settings
 from tests.conftest import connect, error_text, processes_matching, structured
 
@@ -27,25 +29,6 @@ async def wait_until_gone(mark: str, within_s: float = 5.0) -> list[int]:
     return processes_matching(mark)
 
 
-@pytest.fixture(params=["pidfd", "asyncio"])
-def spawner(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """Both ways a child's exit is awaited: a pidfd (Linux >= 5.3) and, elsewhere, asyncio's subprocesses."""
-    if request.param == "pidfd" and not processes.pidfd_works():
-        pytest.skip("this kernel has no pidfd_open")
-    if request.param == "asyncio":
-        monkeypatch.setattr(processes, "pidfd_works", lambda: False)
-    spawned: list[processes.Child] = []
-
-    async def recording(*args: Any, **kwargs: Any) -> processes.Child:
-        spawned.append(await processes.spawn_group(*args, **kwargs))
-        return spawned[-1]
-
-    monkeypatch.setattr(sessions, "spawn_group", recording)
-    yield request.param
-    assert spawned and all(isinstance(c, processes.PidfdChild) == (request.param == "pidfd") for c in spawned)
-
-
-@pytest.mark.usefixtures("spawner")
 async def test_exec_returns_output_exit_code_and_duration() -> None:
     async with connect() as client:
         ok = structured(await client.call_tool("execRun", {"command": "echo out; echo err >&2"}))
@@ -72,7 +55,7 @@ async def test_cwd_env_and_stdin_reach_the_command(tmp_path: Any) -> None:
         default_cwd = structured(await client.call_tool("execRun", {"command": "pwd"}))
     assert result["stdout"] == f"{tmp_path}\nhi\nfrom stdin"
     data_dir = str(load_settings().data_dir)
-    assert default_cwd["stdout"].strip() == f"{data_dir}/sessions/{default_cwd['session_id']}"
+    assert default_cwd["stdout"].strip() == f"{data_dir}/sessions/{default_cwd['session_id']}/work"
 
 
 async def test_child_environment_holds_no_server_secret(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -88,7 +71,6 @@ async def test_child_environment_holds_no_server_secret(monkeypatch: pytest.Monk
     assert "RUNTIMES_MCP" not in result["stdout"]
 
 
-@pytest.mark.usefixtures("spawner")
 async def test_background_run_is_listed_and_stop_ends_its_grandchildren() -> None:
     mark = marker()
     async with connect() as client:
@@ -113,11 +95,11 @@ async def test_background_run_is_listed_and_stop_ends_its_grandchildren() -> Non
         assert again["stopped"] is False and "already ended (stopped)" in again["message"]
         listed = structured(await client.call_tool("listSessions", {}))
         assert listed["sessions"][0]["status"] == "stopped"
+        assert listed["sessions"][0]["raw"]["end_reason"] == "stop"
         missing = error_text(await client.call_tool("stopSession", {"session_id": "ses_nope"}))
     assert "no local session 'ses_nope'" in missing and "listSessions" in missing
 
 
-@pytest.mark.usefixtures("spawner")
 async def test_timeout_ends_the_whole_group_and_reports_timed_out() -> None:
     mark = marker()
     async with connect() as client:
@@ -131,13 +113,30 @@ async def test_timeout_ends_the_whole_group_and_reports_timed_out() -> None:
     assert await wait_until_gone(mark, 1.0) == []
 
 
-@pytest.mark.usefixtures("spawner")
 async def test_a_command_that_exits_leaves_nothing_running_in_its_group() -> None:
     mark = marker()
     async with connect() as client:
         result = structured(await client.call_tool("execRun", {"command": f"(sleep {mark} &) ; echo done"}))
     assert result["stdout"] == "done\n"
     assert await wait_until_gone(mark, 3.0) == []
+
+
+async def test_a_process_that_daemonizes_still_ends_with_its_session() -> None:
+    # setsid and a double fork take a process out of the command's group and away from its parent; the
+    # session's supervisor is a child subreaper, so such processes are still found and ended.
+    mark = marker()
+    async with connect() as client:
+        run = structured(
+            await client.call_tool(
+                "execRun",
+                {"command": f"setsid sh -c '(sleep {mark} &)' < /dev/null > /dev/null 2>&1; sleep 60", "wait": False},
+            )
+        )
+        await anyio.sleep(0.3)
+        assert processes_matching(mark)
+        stop = structured(await client.call_tool("stopSession", {"session_id": run["session_id"]}))
+        assert stop["stopped"] is True
+    assert await wait_until_gone(mark) == []
 
 
 async def test_large_output_is_capped_to_head_and_tail_and_stays_readable(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -168,6 +167,18 @@ async def test_large_output_is_capped_to_head_and_tail_and_stays_readable(monkey
         assert detail["state"] == "completed" and detail["stdout_bytes"] == 200_008
 
 
+async def test_a_run_past_its_output_cap_is_ended_and_says_where_it_was_cut(config_file: Any) -> None:
+    settings = load_settings(config_file("[local]\nmax_output_mb = 1\n"))
+    async with connect(settings) as client:
+        result = structured(await client.call_tool("execRun", {"command": "yes", "timeout_s": 30}))
+    assert result["state"] == "failed" and "max_output_mb" in result["message"]
+    cap = 1024 * 1024
+    assert cap < result["stdout_bytes"] < cap + 200
+    tail = (settings.data_dir / "sessions" / result["session_id"] / "stdout").read_bytes()[-120:]
+    assert b"output cut here at 1048576 bytes" in tail
+    assert result["duration_ms"] < 10_000
+
+
 async def test_progress_is_reported_while_waiting() -> None:
     seen: list[tuple[float, float | None, str | None]] = []
 
@@ -184,7 +195,6 @@ async def test_progress_is_reported_while_waiting() -> None:
     assert seen[-1][0] > seen[0][0] and "running" in (seen[0][2] or "")
 
 
-@pytest.mark.usefixtures("spawner")
 async def test_cancelling_a_waiting_call_leaves_the_session_running() -> None:
     mark = marker()
     async with connect() as client:
@@ -252,7 +262,7 @@ async def test_out_of_range_numbers_are_rejected_before_they_reach_sqlite(monkey
 
 
 async def test_the_data_directory_holds_exactly_the_listed_sessions(tmp_path: Any) -> None:
-    # The next session's files are made ahead of time; whatever was not used is removed at shutdown,
+    # The next session's directory is made ahead of time; whatever was not used is removed at shutdown,
     # and a command that could not start leaves nothing behind.
     async with connect() as client:
         await client.call_tool("execRun", {"command": "echo one"})
@@ -264,11 +274,23 @@ async def test_the_data_directory_holds_exactly_the_listed_sessions(tmp_path: An
     ids = {s["id"] for s in listed["sessions"]}
     assert len(ids) == 3
     sessions_dir = load_settings().data_dir / "sessions"
-    entries = {entry.name for entry in sessions_dir.iterdir()}
-    assert {name.split(".")[0] for name in entries} == ids
+    deadline = time.monotonic() + 5
+    while {entry.name for entry in sessions_dir.iterdir()} != ids and time.monotonic() < deadline:
+        await anyio.sleep(0.05)  # the spare's supervisor removes its directory as it exits
+    assert {entry.name for entry in sessions_dir.iterdir()} == ids
     cwd_run = next(s for s in listed["sessions"] if s["raw"]["cwd"] == str(tmp_path))
-    assert cwd_run["id"] not in entries, "a run in its own cwd gets no working directory of ours"
-    assert {f"{cwd_run['id']}.stdin", f"{cwd_run['id']}.stdout"} <= entries
+    assert (sessions_dir / cwd_run["id"] / "stdin").read_text() == "two"
+
+
+async def test_the_data_directory_is_private_to_the_servers_user() -> None:
+    async with connect() as client:
+        run = structured(await client.call_tool("execRun", {"command": "echo secret-output"}))
+    data = load_settings().data_dir
+    session = data / "sessions" / run["session_id"]
+    for path in (data, data / "sessions", session, session / "work"):
+        assert path.stat().st_mode & 0o777 == 0o700, path
+    for path in (data / "local.sqlite3", session / "stdout", session / "job.json"):
+        assert path.stat().st_mode & 0o777 == 0o600, path
 
 
 async def test_an_unusable_data_directory_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
@@ -282,14 +304,109 @@ async def test_an_unusable_data_directory_is_a_clear_error(monkeypatch: pytest.M
     assert "bug" not in message
 
 
-async def test_a_run_still_ends_when_no_pidfd_can_be_opened(monkeypatch: pytest.MonkeyPatch) -> None:
-    if not processes.pidfd_works():
-        pytest.skip("this kernel has no pidfd_open")
+# --- durable sessions: a session belongs to the data directory, not to the server that started it ---------
+@pytest.fixture
+def keep_on_exit(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RUNTIMES_MCP_ON_EXIT", "keep")
 
-    def exhausted(pid: int) -> int:
-        raise OSError(24, "Too many open files")
 
+@pytest.mark.usefixtures("keep_on_exit")
+async def test_a_background_run_outlives_its_server_and_the_next_reads_its_real_outcome() -> None:
     async with connect() as client:
-        monkeypatch.setattr(processes.os, "pidfd_open", exhausted)
-        result = structured(await client.call_tool("execRun", {"command": "sleep 0.1; echo done"}))
-    assert (result["state"], result["stdout"]) == ("completed", "done\n")
+        run = structured(await client.call_tool("execRun", {"command": "sleep 0.6; echo late; exit 3", "wait": False}))
+    await anyio.sleep(1.2)  # it ends while no server runs
+    async with connect() as client:
+        detail = structured(await client.call_tool("listSessions", {}))["sessions"][0]
+        output = structured(await client.call_tool("execRun", {"command": "true"}))  # the runtime still works
+    assert detail["id"] == run["session_id"] and output["state"] == "completed"
+    assert (detail["status"], detail["raw"]["exit_code"], detail["raw"]["end_reason"]) == ("failed", 3, "exit")
+    record = json.loads((load_settings().data_dir / "sessions" / run["session_id"] / "job.json").read_text())
+    assert record["result"]["exit_code"] == 3 and record["command"].endswith("exit 3")
+
+
+@pytest.mark.usefixtures("keep_on_exit")
+async def test_the_timeout_is_enforced_while_no_server_runs() -> None:
+    mark = marker()
+    async with connect() as client:
+        run = structured(
+            await client.call_tool("execRun", {"command": f"sleep {mark}", "wait": False, "timeout_s": 0.5})
+        )
+    assert processes_matching(mark)
+    assert await wait_until_gone(mark, 4.0) == []
+    async with connect() as client:
+        listed = structured(await client.call_tool("listSessions", {}))
+    session = next(s for s in listed["sessions"] if s["id"] == run["session_id"])
+    assert session["status"] == "timed_out" and session["raw"]["end_reason"] == "timeout"
+
+
+@pytest.mark.usefixtures("keep_on_exit")
+async def test_two_servers_on_one_data_directory_see_and_stop_each_others_sessions() -> None:
+    mark = marker()
+    async with connect() as first, connect() as second:
+        run = structured(await first.call_tool("execRun", {"command": f"sleep {mark}", "wait": False}))
+        seen = structured(await second.call_tool("listSessions", {"status": "running"}))
+        assert [s["id"] for s in seen["sessions"]] == [run["session_id"]]
+        stop = structured(await second.call_tool("stopSession", {"session_id": run["session_id"]}))
+        assert stop["stopped"] is True and stop["state"] == "stopped"
+        assert await wait_until_gone(mark) == []
+        for client in (first, second):
+            listed = structured(await client.call_tool("listSessions", {}))["sessions"][0]
+            assert (listed["status"], listed["raw"]["end_reason"]) == ("stopped", "stop")
+        events = await first.read_resource("events://local")
+    ended = [e for e in json.loads(events.contents[0].text)["events"] if e["type"] == "session.stopped"]  # type: ignore[union-attr]
+    assert len(ended) == 1, "two servers recording one end must record it once"
+
+
+async def test_on_exit_stop_ends_the_servers_sessions_with_that_reason() -> None:
+    mark = marker()
+    async with connect() as client:
+        run = structured(await client.call_tool("execRun", {"command": f"sleep {mark}", "wait": False}))
+    assert await wait_until_gone(mark) == []
+    async with connect() as client:
+        session = structured(await client.call_tool("listSessions", {}))["sessions"][0]
+    assert session["id"] == run["session_id"]
+    assert (session["status"], session["raw"]["end_reason"]) == ("stopped", "server_shutdown")
+    assert "on_exit" in session["raw"]["message"]
+
+
+@pytest.mark.usefixtures("keep_on_exit")
+async def test_a_session_whose_supervisor_was_killed_is_lost_and_its_processes_ended() -> None:
+    mark = marker()
+    async with connect() as client:
+        run = structured(await client.call_tool("execRun", {"command": f"sleep {mark} & sleep {mark}", "wait": False}))
+    job = json.loads((load_settings().data_dir / "sessions" / run["session_id"] / "job.json").read_text())
+    os.kill(int(job["supervisor"].split(":")[1]), 9)
+    await anyio.sleep(0.3)
+    assert processes_matching(mark), "the background grandchild outlives a SIGKILLed supervisor"
+    async with connect() as client:
+        session = structured(await client.call_tool("listSessions", {}))["sessions"][0]
+    assert (session["status"], session["raw"]["end_reason"]) == ("lost", "lost")
+    assert "leftover processes were stopped" in session["raw"]["message"]
+    assert await wait_until_gone(mark) == []
+
+
+async def test_retention_keeps_the_data_directory_under_its_cap(config_file: Any) -> None:
+    settings = load_settings(config_file("[local]\nmax_data_mb = 1\n"))
+    command = "head -c 20000 /dev/zero | tr '\\0' x"
+    async with connect(settings) as client:
+        for _ in range(300):
+            last = structured(await client.call_tool("execRun", {"command": command}))
+    total = sum(f.stat().st_blocks * 512 for f in Path(settings.data_dir).rglob("*"))
+    assert total <= 1.5 * 1024 * 1024, total
+    with sqlite3.connect(settings.data_dir / "local.sqlite3") as db:
+        kept = {row[0] for row in db.execute("SELECT id FROM sessions")}
+    assert last["session_id"] in kept and len(kept) < 300, "the newest runs stay, the oldest went"
+    assert {p.name for p in (settings.data_dir / "sessions").iterdir()} == kept
+
+
+def test_a_process_identity_survives_pid_reuse() -> None:
+    # Ownership is a boot id, a pid and that process's start time: a restarted server that got the same pid
+    # (PID 1 in a container) is not taken for the one that crashed.
+    from providers.local import supervisor
+
+    me = supervisor.identity(os.getpid())
+    assert me is not None and supervisor.alive(me)
+    boot, pid, start = me.split(":")
+    assert not supervisor.alive(f"{boot}:{pid}:{int(start) - 1}")
+    assert not supervisor.alive(f"otherboot:{pid}:{start}")
+    assert not supervisor.alive(None) and not supervisor.alive("garbage")

@@ -4,8 +4,11 @@ signals and a crash: nothing the server started outlives it."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -118,45 +121,75 @@ async def test_signal_stops_the_server_and_everything_it_started(tmp_path: Path,
     assert await wait_until_gone(launcher_mark) == []
 
 
-async def test_a_crashed_servers_sessions_are_shown_as_lost_and_cleaned_up(tmp_path: Path) -> None:
-    sleep_mark = marker()
-    config = write_config(tmp_path / "crash.toml", marker())
+async def test_a_crashed_server_leaves_its_session_stoppable_and_one_launcher(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RUNTIMES_MCP_ON_EXIT", "keep")
+    launcher_mark, sleep_mark = marker(), marker()
+    config = write_config(tmp_path / "crash.toml", launcher_mark)
     params = stdio_params("--config", str(config))
+    waited_mark = marker()
     with contextlib.suppress(Exception):  # the client may report the server going away
-        async with Client(params) as client:
+        async with Client(params) as client, anyio.create_task_group() as tg:
             run = structured(await client.call_tool("execRun", {"command": f"sleep {sleep_mark}", "wait": False}))
+            # and one the client is waiting for when the server dies
+            tg.start_soon(client.call_tool, "execRun", {"command": f"sleep {waited_mark}", "timeout_s": 120})
+            await anyio.sleep(0.5)
+            assert processes_matching(launcher_mark) and processes_matching(waited_mark)
             pid = server_pid(config)
             os.kill(pid, signal.SIGKILL)
             await wait_for_exit(pid)
-    assert processes_matching(sleep_mark), "SIGKILL gives the server no chance to clean up"
+    assert processes_matching(sleep_mark), "the session belongs to the data directory, not to the server"
+    assert processes_matching(waited_mark), "so does one a client was waiting for"
 
     async with Client(params) as client:
-        listed = structured(await client.call_tool("listSessions", {}))
-    session = next(s for s in listed["sessions"] if s["id"] == run["session_id"])
-    assert session["status"] == "lost"
-    assert "stopped before it finished" in session["raw"]["message"]
-    assert "leftover processes were stopped" in session["raw"]["message"]
-    assert await wait_until_gone(sleep_mark) == []
-    # The crashed server had made the next session's files ahead of time; the restart removed them.
-    sessions_dir = Path(os.environ["RUNTIMES_MCP_DATA_DIR"]) / "sessions"
-    assert {entry.name.split(".")[0] for entry in sessions_dir.iterdir()} == {run["session_id"]}
-
-
-async def test_keep_processes_on_exit_leaves_sessions_running_and_says_so(tmp_path: Path) -> None:
-    sleep_mark = marker()
-    config = tmp_path / "keep.toml"
-    config.write_text("[local]\nkeep_processes_on_exit = true\n", encoding="utf-8")
-    params = stdio_params("--config", str(config))
-    try:
-        async with Client(params) as client:
-            run = structured(await client.call_tool("execRun", {"command": f"sleep {sleep_mark}", "wait": False}))
         await anyio.sleep(0.5)
-        assert processes_matching(sleep_mark), "the session should outlive the server"
-        async with Client(params) as client:
-            listed = structured(await client.call_tool("listSessions", {}))
-        session = next(s for s in listed["sessions"] if s["id"] == run["session_id"])
-        assert session["status"] == "detached" and "keep_processes_on_exit" in session["raw"]["message"]
-        assert processes_matching(sleep_mark), "a restart must not kill what the user chose to keep"
-    finally:
-        for pid in processes_matching(sleep_mark):
-            os.kill(pid, signal.SIGKILL)
+        launcher_processes = [p for p in processes_matching(launcher_mark) if b"sleep" in _comm(p)]
+        assert len(launcher_processes) == 1, "exactly one launcher after the restart"
+        listed = structured(await client.call_tool("listSessions", {"status": "running"}))
+        running = {s["command"]: s["id"] for s in listed["sessions"]}
+        assert running[f"sleep {sleep_mark}"] == run["session_id"]
+        for session_id in running.values():
+            stopped = structured(await client.call_tool("stopSession", {"session_id": session_id}))
+            assert stopped["stopped"] is True and stopped["state"] == "stopped"
+        assert await wait_until_gone(sleep_mark) == [] and await wait_until_gone(waited_mark) == []
+    assert await wait_until_gone(launcher_mark) == []
+
+
+def _comm(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/comm").read_bytes()
+    except OSError:
+        return b""
+
+
+def test_the_readme_background_example_works_with_one_shot_calls(tmp_path: Path) -> None:
+    """`runtimes-mcp call` starts a server per call: a background run must outlive it, be listed by the next
+    one, stopped by a third, and shown stopped with the reason by a fourth."""
+    env = {k: v for k, v in os.environ.items() if k != "RUNTIMES_MCP_ON_EXIT"}  # the default, as a user has it
+    mark = marker()
+
+    def call(tool: str, arguments: str) -> dict[str, object]:
+        result = subprocess.run(
+            [sys.executable, "-m", "server.cli", "call", tool, arguments],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+        )
+        assert result.returncode == 0, result.stderr
+        parsed: dict[str, object] = json.loads(result.stdout)
+        return parsed
+
+    started = call("execRun", f'{{"command": "sleep {mark}", "wait": false}}')
+    assert started["state"] == "running"
+    time.sleep(0.3)
+    assert processes_matching(mark), "the session outlives the one-shot server"
+    running = call("listSessions", '{"status": "running"}')
+    assert [s["id"] for s in running["sessions"]] == [started["session_id"]]  # type: ignore[index]
+    stopped = call("stopSession", json.dumps({"session_id": started["session_id"]}))
+    assert stopped["stopped"] is True
+    assert not processes_matching(mark)
+    listed = call("listSessions", "{}")
+    session = listed["sessions"][0]  # type: ignore[index]
+    assert (session["status"], session["raw"]["end_reason"]) == ("stopped", "stop")

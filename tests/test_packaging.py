@@ -34,7 +34,9 @@ def test_dockerfile_is_slim_non_root_and_serves_stdio_by_default() -> None:
     user = [line for line in lines if line.startswith("USER ")]
     assert user and user[-1] != "USER root"
     assert instructions.index("USER") > instructions.index("RUN")
-    assert json.loads(lines[-1].removeprefix("ENTRYPOINT ")) == ["runtimes-mcp"]
+    # An init reaps what outlives the server (session supervisors); the server is not PID 1.
+    assert json.loads(lines[-1].removeprefix("ENTRYPOINT ")) == ["dumb-init", "--", "runtimes-mcp"]
+    assert any(line.startswith("RUN pip install") and "dumb-init" in line for line in lines)
     for package in ("server", "tools", "docs_topics", "providers"):
         assert any(line.startswith(f"COPY {package} ") for line in lines), package
 

@@ -2,24 +2,45 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+def _real_command(value: str) -> str:
+    if not value.strip():
+        raise ValueError("is empty; give a shell command line")
+    return value
+
+
+def _existing_dir(value: str | None) -> str | None:
+    if value is not None and not Path(value).expanduser().is_dir():
+        raise ValueError(f"{value!r} is not an existing directory")
+    return value
 
 
 class RoutineConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    command: str = Field(min_length=1, description="Shell command; gets the message on stdin and as $ROUTINE_MESSAGE.")
+    command: str = Field(description="Shell command; gets the message on stdin and as $ROUTINE_MESSAGE.")
     description: str = ""
     timeout_s: float = Field(60, gt=0)
     cwd: str | None = None
     env: dict[str, str] = Field(default_factory=dict)
 
+    _command = field_validator("command")(_real_command)
+    _cwd = field_validator("cwd")(_existing_dir)
+
 
 class LauncherConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    command: str = Field(min_length=1, description="Shell command of a long-lived service.")
+    command: str = Field(description="Shell command of a long-lived service.")
     description: str = ""
     cwd: str | None = None
     env: dict[str, str] = Field(default_factory=dict)
+
+    _command = field_validator("command")(_real_command)
+    _cwd = field_validator("cwd")(_existing_dir)
 
 
 class LocalConfig(BaseModel):
@@ -28,4 +49,11 @@ class LocalConfig(BaseModel):
     launchers: dict[str, LauncherConfig] = Field(default_factory=dict)
     max_timeout_s: float = Field(3600, gt=0, description="Largest timeout_s execRun accepts.")
     output_cap_bytes: int = Field(16_384, ge=256, description="Per stream, how much output a tool result holds.")
-    keep_processes_on_exit: bool = Field(False, description="Leave running sessions alive when the server stops.")
+    on_exit: Literal["keep", "stop"] = Field(
+        "keep",
+        description="What a server does to the sessions it started when it exits: keep them running (to their "
+        "timeout_s; any later server follows them) or stop them.",
+    )
+    retention_days: float = Field(7, gt=0, description="Finished sessions and events older than this are deleted.")
+    max_data_mb: int = Field(1024, ge=1, description="The data directory is kept under this, oldest runs first.")
+    max_output_mb: int = Field(64, ge=1, description="Per stream, the output a session may write before it is ended.")

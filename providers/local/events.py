@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-import time
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from providers.errors import InvalidInput
-from providers.local.sessions import PROVIDER, new_id
+from providers.local.ids import PROVIDER, new_id, now_ms
 from providers.local.store import EventRow, Store
 from providers.models import Event, EventList, StoredEvent
 
 DEFAULT_SANDBOX = "local"
 Listener = Callable[[str], Awaitable[None]]
+logger = logging.getLogger(__name__)
 
 
 class EventLog:
@@ -36,18 +37,22 @@ class EventLog:
             raise InvalidInput(PROVIDER, "type is empty", hint="Name the event, e.g. 'build.finished'.")
         if not sandbox_id.strip():
             raise InvalidInput(PROVIDER, "sandbox_id is empty")
-        row = EventRow(new_id("evt"), sandbox_id, type_, data, int(time.time() * 1000))
+        row = EventRow(new_id("evt"), sandbox_id, type_, data, now_ms())
         self._store.insert_event(row)
         if durable:
             await self._store.flush()
+        await self.notify(sandbox_id)
+        return StoredEvent(
+            provider=PROVIDER, event_id=row.id, sandbox_id=row.sandbox_id, type=row.type, timestamp=row.timestamp
+        )
+
+    async def notify(self, sandbox_id: str) -> None:
+        """Tell the listeners that `sandbox_id` has a new event."""
         for listener in self._listeners:
             try:
                 await listener(sandbox_id)
             except Exception:
-                pass
-        return StoredEvent(
-            provider=PROVIDER, event_id=row.id, sandbox_id=row.sandbox_id, type=row.type, timestamp=row.timestamp
-        )
+                logger.exception("runtimes-mcp: an event listener failed for sandbox %s", sandbox_id)
 
     async def query(
         self, sandbox_id: str = DEFAULT_SANDBOX, type_: str | None = None, since: int | None = None, limit: int = 100

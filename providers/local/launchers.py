@@ -1,70 +1,111 @@
-"""Local launchers: long-lived services from the config file, kept running with backoff."""
+"""Local launchers: long-lived services from the config file, kept running with backoff while their server runs.
+
+Each run of a launcher is a session (origin `launcher:NAME`) whose supervisor ends it when the server goes,
+even if the server is killed. A lock file per launcher, held by the server and by the run's supervisor until
+the run is fully gone, means a launcher never runs twice on one data directory: a server that finds the lock
+taken (another server runs it, or a crashed server's run is still ending) waits for it.
+"""
 
 from __future__ import annotations
 
-import subprocess
+import contextlib
+import fcntl
+import logging
+import os
 import time
 from pathlib import Path
 from typing import Any, Literal
 
 import anyio
 
-from providers.errors import InvalidInput
+from providers.errors import InvalidInput, ProviderError
 from providers.local.config import LauncherConfig
-from providers.local.processes import Child, child_env, spawn_group, terminate_group
-from providers.local.sessions import PROVIDER, EmitEvent
+from providers.local.events import EventLog
+from providers.local.ids import PROVIDER
+from providers.local.sessions import SessionManager
 from providers.models import Launcher, LauncherList, RunningItem
 
 BACKOFF_START_S = 1.0
 BACKOFF_MAX_S = 30.0
 STABLE_AFTER_S = 30.0  # a run this long resets the backoff
+LOCK_RETRY_S = 2.0
 SORT_KEYS = ("createdAt", "name", "id")
+logger = logging.getLogger(__name__)
 
 
 class LauncherSupervisor:
-    def __init__(self, name: str, config: LauncherConfig, directory: Path, emit: EmitEvent) -> None:
+    def __init__(
+        self, name: str, config: LauncherConfig, lock_dir: Path, sessions: SessionManager, events: EventLog
+    ) -> None:
         self.name = name
         self.config = config
-        self._dir = directory
-        self._emit = emit
+        self._lock_path = lock_dir / f"{name}.lock"
+        self._sessions = sessions
+        self._events = events
         self.state: str = "creating"
         self.previous: str | None = None
-        self.process: Child | None = None
+        self.session_id: str | None = None
+        self.pid: int | None = None
         self.restarts = 0
         self.last_exit_code: int | None = None
+        self.last_error: str | None = None
         self.created_at = int(time.time() * 1000)
         self._stopping = False
 
     async def _set_state(self, state: str, previous: str | None = None) -> None:
         self.state, self.previous = state, previous
-        await self._emit(
+        await self._events.record(
             "launcher.state",
             {"launcher": self.name, "state": state, "previous": previous, "exit_code": self.last_exit_code},
         )
 
     async def run(self) -> None:
-        self._dir.mkdir(parents=True, exist_ok=True)
+        lock = await self._take_lock()
+        try:
+            await self._keep_running(lock)
+        finally:
+            os.close(lock)
+
+    async def _take_lock(self) -> int:
+        self._lock_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        waiting = False
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return fd
+            except BlockingIOError:
+                if not waiting:
+                    waiting = True
+                    self.last_error = "held by another runtimes-mcp server on this data directory; waiting for it"
+                    await self._set_state("waiting")
+                await anyio.sleep(LOCK_RETRY_S)
+            except BaseException:
+                os.close(fd)
+                raise
+
+    async def _keep_running(self, lock: int) -> None:
         backoff = BACKOFF_START_S
         while not self._stopping:
-            workdir = Path(self.config.cwd).expanduser() if self.config.cwd else self._dir
-            with (self._dir / "stdout").open("ab") as out, (self._dir / "stderr").open("ab") as err:
-                self.process = await spawn_group(
-                    self.config.command,
-                    cwd=workdir,
-                    env=child_env(self.config.env),
-                    stdin=subprocess.DEVNULL,
-                    stdout=out,
-                    stderr=err,
-                )
             started = time.monotonic()
-            await self._set_state("active")
             try:
-                await self.process.wait()
-            finally:
-                with anyio.CancelScope(shield=True):
-                    await terminate_group(self.process.pid, self.process)
-            self.last_exit_code = self.process.returncode
-            self.process = None
+                live = await self._sessions.start(
+                    self.config.command,
+                    cwd=self.config.cwd,
+                    env=self.config.env,
+                    timeout_s=None,
+                    origin=f"launcher:{self.name}",
+                    on_server_exit="stop",
+                    lock_fd=lock,
+                )
+            except ProviderError as exc:
+                self.last_error = exc.message
+                logger.warning("runtimes-mcp: launcher %s could not start: %s", self.name, exc)
+            else:
+                self.session_id, self.pid, self.last_error = live.id, live.row.pid, None
+                await self._set_state("active")
+                await self._sessions.wait(live)
+                self.last_exit_code, self.pid = live.row.exit_code, None
             if self._stopping:
                 break
             if time.monotonic() - started > STABLE_AFTER_S:
@@ -77,17 +118,19 @@ class LauncherSupervisor:
     async def stop(self) -> None:
         self._stopping = True
         self.state = "deleting"
-        if self.process is not None:
-            await terminate_group(self.process.pid, self.process)
+        if self.session_id is not None:
+            with contextlib.suppress(ProviderError):
+                await self._sessions.stop(self.session_id, "server_shutdown")
 
     def describe(self) -> Launcher:
-        running = [RunningItem(id=f"pid-{self.process.pid}", type="spawned")] if self.process else []
+        running = [RunningItem(id=self.session_id, type="session")] if self.pid and self.session_id else []
         raw: dict[str, Any] = {
             "command": self.config.command,
             "restarts": self.restarts,
             "last_exit_code": self.last_exit_code,
-            "pid": self.process.pid if self.process else None,
-            "output_dir": str(self._dir),
+            "pid": self.pid,
+            "session_id": self.session_id,
+            "error": self.last_error,
         }
         return Launcher(
             id=self.name,

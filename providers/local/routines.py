@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from datetime import UTC, datetime
@@ -9,12 +10,19 @@ from typing import Any
 
 from providers.errors import InvalidInput, NotFound
 from providers.local.config import RoutineConfig
-from providers.local.sessions import PROVIDER, SessionManager, new_id
+from providers.local.ids import PROVIDER, new_id
+from providers.local.sessions import SessionManager
 from providers.local.store import RunRow, Store
 from providers.models import RoutineRun
 
 # Session state -> routine run status (ArchAstro's vocabulary).
 RUN_STATUS = {"running": "running", "completed": "completed"}
+# A claimed key whose run never got a session (its server died in between) is given up after this.
+NEVER_STARTED_S = 60.0
+
+
+def digest(message: str) -> str:
+    return hashlib.sha256(message.encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 
 class Routines:
@@ -40,19 +48,25 @@ class Routines:
         message: str,
         metadata: dict[str, Any] | None = None,
         idempotency_key: str | None = None,
+        wait_s: float | None = None,
     ) -> RoutineRun:
         cfg = self.config(routine)
         if idempotency_key is not None and not idempotency_key.strip():
             raise InvalidInput(PROVIDER, "idempotency_key is empty; omit it or pass a non-empty key")
-        run = RunRow(new_id("run"), routine, idempotency_key, None, metadata, time.time())
-        holder = await self._store.claim_run(run)
-        if holder is not None:
-            existing = await self.describe(holder, deduplicated=True)
-            if existing.status != "failed":
-                return existing
-            # A failed run does not hold its key: retrying with the same key runs again.
-            await self._store.release_key(holder.id)
-            await self._store.claim_run(run)
+        run = RunRow(new_id("run"), routine, idempotency_key, digest(message), None, metadata, time.time())
+        if idempotency_key is not None:
+            holder, _ = await self._store.claim_run(run, NEVER_STARTED_S)
+            if holder is not None:
+                if holder.message_digest not in (None, run.message_digest):
+                    raise InvalidInput(
+                        PROVIDER,
+                        f"idempotency_key {idempotency_key!r} already belongs to run {holder.id} of {routine!r}, "
+                        "which was invoked with a different message",
+                        hint="Use a new key for new work; repeat the same message to get that run back.",
+                    )
+                return await self.describe(holder, deduplicated=True)
+        else:
+            await self._store.claim_run(run, NEVER_STARTED_S)
         env = {
             **cfg.env,
             "ROUTINE_NAME": routine,
@@ -60,18 +74,23 @@ class Routines:
             "ROUTINE_MESSAGE": message,
             "ROUTINE_METADATA": json.dumps(metadata or {}),
         }
-        live = await self._sessions.start(
-            cfg.command,
-            cwd=cfg.cwd,
-            env=env,
-            stdin=message,
-            timeout_s=cfg.timeout_s,
-            origin=f"routine:{routine}",
-            durable=False,
-        )
-        await self._store.set_run_session(run.id, live.id)
+        try:
+            live = await self._sessions.start(
+                cfg.command,
+                cwd=cfg.cwd,
+                env=env,
+                stdin=message,
+                timeout_s=cfg.timeout_s,
+                origin=f"routine:{routine}",
+                durable=False,
+            )
+        except BaseException:
+            self._store.release_key(run.id)  # it never ran: a retry must be able to run it
+            await self._store.flush()
+            raise
+        self._store.set_run_session(run.id, live.id)
         run.session_id = live.id
-        await self._sessions.wait(live)
+        await self._sessions.wait(live, wait_s)
         return await self.describe(run)
 
     async def get(self, run_id: str) -> RoutineRun:

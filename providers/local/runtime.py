@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -11,11 +13,15 @@ from typing import Any, Literal
 import anyio
 
 from providers.errors import InvalidInput, NotFound
+from providers.local import supervisor as sv
 from providers.local.config import LocalConfig
 from providers.local.events import DEFAULT_SANDBOX, EventLog, Listener
+from providers.local.ids import PROVIDER
 from providers.local.launchers import LauncherSupervisor, page_launchers
+from providers.local.retention import Retention
 from providers.local.routines import Routines
-from providers.local.sessions import PROVIDER, STATES, Progress, SessionManager
+from providers.local.sessions import STATES, Progress, SessionManager, SessionSettings
+from providers.local.spawner import Spawner
 from providers.local.store import SessionRow, Store
 from providers.models import (
     EventList,
@@ -40,6 +46,7 @@ def _summary(row: SessionRow) -> SessionSummary:
     raw = {
         "origin": row.origin,
         "exit_code": row.exit_code,
+        "end_reason": row.end_reason,
         "ended_at": _iso(row.ended_at),
         "cwd": row.cwd,
         "message": row.message,
@@ -47,65 +54,100 @@ def _summary(row: SessionRow) -> SessionSummary:
     return SessionSummary(id=row.id, status=row.state, started_at=_iso(row.started_at), command=row.command, raw=raw)
 
 
+class DataDirError(Exception):
+    """The data directory cannot be used; the message names RUNTIMES_MCP_DATA_DIR and the cause."""
+
+
+async def _open_store(data_dir: Path) -> Store:
+    """The data directory, private to the server's user, and its database; a clear error when unusable."""
+    path = data_dir / "local.sqlite3"
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if data_dir.stat().st_uid == os.getuid():
+            data_dir.chmod(0o700)
+        return await Store.open(path)
+    except (OSError, sqlite3.Error) as exc:
+        cause = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise DataDirError(
+            f"the data directory {data_dir} cannot be used ({cause}); set RUNTIMES_MCP_DATA_DIR to a directory "
+            f"this user can write, or move {path.name} aside if it is damaged"
+        ) from None
+
+
 class LocalRuntime:
-    """Open with `LocalRuntime.open(...)`; everything it started is stopped when that block ends."""
+    """Open with `LocalRuntime.open(...)`. Sessions outlive it (see local.on_exit); launchers do not."""
 
     name = PROVIDER
 
     def __init__(
-        self, config: LocalConfig, data_dir: Path, store: Store, events: EventLog, sessions: SessionManager
+        self,
+        config: LocalConfig,
+        data_dir: Path,
+        store: Store,
+        events: EventLog,
+        sessions: SessionManager,
+        retention: Retention,
     ) -> None:
         self.config = config
         self.data_dir = data_dir
         self._store = store
         self.events = events
         self.sessions = sessions
+        self.retention = retention
         self.routines = Routines(config.routines, sessions, store)
         self.launchers: dict[str, LauncherSupervisor] = {}
 
     @classmethod
     @asynccontextmanager
-    async def open(cls, config: LocalConfig, data_dir: Path) -> AsyncIterator[LocalRuntime]:
-        store = await Store.open(data_dir / "local.sqlite3")
+    async def open(
+        cls, config: LocalConfig, data_dir: Path, *, run_launchers: bool = True
+    ) -> AsyncIterator[LocalRuntime]:
+        """`run_launchers=False` for one-shot commands (`runtimes-mcp call`), which must not start services."""
+        store = await _open_store(data_dir)
         events = EventLog(store)
-
-        async def emit(type_: str, data: dict[str, Any]) -> None:
-            await events.record(type_, data, DEFAULT_SANDBOX)
-
+        spawner = Spawner(data_dir)
+        settings = SessionSettings(
+            output_cap=config.output_cap_bytes,
+            max_timeout_s=config.max_timeout_s,
+            max_output_bytes=config.max_output_mb * 1024 * 1024,
+            on_exit=config.on_exit,
+        )
+        retention = Retention(store, data_dir, config.retention_days, config.max_data_mb)
         try:
             async with anyio.create_task_group() as tg:
-                sessions = SessionManager(
-                    store,
-                    data_dir,
-                    tg,
-                    emit,
-                    config.output_cap_bytes,
-                    config.max_timeout_s,
-                    keep_on_exit=config.keep_processes_on_exit,
-                )
-                await sessions.mark_lost()
-                runtime = cls(config, data_dir, store, events, sessions)
-                for name, launcher_config in config.launchers.items():
-                    supervisor = LauncherSupervisor(name, launcher_config, data_dir / "launchers" / name, emit)
-                    runtime.launchers[name] = supervisor
-                    tg.start_soon(supervisor.run)
+                spawner.start(tg)
+                owner = sv.identity(os.getpid()) or f"pid:{os.getpid()}"
+                sessions = SessionManager(store, data_dir, tg, events, settings, owner, spawner)
+
+                def ended(row: SessionRow) -> None:
+                    if retention.note_ended((row.stdout_bytes or 0) + (row.stderr_bytes or 0)):
+                        tg.start_soon(retention.run_pass)
+
+                sessions.ended_listeners.append(ended)
+                await sessions.recover()
+                tg.start_soon(retention.run_pass)
+                runtime = cls(config, data_dir, store, events, sessions, retention)
+                if run_launchers:
+                    for name, launcher_config in config.launchers.items():
+                        supervisor = LauncherSupervisor(name, launcher_config, data_dir / "launchers", sessions, events)
+                        runtime.launchers[name] = supervisor
+                        tg.start_soon(supervisor.run)
                 try:
                     yield runtime
                 finally:
                     with anyio.CancelScope(shield=True):
-                        await runtime._shutdown()
+                        await runtime._shutdown(spawner)
                     tg.cancel_scope.cancel()
         finally:
             with anyio.CancelScope(shield=True):
                 await store.close()
 
-    async def _shutdown(self) -> None:
+    async def _shutdown(self, spawner: Spawner) -> None:
         async with anyio.create_task_group() as tg:
             for supervisor in self.launchers.values():
                 tg.start_soon(supervisor.stop)
-            if not self.config.keep_processes_on_exit:
-                tg.start_soon(self.sessions.stop_all)
         await self.sessions.close()
+        await spawner.close()
 
     async def complete(self, argument: str, prefix: str, limit: int = 20) -> list[str]:
         """Values an agent may mean for a resource argument, newest first."""
@@ -141,7 +183,9 @@ class LocalRuntime:
                 raise InvalidInput(PROVIDER, f"cursor {cursor!r} is not one this server returned")
         rows = await self._store.list_sessions(states, limit + 1, before)
         more = len(rows) > limit
-        rows = rows[:limit]
+        rows = [await self.sessions.reconcile(r) for r in rows[:limit]]  # running = its process is alive
+        if states:
+            rows = [r for r in rows if r.state in states]
         return SessionList(
             provider=PROVIDER,
             sessions=[_summary(r) for r in rows],
@@ -177,14 +221,14 @@ class LocalRuntime:
                 state="running",
                 message="Running in the background: listSessions shows it, stopSession ends it.",
             )
-        await self.sessions.wait(live, progress)
-        return self._exec_result(live.row)
+        await self.sessions.wait(live, progress=progress)
+        return self._exec_result(live.row, live.note)
 
-    def _exec_result(self, row: SessionRow) -> ExecResult:
+    def _exec_result(self, row: SessionRow, note: str | None = None) -> ExecResult:
         out = self.sessions.output(row.id, "stdout")
         err = self.sessions.output(row.id, "stderr")
         duration = int((row.ended_at - row.started_at) * 1000) if row.ended_at else None
-        message = row.message
+        message = "; ".join(m for m in (row.message, note) if m) or None
         if out.truncated or err.truncated:
             message = (f"{message}; " if message else "") + (
                 f"output cut to head and tail; read all of it at local://sessions/{row.id}/stdout"
@@ -206,14 +250,16 @@ class LocalRuntime:
     async def stop_session(self, session_id: str) -> StopResult:
         stopped, row = await self.sessions.stop(session_id)
         if stopped:
-            message = "stopped: the whole process group was ended"
+            message = "stopped: the command and everything it started were ended"
+        elif row.state == "running":
+            message = "still running: its supervisor did not answer; retry, or see getDocs topic local"
         else:
             message = f"already ended ({row.state}); nothing to stop"
         return StopResult(
             provider=PROVIDER,
             session_id=session_id,
             stopped=stopped,
-            state=row.state if not stopped else "stopped",
+            state=row.state,
             exit_code=row.exit_code,
             message=message,
         )
@@ -269,12 +315,14 @@ class LocalRuntime:
         """Up to `limit` bytes of a session's output from `offset` (the resource reads large pages)."""
         row = await self.sessions.get_row(session_id)
         path = self.sessions.output_path(row.id, stream)
-        size = path.stat().st_size if path.exists() else 0
         chunk = b""
-        if size:
+        try:
             with path.open("rb") as f:
+                size = os.fstat(f.fileno()).st_size
                 f.seek(offset)
                 chunk = f.read(limit)
+        except OSError:
+            size = 0
         end = offset + len(chunk)
         return SessionOutput(
             session_id=row.id,

@@ -1,12 +1,17 @@
-"""Local sessions: each run is a process group with its output in files and its record in SQLite."""
+"""Local sessions: each run is owned by its own supervisor process and its session directory, not by us.
+
+Any server on the data directory lists, follows and stops any session: the one that started it talks to
+the supervisor over a socket; the others read the session's files and signal the supervisor.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import os
-import secrets
-import subprocess
+import shutil
+import signal
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -17,19 +22,33 @@ import anyio
 from anyio.abc import TaskGroup
 
 from providers.errors import InvalidInput, NotFound, ProviderError, Unavailable
-from providers.local.processes import Child, child_env, group_alive, group_members, spawn_group, terminate_group
-from providers.local.store import SessionRow, Store
+from providers.local import supervisor as sv
+from providers.local.events import EventLog
+from providers.local.ids import PROVIDER, new_id, now_ms
+from providers.local.processes import child_env, end_leftovers
+from providers.local.spawner import Spare, Spawner, SpawnerError, receive, send, signal_supervisor
+from providers.local.store import EventRow, SessionRow, Store, StoreError
 
-PROVIDER = "local"
-TERMINAL_STATES = ("completed", "failed", "timed_out", "stopped", "lost", "detached")
+TERMINAL_STATES = ("completed", "failed", "timed_out", "stopped", "lost")
 STATES = ("running", *TERMINAL_STATES)
+# Why a run ended -> the state it ends in (an exit is completed or failed by its code).
+REASON_STATE = {
+    "timeout": "timed_out",
+    "stop": "stopped",
+    "server_shutdown": "stopped",
+    "lost": "lost",
+}
+REASON_TEXT = {
+    "stop": "stopped on request",
+    "server_shutdown": 'stopped because the server that started it shut down (local.on_exit = "stop")',
+}
+STOP_GRACE_S = 2.0
+QUIET_START_S = 0.05
+PROGRESS_TICK_S = 1.0
+STOP_WAIT_S = STOP_GRACE_S + 5.0
 
 Progress = Callable[[float, float | None, str], Awaitable[None]]
-EmitEvent = Callable[[str, dict[str, Any]], Awaitable[None]]
-
-
-def new_id(prefix: str) -> str:
-    return f"{prefix}_{secrets.token_hex(6)}"
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -43,7 +62,7 @@ def read_capped(path: Path, cap: int) -> Output:
     """The whole file when it fits in `cap` bytes, else its head and tail with the gap said."""
     try:
         size = path.stat().st_size
-    except FileNotFoundError:
+    except OSError:
         return Output("", 0, False)
     if size == 0:
         return Output("", 0, False)
@@ -60,26 +79,30 @@ def read_capped(path: Path, cap: int) -> Output:
 
 
 @dataclass
-class Slot:
-    """A session id with its working directory and output files already made."""
-
-    id: str
-    workdir: Path
-    stdout: int
-    stderr: int
-
-
-@dataclass
 class LiveSession:
+    """A session this server started: its supervisor's socket, and the event set when it ends."""
+
     row: SessionRow
-    process: Child
+    channel: Any
     started_monotonic: float
+    on_server_exit: str
     done: anyio.Event = field(default_factory=anyio.Event)
-    stop_requested: bool = False
+    note: str | None = None  # e.g. the end could not be recorded yet
+    error: ProviderError | None = None  # the command could not start
+    early_end: dict[str, Any] | None = None  # its end arrived with the first message
+    following: bool = False  # a task is reading the supervisor's socket
 
     @property
     def id(self) -> str:
         return self.row.id
+
+
+@dataclass(frozen=True)
+class SessionSettings:
+    output_cap: int
+    max_timeout_s: float
+    max_output_bytes: int
+    on_exit: str
 
 
 class SessionManager:
@@ -88,22 +111,23 @@ class SessionManager:
         store: Store,
         data_dir: Path,
         task_group: TaskGroup,
-        emit: EmitEvent,
-        output_cap: int,
-        max_timeout_s: float,
-        keep_on_exit: bool = False,
+        events: EventLog,
+        settings: SessionSettings,
+        owner: str,
+        spawner: Spawner,
     ) -> None:
         self._store = store
         self._dir = data_dir / "sessions"
         self._tg = task_group
-        self._emit = emit
-        self.output_cap = output_cap
-        self.max_timeout_s = max_timeout_s
-        self.keep_on_exit = keep_on_exit
+        self._events = events
+        self.settings = settings
+        self.output_cap = settings.output_cap
+        self.owner = owner
+        self._spawner = spawner
         self._live: dict[str, LiveSession] = {}
-        self._spare: Slot | None = None
+        self.ended_listeners: list[Callable[[SessionRow], None]] = []
 
-    # --- start and supervise ----------------------------------------------------------------------
+    # --- start ------------------------------------------------------------------------------------
     async def start(
         self,
         command: str,
@@ -111,201 +135,296 @@ class SessionManager:
         cwd: str | None = None,
         env: Mapping[str, str] | None = None,
         stdin: str | None = None,
-        timeout_s: float = 60,
+        timeout_s: float | None = 60,
         origin: str = "exec",
         durable: bool = True,
+        on_server_exit: str | None = None,
+        lock_fd: int | None = None,
     ) -> LiveSession:
-        """Start a session. With `durable=False` its record is committed later (by the flush that ends it),
-        which saves a commit when the caller waits for the end anyway."""
+        """Start a session and return once its process runs. With `durable` its record is committed before
+        this returns; else it is committed within a few milliseconds (or with its end, if that comes first)."""
         if not command.strip():
             raise InvalidInput(PROVIDER, "command is empty", hint="Pass a shell command line, e.g. 'echo hello'.")
-        if not 0 < timeout_s <= self.max_timeout_s:
+        if timeout_s is not None and not 0 < timeout_s <= self.settings.max_timeout_s:
             raise InvalidInput(
                 PROVIDER,
-                f"timeout_s must be between 0 and {self.max_timeout_s:g} (the local.max_timeout_s cap), "
+                f"timeout_s must be between 0 and {self.settings.max_timeout_s:g} (the local.max_timeout_s cap), "
                 f"got {timeout_s:g}",
             )
-        if cwd is not None:
-            workdir = Path(cwd).expanduser()
-            if not workdir.is_dir():
-                raise InvalidInput(PROVIDER, f"cwd {cwd!r} is not an existing directory")
-        try:
-            slot, self._spare = self._spare or self._new_slot(), None
-        except OSError as exc:
-            raise Unavailable(
-                PROVIDER,
-                f"cannot create the session's files in {self._dir}: {exc.strerror}",
-                hint="Free space or fix permissions in the data directory (RUNTIMES_MCP_DATA_DIR), then retry.",
-            ) from None
-        session_id = slot.id
-        try:
-            if cwd is None:
-                workdir = slot.workdir
-            else:
-                slot.workdir.rmdir()
-            if stdin:
-                stdin_path = self.output_path(session_id, "stdin")
-                stdin_path.write_text(stdin, encoding="utf-8")
-                with stdin_path.open("rb") as inp:
-                    process = await spawn_group(
-                        command, cwd=workdir, env=child_env(env), stdin=inp, stdout=slot.stdout, stderr=slot.stderr
-                    )
-            else:
-                process = await spawn_group(
-                    command,
-                    cwd=workdir,
-                    env=child_env(env),
-                    stdin=subprocess.DEVNULL,
-                    stdout=slot.stdout,
-                    stderr=slot.stderr,
-                )
-        except BaseException as exc:
-            self._discard(slot, keep_written=False)  # nothing ran: all of it is ours
-            if isinstance(exc, OSError):
-                raise _spawn_error(exc) from None
-            raise
-        finally:
-            os.close(slot.stdout)
-            os.close(slot.stderr)
-        self._store.drop_spare_slot(session_id)
+        if cwd is not None and not Path(cwd).expanduser().is_dir():
+            raise InvalidInput(PROVIDER, f"cwd {cwd!r} is not an existing directory")
+        spare = await self._take()
+        workdir = Path(cwd).expanduser() if cwd is not None else spare.dir / sv.WORKDIR
+        on_exit = on_server_exit or self.settings.on_exit
         row = SessionRow(
             rowid=0,
-            id=session_id,
+            id=spare.id,
+            state="running",
             command=command,
             cwd=str(workdir),
             origin=origin,
-            state="running",
-            pid=process.pid,
-            owner_pid=os.getpid(),
-            exit_code=None,
+            owner=self.owner,
+            supervisor=spare.supervisor,
             timeout_s=timeout_s,
             started_at=time.time(),
-            ended_at=None,
-            message=None,
         )
-        live = LiveSession(row, process, time.monotonic())
-        self._live[session_id] = live
-        self._store.insert_session(row)
-        self._tg.start_soon(self._supervise, live)
-        await self._emit("session.started", {"session_id": session_id, "command": command, "origin": origin})
+        live = LiveSession(row, spare.channel, time.monotonic(), on_exit)
+        try:
+            while not self._hand_over(spare, row, env, stdin, on_exit, lock_fd, quiet=not durable):
+                spare.channel.close()  # that supervisor has gone (it should not have): take another
+                spare = await self._take(spare)
+                row.supervisor, live.channel = spare.supervisor, spare.channel
+            if durable:  # the caller returns at once: it must know the command runs
+                await self._started(live)
+        except ProviderError as exc:
+            if getattr(exc, "supervisor_intact", False):  # it removed the session's directory, and is fine
+                self._spawner.give_back(spare.supervisor, spare.channel)
+            else:
+                spare.channel.close()
+            raise
+        except BaseException:
+            spare.channel.close()
+            raise
+        self._live[row.id] = live
+        self._store.save_session(row)
+        await self._events.record("session.started", {"session_id": row.id, "command": command, "origin": origin})
         if durable:
-            await self._store.flush()
+            self._tg.start_soon(self._follow, live)
+        if durable:
+            try:
+                await self._store.flush()
+            except StoreError as exc:
+                live.note = f"not yet recorded in the state store ({exc.message}); its directory holds the record"
+        else:
+            self._store.flush_soon(self._tg)
         return live
 
-    # --- slots: the files of the next session, made while the loop waits on a child ----------------------
-    def _new_slot(self) -> Slot:
-        """sessions/<id>/ is the run's own working directory; its output files sit beside it, out of the
-        command's way (sessions/<id>.stdout, .stderr, .stdin)."""
-        session_id = new_id("ses")
-        workdir = self._dir / session_id
-        workdir.mkdir(parents=True)
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
-        stdout = os.open(self.output_path(session_id, "stdout"), flags, 0o666)
-        stderr = os.open(self.output_path(session_id, "stderr"), flags, 0o666)
-        return Slot(session_id, workdir, stdout, stderr)
-
-    def _refill(self) -> None:
-        if self._spare is None:
-            with contextlib.suppress(OSError):  # the next start makes its own, and reports what fails
-                self._spare = self._new_slot()
-                # Recorded, so that a crash cannot leave it behind (a slot used at once needs no record).
-                self._store.add_spare_slot(self._spare.id, os.getpid())
-
-    def _discard(self, slot: Slot | str, keep_written: bool = True) -> None:
-        """Remove an unused slot's files (with `keep_written`, only those nothing was written to)."""
-        session_id = slot if isinstance(slot, str) else slot.id
-        for stream in ("stdout", "stderr", "stdin"):
-            path = self.output_path(session_id, stream)
-            with contextlib.suppress(OSError):
-                if not keep_written or path.stat().st_size == 0:
-                    path.unlink()
-        with contextlib.suppress(OSError):
-            (self._dir / session_id).rmdir()
-        self._store.drop_spare_slot(session_id)
-
-    async def close(self) -> None:
-        """Give back the spare slot (the caller stops the sessions)."""
-        if self._spare is not None:
-            os.close(self._spare.stdout)
-            os.close(self._spare.stderr)
-            self._discard(self._spare)
-            self._spare = None
-        await self._store.flush()
-
-    async def _supervise(self, live: LiveSession) -> None:
-        # Making the next session's files here costs nothing: the child is starting up meanwhile.
-        self._refill()
-        timed_out = server_stopping = False
+    async def _take(self, slot_of: Spare | None = None) -> Spare:
         try:
-            with anyio.move_on_after(live.row.timeout_s or self.max_timeout_s) as scope:
-                await live.process.wait()
-            timed_out = scope.cancelled_caught
-        except anyio.get_cancelled_exc_class():
-            server_stopping = True  # the runtime's task group is being torn down
-            raise
-        finally:
-            # Shielded: the record must be written, and `done` set, even while the server shuts down.
-            with anyio.CancelScope(shield=True):
-                await self._finish(live, timed_out=timed_out, server_stopping=server_stopping)
+            spare = await self._spawner.take()
+        except SpawnerError as exc:
+            raise Unavailable(
+                PROVIDER,
+                str(exc),
+                hint="Free space or fix permissions in the data directory (RUNTIMES_MCP_DATA_DIR), then retry.",
+            ) from None
+        if slot_of is not None:  # keep the session's directory (and id), change the supervisor
+            self._spawner.return_slot(spare.id)
+            spare = Spare(slot_of.id, slot_of.dir, spare.supervisor, spare.channel)
+        return spare
 
-    async def _finish(self, live: LiveSession, *, timed_out: bool, server_stopping: bool) -> None:
-        if server_stopping and self.keep_on_exit:
-            state, message = "detached", "left running when the server stopped (local.keep_processes_on_exit)"
-        else:
-            # Ends the run on timeout/stop/shutdown; after a normal exit, reaps what it left in its group.
-            await terminate_group(live.process.pid, live.process)
-            if timed_out:
-                state, message = "timed_out", f"ended after timeout_s={live.row.timeout_s:g}"
-            elif live.stop_requested:
-                state, message = "stopped", "stopped on request"
-            elif server_stopping:
-                state, message = "stopped", "stopped because the server shut down"
+    def _hand_over(
+        self,
+        spare: Spare,
+        row: SessionRow,
+        env: Mapping[str, str] | None,
+        stdin: str | None,
+        on_exit: str,
+        lock_fd: int | None,
+        quiet: bool,
+    ) -> bool:
+        """Give the job to the supervisor; False if it has gone. With `quiet`, it says the command started only
+        if it is still running after a moment (a short waited-for run costs one message, not two)."""
+        if stdin:
+            (spare.dir / sv.STDIN).write_text(stdin, encoding="utf-8")
+        job: dict[str, Any] = {
+            "id": spare.id,
+            "dir": str(spare.dir),
+            "argv": ["/bin/sh", "-c", row.command],
+            "cwd": row.cwd,
+            "env": child_env(env),
+            "stdin": bool(stdin),
+            "timeout_s": row.timeout_s,
+            "on_server_exit": on_exit,
+            "grace_s": STOP_GRACE_S,
+            "max_output_bytes": self.settings.max_output_bytes,
+            "quiet_start_s": QUIET_START_S if quiet else 0,
+            "record": {
+                "command": row.command,
+                "cwd": row.cwd,
+                "origin": row.origin,
+                "owner": row.owner,
+                "timeout_s": row.timeout_s,
+                "on_server_exit": on_exit,
+            },
+        }
+        if len(row.command) + sum(len(k) + len(v) for k, v in job["env"].items()) > sv.INLINE_JOB_BYTES:
+            sv.write_json(str(spare.dir / sv.REQUEST), job)  # too large for one socket message
+            job = {"file": sv.REQUEST, "id": spare.id, "dir": str(spare.dir)}
+        return send(spare.channel, job, fds=[lock_fd] if lock_fd is not None else None)
+
+    async def _started(self, live: LiveSession) -> None:
+        """Wait for the supervisor's first word: the command runs (or could not start)."""
+        reply, _ = await receive(live.channel)
+        if reply is None:
+            raise Unavailable(PROVIDER, "the session supervisor ended before starting the command", hint="Retry.")
+        if reply.get("op") == "failed":
+            raise _spawn_error(int(reply.get("errno") or 0), str(reply.get("error")))
+        live.row.pid = int(reply["pid"])
+        if reply.get("op") == "ended":
+            live.early_end = reply
+
+    async def _follow(self, live: LiveSession) -> None:
+        """Follow a run in the background until it ends (the caller does not wait, or stopped waiting)."""
+        if live.following or live.done.is_set():
+            return
+        live.following = True
+        try:
+            await self._receive_end(live)
+        finally:
+            live.following = False
+
+    async def _receive_end(self, live: LiveSession, deadline: float | None = None) -> bool:
+        """Read the supervisor's messages until the run ends (True) or `deadline` passes (False)."""
+        message = live.early_end
+        while message is None:
+            if deadline is None:
+                message, _ = await receive(live.channel)
             else:
-                state, message = ("completed" if live.process.returncode == 0 else "failed"), None
-        code = live.process.returncode
-        live.row.state, live.row.exit_code, live.row.ended_at, live.row.message = state, code, time.time(), message
-        self._store.finish_session(live.id, state, code, live.row.ended_at, message)
-        await self._emit(f"session.{state}", {"session_id": live.id, "exit_code": code})
-        try:
-            await self._store.flush()  # one commit for the session's whole record and its events
-        finally:
-            self._live.pop(live.id, None)
-            live.done.set()
+                with anyio.move_on_after(deadline - time.monotonic()) as waiting:
+                    message, _ = await receive(live.channel)
+                if waiting.cancelled_caught:
+                    return False
+            if message is None:
+                break
+            op = message.get("op")
+            if op == "failed":
+                live.error = _spawn_error(int(message.get("errno") or 0), str(message.get("error")))
+                self._store.delete_sessions([live.id], running_too=True)
+                self._store.flush_soon(self._tg)
+                self._close(live, healthy=True)
+                return True
+            if op == "started":
+                live.row.pid = int(message["pid"])
+                self._store.set_pid(live.id, live.row.pid)
+                self._store.flush_soon(self._tg)
+                message = None
+        result = message or self._result(live.id)
+        if result is None:
+            result = {"reason": "lost", "detail": "its supervisor ended without recording the outcome"}
+            await self._end_leftovers(live.row)
+        self._apply(live.row, result)
+        self._close(live, healthy=message is not None and not message.get("retiring"))
+        # The end is durable in the session's record already; the index follows in the background.
+        event = _event(f"session.{live.row.state}", _end_data(live.row))
+        self._store.save_end(live.row, event)
+        row = live.row
 
-    async def wait(self, live: LiveSession, progress: Progress | None = None, tick_s: float = 1.0) -> None:
-        """Wait for the session to end. Cancelling this only stops the waiting, never the session."""
+        async def ended() -> None:
+            await self._events.notify(event.sandbox_id)
+            for listener in self.ended_listeners:
+                listener(row)
+
+        self._store.flush_soon(self._tg, ended)
+        return True
+
+    def _close(self, live: LiveSession, healthy: bool) -> None:
+        """The run is over: its supervisor goes back to the spawner (when it said so itself), the waiters wake."""
+        if healthy and live.row.supervisor:
+            self._spawner.give_back(live.row.supervisor, live.channel)
+        else:
+            live.channel.close()
+        self._live.pop(live.id, None)
+        live.done.set()
+
+    def _apply(self, row: SessionRow, result: dict[str, Any]) -> None:
+        """Fold a supervisor's result into the row."""
+        reason = str(result.get("reason") or "exit")
+        code = result.get("exit_code")
+        state = REASON_STATE.get(reason, "failed")
+        if reason == "exit":
+            state = "completed" if code == 0 else "failed"
+        row.state, row.exit_code, row.end_reason = state, code, reason
+        row.ended_at = float(result.get("ended_at") or time.time())
+        row.message = result.get("detail") or REASON_TEXT.get(reason)
+        if reason == "timeout" and not result.get("detail"):
+            row.message = f"ended after timeout_s={row.timeout_s:g}"
+        row.stdout_bytes = result.get("stdout_bytes")
+        row.stderr_bytes = result.get("stderr_bytes")
+        if isinstance(result.get("pid"), int):
+            row.pid = result["pid"]
+
+    async def _record(self, row: SessionRow, result: dict[str, Any]) -> None:
+        """Record the end of a run no task of ours followed (another server's, or one that ran while none did)."""
+        self._apply(row, result)
+        event = _event(f"session.{row.state}", _end_data(row))
+        try:
+            if await self._store.record_end(row, event):
+                await self._events.notify(event.sandbox_id)
+                for listener in self.ended_listeners:
+                    listener(row)
+        except StoreError as exc:
+            logger.warning("runtimes-mcp: session %s ended but could not be recorded: %s", row.id, exc)
+
+    async def wait(self, live: LiveSession, wait_s: float | None = None, progress: Progress | None = None) -> bool:
+        """Wait for the session to end, at most `wait_s` seconds; True when it ended. Cancelling this only
+        stops the waiting, never the session."""
+        deadline = None if wait_s is None else time.monotonic() + wait_s
+        try:
+            return await self._wait(live, deadline, progress)
+        finally:
+            if not live.done.is_set() and not live.following:
+                self._tg.start_soon(self._follow, live)  # we stop waiting; the run goes on, followed
+            if live.error is not None:
+                raise live.error
+
+    async def _wait(self, live: LiveSession, deadline: float | None, progress: Progress | None) -> bool:
         while not live.done.is_set():
-            with anyio.move_on_after(tick_s):
-                await live.done.wait()
-            if progress is not None and not live.done.is_set():
+            tick = time.monotonic() + PROGRESS_TICK_S
+            until = tick if deadline is None else min(tick, deadline)
+            if live.following:  # another task reads the supervisor's socket: wait for its word
+                with anyio.move_on_after(until - time.monotonic()):
+                    await live.done.wait()
+            else:
+                live.following = True
+                try:
+                    await self._receive_end(live, until)  # no task in between: the end wakes us directly
+                finally:
+                    live.following = False
+            if live.done.is_set():
+                break
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+            if progress is not None:
                 elapsed = time.monotonic() - live.started_monotonic
-                out = self.output_path(live.id, "stdout").stat().st_size
-                await progress(elapsed, live.row.timeout_s, f"running {elapsed:.0f}s, {out} bytes of stdout")
+                size = self._size(live.id, "stdout")
+                await progress(elapsed, live.row.timeout_s, f"running {elapsed:.0f}s, {size} bytes of stdout")
+        return True
 
     # --- stop -------------------------------------------------------------------------------------
-    async def stop(self, session_id: str) -> tuple[bool, SessionRow]:
-        """Stop a running session; (False, row) when it had already ended."""
+    async def stop(self, session_id: str, reason: str = "stop") -> tuple[bool, SessionRow]:
+        """Stop a running session, whoever started it; (False, row) when it had already ended."""
         live = self._live.get(session_id)
         if live is not None:
-            if live.process.returncode is not None:  # exited on its own; the supervisor is recording it
-                await live.done.wait()
-                return False, live.row
-            live.stop_requested = True
-            await terminate_group(live.process.pid, live.process)
-            await live.done.wait()
-            return True, live.row
+            if not live.done.is_set():
+                send(live.channel, {"op": "stop", "reason": reason})
+                if not live.following:
+                    self._tg.start_soon(self._follow, live)
+                with anyio.move_on_after(STOP_WAIT_S):
+                    await live.done.wait()
+            return live.row.end_reason == reason, live.row
         row = await self.get_row(session_id)
-        if row.state == "running" and row.pid and row.owner_pid != os.getpid() and group_alive(row.pid):
-            # Owned by another server process sharing this data directory: its supervisor records the end.
-            await terminate_group(row.pid)
-            return True, row
-        return False, row
+        if row.state != "running":
+            return False, row
+        directory = self._dir / row.id
+        with contextlib.suppress(OSError):
+            sv.write_json(str(directory / sv.STOP), {"reason": reason, "by": self.owner})
+        if row.supervisor and signal_supervisor(row.supervisor, signal.SIGTERM):
+            deadline = time.monotonic() + STOP_WAIT_S
+            while time.monotonic() < deadline and self._result(row.id) is None:
+                await anyio.sleep(0.02)
+        row = await self.reconcile(row)
+        return row.end_reason == reason, row
 
-    async def stop_all(self) -> None:
+    async def close(self) -> None:
+        """The server is stopping: end the sessions that must not outlive it; the others carry on."""
         with anyio.CancelScope(shield=True):
             async with anyio.create_task_group() as tg:
-                for session_id in list(self._live):
-                    tg.start_soon(self.stop, session_id)
+                for live in list(self._live.values()):
+                    if live.on_server_exit == "stop":
+                        tg.start_soon(self.stop, live.id, "server_shutdown")
+            for live in list(self._live.values()):
+                live.channel.close()  # its supervisor carries on; it records the end itself
 
     # --- records ----------------------------------------------------------------------------------
     async def get_row(self, session_id: str) -> SessionRow:
@@ -314,62 +433,129 @@ class SessionManager:
             return live.row
         row = await self._store.get_session(session_id)
         if row is None:
+            row = await self._adopt(session_id)
+        if row is None:
             raise NotFound(PROVIDER, f"no local session {session_id!r}", hint="Call listSessions to see session ids.")
+        return await self.reconcile(row)
+
+    async def reconcile(self, row: SessionRow) -> SessionRow:
+        """Bring a 'running' record that no task of ours follows up to date with its session directory."""
+        if row.state != "running" or row.id in self._live:
+            return row
+        result = self._result(row.id)
+        if result is None:
+            if sv.alive(row.supervisor):
+                return row
+            result = self._result(row.id)  # it may have just finished
+        if result is None:
+            result = {"reason": "lost", "detail": "its supervisor ended without recording the outcome"}
+            if await self._end_leftovers(row):
+                result["detail"] += "; its leftover processes were stopped"
+        await self._record(row, result)
         return row
+
+    async def _end_leftovers(self, row: SessionRow) -> bool:
+        pid = row.pid or (sv.read_json(str(self.path(row.id, sv.RECORD))) or {}).get("pid")
+        return pid is not None and await end_leftovers(pid, row.started_at, STOP_GRACE_S)
+
+    async def _adopt(self, session_id: str) -> SessionRow | None:
+        """A session directory with no record (its server died before committing it): record it from its files."""
+        if "/" in session_id or session_id in ("", ".", ".."):
+            return None
+        job = sv.read_json(str(self.path(session_id, sv.RECORD)))
+        if job is None or "command" not in job:
+            return None  # a spare slot (or one being written)
+        row = SessionRow(
+            rowid=0,
+            id=session_id,
+            state="running",
+            command=str(job.get("command", "")),
+            cwd=str(job.get("cwd", "")),
+            origin=str(job.get("origin", "exec")),
+            owner=job.get("owner"),
+            supervisor=job.get("supervisor"),
+            pid=job.get("pid"),
+            timeout_s=job.get("timeout_s"),
+            started_at=float(job.get("started_at") or time.time()),
+        )
+        self._store.save_session(row)
+        return row
+
+    async def recover(self) -> None:
+        """At start: records of runs that ended (or were lost) while no server watched them; directories of
+        runs whose server died before recording them; spare directories nobody will use."""
+        try:
+            known = await self._store.all_session_ids()
+            for row in await self._store.running_sessions():
+                await self.reconcile(row)
+            entries = list(os.scandir(self._dir)) if self._dir.is_dir() else []
+        except (StoreError, OSError) as exc:
+            logger.warning("runtimes-mcp: could not check earlier sessions: %s", exc)
+            return
+        for entry in entries:
+            if entry.name in known or not entry.name.startswith("ses_") or not entry.is_dir():
+                continue
+            adopted = await self._adopt(entry.name)
+            if adopted is not None:
+                await self.reconcile(adopted)
+                continue
+            record = sv.read_json(str(Path(entry.path) / sv.RECORD))
+            owner = (record or {}).get("spare")
+            if (owner and not sv.alive(owner)) or (not owner and _older_than(entry.path, 60)):
+                shutil.rmtree(entry.path, ignore_errors=True)  # made ahead by a server that is gone: unused
+        with contextlib.suppress(StoreError):
+            await self._store.flush()
+
+    def _result(self, session_id: str) -> dict[str, Any] | None:
+        result = (sv.read_json(str(self.path(session_id, sv.RECORD))) or {}).get("result")
+        return result if isinstance(result, dict) else None
 
     def live(self, session_id: str) -> LiveSession | None:
         return self._live.get(session_id)
 
     def output(self, session_id: str, stream: str) -> Output:
-        return read_capped(self.output_path(session_id, stream), self.output_cap)
+        return read_capped(self.path(session_id, stream), self.output_cap)
+
+    def path(self, session_id: str, name: str) -> Path:
+        return self._dir / session_id / name
 
     def output_path(self, session_id: str, stream: str) -> Path:
-        return self._dir / f"{session_id}.{stream}"
+        return self.path(session_id, stream)
 
-    async def mark_lost(self) -> int:
-        """Sessions left 'running' by a server that is gone are shown as lost, not running forever;
-        the slot it had made ahead is removed."""
-        for session_id, owner_pid in await self._store.spare_slots():
-            if owner_pid != os.getpid() and not _process_exists(owner_pid):
-                self._discard(session_id)
-        lost = 0
-        for row in await self._store.running_sessions():
-            if row.owner_pid == os.getpid() or _process_exists(row.owner_pid):
-                continue
-            message = "the server that ran it stopped before it finished"
-            if row.pid and _started_by(row):
-                await terminate_group(row.pid)
-                message += "; its leftover processes were stopped at restart"
-            self._store.finish_session(row.id, "lost", None, time.time(), message)
-            lost += 1
-        await self._store.flush()
-        return lost
+    def _size(self, session_id: str, stream: str) -> int:
+        try:
+            return self.path(session_id, stream).stat().st_size
+        except OSError:
+            return 0
 
 
-def _spawn_error(exc: OSError) -> ProviderError:
-    if exc.errno == errno.E2BIG:
-        return InvalidInput(
+def _end_data(row: SessionRow) -> dict[str, Any]:
+    return {"session_id": row.id, "exit_code": row.exit_code, "reason": row.end_reason}
+
+
+def _event(type_: str, data: dict[str, Any]) -> EventRow:
+    return EventRow(new_id("evt"), "local", type_, data, now_ms())
+
+
+def _older_than(path: str, seconds: float) -> bool:
+    try:
+        return time.time() - os.stat(path).st_mtime > seconds
+    except OSError:
+        return False
+
+
+def _spawn_error(code: int, message: str) -> ProviderError:
+    """The supervisor could not start the command (it removed the session's directory and is ready for more)."""
+    error: ProviderError
+    if code == errno.E2BIG:
+        error = InvalidInput(
             PROVIDER,
             "the command (or env) is too large for the operating system to start (Linux takes up to 128 KiB "
             "per argument)",
             hint="Pass a long script on stdin instead, e.g. command='sh' with the script as stdin.",
         )
-    return Unavailable(PROVIDER, f"could not start /bin/sh: {exc.strerror}", hint="Check the machine, then retry.")
-
-
-def _started_by(row: SessionRow) -> bool:
-    """Is this session's process group still there? Its members must have started at or after the
-    session did: an older process holding a reused pid belongs to someone else and is left alone."""
-    assert row.pid is not None
-    members = group_members(row.pid)
-    return bool(members) and min(members.values()) >= row.started_at - 1.0
-
-
-def _process_exists(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    else:
+        hint = "Free space in RUNTIMES_MCP_DATA_DIR, then retry." if code == errno.ENOSPC else "Check the machine."
+        error = Unavailable(PROVIDER, f"could not start the command: {message}", hint=hint)
+    setattr(error, "supervisor_intact", True)  # noqa: B010 - a mark read with getattr, not a field
+    return error

@@ -1,38 +1,55 @@
-"""Durable state of the local provider: sessions, routine runs and events in one SQLite file (WAL)."""
+"""Durable state of the local provider: session records, routine runs and events in one SQLite file (WAL).
+
+A session's own directory (job.json, result.json; see supervisor.py) is the truth about a local run; the
+sessions table is the index every server on the data directory reads, kept in step by whichever server
+sees a change first. Updates are conditional, so two servers recording the same end agree.
+"""
 
 from __future__ import annotations
 
+import functools
 import json
+import logging
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 import anyio.lowlevel
 import anyio.to_thread
 
+from providers.errors import Unavailable
+
+SCHEMA_VERSION = 3
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS sessions (
     id TEXT PRIMARY KEY,
+    state TEXT NOT NULL,
     command TEXT NOT NULL,
     cwd TEXT NOT NULL,
     origin TEXT NOT NULL,
-    state TEXT NOT NULL,
+    owner TEXT,
+    supervisor TEXT,
     pid INTEGER,
-    owner_pid INTEGER NOT NULL,
-    exit_code INTEGER,
     timeout_s REAL,
     started_at REAL NOT NULL,
     ended_at REAL,
-    message TEXT
+    exit_code INTEGER,
+    end_reason TEXT,
+    message TEXT,
+    stdout_bytes INTEGER,
+    stderr_bytes INTEGER,
+    disk_bytes INTEGER
 );
 CREATE INDEX IF NOT EXISTS sessions_by_state ON sessions(state);
+CREATE INDEX IF NOT EXISTS sessions_by_end ON sessions(ended_at);
 CREATE TABLE IF NOT EXISTS routine_runs (
     id TEXT PRIMARY KEY,
     routine TEXT NOT NULL,
     idempotency_key TEXT,
+    message_digest TEXT,
     session_id TEXT,
     metadata TEXT,
     created_at REAL NOT NULL,
@@ -47,17 +64,56 @@ CREATE TABLE IF NOT EXISTS events (
     timestamp INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS events_by_sandbox ON events(sandbox_id, timestamp);
-CREATE TABLE IF NOT EXISTS spare_slots (
-    id TEXT PRIMARY KEY,
-    owner_pid INTEGER NOT NULL
-) WITHOUT ROWID;
 """
 
 SESSION_COLUMNS = (
-    "rowid, id, command, cwd, origin, state, pid, owner_pid, exit_code, timeout_s, started_at, ended_at, message"
+    "id",
+    "state",
+    "command",
+    "cwd",
+    "origin",
+    "owner",
+    "supervisor",
+    "pid",
+    "timeout_s",
+    "started_at",
+    "ended_at",
+    "exit_code",
+    "end_reason",
+    "message",
+    "stdout_bytes",
+    "stderr_bytes",
 )
+SELECT_SESSION = f"SELECT rowid, {', '.join(SESSION_COLUMNS)} FROM sessions"
+LIVE_STATES = ("running",)
+FAILED_STATES = ("failed", "timed_out", "stopped", "lost")
 LOCK_WAIT_MS = 10_000
+# Background commits wait this long for company: in a burst of short runs one commit records many.
+BACKGROUND_FLUSH_DELAY_S = 0.01
+logger = logging.getLogger(__name__)
 Statement = tuple[str, tuple[Any, ...]]
+T = TypeVar("T")
+
+
+class StoreError(Unavailable):
+    """The state store failed (disk full, read-only, corrupt): the call fails, the server carries on."""
+
+    kind = "state store unavailable"
+
+
+def store_error(exc: sqlite3.Error, path: Path) -> StoreError:
+    cause = str(exc)
+    if "full" in cause:
+        hint = (
+            f"Free space on the disk of RUNTIMES_MCP_DATA_DIR ({path.parent}), or lower local.max_data_mb, then retry."
+        )
+    elif "readonly" in cause or "read-only" in cause:
+        hint = f"Make {path} writable by the server's user (RUNTIMES_MCP_DATA_DIR), then retry."
+    elif "malformed" in cause or "not a database" in cause:
+        hint = f"{path} is damaged: stop the servers, move it aside (RUNTIMES_MCP_DATA_DIR) and restart."
+    else:
+        hint = "Retry in a moment; if it persists, check RUNTIMES_MCP_DATA_DIR."
+    return StoreError("local", f"{cause} ({path.name})", hint=hint)
 
 
 @dataclass
@@ -70,17 +126,24 @@ class _Batch:
 class SessionRow:
     rowid: int
     id: str
+    state: str
     command: str
     cwd: str
     origin: str
-    state: str
-    pid: int | None
-    owner_pid: int
-    exit_code: int | None
-    timeout_s: float | None
-    started_at: float
-    ended_at: float | None
-    message: str | None
+    owner: str | None = None
+    supervisor: str | None = None
+    pid: int | None = None
+    timeout_s: float | None = None
+    started_at: float = 0.0
+    ended_at: float | None = None
+    exit_code: int | None = None
+    end_reason: str | None = None
+    message: str | None = None
+    stdout_bytes: int | None = None
+    stderr_bytes: int | None = None
+
+    def values(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, name) for name in SESSION_COLUMNS)
 
 
 @dataclass
@@ -88,6 +151,7 @@ class RunRow:
     id: str
     routine: str
     idempotency_key: str | None
+    message_digest: str | None
     session_id: str | None
     metadata: dict[str, Any] | None
     created_at: float
@@ -110,30 +174,46 @@ class Store:
     transaction (group commit): concurrent writers share a commit, a caller that needs durability awaits the
     flush (storeEvent, a finished run), bookkeeping rides along with the next one. A commit also runs inline,
     without waiting for the write lock; only when another process holds that lock does a worker thread wait
-    for it, so the loop never blocks on a lock."""
+    for it, so the loop never blocks on a lock. Every sqlite3 error leaves as a StoreError that says what to do.
+    """
 
-    def __init__(self, reader: sqlite3.Connection, writer: sqlite3.Connection) -> None:
+    def __init__(self, path: Path, reader: sqlite3.Connection, writer: sqlite3.Connection) -> None:
+        self.path = path
         self._reader = reader
         self._writer = writer
         self._write_lock = anyio.Lock()
         self._pending: list[Statement] = []
         self._waiters: list[_Batch] = []
         self._flushing = False
+        self._flush_scheduled = False
+        self._after_flush: list[Callable[[], Awaitable[None]]] = []
 
     @classmethod
     async def open(cls, path: Path) -> Store:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        """Open (and create or migrate) the database; sqlite3 errors pass through for the caller to word."""
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         writer = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        writer.execute(f"PRAGMA busy_timeout={LOCK_WAIT_MS}")
-        writer.execute("PRAGMA journal_mode=WAL")
-        writer.execute("PRAGMA synchronous=NORMAL")
-        writer.executescript(SCHEMA)
-        reader = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        reader.execute("PRAGMA busy_timeout=1000")
-        return cls(reader, writer)
+        try:
+            writer.execute(f"PRAGMA busy_timeout={LOCK_WAIT_MS}")
+            writer.execute("PRAGMA journal_mode=WAL")
+            writer.execute("PRAGMA synchronous=NORMAL")
+            _migrate(writer)
+            reader = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            reader.execute("PRAGMA busy_timeout=1000")
+        except BaseException:
+            writer.close()
+            raise
+        for suffix in ("", "-wal", "-shm"):
+            target = Path(f"{path}{suffix}")
+            if target.exists():
+                target.chmod(0o600)
+        return cls(path, reader, writer)
 
     async def close(self) -> None:
-        await self.flush()
+        try:
+            await self.flush()
+        except StoreError:
+            pass  # what could not be written is still in the session directories
         self._reader.close()
         self._writer.close()
 
@@ -143,7 +223,7 @@ class Store:
         self._pending.append((sql, params))
 
     async def flush(self) -> None:
-        """Commit everything submitted so far; return when it is durable (or raise what the commit raised)."""
+        """Commit everything submitted so far; return when it is durable (or raise a StoreError)."""
         if not self._pending and not self._flushing:
             return
         batch = _Batch()
@@ -158,10 +238,10 @@ class Store:
                         statements, self._pending = self._pending, []
                         waiters, self._waiters = self._waiters, []
                         try:
-                            await self._commit(statements)
+                            await self._commit(functools.partial(_execute_all, statements=statements))
                         except sqlite3.Error as exc:
                             for waiter in waiters:
-                                waiter.error = exc
+                                waiter.error = store_error(exc, self.path)
                         for waiter in waiters:
                             waiter.done.set()
                 finally:
@@ -170,60 +250,104 @@ class Store:
         if batch.error is not None:
             raise batch.error
 
-    async def _commit(self, statements: list[Statement]) -> None:
-        if not statements:
+    def flush_soon(self, task_group: Any, after: Callable[[], Awaitable[None]] | None = None) -> None:
+        """Commit what is pending a little later, in the background, together with whatever else comes in
+        meanwhile (a burst of runs shares one commit); then run `after`. A failure is logged, not raised."""
+        if after is not None:
+            self._after_flush.append(after)
+        if self._flush_scheduled:
             return
+        self._flush_scheduled = True
+
+        async def later() -> None:
+            await anyio.sleep(BACKGROUND_FLUSH_DELAY_S)
+            self._flush_scheduled = False
+            callbacks, self._after_flush = self._after_flush, []
+            try:
+                await self.flush()
+            except StoreError as exc:
+                logger.warning("runtimes-mcp: %s", exc)
+                return
+            for callback in callbacks:
+                await callback()
+
+        task_group.start_soon(later)
+
+    async def transaction(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `work` in one write transaction of its own (after what is pending), and return its result."""
+        await self.flush()
+        try:
+            return await self._commit(work)
+        except sqlite3.IntegrityError:
+            raise
+        except sqlite3.Error as exc:
+            raise store_error(exc, self.path) from None
+
+    async def _commit(self, work: Callable[[sqlite3.Connection], T]) -> T:
         async with self._write_lock:
             try:
-                self._run(statements, busy_ms=0)
+                return _in_transaction(self._writer, work, busy_ms=0)
             except sqlite3.OperationalError as exc:
                 if "locked" not in str(exc) and "busy" not in str(exc):
                     raise
-                await anyio.to_thread.run_sync(self._run, statements, LOCK_WAIT_MS)
-
-    def _run(self, statements: list[Statement], busy_ms: int) -> None:
-        self._writer.execute(f"PRAGMA busy_timeout={busy_ms}")
-        self._writer.execute("BEGIN IMMEDIATE")
-        try:
-            for sql, params in statements:
-                self._writer.execute(sql, params)
-        except BaseException:
-            self._writer.execute("ROLLBACK")
-            raise
-        self._writer.execute("COMMIT")
+            return await anyio.to_thread.run_sync(_in_transaction, self._writer, work, LOCK_WAIT_MS)
 
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-        return self._reader.execute(sql, tuple(params)).fetchall()
+        try:
+            return self._reader.execute(sql, tuple(params)).fetchall()
+        except sqlite3.Error as exc:
+            raise store_error(exc, self.path) from None
 
     # --- sessions ---------------------------------------------------------------------------------
-    def insert_session(self, row: SessionRow) -> None:
+    def save_session(self, row: SessionRow) -> None:
+        """Insert or replace the whole record, unless it already ended (an end is never undone)."""
+        columns = ", ".join(SESSION_COLUMNS)
+        updates = ", ".join(f"{c} = excluded.{c}" for c in SESSION_COLUMNS if c != "id")
         self.submit(
-            "INSERT INTO sessions (id, command, cwd, origin, state, pid, owner_pid, timeout_s, started_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                row.id,
-                row.command,
-                row.cwd,
-                row.origin,
-                row.state,
-                row.pid,
-                row.owner_pid,
-                row.timeout_s,
-                row.started_at,
-            ),
+            f"INSERT INTO sessions ({columns}) VALUES ({', '.join('?' * len(SESSION_COLUMNS))})"
+            f" ON CONFLICT(id) DO UPDATE SET {updates} WHERE sessions.state = 'running'",
+            row.values(),
         )
 
-    def finish_session(
-        self, session_id: str, state: str, exit_code: int | None, ended_at: float, message: str | None
-    ) -> None:
+    def set_pid(self, session_id: str, pid: int) -> None:
+        self.submit("UPDATE sessions SET pid = ? WHERE id = ?", (pid, session_id))
+
+    def save_end(self, row: SessionRow, event: EventRow) -> None:
+        """Queue the end of a run (with its event, only if no server recorded the end before)."""
+        columns = ", ".join(SESSION_COLUMNS)
         self.submit(
-            "UPDATE sessions SET state = ?, exit_code = ?, ended_at = ?, message = ? WHERE id = ?",
-            (state, exit_code, ended_at, message, session_id),
+            f"INSERT OR IGNORE INTO sessions ({columns}) VALUES ({', '.join('?' * len(SESSION_COLUMNS))})",
+            (*row.values()[:1], "running", *row.values()[2:]),
         )
+        updates = ", ".join(f"{c} = ?" for c in SESSION_COLUMNS if c != "id")
+        self.submit(f"UPDATE sessions SET {updates} WHERE id = ? AND state = 'running'", (*row.values()[1:], row.id))
+        sql, params = _event_insert(event)
+        # changes(): the rows the UPDATE just before it changed, so the event is stored once however many
+        # servers record the same end.
+        self.submit(sql.replace(" VALUES (?, ?, ?, ?, ?)", " SELECT ?, ?, ?, ?, ? WHERE changes() > 0"), params)
+
+    async def record_end(self, row: SessionRow, event: EventRow | None) -> bool:
+        """Record a session's end if nobody has yet (several servers may see it); the event only if we did."""
+
+        def work(db: sqlite3.Connection) -> bool:
+            columns = ", ".join(SESSION_COLUMNS)
+            db.execute(
+                f"INSERT OR IGNORE INTO sessions ({columns}) VALUES ({', '.join('?' * len(SESSION_COLUMNS))})",
+                (*row.values()[:1], "running", *row.values()[2:]),
+            )
+            updates = ", ".join(f"{c} = ?" for c in SESSION_COLUMNS if c != "id")
+            changed = db.execute(
+                f"UPDATE sessions SET {updates} WHERE id = ? AND state = 'running'", (*row.values()[1:], row.id)
+            ).rowcount
+            if changed and event is not None:
+                db.execute(*_event_insert(event))
+            return bool(changed)
+
+        return await self.transaction(work)
 
     async def get_session(self, session_id: str) -> SessionRow | None:
         await self.flush()
-        found = self._rows(f"SELECT {SESSION_COLUMNS} FROM sessions WHERE id = ?", (session_id,))
+        found = self._rows(f"{SELECT_SESSION} WHERE id = ?", (session_id,))
         return SessionRow(*found[0]) if found else None
 
     async def list_sessions(self, states: Sequence[str], limit: int, before_rowid: int | None) -> list[SessionRow]:
@@ -237,23 +361,12 @@ class Store:
             where.append("rowid < ?")
             args.append(before_rowid)
         clause = f"WHERE {' AND '.join(where)}" if where else ""
-        sql = f"SELECT {SESSION_COLUMNS} FROM sessions {clause} ORDER BY rowid DESC LIMIT ?"
+        sql = f"{SELECT_SESSION} {clause} ORDER BY rowid DESC LIMIT ?"
         return [SessionRow(*r) for r in self._rows(sql, (*args, limit))]
-
-    def add_spare_slot(self, session_id: str, owner_pid: int) -> None:
-        self.submit("INSERT INTO spare_slots (id, owner_pid) VALUES (?, ?)", (session_id, owner_pid))
-
-    def drop_spare_slot(self, session_id: str) -> None:
-        self.submit("DELETE FROM spare_slots WHERE id = ?", (session_id,))
-
-    async def spare_slots(self) -> list[tuple[str, int]]:
-        """(session id, owner pid) of slots made ahead and not (yet) used."""
-        await self.flush()
-        return [(r[0], r[1]) for r in self._rows("SELECT id, owner_pid FROM spare_slots")]
 
     async def running_sessions(self) -> list[SessionRow]:
         await self.flush()
-        return [SessionRow(*r) for r in self._rows(f"SELECT {SESSION_COLUMNS} FROM sessions WHERE state = 'running'")]
+        return [SessionRow(*r) for r in self._rows(f"{SELECT_SESSION} WHERE state = 'running'")]
 
     async def session_ids(self, prefix: str, limit: int) -> list[str]:
         """Newest session ids starting with `prefix` (for argument completion)."""
@@ -261,63 +374,93 @@ class Store:
         sql = "SELECT id FROM sessions WHERE id LIKE ? ESCAPE '\\' ORDER BY rowid DESC LIMIT ?"
         return [r[0] for r in self._rows(sql, (_like_prefix(prefix), limit))]
 
-    async def sandbox_ids(self, prefix: str, limit: int) -> list[str]:
+    async def all_session_ids(self) -> set[str]:
         await self.flush()
-        sql = "SELECT DISTINCT sandbox_id FROM events WHERE sandbox_id LIKE ? ESCAPE '\\' ORDER BY sandbox_id LIMIT ?"
-        return [r[0] for r in self._rows(sql, (_like_prefix(prefix), limit))]
+        return {r[0] for r in self._rows("SELECT id FROM sessions")}
+
+    # --- retention ----------------------------------------------------------------------------------
+    async def ended_sessions(self, limit: int = 10_000) -> list[tuple[str, float, int | None]]:
+        """(id, ended_at, disk_bytes) of finished sessions, oldest end first."""
+        await self.flush()
+        sql = "SELECT id, ended_at, disk_bytes FROM sessions WHERE state != 'running' ORDER BY ended_at LIMIT ?"
+        return [(r[0], r[1] or 0.0, r[2]) for r in self._rows(sql, (limit,))]
+
+    def set_disk_bytes(self, session_id: str, size: int) -> None:
+        self.submit("UPDATE sessions SET disk_bytes = ? WHERE id = ?", (size, session_id))
+
+    def delete_sessions(self, ids: Sequence[str], running_too: bool = False) -> None:
+        """Forget finished sessions (or ones that never started), and the routine runs (and so idempotency
+        keys) that point at them."""
+        condition = "" if running_too else " AND state != 'running'"
+        for session_id in ids:
+            self.submit(f"DELETE FROM sessions WHERE id = ?{condition}", (session_id,))
+            self.submit("DELETE FROM routine_runs WHERE session_id = ?", (session_id,))
+
+    def delete_events_before(self, timestamp_ms: int) -> None:
+        self.submit("DELETE FROM events WHERE timestamp < ?", (timestamp_ms,))
+
+    def delete_oldest_events(self, count: int) -> None:
+        self.submit("DELETE FROM events WHERE seq IN (SELECT seq FROM events ORDER BY seq LIMIT ?)", (count,))
+
+    async def event_count(self) -> int:
+        await self.flush()
+        return int(self._rows("SELECT count(*) FROM events")[0][0])
+
+    def database_bytes(self) -> int:
+        """Bytes the database holds in use (free pages are reused, so this is what retention can lower)."""
+        pages = self._rows("PRAGMA page_count")[0][0] - self._rows("PRAGMA freelist_count")[0][0]
+        size = int(pages * self._rows("PRAGMA page_size")[0][0])
+        wal = Path(f"{self.path}-wal")
+        return size + (wal.stat().st_size if wal.exists() else 0)
+
+    async def checkpoint(self) -> None:
+        """Fold the WAL back into the database file so that it does not keep the space it took."""
+        await self.flush()
+        try:
+            async with self._write_lock:
+                self._writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.Error as exc:
+            raise store_error(exc, self.path) from None
 
     # --- routine runs -----------------------------------------------------------------------------
-    async def claim_run(self, run: RunRow) -> RunRow | None:
-        """Insert the run; if its (routine, idempotency_key) is taken, return the run that holds it."""
-        await self.flush()
-        insert = (
-            "INSERT INTO routine_runs (id, routine, idempotency_key, session_id, metadata, created_at)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
-            (
-                run.id,
-                run.routine,
-                run.idempotency_key,
-                run.session_id,
-                json.dumps(run.metadata) if run.metadata is not None else None,
-                run.created_at,
-            ),
-        )
-        try:
-            await self._commit([insert])  # alone: its own outcome decides the answer
-            return None
-        except sqlite3.IntegrityError:
-            found = self._rows(
-                "SELECT id FROM routine_runs WHERE routine = ? AND idempotency_key = ?",
+    async def claim_run(self, run: RunRow, stale_after_s: float) -> tuple[RunRow | None, str | None]:
+        """Claim (routine, idempotency_key) for `run`, atomically across tasks and processes.
+
+        Returns (None, None) when `run` now holds the key; (holder, holder's session state) when a run that
+        has not failed holds it. A holder that failed, or never started within `stale_after_s`, gives the key
+        up to `run` in the same transaction, so concurrent retries after a failure start exactly one run."""
+
+        def work(db: sqlite3.Connection) -> tuple[RunRow | None, str | None]:
+            found = db.execute(
+                f"SELECT {RUN_COLUMNS}, s.state FROM routine_runs r LEFT JOIN sessions s ON s.id = r.session_id"
+                " WHERE r.routine = ? AND r.idempotency_key = ?",
                 (run.routine, run.idempotency_key),
-            )
-            return await self.get_run(found[0][0]) if found else None
+            ).fetchone()
+            if found is not None:
+                holder, state = _run_row(found[:-1]), found[-1]
+                never_started = holder.session_id is None and run.created_at - holder.created_at > stale_after_s
+                if state not in FAILED_STATES and not never_started:
+                    return holder, state
+                db.execute("UPDATE routine_runs SET idempotency_key = NULL WHERE id = ?", (holder.id,))
+            db.execute(*_run_insert(run))
+            return None, None
 
-    async def release_key(self, run_id: str) -> None:
+        return await self.transaction(work)
+
+    def release_key(self, run_id: str) -> None:
         self.submit("UPDATE routine_runs SET idempotency_key = NULL WHERE id = ?", (run_id,))
-        await self.flush()
 
-    async def set_run_session(self, run_id: str, session_id: str) -> None:
+    def set_run_session(self, run_id: str, session_id: str) -> None:
         self.submit("UPDATE routine_runs SET session_id = ? WHERE id = ?", (session_id, run_id))
-        await self.flush()
 
     async def get_run(self, run_id: str) -> RunRow | None:
         await self.flush()
-        found = self._rows(
-            "SELECT id, routine, idempotency_key, session_id, metadata, created_at FROM routine_runs WHERE id = ?",
-            (run_id,),
-        )
-        if not found:
-            return None
-        row = found[0]
-        metadata = json.loads(row[4]) if row[4] is not None else None
-        return RunRow(row[0], row[1], row[2], row[3], metadata, row[5])
+        found = self._rows(f"SELECT {RUN_COLUMNS} FROM routine_runs r WHERE r.id = ?", (run_id,))
+        return _run_row(found[0]) if found else None
 
     # --- events -----------------------------------------------------------------------------------
     def insert_event(self, event: EventRow) -> None:
-        self.submit(
-            "INSERT INTO events (id, sandbox_id, type, data, timestamp) VALUES (?, ?, ?, ?, ?)",
-            (event.id, event.sandbox_id, event.type, json.dumps(event.data, separators=(",", ":")), event.timestamp),
-        )
+        self.submit(*_event_insert(event))
 
     async def query_events(self, sandbox_id: str, type_: str | None, since: int | None, limit: int) -> list[EventRow]:
         """The newest `limit` matching events, returned oldest first."""
@@ -336,6 +479,97 @@ class Store:
         )
         rows = self._rows(sql, (*args, limit))
         return [EventRow(r[0], r[1], r[2], json.loads(r[3]), r[4]) for r in reversed(rows)]
+
+    async def sandbox_ids(self, prefix: str, limit: int) -> list[str]:
+        await self.flush()
+        sql = "SELECT DISTINCT sandbox_id FROM events WHERE sandbox_id LIKE ? ESCAPE '\\' ORDER BY sandbox_id LIMIT ?"
+        return [r[0] for r in self._rows(sql, (_like_prefix(prefix), limit))]
+
+
+RUN_COLUMNS = "r.id, r.routine, r.idempotency_key, r.message_digest, r.session_id, r.metadata, r.created_at"
+
+
+def _run_row(row: Sequence[Any]) -> RunRow:
+    metadata = json.loads(row[5]) if row[5] is not None else None
+    return RunRow(row[0], row[1], row[2], row[3], row[4], metadata, row[6])
+
+
+def _run_insert(run: RunRow) -> Statement:
+    return (
+        "INSERT INTO routine_runs (id, routine, idempotency_key, message_digest, session_id, metadata, created_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (
+            run.id,
+            run.routine,
+            run.idempotency_key,
+            run.message_digest,
+            run.session_id,
+            json.dumps(run.metadata) if run.metadata is not None else None,
+            run.created_at,
+        ),
+    )
+
+
+def _event_insert(event: EventRow) -> Statement:
+    return (
+        "INSERT INTO events (id, sandbox_id, type, data, timestamp) VALUES (?, ?, ?, ?, ?)",
+        (event.id, event.sandbox_id, event.type, json.dumps(event.data, separators=(",", ":")), event.timestamp),
+    )
+
+
+def _execute_all(db: sqlite3.Connection, *, statements: list[Statement]) -> None:
+    for sql, params in statements:
+        db.execute(sql, params)
+
+
+def _in_transaction(db: sqlite3.Connection, work: Callable[[sqlite3.Connection], T], busy_ms: int) -> T:
+    db.execute(f"PRAGMA busy_timeout={busy_ms}")
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        result = work(db)
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+    return result
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    """Bring an older database to SCHEMA_VERSION (version 1: the first release; sessions were re-shaped)."""
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    if version >= SCHEMA_VERSION:
+        return
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if "sessions" in tables and version < 2:
+            db.execute("ALTER TABLE sessions RENAME TO sessions_v1")
+        if "routine_runs" in tables and version < 3:
+            db.execute("ALTER TABLE routine_runs RENAME TO routine_runs_v1")
+        for statement in SCHEMA.split(";"):
+            if statement.strip():
+                db.execute(statement)
+        if "sessions" in tables and version < 2:
+            db.execute(
+                "INSERT INTO sessions (id, state, command, cwd, origin, pid, timeout_s, started_at, ended_at,"
+                " exit_code, message) SELECT id, CASE state WHEN 'detached' THEN 'lost' ELSE state END, command, cwd,"
+                " origin, pid, timeout_s, started_at, coalesce(ended_at, started_at), exit_code, message"
+                " FROM sessions_v1 ORDER BY rowid"
+            )
+            db.execute("UPDATE sessions SET state = 'lost' WHERE state = 'running'")
+            db.execute("DROP TABLE sessions_v1")
+            db.execute("DROP TABLE IF EXISTS spare_slots")
+        if "routine_runs" in tables and version < 3:
+            db.execute(
+                "INSERT INTO routine_runs (id, routine, idempotency_key, session_id, metadata, created_at)"
+                " SELECT id, routine, idempotency_key, session_id, metadata, created_at FROM routine_runs_v1"
+            )
+            db.execute("DROP TABLE routine_runs_v1")
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
 
 
 def _like_prefix(prefix: str) -> str:

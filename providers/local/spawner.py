@@ -1,0 +1,236 @@
+"""The server's side of the session supervisors: start the zygote, keep supervisors and session directories
+ready, talk to supervisors. See providers/local/supervisor.py for the other side.
+
+Every socket here is non-blocking and served by the event loop: a supervisor's message wakes the task that
+waits for it, with no thread hop.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import socket
+import subprocess
+import sys
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from providers.local import supervisor as sv
+
+logger = logging.getLogger(__name__)
+SCRIPT = Path(sv.__file__).resolve()
+LOG = "supervisors.log"
+READY_WAIT_S = 20.0  # a cold zygote (a fresh Python) takes ~0.1 s; a loaded machine much longer
+MAX_MESSAGE = sv.MAX_MESSAGE
+# Supervisors are reused one session after another, so a few cover a steady stream of runs; more are forked
+# when runs overlap. Session directories cost a few file creations each (milliseconds on a busy disk), so a
+# stock is made ahead, at the lowest CPU priority, and grows while runs use it faster than it fills.
+IDLE_SUPERVISORS = 4
+FIRST_SLOTS = 4
+MAX_SLOTS = 64
+
+
+class SpawnerError(Exception):
+    """No supervisor or session directory could be had: the message says why (e.g. the disk is full)."""
+
+
+async def receive(sock: socket.socket, with_fds: bool = False) -> tuple[dict[str, Any] | None, list[int]]:
+    """The next message on a supervisor socket (None at end of stream), and any descriptors passed with it."""
+    while True:
+        try:
+            if with_fds:
+                data, fds, _, _ = socket.recv_fds(sock, MAX_MESSAGE, 1)
+            else:
+                data, fds = sock.recv(MAX_MESSAGE), []
+        except BlockingIOError:
+            await anyio.wait_readable(sock)
+            continue
+        except OSError:
+            return None, []
+        if not data:
+            return None, fds
+        message: dict[str, Any] = json.loads(data)
+        return message, fds
+
+
+def send(sock: socket.socket, message: dict[str, Any], fds: list[int] | None = None) -> bool:
+    data = json.dumps(message, separators=(",", ":")).encode()
+    try:
+        if fds:
+            socket.send_fds(sock, [data], fds)
+        else:
+            sock.send(data)
+    except OSError:
+        return False
+    return True
+
+
+@dataclass
+class Spare:
+    """A supervisor waiting for a job, and the session directory made ready for it."""
+
+    id: str
+    dir: Path
+    supervisor: str  # its identity (see supervisor.identity)
+    channel: socket.socket
+
+
+class Spawner:
+    """One zygote per server. `take()` returns a ready supervisor with a session directory; `give_back()`
+    returns a supervisor whose session ended, for the next one."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self._sessions = data_dir / "sessions"
+        self._data_dir = data_dir
+        self._process: subprocess.Popen[bytes] | None = None
+        self._sock: socket.socket | None = None
+        self._supervisors: deque[tuple[str, socket.socket]] = deque()
+        self._slots: deque[str] = deque()
+        self._slot_target = FIRST_SLOTS
+        self._slots_asked = 0
+        self._forks_asked = 0
+        self._ready = anyio.Event()
+        self._error: str | None = None
+        self._closed = False
+
+    def start(self, task_group: Any) -> None:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        ours.setblocking(False)
+        env = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "LC_ALL", "TZ")}
+        # Supervisors outlive the server, so they must not hold its stdio: a client that reads the server's
+        # stderr until it closes would wait for them. What they have to say goes to a log in the data directory.
+        log = os.open(self._data_dir / LOG, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            self._process = subprocess.Popen(
+                [sys.executable, "-I", "-S", str(SCRIPT), "zygote", str(theirs.fileno()), str(self._data_dir)],
+                pass_fds=(theirs.fileno(),),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+                env=env,
+                start_new_session=True,  # a terminal's Ctrl-C is for the server, not for this
+            )
+        finally:
+            theirs.close()
+            os.close(log)
+        self._sock = ours
+        self._fork(1)
+        self._ask_slots()
+        task_group.start_soon(self._listen)
+
+    def _fork(self, n: int) -> None:
+        if self._sock is not None and send(self._sock, {"op": "more", "n": n}):
+            self._forks_asked += n
+
+    def _ask_slots(self) -> None:
+        """Keep the stock of session directories (made or asked for) at its target."""
+        missing = self._slot_target - len(self._slots) - self._slots_asked
+        if missing > 0 and self._sock is not None and send(self._sock, {"op": "slots", "n": missing}):
+            self._slots_asked += missing
+
+    async def _listen(self) -> None:
+        assert self._sock is not None
+        while True:
+            message, fds = await receive(self._sock, with_fds=True)
+            if message is None:
+                for fd in fds:
+                    os.close(fd)
+                if not self._closed:
+                    self._error = "the session supervisor process ended unexpectedly"
+                    logger.error("runtimes-mcp: %s", self._error)
+                self._wake()
+                return
+            op = message.get("op")
+            if op == "spare" and fds:
+                self._forks_asked = max(0, self._forks_asked - 1)
+                channel = socket.socket(fileno=fds[0])
+                channel.setblocking(False)
+                self._supervisors.append((str(message["supervisor"]), channel))
+            elif op == "slots":
+                ids = [str(i) for i in message.get("ids", [])]
+                self._slots_asked = max(0, self._slots_asked - len(ids))
+                self._slots.extend(ids)
+                self._error = None
+            else:
+                for fd in fds:
+                    os.close(fd)
+                self._slots_asked = 0
+                self._error = str(message.get("error") or message)
+            self._wake()
+
+    def _wake(self) -> None:
+        """Wake every task waiting in take(); later waiters wait for the next message."""
+        ready, self._ready = self._ready, anyio.Event()
+        ready.set()
+
+    async def take(self) -> Spare:
+        """A ready supervisor and session directory. Raises SpawnerError with the cause when none can be had."""
+        if not self._supervisors and not self._forks_asked:
+            self._fork(1)
+        if not self._slots:
+            if self._slot_target < MAX_SLOTS:
+                self._slot_target *= 2  # runs use them faster than they are made: keep more in stock
+            if self._sock is not None:
+                self._error = None
+                send(self._sock, {"op": "slot_now"})  # made at once, not at the lowest priority
+        with anyio.move_on_after(READY_WAIT_S):
+            while (not self._supervisors or not self._slots) and self._error is None:
+                await self._ready.wait()
+        if not self._supervisors or not self._slots:
+            raise SpawnerError(self._error or f"no session supervisor became ready within {READY_WAIT_S:g} s")
+        supervisor, channel = self._supervisors.popleft()
+        session_id = self._slots.popleft()
+        self._ask_slots()
+        if not self._supervisors and not self._forks_asked:
+            self._fork(1)  # the next run may come before this one ends
+        return Spare(session_id, self._sessions / session_id, supervisor, channel)
+
+    def return_slot(self, session_id: str) -> None:
+        """A session directory taken but not used."""
+        self._slots.appendleft(session_id)
+
+    def give_back(self, supervisor: str, channel: socket.socket) -> None:
+        """A supervisor whose session ended, ready for another (or let go, when enough are idle)."""
+        if self._closed or len(self._supervisors) >= IDLE_SUPERVISORS:
+            channel.close()  # it leaves when it sees its server has gone
+        else:
+            self._supervisors.append((supervisor, channel))
+            self._wake()
+
+    async def close(self) -> None:
+        """Stop the zygote and let idle supervisors go. Supervisors of running sessions live on; unused session
+        directories are removed."""
+        self._closed = True
+        for _, channel in self._supervisors:
+            channel.close()
+        self._supervisors.clear()
+        for session_id in self._slots:
+            sv.remove_slot(str(self._sessions / session_id))
+        self._slots.clear()
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+        if self._process is not None:
+            process, self._process = self._process, None
+            with anyio.move_on_after(5):
+                while process.poll() is None:
+                    await anyio.sleep(0.01)
+            if process.returncode is None:
+                process.kill()
+                process.wait()
+
+
+def signal_supervisor(ident: str, sig: int) -> bool:
+    """Signal a supervisor by identity; False when that process is gone (a reused pid is never signalled)."""
+    if not sv.alive(ident):
+        return False
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.kill(sv.pid_of(ident), sig)
+        return True
+    return False

@@ -1,0 +1,578 @@
+"""Session supervisors: the processes that own a local session's lifetime, independent of any server.
+
+A server starts one *zygote* (`python -I -S supervisor.py zygote FD DATA_DIR`), which keeps spare
+*supervisors* forked ahead of time, each with its session directory already made. When the server runs a
+command, it hands the job to a spare over their socket; the supervisor starts the command in its own process
+group, enforces the timeout and the output cap, records the run in the session's `job.json` (the job before
+the command starts, its pid once it runs, how it ended when it ends), tells the server if it is still there,
+reaps every process the run left behind (it is a child subreaper, so a daemonizing command cannot slip
+away), and exits.
+
+Supervisors are in their own session (setsid): a server that exits or crashes leaves them running, and any
+server on the data directory reads their record and stops them (SIGTERM after writing `stop` with a reason).
+
+Standard library only, and importable: the server uses the identity helpers and file names from here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import gc
+import json
+import os
+import secrets
+import select
+import signal
+import socket
+import sys
+import time
+from typing import Any
+
+RECORD, STOP, STDIN = "job.json", "stop", "stdin"
+REQUEST = "request.json"  # a job too large for one socket message comes in this file
+STREAMS = ("stdout", "stderr")
+WORKDIR = "work"
+INLINE_JOB_BYTES = 32_768
+MAX_JOBS = 200  # a supervisor is replaced after this many sessions
+MAX_MESSAGE = 1 << 20
+MONITOR_TICK_S = 0.1
+
+PR_SET_CHILD_SUBREAPER = 36
+
+
+# --- identities: a pid is not enough (it is reused, and PID 1 restarts in a container) ---------------------
+_BOOT_ID: str | None = None
+
+
+def boot_id() -> str:
+    global _BOOT_ID
+    if _BOOT_ID is None:
+        try:
+            with open("/proc/sys/kernel/random/boot_id") as f:
+                _BOOT_ID = f.read().strip()[:8]
+        except OSError:
+            _BOOT_ID = "noboot"
+    return _BOOT_ID
+
+
+def identity(pid: int) -> str | None:
+    """`boot:pid:start-ticks` of a live (non-zombie) process, or None. Equal identities are the same process."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    fields = stat[stat.rfind(b")") + 2 :].split()
+    if len(fields) < 20 or fields[0] in (b"Z", b"X"):
+        return None
+    return f"{boot_id()}:{pid}:{int(fields[19])}"
+
+
+def alive(ident: str | None) -> bool:
+    if not ident:
+        return False
+    try:
+        pid = int(ident.split(":")[1])
+    except (IndexError, ValueError):
+        return False
+    return identity(pid) == ident
+
+
+def pid_of(ident: str) -> int:
+    return int(ident.split(":")[1])
+
+
+def children(pid: int, single_threaded: bool = False) -> list[int]:
+    """Direct children of a process, from /proc (every thread's list)."""
+    found: list[int] = []
+    try:
+        tasks = [str(pid)] if single_threaded else os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return found
+    for tid in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/children") as f:
+                found += [int(p) for p in f.read().split()]
+        except OSError:
+            continue
+    return found
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below `pid` (which is this single-threaded supervisor, or any process)."""
+    out: list[int] = []
+    todo = children(pid, single_threaded=pid == os.getpid())
+    while todo:
+        child = todo.pop()
+        out.append(child)
+        todo += children(child)
+    return out
+
+
+# --- the record: one small JSON file, rewritten in place ---------------------------------------------------
+def write_json(path: str, data: dict[str, Any]) -> None:
+    """Write a small JSON file in one write() call. Slot files are made ahead, and a record only grows, so
+    this writes over the old content without truncating it first: creating, renaming or truncating a file
+    can cost a millisecond on a busy disk; writing one does not. A reader may see a partly written file at
+    the wrong moment: read_json() reads that as "not yet"."""
+    data_bytes = json.dumps(data, separators=(",", ":")).encode()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        os.pwrite(fd, data_bytes, 0)
+        if os.fstat(fd).st_size > len(data_bytes):
+            os.ftruncate(fd, len(data_bytes))
+    finally:
+        os.close(fd)
+
+
+def read_json(path: str) -> dict[str, Any] | None:
+    try:
+        with open(path, "rb") as f:
+            data = json.loads(f.read())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+_libc: Any = None
+
+
+def prctl(option: int, value: int) -> bool:
+    global _libc
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        if _libc is None:
+            _libc = ctypes.CDLL(None, use_errno=True)
+        return bool(_libc.prctl(option, value, 0, 0, 0) == 0)
+    except (OSError, AttributeError):
+        return False
+
+
+def _send(channel: socket.socket | None, message: dict[str, Any]) -> socket.socket | None:
+    """Send one message; a server that has gone is not an error (the record says it all). Returns the
+    channel, or None once the server is gone."""
+    if channel is None:
+        return None
+    try:
+        channel.send(json.dumps(message, separators=(",", ":")).encode())
+        return channel
+    except OSError:
+        return None
+
+
+# --- the zygote ------------------------------------------------------------------------------------------
+def zygote(fd: int, data_dir: str) -> None:
+    """Serve one server: fork supervisors when it asks ("more"), and hand it session directories made ahead
+    by a helper of the lowest CPU priority ("slots"), so that making them never slows a run down."""
+    server = socket.socket(fileno=fd)
+    os.umask(0o077)  # session files are the server user's alone
+    gc.freeze()  # what we imported is never collected: forked supervisors need not copy it to scan it
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped by the kernel, not by us
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's Ctrl-C is for the server
+    sessions = os.path.join(data_dir, "sessions")
+    owner = identity(os.getpid()) or ""
+    helper, helper_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    if os.fork() == 0:
+        server.close()
+        helper.close()
+        _slot_maker(helper_end, sessions, owner)
+        os._exit(0)
+    helper_end.close()
+    poller = select.poll()
+    poller.register(server, select.POLLIN)
+    poller.register(helper, select.POLLIN)
+    while True:
+        for ready, _ in poller.poll():
+            try:
+                message = (server if ready == server.fileno() else helper).recv(MAX_MESSAGE)
+            except OSError:
+                message = b""
+            if ready == helper.fileno():
+                if message:
+                    _send(server, json.loads(message))  # slots made, or why none could be
+                continue
+            if not message:
+                return  # the server has gone; the supervisors live on, the slot maker stops
+            request = json.loads(message)
+            if request.get("op") == "more":
+                for _ in range(int(request.get("n", 1))):
+                    _fork_supervisor(server, helper)
+            elif request.get("op") == "slots":
+                _send(helper, request)
+            elif request.get("op") == "slot_now":  # none is ready: make one at our own priority
+                _send(server, _make_slots(sessions, owner, 1))
+
+
+def _slot_maker(channel: socket.socket, sessions: str, owner: str) -> None:
+    """Make session directories when asked, at the lowest CPU priority: only time no one else wants."""
+    with contextlib.suppress(AttributeError, OSError):
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    wanted = 0
+    while True:
+        if wanted:
+            try:
+                message = channel.recv(MAX_MESSAGE, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                message = b"{}"
+            except OSError:
+                return  # the zygote has gone
+            if not message:
+                return
+            wanted += int(json.loads(message).get("n", 0))
+            reply = _make_slots(sessions, owner, 1)
+            wanted = 0 if "error" in reply else wanted - 1
+            if _send(channel, reply) is None:
+                return
+            continue
+        try:
+            message = channel.recv(MAX_MESSAGE)
+        except OSError:
+            return
+        if not message:
+            return
+        wanted += int(json.loads(message).get("n", 0))
+
+
+def remove_slot(directory: str) -> None:
+    """Remove a slot nothing ran in (only files we made, and an empty work directory)."""
+    for name in (*STREAMS, STDIN, RECORD, REQUEST):
+        with contextlib.suppress(OSError):
+            os.unlink(os.path.join(directory, name))
+    for path in (os.path.join(directory, WORKDIR), directory):
+        with contextlib.suppress(OSError):
+            os.rmdir(path)
+
+
+def _make_slots(sessions: str, owner: str, n: int) -> dict[str, Any]:
+    """n session directories: the work directory, empty output files, and a record that says whose spare
+    it is (so another server on this data directory leaves it alone)."""
+    made = []
+    for _ in range(n):
+        session_id = f"ses_{secrets.token_hex(6)}"
+        directory = os.path.join(sessions, session_id)
+        try:
+            os.makedirs(os.path.join(directory, WORKDIR), mode=0o700)
+            for name in STREAMS:
+                os.close(os.open(os.path.join(directory, name), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            write_json(os.path.join(directory, RECORD), {"spare": owner})
+        except OSError as exc:
+            remove_slot(directory)
+            return {"op": "error", "error": f"cannot create the session's files in {sessions}: {exc.strerror}"}
+        made.append(session_id)
+    return {"op": "slots", "ids": made}
+
+
+def _fork_supervisor(server: socket.socket, helper: socket.socket) -> None:
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    pid = os.fork()
+    if pid == 0:
+        try:
+            server.close()
+            helper.close()
+            theirs.close()
+            Supervisor(ours).serve()
+        except BaseException:
+            os._exit(70)
+        os._exit(0)
+    ours.close()
+    message = {"op": "spare", "supervisor": identity(pid)}
+    with contextlib.suppress(OSError):
+        socket.send_fds(server, [json.dumps(message).encode()], [theirs.fileno()])
+    theirs.close()
+
+
+# --- one session at a time ----------------------------------------------------------------------------------
+class Supervisor:
+    """Supervises one session, then the next one its server hands it, while that server is there: a warm
+    supervisor starts a command faster than a newly forked one. It leaves after its server has gone."""
+
+    def __init__(self, channel: socket.socket) -> None:
+        self.channel: socket.socket | None = channel
+        self.identity: str | None = None
+        self.jobs = 0
+        self.reset()
+
+    def reset(self) -> None:
+        self.session_id = ""
+        self.dir = ""
+        self.job: dict[str, Any] = {}
+        self.record: dict[str, Any] = {}
+        self.pid = 0  # the command's
+        self.status: int | None = None  # the command's wait status
+        self.reason: str | None = None  # why we are ending it; None while it runs on its own
+        self.detail: str | None = None
+        self.kill_at: float | None = None
+        self.cut: list[str] = []
+        self.held_fds: list[int] = []
+        self.announced = False
+
+    def path(self, name: str) -> str:
+        return os.path.join(self.dir, name)
+
+    def warm_up(self) -> None:
+        """Run the job's code paths once while waiting for one: a forked process copies each memory page it
+        first writes to, which costs the first use of a code path a few tenths of a millisecond."""
+        descendants(os.getpid())
+        json.dumps({"op": "ended", "exit_code": 0, "detail": None, "ended_at": time.time()})
+        self.identity = identity(os.getpid())  # reading /proc costs ~0.2 ms here, so not on a job's path
+        with contextlib.suppress(OSError):
+            fd = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
+            os.pwrite(fd, json.dumps({"spare": self.identity}).encode(), 0)
+            os.fstat(fd)
+            os.close(fd)
+
+    def serve(self) -> None:
+        os.setsid()
+        prctl(PR_SET_CHILD_SUBREAPER, 1)
+        self.wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
+        # Handled, not ignored: an exec resets handled signals, so the command starts with default ones.
+        for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(sig, lambda *_: None)  # the wakeup fd is what we listen to
+        self.warm_up()
+        while self.channel is not None and self.jobs < MAX_JOBS:
+            job = self.wait_for_job()
+            if not job:
+                return
+            self.jobs += 1
+            self.run(job)
+            for fd in self.held_fds:
+                os.close(fd)
+            self.reset()
+
+    def run(self, job: dict[str, Any]) -> None:
+        self.job, self.session_id, self.dir = job, str(job["id"]), str(job["dir"])
+        try:
+            self.start()
+        except OSError as exc:
+            self.channel = _send(self.channel, {"op": "failed", "errno": exc.errno, "error": exc.strerror or str(exc)})
+            remove_slot(self.dir)
+            return
+        finally:
+            os.chdir("/")
+        self.watch()
+        self.finish()
+
+    def wait_for_job(self) -> dict[str, Any]:
+        assert self.channel is not None
+        poller = select.poll()
+        poller.register(self.channel, select.POLLIN)
+        poller.register(self.wake_r, select.POLLIN)
+        while True:
+            for fd, _ in poller.poll():
+                if fd == self.wake_r:
+                    self.drain_wakeups()
+                    continue
+                message, fds, _, _ = socket.recv_fds(self.channel, MAX_MESSAGE, 4)
+                if not message:
+                    return {}
+                for held in fds:
+                    os.set_inheritable(held, False)
+                self.held_fds = fds  # e.g. a launcher's lock: held until this supervisor exits
+                job: dict[str, Any] = json.loads(message)
+                if job.get("file") == REQUEST:
+                    request = os.path.join(str(job["dir"]), REQUEST)
+                    job = read_json(request) or job
+                    with contextlib.suppress(OSError):
+                        os.unlink(request)
+                return job
+
+    def drain_wakeups(self) -> set[int]:
+        signals: set[int] = set()
+        with contextlib.suppress(OSError):
+            while data := os.read(self.wake_r, 512):
+                signals.update(data)
+        return signals
+
+    # --- start --------------------------------------------------------------------------------------------
+    def start(self) -> None:
+        job = self.job
+        self.record = {
+            **job.get("record", {}),
+            "session_id": self.session_id,
+            "supervisor": self.identity,
+            "started_at": time.time(),
+        }
+        write_json(self.path(RECORD), self.record)  # before the process exists: no crash leaves it unrecorded
+        self.started = time.monotonic()
+        self.streams = [self.path(s) for s in STREAMS]
+        fds = [os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC) for path in self.streams]
+        fds.insert(0, os.open(self.path(STDIN) if job.get("stdin") else os.devnull, os.O_RDONLY | os.O_CLOEXEC))
+        try:
+            os.chdir(job.get("cwd") or self.path(WORKDIR))
+            # posix_spawn (vfork and exec, no Python code in the child) and this process's descriptors are
+            # all close-on-exec, so the command gets exactly stdin, stdout and stderr.
+            pid = os.posix_spawn(
+                job["argv"][0],
+                job["argv"],
+                job.get("env") or {},
+                file_actions=[(os.POSIX_SPAWN_DUP2, fd, target) for target, fd in enumerate(fds)],
+                setpgroup=0,  # its own process group, so that a stop reaches everything it started
+            )
+        finally:
+            for fd in fds:
+                os.close(fd)
+        self.pid = pid
+        if not job.get("quiet_start_s"):
+            self.announce()
+
+    def announce(self) -> None:
+        """Record the command's pid and tell the server it runs. A server waiting for a short run hears only
+        how it ended, and the record gets the pid with the result: no write on the way of a quick command."""
+        if not self.announced:
+            self.announced = True
+            self.record["pid"] = self.pid
+            with contextlib.suppress(OSError):
+                write_json(self.path(RECORD), self.record)
+            self.channel = _send(self.channel, {"op": "started", "pid": self.pid})
+
+    # --- watch --------------------------------------------------------------------------------------------
+    def watch(self) -> None:
+        poller = select.poll()
+        poller.register(self.wake_r, select.POLLIN)
+        if self.channel is not None:
+            poller.register(self.channel, select.POLLIN)
+        timeout_s = self.job.get("timeout_s")
+        deadline = self.started + timeout_s if timeout_s else None
+        announce_at = self.started + float(self.job.get("quiet_start_s") or 0)
+        cap = self.job.get("max_output_bytes")
+        while True:
+            now = time.monotonic()
+            if self.reason is not None:
+                deadline = None  # ending already; only the kill deadline counts now
+            waits = [t - now for t in (deadline, self.kill_at) if t is not None]
+            if not self.announced:
+                waits.append(announce_at - now)
+            if cap and self.reason is None:
+                waits.append(MONITOR_TICK_S)
+            timeout_ms = max(0, int(min(waits) * 1000) + 1) if waits else -1
+            for fd, _ in poller.poll(timeout_ms):
+                if fd == self.wake_r:
+                    if signal.SIGTERM in self.drain_wakeups():
+                        stop = read_json(self.path(STOP))  # none: a late signal meant for an earlier session
+                        if stop is not None:
+                            self.end(str(stop.get("reason") or "stop"))
+                elif self.channel is not None:
+                    self.on_message(poller)
+            self.reap()
+            if self.status is not None:
+                return
+            now = time.monotonic()
+            if not self.announced and now >= announce_at:
+                self.announce()
+            if deadline is not None and now >= deadline:
+                self.end("timeout", f"ended after timeout_s={timeout_s:g}")
+            if self.kill_at is not None and now >= self.kill_at:
+                self.signal_all(signal.SIGKILL)
+            if cap and self.reason is None:
+                self.check_output(cap)
+
+    def on_message(self, poller: select.poll) -> None:
+        assert self.channel is not None
+        try:
+            message = self.channel.recv(MAX_MESSAGE)
+        except OSError:
+            message = b""
+        if not message:  # the server has gone
+            poller.unregister(self.channel)
+            self.channel.close()
+            self.channel = None
+            if self.job.get("on_server_exit") == "stop":
+                self.end("server_shutdown")
+            return
+        request = json.loads(message)
+        if request.get("op") == "stop":
+            self.end(str(request.get("reason") or "stop"))
+
+    def check_output(self, cap: int) -> None:
+        for stream, path in zip(STREAMS, self.streams, strict=True):
+            with contextlib.suppress(OSError):
+                if os.stat(path).st_size > cap:
+                    self.cut.append(stream)
+        if self.cut:
+            self.end("output_limit", f"{' and '.join(self.cut)} passed {cap // (1 << 20)} MiB (local.max_output_mb)")
+
+    def end(self, reason: str, detail: str | None = None) -> None:
+        """Ask the whole run to stop (SIGTERM), and SIGKILL what is left after the grace period."""
+        if self.reason is not None:
+            return
+        self.reason, self.detail = reason, detail
+        self.signal_all(signal.SIGTERM)
+        self.kill_at = time.monotonic() + float(self.job.get("grace_s", 2.0))
+
+    def signal_all(self, sig: int) -> None:
+        with contextlib.suppress(OSError):
+            os.killpg(self.pid, sig)
+        for pid in descendants(os.getpid()):
+            with contextlib.suppress(OSError):
+                os.kill(pid, sig)
+
+    def reap(self) -> None:
+        """Collect every child that ended: the command, and orphans handed to us as their subreaper."""
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            if pid == self.pid:
+                self.status = status
+
+    def sweep(self) -> None:
+        """After the command ended: end whatever it left running (SIGTERM, then SIGKILL after the grace)."""
+        if not descendants(os.getpid()):
+            return
+        self.signal_all(signal.SIGTERM)
+        until = time.monotonic() + float(self.job.get("grace_s", 2.0))
+        while descendants(os.getpid()) and time.monotonic() < until:
+            time.sleep(0.02)
+            self.reap_orphans()
+        while descendants(os.getpid()):
+            self.signal_all(signal.SIGKILL)
+            time.sleep(0.01)
+            self.reap_orphans()
+
+    def reap_orphans(self) -> None:
+        with contextlib.suppress(ChildProcessError):
+            while os.waitpid(-1, os.WNOHANG)[0]:
+                pass
+
+    # --- finish -------------------------------------------------------------------------------------------
+    def finish(self) -> None:
+        assert self.status is not None
+        self.sweep()
+        cap = self.job.get("max_output_bytes")
+        result: dict[str, Any] = {
+            "exit_code": os.waitstatus_to_exitcode(self.status),
+            "reason": self.reason or "exit",
+            "detail": self.detail,
+            "ended_at": time.time(),
+        }
+        for stream, path in zip(STREAMS, self.streams, strict=True):
+            try:
+                size = os.stat(path).st_size
+                if stream in self.cut and cap and size > cap:
+                    with open(path, "r+b") as f:
+                        f.truncate(cap)
+                        f.seek(cap)
+                        f.write(f"\n[runtimes-mcp: output cut here at {cap} bytes (local.max_output_mb)]\n".encode())
+                    size = os.stat(path).st_size
+            except OSError:
+                size = 0
+            result[f"{stream}_bytes"] = size
+        retiring = self.jobs >= MAX_JOBS  # then the server must not hand this supervisor another job
+        self.channel = _send(self.channel, {"op": "ended", "pid": self.pid, "retiring": retiring, **result})
+        self.record["pid"] = self.pid
+        self.record["result"] = result
+        with contextlib.suppress(OSError):  # e.g. the disk is full: the server heard it all the same
+            write_json(self.path(RECORD), self.record)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 4 and sys.argv[1] == "zygote":
+        zygote(int(sys.argv[2]), sys.argv[3])
+    else:
+        sys.exit("usage: supervisor.py zygote FD DATA_DIR (started by runtimes-mcp)")

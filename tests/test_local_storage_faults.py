@@ -1,0 +1,124 @@
+"""Storage faults never end the server: a full disk, a read-only or a damaged database, an unusable data
+directory. The call gets an error that names the cause and what to do; other sessions keep running."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from mcp import Client
+
+from tests.conftest import error_text, processes_matching, stdio_params, structured
+from tests.test_local_sessions import marker, wait_until_gone
+
+
+def _mount(*args: str) -> bool:
+    return subprocess.run(["mount", *args], capture_output=True).returncode == 0
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 4 MiB filesystem of its own (a tmpfs), where the machine lets us mount one."""
+    where = tmp_path / "small"
+    where.mkdir()
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("mounting a small tmpfs needs root here")
+    if not _mount("-t", "tmpfs", "-o", "size=4m", "tmpfs", str(where)):
+        pytest.skip("mounting a small tmpfs needs root here")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], capture_output=True)
+
+
+async def test_a_full_disk_fails_calls_clearly_and_the_server_carries_on(small_disk: Path) -> None:
+    mark = marker()
+    data = small_disk / "data"
+    params = stdio_params(env={"RUNTIMES_MCP_DATA_DIR": str(data)})
+    async with Client(params) as client:
+        other = structured(await client.call_tool("execRun", {"command": f"sleep {mark}", "wait": False}))
+
+        filled = await client.call_tool("execRun", {"command": "yes", "timeout_s": 30})
+        text = filled.content[0].text  # type: ignore[union-attr]
+        assert "Traceback" not in text and "bug" not in text
+        if not filled.is_error:
+            assert structured(filled)["state"] == "failed"  # yes: "No space left on device"
+
+        # Directories made ahead still take a run (which reports the full disk); once none is left, the call
+        # is refused with the cause and what to do.
+        for _ in range(80):
+            hello = await client.call_tool("execRun", {"command": "echo hi"})
+            if hello.is_error:
+                break
+            assert structured(hello)["state"] == "failed"  # echo cannot write its output either
+        text = error_text(hello)
+        assert "No space left" in text and "RUNTIMES_MCP_DATA_DIR" in text and "bug" not in text
+        event = error_text(await client.call_tool("storeEvent", {"type": "t", "data": {"big": "x" * 200_000}}))
+        assert "full" in event and "RUNTIMES_MCP_DATA_DIR" in event
+
+        listed = structured(await client.call_tool("listSessions", {"status": "running"}))
+        assert other["session_id"] in [s["id"] for s in listed["sessions"]]
+        assert processes_matching(mark), "another client's session keeps running"
+
+        for big in (data / "sessions").glob("*/stdout"):  # the operator frees space
+            if big.stat().st_size > 1024 * 1024:
+                big.unlink()
+        again = structured(await client.call_tool("execRun", {"command": "echo hi"}))
+        assert again["stdout"] == "hi\n"
+
+        stopped = structured(await client.call_tool("stopSession", {"session_id": other["session_id"]}))
+        assert stopped["stopped"] is True
+    assert await wait_until_gone(mark) == []
+
+
+def test_a_damaged_database_stops_start_up_with_one_line_naming_the_setting(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "local.sqlite3").write_bytes(b"this is not a database" * 100)
+    env = {**os.environ, "RUNTIMES_MCP_DATA_DIR": str(data)}
+    for args in (["call", "listSessions", "{}"], ["--transport", "http", "--port", "0"]):
+        result = subprocess.run(
+            [sys.executable, "-m", "server.cli", *args], capture_output=True, text=True, env=env, timeout=60
+        )
+        lines = result.stderr.strip().splitlines()
+        assert result.returncode == 2 and len(lines) == 1, result.stderr
+        assert "RUNTIMES_MCP_DATA_DIR" in lines[0] and "not a database" in lines[0]
+
+
+def test_a_data_directory_that_cannot_be_created_is_named(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("a file, not a directory")
+    env = {**os.environ, "RUNTIMES_MCP_DATA_DIR": str(blocker / "data")}
+    result = subprocess.run(
+        [sys.executable, "-m", "server.cli", "call", "execRun", '{"command": "true"}'],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert result.returncode == 2 and "RUNTIMES_MCP_DATA_DIR" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+async def test_a_read_only_database_fails_writes_clearly_and_reads_still_work(tmp_path: Path) -> None:
+    from providers.local.events import EventLog
+    from providers.local.store import Store, StoreError
+
+    store = await Store.open(tmp_path / "local.sqlite3")
+    events = EventLog(store)
+    await events.store("before", {"n": 1})
+    store._writer.execute("PRAGMA query_only = 1")  # what a read-only file or mount does to writes
+    with pytest.raises(StoreError) as caught:
+        await events.store("after", {"n": 2})
+    text = str(caught.value)
+    assert text.startswith("local: state store unavailable:") and "readonly" in text
+    assert "writable" in text and "RUNTIMES_MCP_DATA_DIR" in text
+    assert [e.type for e in (await events.query()).events] == ["before"]
+    store._writer.execute("PRAGMA query_only = 0")
+    await events.store("after", {"n": 3})  # and it recovers without a restart
+    await store.close()
