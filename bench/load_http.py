@@ -70,6 +70,8 @@ def free_port() -> int:
 
 
 OUR_HTTP = [sys.executable, "-m", "server.cli", "--transport", "http"]
+# The bare SDK floor authenticates nothing; so that the figures compare like with like, neither do we here.
+NO_AUTH = "--insecure-no-auth"
 
 
 def launch_http_server(
@@ -151,7 +153,7 @@ async def run_load(
 def load_test(clients: int, calls: int) -> LoadResult:
     with tempfile.TemporaryDirectory() as data_dir:
         server, base = launch_http_server(
-            lambda port: [*OUR_HTTP, "--port", str(port), "--stateless", "--json-response"],
+            lambda port: [*OUR_HTTP, NO_AUTH, "--port", str(port), "--stateless", "--json-response"],
             env={"RUNTIMES_MCP_DATA_DIR": data_dir},
         )
         try:

@@ -31,7 +31,7 @@ from typing import Any
 import anyio
 import httpx
 
-from bench.load_http import LoadResult, launch_http_server, rss_kib, run_load
+from bench.load_http import NO_AUTH, LoadResult, launch_http_server, rss_kib, run_load
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
@@ -104,6 +104,35 @@ def timed_calls(peer: StdioPeer, tool: str, arguments: dict[str, Any], n: int, w
         peer.call(tool, arguments)
         out.append((time.perf_counter() - started) * 1000)
     return out
+
+
+def timed_spawns(argv: list[str], n: int, warmup: int) -> list[float]:
+    """`n` timed spawns of a command (and wait for it), after `warmup` untimed ones."""
+    for _ in range(warmup):
+        subprocess.run(argv, check=True)
+    out = []
+    for _ in range(n):
+        started = time.perf_counter()
+        subprocess.run(argv, check=True)
+        out.append((time.perf_counter() - started) * 1000)
+    return out
+
+
+def bare_bwrap_argv(data_dir: str) -> list[str] | None:
+    """bwrap with the profile a session gets, running `true` in a working directory of its own; None where
+    the sandbox cannot run."""
+    from providers.local.config import SandboxConfig
+    from providers.local.sandbox import build, find_bwrap, probe
+
+    bwrap = find_bwrap(SandboxConfig())
+    if bwrap is None:
+        return None
+    sandbox = build(SandboxConfig(), bwrap, Path(data_dir))
+    if probe(sandbox) is not None:
+        return None
+    workdir = Path(data_dir) / "bwrap-floor"
+    workdir.mkdir(exist_ok=True)
+    return sandbox.argv("true", str(workdir), str(workdir))
 
 
 def pct(values: list[float], q: float) -> float:
@@ -258,28 +287,34 @@ def stdio_rows(quick: bool, env: dict[str, str]) -> list[Row]:
     rows.append(Row("cold start CPU time to initialize (vs bare SDK)", ours_cpu, sdk_cpu, "ms", "info", None))
     rows.append(Row("cold start stdio (vs raw JSON-RPC loop)", ours_cold, raw_cold, "ms", "info", None))
 
+    # `ours` has the default configuration (sandboxed where the kernel allows, as here); `plain` runs
+    # commands unsandboxed, for the unsandboxed figure and the sandbox's cost over it.
+    plain_dir = tempfile.mkdtemp()
     sdk, ours = StdioPeer(SDK_FLOOR, env), StdioPeer(OURS, env)
-    sdk.initialize()
-    ours.initialize()
+    plain = StdioPeer(OURS, {**env, "RUNTIMES_MCP_SANDBOX": "off", "RUNTIMES_MCP_DATA_DIR": plain_dir})
+    for peer in (sdk, ours, plain):
+        peer.initialize()
     sdk_rss_start, rss_start = rss_kib(sdk.process.pid), rss_kib(ours.process.pid)
+    bwrap_true = bare_bwrap_argv(plain_dir)
     # Interleaved in rounds, each server idle while the other works, so machine noise hits all alike.
     echo: list[float] = []
     docs: list[float] = []
     listing: list[float] = []
     execs: list[float] = []
+    sandboxed: list[float] = []
     shell: list[float] = []
+    bwrap: list[float] = []
     rounds, warm = 25, 3
     for _ in range(rounds):
         echo += timed_calls(sdk, "echo", {"text": "hi"}, calls // rounds, warm)
         docs += timed_calls(ours, "getDocs", {"topic": "errors"}, calls // rounds, warm)
         listing += timed_calls(ours, "listSessions", {"limit": 5}, calls // rounds, warm)
-        execs += timed_calls(ours, "execRun", {"command": "true"}, calls // rounds // 2, warm)
-        for _ in range(warm):
-            subprocess.run(["/bin/sh", "-c", "true"], check=True)
-        for _ in range(calls // rounds // 2):
-            started = time.perf_counter()
-            subprocess.run(["/bin/sh", "-c", "true"], check=True)
-            shell.append((time.perf_counter() - started) * 1000)
+        execs += timed_calls(plain, "execRun", {"command": "true"}, calls // rounds // 2, warm)
+        shell += timed_spawns(["/bin/sh", "-c", "true"], calls // rounds // 2, warm)
+        if bwrap_true is not None:
+            sandboxed += timed_calls(ours, "execRun", {"command": "true"}, calls // rounds // 4, warm)
+            bwrap += timed_spawns(bwrap_true, calls // rounds // 4, warm)
+    plain.close()
     soak = 2000 if quick else 10_000
     timed_calls(sdk, "echo", {"text": "hi"}, soak)
     sdk_rss_end = rss_kib(sdk.process.pid)
@@ -296,10 +331,32 @@ def stdio_rows(quick: bool, env: dict[str, str]) -> list[Row]:
         rows.append(ratio_row(f"{name} p50 over stdio, {calls} calls (vs SDK echo)", p50, echo_p50, "ms", 1.3))
         rows.append(Row(f"{name} p99 / p50", p99 / p50, None, "x", "<= 2x", p99 / p50 <= 2))
     exec_floor = statistics.median(shell) + echo_p50
-    rows.append(
-        ratio_row("execRun `true` p50 (vs sh spawn + SDK call)", statistics.median(execs), exec_floor, "ms", 1.5)
-    )
-    rows.append(Row("execRun `true` p99", pct(execs, 0.99), None, "ms", "info", None))
+    exec_p50 = statistics.median(execs)
+    rows.append(ratio_row("execRun `true` p50, unsandboxed (vs sh spawn + SDK call)", exec_p50, exec_floor, "ms", 1.5))
+    rows.append(Row("execRun `true` p99, unsandboxed", pct(execs, 0.99), None, "ms", "info", None))
+    if sandboxed:
+        sandboxed_p50 = statistics.median(sandboxed)
+        bwrap_floor = statistics.median(bwrap) + echo_p50
+        rows.append(
+            ratio_row(
+                "execRun `true` p50, sandboxed (vs bare bwrap spawn + SDK call)", sandboxed_p50, bwrap_floor, "ms", 1.5
+            )
+        )
+        extra = sandboxed_p50 - exec_p50
+        bwrap_cost = statistics.median(bwrap) - statistics.median(shell)
+        rows.append(
+            Row("bare bwrap spawn minus bare sh spawn (the sandbox's own price)", bwrap_cost, None, "ms", "info", None)
+        )
+        rows.append(
+            Row(
+                "execRun `true` p50, sandboxed (vs unsandboxed execRun)",
+                sandboxed_p50,
+                exec_p50,
+                "ms",
+                f"<= +5 ms (measured {extra:+.2f} ms)",
+                extra <= 5.0,
+            )
+        )
     rows.append(ratio_row("RSS after start (vs bare SDK)", rss_start / 1024, sdk_rss_start / 1024, "MiB", 1.2))
     growth = (rss_end - rss_mid) / 1024
     rows.append(
@@ -334,7 +391,16 @@ def http_rows(quick: bool, env: dict[str, str]) -> list[Row]:
             process, base = launch_http_server(lambda port: [*argv, "http", str(port)], env)
         else:
             process, base = launch_http_server(
-                lambda port: [*argv, "--transport", "http", "--port", str(port), "--stateless", "--json-response"],
+                lambda port: [
+                    *argv,
+                    "--transport",
+                    "http",
+                    NO_AUTH,
+                    "--port",
+                    str(port),
+                    "--stateless",
+                    "--json-response",
+                ],
                 env,
             )
         return process, f"{base}/mcp"

@@ -28,7 +28,7 @@ from server.config import Settings
 from server.state import AppState, available_capabilities
 from tools import build
 from tools.catalog import ALL
-from tools.docs_tool import docs_tool, register_docs_resources
+from tools.docs_tool import ServerFacts, docs_tool, register_docs_resources
 
 RESOURCE_READ_CAP = 8 * 1024 * 1024
 
@@ -66,15 +66,18 @@ def create_server(
     `local_code`, tools that would run commands on this machine are not offered for `local`; without
     `services`, the local launchers are not started (one-shot commands)."""
     bus = InMemorySubscriptionBus()
+    facts = ServerFacts()
 
     @asynccontextmanager
     async def lifespan(_: MCPServer[AppState]) -> AsyncIterator[AppState]:
         if state is not None:
             state.watchers.add_bus(bus)
+            facts.state = state
             yield state
             return
         async with AppState.open(settings, services=services) as own:
             own.watchers.add_bus(bus)
+            facts.state = own
             yield own
 
     # Validation messages reach agents; pydantic's documentation links only cost them tokens.
@@ -97,7 +100,7 @@ def create_server(
         log_level=settings.log_level,
         tools=[*build.tools_for(offers), docs_tool()],
     )
-    register_docs_resources(server)
+    register_docs_resources(server, facts)
     if settings.computesdk_access_token is not None:
         _register_live_events(server)
     _register_local_resources(server)

@@ -61,7 +61,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--insecure-no-auth",
         action="store_true",
-        help="serve HTTP beyond loopback without RUNTIMES_MCP_HTTP_TOKEN (only behind your own authentication)",
+        help="serve HTTP without a bearer token (only behind your own authentication); tools that run commands "
+        "on this machine are then off",
+    )
+    p.add_argument(
+        "--unauthenticated-local-exec",
+        action="store_true",
+        help="with --insecure-no-auth: offer the tools that run commands on this machine all the same",
     )
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.add_parser("tools", help="print the tools this configuration offers")
@@ -136,7 +142,14 @@ def _dispatch(args: argparse.Namespace, settings: Any) -> int:
         from server.http import serve_http
 
         return anyio.run(
-            serve_http, settings, args.host, args.port, args.stateless, args.json_response, args.insecure_no_auth
+            serve_http,
+            settings,
+            args.host,
+            args.port,
+            args.stateless,
+            args.json_response,
+            args.insecure_no_auth,
+            args.unauthenticated_local_exec,
         )
     return anyio.run(serve_stdio, settings)
 

@@ -7,7 +7,7 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic import AliasChoices, Field, PrivateAttr, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 from providers.catalog import PROVIDERS
@@ -115,6 +115,12 @@ class Settings(BaseSettings):
     )
 
     local: LocalConfig = Field(default_factory=LocalConfig)
+    _config_file: Path | None = PrivateAttr(None)
+
+    @property
+    def config_file(self) -> Path | None:
+        """The TOML file these settings came from (it may hold credentials: sandboxed commands never see it)."""
+        return self._config_file
 
     @classmethod
     def settings_customise_sources(
@@ -139,6 +145,13 @@ class Settings(BaseSettings):
         if unknown:
             raise ValueError(f"unknown toolset(s) {', '.join(unknown)}; choose from {', '.join(TOOLSETS)} or all")
         return names
+
+    @field_validator("http_token", mode="before")
+    @classmethod
+    def _empty_token_is_none(cls, value: Any) -> Any:
+        """RUNTIMES_MCP_HTTP_TOKEN= (say, `docker run -e RUNTIMES_MCP_HTTP_TOKEN` with the variable unset on the
+        host) means no token, not a token nobody can send."""
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("allowed_origins", "allowed_hosts", mode="before")
     @classmethod
@@ -171,7 +184,7 @@ def _setting_name(field: str) -> str:
 
 
 # Settings of the local provider that the environment may also set (it wins over the config file).
-LOCAL_ENV = {"RUNTIMES_MCP_ON_EXIT": "on_exit"}
+LOCAL_ENV = {"RUNTIMES_MCP_ON_EXIT": ("on_exit",), "RUNTIMES_MCP_SANDBOX": ("sandbox", "mode")}
 
 
 def load_settings(config_path: str | os.PathLike[str] | None = None) -> Settings:
@@ -185,23 +198,29 @@ def load_settings(config_path: str | os.PathLike[str] | None = None) -> Settings
             raise ConfigError(f"config file not found: {path} (from --config or RUNTIMES_MCP_CONFIG)") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
-    from_env: dict[str, str] = {}
-    for env_name, key in LOCAL_ENV.items():
+    from_env: dict[tuple[str, ...], str] = {}
+    for env_name, keys in LOCAL_ENV.items():
         if os.environ.get(env_name):
-            local = file_values.setdefault("local", {})
-            if isinstance(local, dict):
-                local[key] = os.environ[env_name]
-                from_env[key] = env_name
+            section = file_values.setdefault("local", {})
+            for key in keys[:-1]:
+                section = section.setdefault(key, {}) if isinstance(section, dict) else section
+            if isinstance(section, dict):
+                section[keys[-1]] = os.environ[env_name]
+                from_env[keys] = env_name
     try:
-        return Settings(**file_values)
+        settings = Settings(**file_values)
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
             loc = [str(part) for part in err["loc"]]
             name = _setting_name(loc[0]) if loc else "?"
             where = ".".join([name, *loc[1:]])
-            if loc[:1] == ["local"] and len(loc) > 1 and loc[1] in from_env:
-                where = f"{from_env[loc[1]]} (config file: local.{loc[1]})"
+            from_env_name = from_env.get(tuple(loc[1:])) if loc[:1] == ["local"] else None
+            if from_env_name:
+                where = f"{from_env_name} (config file: {'.'.join(loc)})"
             msg = "unknown setting" if err["type"] == "extra_forbidden" else err["msg"].removeprefix("Value error, ")
             problems.append(f"{where}: {msg}")
         raise ConfigError("invalid configuration: " + "; ".join(problems)) from None
+    if path:
+        settings._config_file = Path(path).resolve()
+    return settings

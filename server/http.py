@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import hmac
-import ipaddress
 import json
+import secrets
 import signal
-from typing import Any
+import sys
+from dataclasses import dataclass
+from typing import Any, TextIO
 
 from mcp.server.mcpserver import MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
@@ -22,28 +24,52 @@ from server.state import AppState
 MCP_PATH = "/mcp"
 
 
-def is_loopback(host: str) -> bool:
-    if host in ("localhost", "localhost."):
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
+@dataclass(frozen=True)
+class Access:
+    """Who may call the HTTP server: a bearer token (the operator's, or one made for this run), or nobody
+    checked at all (--insecure-no-auth, for a proxy that authenticates in front of it)."""
+
+    token: str | None
+    generated: bool
+    local_code: bool  # offer the tools that run commands on this machine
 
 
-def check_exposure(settings: Settings, host: str, insecure_no_auth: bool) -> None:
-    """Refuse to serve beyond this machine without a token, unless the user insists."""
-    if settings.http_token is None and not is_loopback(host) and not insecure_no_auth:
-        raise ConfigError(
-            f"refusing to serve on {host} without authentication: set RUNTIMES_MCP_HTTP_TOKEN "
-            "(clients then send 'Authorization: Bearer <token>'), bind to 127.0.0.1, or pass --insecure-no-auth "
-            "if something in front of this server already authenticates"
+def decide_access(settings: Settings, insecure_no_auth: bool, unauthenticated_exec: bool) -> Access:
+    """Authentication is on unless the operator turns it off; without RUNTIMES_MCP_HTTP_TOKEN a token is made
+    for this run (and printed, Jupyter-style). Without authentication, tools that run commands on this machine
+    are not offered unless the operator opts in once more (--unauthenticated-local-exec)."""
+    if unauthenticated_exec and not insecure_no_auth:
+        raise ConfigError("--unauthenticated-local-exec only makes sense with --insecure-no-auth")
+    if settings.http_token is not None:
+        if insecure_no_auth:
+            raise ConfigError("--insecure-no-auth and RUNTIMES_MCP_HTTP_TOKEN contradict each other: choose one")
+        return Access(settings.http_token.get_secret_value(), False, True)
+    if insecure_no_auth:
+        return Access(None, False, unauthenticated_exec)
+    return Access(secrets.token_urlsafe(32), True, True)
+
+
+def announce(access: Access, host: str, port: int, stream: TextIO) -> None:
+    """Say where the server is and how to reach it, in a few lines a person can copy from."""
+    shown = f"[{host}]" if ":" in host else host
+    url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else shown}:{port}{MCP_PATH}"
+    if access.token is None:
+        exec_note = "" if access.local_code else "; tools that run commands on this machine are off"
+        print(f"runtimes-mcp: serving MCP at {url} without authentication (--insecure-no-auth{exec_note})", file=stream)
+    elif not access.generated:
+        print(f"runtimes-mcp: serving MCP at {url}; clients send the bearer token RUNTIMES_MCP_HTTP_TOKEN", file=stream)
+    else:
+        config = {
+            "mcpServers": {
+                "runtimes": {"type": "http", "url": url, "headers": {"Authorization": f"Bearer {access.token}"}}
+            }
+        }
+        print(
+            f"runtimes-mcp: serving MCP at {url} with a bearer token made for this run (set RUNTIMES_MCP_HTTP_TOKEN "
+            f"to choose one):\n    {access.token}\n  client config:\n    {json.dumps(config)}",
+            file=stream,
         )
-
-
-def local_code_allowed(settings: Settings, host: str) -> bool:
-    """Tools that run commands on this machine are offered over HTTP only with a token or on loopback."""
-    return settings.http_token is not None or is_loopback(host)
+    stream.flush()
 
 
 class BearerAuth:
@@ -75,7 +101,7 @@ class BearerAuth:
 
 
 def build_http_app(
-    server: MCPServer[Any], settings: Settings, *, host: str, stateless: bool, json_response: bool
+    server: MCPServer[Any], settings: Settings, *, host: str, stateless: bool, json_response: bool, token: str | None
 ) -> ASGIApp:
     @server.custom_route("/healthz", methods=["GET"])  # type: ignore[untyped-decorator]
     async def healthz(_: Request) -> Response:
@@ -94,21 +120,30 @@ def build_http_app(
         transport_security=security,
         max_request_body_size=settings.max_request_bytes,
     )
-    if settings.http_token is None:
+    if token is None:
         return app
-    return BearerAuth(app, settings.http_token.get_secret_value())
+    return BearerAuth(app, token)
 
 
 async def serve_http(
-    settings: Settings, host: str, port: int, stateless: bool, json_response: bool, insecure_no_auth: bool = False
+    settings: Settings,
+    host: str,
+    port: int,
+    stateless: bool,
+    json_response: bool,
+    insecure_no_auth: bool = False,
+    unauthenticated_exec: bool = False,
 ) -> int:
     import uvicorn
 
-    check_exposure(settings, host, insecure_no_auth)
+    access = decide_access(settings, insecure_no_auth, unauthenticated_exec)
     async with AppState.open(settings) as state:
-        server = create_server(settings, state, local_code=local_code_allowed(settings, host))
-        app = build_http_app(server, settings, host=host, stateless=stateless, json_response=json_response)
+        server = create_server(settings, state, local_code=access.local_code)
+        app = build_http_app(
+            server, settings, host=host, stateless=stateless, json_response=json_response, token=access.token
+        )
         freeze_startup_objects()
+        announce(access, host, port, sys.stderr)
         config = uvicorn.Config(
             app,
             host=host,

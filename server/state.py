@@ -79,7 +79,8 @@ class AppState:
     @classmethod
     @asynccontextmanager
     async def open(cls, settings: Settings, *, services: bool = True) -> AsyncIterator[AppState]:
-        local_runtime = LocalRuntime.open(settings.local, settings.data_dir, run_launchers=services)
+        hidden = (str(settings.config_file),) if settings.config_file else ()
+        local_runtime = LocalRuntime.open(settings.local, settings.data_dir, run_launchers=services, hidden=hidden)
         async with local_runtime as local, anyio.create_task_group() as tg:
             state = cls(settings, local, tg)
             try:

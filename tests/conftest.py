@@ -102,7 +102,8 @@ def stdio_params(*args: str, env: dict[str, str] | None = None) -> StdioServerPa
 
 
 def processes_matching(marker: str) -> list[int]:
-    """Live (non-zombie) pids whose command line contains `marker`."""
+    """Live (non-zombie) pids whose command line contains `marker`; the sandbox's own bubblewrap processes
+    (whose command line holds the command too) are not counted."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -113,7 +114,8 @@ def processes_matching(marker: str) -> list[int]:
         except OSError:
             continue
         state = stat[stat.rfind(b")") + 2 :].split()[0]
-        if marker.encode() in cmdline and state != b"Z" and int(entry.name) != os.getpid():
+        bwrap = stat[stat.find(b"(") + 1 : stat.rfind(b")")] == b"bwrap"
+        if marker.encode() in cmdline and state != b"Z" and not bwrap and int(entry.name) != os.getpid():
             found.append(int(entry.name))
     return found
 

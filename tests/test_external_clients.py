@@ -45,7 +45,7 @@ def npm_env() -> dict[str, str]:
 
 
 def test_official_conformance_suite_passes_every_protocol_scenario() -> None:
-    with http_server() as (base, _):
+    with http_server("--insecure-no-auth") as (base, _):  # the suite sends no credentials
         result = subprocess.run(
             [
                 "npx",

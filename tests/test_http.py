@@ -3,9 +3,9 @@ Host/Origin checks, limits, stateless JSON mode, /healthz, and a graceful stop o
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,7 +19,6 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
 from bench.load_http import OUR_HTTP, free_port, launch_http_server
-from server.config import load_settings
 from tests.conftest import connect, error_text, processes_matching, structured
 from tests.test_local_sessions import marker, wait_until_gone
 
@@ -36,6 +35,8 @@ JSON_HEADERS = {"Content-Type": "application/json", "Accept": "application/json,
 
 @contextmanager
 def http_server(*args: str, env: dict[str, str] | None = None) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """A real HTTP server process; with the test token unless the test says otherwise."""
+    env = {"RUNTIMES_MCP_HTTP_TOKEN": TOKEN, **(env or {})} if "--insecure-no-auth" not in args else env
     process, base = launch_http_server(
         lambda port: [*OUR_HTTP, "--port", str(port), *args], env=env, stderr=subprocess.PIPE
     )
@@ -78,26 +79,29 @@ async def test_an_authenticated_client_runs_tools_over_http() -> None:
 
 
 def test_origin_and_host_are_checked_against_allow_lists() -> None:
-    with http_server(env={"RUNTIMES_MCP_ALLOWED_ORIGINS": "https://agents.example"}) as (base, _):
+    with http_server("--insecure-no-auth", env={"RUNTIMES_MCP_ALLOWED_ORIGINS": "https://agents.example"}) as (
+        base,
+        _,
+    ):
         evil = httpx.post(f"{base}/mcp", json=INIT, headers={**JSON_HEADERS, "Origin": "https://evil.example"})
         assert evil.status_code == 403
         good = httpx.post(f"{base}/mcp", json=INIT, headers={**JSON_HEADERS, "Origin": "https://agents.example"})
         assert good.status_code == 200
         rebound = httpx.post(f"{base}/mcp", json=INIT, headers={**JSON_HEADERS, "Host": "attacker.example"})
         assert rebound.status_code == 421
-    with http_server() as (base, _):  # loopback origins are allowed by default
+    with http_server("--insecure-no-auth") as (base, _):  # loopback origins are allowed by default
         local = httpx.post(f"{base}/mcp", json=INIT, headers={**JSON_HEADERS, "Origin": "http://localhost:3000"})
         assert local.status_code == 200
 
 
 def test_oversized_request_body_is_refused() -> None:
-    with http_server(env={"RUNTIMES_MCP_MAX_REQUEST_BYTES": "2048"}) as (base, _):
+    with http_server("--insecure-no-auth", env={"RUNTIMES_MCP_MAX_REQUEST_BYTES": "2048"}) as (base, _):
         big = {**INIT, "params": {**INIT["params"], "padding": "x" * 5000}}  # type: ignore[dict-item]
         assert httpx.post(f"{base}/mcp", json=big, headers=JSON_HEADERS).status_code == 413
 
 
 def test_stateless_json_mode_answers_plain_json_without_a_session() -> None:
-    with http_server("--stateless", "--json-response") as (base, _):
+    with http_server("--stateless", "--json-response", "--insecure-no-auth") as (base, _):
         response = httpx.post(f"{base}/mcp", json=INIT, headers=JSON_HEADERS)
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("application/json")
@@ -113,27 +117,40 @@ def test_stateless_json_mode_answers_plain_json_without_a_session() -> None:
         assert answer.json()["result"]["structuredContent"]["topic"] == "local"
 
 
-def test_refuses_to_expose_itself_without_a_token() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "server.cli", "--transport", "http", "--host", "0.0.0.0", "--port", str(free_port())],
-        cwd=ROOT,
+def test_without_a_token_one_is_made_for_the_run_and_printed_with_a_client_config() -> None:
+    with http_server(env={"RUNTIMES_MCP_HTTP_TOKEN": ""}) as (base, process):  # empty means unset
+        assert process.stderr is not None
+        lines = [process.stderr.readline().decode() for _ in range(4)]
+        assert f"{base}/mcp" in lines[0] and "made for this run" in lines[0]
+        token = lines[1].strip()
+        config = json.loads(lines[3])["mcpServers"]["runtimes"]
+        assert config["url"] == f"{base}/mcp" and config["headers"]["Authorization"] == f"Bearer {token}"
+        assert httpx.post(f"{base}/mcp", json=INIT, headers=JSON_HEADERS).status_code == 401
+        with_token = httpx.post(f"{base}/mcp", json=INIT, headers={**JSON_HEADERS, **config["headers"]})
+        assert with_token.status_code == 200
+
+
+async def test_without_authentication_commands_are_off_unless_the_operator_opts_in() -> None:
+    async def names(*args: str) -> set[str]:
+        with http_server(*args) as (base, _):
+            async with authed_client(base, token=None) as client:
+                return {t.name for t in (await client.list_tools()).tools}
+
+    plain = await names("--insecure-no-auth")
+    assert "execRun" not in plain and "invokeRoutine" not in plain
+    assert {"listSessions", "stopSession", "getLaunchers", "storeEvent", "getDocs"} <= plain
+    assert {"execRun", "invokeRoutine"} <= await names("--insecure-no-auth", "--unauthenticated-local-exec")
+
+
+def test_local_exec_without_authentication_needs_both_flags() -> None:
+    alone = subprocess.run(
+        [*OUR_HTTP, "--unauthenticated-local-exec", "--port", str(free_port())],
         capture_output=True,
         text=True,
         timeout=60,
+        cwd=ROOT,
     )
-    assert result.returncode == 2
-    assert "RUNTIMES_MCP_HTTP_TOKEN" in result.stderr and "--insecure-no-auth" in result.stderr
-
-
-async def test_local_code_tools_are_off_when_exposed_without_a_token() -> None:
-    from mcp import Client as InProcess
-
-    from server.app import create_server
-
-    async with InProcess(create_server(load_settings(), local_code=False)) as client:
-        names = {t.name for t in (await client.list_tools()).tools}
-    assert "execRun" not in names and "invokeRoutine" not in names
-    assert {"listSessions", "stopSession", "getLaunchers", "storeEvent", "getDocs"} <= names
+    assert alone.returncode == 2 and "--insecure-no-auth" in alone.stderr
 
 
 async def test_sigterm_stops_gracefully_and_ends_local_processes() -> None:

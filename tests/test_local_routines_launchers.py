@@ -25,6 +25,9 @@ def routines_config(config_file: Any, tmp_path: Path) -> Path:
         f"""
         toolsets = ["routines", "launchers"]
 
+        [local.sandbox]
+        writable_paths = ["{tmp_path}"]  # the routines count their runs in a file here
+
         [local.routines.echo]
         command = '{ECHO_ROUTINE}'
         description = "echo the message back"
@@ -217,7 +220,6 @@ async def test_launchers_start_with_the_server_and_stop_with_it(
         assert [r["type"] for r in web["running"]] == ["session"]
         session = structured(await client.call_tool("getSession", {"session_id": web["running"][0]["id"]}))
         assert session["state"] == "running"
-        assert web["raw"]["pid"] in processes_matching(mark)
         assert len(processes_matching(mark)) >= 2  # one per launcher (plus its shell, if sh does not exec)
     assert await wait_until_gone(mark) == []
 

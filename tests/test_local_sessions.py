@@ -370,7 +370,12 @@ async def test_on_exit_stop_ends_the_servers_sessions_with_that_reason() -> None
 
 
 @pytest.mark.usefixtures("keep_on_exit")
-async def test_a_session_whose_supervisor_was_killed_is_lost_and_its_processes_ended() -> None:
+async def test_a_session_whose_supervisor_was_killed_is_lost_and_its_processes_ended(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Unsandboxed, what the command started outlives its supervisor until a server ends it (in the sandbox it
+    # dies with the supervisor: see test_sandbox).
+    monkeypatch.setenv("RUNTIMES_MCP_SANDBOX", "off")
     mark = marker()
     async with connect() as client:
         run = structured(await client.call_tool("execRun", {"command": f"sleep {mark} & sleep {mark}", "wait": False}))

@@ -2,7 +2,7 @@
 
 from typing import Annotated, Any, Literal
 
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.tools import Tool
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field
@@ -33,8 +33,17 @@ def table_of_contents() -> tuple[str, list[TopicEntry]]:
 TopicName = Literal[tuple(TOPICS)]  # type: ignore[valid-type]
 
 
+def this_server(topic: str, state: Any) -> str:
+    """What a topic says about the server that serves it (the local sandbox's status, for instance)."""
+    local = getattr(state, "local", None)
+    if topic != "local" or local is None:
+        return ""
+    return f"\n## This server\n- Sandbox: {local.sandbox_status}\n"
+
+
 def docs_tool() -> Tool:
     async def getDocs(
+        ctx: Context[Any, Any],
         topic: Annotated[
             TopicName | None,  # type: ignore[valid-type]
             Field(description="Topic to read; leave out for the table of contents."),
@@ -47,7 +56,8 @@ def docs_tool() -> Tool:
             markdown, entries = table_of_contents()
             result = DocsResult(markdown=markdown, topics=entries)
         else:
-            result = DocsResult(topic=topic, markdown=render(TOPICS[topic], detail))
+            markdown = render(TOPICS[topic], detail) + this_server(topic, ctx.request_context.lifespan_context)
+            result = DocsResult(topic=topic, markdown=markdown)
         # The markdown is the readable content; the same data is in structuredContent.
         return CallToolResult(
             content=[TextContent(type="text", text=result.markdown)], structured_content=result.model_dump(mode="json")
@@ -67,14 +77,21 @@ def docs_tool() -> Tool:
     )
 
 
-def register_docs_resources(server: MCPServer[Any]) -> None:
+class ServerFacts:
+    """What the docs resources say about this server; the lifespan fills `state` in once it is open
+    (a static resource gets no request context)."""
+
+    state: Any = None
+
+
+def register_docs_resources(server: MCPServer[Any], facts: ServerFacts) -> None:
     for topic in TOPICS.values():
-        _register_topic_resource(server, topic)
+        _register_topic_resource(server, topic, facts)
 
 
-def _register_topic_resource(server: MCPServer[Any], topic: Topic) -> None:
+def _register_topic_resource(server: MCPServer[Any], topic: Topic, facts: ServerFacts) -> None:
     def read() -> str:
-        return render(topic, "full")
+        return render(topic, "full") + this_server(topic.topic, facts.state)
 
     server.resource(
         f"docs://{topic.topic}",

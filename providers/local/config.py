@@ -43,6 +43,44 @@ class LauncherConfig(BaseModel):
     _cwd = field_validator("cwd")(_existing_dir)
 
 
+class SandboxConfig(BaseModel):
+    """How an agent's command is confined (see providers/local/sandbox.py)."""
+
+    model_config = ConfigDict(extra="forbid")
+    mode: Literal["auto", "required", "off"] = Field(
+        "auto", description="auto: sandboxed where the kernel allows it; required: refuse to start otherwise."
+    )
+    network: bool = Field(False, description="Let sandboxed commands use the network.")
+    writable_paths: list[str] = Field(default_factory=list, description="Directories commands may write to.")
+    hidden_paths: list[str] = Field(default_factory=list, description="More paths commands must not see.")
+    bwrap: str | None = Field(None, description="The bwrap binary (default: the bundled one, else bwrap on PATH).")
+
+    @field_validator("writable_paths")
+    @classmethod
+    def _writable_exist(cls, paths: list[str]) -> list[str]:
+        for path in paths:
+            _existing_dir(path)
+        return [str(Path(p).expanduser().resolve()) for p in paths]
+
+    @field_validator("hidden_paths")
+    @classmethod
+    def _absolute(cls, paths: list[str]) -> list[str]:
+        return [str(Path(p).expanduser().absolute()) for p in paths]
+
+
+class LimitsConfig(BaseModel):
+    """Upper bounds for every local session (rlimits always; cgroups where the host lets us make them)."""
+
+    model_config = ConfigDict(extra="forbid")
+    memory_mb: int = Field(4096, ge=64, description="Memory of a session (per process without cgroups).")
+    cpu_s: int = Field(3600, ge=1, description="CPU seconds of a session (launchers: none).")
+    processes: int = Field(512, ge=8, description="Processes a session may run at once.")
+    file_size_mb: int = Field(4096, ge=1, description="Largest file a session may write.")
+    open_files: int = Field(4096, ge=64, description="Open files per process.")
+    cgroups: bool = Field(True, description="Use cgroups when the host lets us create them.")
+    cgroup_parent: str | None = Field(None, description="A delegated cgroup v2 directory to create session cgroups in.")
+
+
 class LocalConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     routines: dict[str, RoutineConfig] = Field(default_factory=dict)
@@ -57,3 +95,5 @@ class LocalConfig(BaseModel):
     retention_days: float = Field(7, gt=0, description="Finished sessions and events older than this are deleted.")
     max_data_mb: int = Field(1024, ge=1, description="The data directory is kept under this, oldest runs first.")
     max_output_mb: int = Field(64, ge=1, description="Per stream, the output a session may write before it is ended.")
+    sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)

@@ -102,9 +102,11 @@ class Retention:
             if session_id not in doomed:
                 doomed.append(session_id)
                 total -= sizes[session_id]
-        for session_id in doomed:
-            await anyio.to_thread.run_sync(shutil.rmtree, self._sessions / session_id, True)
-        store.delete_sessions(doomed)
+        with anyio.CancelScope(shield=True):  # a record and its directory go together, even at shutdown
+            for session_id in doomed:
+                await anyio.to_thread.run_sync(shutil.rmtree, self._sessions / session_id, True)
+            store.delete_sessions(doomed)
+            await store.flush()
         events = await self._prune_events(cutoff, total)
         await store.flush()
         if doomed or events:

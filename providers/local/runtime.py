@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 from collections.abc import AsyncIterator
@@ -20,6 +21,7 @@ from providers.local.ids import PROVIDER
 from providers.local.launchers import LauncherSupervisor, page_launchers
 from providers.local.retention import Retention
 from providers.local.routines import Routines
+from providers.local.sandbox import SandboxError, prepare
 from providers.local.sessions import STATES, Progress, SessionManager, SessionSettings
 from providers.local.spawner import Spawner
 from providers.local.store import SessionRow, Store
@@ -54,8 +56,12 @@ def _summary(row: SessionRow) -> SessionSummary:
     return SessionSummary(id=row.id, status=row.state, started_at=_iso(row.started_at), command=row.command, raw=raw)
 
 
+logger = logging.getLogger(__name__)
+
+
 class DataDirError(Exception):
-    """The data directory cannot be used; the message names RUNTIMES_MCP_DATA_DIR and the cause."""
+    """The local runtime cannot start (an unusable data directory, a required sandbox that cannot run); the
+    message says why and what to set."""
 
 
 async def _open_store(data_dir: Path) -> Store:
@@ -96,21 +102,36 @@ class LocalRuntime:
         self.retention = retention
         self.routines = Routines(config.routines, sessions, store)
         self.launchers: dict[str, LauncherSupervisor] = {}
+        self.sandbox_status = "off"
 
     @classmethod
     @asynccontextmanager
     async def open(
-        cls, config: LocalConfig, data_dir: Path, *, run_launchers: bool = True
+        cls,
+        config: LocalConfig,
+        data_dir: Path,
+        *,
+        run_launchers: bool = True,
+        hidden: tuple[str, ...] = (),
     ) -> AsyncIterator[LocalRuntime]:
-        """`run_launchers=False` for one-shot commands (`runtimes-mcp call`), which must not start services."""
+        """`run_launchers=False` for one-shot commands (`runtimes-mcp call`), which must not start services.
+        `hidden`: more paths no command may see (the server's config file)."""
         store = await _open_store(data_dir)
+        try:
+            sandbox, sandbox_status = prepare(config.sandbox, data_dir, hidden)
+        except SandboxError as exc:
+            await store.close()
+            raise DataDirError(str(exc)) from None
+        if sandbox is None and config.sandbox.mode != "off":
+            logger.warning("runtimes-mcp: sandbox %s", sandbox_status)
         events = EventLog(store)
-        spawner = Spawner(data_dir)
+        spawner = Spawner(data_dir, config.limits.model_dump())
         settings = SessionSettings(
             output_cap=config.output_cap_bytes,
             max_timeout_s=config.max_timeout_s,
             max_output_bytes=config.max_output_mb * 1024 * 1024,
             on_exit=config.on_exit,
+            sandbox=sandbox,
         )
         retention = Retention(store, data_dir, config.retention_days, config.max_data_mb)
         try:
@@ -127,6 +148,7 @@ class LocalRuntime:
                 await sessions.recover()
                 tg.start_soon(retention.run_pass)
                 runtime = cls(config, data_dir, store, events, sessions, retention)
+                runtime.sandbox_status = sandbox_status
                 if run_launchers:
                     for name, launcher_config in config.launchers.items():
                         supervisor = LauncherSupervisor(name, launcher_config, data_dir / "launchers", sessions, events)

@@ -26,6 +26,7 @@ from providers.local import supervisor as sv
 from providers.local.events import EventLog
 from providers.local.ids import PROVIDER, new_id, now_ms
 from providers.local.processes import child_env, end_leftovers
+from providers.local.sandbox import Sandbox
 from providers.local.spawner import Spare, Spawner, SpawnerError, receive, send, signal_supervisor
 from providers.local.store import EventRow, SessionRow, Store, StoreError
 
@@ -38,6 +39,8 @@ REASON_STATE = {
     "server_shutdown": "stopped",
     "lost": "lost",
 }
+# Limits that ended a run: its state is failed, and end_reason names the limit.
+LIMIT_REASONS = ("output_limit", "memory_limit", "cpu_limit", "process_limit", "file_size_limit")
 REASON_TEXT = {
     "stop": "stopped on request",
     "server_shutdown": 'stopped because the server that started it shut down (local.on_exit = "stop")',
@@ -91,6 +94,7 @@ class LiveSession:
     error: ProviderError | None = None  # the command could not start
     early_end: dict[str, Any] | None = None  # its end arrived with the first message
     following: bool = False  # a task is reading the supervisor's socket
+    kind: str = "session"  # of its supervisor
 
     @property
     def id(self) -> str:
@@ -103,6 +107,7 @@ class SessionSettings:
     max_timeout_s: float
     max_output_bytes: int
     on_exit: str
+    sandbox: Sandbox | None = None
 
 
 class SessionManager:
@@ -151,9 +156,18 @@ class SessionManager:
                 f"timeout_s must be between 0 and {self.settings.max_timeout_s:g} (the local.max_timeout_s cap), "
                 f"got {timeout_s:g}",
             )
-        if cwd is not None and not Path(cwd).expanduser().is_dir():
-            raise InvalidInput(PROVIDER, f"cwd {cwd!r} is not an existing directory")
-        spare = await self._take()
+        if cwd is not None:
+            if not Path(cwd).expanduser().is_dir():
+                raise InvalidInput(PROVIDER, f"cwd {cwd!r} is not an existing directory")
+            sandbox = self.settings.sandbox
+            if sandbox is not None and sandbox.hides(str(Path(cwd).expanduser())):
+                raise InvalidInput(
+                    PROVIDER,
+                    f"cwd {cwd!r} is hidden from sandboxed commands (the data directory, or a credential location)",
+                    hint="Leave cwd out for a fresh working directory, or use a directory of the project.",
+                )
+        kind = "launcher" if on_server_exit == "stop" and origin.startswith("launcher:") else "session"
+        spare = await self._take(kind=kind)
         workdir = Path(cwd).expanduser() if cwd is not None else spare.dir / sv.WORKDIR
         on_exit = on_server_exit or self.settings.on_exit
         row = SessionRow(
@@ -168,7 +182,7 @@ class SessionManager:
             timeout_s=timeout_s,
             started_at=time.time(),
         )
-        live = LiveSession(row, spare.channel, time.monotonic(), on_exit)
+        live = LiveSession(row, spare.channel, time.monotonic(), on_exit, kind=spare.kind)
         try:
             while not self._hand_over(spare, row, env, stdin, on_exit, lock_fd, quiet=not durable):
                 spare.channel.close()  # that supervisor has gone (it should not have): take another
@@ -178,7 +192,7 @@ class SessionManager:
                 await self._started(live)
         except ProviderError as exc:
             if getattr(exc, "supervisor_intact", False):  # it removed the session's directory, and is fine
-                self._spawner.give_back(spare.supervisor, spare.channel)
+                self._spawner.give_back(spare.supervisor, spare.channel, spare.kind)
             else:
                 spare.channel.close()
             raise
@@ -199,9 +213,9 @@ class SessionManager:
             self._store.flush_soon(self._tg)
         return live
 
-    async def _take(self, slot_of: Spare | None = None) -> Spare:
+    async def _take(self, slot_of: Spare | None = None, kind: str = "session") -> Spare:
         try:
-            spare = await self._spawner.take()
+            spare = await self._spawner.take(slot_of.kind if slot_of is not None else kind)
         except SpawnerError as exc:
             raise Unavailable(
                 PROVIDER,
@@ -210,7 +224,7 @@ class SessionManager:
             ) from None
         if slot_of is not None:  # keep the session's directory (and id), change the supervisor
             self._spawner.return_slot(spare.id)
-            spare = Spare(slot_of.id, slot_of.dir, spare.supervisor, spare.channel)
+            spare = Spare(slot_of.id, slot_of.dir, spare.supervisor, spare.channel, spare.kind)
         return spare
 
     def _hand_over(
@@ -227,10 +241,18 @@ class SessionManager:
         if it is still running after a moment (a short waited-for run costs one message, not two)."""
         if stdin:
             (spare.dir / sv.STDIN).write_text(stdin, encoding="utf-8")
+        sandbox = self.settings.sandbox
+        own_workdir = row.cwd == str(spare.dir / sv.WORKDIR)
+        argv = (
+            ["/bin/sh", "-c", row.command]
+            if sandbox is None
+            else sandbox.argv(row.command, row.cwd, row.cwd if own_workdir else None)
+        )
         job: dict[str, Any] = {
             "id": spare.id,
             "dir": str(spare.dir),
-            "argv": ["/bin/sh", "-c", row.command],
+            "argv": argv,
+            "sandboxed": sandbox is not None,
             "cwd": row.cwd,
             "env": child_env(env),
             "stdin": bool(stdin),
@@ -248,7 +270,7 @@ class SessionManager:
                 "on_server_exit": on_exit,
             },
         }
-        if len(row.command) + sum(len(k) + len(v) for k, v in job["env"].items()) > sv.INLINE_JOB_BYTES:
+        if 2 * len(row.command) + sum(len(k) + len(v) for k, v in job["env"].items()) > sv.INLINE_JOB_BYTES:
             sv.write_json(str(spare.dir / sv.REQUEST), job)  # too large for one socket message
             job = {"file": sv.REQUEST, "id": spare.id, "dir": str(spare.dir)}
         return send(spare.channel, job, fds=[lock_fd] if lock_fd is not None else None)
@@ -321,7 +343,7 @@ class SessionManager:
     def _close(self, live: LiveSession, healthy: bool) -> None:
         """The run is over: its supervisor goes back to the spawner (when it said so itself), the waiters wake."""
         if healthy and live.row.supervisor:
-            self._spawner.give_back(live.row.supervisor, live.channel)
+            self._spawner.give_back(live.row.supervisor, live.channel, live.kind)
         else:
             live.channel.close()
         self._live.pop(live.id, None)
@@ -331,7 +353,7 @@ class SessionManager:
         """Fold a supervisor's result into the row."""
         reason = str(result.get("reason") or "exit")
         code = result.get("exit_code")
-        state = REASON_STATE.get(reason, "failed")
+        state = REASON_STATE.get(reason, "failed")  # a limit (LIMIT_REASONS) fails the run
         if reason == "exit":
             state = "completed" if code == 0 else "failed"
         row.state, row.exit_code, row.end_reason = state, code, reason

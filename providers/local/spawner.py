@@ -79,22 +79,25 @@ class Spare:
     dir: Path
     supervisor: str  # its identity (see supervisor.identity)
     channel: socket.socket
+    kind: str = "session"
 
 
 class Spawner:
     """One zygote per server. `take()` returns a ready supervisor with a session directory; `give_back()`
     returns a supervisor whose session ended, for the next one."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, limits: dict[str, Any] | None = None) -> None:
         self._sessions = data_dir / "sessions"
         self._data_dir = data_dir
+        self._limits = limits or {}
         self._process: subprocess.Popen[bytes] | None = None
         self._sock: socket.socket | None = None
-        self._supervisors: deque[tuple[str, socket.socket]] = deque()
+        self._supervisors: dict[str, deque[tuple[str, socket.socket]]] = {"session": deque(), "launcher": deque()}
+        self._forks_asked: dict[str, int] = {"session": 0, "launcher": 0}
+        self._waiting: dict[str, int] = {"session": 0, "launcher": 0}
         self._slots: deque[str] = deque()
         self._slot_target = FIRST_SLOTS
         self._slots_asked = 0
-        self._forks_asked = 0
         self._ready = anyio.Event()
         self._error: str | None = None
         self._closed = False
@@ -108,7 +111,16 @@ class Spawner:
         log = os.open(self._data_dir / LOG, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             self._process = subprocess.Popen(
-                [sys.executable, "-I", "-S", str(SCRIPT), "zygote", str(theirs.fileno()), str(self._data_dir)],
+                [
+                    sys.executable,
+                    "-I",
+                    "-S",
+                    str(SCRIPT),
+                    "zygote",
+                    str(theirs.fileno()),
+                    str(self._data_dir),
+                    json.dumps(self._limits),
+                ],
                 pass_fds=(theirs.fileno(),),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
@@ -124,9 +136,9 @@ class Spawner:
         self._ask_slots()
         task_group.start_soon(self._listen)
 
-    def _fork(self, n: int) -> None:
-        if self._sock is not None and send(self._sock, {"op": "more", "n": n}):
-            self._forks_asked += n
+    def _fork(self, n: int, kind: str = "session") -> None:
+        if self._sock is not None and send(self._sock, {"op": "more", "n": n, "kind": kind}):
+            self._forks_asked[kind] += n
 
     def _ask_slots(self) -> None:
         """Keep the stock of session directories (made or asked for) at its target."""
@@ -148,10 +160,11 @@ class Spawner:
                 return
             op = message.get("op")
             if op == "spare" and fds:
-                self._forks_asked = max(0, self._forks_asked - 1)
+                kind = str(message.get("kind", "session"))
+                self._forks_asked[kind] = max(0, self._forks_asked[kind] - 1)
                 channel = socket.socket(fileno=fds[0])
                 channel.setblocking(False)
-                self._supervisors.append((str(message["supervisor"]), channel))
+                self._supervisors[kind].append((str(message["supervisor"]), channel))
             elif op == "slots":
                 ids = [str(i) for i in message.get("ids", [])]
                 self._slots_asked = max(0, self._slots_asked - len(ids))
@@ -169,10 +182,20 @@ class Spawner:
         ready, self._ready = self._ready, anyio.Event()
         ready.set()
 
-    async def take(self) -> Spare:
-        """A ready supervisor and session directory. Raises SpawnerError with the cause when none can be had."""
-        if not self._supervisors and not self._forks_asked:
-            self._fork(1)
+    async def take(self, kind: str = "session") -> Spare:
+        """A ready supervisor (of a session or a launcher: a launcher's has no CPU limit) and a session
+        directory. Raises SpawnerError with the cause when none can be had."""
+        supervisors = self._supervisors[kind]
+        self._waiting[kind] += 1
+        try:
+            return await self._take(kind, supervisors)
+        finally:
+            self._waiting[kind] -= 1
+
+    async def _take(self, kind: str, supervisors: deque[tuple[str, socket.socket]]) -> Spare:
+        missing = self._waiting[kind] - len(supervisors) - self._forks_asked[kind]
+        if missing > 0:
+            self._fork(missing, kind)  # one for each caller waiting
         if not self._slots:
             if self._slot_target < MAX_SLOTS:
                 self._slot_target *= 2  # runs use them faster than they are made: keep more in stock
@@ -180,36 +203,38 @@ class Spawner:
                 self._error = None
                 send(self._sock, {"op": "slot_now"})  # made at once, not at the lowest priority
         with anyio.move_on_after(READY_WAIT_S):
-            while (not self._supervisors or not self._slots) and self._error is None:
+            while (not supervisors or not self._slots) and self._error is None:
                 await self._ready.wait()
-        if not self._supervisors or not self._slots:
+        if not supervisors or not self._slots:
             raise SpawnerError(self._error or f"no session supervisor became ready within {READY_WAIT_S:g} s")
-        supervisor, channel = self._supervisors.popleft()
+        supervisor, channel = supervisors.popleft()
         session_id = self._slots.popleft()
         self._ask_slots()
-        if not self._supervisors and not self._forks_asked:
+        if kind == "session" and not supervisors and not self._forks_asked[kind]:
             self._fork(1)  # the next run may come before this one ends
-        return Spare(session_id, self._sessions / session_id, supervisor, channel)
+        return Spare(session_id, self._sessions / session_id, supervisor, channel, kind)
 
     def return_slot(self, session_id: str) -> None:
         """A session directory taken but not used."""
         self._slots.appendleft(session_id)
 
-    def give_back(self, supervisor: str, channel: socket.socket) -> None:
+    def give_back(self, supervisor: str, channel: socket.socket, kind: str = "session") -> None:
         """A supervisor whose session ended, ready for another (or let go, when enough are idle)."""
-        if self._closed or len(self._supervisors) >= IDLE_SUPERVISORS:
+        idle = self._supervisors[kind]
+        if self._closed or len(idle) >= (IDLE_SUPERVISORS if kind == "session" else 1):
             channel.close()  # it leaves when it sees its server has gone
         else:
-            self._supervisors.append((supervisor, channel))
+            idle.append((supervisor, channel))
             self._wake()
 
     async def close(self) -> None:
         """Stop the zygote and let idle supervisors go. Supervisors of running sessions live on; unused session
         directories are removed."""
         self._closed = True
-        for _, channel in self._supervisors:
-            channel.close()
-        self._supervisors.clear()
+        for idle in self._supervisors.values():
+            for _, channel in idle:
+                channel.close()
+            idle.clear()
         for session_id in self._slots:
             sv.remove_slot(str(self._sessions / session_id))
         self._slots.clear()

@@ -162,8 +162,235 @@ def _send(channel: socket.socket | None, message: dict[str, Any]) -> socket.sock
         return None
 
 
+# --- limits: rlimits on every process; a cgroup for the session where the host lets us make one ----------
+MIB = 1 << 20
+OOM_WORDS = ("MemoryError", "Cannot allocate memory", "out of memory", "std::bad_alloc", "failed to allocate")
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+def _counter(text: str, name: str) -> int:
+    """`name N` from a flat-keyed cgroup file (memory.events, pids.events, memory.oom_control...)."""
+    for line in text.splitlines():
+        key, _, value = line.partition(" ")
+        if key == name and value.strip().isdigit():
+            return int(value)
+    return 0
+
+
+class Cgroup:
+    """A cgroup of its own for one supervisor and the sessions it runs, one after another: memory and process
+    caps the kernel enforces on the whole session, and counters that say which one was hit. cgroup v1 (one
+    directory per controller, where our own cgroup lets us create children) or v2 (under a delegated parent)."""
+
+    def __init__(self, dirs: dict[str, str], version: int) -> None:
+        self.dirs = dirs  # controller -> this cgroup's directory (v2: all the same)
+        self.version = version
+
+    @classmethod
+    def create(cls, limits: dict[str, Any], name: str) -> Cgroup | None:
+        if not limits.get("cgroups", True):
+            return None
+        try:
+            group = (
+                cls({"all": os.path.join(str(limits["cgroup_parent"]), name)}, 2)
+                if limits.get("cgroup_parent")
+                else cls._v1(name)
+            )
+            if group is None:
+                return None
+            for path in set(group.dirs.values()):
+                os.mkdir(path, 0o700)
+            group._set_limits(limits)
+            for path in set(group.dirs.values()):
+                with open(os.path.join(path, "cgroup.procs"), "w") as f:
+                    f.write(str(os.getpid()))
+            return group
+        except OSError:
+            return None
+
+    @classmethod
+    def _v1(cls, name: str) -> Cgroup | None:
+        mounts: dict[str, str] = {}
+        for line in _read("/proc/self/mountinfo").splitlines():
+            left, _, right = line.partition(" - ")
+            fields, extra = left.split(), right.split()
+            if len(extra) >= 3 and extra[0] == "cgroup":
+                for controller in extra[2].split(","):
+                    mounts[controller] = fields[4]
+        dirs = {}
+        for line in _read("/proc/self/cgroup").splitlines():
+            _, controllers, path = line.split(":", 2)
+            for controller in controllers.split(","):
+                if controller in ("memory", "pids", "cpuacct") and controller in mounts:
+                    dirs[controller] = os.path.join(mounts[controller] + path, name)
+        return cls(dirs, 1) if {"memory", "pids"} <= dirs.keys() else None
+
+    def file(self, controller: str, name: str) -> str:
+        return os.path.join(self.dirs.get(controller) or self.dirs.get("all", ""), name)
+
+    def _set_limits(self, limits: dict[str, Any]) -> None:
+        # The supervisor itself is in the group too: a little room for it.
+        memory = str(int(limits["memory_mb"]) * MIB + 64 * MIB)
+        processes = str(int(limits["processes"]) + 1)
+        if self.version == 1:
+            self._write("memory", "memory.limit_in_bytes", memory)
+            with contextlib.suppress(OSError):  # swap accounting may be off
+                self._write("memory", "memory.memsw.limit_in_bytes", memory)
+            self._write("pids", "pids.max", processes)
+        else:
+            self._write("all", "memory.max", memory)
+            with contextlib.suppress(OSError):
+                self._write("all", "memory.swap.max", "0")
+            self._write("all", "pids.max", processes)
+
+    def _write(self, controller: str, name: str, value: str) -> None:
+        with open(self.file(controller, name), "w") as f:
+            f.write(value)
+
+    def counters(self) -> dict[str, int]:
+        if self.version == 1:
+            oom = _counter(_read(self.file("memory", "memory.oom_control")), "oom_kill")
+            cpu_ns = int(_read(self.file("cpuacct", "cpuacct.usage")).strip() or 0) if "cpuacct" in self.dirs else -1
+        else:
+            oom = _counter(_read(self.file("all", "memory.events")), "oom_kill")
+            cpu_ns = _counter(_read(self.file("all", "cpu.stat")), "usage_usec") * 1000 or -1
+        return {"oom": oom, "pids_max": _counter(_read(self.file("pids", "pids.events")), "max"), "cpu_ns": cpu_ns}
+
+    def remove(self) -> None:
+        """Leave the group (back to its parent) and remove it; it is empty once our sessions have ended."""
+        for path in set(self.dirs.values()):
+            with contextlib.suppress(OSError):
+                with open(os.path.join(os.path.dirname(path), "cgroup.procs"), "w") as f:
+                    f.write(str(os.getpid()))
+            with contextlib.suppress(OSError):
+                os.rmdir(path)
+
+
+class Limits:
+    """The operator's upper bounds for one supervisor's sessions, applied once, when it starts: the rlimits
+    it sets on itself are inherited by every command it spawns (a launcher's supervisor sets no CPU limit)."""
+
+    def __init__(self, limits: dict[str, Any], kind: str) -> None:
+        self.limits = limits
+        self.kind = kind
+        self.cgroup: Cgroup | None = None
+        self.baseline: dict[str, int] = {}
+        self.cpu_done = 0.0
+
+    def apply(self) -> None:
+        if not self.limits:
+            return
+        import resource
+
+        self.cgroup = Cgroup.create(self.limits, f"runtimes-mcp-{os.getpid()}")
+        settings = [
+            (resource.RLIMIT_FSIZE, int(self.limits["file_size_mb"]) * MIB),
+            (resource.RLIMIT_NOFILE, int(self.limits["open_files"])),
+        ]
+        if self.cgroup is None:  # the cgroup caps a session's memory as a whole; without one, each process
+            settings.append((resource.RLIMIT_DATA, int(self.limits["memory_mb"]) * MIB))
+        if self.kind != "launcher":
+            cpu = int(self.limits["cpu_s"])
+            settings.append((resource.RLIMIT_CPU, cpu))
+        for which, value in settings:
+            with contextlib.suppress(ValueError, OSError):
+                _, hard = resource.getrlimit(which)
+                cap = value if hard == resource.RLIM_INFINITY else min(value, hard)
+                # CPU: SIGXCPU at the limit (which says why), SIGKILL a second later if that is ignored.
+                top = cap + 1 if which == resource.RLIMIT_CPU and hard == resource.RLIM_INFINITY else cap
+                resource.setrlimit(which, (cap, top))
+
+    def begin(self) -> None:
+        self.baseline = self.cgroup.counters() if self.cgroup else {}
+        self.cpu_done = _children_cpu_s()
+
+    def check(self, tree: list[int]) -> tuple[str, str] | None:
+        """A limit this run has hit, as (reason, what to say), or None."""
+        if not self.limits:
+            return None
+        counters = self.cgroup.counters() if self.cgroup else {}
+        if counters.get("oom", 0) > self.baseline.get("oom", 0):
+            return "memory_limit", f"a process ran out of memory (local.limits.memory_mb={self.limits['memory_mb']})"
+        if counters.get("pids_max", 0) > self.baseline.get("pids_max", 0) or len(tree) > int(self.limits["processes"]):
+            return (
+                "process_limit",
+                f"it tried to run more than {self.limits['processes']} processes (local.limits.processes)",
+            )
+        if self.kind != "launcher":
+            if counters.get("cpu_ns", -1) >= 0:
+                used = (counters["cpu_ns"] - self.baseline.get("cpu_ns", 0)) / 1e9
+            else:
+                used = _children_cpu_s() - self.cpu_done + sum(_cpu_s(pid) for pid in tree)
+            if used > int(self.limits["cpu_s"]):
+                return "cpu_limit", f"it used {used:.1f} s of CPU (local.limits.cpu_s={self.limits['cpu_s']})"
+        if self.cgroup is None:
+            rss = sum(_rss(pid) for pid in tree)
+            if rss > int(self.limits["memory_mb"]) * MIB:
+                return "memory_limit", f"it used {rss // MIB} MiB (local.limits.memory_mb={self.limits['memory_mb']})"
+        return None
+
+    def after_exit(self, code: int, stderr_tail: bytes) -> tuple[str, str] | None:
+        """A limit that ended the run on its own: the kernel's signal, an OOM kill, a failed allocation."""
+        if not self.limits:
+            return None
+        hit = self.check([])
+        if hit is not None and hit[0] != "cpu_limit":
+            return hit
+        if code in (-signal.SIGXCPU, 128 + signal.SIGXCPU):
+            return "cpu_limit", f"a process used its CPU time (local.limits.cpu_s={self.limits['cpu_s']})"
+        if code in (-signal.SIGXFSZ, 128 + signal.SIGXFSZ):
+            return "file_size_limit", f"a file reached local.limits.file_size_mb={self.limits['file_size_mb']}"
+        if code != 0 and any(word.encode() in stderr_tail for word in OOM_WORDS):
+            return "memory_limit", f"an allocation failed (local.limits.memory_mb={self.limits['memory_mb']})"
+        return None
+
+    def close(self) -> None:
+        if self.cgroup is not None:
+            self.cgroup.remove()
+
+
+def _tail(path: str, size: int = 2048) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(0, os.fstat(f.fileno()).st_size - size))
+            return f.read()
+    except OSError:
+        return b""
+
+
+def _stat(pid: int) -> list[bytes]:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return []
+    return stat[stat.rfind(b")") + 2 :].split()
+
+
+def _cpu_s(pid: int) -> float:
+    fields = _stat(pid)  # utime(11) stime(12) cutime(13) cstime(14), in clock ticks
+    return sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK") if len(fields) > 14 else 0.0
+
+
+def _rss(pid: int) -> int:
+    fields = _stat(pid)
+    return int(fields[21]) * os.sysconf("SC_PAGE_SIZE") if len(fields) > 21 else 0
+
+
+def _children_cpu_s() -> float:
+    usage = os.times()
+    return usage.children_user + usage.children_system
+
+
 # --- the zygote ------------------------------------------------------------------------------------------
-def zygote(fd: int, data_dir: str) -> None:
+def zygote(fd: int, data_dir: str, limits: dict[str, Any] | None = None) -> None:
     """Serve one server: fork supervisors when it asks ("more"), and hand it session directories made ahead
     by a helper of the lowest CPU priority ("slots"), so that making them never slows a run down."""
     server = socket.socket(fileno=fd)
@@ -198,7 +425,7 @@ def zygote(fd: int, data_dir: str) -> None:
             request = json.loads(message)
             if request.get("op") == "more":
                 for _ in range(int(request.get("n", 1))):
-                    _fork_supervisor(server, helper)
+                    _fork_supervisor(server, helper, limits or {}, str(request.get("kind", "session")))
             elif request.get("op") == "slots":
                 _send(helper, request)
             elif request.get("op") == "slot_now":  # none is ready: make one at our own priority
@@ -264,7 +491,7 @@ def _make_slots(sessions: str, owner: str, n: int) -> dict[str, Any]:
     return {"op": "slots", "ids": made}
 
 
-def _fork_supervisor(server: socket.socket, helper: socket.socket) -> None:
+def _fork_supervisor(server: socket.socket, helper: socket.socket, limits: dict[str, Any], kind: str) -> None:
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     pid = os.fork()
     if pid == 0:
@@ -272,12 +499,12 @@ def _fork_supervisor(server: socket.socket, helper: socket.socket) -> None:
             server.close()
             helper.close()
             theirs.close()
-            Supervisor(ours).serve()
+            Supervisor(ours, Limits(limits, kind)).serve()
         except BaseException:
             os._exit(70)
         os._exit(0)
     ours.close()
-    message = {"op": "spare", "supervisor": identity(pid)}
+    message = {"op": "spare", "supervisor": identity(pid), "kind": kind}
     with contextlib.suppress(OSError):
         socket.send_fds(server, [json.dumps(message).encode()], [theirs.fileno()])
     theirs.close()
@@ -288,8 +515,9 @@ class Supervisor:
     """Supervises one session, then the next one its server hands it, while that server is there: a warm
     supervisor starts a command faster than a newly forked one. It leaves after its server has gone."""
 
-    def __init__(self, channel: socket.socket) -> None:
+    def __init__(self, channel: socket.socket, limits: Limits) -> None:
         self.channel: socket.socket | None = channel
+        self.limits = limits
         self.identity: str | None = None
         self.jobs = 0
         self.reset()
@@ -332,15 +560,19 @@ class Supervisor:
         for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(sig, lambda *_: None)  # the wakeup fd is what we listen to
         self.warm_up()
-        while self.channel is not None and self.jobs < MAX_JOBS:
-            job = self.wait_for_job()
-            if not job:
-                return
-            self.jobs += 1
-            self.run(job)
-            for fd in self.held_fds:
-                os.close(fd)
-            self.reset()
+        self.limits.apply()
+        try:
+            while self.channel is not None and self.jobs < MAX_JOBS:
+                job = self.wait_for_job()
+                if not job:
+                    return
+                self.jobs += 1
+                self.run(job)
+                for fd in self.held_fds:
+                    os.close(fd)
+                self.reset()
+        finally:
+            self.limits.close()
 
     def run(self, job: dict[str, Any]) -> None:
         self.job, self.session_id, self.dir = job, str(job["id"]), str(job["dir"])
@@ -397,6 +629,7 @@ class Supervisor:
         }
         write_json(self.path(RECORD), self.record)  # before the process exists: no crash leaves it unrecorded
         self.started = time.monotonic()
+        self.limits.begin()
         self.streams = [self.path(s) for s in STREAMS]
         fds = [os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC) for path in self.streams]
         fds.insert(0, os.open(self.path(STDIN) if job.get("stdin") else os.devnull, os.O_RDONLY | os.O_CLOEXEC))
@@ -445,7 +678,7 @@ class Supervisor:
             waits = [t - now for t in (deadline, self.kill_at) if t is not None]
             if not self.announced:
                 waits.append(announce_at - now)
-            if cap and self.reason is None:
+            if self.reason is None and (cap or self.limits.limits):
                 waits.append(MONITOR_TICK_S)
             timeout_ms = max(0, int(min(waits) * 1000) + 1) if waits else -1
             for fd, _ in poller.poll(timeout_ms):
@@ -468,6 +701,10 @@ class Supervisor:
                 self.signal_all(signal.SIGKILL)
             if cap and self.reason is None:
                 self.check_output(cap)
+            if self.reason is None and self.limits.limits and now >= self.started + MONITOR_TICK_S:
+                hit = self.limits.check(descendants(os.getpid()))
+                if hit is not None:
+                    self.end(*hit)
 
     def on_message(self, poller: select.poll) -> None:
         assert self.channel is not None
@@ -503,11 +740,19 @@ class Supervisor:
         self.kill_at = time.monotonic() + float(self.job.get("grace_s", 2.0))
 
     def signal_all(self, sig: int) -> None:
-        with contextlib.suppress(OSError):
-            os.killpg(self.pid, sig)
-        for pid in descendants(os.getpid()):
+        """Signal everything the run started. In a sandbox, SIGTERM spares bubblewrap's two processes (its
+        monitor, our child, and its init in the sandbox): the command gets the chance to end cleanly, and the
+        whole sandbox goes when it does. SIGKILL takes everything."""
+        spare: set[int] = set()
+        if self.job.get("sandboxed") and sig != signal.SIGKILL:
+            spare = {self.pid, *children(self.pid)}
+        else:
             with contextlib.suppress(OSError):
-                os.kill(pid, sig)
+                os.killpg(self.pid, sig)
+        for pid in descendants(os.getpid()):
+            if pid not in spare:
+                with contextlib.suppress(OSError):
+                    os.kill(pid, sig)
 
     def reap(self) -> None:
         """Collect every child that ended: the command, and orphans handed to us as their subreaper."""
@@ -523,8 +768,15 @@ class Supervisor:
 
     def sweep(self) -> None:
         """After the command ended: end whatever it left running (SIGTERM, then SIGKILL after the grace)."""
+        self.reap_orphans()
         if not descendants(os.getpid()):
             return
+        for _ in range(10):  # what is already on its way out (bubblewrap's init follows its monitor) goes by itself
+            time.sleep(0.001)
+            self.reap_orphans()
+            if not any(identity(pid) for pid in descendants(os.getpid())):
+                self.reap_orphans()
+                return
         self.signal_all(signal.SIGTERM)
         until = time.monotonic() + float(self.job.get("grace_s", 2.0))
         while descendants(os.getpid()) and time.monotonic() < until:
@@ -543,10 +795,22 @@ class Supervisor:
     # --- finish -------------------------------------------------------------------------------------------
     def finish(self) -> None:
         assert self.status is not None
-        self.sweep()
+        # In a sandbox, the kernel is already killing whatever was left when bubblewrap's monitor exits (the
+        # PID namespace goes with its init): the end is reported first, and its last processes reaped after.
+        # Unconfined, what the command left is ended before the run counts as over.
+        sandboxed = bool(self.job.get("sandboxed"))
+        if not sandboxed:
+            self.sweep()
         cap = self.job.get("max_output_bytes")
+        code = os.waitstatus_to_exitcode(self.status)
+        if self.reason is None:
+            hit = self.limits.after_exit(code, _tail(self.path("stderr")))
+            if hit is not None:
+                self.reason, self.detail = hit
+        if self.job.get("sandboxed") and 128 < code < 128 + 65 and self.reason is not None:
+            code = 128 - code  # bubblewrap says 128+N for a command killed by signal N, as a shell does
         result: dict[str, Any] = {
-            "exit_code": os.waitstatus_to_exitcode(self.status),
+            "exit_code": code,
             "reason": self.reason or "exit",
             "detail": self.detail,
             "ended_at": time.time(),
@@ -569,10 +833,12 @@ class Supervisor:
         self.record["result"] = result
         with contextlib.suppress(OSError):  # e.g. the disk is full: the server heard it all the same
             write_json(self.path(RECORD), self.record)
+        if sandboxed:
+            self.sweep()
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 4 and sys.argv[1] == "zygote":
-        zygote(int(sys.argv[2]), sys.argv[3])
+    if len(sys.argv) in (4, 5) and sys.argv[1] == "zygote":
+        zygote(int(sys.argv[2]), sys.argv[3], json.loads(sys.argv[4]) if len(sys.argv) == 5 else None)
     else:
-        sys.exit("usage: supervisor.py zygote FD DATA_DIR (started by runtimes-mcp)")
+        sys.exit("usage: supervisor.py zygote FD DATA_DIR [LIMITS_JSON] (started by runtimes-mcp)")
