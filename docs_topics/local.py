@@ -16,9 +16,9 @@ LOCAL = Topic(
         '`local.on_exit = "stop"`), and every server on the same data directory (stdio, HTTP, `runtimes-mcp '
         "call`, several at once) lists it, reads its output and stops it.\n"
         "- **Output** goes to files: results hold the head and tail (16 KB per stream by default, sizes reported); "
-        "the whole output stays readable at `local://sessions/{session_id}/stdout` (or `/stderr`) and with "
-        "getSessionOutput. A stream that passes `local.max_output_mb` (64) ends the run; the kept output says "
-        "where it was cut.\n"
+        "the whole output stays readable at `local://sessions/{session_id}/stdout` (or `/stderr`) and through "
+        "getSession's stdout_offset. A stream that passes `local.max_output_mb` (64) ends the run; the kept output "
+        "says where it was cut.\n"
         "- **States**: running (its process is alive), then completed (exit 0), failed (a non-zero exit, or the "
         'output cap), timed_out, stopped (stopSession from any server, or `on_exit = "stop"`) or lost (its '
         "supervisor was killed; what it left running is ended). Each record says why it ended: `end_reason` is "
@@ -55,8 +55,8 @@ LOCAL = Topic(
         "be told of new ones."
     ),
     ai_hints=[
-        "execRun waits for the result by default; use wait=false for anything long, then follow it with "
-        "listSessions (or getSession, sessions toolset) and stop it with stopSession.",
+        "execRun waits for the result up to wait_s (30 s); a longer run comes back running with its session_id. "
+        "Follow it with getSession wait_s and stdout_offset, and stop it with stopSession.",
         "A background run survives the server (a client that starts a server per call loses nothing): list it "
         "again later with listSessions status=running.",
         "Cancelling a waiting execRun request stops the waiting only; the session keeps running. Use "
@@ -95,7 +95,7 @@ LOCAL = Topic(
             description="Start, watch, stop.",
             steps=[
                 "execRun command=... wait=false timeout_s=600 → session_id",
-                "listSessions status=running (or getSession) to watch it; it keeps running if the server restarts",
+                "getSession session_id wait_s=25 stdout_offset=N to follow it; it keeps running if the server restarts",
                 "stopSession session_id=... when done; it ends everything the run started",
             ],
         ),

@@ -7,11 +7,38 @@ RUN_AND_WATCH = Topic(
     title="Run code and watch it",
     description="Start work, follow it while it runs, read its output, and stop it when needed.",
     ai_hints=[
-        "Short commands: execRun and read the result. Long ones: wait=false, then poll.",
-        "Progress notifications arrive while execRun waits, if your client sent a progress token.",
+        "execRun waits at most wait_s (default 30 s, below the 60 s most clients allow a call), then answers "
+        "with the run still running and its session_id; the run goes on up to timeout_s.",
+        "Follow with getSession session_id wait_s=... stdout_offset=<stdout_next_offset>: it waits for the end "
+        "(progress notifications carry the newest line) and returns only new output. Repeat until state is "
+        "not running.",
+        "Clients that speak MCP Tasks (io.modelcontextprotocol/tasks) get a task handle from execRun and "
+        "invokeRoutine instead, and poll tasks/get; the task follows the run and survives server restarts.",
         "Events of sandbox `local` tell you when local sessions start and end.",
     ],
     patterns=[
+        Pattern(
+            name="Local: follow a long run with the default tools",
+            description="A loop of cheap calls; each returns within wait_s.",
+            steps=[
+                "execRun command=... wait=false timeout_s=900 → session_id",
+                "getSession session_id wait_s=25 stdout_offset=0 → new output, stdout_next_offset, state",
+                "while state is running: getSession again with stdout_offset=stdout_next_offset",
+                "stopSession session_id to end it early",
+            ],
+            example='execRun {"command": "make test", "wait": false, "timeout_s": 900}\n'
+            'getSession {"session_id": "ses_…", "wait_s": 25, "stdout_offset": 0}',
+        ),
+        Pattern(
+            name="Any provider: MCP Tasks",
+            description="For clients that declare the Tasks extension (per connection or per request).",
+            steps=[
+                "tools/call execRun or invokeRoutine → resultType task, taskId, pollIntervalMs",
+                "tasks/get taskId every pollIntervalMs: working (statusMessage: newest line) → completed with "
+                "the tool result inlined (a failed command is completed too; read exit_code)",
+                "tasks/cancel taskId stops the run; tasks/get then says cancelled",
+            ],
+        ),
         Pattern(
             name="Local: long job with events",
             description="No polling loop needed if you can subscribe.",
@@ -19,10 +46,8 @@ RUN_AND_WATCH = Topic(
                 "execRun command=... wait=false timeout_s=900 → session_id",
                 "subscribe to resource events://local (or call getEvents type=session.completed)",
                 "on session.completed / session.failed: getSession session_id for exit_code and output",
-                "stopSession session_id to end it early",
             ],
-            example='execRun {"command": "make test", "wait": false, "timeout_s": 900}\n'
-            'getEvents {"sandbox_id": "local", "since": 1795426000000}',
+            example='getEvents {"sandbox_id": "local", "type": "session.completed"}',
         ),
         Pattern(
             name="Xano: document run",

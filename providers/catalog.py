@@ -41,7 +41,6 @@ PROVIDERS: dict[str, ProviderInfo] = {
                 None,
                 *HEADLINE,
                 "get_session",
-                "get_session_output",
                 "get_events",
                 "list_routines",
                 "get_routine_run",

@@ -17,40 +17,42 @@ class Shape(BaseModel):
 
 class SessionSummary(Shape):
     id: str
-    status: str = Field(description="The provider's state, e.g. running, completed.")
+    status: str = Field(description="e.g. running, completed.")
     started_at: str | None = Field(None, description="ISO 8601 start time.")
-    command: str | None = Field(None, description="What the session runs, when known.")
+    command: str | None = None
     raw: Raw = Field(None, description=RAW_DESCRIPTION)
 
 
 class SessionList(Shape):
     provider: str
     sessions: list[SessionSummary]
-    count: int = Field(description="Number of sessions in this page.")
+    count: int
     next_cursor: str | None = Field(None, description="Next page: pass as cursor (xano: page).")
 
 
 class ExecResult(Shape):
     provider: str
     session_id: str
-    state: str = Field(description="Local: running, completed, failed, timed_out, stopped, lost.")
-    exit_code: int | None = Field(None, description="Process exit code; negative means killed by that signal.")
+    state: str = Field(description="running, completed, failed, timed_out, stopped or lost.")
+    exit_code: int | None = Field(None, description="Negative: killed by that signal.")
     stdout: str | None = None
     stderr: str | None = None
-    stdout_bytes: int | None = Field(None, description="Full size.")
-    stderr_bytes: int | None = Field(None, description="Full size.")
-    truncated: bool = Field(False, description="Output cut to head and tail.")
+    stdout_bytes: int | None = None
+    stderr_bytes: int | None = None
+    stdout_next_offset: int | None = Field(None, description="stdout_offset for what comes next.")
+    stderr_next_offset: int | None = Field(None, description="stderr_offset for what comes next.")
+    truncated: bool = Field(False, description="Output cut; more to read.")
     duration_ms: int | None = None
-    response: Any = Field(None, description="The run's result value (xano).")
-    message: str | None = Field(None, description="What happened, when not obvious.")
+    response: Any = None
+    message: str | None = None
     raw: Raw = Field(None, description=RAW_DESCRIPTION)
 
 
 class StopResult(Shape):
     provider: str
     session_id: str
-    stopped: bool = Field(description="True when this call stopped a running session.")
-    state: str = Field(description="The session's state after the call.")
+    stopped: bool = Field(description="This call stopped it.")
+    state: str
     exit_code: int | None = None
     message: str
     raw: Raw = Field(None, description=RAW_DESCRIPTION)

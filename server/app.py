@@ -26,9 +26,11 @@ from mcp.types import (
 from providers.errors import ProviderError
 from server.config import Settings
 from server.state import AppState, available_capabilities
+from server.tasks import TasksExtension, advertise_only_when_declared
 from tools import build
 from tools.catalog import ALL
 from tools.docs_tool import ServerFacts, docs_tool, register_docs_resources
+from tools.tasks import LocalRunTasks
 
 RESOURCE_READ_CAP = 8 * 1024 * 1024
 
@@ -99,12 +101,20 @@ def create_server(
         subscriptions=bus,
         log_level=settings.log_level,
         tools=[*build.tools_for(offers), docs_tool()],
+        extensions=[tasks_extension(offers, settings.default_provider)],
+        middleware=[advertise_only_when_declared],
     )
     register_docs_resources(server, facts)
     if settings.computesdk_access_token is not None:
         _register_live_events(server)
     _register_local_resources(server)
     return server
+
+
+def tasks_extension(offers: list[build.Offer], default_provider: str) -> TasksExtension:
+    """The Tasks extension for the offered tools that may run long; on local they become durable tasks."""
+    specs = {o.spec.name: o.spec for o in offers if o.spec.task}
+    return TasksExtension({name: "optional" for name in specs}, durable=LocalRunTasks(specs, default_provider))
 
 
 def _state(ctx: Context[AppState, Any]) -> AppState:
@@ -161,7 +171,10 @@ def _register_local_resources(server: MCPServer[AppState]) -> None:
         except ProviderError as exc:
             raise ResourceError(str(exc)) from None
         if page.next_offset is not None:
-            return page.text + f"\n[… first {RESOURCE_READ_CAP} of {page.size} bytes; use getSessionOutput …]\n"
+            return (
+                page.text
+                + f"\n[… first {RESOURCE_READ_CAP} of {page.size} bytes; read on with getSession stdout_offset …]\n"
+            )
         return page.text
 
     async def subscribe(ctx: Any, params: SubscribeRequestParams) -> Any:

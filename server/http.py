@@ -20,6 +20,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from server.app import create_server, freeze_startup_objects, version
 from server.config import ConfigError, Settings
 from server.state import AppState
+from server.tasks import TaskRoutingHeaders
 
 MCP_PATH = "/mcp"
 
@@ -120,9 +121,10 @@ def build_http_app(
         transport_security=security,
         max_request_body_size=settings.max_request_bytes,
     )
+    routed = TaskRoutingHeaders(app, settings.max_request_bytes)
     if token is None:
-        return app
-    return BearerAuth(app, token)
+        return routed
+    return BearerAuth(routed, token)
 
 
 async def serve_http(

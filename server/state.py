@@ -93,6 +93,11 @@ class AppState:
                     for client in state._clients.values():
                         await client.aclose()
 
+    @property
+    def background(self) -> TaskGroup:
+        """Work that outlives the request that started it (tool calls made as MCP tasks)."""
+        return self._tg
+
     async def live_events(self, sandbox_id: str) -> Any:
         """The ComputeSDK pub/sub stream of a sandbox, started on first use and kept while the server runs."""
         if self._live_events is None:

@@ -94,6 +94,19 @@ async def connect(settings: Settings | None = None, **client_options: Any) -> As
         yield client
 
 
+# The default tools/list, in order: the headline tools, getSession to follow a run, and getDocs.
+DEFAULT_TOOLS = [
+    "listSessions",
+    "execRun",
+    "getSession",
+    "stopSession",
+    "invokeRoutine",
+    "getLaunchers",
+    "storeEvent",
+    "getDocs",
+]
+
+
 def stdio_params(*args: str, env: dict[str, str] | None = None) -> StdioServerParameters:
     """A real `runtimes-mcp` process over stdio, with this test's environment."""
     full_env = {k: v for k, v in os.environ.items()}

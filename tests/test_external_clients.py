@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import DEFAULT_TOOLS
 from tests.test_http import TOKEN, http_server
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -96,7 +97,7 @@ def check_session(output: str) -> None:
     report = json.loads(output.strip().splitlines()[-1])
     assert report["server"]["name"] == "runtimes-mcp"
     names = [t["name"] for t in report["tools"]]
-    assert names == ["listSessions", "execRun", "stopSession", "invokeRoutine", "getLaunchers", "storeEvent", "getDocs"]
+    assert names == DEFAULT_TOOLS
     assert all(t["hasOutputSchema"] and t["annotations"] for t in report["tools"])
     assert "local" in report["docsTopics"] and "computesdk" in report["docsTopics"]
     assert report["execStdout"] == "from-typescript\n" and not report["execIsError"]

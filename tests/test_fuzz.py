@@ -27,7 +27,6 @@ TOOLS = [
     "storeEvent",
     "getDocs",
     "getSession",
-    "getSessionOutput",
     "getEvents",
     "listRoutines",
     "getRoutineRun",

@@ -140,7 +140,6 @@ async def test_a_process_that_daemonizes_still_ends_with_its_session() -> None:
 
 
 async def test_large_output_is_capped_to_head_and_tail_and_stays_readable(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("RUNTIMES_MCP_TOOLSETS", "sessions")
     command = "printf START; head -c 200000 /dev/zero | tr '\\0' a; printf END"
     async with connect() as client:
         result = structured(await client.call_tool("execRun", {"command": command}))
@@ -153,15 +152,15 @@ async def test_large_output_is_capped_to_head_and_tail_and_stays_readable(monkey
         assert len(full.contents[0].text) == 200_008  # type: ignore[union-attr]
 
         page = structured(
-            await client.call_tool(
-                "getSessionOutput", {"session_id": result["session_id"], "offset": 199_000, "limit": 5000}
-            )
+            await client.call_tool("getSession", {"session_id": result["session_id"], "stdout_offset": 199_000})
         )
-        assert page["text"].endswith("END") and page["next_offset"] is None and page["size"] == 200_008
+        assert page["stdout"].endswith("END") and page["stdout_next_offset"] == 200_008
+        assert page["truncated"] is False and page["stdout_bytes"] == 200_008
         first = structured(
-            await client.call_tool("getSessionOutput", {"session_id": result["session_id"], "limit": 10})
+            await client.call_tool("getSession", {"session_id": result["session_id"], "stdout_offset": 0})
         )
-        assert first["text"] == "STARTaaaaa" and first["next_offset"] == 10
+        assert first["stdout"].startswith("STARTaaaa") and first["stdout_next_offset"] == 16_384
+        assert first["truncated"] is True and "stdout_offset" in first["message"]
 
         detail = structured(await client.call_tool("getSession", {"session_id": result["session_id"]}))
         assert detail["state"] == "completed" and detail["stdout_bytes"] == 200_008

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.conftest import DEFAULT_TOOLS
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -79,7 +81,7 @@ def test_cli_reports_bad_configuration_without_traceback(tmp_path: Path) -> None
 def test_cli_tools_lists_the_surface() -> None:
     out = run_cli("tools").stdout
     names = re.findall(r"^(\w+)  \(", out, re.M)
-    assert names == ["listSessions", "execRun", "stopSession", "invokeRoutine", "getLaunchers", "storeEvent", "getDocs"]
+    assert names == DEFAULT_TOOLS
 
 
 GC_PROBE = """

@@ -14,15 +14,40 @@ from mcp import Client
 from tests.conftest import stdio_params, structured
 
 
-async def test_stdio_client_sees_seven_tools_with_schemas_and_annotations() -> None:
+async def test_stdio_client_sees_eight_tools_with_schemas_and_annotations() -> None:
     async with Client(stdio_params()) as client:
         tools = (await client.list_tools()).tools
-        assert len(tools) == 7
+        assert len(tools) == 8
         assert all(t.output_schema and t.annotations and t.title for t in tools)
         result = structured(await client.call_tool("execRun", {"command": "printf stdio-ok"}))
         assert result["stdout"] == "stdio-ok"
         read = await client.read_resource("docs://overview")
         assert "Providers" in read.contents[0].text  # type: ignore[union-attr]
+
+
+async def test_a_background_run_is_followed_from_the_default_tools() -> None:
+    # The bar: start in the background, then one getSession that waits and reports progress.
+    messages: list[str] = []
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        messages.append(message or "")
+
+    async with Client(stdio_params()) as client:
+        command = "for i in 1 2 3; do echo line$i; sleep 1; done"
+        started = structured(await client.call_tool("execRun", {"command": command, "wait": False}))
+        assert started["state"] == "running"
+        args = {"session_id": started["session_id"], "wait_s": 10}
+        followed = structured(await client.call_tool("getSession", args, progress_callback=on_progress))
+        assert followed["state"] == "completed" and "line3" in followed["stdout"]
+        assert messages and any("line" in m for m in messages)
+
+        begun = time.monotonic()
+        long = structured(await client.call_tool("execRun", {"command": "sleep 120", "wait_s": 2}))
+        took = time.monotonic() - begun
+        assert long["state"] == "running" and long["session_id"]
+        assert 1.5 < took < 10, took
+        stopped = structured(await client.call_tool("stopSession", {"session_id": long["session_id"]}))
+        assert stopped["state"] == "stopped"
 
 
 async def test_results_larger_than_the_pipe_buffer_arrive_whole(tmp_path: Path) -> None:

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import pytest
+from mcp.types import Tool
 
 from providers import catalog
 from server.config import load_settings
 from tests.conftest import CREDENTIAL_ENV, connect, error_text, structured
 from tools.catalog import ALL, HEADLINE
 
-HEADLINE_NAMES = ["listSessions", "execRun", "stopSession", "invokeRoutine", "getLaunchers", "storeEvent"]
+HEADLINE_NAMES = ["listSessions", "execRun", "getSession", "stopSession", "invokeRoutine", "getLaunchers", "storeEvent"]
 
 
-async def test_default_surface_is_six_headline_tools_and_docs() -> None:
+async def test_default_surface_is_the_headline_tools_getsession_and_docs() -> None:
     async with connect() as client:
         tools = (await client.list_tools()).tools
     assert [t.name for t in tools] == [*HEADLINE_NAMES, "getDocs"]
@@ -26,19 +27,30 @@ async def test_every_tool_has_schemas_title_and_truthful_annotations() -> None:
         assert tool.output_schema and tool.output_schema["type"] == "object"
         assert tool.input_schema["additionalProperties"] is False
         assert tool.annotations is not None
-    read_only = {name for name, t in tools.items() if t.annotations and t.annotations.read_only_hint}
-    assert read_only == {"listSessions", "getLaunchers", "getDocs"}
-    assert tools["stopSession"].annotations.destructive_hint is True  # type: ignore[union-attr]
-    assert tools["execRun"].annotations.open_world_hint is True  # type: ignore[union-attr]
-    assert tools["execRun"].annotations.idempotent_hint is False  # type: ignore[union-attr]
-    assert tools["listSessions"].annotations.open_world_hint is False  # type: ignore[union-attr]
+    read_only = {name for name, t in tools.items() if hint(t, "read_only_hint")}
+    assert read_only == {"listSessions", "getSession", "getLaunchers", "getDocs"}
+    assert hint(tools["stopSession"], "destructive_hint") is True
+    assert hint(tools["storeEvent"], "destructive_hint") is False
+    assert hint(tools["execRun"], "open_world_hint") is True
+    assert hint(tools["execRun"], "idempotent_hint") is False
+    assert hint(tools["stopSession"], "idempotent_hint") is True
+    assert hint(tools["listSessions"], "open_world_hint") is False
+
+
+# The spec's defaults for hints a server leaves out (we omit those to keep tools/list small).
+HINT_DEFAULTS = {"read_only_hint": False, "destructive_hint": True, "idempotent_hint": False, "open_world_hint": True}
+
+
+def hint(tool: Tool, name: str) -> bool:
+    value = getattr(tool.annotations, name)
+    return HINT_DEFAULTS[name] if value is None else bool(value)
 
 
 async def test_arguments_are_flat_and_only_those_of_configured_providers() -> None:
     async with connect() as client:
         tools = {t.name: t for t in (await client.list_tools()).tools}
     exec_props = tools["execRun"].input_schema["properties"]
-    assert list(exec_props) == ["provider", "command", "cwd", "env", "stdin", "timeout_s", "wait"]
+    assert list(exec_props) == ["provider", "command", "cwd", "env", "stdin", "timeout_s", "wait", "wait_s"]
     assert tools["execRun"].input_schema["required"] == ["command"]
     assert exec_props["provider"]["enum"] == ["local"]
     assert "sprite" not in tools["listSessions"].input_schema["properties"]
@@ -93,7 +105,7 @@ async def test_toolsets_add_tools_and_read_only_removes_writers(monkeypatch: pyt
     monkeypatch.setenv("RUNTIMES_MCP_TOOLSETS", "all")
     async with connect() as client:
         names = {t.name for t in (await client.list_tools()).tools}
-    assert {"getSession", "getSessionOutput", "getEvents", "listRoutines", "getRoutineRun", "getLauncher"} <= names
+    assert {"getSession", "getEvents", "listRoutines", "getRoutineRun", "getLauncher"} <= names
     assert "getRoutine" not in names  # archastro-only, archastro not configured
 
     monkeypatch.setenv("RUNTIMES_MCP_READ_ONLY", "1")
@@ -161,7 +173,6 @@ async def test_published_output_schemas_validate_real_results(monkeypatch: pytes
         "listRoutines": {},
         "stopSession": {"session_id": "later"},
         "getSession": {"session_id": "later"},
-        "getSessionOutput": {"session_id": "later"},
     }
     async with connect() as client:
         schemas = {t.name: t.output_schema for t in (await client.list_tools()).tools}

@@ -12,13 +12,15 @@ from typing import Annotated, Any, Protocol, cast
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.mcpserver.tools import Tool
-from mcp.types import CallToolResult, TextContent, ToolAnnotations
-from pydantic import BaseModel, Field
+from mcp.types import CallToolResult, ToolAnnotations
+from pydantic import Field
 
 from providers.catalog import PROVIDERS
 from providers.errors import ProviderError
-from tools.schema import compact_schema, drop_titles, inline_single_use_defs
+from tools.results import as_tool_result
+from tools.schema import compact_schema, drop_raw, drop_titles, inline_single_use_defs
 from tools.spec import ToolSpec
+from tools.tasks import TASK_CALL
 
 LOCAL = "local"
 logger = logging.getLogger(__name__)
@@ -104,7 +106,8 @@ def check_provider(offer: Offer, provider: str) -> None:
 
 def _parameters(offer: Offer) -> list[inspect.Parameter]:
     spec = offer.spec
-    provider_desc = "Which runtime serves the call."
+    # With one provider configured the enum says it all; with several, a word on what it picks.
+    provider_desc = "Which runtime serves the call." if len(offer.providers) > 1 else None
     params = [
         inspect.Parameter(
             "provider",
@@ -145,15 +148,6 @@ def _accepts_progress(cls: type, capability: str) -> bool:
     return _PROGRESS_AWARE[key]
 
 
-def as_tool_result(result: BaseModel) -> CallToolResult:
-    """structuredContent in full; the text an agent reads is compact JSON without the empty fields
-    (the SDK's default is indented JSON with every null, which costs tokens on every call)."""
-    return CallToolResult(
-        content=[TextContent(type="text", text=result.model_dump_json(exclude_none=True))],
-        structured_content=result.model_dump(mode="json"),
-    )
-
-
 def make_handler(offer: Offer) -> Any:
     spec = offer.spec
 
@@ -167,9 +161,17 @@ def make_handler(offer: Offer) -> Any:
             async with source.call_slot(provider):
                 client = await source.provider(provider)
                 method = getattr(client, spec.capability)
-                if spec.progress and _accepts_progress(type(client), spec.capability):
-                    arguments["progress"] = ctx.report_progress
+                task = TASK_CALL.get()
+                durable = task is not None and provider == LOCAL and spec.task_follow is not None
+                if durable:
+                    arguments.update(spec.task_start)  # start the run and answer; the task follows it
+                elif task is None and spec.progress and _accepts_progress(type(client), spec.capability):
+                    arguments["progress"] = ctx.report_progress  # tasks carry no progress notifications
                 result = await method(**arguments)
+            if durable and task is not None and spec.task_follow is not None:
+                capability, ref = spec.task_follow
+                if getattr(result, "session_id", None):
+                    task.started = (capability, getattr(result, ref), result.session_id)
             return as_tool_result(result)
         except ProviderError as exc:
             raise ToolError(str(exc)) from None
@@ -190,13 +192,16 @@ def make_handler(offer: Offer) -> Any:
 
 
 def annotations_for(offer: Offer) -> ToolAnnotations:
+    """Truthful hints, each stated only where it differs from the spec's default (readOnly false, destructive
+    true, idempotent false, openWorld true): an absent hint means that default, and every byte of tools/list
+    is paid for by the agent."""
     spec = offer.spec
     open_world = spec.runs_code or any(p != LOCAL for p in offer.providers)
     return ToolAnnotations(
-        read_only_hint=spec.read_only,
-        destructive_hint=spec.destructive if not spec.read_only else False,
-        idempotent_hint=spec.idempotent,
-        open_world_hint=open_world,
+        read_only_hint=True if spec.read_only else None,
+        destructive_hint=False if not spec.read_only and not spec.destructive else None,
+        idempotent_hint=True if spec.idempotent else None,
+        open_world_hint=False if not open_world else None,
     )
 
 
@@ -225,7 +230,7 @@ def strict_tool(fn: Any, *, name: str, title: str, description: str, annotations
     if tool.fn_metadata.output_schema is not None:
         # published as-is; results are still validated against the model, not this schema
         tool.fn_metadata.output_schema = inline_single_use_defs(
-            compact_schema(drop_titles(tool.fn_metadata.output_schema), optional_means_absent=False)
+            drop_raw(compact_schema(drop_titles(tool.fn_metadata.output_schema), optional_means_absent=False))
         )
     return tool
 
@@ -236,7 +241,7 @@ def tools_for(offers: Iterable[Offer]) -> list[Tool]:
             make_handler(o),
             name=o.spec.name,
             title=o.spec.title,
-            description=o.spec.description,
+            description=o.spec.described_for(o.providers),
             annotations=annotations_for(o),
         )
         for o in offers

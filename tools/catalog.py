@@ -16,24 +16,29 @@ PROJECT_ID = Arg("project_id", str, "Xano project UUID.")
 RUN_ID = Arg("run_id", str, "Run id (Xano saved run; routine run for getRoutineRun).")
 PAGE = Arg("page", Annotated[int, Ge(1), Le(MAX_INT)], "Page number, from 1.")
 AGENT = Arg("agent", str, "Agent id filter (agi_...).")
-STATUS = Arg("status", str, "State filter; comma list allowed (e.g. running,failed).")
+STATUS = Arg("status", str, "State filter, e.g. running or running,failed.")
 LIMIT = Arg("limit", Annotated[int, Ge(1), Le(1000)], "Page size.")
-CURSOR = Arg("cursor", str, "next_cursor from the previous page.")
-BYTE_LIMIT = Arg("limit", Annotated[int, Ge(1), Le(1_048_576)], "Bytes to read (default 65536).")
-BYTE_OFFSET = Arg("offset", Annotated[int, Ge(0), Le(MAX_INT)], "Byte offset to read from.")
-COMMAND = Arg("command", str, "Shell command line, run with /bin/sh -c.")
-CWD = Arg("cwd", str, "Working directory (default: a fresh one per session).")
-ENV = Arg("env", dict[str, Any], "Environment variables to add.")
-STDIN = Arg("stdin", str, "Text fed to the command's stdin.")
-TIMEOUT = Arg("timeout_s", Annotated[float, Ge(0.001)], "Seconds before the run is ended (default 60).")
-WAIT = Arg("wait", bool, "false: return the session_id at once (default: wait).")
+CURSOR = Arg("cursor", str, "A page's next_cursor.")
+COMMAND = Arg("command", str, "Shell command (/bin/sh -c).")
+CWD = Arg("cwd", str, "Working directory (default: a new one).")
+ENV = Arg("env", dict[str, Any], "Variables to add.")
+STDIN = Arg("stdin", str, "Text for its stdin.")
+TIMEOUT = Arg("timeout_s", Annotated[float, Ge(0.001)], "Seconds before it is ended (default 60).")
+WAIT = Arg("wait", bool, "false: return at once.")
+WAIT_S = Arg(
+    "wait_s",
+    Annotated[float, Ge(0), Le(600)],
+    "Longest wait for the end (default 30).",
+)
+STDOUT_OFFSET = Arg("stdout_offset", Annotated[int, Ge(0), Le(MAX_INT)], "Return stdout from this byte on.")
+STDERR_OFFSET = Arg("stderr_offset", Annotated[int, Ge(0), Le(MAX_INT)], "Return stderr from this byte on.")
 DOC = Arg("doc", str, "XanoScript document.")
 ARGS = Arg("args", dict[str, Any], "Run arguments (JSON object).")
 SESSION_ID = Arg("session_id", str, "Session id.")
 SIGNAL = Arg("signal", str, "Signal to send (default SIGTERM).")
 ROUTINE = Arg("routine", str, "Routine name, id or lookup_key.")
-MESSAGE = Arg("message", str, "Message for the routine (local: its stdin and $ROUTINE_MESSAGE).")
-IDEMPOTENCY_KEY = Arg("idempotency_key", str, "Repeat-safe key: the same key returns the same run.")
+MESSAGE = Arg("message", str, "Message (local: stdin and $ROUTINE_MESSAGE).")
+IDEMPOTENCY_KEY = Arg("idempotency_key", str, "The same key returns the same run.")
 METADATA = Arg("metadata", dict[str, Any], "Free-form metadata.")
 SESSION_KEY = Arg("session_key", str, "Session key for per_key session scope.")
 THREAD_ID = Arg("thread_id", str, "Thread (thr_...) to post the output into.")
@@ -41,13 +46,12 @@ USER = Arg("user", str, "User id for per_user session scope.")
 OFFSET = Arg("offset", Annotated[int, Ge(0), Le(MAX_INT)], "Items to skip.")
 IDS = Arg("ids", list[str], "Only these ids.")
 SEARCH_NAME = Arg("search_name", str, "Name contains this text.")
-SORT = Arg("sort", str, "Sort field: createdAt (default), name or id.")
+SORT = Arg("sort", str, "createdAt (default), name or id.")
 SORT_DIRECTION = Arg("sort_direction", Literal["asc", "desc"], "Sort direction.")
 EVENT_TYPE = Arg("type", str, "Event type, e.g. build.finished.")
-DATA = Arg("data", dict[str, Any], "Event payload (JSON object).")
-SANDBOX_ID = Arg("sandbox_id", str, "Sandbox id (local default: local).")
+DATA = Arg("data", dict[str, Any], "Event payload.")
+SANDBOX_ID = Arg("sandbox_id", str, "Sandbox id (default: local).")
 SINCE = Arg("since", Annotated[int, Ge(0), Le(MAX_INT)], "Only events after this unix time in ms.")
-STREAM = Arg("stream", Literal["stdout", "stderr"], "Which output (default stdout).")
 LAUNCHER_ID = Arg("launcher_id", str, "Launcher id.")
 CONTENT = Arg("content", str, "Message text.")
 ROLE = Arg("role", str, "Sender role (default user).")
@@ -61,7 +65,7 @@ HEADLINE: tuple[ToolSpec, ...] = (
     ToolSpec(
         "listSessions",
         "List sessions",
-        "List sessions (runs) on a provider, newest first, with status and command.",
+        "Sessions (runs), newest first, with status and command.",
         "list_sessions",
         m.SessionList,
         (SPRITE, PROJECT_ID, RUN_ID, PAGE, AGENT, STATUS, LIMIT, CURSOR),
@@ -76,25 +80,45 @@ HEADLINE: tuple[ToolSpec, ...] = (
     ToolSpec(
         "execRun",
         "Run code",
-        "Run code. local: a shell command, waits for the result unless wait=false. "
-        "xano: a XanoScript doc, a saved run_id, or a doc inside an existing session_id.",
+        "Run code.",
         "exec_run",
         m.ExecResult,
-        (COMMAND, CWD, ENV, STDIN, TIMEOUT, WAIT, PROJECT_ID, DOC, ARGS, RUN_ID, SESSION_ID),
+        (COMMAND, CWD, ENV, STDIN, TIMEOUT, WAIT, WAIT_S, PROJECT_ID, DOC, ARGS, RUN_ID, SESSION_ID),
         {
-            "local": ("command", "cwd?", "env?", "stdin?", "timeout_s?", "wait?"),
+            "local": ("command", "cwd?", "env?", "stdin?", "timeout_s?", "wait?", "wait_s?"),
             "xano": ("project_id?", "doc?", "args?", "env?", "run_id?", "session_id?"),
         },
         read_only=False,
         idempotent=False,
         progress=True,
         runs_code=True,
+        task=True,
+        task_start={"wait": False},
+        task_follow=("get_session", "session_id"),
         examples=({"command": "echo hello"}, {"command": "sleep 300", "wait": False, "timeout_s": 600}),
+        notes={
+            "local": "local: a shell command; waits up to wait_s, then answers with it still running.",
+            "xano": "xano: a XanoScript doc, a saved run_id, or a doc inside an existing session_id.",
+        },
+    ),
+    ToolSpec(
+        "getSession",
+        "Get a session",
+        "A session's state and output; wait_s waits for its end, offsets give new output only.",
+        "get_session",
+        m.ExecResult,
+        (SESSION_ID, WAIT_S, STDOUT_OFFSET, STDERR_OFFSET),
+        {
+            "local": ("session_id", "wait_s?", "stdout_offset?", "stderr_offset?"),
+            "xano": ("session_id",),
+            "archastro": ("session_id",),
+        },
+        progress=True,
     ),
     ToolSpec(
         "stopSession",
         "Stop a session",
-        "Stop a running session (local: its whole process group). Stopping a finished one is harmless.",
+        "Stop a running session; stopping a finished one is harmless.",
         "stop_session",
         m.StopResult,
         (SESSION_ID, PROJECT_ID, RUN_ID, SPRITE, SIGNAL),
@@ -114,19 +138,23 @@ HEADLINE: tuple[ToolSpec, ...] = (
         "Run a named routine with a message; pass idempotency_key to make retries safe.",
         "invoke_routine",
         m.RoutineRun,
-        (ROUTINE, MESSAGE, IDEMPOTENCY_KEY, METADATA, SESSION_KEY, THREAD_ID, USER),
+        (ROUTINE, MESSAGE, IDEMPOTENCY_KEY, METADATA, SESSION_KEY, THREAD_ID, USER, WAIT_S),
         {
-            "local": ("routine", "message", "metadata?", "idempotency_key?"),
+            "local": ("routine", "message", "metadata?", "idempotency_key?", "wait_s?"),
             "archastro": ("routine", "message", "idempotency_key?", "metadata?", "session_key?", "thread_id?", "user?"),
         },
         read_only=False,
         idempotent=False,
+        progress=True,
         runs_code=True,
+        task=True,
+        task_start={"wait_s": 0},
+        task_follow=("get_routine_run", "run_id"),
     ),
     ToolSpec(
         "getLaunchers",
         "List launchers",
-        "List persistent launchers (long-lived services) with state and what runs under each.",
+        "Long-lived services (launchers): state and what runs under each.",
         "get_launchers",
         m.LauncherList,
         (OFFSET, LIMIT, IDS, SEARCH_NAME, SORT, SORT_DIRECTION),
@@ -135,7 +163,7 @@ HEADLINE: tuple[ToolSpec, ...] = (
     ToolSpec(
         "storeEvent",
         "Store an event",
-        "Record an event {type, data} for a sandbox; returns its id and timestamp (ms).",
+        "Record an event {type, data} for a sandbox.",
         "store_event",
         m.StoredEvent,
         (EVENT_TYPE, DATA, SANDBOX_ID),
@@ -147,26 +175,6 @@ HEADLINE: tuple[ToolSpec, ...] = (
 
 TOOLSETS: tuple[ToolSpec, ...] = (
     # sessions
-    ToolSpec(
-        "getSession",
-        "Get a session",
-        "One session's state, output or response, and timings.",
-        "get_session",
-        m.ExecResult,
-        (SESSION_ID,),
-        {"local": ("session_id",), "xano": ("session_id",), "archastro": ("session_id",)},
-        toolset="sessions",
-    ),
-    ToolSpec(
-        "getSessionOutput",
-        "Read session output",
-        "Page through a local session's full stdout or stderr.",
-        "get_session_output",
-        m.SessionOutput,
-        (SESSION_ID, STREAM, BYTE_OFFSET, BYTE_LIMIT),
-        {"local": ("session_id", "stream?", "offset?", "limit?")},
-        toolset="sessions",
-    ),
     ToolSpec(
         "setSessionAccess",
         "Set session access",

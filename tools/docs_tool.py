@@ -18,9 +18,9 @@ class TopicEntry(BaseModel):
 
 
 class DocsResult(BaseModel):
-    topic: str | None = Field(None, description="The topic shown; null for the table of contents.")
+    topic: str | None = None
     markdown: str
-    topics: list[TopicEntry] = Field(default_factory=list, description="Table of contents (no topic given).")
+    topics: list[TopicEntry] = Field(default_factory=list)
 
 
 def table_of_contents() -> tuple[str, list[TopicEntry]]:
@@ -46,10 +46,10 @@ def docs_tool() -> Tool:
         ctx: Context[Any, Any],
         topic: Annotated[
             TopicName | None,  # type: ignore[valid-type]
-            Field(description="Topic to read; leave out for the table of contents."),
+            Field(description="Leave out for the table of contents."),
         ] = None,
         detail: Annotated[
-            Literal["compact", "full"], Field(description="full adds parameters, schemas and examples.")
+            Literal["compact", "full"], Field(description="full: with parameters, schemas, examples.")
         ] = "compact",
     ) -> Annotated[CallToolResult, DocsResult]:
         if topic is None:
@@ -67,13 +67,8 @@ def docs_tool() -> Tool:
         getDocs,
         name="getDocs",
         title="Read the docs",
-        description="Docs: no topic lists the topics; a topic returns its guide.",
-        annotations=ToolAnnotations(
-            read_only_hint=True,
-            destructive_hint=False,
-            idempotent_hint=True,
-            open_world_hint=False,
-        ),
+        description="Guides: no topic lists them; a topic returns one.",
+        annotations=ToolAnnotations(read_only_hint=True, idempotent_hint=True, open_world_hint=False),
     )
 
 

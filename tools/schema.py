@@ -24,6 +24,24 @@ def drop_titles(schema: Any) -> Any:
     return schema
 
 
+JSON_SAFE_MAX = 2**53 - 1
+
+
+def drop_raw(schema: Any) -> Any:
+    """Leave the free-form `raw` (a provider's own record, an open object) out of published output schemas:
+    it says nothing a client could check, and an output schema allows properties it does not list."""
+    if isinstance(schema, dict):
+        properties = schema.get("properties")
+        if isinstance(properties, dict):
+            properties.pop("raw", None)
+        for value in schema.values():
+            drop_raw(value)
+    elif isinstance(schema, list):
+        for item in schema:
+            drop_raw(item)
+    return schema
+
+
 def compact_schema(schema: Any, *, optional_means_absent: bool) -> Any:
     """Shorter, equivalent-for-clients JSON schemas (every tools/list costs an agent tokens):
     - `anyOf: [T, null]` becomes T for an input (an optional argument is one you leave out; an explicit null
@@ -49,6 +67,10 @@ def compact_schema(schema: Any, *, optional_means_absent: bool) -> Any:
             continue
         if key == "additionalProperties" and value is True:
             continue
+        if key == "maximum" and value == JSON_SAFE_MAX:
+            continue  # any integer JSON carries safely: saying so costs 30 bytes an argument
+        if key == "type" and "enum" in schema:
+            continue  # the enum's values say the type
         if key in ("properties", "$defs"):
             compacted[key] = {
                 name: compact_schema(sub, optional_means_absent=optional_means_absent) for name, sub in value.items()

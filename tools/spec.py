@@ -31,7 +31,19 @@ class ToolSpec:
     idempotent: bool = True
     progress: bool = False  # the provider method accepts a progress callback
     runs_code: bool = False  # runs arbitrary commands: open-world even on the local provider
+    # May answer a task-declaring client with a task (MCP Tasks extension, server/tasks.py).
+    task: bool = False
+    # On local: called as a task, the tool starts its run with these arguments and answers at once; the task
+    # then follows the run with (provider capability, result field holding the id it takes).
+    task_start: dict[str, Any] = field(default_factory=dict, compare=False)
+    task_follow: tuple[str, str] | None = None
     examples: tuple[dict[str, Any], ...] = field(default=(), compare=False)
+    # provider -> a sentence added to the description when that provider is offered
+    notes: dict[str, str] = field(default_factory=dict, compare=False)
+
+    def described_for(self, providers: tuple[str, ...]) -> str:
+        """The description, with the notes of the providers this server offers (and no others)."""
+        return " ".join([self.description, *(self.notes[p] for p in providers if p in self.notes)])
 
     def takes(self, provider: str) -> tuple[set[str], set[str]]:
         """(required, optional) argument names of `provider`."""

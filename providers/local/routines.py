@@ -90,7 +90,13 @@ class Routines:
             raise
         self._store.set_run_session(run.id, live.id)
         run.session_id = live.id
-        await self._sessions.wait(live, wait_s)
+        if not await self._sessions.wait(live, wait_s):
+            described = await self.describe(run)
+            described.message = (
+                f"still running after {wait_s:g} s; follow it with getSession session_id={live.id} wait_s=30 "
+                "(or getRoutineRun run_id)"
+            )
+            return described
         return await self.describe(run)
 
     async def get(self, run_id: str) -> RoutineRun:

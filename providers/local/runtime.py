@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -22,9 +23,9 @@ from providers.local.launchers import LauncherSupervisor, page_launchers
 from providers.local.retention import Retention
 from providers.local.routines import Routines
 from providers.local.sandbox import SandboxError, prepare
-from providers.local.sessions import STATES, Progress, SessionManager, SessionSettings
+from providers.local.sessions import STATES, Progress, SessionManager, SessionSettings, read_from
 from providers.local.spawner import Spawner
-from providers.local.store import SessionRow, Store
+from providers.local.store import SessionRow, Store, TaskRow
 from providers.models import (
     EventList,
     ExecResult,
@@ -57,6 +58,19 @@ def _summary(row: SessionRow) -> SessionSummary:
 
 
 logger = logging.getLogger(__name__)
+# How long a call waits for a run by default: below the 60 s after which most MCP clients give up on a call
+# (the TypeScript SDK's default request timeout), with room for the call's own round trip.
+DEFAULT_WAIT_S = 30.0
+MAX_WAIT_S = 600.0
+FOLLOW_HINT = "Follow it with getSession session_id={id} wait_s=30 stdout_offset={out}; end it with stopSession."
+
+
+def _wait_s(wait_s: float | None) -> float:
+    if wait_s is None:
+        return DEFAULT_WAIT_S
+    if not 0 <= wait_s <= MAX_WAIT_S:
+        raise InvalidInput(PROVIDER, f"wait_s must be between 0 and {MAX_WAIT_S:g}, got {wait_s:g}")
+    return wait_s
 
 
 class DataDirError(Exception):
@@ -223,48 +237,79 @@ class LocalRuntime:
         stdin: str | None = None,
         timeout_s: float | None = None,
         wait: bool | None = None,
+        wait_s: float | None = None,
         progress: Progress | None = None,
     ) -> ExecResult:
+        """Run a command; wait for its end at most `wait_s` (DEFAULT_WAIT_S), then answer with the session still
+        running. `wait=False` answers at once. The run itself goes on up to its `timeout_s`."""
         bad = sorted(k for k, v in (env or {}).items() if not isinstance(v, str))
         if bad:
             raise InvalidInput(PROVIDER, f"env values must be strings; not so for {', '.join(bad)}")
+        waiting = 0.0 if wait is False else _wait_s(wait_s)
         live = await self.sessions.start(
             command,
             cwd=cwd,
             env=env,
             stdin=stdin,
             timeout_s=60 if timeout_s is None else timeout_s,
-            durable=wait is False,
+            durable=waiting == 0,
         )
-        if wait is False:
+        if waiting == 0:
             return ExecResult(
                 provider=PROVIDER,
                 session_id=live.id,
                 state="running",
-                message="Running in the background: listSessions shows it, stopSession ends it.",
+                stdout_next_offset=0,
+                stderr_next_offset=0,
+                message=f"Running in the background. {FOLLOW_HINT.format(id=live.id, out=0)}",
             )
-        await self.sessions.wait(live, progress=progress)
-        return self._exec_result(live.row, live.note)
+        await self.sessions.wait(live, waiting, progress=progress)
+        return self._exec_result(live.row, live.note, waited=waiting)
 
-    def _exec_result(self, row: SessionRow, note: str | None = None) -> ExecResult:
-        out = self.sessions.output(row.id, "stdout")
-        err = self.sessions.output(row.id, "stderr")
+    def _exec_result(
+        self,
+        row: SessionRow,
+        note: str | None = None,
+        *,
+        waited: float | None = None,
+        stdout_offset: int | None = None,
+        stderr_offset: int | None = None,
+    ) -> ExecResult:
+        """A session as a tool result. Output: head and tail of each stream, or, from an offset on, as much
+        as a result holds; `*_next_offset` is where to read on for what comes after."""
+        streams = {}
+        truncated = False
+        for stream, offset in (("stdout", stdout_offset), ("stderr", stderr_offset)):
+            path = self.sessions.output_path(row.id, stream)
+            if offset is None:
+                out = self.sessions.output(row.id, stream)
+                streams[stream] = (out.text, out.size, out.size)
+                truncated = truncated or out.truncated
+            else:
+                text, next_offset, size = read_from(path, offset, self.sessions.output_cap)
+                streams[stream] = (text, size, next_offset)
+                truncated = truncated or next_offset < size
         duration = int((row.ended_at - row.started_at) * 1000) if row.ended_at else None
         message = "; ".join(m for m in (row.message, note) if m) or None
-        if out.truncated or err.truncated:
+        if row.state == "running":
+            still = f"still running after {waited:g} s" if waited else "running"
+            message = f"{still}. {FOLLOW_HINT.format(id=row.id, out=streams['stdout'][2])}"
+        elif truncated:
             message = (f"{message}; " if message else "") + (
-                f"output cut to head and tail; read all of it at local://sessions/{row.id}/stdout"
+                f"output cut; read on with getSession stdout_offset, or all of it at local://sessions/{row.id}/stdout"
             )
         return ExecResult(
             provider=PROVIDER,
             session_id=row.id,
             state=row.state,
             exit_code=row.exit_code,
-            stdout=out.text,
-            stderr=err.text,
-            stdout_bytes=out.size,
-            stderr_bytes=err.size,
-            truncated=out.truncated or err.truncated,
+            stdout=streams["stdout"][0],
+            stderr=streams["stderr"][0],
+            stdout_bytes=streams["stdout"][1],
+            stderr_bytes=streams["stderr"][1],
+            stdout_next_offset=streams["stdout"][2],
+            stderr_next_offset=streams["stderr"][2],
+            truncated=truncated,
             duration_ms=duration,
             message=message,
         )
@@ -292,8 +337,9 @@ class LocalRuntime:
         message: str,
         metadata: dict[str, Any] | None = None,
         idempotency_key: str | None = None,
+        wait_s: float | None = None,
     ) -> RoutineRun:
-        return await self.routines.invoke(routine, message, metadata, idempotency_key)
+        return await self.routines.invoke(routine, message, metadata, idempotency_key, _wait_s(wait_s))
 
     async def get_launchers(
         self,
@@ -318,20 +364,24 @@ class LocalRuntime:
         return await self.events.store(type, data, sandbox_id or DEFAULT_SANDBOX)
 
     # --- toolset capabilities ---------------------------------------------------------------------
-    async def get_session(self, session_id: str) -> ExecResult:
-        return self._exec_result(await self.sessions.get_row(session_id))
-
-    async def get_session_output(
+    async def get_session(
         self,
         session_id: str,
-        stream: Literal["stdout", "stderr"] | None = None,
-        offset: int | None = None,
-        limit: int | None = None,
-    ) -> SessionOutput:
-        offset, limit = offset or 0, limit or 65_536
-        if offset < 0 or not 1 <= limit <= 1_048_576:
-            raise InvalidInput(PROVIDER, "offset must be >= 0 and limit 1 to 1048576 bytes")
-        return await self.read_output(session_id, stream or "stdout", offset, limit)
+        wait_s: float | None = None,
+        stdout_offset: int | None = None,
+        stderr_offset: int | None = None,
+        progress: Progress | None = None,
+    ) -> ExecResult:
+        """A session's state and output; with `wait_s`, once it has ended or `wait_s` has passed (progress
+        notifications carry its newest line meanwhile); with offsets, the output from there on."""
+        for name, offset in (("stdout_offset", stdout_offset), ("stderr_offset", stderr_offset)):
+            if offset is not None and offset < 0:
+                raise InvalidInput(PROVIDER, f"{name} must be >= 0, got {offset}")
+        if wait_s:
+            row = await self.sessions.follow(session_id, _wait_s(wait_s), progress)
+        else:
+            row = await self.sessions.get_row(session_id)
+        return self._exec_result(row, waited=wait_s, stdout_offset=stdout_offset, stderr_offset=stderr_offset)
 
     async def read_output(self, session_id: str, stream: str, offset: int, limit: int) -> SessionOutput:
         """Up to `limit` bytes of a session's output from `offset` (the resource reads large pages)."""
@@ -374,6 +424,27 @@ class LocalRuntime:
 
     async def get_routine_run(self, run_id: str) -> RoutineRun:
         return await self.routines.get(run_id)
+
+    # --- MCP tasks that follow local runs ------------------------------------------------------------
+    @property
+    def task_ttl_ms(self) -> int:
+        """A task lives as long as its session's record: local.retention_days after the end."""
+        return int(self.config.retention_days * 86_400_000)
+
+    async def remember_task(self, task_id: str, follow: str, ref: str, session_id: str) -> TaskRow:
+        """Record that MCP task `task_id` follows `ref` (read with capability `follow`); any server on this data
+        directory can answer for it from now on."""
+        task = TaskRow(task_id, follow, ref, session_id, created_at=time.time())
+        await self._store.save_task(task)
+        return task
+
+    async def recall_task(self, task_id: str) -> TaskRow | None:
+        return await self._store.get_task(task_id)
+
+    async def cancel_task(self, task: TaskRow) -> None:
+        """Mark the task cancelled and stop its session (harmless when it has already ended)."""
+        await self._store.cancel_task(task.id, time.time())
+        await self.sessions.stop(task.session_id)
 
     async def get_launcher(self, launcher_id: str) -> Launcher:
         supervisor = self.launchers.get(launcher_id)

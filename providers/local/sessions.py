@@ -48,6 +48,7 @@ REASON_TEXT = {
 STOP_GRACE_S = 2.0
 QUIET_START_S = 0.05
 PROGRESS_TICK_S = 1.0
+FOLLOW_POLL_S = 0.1  # how often a session another server runs is looked at while following it
 STOP_WAIT_S = STOP_GRACE_S + 5.0
 
 Progress = Callable[[float, float | None, str], Awaitable[None]]
@@ -409,9 +410,35 @@ class SessionManager:
                 return False
             if progress is not None:
                 elapsed = time.monotonic() - live.started_monotonic
-                size = self._size(live.id, "stdout")
-                await progress(elapsed, live.row.timeout_s, f"running {elapsed:.0f}s, {size} bytes of stdout")
+                await progress(elapsed, live.row.timeout_s, self.progress_message(live.id, elapsed))
         return True
+
+    async def follow(self, session_id: str, wait_s: float, progress: Progress | None = None) -> SessionRow:
+        """Wait up to `wait_s` for a session to end, whoever started it, telling `progress` what it printed
+        last every second; the session's record, ended or still running."""
+        live = self._live.get(session_id)
+        if live is not None:
+            await self.wait(live, wait_s, progress)
+            return live.row
+        row = await self.get_row(session_id)
+        now = time.monotonic()
+        deadline, tick = now + wait_s, now + PROGRESS_TICK_S
+        while row.state == "running" and now < deadline:
+            await anyio.sleep(min(FOLLOW_POLL_S, deadline - now))
+            row = await self.reconcile(row)  # another server's run: its record says when it ends
+            now = time.monotonic()
+            if progress is not None and row.state == "running" and now >= tick:
+                tick = now + PROGRESS_TICK_S
+                elapsed = time.time() - row.started_at
+                await progress(elapsed, row.timeout_s, self.progress_message(row.id, elapsed))
+        return row
+
+    def progress_message(self, session_id: str, elapsed: float) -> str:
+        """What a progress notification says: how long it has run, how much it printed, its newest line."""
+        size = self._size(session_id, "stdout")
+        message = f"running {elapsed:.0f}s, {size} bytes of stdout"
+        last = _last_line(self.path(session_id, "stdout"))
+        return f"{message}; last line: {last}" if last else message
 
     # --- stop -------------------------------------------------------------------------------------
     async def stop(self, session_id: str, reason: str = "stop") -> tuple[bool, SessionRow]:
@@ -549,6 +576,39 @@ class SessionManager:
             return self.path(session_id, stream).stat().st_size
         except OSError:
             return 0
+
+
+def _last_line(path: Path, limit: int = 200) -> str:
+    """The newest complete-or-not line of an output file, at most `limit` characters."""
+    try:
+        with path.open("rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            f.seek(max(0, size - 4096))
+            tail = f.read()
+    except OSError:
+        return ""
+    lines = [line for line in tail.decode("utf-8", "replace").splitlines() if line.strip()]
+    return lines[-1][-limit:] if lines else ""
+
+
+def read_from(path: Path, offset: int, limit: int) -> tuple[str, int, int]:
+    """(text, next offset, size): up to `limit` bytes from `offset`, cut before a split UTF-8 character."""
+    try:
+        with path.open("rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            f.seek(offset)
+            chunk = f.read(limit)
+    except OSError:
+        return "", offset, 0
+    if offset + len(chunk) < size:  # more follows: do not end inside a character
+        for back in range(1, min(4, len(chunk)) + 1):
+            lead = chunk[-back]
+            if lead & 0xC0 != 0x80:  # the first byte of the last character
+                width = 1 if lead < 0x80 else 2 if lead >> 5 == 0b110 else 3 if lead >> 4 == 0b1110 else 4
+                if width > back:
+                    chunk = chunk[:-back]
+                break
+    return chunk.decode("utf-8", "replace"), offset + len(chunk), size
 
 
 def _end_data(row: SessionRow) -> dict[str, Any]:

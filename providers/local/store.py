@@ -22,7 +22,7 @@ import anyio.to_thread
 
 from providers.errors import Unavailable
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS sessions (
     id TEXT PRIMARY KEY,
@@ -64,6 +64,15 @@ CREATE TABLE IF NOT EXISTS events (
     timestamp INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS events_by_sandbox ON events(sandbox_id, timestamp);
+CREATE TABLE IF NOT EXISTS tasks (
+    id TEXT PRIMARY KEY,
+    follow TEXT NOT NULL,
+    ref TEXT NOT NULL,
+    session_id TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    cancelled_at REAL
+);
+CREATE INDEX IF NOT EXISTS tasks_by_session ON tasks(session_id);
 """
 
 SESSION_COLUMNS = (
@@ -155,6 +164,19 @@ class RunRow:
     session_id: str | None
     metadata: dict[str, Any] | None
     created_at: float
+
+
+@dataclass
+class TaskRow:
+    """An MCP task that follows a local run: `follow` names the runtime call that reads `ref`."""
+
+    id: str
+    follow: str
+    ref: str
+    session_id: str
+    created_at: float
+    cancelled_at: float | None = None
+    ended_at: float | None = None  # its session's
 
 
 @dataclass
@@ -395,6 +417,7 @@ class Store:
         for session_id in ids:
             self.submit(f"DELETE FROM sessions WHERE id = ?{condition}", (session_id,))
             self.submit("DELETE FROM routine_runs WHERE session_id = ?", (session_id,))
+            self.submit("DELETE FROM tasks WHERE session_id = ?", (session_id,))
 
     def delete_events_before(self, timestamp_ms: int) -> None:
         self.submit("DELETE FROM events WHERE timestamp < ?", (timestamp_ms,))
@@ -457,6 +480,28 @@ class Store:
         await self.flush()
         found = self._rows(f"SELECT {RUN_COLUMNS} FROM routine_runs r WHERE r.id = ?", (run_id,))
         return _run_row(found[0]) if found else None
+
+    # --- tasks ------------------------------------------------------------------------------------
+    async def save_task(self, task: TaskRow) -> None:
+        """Committed before it returns: a task id handed to a client resolves on every server at once."""
+        self.submit(
+            "INSERT INTO tasks (id, follow, ref, session_id, created_at) VALUES (?, ?, ?, ?, ?)",
+            (task.id, task.follow, task.ref, task.session_id, task.created_at),
+        )
+        await self.flush()
+
+    async def get_task(self, task_id: str) -> TaskRow | None:
+        await self.flush()
+        found = self._rows(
+            "SELECT t.id, t.follow, t.ref, t.session_id, t.created_at, t.cancelled_at, s.ended_at FROM tasks t"
+            " LEFT JOIN sessions s ON s.id = t.session_id WHERE t.id = ?",
+            (task_id,),
+        )
+        return TaskRow(*found[0]) if found else None
+
+    async def cancel_task(self, task_id: str, at: float) -> None:
+        self.submit("UPDATE tasks SET cancelled_at = ? WHERE id = ? AND cancelled_at IS NULL", (at, task_id))
+        await self.flush()
 
     # --- events -----------------------------------------------------------------------------------
     def insert_event(self, event: EventRow) -> None:

@@ -1,0 +1,381 @@
+"""The MCP Tasks extension (`io.modelcontextprotocol/tasks`, SEP-2663) for `tools/call`.
+
+A client that declares the extension (for the connection, or per request in `_meta`) may get a task handle
+(`resultType: "task"`) instead of a result from a tool that can run long. It polls `tasks/get` (the result is
+inlined once the task ends), answers input requests with `tasks/update` and cancels with `tasks/cancel`.
+Clients that do not declare it get the plain synchronous result, as before.
+
+Two kinds of task:
+- durable: the tool started a local run and answered at once (it records the run in its TaskCall); the task
+  follows that run through the local store, so any server on the data directory answers for it, restarts
+  included (see tools/tasks.py);
+- in memory: the tool call itself goes on in the background of this process (remote providers, fixtures).
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+import anyio
+from anyio.abc import TaskGroup
+from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
+from mcp.server.extension import Extension, MethodBinding
+from mcp.shared.exceptions import MCPError
+from mcp.types import CallToolRequestParams, InputRequiredResult, RequestParams
+from mcp_types import (
+    CLIENT_CAPABILITIES_META_KEY,
+    HEADER_MISMATCH,
+    INTERNAL_ERROR,
+    INVALID_PARAMS,
+    MISSING_REQUIRED_CLIENT_CAPABILITY,
+)
+from pydantic import Field
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from tools.tasks import TASK_CALL, TERMINAL, Status, TaskCall, TaskView
+
+EXTENSION = "io.modelcontextprotocol/tasks"
+TASK_METHODS = ("tasks/get", "tasks/update", "tasks/cancel")
+MODERN_VERSIONS = frozenset({"2026-07-28"})
+# A task-supporting call that ends this fast is answered directly (the spec's immediate-result shortcut);
+# it is also how a tool's first-round input request (SEP-2322) reaches the client before any task exists.
+IMMEDIATE_S = 0.05
+MEMORY_TTL_MS = 3_600_000
+MEMORY_POLL_MS = 500
+Support = Literal["optional", "required"]
+
+
+class TaskParams(RequestParams):
+    task_id: str = Field(alias="taskId")
+
+
+class UpdateParams(TaskParams):
+    # Kept raw: responses to keys that are not outstanding are ignored, whatever their shape.
+    input_responses: dict[str, Any] = Field(default_factory=dict, alias="inputResponses")
+
+
+class DurableTasks(Protocol):
+    """Tasks that follow a run kept outside this process (the local provider's store)."""
+
+    def follows(self, params: CallToolRequestParams) -> bool:
+        """This call, made as a task, starts such a run (and answers at once) instead of waiting for it."""
+        ...
+
+    async def create(self, ctx: ServerRequestContext[Any, Any], task_id: str, call: TaskCall) -> TaskView: ...
+
+    async def read(self, ctx: ServerRequestContext[Any, Any], task_id: str) -> TaskView | None: ...
+
+    async def cancel(self, ctx: ServerRequestContext[Any, Any], task_id: str) -> bool: ...
+
+
+class HasBackground(Protocol):
+    """The lifespan context: a task group that lives as long as the server (not the request)."""
+
+    @property
+    def background(self) -> TaskGroup: ...
+
+
+@dataclass
+class _MemoryTask:
+    view: TaskView
+    scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
+    done: anyio.Event = field(default_factory=anyio.Event)
+    pending: dict[str, Any] = field(default_factory=dict)  # key -> input request
+    answers: dict[str, Any] = field(default_factory=dict)
+    answered: dict[str, anyio.Event] = field(default_factory=dict)
+    next_key: int = 0
+
+    def touch(self, status: Status | None = None) -> None:
+        if status is not None:
+            self.view.status = status
+        self.view.updated_at = time.time()
+
+    async def ask(self, request: Mapping[str, Any]) -> Any:
+        """Park the task on one input request (elicitation, sampling, ...) until tasks/update answers it."""
+        self.next_key += 1
+        key = f"input-{self.next_key}"
+        self.pending[key] = dict(request)
+        self.answered[key] = anyio.Event()
+        self.touch("input_required")
+        self.view.input_requests = dict(self.pending)
+        await self.answered[key].wait()
+        return self.answers.pop(key)
+
+    def answer(self, responses: Mapping[str, Any]) -> None:
+        for key, response in responses.items():
+            if key not in self.pending:
+                continue  # never issued or already answered: ignored, as the spec asks
+            del self.pending[key]
+            self.answers[key] = response
+            self.answered.pop(key).set()
+        self.view.input_requests = dict(self.pending)
+        if not self.pending and self.view.status == "input_required":
+            self.touch("working")
+
+
+def new_task_id() -> str:
+    return "task_" + secrets.token_hex(12)
+
+
+def client_declared(ctx: ServerRequestContext[Any, Any], params: RequestParams | None = None) -> bool:
+    """The client declared the extension: for the connection, or on this request (`_meta` clientCapabilities)."""
+    capabilities = ctx.session.client_capabilities
+    if capabilities is not None and EXTENSION in (capabilities.extensions or {}):
+        return True
+    for meta in (ctx.meta, params.meta if params is not None else None):
+        declared = (meta or {}).get(CLIENT_CAPABILITIES_META_KEY)
+        if isinstance(declared, Mapping) and EXTENSION in (declared.get("extensions") or {}):
+            return True
+    return False
+
+
+def missing_capability() -> MCPError:
+    return MCPError(
+        code=MISSING_REQUIRED_CLIENT_CAPABILITY,
+        message=f"this needs the {EXTENSION} extension: declare it in the client's capabilities.extensions",
+        data={"requiredCapabilities": {"extensions": {EXTENSION: {}}}},
+    )
+
+
+def _not_found(task_id: str) -> MCPError:
+    return MCPError(
+        code=INVALID_PARAMS,
+        message=f"no task {task_id!r}: it never existed here or has expired (ttlMs after its creation)",
+    )
+
+
+def _protocol_error(exc: BaseException) -> dict[str, Any]:
+    if isinstance(exc, MCPError):
+        error: dict[str, Any] = {"code": exc.error.code, "message": exc.error.message}
+        if exc.error.data is not None:
+            error["data"] = exc.error.data
+        return error
+    return {"code": INTERNAL_ERROR, "message": f"the tool failed inside the server ({type(exc).__name__})"}
+
+
+def _dump(result: HandlerResult) -> dict[str, Any]:
+    if result is None:
+        return {}
+    if isinstance(result, dict):
+        return result
+    return result.model_dump(by_alias=True, mode="json", exclude_none=True)
+
+
+class TasksExtension(Extension):
+    """Serves tools/call as tasks for the tools in `support` (name -> optional|required)."""
+
+    identifier = EXTENSION
+
+    def __init__(
+        self,
+        support: Mapping[str, Support],
+        durable: DurableTasks | None = None,
+        background: Callable[[Any], TaskGroup] | None = None,
+    ) -> None:
+        self.support = dict(support)
+        self.durable = durable
+        self._background = background or (lambda lifespan: lifespan.background)
+        self._memory: dict[str, _MemoryTask] = {}
+
+    def methods(self) -> Sequence[MethodBinding]:
+        return (
+            MethodBinding("tasks/get", TaskParams, self._get),
+            MethodBinding("tasks/update", UpdateParams, self._update),
+            MethodBinding("tasks/cancel", TaskParams, self._cancel),
+        )
+
+    # --- tools/call -------------------------------------------------------------------------------
+    async def intercept_tool_call(
+        self, params: CallToolRequestParams, ctx: ServerRequestContext[Any, Any], call_next: CallNext
+    ) -> HandlerResult:
+        support = self.support.get(params.name)
+        if support is None:
+            return await call_next(ctx)
+        # A task handle only exists on the 2026-07-28 wire (older wires cannot carry resultType "task").
+        if not client_declared(ctx, params) or ctx.protocol_version not in MODERN_VERSIONS:
+            if support == "required":
+                raise missing_capability()
+            return await call_next(ctx)
+        call = TaskCall(params)
+        token = TASK_CALL.set(call)
+        try:
+            return await self._start(ctx, call_next, call, support)
+        finally:
+            TASK_CALL.reset(token)
+
+    async def _start(
+        self, ctx: ServerRequestContext[Any, Any], call_next: CallNext, call: TaskCall, support: Support
+    ) -> HandlerResult:
+        if self.durable is not None and self.durable.follows(call.params):
+            return await self._start_durable(ctx, call_next, call)
+        now = time.time()
+        task = _MemoryTask(TaskView(new_task_id(), "working", now, now, MEMORY_TTL_MS, MEMORY_POLL_MS))
+        call.ask = task.ask
+        outcome: list[HandlerResult] = []
+
+        async def run() -> None:
+            with task.scope:
+                try:
+                    outcome.append(await call_next(ctx))
+                except Exception as exc:
+                    task.view.error = _protocol_error(exc)
+                    task.view.message = task.view.error["message"]
+                    task.touch("failed")
+                else:
+                    task.view.result = _dump(outcome[0])
+                    task.touch("completed")
+            if task.scope.cancelled_caught:
+                task.view.message = "cancelled by the client"
+                task.touch("cancelled")
+            task.done.set()
+
+        self._background(ctx.lifespan_context).start_soon(run)
+        with anyio.move_on_after(IMMEDIATE_S):
+            await task.done.wait()
+        if outcome and isinstance(outcome[0], InputRequiredResult):
+            return outcome[0]  # the first round's input request (SEP-2322) goes back before any task exists
+        if outcome and support == "optional":
+            return outcome[0]  # done already: the immediate-result shortcut
+        self._forget_expired()
+        self._memory[task.view.task_id] = task
+        return {"resultType": "task", **task.view.wire()}
+
+    async def _start_durable(
+        self, ctx: ServerRequestContext[Any, Any], call_next: CallNext, call: TaskCall
+    ) -> HandlerResult:
+        """The tool starts its run and answers at once (it records the run in `call`); the task follows it."""
+        assert self.durable is not None
+        result = await call_next(ctx)
+        if call.started is None or _dump(result).get("isError"):
+            return result  # nothing started (bad input, a provider error) or already settled: answer directly
+        view = await self.durable.create(ctx, new_task_id(), call)
+        if view.status in TERMINAL:
+            return result
+        return {"resultType": "task", **view.wire()}
+
+    def _forget_expired(self) -> None:
+        now = time.time()
+        for task_id, task in list(self._memory.items()):
+            if task.done.is_set() and now - task.view.created_at > (task.view.ttl_ms or 0) / 1000:
+                del self._memory[task_id]
+
+    # --- tasks/* ----------------------------------------------------------------------------------
+    async def _view(self, ctx: ServerRequestContext[Any, Any], params: TaskParams) -> tuple[TaskView, bool]:
+        if not client_declared(ctx, params):
+            raise missing_capability()
+        task = self._memory.get(params.task_id)
+        if task is not None:
+            return task.view, False
+        if self.durable is not None:
+            view = await self.durable.read(ctx, params.task_id)
+            if view is not None:
+                return view, True
+        raise _not_found(params.task_id)
+
+    async def _get(self, ctx: ServerRequestContext[Any, Any], params: TaskParams) -> dict[str, Any]:
+        view, _ = await self._view(ctx, params)
+        return {"resultType": "complete", **view.wire()}
+
+    async def _update(self, ctx: ServerRequestContext[Any, Any], params: UpdateParams) -> dict[str, Any]:
+        view, durable = await self._view(ctx, params)
+        if not durable:
+            self._memory[view.task_id].answer(params.input_responses)
+        return {"resultType": "complete"}
+
+    async def _cancel(self, ctx: ServerRequestContext[Any, Any], params: TaskParams) -> dict[str, Any]:
+        view, durable = await self._view(ctx, params)
+        if durable:
+            assert self.durable is not None
+            await self.durable.cancel(ctx, view.task_id)
+        else:
+            self._memory[view.task_id].scope.cancel()
+        return {"resultType": "complete"}
+
+
+def routing_header_mismatch(body: Any, headers: Mapping[str, str]) -> str | None:
+    """SEP-2663 routing headers: a tasks/* request's `Mcp-Name` must name its taskId. The reason when not."""
+    if not isinstance(body, Mapping) or body.get("method") not in TASK_METHODS:
+        return None
+    given = headers.get("mcp-name")
+    params = body.get("params")
+    task_id = params.get("taskId") if isinstance(params, Mapping) else None
+    if given is not None and given.strip() != task_id:
+        return f"Mcp-Name header {given.strip()!r} does not match params.taskId of {body['method']}"
+    return None
+
+
+class TaskRoutingHeaders:
+    """ASGI middleware: rejects a tasks/* request whose Mcp-Name header names another task (HTTP 400, -32020),
+    as the SDK does for tools/call names. Only requests that carry Mcp-Name are read here."""
+
+    def __init__(self, app: ASGIApp, max_body: int) -> None:
+        self.app = app
+        self.max_body = max_body
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        if "mcp-name" not in headers:
+            await self.app(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        size, more = 0, True
+        while more and size <= self.max_body:
+            message = await receive()
+            if message["type"] != "http.request":
+                break
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            more = message.get("more_body", False)
+        raw = b"".join(chunks)
+        try:
+            body = json.loads(raw) if size <= self.max_body else None
+        except ValueError:
+            body = None
+        reason = routing_header_mismatch(body, headers)
+        if reason is not None and isinstance(body, dict):
+            error = {"jsonrpc": "2.0", "id": body.get("id"), "error": {"code": HEADER_MISMATCH, "message": reason}}
+            await JSONResponse(error, status_code=400)(scope, receive, send)
+            return
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": raw, "more_body": more}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+
+async def advertise_only_when_declared(ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
+    """Server middleware: the extension appears in the server's capabilities (initialize, server/discover)
+    only for a client that declared it too; others see a server without Tasks, as they will be served."""
+    result = await call_next(ctx)
+    if ctx.method not in ("initialize", "server/discover") or not isinstance(result, dict):
+        return result
+    params = ctx.params if isinstance(ctx.params, Mapping) else {}
+    declared = params.get("capabilities") or (params.get("_meta") or {}).get(CLIENT_CAPABILITIES_META_KEY) or {}
+    if isinstance(declared, Mapping) and EXTENSION in (declared.get("extensions") or {}):
+        return result
+    extensions = (result.get("capabilities") or {}).get("extensions")
+    if isinstance(extensions, dict) and EXTENSION in extensions:
+        result = {
+            **result,
+            "capabilities": {
+                **result["capabilities"],
+                "extensions": {k: v for k, v in extensions.items() if k != EXTENSION},
+            },
+        }
+        if not result["capabilities"]["extensions"]:
+            del result["capabilities"]["extensions"]
+    return result

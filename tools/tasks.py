@@ -1,0 +1,146 @@
+"""Tool calls made as MCP tasks (server/tasks.py): what a tool does differently, and tasks over local runs.
+
+A tool with `task_follow` in its spec, called as a task on the local provider, starts its run and answers at
+once (`task_start` arguments) instead of waiting; the task then follows the run in the local store by the
+result's id, so it survives the server (and any server on the data directory answers for it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from contextvars import ContextVar
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Literal
+
+from mcp.types import CallToolRequestParams
+from pydantic import BaseModel
+
+from providers.errors import ProviderError
+from tools.results import as_tool_result
+
+if TYPE_CHECKING:
+    from mcp.server.context import ServerRequestContext
+
+    from tools.spec import ToolSpec
+
+LOCAL = "local"
+SESSION_POLL_MS = 1000
+WORKING_STATES = frozenset({"running", "pending"})
+CANCELLED_STATES = frozenset({"stopped", "failed", "skipped"})
+TERMINAL = frozenset({"completed", "failed", "cancelled"})
+Status = Literal["working", "input_required", "completed", "failed", "cancelled"]
+
+
+@dataclass
+class TaskCall:
+    """Set in TASK_CALL while a tools/call runs as a task."""
+
+    params: CallToolRequestParams
+    # An in-memory task's way to ask the client for input (elicitation, sampling) and wait for the answer.
+    ask: Callable[[Mapping[str, Any]], Awaitable[Any]] | None = None
+    # (capability that reads it, its id, its session) when the tool started a durable run instead of waiting.
+    started: tuple[str, str, str] | None = None
+
+
+TASK_CALL: ContextVar[TaskCall | None] = ContextVar("task_call", default=None)
+
+
+@dataclass
+class TaskView:
+    """A task as tasks/get shows it (a DetailedTask)."""
+
+    task_id: str
+    status: Status
+    created_at: float
+    updated_at: float
+    ttl_ms: int | None
+    poll_ms: int
+    message: str | None = None
+    result: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+    input_requests: dict[str, Any] | None = None
+
+    def wire(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "taskId": self.task_id,
+            "status": self.status,
+            "createdAt": _iso(self.created_at),
+            "lastUpdatedAt": _iso(self.updated_at),
+            "ttlMs": self.ttl_ms,
+            "pollIntervalMs": self.poll_ms,
+        }
+        if self.message:
+            body["statusMessage"] = self.message
+        if self.status == "completed":
+            body["result"] = self.result
+        elif self.status == "failed":
+            body["error"] = self.error
+        elif self.status == "input_required":
+            body["inputRequests"] = self.input_requests
+        return body
+
+
+def _iso(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def status_line(model: BaseModel) -> str | None:
+    """The newest output line of a running session: a working task's statusMessage."""
+    text = getattr(model, "stdout", None) or getattr(model, "output", None) or ""
+    lines = [line for line in str(text).splitlines() if line.strip()]
+    return lines[-1][:200] if lines else None
+
+
+class LocalRunTasks:
+    """DurableTasks over the local provider: a task row per run, the run read afresh on every tasks/get."""
+
+    def __init__(self, specs: Mapping[str, ToolSpec], default_provider: str) -> None:
+        self._specs = {name: spec for name, spec in specs.items() if spec.task_follow is not None}
+        self._default = default_provider
+
+    def follows(self, params: CallToolRequestParams) -> bool:
+        if params.name not in self._specs:
+            return False
+        provider = (params.arguments or {}).get("provider", self._default)
+        return bool(provider == LOCAL)
+
+    async def create(self, ctx: ServerRequestContext[Any, Any], task_id: str, call: TaskCall) -> TaskView:
+        assert call.started is not None
+        follow, ref, session_id = call.started
+        await ctx.lifespan_context.local.remember_task(task_id, follow, ref, session_id)
+        view = await self.read(ctx, task_id)
+        assert view is not None
+        return view
+
+    async def read(self, ctx: ServerRequestContext[Any, Any], task_id: str) -> TaskView | None:
+        runtime = ctx.lifespan_context.local
+        row = await runtime.recall_task(task_id)
+        if row is None:
+            return None
+        try:
+            model = await getattr(runtime, row.follow)(row.ref)
+        except ProviderError:
+            return None  # the run's record is gone (retention): so is the task
+        state = getattr(model, "state", None) or getattr(model, "status", "")
+        view = TaskView(
+            task_id, "working", row.created_at, row.cancelled_at or row.created_at, runtime.task_ttl_ms, SESSION_POLL_MS
+        )
+        if state in WORKING_STATES:
+            view.message = status_line(model)
+            return view
+        view.updated_at = row.ended_at or view.updated_at
+        if row.cancelled_at is not None and state in CANCELLED_STATES:
+            view.status, view.message = "cancelled", "cancelled by the client; the run was stopped"
+            return view
+        view.status = "completed"
+        view.result = as_tool_result(model).model_dump(by_alias=True, mode="json", exclude_none=True)
+        return view
+
+    async def cancel(self, ctx: ServerRequestContext[Any, Any], task_id: str) -> bool:
+        runtime = ctx.lifespan_context.local
+        row = await runtime.recall_task(task_id)
+        if row is None:
+            return False
+        await runtime.cancel_task(row)
+        return True
