@@ -36,6 +36,7 @@ RUN_AND_WATCH = Topic(
                 "tools/call execRun or invokeRoutine → resultType task, taskId, pollIntervalMs",
                 "tasks/get taskId every pollIntervalMs: working (statusMessage: newest line) → completed with "
                 "the tool result inlined (a failed command is completed too; read exit_code)",
+                "or subscriptions/listen notifications.taskIds=[taskId]: notifications/tasks on each change",
                 "tasks/cancel taskId stops the run; tasks/get then says cancelled",
             ],
         ),

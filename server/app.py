@@ -26,7 +26,7 @@ from mcp.types import (
 from providers.errors import ProviderError
 from server.config import Settings
 from server.state import AppState, available_capabilities
-from server.tasks import TasksExtension, advertise_only_when_declared
+from server.tasks import TasksExtension, advertise_only_when_declared, serve_task_notifications
 from tools import build
 from tools.catalog import ALL
 from tools.docs_tool import ServerFacts, docs_tool, register_docs_resources
@@ -92,6 +92,7 @@ def create_server(
         default_provider=settings.default_provider,
         local_code=local_code,
     )
+    tasks = tasks_extension(offers, settings.default_provider)
     server: MCPServer[AppState] = MCPServer(
         "runtimes-mcp",
         title="Runtimes MCP",
@@ -101,10 +102,11 @@ def create_server(
         subscriptions=bus,
         log_level=settings.log_level,
         tools=[*build.tools_for(offers), docs_tool()],
-        extensions=[tasks_extension(offers, settings.default_provider)],
+        extensions=[tasks],
         middleware=[advertise_only_when_declared],
     )
     register_docs_resources(server, facts)
+    serve_task_notifications(server, tasks, bus)
     if settings.computesdk_access_token is not None:
         _register_live_events(server)
     _register_local_resources(server)

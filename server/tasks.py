@@ -14,6 +14,7 @@ Two kinds of task:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
 import time
@@ -25,8 +26,20 @@ import anyio
 from anyio.abc import TaskGroup
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.extension import Extension, MethodBinding
+from mcp.server.mcpserver import MCPServer
+from mcp.server.subscriptions import ListenHandler, SubscriptionBus
 from mcp.shared.exceptions import MCPError
-from mcp.types import CallToolRequestParams, InputRequiredResult, RequestParams
+from mcp.shared.subscriptions import SUBSCRIPTION_ID_META_KEY, ServerEvent, event_matches, event_to_notification
+from mcp.types import (
+    CallToolRequestParams,
+    InputRequiredResult,
+    RequestParams,
+    SubscriptionFilter,
+    SubscriptionsAcknowledgedNotification,
+    SubscriptionsAcknowledgedNotificationParams,
+    SubscriptionsListenRequestParams,
+    SubscriptionsListenResult,
+)
 from mcp_types import (
     CLIENT_CAPABILITIES_META_KEY,
     HEADER_MISMATCH,
@@ -34,7 +47,7 @@ from mcp_types import (
     INVALID_PARAMS,
     MISSING_REQUIRED_CLIENT_CAPABILITY,
 )
-from pydantic import Field
+from pydantic import BaseModel, Field
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -266,17 +279,19 @@ class TasksExtension(Extension):
                 del self._memory[task_id]
 
     # --- tasks/* ----------------------------------------------------------------------------------
+    async def find(self, ctx: ServerRequestContext[Any, Any], task_id: str) -> TaskView | None:
+        task = self._memory.get(task_id)
+        if task is not None:
+            return task.view
+        return await self.durable.read(ctx, task_id) if self.durable is not None else None
+
     async def _view(self, ctx: ServerRequestContext[Any, Any], params: TaskParams) -> tuple[TaskView, bool]:
         if not client_declared(ctx, params):
             raise missing_capability()
-        task = self._memory.get(params.task_id)
-        if task is not None:
-            return task.view, False
-        if self.durable is not None:
-            view = await self.durable.read(ctx, params.task_id)
-            if view is not None:
-                return view, True
-        raise _not_found(params.task_id)
+        view = await self.find(ctx, params.task_id)
+        if view is None:
+            raise _not_found(params.task_id)
+        return view, params.task_id not in self._memory
 
     async def _get(self, ctx: ServerRequestContext[Any, Any], params: TaskParams) -> dict[str, Any]:
         view, _ = await self._view(ctx, params)
@@ -379,3 +394,98 @@ async def advertise_only_when_declared(ctx: ServerRequestContext[Any, Any], call
         if not result["capabilities"]["extensions"]:
             del result["capabilities"]["extensions"]
     return result
+
+
+class TaskStatusNotification(BaseModel):
+    """`notifications/tasks`: a task's DetailedTask, as tasks/get would show it at that moment."""
+
+    method: Literal["notifications/tasks"] = "notifications/tasks"
+    params: dict[str, Any]
+
+
+class TaskListen:
+    """`subscriptions/listen` that also takes `notifications.taskIds` (SEP-2663 status notifications).
+
+    A stream without taskIds is the SDK's own. With taskIds (from a client that declared the extension), the
+    acknowledgement names the known ones, each status change of those tasks is pushed as notifications/tasks
+    (checked every WATCH_S), and the other requested kinds flow from the bus as usual. Once every watched task
+    has ended and nothing else was asked for, the stream closes."""
+
+    WATCH_S = 0.25
+
+    def __init__(self, extension: TasksExtension, bus: SubscriptionBus) -> None:
+        self.extension = extension
+        self.bus = bus
+        self.plain = ListenHandler(bus)
+
+    async def __call__(
+        self, ctx: ServerRequestContext[Any, Any], params: SubscriptionsListenRequestParams
+    ) -> SubscriptionsListenResult:
+        wanted = (params.notifications.model_extra or {}).get("taskIds")
+        if not wanted:
+            return await self.plain(ctx, params)
+        if not client_declared(ctx, params):
+            raise missing_capability()
+        known = [t for t in wanted if isinstance(t, str) and await self.extension.find(ctx, t) is not None]
+        requested = params.notifications
+        honored = SubscriptionFilter(
+            tools_list_changed=requested.tools_list_changed or None,
+            prompts_list_changed=requested.prompts_list_changed or None,
+            resources_list_changed=requested.resources_list_changed or None,
+            resource_subscriptions=requested.resource_subscriptions or None,
+        )
+        uris = frozenset(honored.resource_subscriptions or ())
+        meta: dict[str, Any] = {SUBSCRIPTION_ID_META_KEY: ctx.request_id}
+        ack = SubscriptionFilter.model_validate(
+            {**honored.model_dump(by_alias=True, exclude_none=True), "taskIds": known}
+        )
+        send, recv = anyio.create_memory_object_stream[Any](1024)
+
+        def deliver(event: ServerEvent) -> None:
+            if event_matches(honored, uris, event):
+                with contextlib.suppress(anyio.WouldBlock, anyio.ClosedResourceError):
+                    send.send_nowait(event_to_notification(event, meta))
+
+        async def watch() -> None:
+            last: dict[str, tuple[Any, ...]] = {}
+            pending = set(known)
+            while pending:
+                for task_id in sorted(pending):
+                    view = await self.extension.find(ctx, task_id)
+                    if view is None:
+                        pending.discard(task_id)
+                        continue
+                    seen = (view.status, view.message, view.updated_at, tuple(view.input_requests or ()))
+                    if last.get(task_id) != seen:
+                        last[task_id] = seen
+                        await send.send(TaskStatusNotification(params={**view.wire(), "_meta": meta}))
+                    if view.status in TERMINAL:
+                        pending.discard(task_id)
+                await anyio.sleep(self.WATCH_S)
+            if honored == SubscriptionFilter():
+                send.close()  # nothing else was asked for: close the stream gracefully
+
+        unsubscribe = self.bus.subscribe(deliver)
+        try:
+            await ctx.session.send_notification(
+                SubscriptionsAcknowledgedNotification(
+                    params=SubscriptionsAcknowledgedNotificationParams(notifications=ack, _meta=meta)
+                ),
+                related_request_id=ctx.request_id,
+            )
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(watch)
+                async for notification in recv:
+                    await ctx.session.send_notification(notification, related_request_id=ctx.request_id)
+                tg.cancel_scope.cancel()
+        finally:
+            unsubscribe()
+            send.close()
+            recv.close()
+        return SubscriptionsListenResult(_meta=meta)
+
+
+def serve_task_notifications(server: MCPServer[Any], extension: TasksExtension, bus: SubscriptionBus) -> None:
+    """Serve subscriptions/listen with TaskListen (MCPServer 2.3 has no public hook for replacing it)."""
+    lowlevel = server._lowlevel_server
+    lowlevel.add_request_handler("subscriptions/listen", SubscriptionsListenRequestParams, TaskListen(extension, bus))

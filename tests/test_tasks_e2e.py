@@ -140,3 +140,48 @@ def test_invoke_routine_as_a_task_and_its_idempotent_retry(tmp_path: Path) -> No
         # The retry finds the finished run: nothing to wait for, so the answer is the result itself.
         again = wire.call("invokeRoutine", args)
         assert again["resultType"] == "complete" and again["structuredContent"]["run_id"] == run["run_id"]
+
+
+def listen(wire: Wire, task_ids: list[str]) -> list[dict[str, Any]]:
+    """Every frame of a subscriptions/listen stream for these tasks, until the server closes it."""
+    capabilities = {"extensions": {TASKS: {}}} if wire.tasks else {}
+    meta = {
+        "io.modelcontextprotocol/protocolVersion": VERSION,
+        "io.modelcontextprotocol/clientCapabilities": capabilities,
+    }
+    body = {
+        "jsonrpc": "2.0",
+        "id": 7,
+        "method": "subscriptions/listen",
+        "params": {"notifications": {"taskIds": task_ids}, "_meta": meta},
+    }
+    headers = {
+        "Authorization": f"Bearer {TOKEN}",
+        "Accept": "application/json, text/event-stream",
+        "MCP-Protocol-Version": VERSION,
+        "Mcp-Method": "subscriptions/listen",
+    }
+    frames = []
+    with httpx.stream("POST", wire.url, json=body, headers=headers, timeout=30) as response:
+        if response.headers["content-type"].startswith("application/json"):
+            return [json.loads(response.read())]  # refused before the stream began
+        for line in response.iter_lines():
+            if line.startswith("data:"):
+                frames.append(json.loads(line[5:]))
+    return frames
+
+
+def test_status_notifications_follow_a_task_to_its_end(tmp_path: Path) -> None:
+    with http_server(env={"RUNTIMES_MCP_DATA_DIR": str(tmp_path / "data")}) as (base, _):
+        wire = Wire(base)
+        task_id = wire.call("execRun", {"command": "echo first; sleep 1; echo second"})["taskId"]
+        frames = listen(wire, [task_id, "task_unknown"])
+        refused = listen(Wire(base, tasks=False), [task_id])
+    ack, *updates, end = frames
+    assert ack["method"] == "notifications/subscriptions/acknowledged"
+    assert ack["params"]["notifications"]["taskIds"] == [task_id]  # only the tasks it knows
+    assert all(u["method"] == "notifications/tasks" and u["params"]["taskId"] == task_id for u in updates)
+    assert updates[0]["params"]["status"] == "working" and updates[-1]["params"]["status"] == "completed"
+    assert updates[-1]["params"]["result"]["structuredContent"]["stdout"] == "first\nsecond\n"
+    assert end["id"] == 7 and "result" in end  # closed gracefully once the task ended
+    assert refused[-1]["error"]["code"] == -32021
