@@ -21,6 +21,9 @@ from server.config import load_settings
 from tests.conftest import connect, processes_matching, structured
 from tests.test_local_sessions import marker, wait_until_gone
 
+# Commands see a private /tmp: an interpreter from a venv in a clone under /tmp would be out of their sight.
+PYTHON = shutil.which("python3", path="/usr/local/bin:/usr/bin:/bin") or sys.executable
+
 SECRET = "secret-marker-in-the-home"
 
 
@@ -77,7 +80,7 @@ def listener() -> Iterator[tuple[int, list[bytes]]]:
 
 def connect_command(port: int) -> str:
     return (
-        f"{sys.executable} -c \"import socket; s = socket.create_connection(('127.0.0.1', {port}), timeout=2); "
+        f"{PYTHON} -c \"import socket; s = socket.create_connection(('127.0.0.1', {port}), timeout=2); "
         "s.sendall(b'hello'); print('connected')\""
     )
 
@@ -156,7 +159,7 @@ def limits_config(request: pytest.FixtureRequest, config_file: Any) -> Path:
 
 
 async def test_each_limit_ends_the_run_with_its_reason(limits_config: Path) -> None:
-    hog = f"{sys.executable} -c \"a = bytearray(400 * 1024 * 1024); print('allocated')\""
+    hog = f"{PYTHON} -c \"a = bytearray(400 * 1024 * 1024); print('allocated')\""
     spin = "while :; do :; done"
     many = f"for i in $(seq 60); do sleep {marker()} & done; wait"
     async with connect(load_settings(limits_config)) as client:
