@@ -47,6 +47,7 @@ from mcp_types import (
     INVALID_PARAMS,
     MISSING_REQUIRED_CLIENT_CAPABILITY,
 )
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import BaseModel, Field
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -55,7 +56,6 @@ from tools.tasks import TASK_CALL, TERMINAL, Status, TaskCall, TaskView
 
 EXTENSION = "io.modelcontextprotocol/tasks"
 TASK_METHODS = ("tasks/get", "tasks/update", "tasks/cancel")
-MODERN_VERSIONS = frozenset({"2026-07-28"})
 # A task-supporting call that ends this fast is answered directly (the spec's immediate-result shortcut);
 # it is also how a tool's first-round input request (SEP-2322) reaches the client before any task exists.
 IMMEDIATE_S = 0.05
@@ -141,11 +141,13 @@ def client_declared(ctx: ServerRequestContext[Any, Any], params: RequestParams |
     capabilities = ctx.session.client_capabilities
     if capabilities is not None and EXTENSION in (capabilities.extensions or {}):
         return True
-    for meta in (ctx.meta, params.meta if params is not None else None):
-        declared = (meta or {}).get(CLIENT_CAPABILITIES_META_KEY)
-        if isinstance(declared, Mapping) and EXTENSION in (declared.get("extensions") or {}):
-            return True
-    return False
+    metas = (ctx.meta, params.meta if params is not None else None)
+    return any(_declares((meta or {}).get(CLIENT_CAPABILITIES_META_KEY)) for meta in metas)
+
+
+def _declares(capabilities: Any) -> bool:
+    """Raw client capabilities (a `_meta` or initialize object) name the extension."""
+    return isinstance(capabilities, Mapping) and EXTENSION in (capabilities.get("extensions") or {})
 
 
 def missing_capability() -> MCPError:
@@ -211,7 +213,7 @@ class TasksExtension(Extension):
         if support is None:
             return await call_next(ctx)
         # A task handle only exists on the 2026-07-28 wire (older wires cannot carry resultType "task").
-        if not client_declared(ctx, params) or ctx.protocol_version not in MODERN_VERSIONS:
+        if not client_declared(ctx, params) or ctx.protocol_version not in MODERN_PROTOCOL_VERSIONS:
             if support == "required":
                 raise missing_capability()
             return await call_next(ctx)
@@ -379,8 +381,7 @@ async def advertise_only_when_declared(ctx: ServerRequestContext[Any, Any], call
     if ctx.method not in ("initialize", "server/discover") or not isinstance(result, dict):
         return result
     params = ctx.params if isinstance(ctx.params, Mapping) else {}
-    declared = params.get("capabilities") or (params.get("_meta") or {}).get(CLIENT_CAPABILITIES_META_KEY) or {}
-    if isinstance(declared, Mapping) and EXTENSION in (declared.get("extensions") or {}):
+    if _declares(params.get("capabilities") or (params.get("_meta") or {}).get(CLIENT_CAPABILITIES_META_KEY)):
         return result
     extensions = (result.get("capabilities") or {}).get("extensions")
     if isinstance(extensions, dict) and EXTENSION in extensions:

@@ -24,7 +24,8 @@ class Wire:
         self.url = f"{base}/mcp"
         self.tasks = tasks
 
-    def request(self, method: str, params: dict[str, Any], name: str | None = None) -> dict[str, Any]:
+    def envelope(self, method: str, params: dict[str, Any], name: str | None) -> tuple[dict[str, Any], dict[str, str]]:
+        """The request body (id 7) with its `_meta` envelope, and the HTTP headers the 2026-07-28 wire wants."""
         capabilities = {"extensions": {TASKS: {}}} if self.tasks else {}
         meta = {
             "io.modelcontextprotocol/protocolVersion": VERSION,
@@ -38,7 +39,10 @@ class Wire:
         }
         if name is not None:
             headers["Mcp-Name"] = name
-        body = {"jsonrpc": "2.0", "id": 1, "method": method, "params": {**params, "_meta": meta}}
+        return {"jsonrpc": "2.0", "id": 7, "method": method, "params": {**params, "_meta": meta}}, headers
+
+    def request(self, method: str, params: dict[str, Any], name: str | None = None) -> dict[str, Any]:
+        body, headers = self.envelope(method, params, name)
         response = httpx.post(self.url, json=body, headers=headers, timeout=30)
         text = response.text
         if "data:" in text:  # an SSE answer: the last event is the response
@@ -144,23 +148,7 @@ def test_invoke_routine_as_a_task_and_its_idempotent_retry(tmp_path: Path) -> No
 
 def listen(wire: Wire, task_ids: list[str]) -> list[dict[str, Any]]:
     """Every frame of a subscriptions/listen stream for these tasks, until the server closes it."""
-    capabilities = {"extensions": {TASKS: {}}} if wire.tasks else {}
-    meta = {
-        "io.modelcontextprotocol/protocolVersion": VERSION,
-        "io.modelcontextprotocol/clientCapabilities": capabilities,
-    }
-    body = {
-        "jsonrpc": "2.0",
-        "id": 7,
-        "method": "subscriptions/listen",
-        "params": {"notifications": {"taskIds": task_ids}, "_meta": meta},
-    }
-    headers = {
-        "Authorization": f"Bearer {TOKEN}",
-        "Accept": "application/json, text/event-stream",
-        "MCP-Protocol-Version": VERSION,
-        "Mcp-Method": "subscriptions/listen",
-    }
+    body, headers = wire.envelope("subscriptions/listen", {"notifications": {"taskIds": task_ids}}, None)
     frames = []
     with httpx.stream("POST", wire.url, json=body, headers=headers, timeout=30) as response:
         if response.headers["content-type"].startswith("application/json"):

@@ -162,16 +162,15 @@ def make_handler(offer: Offer) -> Any:
                 client = await source.provider(provider)
                 method = getattr(client, spec.capability)
                 task = TASK_CALL.get()
-                durable = task is not None and provider == LOCAL and spec.task_follow is not None
-                if durable:
+                follow = spec.task_follow if task is not None and provider == LOCAL else None
+                if follow is not None:
                     arguments.update(spec.task_start)  # start the run and answer; the task follows it
                 elif task is None and spec.progress and _accepts_progress(type(client), spec.capability):
                     arguments["progress"] = ctx.report_progress  # tasks carry no progress notifications
                 result = await method(**arguments)
-            if durable and task is not None and spec.task_follow is not None:
-                capability, ref = spec.task_follow
-                if getattr(result, "session_id", None):
-                    task.started = (capability, getattr(result, ref), result.session_id)
+            if task is not None and follow is not None and getattr(result, "session_id", None):
+                capability, ref = follow
+                task.started = (capability, getattr(result, ref), result.session_id)
             return as_tool_result(result)
         except ProviderError as exc:
             raise ToolError(str(exc)) from None

@@ -17,11 +17,13 @@ from mcp.types import CallToolRequestParams
 from pydantic import BaseModel
 
 from providers.errors import ProviderError
+from providers.local.sessions import newest_line
 from tools.results import as_tool_result
 
 if TYPE_CHECKING:
     from mcp.server.context import ServerRequestContext
 
+    from providers.local.store import TaskRow
     from tools.spec import ToolSpec
 
 LOCAL = "local"
@@ -88,8 +90,7 @@ def _iso(timestamp: float) -> str:
 def status_line(model: BaseModel) -> str | None:
     """The newest output line of a running session: a working task's statusMessage."""
     text = getattr(model, "stdout", None) or getattr(model, "output", None) or ""
-    lines = [line for line in str(text).splitlines() if line.strip()]
-    return lines[-1][:200] if lines else None
+    return newest_line(str(text))[:200] or None
 
 
 class LocalRunTasks:
@@ -107,24 +108,26 @@ class LocalRunTasks:
 
     async def create(self, ctx: ServerRequestContext[Any, Any], task_id: str, call: TaskCall) -> TaskView:
         assert call.started is not None
-        follow, ref, session_id = call.started
-        await ctx.lifespan_context.local.remember_task(task_id, follow, ref, session_id)
-        view = await self.read(ctx, task_id)
+        runtime = ctx.lifespan_context.local
+        view = await self._view(runtime, await runtime.remember_task(task_id, *call.started))
         assert view is not None
         return view
 
     async def read(self, ctx: ServerRequestContext[Any, Any], task_id: str) -> TaskView | None:
         runtime = ctx.lifespan_context.local
         row = await runtime.recall_task(task_id)
-        if row is None:
-            return None
+        return None if row is None else await self._view(runtime, row)
+
+    @staticmethod
+    async def _view(runtime: Any, row: TaskRow) -> TaskView | None:
+        """The task as its run stands now: the run is read afresh from the runtime."""
         try:
             model = await getattr(runtime, row.follow)(row.ref)
         except ProviderError:
             return None  # the run's record is gone (retention): so is the task
         state = getattr(model, "state", None) or getattr(model, "status", "")
         view = TaskView(
-            task_id, "working", row.created_at, row.cancelled_at or row.created_at, runtime.task_ttl_ms, SESSION_POLL_MS
+            row.id, "working", row.created_at, row.cancelled_at or row.created_at, runtime.task_ttl_ms, SESSION_POLL_MS
         )
         if state in WORKING_STATES:
             view.message = status_line(model)

@@ -386,22 +386,13 @@ class LocalRuntime:
     async def read_output(self, session_id: str, stream: str, offset: int, limit: int) -> SessionOutput:
         """Up to `limit` bytes of a session's output from `offset` (the resource reads large pages)."""
         row = await self.sessions.get_row(session_id)
-        path = self.sessions.output_path(row.id, stream)
-        chunk = b""
-        try:
-            with path.open("rb") as f:
-                size = os.fstat(f.fileno()).st_size
-                f.seek(offset)
-                chunk = f.read(limit)
-        except OSError:
-            size = 0
-        end = offset + len(chunk)
+        text, end, size = read_from(self.sessions.output_path(row.id, stream), offset, limit)
         return SessionOutput(
             session_id=row.id,
             stream=stream,
             offset=offset,
             size=size,
-            text=chunk.decode("utf-8", "replace"),
+            text=text,
             next_offset=end if end < size else None,
             state=row.state,
         )

@@ -587,8 +587,13 @@ def _last_line(path: Path, limit: int = 200) -> str:
             tail = f.read()
     except OSError:
         return ""
-    lines = [line for line in tail.decode("utf-8", "replace").splitlines() if line.strip()]
-    return lines[-1][-limit:] if lines else ""
+    return newest_line(tail.decode("utf-8", "replace"))[-limit:]
+
+
+def newest_line(text: str) -> str:
+    """The last line of `text` that is not blank ("" when there is none)."""
+    lines = [line for line in text.splitlines() if line.strip()]
+    return lines[-1] if lines else ""
 
 
 def read_from(path: Path, offset: int, limit: int) -> tuple[str, int, int]:
