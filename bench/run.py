@@ -458,7 +458,7 @@ def http_rows(quick: bool, env: dict[str, str]) -> list[Row]:
 
 
 def remote_overhead(quick: bool) -> list[Row]:
-    from providers.sprites import SpritesClient
+    from providers.sprites.client import SpritesClient
     from tests.fakes import Reply, fake_api
 
     n = 300 if quick else 1000

@@ -1,33 +1,21 @@
-"""Browsable documentation: typed topics, served by the getDocs tool and as docs:// resources."""
+"""Browsable documentation: typed topics, served by the getDocs tool and as docs:// resources.
+
+Each registered provider documents itself in `docs_topics/<provider name>.py`, which exports TOPICS
+(tests/test_docs.py checks that every provider has one and that it covers the provider's endpoints)."""
 
 from __future__ import annotations
 
-from docs_topics.archastro import ROUTINES as ARCHASTRO_ROUTINES
-from docs_topics.archastro import SESSIONS as ARCHASTRO_SESSIONS
-from docs_topics.computesdk import COMPUTESDK
-from docs_topics.decthings import DECTHINGS
-from docs_topics.local import LOCAL
-from docs_topics.model import Topic, render
-from docs_topics.overview import OVERVIEW
-from docs_topics.sprites import SPRITES
-from docs_topics.workflows import ERRORS, IDEMPOTENT_ROUTINES, RUN_AND_WATCH
-from docs_topics.xano import XANO
+import importlib
 
-TOPICS: dict[str, Topic] = {
-    t.topic: t
-    for t in (
-        OVERVIEW,
-        LOCAL,
-        SPRITES,
-        XANO,
-        ARCHASTRO_ROUTINES,
-        ARCHASTRO_SESSIONS,
-        DECTHINGS,
-        COMPUTESDK,
-        RUN_AND_WATCH,
-        IDEMPOTENT_ROUTINES,
-        ERRORS,
-    )
-}
+from docs_topics import overview, workflows
+from docs_topics.model import Topic, render
+from providers.registry import PROVIDERS
+
+
+def _provider_topics() -> list[Topic]:
+    return [topic for name in PROVIDERS for topic in importlib.import_module(f"docs_topics.{name}").TOPICS]
+
+
+TOPICS: dict[str, Topic] = {t.topic: t for t in (overview.OVERVIEW, *_provider_topics(), *workflows.TOPICS)}
 
 __all__ = ["TOPICS", "Topic", "render"]

@@ -1,7 +1,7 @@
 """ArchAstro: agent routines, their runs, and agent sessions."""
 
 from docs_topics.model import Pattern, Topic, from_endpoint
-from providers import endpoints as e
+from providers.archastro import endpoints as e
 
 ROUTINES = Topic(
     topic="archastro-routines",
@@ -72,3 +72,5 @@ SESSIONS = Topic(
     ],
     related_topics=["archastro-routines", "errors"],
 )
+
+TOPICS = (ROUTINES, SESSIONS)

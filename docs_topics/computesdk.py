@@ -1,8 +1,8 @@
 """ComputeSDK sandbox events."""
 
 from docs_topics.model import Topic, from_endpoint, schema_of
-from providers import endpoints as e
 from providers import models as m
+from providers.computesdk import endpoints as e
 
 COMPUTESDK = Topic(
     topic="computesdk",
@@ -23,3 +23,5 @@ COMPUTESDK = Topic(
     schemas={"StoredEvent": schema_of(m.StoredEvent), "Event": schema_of(m.Event)},
     related_topics=["local", "run-and-watch"],
 )
+
+TOPICS = (COMPUTESDK,)

@@ -1,8 +1,8 @@
 """Decthings persistent launchers."""
 
 from docs_topics.model import Topic, from_endpoint, schema_of
-from providers import endpoints as e
 from providers import models as m
+from providers.decthings import endpoints as e
 
 DECTHINGS = Topic(
     topic="decthings",
@@ -25,3 +25,5 @@ DECTHINGS = Topic(
     schemas={"Launcher": schema_of(m.Launcher)},
     related_topics=["overview", "errors"],
 )
+
+TOPICS = (DECTHINGS,)

@@ -102,3 +102,5 @@ LOCAL = Topic(
     ],
     related_topics=["overview", "run-and-watch", "idempotent-routines", "errors"],
 )
+
+TOPICS = (LOCAL,)

@@ -1,7 +1,7 @@
 """Where to start: which tool for which job, which provider does what, how to configure."""
 
 from docs_topics.model import Topic
-from providers.catalog import PROVIDERS
+from providers.registry import PROVIDERS
 from tools.catalog import ALL, HEADLINE
 
 
@@ -10,7 +10,12 @@ def _matrix() -> str:
     rows = ["| tool | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
     for spec in HEADLINE:
         rows.append(f"| {spec.name} | " + " | ".join("✓" if p in spec.providers else "" for p in names) + " |")
+    rows += ["", *(f"- `{p.name}`: {p.summary}" for p in PROVIDERS.values())]
     return "\n".join(rows)
+
+
+def _variables(secret: bool) -> str:
+    return ", ".join(s.env for p in PROVIDERS.values() for s in p.settings if s.secret == secret)
 
 
 def _toolsets() -> str:
@@ -40,9 +45,10 @@ OVERVIEW = Topic(
         "Environment variables (a TOML file given by --config or RUNTIMES_MCP_CONFIG may set the same, "
         "lower-cased; the environment wins): RUNTIMES_MCP_DATA_DIR, RUNTIMES_MCP_DEFAULT_PROVIDER, "
         "RUNTIMES_MCP_TOOLSETS, RUNTIMES_MCP_READ_ONLY=1 (hides tools that change anything); credentials "
-        "SPRITES_TOKEN, XANO_ACCESS_TOKEN, ARCHASTRO_API_KEY, DECTHINGS_API_KEY, COMPUTESDK_ACCESS_TOKEN, "
-        "COMPUTESDK_API_KEY; base URLs SPRITES_BASE_URL, XANO_RUN_BASE_URL, ARCHASTRO_BASE_URL, "
-        "DECTHINGS_BASE_URL, COMPUTESDK_GATEWAY_URL. Routines and launchers of the local provider live in "
+        + _variables(secret=True)
+        + "; endpoints "
+        + _variables(secret=False)
+        + ". Routines and launchers of the local provider live in "
         "the TOML file under [local.routines.NAME] and [local.launchers.NAME]."
     ),
     ai_hints=[

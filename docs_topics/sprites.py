@@ -1,8 +1,8 @@
 """Sprites exec sessions."""
 
 from docs_topics.model import Topic, from_endpoint, schema_of
-from providers import endpoints as e
 from providers import models as m
+from providers.sprites import endpoints as e
 
 SPRITES = Topic(
     topic="sprites",
@@ -23,3 +23,5 @@ SPRITES = Topic(
     schemas={"SessionSummary": schema_of(m.SessionSummary)},
     related_topics=["overview", "errors"],
 )
+
+TOPICS = (SPRITES,)

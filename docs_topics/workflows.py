@@ -111,3 +111,5 @@ ERRORS = Topic(
     ],
     related_topics=["overview"],
 )
+
+TOPICS = (RUN_AND_WATCH, IDEMPOTENT_ROUTINES, ERRORS)

@@ -1,7 +1,7 @@
 """Xano Run API: sessions, exec and stop."""
 
 from docs_topics.model import Pattern, Topic, from_endpoint
-from providers import endpoints as e
+from providers.xano import endpoints as e
 
 XANO = Topic(
     topic="xano",
@@ -21,7 +21,7 @@ XANO = Topic(
         "listSessions with run_id lists one saved run's sessions; `page` pages through (from 1).",
         "Export data with getSessionSink only after the session has hibernated or been stopped.",
     ],
-    endpoints=[from_endpoint(x) for x in e.for_provider("xano")],
+    endpoints=[from_endpoint(x) for x in e.ENDPOINTS],
     patterns=[
         Pattern(
             name="Execute and check",
@@ -44,3 +44,5 @@ XANO = Topic(
     ],
     related_topics=["overview", "run-and-watch", "errors"],
 )
+
+TOPICS = (XANO,)

@@ -21,6 +21,7 @@ from providers.errors import (
     Unavailable,
     error_for_status,
 )
+from providers.models import ProviderRecord
 
 DEFAULT_TIMEOUT_S = 30.0
 DEFAULT_RETRIES = 2
@@ -76,6 +77,10 @@ class HttpProvider:
 
     async def aclose(self) -> None:
         await self._http.aclose()
+
+    def record(self, answer: Any) -> ProviderRecord:
+        """An answer passed through as it came (a non-object answer is wrapped as {"value": ...})."""
+        return ProviderRecord(provider=self.name, record=answer if isinstance(answer, dict) else {"value": answer})
 
     async def send(
         self,
@@ -225,6 +230,10 @@ def _backoff(state: RetryCallState) -> float:
 
 def _str(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
+
+
+def text_or_none(value: Any) -> str | None:
+    return None if value is None else str(value)
 
 
 def compact(**values: Any) -> dict[str, Any]:

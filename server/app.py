@@ -23,13 +23,14 @@ from mcp.types import (
     UnsubscribeRequestParams,
 )
 
+from providers import computesdk
 from providers.errors import ProviderError
 from server.config import Settings
+from server.docs_tool import ServerFacts, docs_tool, register_docs_resources
 from server.state import AppState, available_capabilities
 from server.tasks import TasksExtension, advertise_only_when_declared, serve_task_notifications
-from tools import build
+from tools import build, sdk
 from tools.catalog import ALL
-from tools.docs_tool import ServerFacts, docs_tool, register_docs_resources
 from tools.tasks import LocalRunTasks
 
 RESOURCE_READ_CAP = 8 * 1024 * 1024
@@ -107,7 +108,7 @@ def create_server(
     )
     register_docs_resources(server, facts)
     serve_task_notifications(server, tasks, bus)
-    if settings.computesdk_access_token is not None:
+    if settings.is_set(computesdk.ACCESS_TOKEN):
         _register_live_events(server)
     _register_local_resources(server)
     return server
@@ -196,8 +197,7 @@ def _register_local_resources(server: MCPServer[AppState]) -> None:
         return CompleteResult(completion=Completion(values=values, total=len(values), has_more=False))
 
     # MCPServer 2.3 has no public hooks for these methods (and its completion decorator gives no context).
-    lowlevel = server._lowlevel_server
-    lowlevel.add_request_handler("resources/subscribe", SubscribeRequestParams, subscribe)
-    lowlevel.add_request_handler("resources/unsubscribe", UnsubscribeRequestParams, unsubscribe)
-    lowlevel.add_request_handler("logging/setLevel", SetLevelRequestParams, set_level)
-    lowlevel.add_request_handler("completion/complete", CompleteRequestParams, complete)
+    sdk.add_request_handler(server, "resources/subscribe", SubscribeRequestParams, subscribe)
+    sdk.add_request_handler(server, "resources/unsubscribe", UnsubscribeRequestParams, unsubscribe)
+    sdk.add_request_handler(server, "logging/setLevel", SetLevelRequestParams, set_level)
+    sdk.add_request_handler(server, "completion/complete", CompleteRequestParams, complete)

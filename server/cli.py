@@ -94,6 +94,9 @@ def _main(argv: list[str] | None) -> int:
     except ConfigError as exc:
         print(f"runtimes-mcp: {exc}", file=sys.stderr)
         return 2
+    from server.logs import configure_logging
+
+    configure_logging(settings.log_level, settings.secret_values())
     try:
         return _dispatch(args, settings)
     except ConfigError as exc:
@@ -169,6 +172,7 @@ async def serve_stdio(settings: Any) -> int:
     from mcp.server.stdio import stdio_server
 
     from server.stdio_pipes import open_stdio_pipes
+    from tools.sdk import run_on_streams
 
     server = build_server(settings)
     async with anyio.create_task_group() as tg:
@@ -188,8 +192,7 @@ async def serve_stdio(settings: Any) -> int:
                     read_stream,
                     write_stream,
                 ):
-                    lowlevel = server._lowlevel_server
-                    await lowlevel.run(read_stream, write_stream, lowlevel.create_initialization_options())
+                    await run_on_streams(server, read_stream, write_stream)
         tg.cancel_scope.cancel()
     return 0
 

@@ -7,11 +7,13 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, Field, PrivateAttr, SecretStr, ValidationError, field_validator
+from pydantic import AliasChoices, Field, PrivateAttr, SecretStr, ValidationError, create_model, field_validator
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
-from providers.catalog import PROVIDERS
 from providers.local.config import LocalConfig
+from providers.provider import Provider, Setting
+from providers.registry import PROVIDERS
+from providers.values import comma_list
 
 TOOLSETS = ("sessions", "routines", "launchers", "events")
 LOOPBACK_ORIGINS = (
@@ -84,36 +86,6 @@ class Settings(BaseSettings):
         30, gt=0, validation_alias=AliasChoices("RUNTIMES_MCP_HTTP_TIMEOUT", "http_timeout_s")
     )
 
-    sprites_token: SecretStr | None = _env("SPRITES_TOKEN", "sprites_token")
-    sprites_base_url: str = Field(
-        "https://api.sprites.dev", validation_alias=AliasChoices("SPRITES_BASE_URL", "sprites_base_url")
-    )
-    xano_access_token: SecretStr | None = _env("XANO_ACCESS_TOKEN", "xano_access_token")
-    xano_run_base_url: str = Field(
-        "https://app.dev.xano.com/api:run",
-        validation_alias=AliasChoices("XANO_RUN_BASE_URL", "xano_run_base_url"),
-    )
-    archastro_api_key: SecretStr | None = _env("ARCHASTRO_API_KEY", "archastro_api_key")
-    archastro_base_url: str = Field(
-        "https://platform.archastro.ai", validation_alias=AliasChoices("ARCHASTRO_BASE_URL", "archastro_base_url")
-    )
-    decthings_api_key: SecretStr | None = _env("DECTHINGS_API_KEY", "decthings_api_key")
-    decthings_base_url: str = Field(
-        "https://api.decthings.com/v0", validation_alias=AliasChoices("DECTHINGS_BASE_URL", "decthings_base_url")
-    )
-    computesdk_access_token: SecretStr | None = _env("COMPUTESDK_ACCESS_TOKEN", "computesdk_access_token")
-    computesdk_api_key: SecretStr | None = _env("COMPUTESDK_API_KEY", "computesdk_api_key")
-    computesdk_gateway_url: str = Field(
-        "https://events.computesdk.com",
-        validation_alias=AliasChoices("COMPUTESDK_GATEWAY_URL", "computesdk_gateway_url"),
-    )
-    computesdk_pubsub_host: str = Field(
-        "events.computesdk.com", validation_alias=AliasChoices("COMPUTESDK_PUBSUB_HOST", "computesdk_pubsub_host")
-    )
-    computesdk_pubsub_port: int = Field(
-        6380, ge=1, le=65535, validation_alias=AliasChoices("COMPUTESDK_PUBSUB_PORT", "computesdk_pubsub_port")
-    )
-
     local: LocalConfig = Field(default_factory=LocalConfig)
     _config_file: Path | None = PrivateAttr(None)
 
@@ -137,8 +109,7 @@ class Settings(BaseSettings):
     @field_validator("toolsets", mode="before")
     @classmethod
     def _parse_toolsets(cls, value: Any) -> list[str]:
-        names = [n.strip() for n in value.split(",")] if isinstance(value, str) else list(value or [])
-        names = [n for n in names if n]
+        names = comma_list(value)
         if "all" in names:
             return list(TOOLSETS)
         unknown = sorted(set(names) - set(TOOLSETS))
@@ -156,8 +127,7 @@ class Settings(BaseSettings):
     @field_validator("allowed_origins", "allowed_hosts", mode="before")
     @classmethod
     def _parse_list(cls, value: Any) -> list[str]:
-        items = value.split(",") if isinstance(value, str) else list(value or [])
-        return [item.strip() for item in items if item.strip()]
+        return comma_list(value)
 
     @field_validator("default_provider")
     @classmethod
@@ -166,8 +136,13 @@ class Settings(BaseSettings):
             raise ValueError(f"unknown provider {value!r}; choose from {', '.join(PROVIDERS)}")
         return value
 
-    def is_set(self, field_name: str | None) -> bool:
-        return field_name is None or getattr(self, field_name) is not None
+    def is_set(self, setting: Setting | None) -> bool:
+        return setting is None or getattr(self, setting.key) is not None
+
+    def provider_arguments(self, provider: Provider) -> dict[str, Any]:
+        """A provider client's keyword arguments from its settings (credentials unwrapped; unset ones None)."""
+        values = {s.arg: getattr(self, s.key) for s in provider.settings}
+        return {k: v.get_secret_value() if isinstance(v, SecretStr) else v for k, v in values.items()}
 
     def secret_values(self) -> list[str]:
         """Every credential's value, so callers can make sure none leaks."""
@@ -175,8 +150,32 @@ class Settings(BaseSettings):
         return [v.get_secret_value() for v in values if isinstance(v, SecretStr) and v.get_secret_value()]
 
 
+def _provider_field(setting: Setting) -> Any:
+    alias = AliasChoices(setting.env, setting.key)
+    if setting.secret:
+        return (SecretStr | None, Field(None, validation_alias=alias, description=setting.description))
+    if isinstance(setting.default, int):
+        field = Field(
+            setting.default,
+            validation_alias=alias,
+            description=setting.description,
+            ge=setting.minimum,
+            le=setting.maximum,
+        )
+        return (int, field)
+    return (str, Field(setting.default, validation_alias=alias, description=setting.description))
+
+
+# Settings with every registered provider's settings as fields (SPRITES_TOKEN is `sprites_token`, ...).
+WithProviders: type[Settings] = create_model(
+    "Settings",
+    __base__=Settings,
+    **{s.key: _provider_field(s) for p in PROVIDERS.values() for s in p.settings},
+)
+
+
 def _setting_name(field: str) -> str:
-    info = Settings.model_fields.get(field)
+    info = WithProviders.model_fields.get(field)
     alias = info.validation_alias if info else None
     if isinstance(alias, AliasChoices) and isinstance(alias.choices[0], str) and alias.choices[0] != field:
         return f"{alias.choices[0]} (config file: {field})"
@@ -208,7 +207,7 @@ def load_settings(config_path: str | os.PathLike[str] | None = None) -> Settings
                 section[keys[-1]] = os.environ[env_name]
                 from_env[keys] = env_name
     try:
-        settings = Settings(**file_values)
+        settings = WithProviders(**file_values)
     except ValidationError as exc:
         problems = []
         for err in exc.errors():

@@ -9,56 +9,20 @@ from typing import Any
 import anyio
 from anyio.abc import TaskGroup
 
-from providers.catalog import PROVIDERS, load_factory
+from providers.capabilities import Capability
 from providers.errors import Busy, NotConfigured
 from providers.local.runtime import LocalRuntime
+from providers.registry import PROVIDERS
 from server.config import Settings
 from server.watchers import ResourceWatchers
 
 
-def available_capabilities(settings: Settings) -> dict[str, set[str]]:
+def available_capabilities(settings: Settings) -> dict[str, set[Capability[Any, Any]]]:
     """provider -> the capabilities its configured credentials switch on."""
     return {
-        name: {cap for cap, needs in info.capabilities.items() if settings.is_set(needs)}
-        for name, info in PROVIDERS.items()
+        name: {cap for cap, needs in provider.capabilities.items() if settings.is_set(needs)}
+        for name, provider in PROVIDERS.items()
     }
-
-
-def _secret(settings: Settings, field: str) -> str | None:
-    value = getattr(settings, field)
-    return value.get_secret_value() if value is not None else None
-
-
-def client_arguments(name: str, settings: Settings) -> dict[str, Any]:
-    """Constructor arguments of each remote client, from the settings."""
-    timeout = {"timeout_s": settings.http_timeout_s, "retries": settings.retries}
-    match name:
-        case "sprites":
-            return {"base_url": settings.sprites_base_url, "token": _secret(settings, "sprites_token"), **timeout}
-        case "xano":
-            return {"base_url": settings.xano_run_base_url, "token": _secret(settings, "xano_access_token"), **timeout}
-        case "archastro":
-            return {
-                "base_url": settings.archastro_base_url,
-                "api_key": _secret(settings, "archastro_api_key"),
-                **timeout,
-            }
-        case "decthings":
-            return {
-                "base_url": settings.decthings_base_url,
-                "api_key": _secret(settings, "decthings_api_key"),
-                **timeout,
-            }
-        case "computesdk":
-            return {
-                "gateway_url": settings.computesdk_gateway_url,
-                "access_token": _secret(settings, "computesdk_access_token"),
-                "api_key": _secret(settings, "computesdk_api_key"),
-                "pubsub_host": settings.computesdk_pubsub_host,
-                "pubsub_port": settings.computesdk_pubsub_port,
-                **timeout,
-            }
-    raise KeyError(name)
 
 
 class AppState:
@@ -101,7 +65,7 @@ class AppState:
     async def live_events(self, sandbox_id: str) -> Any:
         """The ComputeSDK pub/sub stream of a sandbox, started on first use and kept while the server runs."""
         if self._live_events is None:
-            from providers.computesdk import EventStreams
+            from providers.computesdk.client import EventStreams
 
             async def changed(sandbox: str) -> None:
                 await self.watchers.changed(f"events://computesdk/{sandbox}")
@@ -153,11 +117,14 @@ class AppState:
             return self.local
         client = self._clients.get(name)
         if client is None:
-            info = PROVIDERS[name]
-            if not any(self.settings.is_set(needs) for needs in info.capabilities.values()):
+            provider = PROVIDERS[name]
+            if not any(self.settings.is_set(needs) for needs in provider.capabilities.values()):
                 raise NotConfigured(
-                    name, f"{info.title} has no credentials", hint=f"Set {info.credential_env} and restart the server."
+                    name,
+                    f"{provider.title} has no credentials",
+                    hint=f"Set {provider.credential_env} and restart the server.",
                 )
-            client = load_factory(info)(**client_arguments(name, self.settings))
+            options = {"timeout_s": self.settings.http_timeout_s, "retries": self.settings.retries}
+            client = provider.load_client()(**self.settings.provider_arguments(provider), **options)
             self._clients[name] = client
         return client

@@ -90,8 +90,10 @@ async def open_stdio_pipes() -> AsyncIterator[Pipes | None]:
     wire = fcntl.fcntl(fds[1], fcntl.F_DUPFD_CLOEXEC, 3)
     saved = fcntl.fcntl(fds[1], fcntl.F_DUPFD_CLOEXEC, 3)  # the transport closes `wire` if the client goes
     os.dup2(sys.stderr.fileno(), fds[1])
+    # A StreamReaderProtocol is the public protocol with the flow control a StreamWriter needs; its reader
+    # stays unused on a write pipe.
     transport, protocol = await loop.connect_write_pipe(
-        asyncio.streams.FlowControlMixin, os.fdopen(wire, "wb", buffering=0)
+        lambda: asyncio.StreamReaderProtocol(asyncio.StreamReader()), os.fdopen(wire, "wb", buffering=0)
     )
     writer = asyncio.StreamWriter(transport, protocol, None, loop)
     try:

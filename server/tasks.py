@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import secrets
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -52,6 +53,7 @@ from pydantic import BaseModel, Field
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from tools import sdk
 from tools.tasks import TASK_CALL, TERMINAL, Status, TaskCall, TaskView
 
 EXTENSION = "io.modelcontextprotocol/tasks"
@@ -61,6 +63,7 @@ TASK_METHODS = ("tasks/get", "tasks/update", "tasks/cancel")
 IMMEDIATE_S = 0.05
 MEMORY_TTL_MS = 3_600_000
 MEMORY_POLL_MS = 500
+logger = logging.getLogger(__name__)
 Support = Literal["optional", "required"]
 
 
@@ -171,6 +174,7 @@ def _protocol_error(exc: BaseException) -> dict[str, Any]:
         if exc.error.data is not None:
             error["data"] = exc.error.data
         return error
+    logger.error("a task failed inside the server", exc_info=exc)
     return {"code": INTERNAL_ERROR, "message": f"the tool failed inside the server ({type(exc).__name__})"}
 
 
@@ -488,5 +492,6 @@ class TaskListen:
 
 def serve_task_notifications(server: MCPServer[Any], extension: TasksExtension, bus: SubscriptionBus) -> None:
     """Serve subscriptions/listen with TaskListen (MCPServer 2.3 has no public hook for replacing it)."""
-    lowlevel = server._lowlevel_server
-    lowlevel.add_request_handler("subscriptions/listen", SubscriptionsListenRequestParams, TaskListen(extension, bus))
+    sdk.add_request_handler(
+        server, "subscriptions/listen", SubscriptionsListenRequestParams, TaskListen(extension, bus)
+    )

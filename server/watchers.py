@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from mcp.server.context import ServerRequestContext
@@ -9,14 +10,10 @@ from mcp.server.session import ServerSession
 from mcp.server.subscriptions import ResourceUpdated, SubscriptionBus
 from mcp.types import EmptyResult, SubscribeRequestParams, UnsubscribeRequestParams
 
+from tools.sdk import connection_of
+
 MAX_WATCHERS_PER_URI = 256
-
-
-def _connection_of(session: ServerSession) -> object:
-    # mcp 2.3 builds a ServerSession per request; the connection behind it is what a subscription belongs
-    # to, and the SDK exposes it only privately. Notifications sent through any of its sessions without a
-    # request id go out on that connection's standalone channel, which is what we want.
-    return getattr(session, "_connection", session)
+logger = logging.getLogger(__name__)
 
 
 class ResourceWatchers:
@@ -32,13 +29,13 @@ class ResourceWatchers:
 
     async def subscribe(self, ctx: ServerRequestContext[Any], params: SubscribeRequestParams) -> EmptyResult:
         watchers = self._watchers.setdefault(str(params.uri), {})
-        watchers[_connection_of(ctx.session)] = ctx.session
+        watchers[connection_of(ctx.session)] = ctx.session
         if len(watchers) > MAX_WATCHERS_PER_URI:  # connections that left without unsubscribing go first
             del watchers[next(iter(watchers))]
         return EmptyResult()
 
     async def unsubscribe(self, ctx: ServerRequestContext[Any], params: UnsubscribeRequestParams) -> EmptyResult:
-        self._watchers.get(str(params.uri), {}).pop(_connection_of(ctx.session), None)
+        self._watchers.get(str(params.uri), {}).pop(connection_of(ctx.session), None)
         return EmptyResult()
 
     async def changed(self, uri: str) -> None:
@@ -46,7 +43,8 @@ class ResourceWatchers:
         for connection, session in list(watchers.items()):
             try:
                 await session.send_resource_updated(uri)
-            except Exception:  # a closed connection simply stops being told
+            except Exception as exc:  # a closed connection simply stops being told
+                logger.debug("resource watcher dropped (%s): %s", uri, exc)
                 watchers.pop(connection, None)
         for bus in self._buses:
             await bus.publish(ResourceUpdated(uri=uri))

@@ -7,10 +7,11 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import anyio
+import anyio.lowlevel
 import pytest
 from anyio.abc import SocketStream
 
-from providers.computesdk import EventStream
+from providers.computesdk.client import EventStream
 from providers.models import Event
 
 
@@ -168,3 +169,28 @@ async def test_live_events_resource_follows_the_stream(monkeypatch: pytest.Monke
             later = json.loads((await client.read_resource("events://computesdk/sbx")).contents[0].text)  # type: ignore[union-attr]
     assert later["state"] == "connected" and [e["id"] for e in later["events"]] == ["ev7"]
     assert "tok-live" not in json.dumps(later)
+
+
+async def test_the_wait_starts_over_after_each_connection_that_subscribed() -> None:
+    async def behaviour(stream: SocketStream, n: int, received: list[str]) -> None:
+        await read_line(stream, received)
+        await stream.send(b"+OK\r\n" if n <= 3 else b"-ERR invalid token\r\n")  # 3 good sessions, then refusals
+
+    fake = FakePubSub(behaviour)
+    waits: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        await anyio.lowlevel.checkpoint()
+
+    async def ignore(_: Event) -> None:
+        pass
+
+    async with serve(fake) as port, anyio.create_task_group() as tg:
+        stream = EventStream("127.0.0.1", port, "tok", "sbx", ignore, backoff_start_s=1, backoff_max_s=4, sleep=sleep)
+        tg.start_soon(stream.run)
+        await until(lambda: len(waits) >= 7)
+        stream.stop()
+        tg.cancel_scope.cancel()
+    # after each of the 3 sessions the wait is the first one again; refusals in a row double it, up to the cap
+    assert waits[:7] == [1, 1, 1, 1, 2, 4, 4]

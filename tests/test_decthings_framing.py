@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from providers.decthings import decode_response, decode_varint, encode_request, encode_varint
+from providers.decthings.client import decode_response, decode_varint, encode_request, encode_varint
 from tests.fakes import decthings_frame
 
 

@@ -6,12 +6,12 @@ import pytest
 from mcp import MCPError
 
 from docs_topics import TOPICS, render
-from providers import endpoints
-from providers.catalog import PROVIDERS
+from providers.registry import PROVIDERS
 from tests.conftest import connect, error_text, structured
 from tools.catalog import ALL, HEADLINE
 
 TOOL_NAMES = {spec.name for spec in ALL} | {"getDocs"}
+ENDPOINTS = [e for p in PROVIDERS.values() for e in p.endpoints]
 
 
 def test_every_tool_named_by_a_topic_exists() -> None:
@@ -24,13 +24,13 @@ def test_every_headline_tool_and_every_endpoint_is_documented() -> None:
     documented = {e.tool_name for t in TOPICS.values() for e in t.endpoints}
     assert {spec.name for spec in HEADLINE} <= documented
     paths = {(e.method, e.path) for t in TOPICS.values() for e in t.endpoints}
-    for endpoint in endpoints.ALL:
+    for endpoint in ENDPOINTS:
         assert (endpoint.method, endpoint.path) in paths, endpoint.path
 
 
 def test_endpoint_tools_serve_that_provider() -> None:
     by_name = {spec.name: spec for spec in ALL}
-    for endpoint in endpoints.ALL:
+    for endpoint in ENDPOINTS:
         assert endpoint.provider in by_name[endpoint.tool_name].providers, endpoint
 
 

@@ -10,7 +10,7 @@ from typing import Any
 from mcp import Client
 from mcp.client.stdio import stdio_client
 
-from providers.decthings import decode_response
+from providers.decthings.client import decode_response
 from tests.conftest import TOKENS, stdio_params
 from tests.fakes import Reply, decthings_frame, fake_api
 

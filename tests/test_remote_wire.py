@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from providers.decthings import decode_response
+from providers.decthings.client import decode_response
 from tests.conftest import TOKENS, connect, structured
 from tests.fakes import FakeAPI, Recorded, Reply, decthings_frame
 

@@ -15,10 +15,12 @@ from mcp.server.mcpserver.tools import Tool
 from mcp.types import CallToolResult, ToolAnnotations
 from pydantic import Field
 
-from providers.catalog import PROVIDERS
+from providers.capabilities import Capability
 from providers.errors import ProviderError
+from providers.registry import PROVIDERS
 from tools.results import as_tool_result
 from tools.schema import compact_schema, drop_raw, drop_titles, inline_single_use_defs
+from tools.sdk import StrictTool, generated_output_schema, publish_output_schema
 from tools.spec import ToolSpec
 from tools.tasks import TASK_CALL
 
@@ -46,7 +48,7 @@ class Offer:
 def plan_offers(
     specs: Iterable[ToolSpec],
     *,
-    available: dict[str, set[str]],
+    available: dict[str, set[Capability[Any, Any]]],
     toolsets: Iterable[str],
     read_only: bool,
     default_provider: str,
@@ -141,10 +143,10 @@ def _parameters(offer: Offer) -> list[inspect.Parameter]:
 _PROGRESS_AWARE: dict[tuple[type, str], bool] = {}
 
 
-def _accepts_progress(cls: type, capability: str) -> bool:
-    key = (cls, capability)
+def _accepts_progress(client: Any, capability: Capability[Any, Any]) -> bool:
+    key = (type(client), capability.name)
     if key not in _PROGRESS_AWARE:
-        _PROGRESS_AWARE[key] = "progress" in inspect.signature(getattr(cls, capability)).parameters
+        _PROGRESS_AWARE[key] = "progress" in inspect.signature(capability.bind(client)).parameters
     return _PROGRESS_AWARE[key]
 
 
@@ -160,12 +162,12 @@ def make_handler(offer: Offer) -> Any:
         try:
             async with source.call_slot(provider):
                 client = await source.provider(provider)
-                method = getattr(client, spec.capability)
+                method = spec.capability.bind(client)
                 task = TASK_CALL.get()
                 follow = spec.task_follow if task is not None and provider == LOCAL else None
                 if follow is not None:
                     arguments.update(spec.task_start)  # start the run and answer; the task follows it
-                elif task is None and spec.progress and _accepts_progress(type(client), spec.capability):
+                elif task is None and spec.progress and _accepts_progress(client, spec.capability):
                     arguments["progress"] = ctx.report_progress  # tasks carry no progress notifications
                 result = await method(**arguments)
             if task is not None and follow is not None and getattr(result, "session_id", None):
@@ -204,21 +206,6 @@ def annotations_for(offer: Offer) -> ToolAnnotations:
     )
 
 
-class StrictTool(Tool):
-    """A Tool that names the arguments it does not know, instead of silently dropping them (pydantic's
-    default), and lists the ones it takes."""
-
-    async def run(self, arguments: dict[str, Any], context: Any, convert_result: bool = False) -> Any:
-        known = self.parameters.get("properties", {})
-        unknown = sorted(set(arguments) - set(known))
-        if unknown:
-            raise ToolError(
-                f"Error executing tool {self.name}: unknown argument(s) {', '.join(unknown)}; "
-                f"{self.name} takes: {', '.join(known) or 'no arguments'}."
-            )
-        return await super().run(arguments, context, convert_result)
-
-
 def strict_tool(fn: Any, *, name: str, title: str, description: str, annotations: ToolAnnotations) -> Tool:
     """A StrictTool with compact schemas (see compact_schema)."""
     tool = StrictTool.from_function(
@@ -226,11 +213,10 @@ def strict_tool(fn: Any, *, name: str, title: str, description: str, annotations
     )
     tool.parameters = compact_schema(drop_titles(tool.parameters), optional_means_absent=True)
     tool.parameters["additionalProperties"] = False
-    if tool.fn_metadata.output_schema is not None:
-        # published as-is; results are still validated against the model, not this schema
-        tool.fn_metadata.output_schema = inline_single_use_defs(
-            drop_raw(compact_schema(drop_titles(tool.fn_metadata.output_schema), optional_means_absent=False))
-        )
+    generated = generated_output_schema(tool)
+    if generated is not None:
+        compact = compact_schema(drop_titles(generated), optional_means_absent=False)
+        publish_output_schema(tool, inline_single_use_defs(drop_raw(compact)))
     return tool
 
 

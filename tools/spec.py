@@ -7,6 +7,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from providers.capabilities import Capability
+
 
 @dataclass(frozen=True)
 class Arg:
@@ -20,8 +22,7 @@ class ToolSpec:
     name: str
     title: str
     description: str
-    capability: str  # the provider method that serves it
-    output: type[BaseModel] | Any
+    capability: Capability[Any, Any]  # what a provider implements to serve it
     args: tuple[Arg, ...]
     # provider -> the argument names it takes; a trailing "?" marks an optional one
     providers: dict[str, tuple[str, ...]]
@@ -36,10 +37,14 @@ class ToolSpec:
     # On local: called as a task, the tool starts its run with these arguments and answers at once; the task
     # then follows the run with (provider capability, result field holding the id it takes).
     task_start: dict[str, Any] = field(default_factory=dict, compare=False)
-    task_follow: tuple[str, str] | None = None
+    task_follow: tuple[Capability[Any, Any], str] | None = None
     examples: tuple[dict[str, Any], ...] = field(default=(), compare=False)
     # provider -> a sentence added to the description when that provider is offered
     notes: dict[str, str] = field(default_factory=dict, compare=False)
+
+    @property
+    def output(self) -> type[BaseModel]:
+        return self.capability.result
 
     def described_for(self, providers: tuple[str, ...]) -> str:
         """The description, with the notes of the providers this server offers (and no others)."""

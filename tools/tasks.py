@@ -10,14 +10,15 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from mcp.types import CallToolRequestParams
 from pydantic import BaseModel
 
+from providers.capabilities import Capability
 from providers.errors import ProviderError
 from providers.local.sessions import newest_line
+from providers.values import iso_time
 from tools.results import as_tool_result
 
 if TYPE_CHECKING:
@@ -42,7 +43,7 @@ class TaskCall:
     # An in-memory task's way to ask the client for input (elicitation, sampling) and wait for the answer.
     ask: Callable[[Mapping[str, Any]], Awaitable[Any]] | None = None
     # (capability that reads it, its id, its session) when the tool started a durable run instead of waiting.
-    started: tuple[str, str, str] | None = None
+    started: tuple[Capability[Any, Any], str, str] | None = None
 
 
 TASK_CALL: ContextVar[TaskCall | None] = ContextVar("task_call", default=None)
@@ -67,8 +68,8 @@ class TaskView:
         body: dict[str, Any] = {
             "taskId": self.task_id,
             "status": self.status,
-            "createdAt": _iso(self.created_at),
-            "lastUpdatedAt": _iso(self.updated_at),
+            "createdAt": iso_time(self.created_at),
+            "lastUpdatedAt": iso_time(self.updated_at),
             "ttlMs": self.ttl_ms,
             "pollIntervalMs": self.poll_ms,
         }
@@ -83,10 +84,6 @@ class TaskView:
         return body
 
 
-def _iso(timestamp: float) -> str:
-    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 def status_line(model: BaseModel) -> str | None:
     """The newest output line of a running session: a working task's statusMessage."""
     text = getattr(model, "stdout", None) or getattr(model, "output", None) or ""
@@ -98,6 +95,8 @@ class LocalRunTasks:
 
     def __init__(self, specs: Mapping[str, ToolSpec], default_provider: str) -> None:
         self._specs = {name: spec for name, spec in specs.items() if spec.task_follow is not None}
+        # A task row names the capability that reads its run; rows outlive this process, so by name.
+        self._readers = {s.task_follow[0].name: s.task_follow[0] for s in self._specs.values() if s.task_follow}
         self._default = default_provider
 
     def follows(self, params: CallToolRequestParams) -> bool:
@@ -109,7 +108,8 @@ class LocalRunTasks:
     async def create(self, ctx: ServerRequestContext[Any, Any], task_id: str, call: TaskCall) -> TaskView:
         assert call.started is not None
         runtime = ctx.lifespan_context.local
-        view = await self._view(runtime, await runtime.remember_task(task_id, *call.started))
+        reader, ref, session_id = call.started
+        view = await self._view(runtime, await runtime.remember_task(task_id, reader.name, ref, session_id))
         assert view is not None
         return view
 
@@ -118,11 +118,13 @@ class LocalRunTasks:
         row = await runtime.recall_task(task_id)
         return None if row is None else await self._view(runtime, row)
 
-    @staticmethod
-    async def _view(runtime: Any, row: TaskRow) -> TaskView | None:
+    async def _view(self, runtime: Any, row: TaskRow) -> TaskView | None:
         """The task as its run stands now: the run is read afresh from the runtime."""
+        reader = self._readers.get(row.follow)
+        if reader is None:
+            return None  # written by a version of the server whose tools this one does not offer
         try:
-            model = await getattr(runtime, row.follow)(row.ref)
+            model = await reader.bind(runtime)(row.ref)
         except ProviderError:
             return None  # the run's record is gone (retention): so is the task
         state = getattr(model, "state", None) or getattr(model, "status", "")

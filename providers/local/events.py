@@ -7,9 +7,10 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from providers.errors import InvalidInput
-from providers.local.ids import PROVIDER, new_id, now_ms
+from providers.local.ids import PROVIDER, new_id
 from providers.local.store import EventRow, Store
 from providers.models import Event, EventList, StoredEvent
+from providers.values import now_ms
 
 DEFAULT_SANDBOX = "local"
 Listener = Callable[[str], Awaitable[None]]

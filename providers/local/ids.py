@@ -1,9 +1,8 @@
-"""Names and clocks shared by the local runtime's modules."""
+"""Names shared by the local runtime's modules."""
 
 from __future__ import annotations
 
 import secrets
-import time
 
 PROVIDER = "local"
 
@@ -11,7 +10,3 @@ PROVIDER = "local"
 def new_id(prefix: str) -> str:
     """An unguessable id such as ses_3f9a0c1d2e4b."""
     return f"{prefix}_{secrets.token_hex(6)}"
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)

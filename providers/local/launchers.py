@@ -18,12 +18,14 @@ from typing import Any, Literal
 
 import anyio
 
+from providers.backoff import keep_running
 from providers.errors import InvalidInput, ProviderError
 from providers.local.config import LauncherConfig
 from providers.local.events import EventLog
 from providers.local.ids import PROVIDER
 from providers.local.sessions import SessionManager
 from providers.models import Launcher, LauncherList, RunningItem
+from providers.values import now_ms
 
 BACKOFF_START_S = 1.0
 BACKOFF_MAX_S = 30.0
@@ -49,7 +51,7 @@ class LauncherSupervisor:
         self.restarts = 0
         self.last_exit_code: int | None = None
         self.last_error: str | None = None
-        self.created_at = int(time.time() * 1000)
+        self.created_at = now_ms()
         self._stopping = False
 
     async def _set_state(self, state: str, previous: str | None = None) -> None:
@@ -85,35 +87,39 @@ class LauncherSupervisor:
                 raise
 
     async def _keep_running(self, lock: int) -> None:
-        backoff = BACKOFF_START_S
-        while not self._stopping:
-            started = time.monotonic()
-            try:
-                live = await self._sessions.start(
-                    self.config.command,
-                    cwd=self.config.cwd,
-                    env=self.config.env,
-                    timeout_s=None,
-                    origin=f"launcher:{self.name}",
-                    on_server_exit="stop",
-                    lock_fd=lock,
-                )
-            except ProviderError as exc:
-                self.last_error = exc.message
-                logger.warning("runtimes-mcp: launcher %s could not start: %s", self.name, exc)
-            else:
-                self.session_id, self.pid, self.last_error = live.id, live.row.pid, None
-                await self._set_state("active")
-                await self._sessions.wait(live)
-                self.last_exit_code, self.pid = live.row.exit_code, None
-            if self._stopping:
-                break
-            if time.monotonic() - started > STABLE_AFTER_S:
-                backoff = BACKOFF_START_S
+        await keep_running(
+            lambda: self._run_once(lock),
+            start_s=BACKOFF_START_S,
+            max_s=BACKOFF_MAX_S,
+            running=lambda: not self._stopping,
+        )
+
+    async def _run_once(self, lock: int) -> bool:
+        """One run of the launcher's command, to its end. It went well if it ran long enough to count as stable
+        (the wait before the next starts over)."""
+        started = time.monotonic()
+        try:
+            live = await self._sessions.start(
+                self.config.command,
+                cwd=self.config.cwd,
+                env=self.config.env,
+                timeout_s=None,
+                origin=f"launcher:{self.name}",
+                on_server_exit="stop",
+                lock_fd=lock,
+            )
+        except ProviderError as exc:
+            self.last_error = exc.message
+            logger.warning("runtimes-mcp: launcher %s could not start: %s", self.name, exc)
+        else:
+            self.session_id, self.pid, self.last_error = live.id, live.row.pid, None
+            await self._set_state("active")
+            await self._sessions.wait(live)
+            self.last_exit_code, self.pid = live.row.exit_code, None
+        if not self._stopping:
             self.restarts += 1
             await self._set_state("recreating", "exit")
-            await anyio.sleep(backoff)
-            backoff = min(backoff * 2, BACKOFF_MAX_S)
+        return time.monotonic() - started > STABLE_AFTER_S
 
     async def stop(self) -> None:
         self._stopping = True

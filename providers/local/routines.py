@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from datetime import UTC, datetime
 from typing import Any
 
 from providers.errors import InvalidInput, NotFound
@@ -14,6 +13,7 @@ from providers.local.ids import PROVIDER, new_id
 from providers.local.sessions import SessionManager
 from providers.local.store import RunRow, Store
 from providers.models import RoutineRun
+from providers.values import iso_time
 
 # Session state -> routine run status (ArchAstro's vocabulary).
 RUN_STATUS = {"running": "running", "completed": "completed"}
@@ -106,7 +106,7 @@ class Routines:
         return await self.describe(run)
 
     async def describe(self, run: RunRow, deduplicated: bool = False) -> RoutineRun:
-        created = datetime.fromtimestamp(run.created_at, UTC).isoformat()
+        created = iso_time(run.created_at)
         base: dict[str, Any] = {
             "provider": PROVIDER,
             "run_id": run.id,

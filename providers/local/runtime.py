@@ -8,12 +8,12 @@ import sqlite3
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
 import anyio
 
+from providers import capabilities as c
 from providers.errors import InvalidInput, NotFound
 from providers.local import supervisor as sv
 from providers.local.config import LocalConfig
@@ -39,10 +39,11 @@ from providers.models import (
     StopResult,
     StoredEvent,
 )
+from providers.values import comma_list, iso_time
 
 
 def _iso(ts: float | None) -> str | None:
-    return datetime.fromtimestamp(ts, UTC).isoformat() if ts is not None else None
+    return iso_time(ts) if ts is not None else None
 
 
 def _summary(row: SessionRow) -> SessionSummary:
@@ -94,7 +95,19 @@ async def _open_store(data_dir: Path) -> Store:
         ) from None
 
 
-class LocalRuntime:
+class LocalRuntime(
+    c.ListSessions,
+    c.ExecRun,
+    c.GetSession,
+    c.StopSession,
+    c.InvokeRoutine,
+    c.GetLaunchers,
+    c.StoreEvent,
+    c.GetEvents,
+    c.ListRoutines,
+    c.GetRoutineRun,
+    c.GetLauncher,
+):
     """Open with `LocalRuntime.open(...)`. Sessions outlive it (see local.on_exit); launchers do not."""
 
     name = PROVIDER
@@ -202,7 +215,7 @@ class LocalRuntime:
     async def list_sessions(
         self, status: str | None = None, limit: int | None = None, cursor: str | None = None
     ) -> SessionList:
-        states = [s.strip() for s in status.split(",") if s.strip()] if status else []
+        states = comma_list(status)
         unknown = sorted(set(states) - set(STATES))
         if unknown:
             raise InvalidInput(PROVIDER, f"unknown status {', '.join(unknown)}; use {', '.join(STATES)}")

@@ -24,11 +24,12 @@ from anyio.abc import TaskGroup
 from providers.errors import InvalidInput, NotFound, ProviderError, Unavailable
 from providers.local import supervisor as sv
 from providers.local.events import EventLog
-from providers.local.ids import PROVIDER, new_id, now_ms
+from providers.local.ids import PROVIDER, new_id
 from providers.local.processes import child_env, end_leftovers
 from providers.local.sandbox import Sandbox
 from providers.local.spawner import Spare, Spawner, SpawnerError, receive, send, signal_supervisor
 from providers.local.store import EventRow, SessionRow, Store, StoreError
+from providers.values import now_ms
 
 TERMINAL_STATES = ("completed", "failed", "timed_out", "stopped", "lost")
 STATES = ("running", *TERMINAL_STATES)
@@ -558,9 +559,6 @@ class SessionManager:
     def _result(self, session_id: str) -> dict[str, Any] | None:
         result = (sv.read_json(str(self.path(session_id, sv.RECORD))) or {}).get("result")
         return result if isinstance(result, dict) else None
-
-    def live(self, session_id: str) -> LiveSession | None:
-        return self._live.get(session_id)
 
     def output(self, session_id: str, stream: str) -> Output:
         return read_capped(self.path(session_id, stream), self.output_cap)

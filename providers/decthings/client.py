@@ -6,7 +6,10 @@ import json
 import struct
 from typing import Any, Literal
 
-from providers import endpoints as e
+from providers import capabilities as c
+from providers.decthings import API_KEY, PROVIDER
+from providers.decthings import endpoints as e
+from providers.endpoints import Endpoint
 from providers.errors import (
     AuthError,
     InvalidInput,
@@ -77,15 +80,15 @@ def decode_response(data: bytes) -> tuple[Any, list[bytes]]:
 
 
 # --- client -----------------------------------------------------------------------------------------
-class DecthingsClient(HttpProvider):
-    name = "decthings"
-    credential_env = "DECTHINGS_API_KEY"
+class DecthingsClient(HttpProvider, c.GetLaunchers, c.GetLauncher):
+    name = PROVIDER.name
+    credential_env = API_KEY.env
 
     def __init__(self, *, base_url: str, api_key: str, **options: Any) -> None:
         headers = {"Authorization": f"Bearer {api_key}", "Content-Type": CONTENT_TYPE}
         super().__init__(base_url=base_url, headers=headers, **options)
 
-    async def rpc(self, endpoint: e.Endpoint, params: dict[str, Any]) -> Any:
+    async def rpc(self, endpoint: Endpoint, params: dict[str, Any]) -> Any:
         response = await self.send(endpoint, content=encode_request(params))
         if response.headers.get("content-type") != CONTENT_TYPE:
             raise ProtocolError(

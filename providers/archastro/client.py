@@ -4,17 +4,33 @@ from __future__ import annotations
 
 from typing import Any
 
-from providers import endpoints as e
+from providers import capabilities as c
+from providers.archastro import API_KEY, PROVIDER
+from providers.archastro import endpoints as e
 from providers.errors import Conflict, ProviderError
 from providers.http import HttpProvider, compact
 from providers.models import ExecResult, ProviderRecord, RecordList, RoutineRun, SessionList, SessionSummary, StopResult
+from providers.values import comma_list
 
-TERMINAL = ("completed", "failed", "cancelled")
 
-
-class ArchAstroClient(HttpProvider):
-    name = "archastro"
-    credential_env = "ARCHASTRO_API_KEY"
+class ArchAstroClient(
+    HttpProvider,
+    c.ListSessions,
+    c.StopSession,
+    c.InvokeRoutine,
+    c.GetSession,
+    c.SendSessionMessage,
+    c.DeleteSession,
+    c.ListRoutines,
+    c.GetRoutine,
+    c.ListRoutinePresets,
+    c.ActivateRoutine,
+    c.PauseRoutine,
+    c.GetRoutineRun,
+    c.ListRoutineRuns,
+):
+    name = PROVIDER.name
+    credential_env = API_KEY.env
 
     def __init__(self, *, base_url: str, api_key: str, **options: Any) -> None:
         super().__init__(base_url=base_url, headers={"x-archastro-api-key": api_key}, **options)
@@ -79,16 +95,16 @@ class ArchAstroClient(HttpProvider):
         return self._records(answer)
 
     async def get_routine(self, routine: str) -> ProviderRecord:
-        return self._record(await self.call_json(e.ARCHASTRO_GET_ROUTINE, path={"routine": routine}))
+        return self.record(await self.call_json(e.ARCHASTRO_GET_ROUTINE, path={"routine": routine}))
 
     async def list_routine_presets(self) -> RecordList:
         return self._records(await self.call_json(e.ARCHASTRO_PRESETS))
 
     async def activate_routine(self, routine: str) -> ProviderRecord:
-        return self._record(await self.call_json(e.ARCHASTRO_ACTIVATE, path={"routine": routine}))
+        return self.record(await self.call_json(e.ARCHASTRO_ACTIVATE, path={"routine": routine}))
 
     async def pause_routine(self, routine: str) -> ProviderRecord:
-        return self._record(await self.call_json(e.ARCHASTRO_PAUSE, path={"routine": routine}))
+        return self.record(await self.call_json(e.ARCHASTRO_PAUSE, path={"routine": routine}))
 
     # --- agent sessions ---------------------------------------------------------------------------
     async def list_sessions(
@@ -98,7 +114,7 @@ class ArchAstroClient(HttpProvider):
         limit: int | None = None,
         cursor: str | None = None,
     ) -> SessionList:
-        statuses = [s.strip() for s in status.split(",") if s.strip()] if status else None
+        statuses = comma_list(status) or None
         answer = await self.call_json(
             e.ARCHASTRO_LIST_SESSIONS,
             query={"agent": agent, "status": statuses, "limit": limit, "before_cursor": cursor},
@@ -149,7 +165,7 @@ class ArchAstroClient(HttpProvider):
             path={"agent_session": session_id},
             body=compact(content=content, metadata=metadata, role=role),
         )
-        return self._record(answer)
+        return self.record(answer)
 
     async def delete_session(self, session_id: str) -> ProviderRecord:
         try:
@@ -161,9 +177,6 @@ class ArchAstroClient(HttpProvider):
         return ProviderRecord(provider=self.name, record={"id": session_id, "deleted": True})
 
     # --- shapes -----------------------------------------------------------------------------------
-    def _record(self, answer: Any) -> ProviderRecord:
-        return ProviderRecord(provider=self.name, record=answer if isinstance(answer, dict) else {"value": answer})
-
     def _records(self, answer: Any) -> RecordList:
         items = answer.get("data", []) if isinstance(answer, dict) else answer
         items = [item for item in items or [] if isinstance(item, dict)]

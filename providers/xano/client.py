@@ -4,15 +4,27 @@ from __future__ import annotations
 
 from typing import Any
 
-from providers import endpoints as e
+from providers import capabilities as c
 from providers.errors import InvalidInput, ProviderError
-from providers.http import HttpProvider, compact
+from providers.http import HttpProvider, compact, text_or_none
 from providers.models import ExecResult, ProviderRecord, SessionList, SessionSummary, StopResult
+from providers.xano import PROVIDER, TOKEN
+from providers.xano import endpoints as e
 
 
-class XanoRunClient(HttpProvider):
-    name = "xano"
-    credential_env = "XANO_ACCESS_TOKEN"
+class XanoRunClient(
+    HttpProvider,
+    c.ListSessions,
+    c.ExecRun,
+    c.StopSession,
+    c.GetSession,
+    c.SetSessionAccess,
+    c.RenameSession,
+    c.GetSessionSink,
+    c.CheckXanoDoc,
+):
+    name = PROVIDER.name
+    credential_env = TOKEN.env
 
     def __init__(self, *, base_url: str, token: str, **options: Any) -> None:
         super().__init__(base_url=base_url, headers={"Authorization": f"Bearer {token}"}, **options)
@@ -89,16 +101,16 @@ class XanoRunClient(HttpProvider):
 
     async def set_session_access(self, session_id: str, access: str) -> ProviderRecord:
         answer = await self.call_json(e.XANO_SET_ACCESS, path={"session_id": session_id}, body={"access": access})
-        return _record(answer)
+        return self.record(answer)
 
     async def rename_session(self, session_id: str, name: str) -> ProviderRecord:
-        return _record(await self.call_json(e.XANO_RENAME, path={"session_id": session_id}, body={"name": name}))
+        return self.record(await self.call_json(e.XANO_RENAME, path={"session_id": session_id}, body={"name": name}))
 
     async def get_session_sink(self, session_id: str) -> ProviderRecord:
-        return _record(await self.call_json(e.XANO_SINK, path={"session_id": session_id}))
+        return self.record(await self.call_json(e.XANO_SINK, path={"session_id": session_id}))
 
     async def check_xano_doc(self, project_id: str, doc: str) -> ProviderRecord:
-        return _record(await self.call_json(e.XANO_DOC_INFO, path={"project_id": project_id}, body={"doc": doc}))
+        return self.record(await self.call_json(e.XANO_DOC_INFO, path={"project_id": project_id}, body={"doc": doc}))
 
 
 def _exec_usage(problem: str) -> InvalidInput:
@@ -112,7 +124,7 @@ def _summary(item: dict[str, Any]) -> SessionSummary:
     return SessionSummary(
         id=str(item.get("id", "")),
         status=str(item.get("state", "unknown")),
-        started_at=_text(item.get("created_at")),
+        started_at=text_or_none(item.get("created_at")),
         command=item.get("label") or None,
         raw=item,
     )
@@ -129,11 +141,3 @@ def _exec_result(answer: Any) -> ExecResult:
         message=data.get("error_msg") or None,
         raw=data or None,
     )
-
-
-def _record(answer: Any) -> ProviderRecord:
-    return ProviderRecord(provider="xano", record=answer if isinstance(answer, dict) else {"value": answer})
-
-
-def _text(value: Any) -> str | None:
-    return None if value is None else str(value)

@@ -10,18 +10,18 @@ from typing import Any
 import anyio
 from anyio.abc import SocketStream, TaskGroup
 
-from providers import endpoints as e
+from providers import capabilities as c
+from providers.backoff import keep_running
+from providers.computesdk import ACCESS_TOKEN, API_KEY, PROVIDER
+from providers.computesdk import endpoints as e
 from providers.errors import NotConfigured, ProtocolError, ProviderError
 from providers.http import HttpProvider
 from providers.models import Event, EventList, StoredEvent
 
-ACCESS_TOKEN_ENV = "COMPUTESDK_ACCESS_TOKEN"
-API_KEY_ENV = "COMPUTESDK_API_KEY"
 
-
-class ComputeSDKEventsClient(HttpProvider):
-    name = "computesdk"
-    credential_env = ACCESS_TOKEN_ENV
+class ComputeSDKEventsClient(HttpProvider, c.StoreEvent, c.GetEvents):
+    name = PROVIDER.name
+    credential_env = ACCESS_TOKEN.env
 
     def __init__(
         self,
@@ -45,12 +45,12 @@ class ComputeSDKEventsClient(HttpProvider):
         return value
 
     async def store_event(self, type: str, data: dict[str, Any]) -> StoredEvent:
-        token = self._needs(self._access_token, ACCESS_TOKEN_ENV, "storing an event")
+        token = self._needs(self._access_token, ACCESS_TOKEN.env, "storing an event")
         answer = await self.call_json(
             e.COMPUTESDK_STORE_EVENT,
             body={"type": type, "data": data},
             headers={"Authorization": f"Bearer {token}"},
-            credential_env=ACCESS_TOKEN_ENV,
+            credential_env=ACCESS_TOKEN.env,
         )
         payload = self._payload(answer)
         try:
@@ -67,13 +67,13 @@ class ComputeSDKEventsClient(HttpProvider):
     async def get_events(
         self, sandbox_id: str, type: str | None = None, since: int | None = None, limit: int | None = None
     ) -> EventList:
-        key = self._needs(self._api_key, API_KEY_ENV, "reading events")
+        key = self._needs(self._api_key, API_KEY.env, "reading events")
         answer = await self.call_json(
             e.COMPUTESDK_GET_EVENTS,
             path={"sandbox_id": sandbox_id},
             query={"type": type, "since": since, "limit": limit},
             headers={"X-API-Key": key},
-            credential_env=API_KEY_ENV,
+            credential_env=API_KEY.env,
         )
         payload = self._payload(answer)
         events = [to_event(item) for item in payload.get("events", []) if isinstance(item, dict)]
@@ -92,7 +92,7 @@ class ComputeSDKEventsClient(HttpProvider):
         return data
 
     def stream(self, sandbox_id: str, on_event: Callable[[Event], Awaitable[None]]) -> EventStream:
-        token = self._needs(self._access_token, ACCESS_TOKEN_ENV, "following live events")
+        token = self._needs(self._access_token, ACCESS_TOKEN.env, "following live events")
         return EventStream(self.pubsub_host, self.pubsub_port, token, sandbox_id, on_event)
 
 
@@ -129,6 +129,7 @@ class EventStream:
         backoff_max_s: float = 30.0,
         ping_interval_s: float = 30.0,
         keep: int = 100,
+        sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
     ) -> None:
         self.host, self.port, self.sandbox_id = host, port, sandbox_id
         self._token = token
@@ -140,24 +141,30 @@ class EventStream:
         self.connects = 0
         self.recent: deque[Event] = deque(maxlen=keep)
         self._stopping = False
+        self._sleep = sleep
 
     async def run(self) -> None:
-        backoff = self.backoff_start_s
-        while not self._stopping:
-            self.state = "connecting"
-            try:
-                async with await anyio.connect_tcp(self.host, self.port) as stream:
-                    await self._session(stream)
-                backoff = self.backoff_start_s
-                self.state = "disconnected"
-            except PubSubError as exc:
-                self.state, self.last_error = "error", f"the server refused: {exc}"
-            except (OSError, anyio.EndOfStream, anyio.BrokenResourceError) as exc:
-                self.state, self.last_error = "disconnected", f"connection lost ({type(exc).__name__})"
-            if self._stopping:
-                break
-            await anyio.sleep(backoff)
-            backoff = min(backoff * 2, self.backoff_max_s)
+        await keep_running(
+            self._connect_once,
+            start_s=self.backoff_start_s,
+            max_s=self.backoff_max_s,
+            running=lambda: not self._stopping,
+            sleep=self._sleep,
+        )
+
+    async def _connect_once(self) -> bool:
+        """One connection, until it ends. It went well if it subscribed (the wait before the next starts over)."""
+        self.state = "connecting"
+        connects = self.connects
+        try:
+            async with await anyio.connect_tcp(self.host, self.port) as stream:
+                await self._session(stream)
+            self.state = "disconnected"
+        except PubSubError as exc:
+            self.state, self.last_error = "error", f"the server refused: {exc}"
+        except (OSError, anyio.EndOfStream, anyio.BrokenResourceError) as exc:
+            self.state, self.last_error = "disconnected", f"connection lost ({type(exc).__name__})"
+        return self.connects > connects
 
     def stop(self) -> None:
         self._stopping = True

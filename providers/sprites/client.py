@@ -5,15 +5,17 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from providers import endpoints as e
+from providers import capabilities as c
 from providers.errors import ProtocolError, ProviderError
 from providers.http import NO_BODY, HttpProvider
 from providers.models import SessionList, SessionSummary, StopResult
+from providers.sprites import PROVIDER, TOKEN
+from providers.sprites import endpoints as e
 
 
-class SpritesClient(HttpProvider):
-    name = "sprites"
-    credential_env = "SPRITES_TOKEN"
+class SpritesClient(HttpProvider, c.ListSessions, c.StopSession):
+    name = PROVIDER.name
+    credential_env = TOKEN.env
 
     def __init__(self, *, base_url: str, token: str, **options: Any) -> None:
         super().__init__(base_url=base_url, headers={"Authorization": f"Bearer {token}"}, **options)

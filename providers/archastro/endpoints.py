@@ -1,0 +1,139 @@
+"""ArchAstro: every endpoint the client calls, described once (client, docs topic, tests)."""
+
+from __future__ import annotations
+
+from providers.endpoints import Endpoint, body_param, path_param, query_param
+
+ROUTINE = path_param("routine", "Routine id (arn_...) or lookup_key.")
+AGENT_SESSION = path_param("agent_session", "Agent session id (ase_...).")
+ARCHASTRO_INVOKE = Endpoint(
+    "archastro",
+    "POST",
+    "/api/v1/agent_routines/{routine}/invoke",
+    "invokeRoutine",
+    "Start an on-demand run of an active routine whose event type is agentroutine.invoked. "
+    "409: a completed run already has this idempotency_key. 402: plan not entitled.",
+    (
+        ROUTINE,
+        body_param("message", "string", "Message for the agent.", required=True),
+        body_param("idempotency_key", "string", "Makes retries safe."),
+        body_param("metadata", "object", "Free-form metadata."),
+        body_param("session_key", "string", "Session key when the routine's session_scope is per_key."),
+        body_param("thread_id", "string", "Thread (thr_...) to post the output into."),
+        body_param("user", "string", "User for per_user session scope."),
+    ),
+    example={"message": "Summarise today's tickets", "idempotency_key": "daily-2026-11-23"},
+)
+ARCHASTRO_GET_RUN = Endpoint(
+    "archastro",
+    "GET",
+    "/api/v1/agent_routines/runs/{run}",
+    "getRoutineRun",
+    "One routine run: status, payload, result, duration.",
+    (path_param("run", "Routine run id (arr_...)."),),
+)
+ARCHASTRO_LIST_RUNS = Endpoint(
+    "archastro",
+    "GET",
+    "/api/v1/agent_routines/{routine}/runs",
+    "listRoutineRuns",
+    "Runs of a routine, newest first, cursor paged.",
+    (
+        ROUTINE,
+        query_param("status", "enum", "pending, running, completed, failed or skipped."),
+        query_param("limit", "integer", "Page size, at most 100.", 50),
+        query_param("before_cursor", "string", "Older page cursor."),
+        query_param("after_cursor", "string", "Newer page cursor."),
+    ),
+)
+ARCHASTRO_LIST_ROUTINES = Endpoint(
+    "archastro",
+    "GET",
+    "/api/v1/agent_routines",
+    "listRoutines",
+    "Routines of the app, unpaged.",
+    (query_param("agent", "string", "Agent id filter."), query_param("event_type", "string", "Event type filter.")),
+)
+ARCHASTRO_GET_ROUTINE = Endpoint(
+    "archastro",
+    "GET",
+    "/api/v1/agent_routines/{routine}",
+    "getRoutine",
+    "One routine's configuration and status.",
+    (ROUTINE,),
+)
+ARCHASTRO_PRESETS = Endpoint(
+    "archastro",
+    "GET",
+    "/api/v1/agent_routines/presets",
+    "listRoutinePresets",
+    "Routine presets available to the app.",
+)
+ARCHASTRO_ACTIVATE = Endpoint(
+    "archastro",
+    "POST",
+    "/api/v1/agent_routines/{routine}/activate",
+    "activateRoutine",
+    "Set a routine active (422 when it has no config or an over-frequent schedule).",
+    (ROUTINE,),
+)
+ARCHASTRO_PAUSE = Endpoint(
+    "archastro",
+    "POST",
+    "/api/v1/agent_routines/{routine}/pause",
+    "pauseRoutine",
+    "Pause a routine without deleting it.",
+    (ROUTINE,),
+)
+ARCHASTRO_LIST_SESSIONS = Endpoint(
+    "archastro",
+    "GET",
+    "/api/v1/agent_sessions",
+    "listSessions",
+    "Agent sessions, newest first.",
+    (
+        query_param("agent", "string", "Agent id filter (agi_...)."),
+        query_param("status", "enum", "pending, running, waiting, completed, failed or cancelled."),
+        query_param("limit", "integer", "Page size, at most 100.", 25),
+        query_param("before_cursor", "string", "Cursor from the previous page."),
+    ),
+)
+ARCHASTRO_GET_SESSION = Endpoint(
+    "archastro",
+    "GET",
+    "/api/v1/agent_sessions/{agent_session}",
+    "getSession",
+    "One agent session.",
+    (AGENT_SESSION,),
+)
+ARCHASTRO_CANCEL_SESSION = Endpoint(
+    "archastro",
+    "POST",
+    "/api/v1/agent_sessions/{agent_session}/cancel",
+    "stopSession",
+    "Cancel an agent session; calling it on a finished session is harmless.",
+    (AGENT_SESSION,),
+)
+ARCHASTRO_MESSAGE_SESSION = Endpoint(
+    "archastro",
+    "POST",
+    "/api/v1/agent_sessions/{agent_session}/message",
+    "sendSessionMessage",
+    "Append a message to a session's inbox; a waiting session resumes.",
+    (
+        AGENT_SESSION,
+        body_param("content", "string", "Message text.", required=True),
+        body_param("metadata", "object", "Free-form metadata."),
+        body_param("role", "string", "Sender role.", default="user"),
+    ),
+)
+ARCHASTRO_DELETE_SESSION = Endpoint(
+    "archastro",
+    "DELETE",
+    "/api/v1/agent_sessions/{agent_session}",
+    "deleteSession",
+    "Delete a finished agent session for good (422 while it is active).",
+    (AGENT_SESSION,),
+)
+
+ENDPOINTS: tuple[Endpoint, ...] = tuple(v for v in globals().values() if isinstance(v, Endpoint))

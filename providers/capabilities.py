@@ -1,0 +1,185 @@
+"""What a provider can do: one typed interface per capability.
+
+A provider client subclasses the interfaces it implements, so mypy checks each method's name and result type
+(a missing method makes the class abstract; a wrong result type is an incompatible override). Which keyword
+arguments a provider takes is the method's own signature; tests/test_architecture.py checks every signature
+against the tool specs that call it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Generic, Protocol, TypeVar
+
+from pydantic import BaseModel
+
+from providers import models as m
+
+Client = TypeVar("Client")
+Result = TypeVar("Result", bound=BaseModel)
+Method = Callable[..., Awaitable[Result]]
+
+
+@dataclass(frozen=True, eq=False)
+class Capability(Generic[Client, Result]):
+    """A capability: its name (the method's), the interface a provider implements, the result it returns, and
+    how to reach the method on a client of that interface (a typed accessor, checked by mypy)."""
+
+    name: str
+    interface: type[Client]
+    result: type[Result]
+    method: Callable[[Client], Method[Result]]
+
+    def bind(self, client: Any) -> Method[Result]:
+        """The capability's method on `client` (the registry lists the providers that implement `interface`,
+        and tests/test_architecture.py checks that their clients subclass it)."""
+        return self.method(client)
+
+    def __repr__(self) -> str:
+        return f"Capability({self.name})"
+
+
+# Interfaces: one method each. Callable[..., Awaitable[R]] leaves the arguments to each provider.
+class ListSessions(Protocol):
+    list_sessions: Method[m.SessionList]
+
+
+class ExecRun(Protocol):
+    exec_run: Method[m.ExecResult]
+
+
+class GetSession(Protocol):
+    get_session: Method[m.ExecResult]
+
+
+class StopSession(Protocol):
+    stop_session: Method[m.StopResult]
+
+
+class InvokeRoutine(Protocol):
+    invoke_routine: Method[m.RoutineRun]
+
+
+class GetLaunchers(Protocol):
+    get_launchers: Method[m.LauncherList]
+
+
+class StoreEvent(Protocol):
+    store_event: Method[m.StoredEvent]
+
+
+class SetSessionAccess(Protocol):
+    set_session_access: Method[m.ProviderRecord]
+
+
+class RenameSession(Protocol):
+    rename_session: Method[m.ProviderRecord]
+
+
+class GetSessionSink(Protocol):
+    get_session_sink: Method[m.ProviderRecord]
+
+
+class CheckXanoDoc(Protocol):
+    check_xano_doc: Method[m.ProviderRecord]
+
+
+class SendSessionMessage(Protocol):
+    send_session_message: Method[m.ProviderRecord]
+
+
+class DeleteSession(Protocol):
+    delete_session: Method[m.ProviderRecord]
+
+
+class ListRoutines(Protocol):
+    list_routines: Method[m.RecordList]
+
+
+class GetRoutine(Protocol):
+    get_routine: Method[m.ProviderRecord]
+
+
+class ListRoutinePresets(Protocol):
+    list_routine_presets: Method[m.RecordList]
+
+
+class ActivateRoutine(Protocol):
+    activate_routine: Method[m.ProviderRecord]
+
+
+class PauseRoutine(Protocol):
+    pause_routine: Method[m.ProviderRecord]
+
+
+class GetRoutineRun(Protocol):
+    get_routine_run: Method[m.RoutineRun]
+
+
+class ListRoutineRuns(Protocol):
+    list_routine_runs: Method[m.RecordList]
+
+
+class GetLauncher(Protocol):
+    get_launcher: Method[m.Launcher]
+
+
+class GetEvents(Protocol):
+    get_events: Method[m.EventList]
+
+
+# The capabilities, by the method that serves each.
+LIST_SESSIONS = Capability("list_sessions", ListSessions, m.SessionList, lambda c: c.list_sessions)
+EXEC_RUN = Capability("exec_run", ExecRun, m.ExecResult, lambda c: c.exec_run)
+GET_SESSION = Capability("get_session", GetSession, m.ExecResult, lambda c: c.get_session)
+STOP_SESSION = Capability("stop_session", StopSession, m.StopResult, lambda c: c.stop_session)
+INVOKE_ROUTINE = Capability("invoke_routine", InvokeRoutine, m.RoutineRun, lambda c: c.invoke_routine)
+GET_LAUNCHERS = Capability("get_launchers", GetLaunchers, m.LauncherList, lambda c: c.get_launchers)
+STORE_EVENT = Capability("store_event", StoreEvent, m.StoredEvent, lambda c: c.store_event)
+SET_SESSION_ACCESS = Capability(
+    "set_session_access", SetSessionAccess, m.ProviderRecord, lambda c: c.set_session_access
+)
+RENAME_SESSION = Capability("rename_session", RenameSession, m.ProviderRecord, lambda c: c.rename_session)
+GET_SESSION_SINK = Capability("get_session_sink", GetSessionSink, m.ProviderRecord, lambda c: c.get_session_sink)
+CHECK_XANO_DOC = Capability("check_xano_doc", CheckXanoDoc, m.ProviderRecord, lambda c: c.check_xano_doc)
+SEND_SESSION_MESSAGE = Capability(
+    "send_session_message", SendSessionMessage, m.ProviderRecord, lambda c: c.send_session_message
+)
+DELETE_SESSION = Capability("delete_session", DeleteSession, m.ProviderRecord, lambda c: c.delete_session)
+LIST_ROUTINES = Capability("list_routines", ListRoutines, m.RecordList, lambda c: c.list_routines)
+GET_ROUTINE = Capability("get_routine", GetRoutine, m.ProviderRecord, lambda c: c.get_routine)
+LIST_ROUTINE_PRESETS = Capability(
+    "list_routine_presets", ListRoutinePresets, m.RecordList, lambda c: c.list_routine_presets
+)
+ACTIVATE_ROUTINE = Capability("activate_routine", ActivateRoutine, m.ProviderRecord, lambda c: c.activate_routine)
+PAUSE_ROUTINE = Capability("pause_routine", PauseRoutine, m.ProviderRecord, lambda c: c.pause_routine)
+GET_ROUTINE_RUN = Capability("get_routine_run", GetRoutineRun, m.RoutineRun, lambda c: c.get_routine_run)
+LIST_ROUTINE_RUNS = Capability("list_routine_runs", ListRoutineRuns, m.RecordList, lambda c: c.list_routine_runs)
+GET_LAUNCHER = Capability("get_launcher", GetLauncher, m.Launcher, lambda c: c.get_launcher)
+GET_EVENTS = Capability("get_events", GetEvents, m.EventList, lambda c: c.get_events)
+
+ALL: tuple[Capability[Any, Any], ...] = (
+    LIST_SESSIONS,
+    EXEC_RUN,
+    GET_SESSION,
+    STOP_SESSION,
+    INVOKE_ROUTINE,
+    GET_LAUNCHERS,
+    STORE_EVENT,
+    SET_SESSION_ACCESS,
+    RENAME_SESSION,
+    GET_SESSION_SINK,
+    CHECK_XANO_DOC,
+    SEND_SESSION_MESSAGE,
+    DELETE_SESSION,
+    LIST_ROUTINES,
+    GET_ROUTINE,
+    LIST_ROUTINE_PRESETS,
+    ACTIVATE_ROUTINE,
+    PAUSE_ROUTINE,
+    GET_ROUTINE_RUN,
+    LIST_ROUTINE_RUNS,
+    GET_LAUNCHER,
+    GET_EVENTS,
+)

@@ -1,0 +1,70 @@
+"""How a provider declares itself: its client, capabilities, settings and endpoints (providers/registry.py
+lists the declarations)."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from providers.capabilities import Capability
+from providers.endpoints import Endpoint
+from providers.errors import Unsupported
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One setting of a provider: an environment variable, also accepted lower-cased in the config file."""
+
+    env: str
+    arg: str  # the client's keyword argument that receives the value
+    description: str
+    default: str | int | None = None  # None: a credential, secret, and unset until given
+    minimum: int | None = None
+    maximum: int | None = None
+
+    @property
+    def key(self) -> str:
+        """Its name in the config file (and on the settings object)."""
+        return self.env.lower()
+
+    @property
+    def secret(self) -> bool:
+        return self.default is None
+
+
+@dataclass(frozen=True)
+class Provider:
+    name: str
+    title: str
+    summary: str
+    client: str  # "module:Class", imported on first use (provider clients cost start-up time)
+    # capability -> the credential that switches it on (None: always available)
+    capabilities: Mapping[Capability[Any, Any], Setting | None]
+    settings: tuple[Setting, ...] = ()
+    endpoints: tuple[Endpoint, ...] = ()
+
+    def supports(self, capability: Capability[Any, Any]) -> bool:
+        return capability in self.capabilities
+
+    @property
+    def credentials(self) -> tuple[Setting, ...]:
+        return tuple(s for s in self.settings if s.secret)
+
+    @property
+    def credential_env(self) -> str:
+        """The variable to name when the provider is not configured."""
+        return " or ".join(s.env for s in self.credentials)
+
+    def load_client(self) -> type:
+        """The client class, imported now."""
+        module_name, _, attr = self.client.partition(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name != module_name:
+                raise
+            raise Unsupported(self.name, f"the {self.title} client is not built yet in this version") from exc
+        cls: type = getattr(module, attr)
+        return cls

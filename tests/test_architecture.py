@@ -1,0 +1,176 @@
+"""The couplings no type checker sees, checked: provider signatures against the tool specs, the registry against
+the clients and the README, imports that run one way, and every imported package declared."""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import re
+import sys
+import tomllib
+from importlib.metadata import packages_distributions
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from providers import capabilities
+from providers.registry import PROVIDERS
+from server.config import load_settings
+from tools.catalog import ALL, HEADLINE
+
+ROOT = Path(__file__).resolve().parent.parent
+LAYERS = ("server", "tools", "docs_topics", "providers")
+# What each layer may import: data flows client -> server -> tools -> providers; docs read tools' and providers' data.
+MAY_IMPORT = {
+    "server": {"server", "tools", "docs_topics", "providers"},
+    "docs_topics": {"docs_topics", "tools", "providers"},
+    "tools": {"tools", "providers"},
+    "providers": {"providers"},
+}
+NOT_ARGUMENTS = {"self", "progress"}  # progress: a callback the tool layer passes, not a tool argument
+
+
+def client_class(provider: str) -> type:
+    return PROVIDERS[provider].load_client()
+
+
+def signature_arguments(method: Any) -> tuple[set[str], set[str]]:
+    """(required, optional) keyword arguments of a provider method."""
+    params = [p for p in inspect.signature(method).parameters.values() if p.name not in NOT_ARGUMENTS]
+    assert all(p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL) for p in params), f"{method}: no *args/**kwargs"
+    return {p.name for p in params if p.default is p.empty}, {p.name for p in params if p.default is not p.empty}
+
+
+@pytest.mark.parametrize("provider", list(PROVIDERS))
+def test_a_client_implements_exactly_the_capabilities_its_provider_declares(provider: str) -> None:
+    cls = client_class(provider)
+    implemented = {c for c in capabilities.ALL if c.interface in cls.__mro__}
+    assert implemented == set(PROVIDERS[provider].capabilities), (
+        f"{cls.__name__} subclasses the interfaces of {sorted(c.name for c in implemented)}, but providers/"
+        f"{provider} declares {sorted(c.name for c in PROVIDERS[provider].capabilities)}"
+    )
+    for capability in implemented:
+        assert inspect.iscoroutinefunction(getattr(cls, capability.name)), f"{cls.__name__}.{capability.name}"
+
+
+@pytest.mark.parametrize("spec", ALL, ids=lambda s: s.name)
+def test_every_provider_method_takes_exactly_the_arguments_its_tool_spec_gives_it(spec: Any) -> None:
+    declared = {a.name for a in spec.args}
+    for provider in spec.providers:
+        assert PROVIDERS[provider].supports(spec.capability), f"{spec.name}: {provider} lacks {spec.capability.name}"
+        method = getattr(client_class(provider), spec.capability.name)
+        required, optional = signature_arguments(method)
+        spec_required, spec_optional = spec.takes(provider)
+        assert (required, optional) == (spec_required, spec_optional), (
+            f"{spec.name} gives {provider} required {sorted(spec_required)}, optional {sorted(spec_optional)}; "
+            f"{method.__qualname__} takes required {sorted(required)}, optional {sorted(optional)}"
+        )
+        assert required | optional <= declared, f"{spec.name}: {provider} takes undeclared arguments"
+
+
+def test_every_declared_capability_is_served_by_a_tool() -> None:
+    served = {(p, spec.capability) for spec in ALL for p in spec.providers}
+    for provider in PROVIDERS.values():
+        for capability in provider.capabilities:
+            assert (provider.name, capability) in served, f"{provider.name}.{capability.name} has no tool"
+
+
+def test_a_tool_outputs_what_its_capability_returns() -> None:
+    for spec in ALL:
+        for provider in spec.providers:
+            method = getattr(client_class(provider), spec.capability.name)
+            returns = inspect.signature(method, eval_str=True).return_annotation
+            assert issubclass(returns, spec.output), f"{spec.name}: {method.__qualname__} returns {returns}"
+
+
+def test_every_provider_setting_is_read_from_its_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    for provider in PROVIDERS.values():
+        for setting in provider.settings:
+            value = "7" if isinstance(setting.default, int) else f"value-of-{setting.env}"
+            monkeypatch.setenv(setting.env, value)
+    settings = load_settings()
+    for provider in PROVIDERS.values():
+        arguments = settings.provider_arguments(provider)
+        for setting in provider.settings:
+            expected: Any = 7 if isinstance(setting.default, int) else f"value-of-{setting.env}"
+            assert arguments[setting.arg] == expected, setting.env
+        parameters = inspect.signature(client_class(provider.name)).parameters
+        assert {s.arg for s in provider.settings} <= set(parameters), provider.name
+
+
+def _imports(path: Path) -> set[str]:
+    """Top-level names of every module `path` imports, at any depth (function-level imports included)."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def _sources() -> list[tuple[str, Path]]:
+    return [(layer, path) for layer in LAYERS for path in sorted((ROOT / layer).rglob("*.py"))]
+
+
+def test_layers_import_one_way_and_providers_know_nothing_of_mcp() -> None:
+    wrong = []
+    for layer, path in _sources():
+        imported = _imports(path)
+        for other in (set(LAYERS) & imported) - MAY_IMPORT[layer]:
+            wrong.append(f"{path.relative_to(ROOT)} imports {other}")
+        if layer == "providers" and imported & {"mcp", "mcp_types"}:
+            wrong.append(f"{path.relative_to(ROOT)} imports the MCP SDK")
+    assert not wrong, "\n".join(wrong)
+
+
+def test_sdk_privates_are_used_only_in_the_adapter_module() -> None:
+    privates = re.compile(r"\._lowlevel_server\b|\._connection\b|\.fn_metadata\b|FlowControlMixin")
+    users = [
+        str(path.relative_to(ROOT))
+        for _, path in _sources()
+        if privates.search(path.read_text(encoding="utf-8")) and path != ROOT / "tools" / "sdk.py"
+    ]
+    assert not users, f"SDK privates outside tools/sdk.py: {users}"
+
+
+def _normal(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def test_every_imported_package_is_declared() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    declared = {_normal(re.split(r"[<>=!~;\[ ]", d, maxsplit=1)[0]) for d in project["dependencies"]}
+    distributions = packages_distributions()
+    missing = set()
+    for _, path in _sources():
+        for name in _imports(path) - set(LAYERS) - set(sys.stdlib_module_names) - {"__future__"}:
+            owners = {_normal(d) for d in distributions.get(name, [name])}
+            if not owners & declared:
+                missing.add(f"{name} ({path.relative_to(ROOT)})")
+    assert not missing, f"imported but not in pyproject's dependencies: {sorted(missing)}"
+
+
+def readme_matrix() -> str:
+    """The README's provider matrix, as the registry and the tool specs say it is."""
+    header = "| provider | needs | " + " | ".join(spec.name for spec in HEADLINE) + " |"
+    rows = [header, "|---" * (len(HEADLINE) + 2) + "|"]
+    for provider in PROVIDERS.values():
+        needs = ", ".join(f"`{s.env}`" for s in provider.credentials) or "nothing"
+        marks = " | ".join("✓" if provider.name in spec.providers else "" for spec in HEADLINE)
+        rows.append(re.sub(r"\|  (?=\|)", "| ", f"| {provider.name} | {needs} | {marks} |"))
+    return "\n".join(rows)
+
+
+def test_readme_tables_match_the_registry() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert readme_matrix() in readme, f"README's provider matrix is stale; it should read:\n{readme_matrix()}"
+    for spec in HEADLINE:
+        row = next((line for line in readme.splitlines() if line.startswith(f"| `{spec.name}` |")), "")
+        assert row.endswith(f"| {', '.join(spec.providers)} |"), f"README's tools table, {spec.name}: {row!r}"
+    for provider in PROVIDERS.values():
+        for setting in provider.settings:
+            assert f"`{setting.env}`" in readme, f"README's configuration table lacks {setting.env}"
+            if setting.default is not None:
+                assert f"`{setting.default}`" in readme, f"README does not give {setting.env}'s default"

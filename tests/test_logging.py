@@ -1,0 +1,48 @@
+"""One logging setup: stderr, RUNTIMES_MCP_LOG_LEVEL for every logger, no credential in any line."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from server.logs import configure_logging
+from tests.test_packaging import run_cli
+
+
+@pytest.fixture
+def restore_root_logger() -> object:
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield root
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+def test_every_logger_writes_at_the_configured_level_with_credentials_redacted(
+    restore_root_logger: logging.Logger, capsys: pytest.CaptureFixture[str]
+) -> None:
+    configure_logging("INFO", ["sk_live_123", ""])
+    logging.getLogger("providers.sprites").debug("hidden at INFO")
+    logging.getLogger("mcp.server").info("token %s sent", "sk_live_123")
+    try:
+        raise RuntimeError("failed with sk_live_123")
+    except RuntimeError:
+        logging.getLogger("tools.build").exception("call failed")
+    err = capsys.readouterr().err
+    assert "hidden at INFO" not in err
+    assert "runtimes-mcp INFO mcp.server: token [redacted] sent" in err
+    assert "RuntimeError: failed with [redacted]" in err
+    assert "sk_live_123" not in err
+
+
+def test_the_cli_logs_to_stderr_at_runtimes_mcp_log_level(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RUNTIMES_MCP_LOG_LEVEL", "DEBUG")
+    monkeypatch.setenv("SPRITES_TOKEN", "tok-never-shown")
+    debug = run_cli("call", "listSessions", "{}")
+    monkeypatch.setenv("RUNTIMES_MCP_LOG_LEVEL", "WARNING")
+    quiet = run_cli("call", "listSessions", "{}")
+    assert debug.returncode == 0 and quiet.returncode == 0
+    assert " runtimes-mcp DEBUG " in debug.stderr and '"sessions"' in debug.stdout
+    assert "DEBUG" not in quiet.stderr
+    assert "tok-never-shown" not in debug.stderr + debug.stdout

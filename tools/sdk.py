@@ -1,0 +1,70 @@
+"""Every private part of the `mcp` SDK this server relies on, in one place.
+
+MCPServer 2.3 has no public hook for these. pyproject.toml pins the SDK's minor version, and
+tests/test_sdk_internals.py fails with a message naming the part when an upgrade moves one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from mcp.server.lowlevel import Server
+from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.mcpserver.tools import Tool
+from pydantic import BaseModel
+
+
+def lowlevel(server: MCPServer[Any]) -> Server[Any]:
+    """The low-level server under an MCPServer (private attribute `_lowlevel_server`)."""
+    inner: Server[Any] = server._lowlevel_server
+    return inner
+
+
+def add_request_handler(
+    server: MCPServer[Any], method: str, params_type: type[BaseModel], handler: Callable[..., Awaitable[Any]]
+) -> None:
+    """Serve `method` with `handler(ctx, params)`, replacing the SDK's own handler if it has one."""
+    lowlevel(server).add_request_handler(method, params_type, handler)
+
+
+async def run_on_streams(server: MCPServer[Any], read_stream: Any, write_stream: Any) -> None:
+    """Serve one connection on the given streams (what run_stdio_async does on the process's stdio)."""
+    inner = lowlevel(server)
+    await inner.run(read_stream, write_stream, inner.create_initialization_options())
+
+
+def connection_of(session: Any) -> object:
+    """The connection behind a request's session. mcp 2.3 builds a ServerSession per request; the connection
+    (private attribute `_connection`) is what a subscription belongs to. Notifications sent through any of its
+    sessions without a request id go out on the connection's standalone channel."""
+    return getattr(session, "_connection", session)
+
+
+def generated_output_schema(tool: Tool) -> dict[str, Any] | None:
+    """The output schema the SDK generated (`fn_metadata.output_schema`; reading Tool.output_schema would cache
+    it on the tool)."""
+    return tool.fn_metadata.output_schema
+
+
+def publish_output_schema(tool: Tool, schema: dict[str, Any]) -> None:
+    """Publish `schema` as the tool's output schema (results are still validated against the output model).
+    Tool.output_schema is a cached property over `fn_metadata.output_schema`: set the source, drop the cache."""
+    tool.fn_metadata.output_schema = schema
+    tool.__dict__.pop("output_schema", None)
+
+
+class StrictTool(Tool):
+    """A Tool that names the arguments it does not know, instead of silently dropping them (pydantic's
+    default), and lists the ones it takes. Overrides Tool.run(arguments, context, convert_result)."""
+
+    async def run(self, arguments: dict[str, Any], context: Any, convert_result: bool = False) -> Any:
+        known = self.parameters.get("properties", {})
+        unknown = sorted(set(arguments) - set(known))
+        if unknown:
+            raise ToolError(
+                f"Error executing tool {self.name}: unknown argument(s) {', '.join(unknown)}; "
+                f"{self.name} takes: {', '.join(known) or 'no arguments'}."
+            )
+        return await super().run(arguments, context, convert_result)
