@@ -35,13 +35,22 @@ class Setting:
 
 
 @dataclass(frozen=True)
+class Serves:
+    """How a provider serves one capability: the tool arguments its method takes (exactly its keyword
+    parameters; a trailing "?" marks an optional one) and the credential that switches it on (None: always on).
+    tests/test_architecture.py checks the arguments against the method's signature."""
+
+    arguments: tuple[str, ...] = ()
+    needs: Setting | None = None
+
+
+@dataclass(frozen=True)
 class Provider:
     name: str
     title: str
     summary: str
     client: str  # "module:Class", imported on first use (provider clients cost start-up time)
-    # capability -> the credential that switches it on (None: always available)
-    capabilities: Mapping[Capability[Any, Any], Setting | None]
+    capabilities: Mapping[Capability[Any, Any], Serves]
     settings: tuple[Setting, ...] = ()
     endpoints: tuple[Endpoint, ...] = ()
 

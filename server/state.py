@@ -20,7 +20,7 @@ from server.watchers import ResourceWatchers
 def available_capabilities(settings: Settings) -> dict[str, set[Capability[Any, Any]]]:
     """provider -> the capabilities its configured credentials switch on."""
     return {
-        name: {cap for cap, needs in provider.capabilities.items() if settings.is_set(needs)}
+        name: {cap for cap, serves in provider.capabilities.items() if settings.is_set(serves.needs)}
         for name, provider in PROVIDERS.items()
     }
 
@@ -118,7 +118,7 @@ class AppState:
         client = self._clients.get(name)
         if client is None:
             provider = PROVIDERS[name]
-            if not any(self.settings.is_set(needs) for needs in provider.capabilities.values()):
+            if not any(self.settings.is_set(serves.needs) for serves in provider.capabilities.values()):
                 raise NotConfigured(
                     name,
                     f"{provider.title} has no credentials",

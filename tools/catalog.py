@@ -59,8 +59,6 @@ ACCESS = Arg("access", Literal["public", "private"], "Access level.")
 NAME = Arg("name", str, "New name.")
 EVENT_TYPE_FILTER = Arg("event_type", str, "Event type filter.")
 
-PAGING = ("offset?", "limit?", "ids?", "search_name?", "sort?", "sort_direction?")
-
 HEADLINE: tuple[ToolSpec, ...] = (
     ToolSpec(
         "listSessions",
@@ -68,12 +66,6 @@ HEADLINE: tuple[ToolSpec, ...] = (
         "Sessions (runs), newest first, with status and command.",
         c.LIST_SESSIONS,
         (SPRITE, PROJECT_ID, RUN_ID, PAGE, AGENT, STATUS, LIMIT, CURSOR),
-        {
-            "local": ("status?", "limit?", "cursor?"),
-            "sprites": ("sprite",),
-            "xano": ("project_id", "run_id?", "page?"),
-            "archastro": ("agent?", "status?", "limit?", "cursor?"),
-        },
         examples=({"provider": "local", "status": "running"},),
     ),
     ToolSpec(
@@ -82,10 +74,6 @@ HEADLINE: tuple[ToolSpec, ...] = (
         "Run code.",
         c.EXEC_RUN,
         (COMMAND, CWD, ENV, STDIN, TIMEOUT, WAIT, WAIT_S, PROJECT_ID, DOC, ARGS, RUN_ID, SESSION_ID),
-        {
-            "local": ("command", "cwd?", "env?", "stdin?", "timeout_s?", "wait?", "wait_s?"),
-            "xano": ("project_id?", "doc?", "args?", "env?", "run_id?", "session_id?"),
-        },
         read_only=False,
         idempotent=False,
         progress=True,
@@ -105,11 +93,6 @@ HEADLINE: tuple[ToolSpec, ...] = (
         "A session's state and output; wait_s waits for its end, offsets give new output only.",
         c.GET_SESSION,
         (SESSION_ID, WAIT_S, STDOUT_OFFSET, STDERR_OFFSET),
-        {
-            "local": ("session_id", "wait_s?", "stdout_offset?", "stderr_offset?"),
-            "xano": ("session_id",),
-            "archastro": ("session_id",),
-        },
         progress=True,
     ),
     ToolSpec(
@@ -118,12 +101,6 @@ HEADLINE: tuple[ToolSpec, ...] = (
         "Stop a running session; stopping a finished one is harmless.",
         c.STOP_SESSION,
         (SESSION_ID, PROJECT_ID, RUN_ID, SPRITE, SIGNAL),
-        {
-            "local": ("session_id",),
-            "xano": ("project_id", "run_id", "session_id"),
-            "archastro": ("session_id",),
-            "sprites": ("sprite", "session_id", "signal?"),
-        },
         read_only=False,
         destructive=True,
         idempotent=True,
@@ -134,10 +111,6 @@ HEADLINE: tuple[ToolSpec, ...] = (
         "Run a named routine with a message; pass idempotency_key to make retries safe.",
         c.INVOKE_ROUTINE,
         (ROUTINE, MESSAGE, IDEMPOTENCY_KEY, METADATA, SESSION_KEY, THREAD_ID, USER, WAIT_S),
-        {
-            "local": ("routine", "message", "metadata?", "idempotency_key?", "wait_s?"),
-            "archastro": ("routine", "message", "idempotency_key?", "metadata?", "session_key?", "thread_id?", "user?"),
-        },
         read_only=False,
         idempotent=False,
         progress=True,
@@ -152,7 +125,6 @@ HEADLINE: tuple[ToolSpec, ...] = (
         "Long-lived services (launchers): state and what runs under each.",
         c.GET_LAUNCHERS,
         (OFFSET, LIMIT, IDS, SEARCH_NAME, SORT, SORT_DIRECTION),
-        {"local": PAGING, "decthings": PAGING},
     ),
     ToolSpec(
         "storeEvent",
@@ -160,7 +132,6 @@ HEADLINE: tuple[ToolSpec, ...] = (
         "Record an event {type, data} for a sandbox.",
         c.STORE_EVENT,
         (EVENT_TYPE, DATA, SANDBOX_ID),
-        {"local": ("type", "data", "sandbox_id?"), "computesdk": ("type", "data")},
         read_only=False,
         idempotent=False,
     ),
@@ -174,7 +145,6 @@ TOOLSETS: tuple[ToolSpec, ...] = (
         "Make a Xano session public or private.",
         c.SET_SESSION_ACCESS,
         (SESSION_ID, ACCESS),
-        {"xano": ("session_id", "access")},
         toolset="sessions",
         read_only=False,
     ),
@@ -184,7 +154,6 @@ TOOLSETS: tuple[ToolSpec, ...] = (
         "Rename the run behind a Xano session.",
         c.RENAME_SESSION,
         (SESSION_ID, NAME),
-        {"xano": ("session_id", "name")},
         toolset="sessions",
         read_only=False,
     ),
@@ -194,7 +163,6 @@ TOOLSETS: tuple[ToolSpec, ...] = (
         "Export all data of a hibernated Xano session.",
         c.GET_SESSION_SINK,
         (SESSION_ID,),
-        {"xano": ("session_id",)},
         toolset="sessions",
     ),
     ToolSpec(
@@ -203,7 +171,6 @@ TOOLSETS: tuple[ToolSpec, ...] = (
         "Validate a XanoScript document before running it.",
         c.CHECK_XANO_DOC,
         (PROJECT_ID, DOC),
-        {"xano": ("project_id", "doc")},
         toolset="sessions",
     ),
     ToolSpec(
@@ -212,7 +179,6 @@ TOOLSETS: tuple[ToolSpec, ...] = (
         "Add a message to an ArchAstro agent session's inbox; a waiting session resumes.",
         c.SEND_SESSION_MESSAGE,
         (SESSION_ID, CONTENT, METADATA, ROLE),
-        {"archastro": ("session_id", "content", "metadata?", "role?")},
         toolset="sessions",
         read_only=False,
         idempotent=False,
@@ -223,7 +189,6 @@ TOOLSETS: tuple[ToolSpec, ...] = (
         "Delete a finished ArchAstro agent session for good.",
         c.DELETE_SESSION,
         (SESSION_ID,),
-        {"archastro": ("session_id",)},
         toolset="sessions",
         read_only=False,
         destructive=True,
@@ -235,7 +200,6 @@ TOOLSETS: tuple[ToolSpec, ...] = (
         "List the routines that invokeRoutine can run.",
         c.LIST_ROUTINES,
         (AGENT, EVENT_TYPE_FILTER),
-        {"local": (), "archastro": ("agent?", "event_type?")},
         toolset="routines",
     ),
     ToolSpec(
@@ -244,7 +208,6 @@ TOOLSETS: tuple[ToolSpec, ...] = (
         "One ArchAstro routine's configuration and status.",
         c.GET_ROUTINE,
         (ROUTINE,),
-        {"archastro": ("routine",)},
         toolset="routines",
     ),
     ToolSpec(
@@ -253,7 +216,6 @@ TOOLSETS: tuple[ToolSpec, ...] = (
         "Routine presets available to the ArchAstro app.",
         c.LIST_ROUTINE_PRESETS,
         (),
-        {"archastro": ()},
         toolset="routines",
     ),
     ToolSpec(
@@ -262,7 +224,6 @@ TOOLSETS: tuple[ToolSpec, ...] = (
         "Set an ArchAstro routine active.",
         c.ACTIVATE_ROUTINE,
         (ROUTINE,),
-        {"archastro": ("routine",)},
         toolset="routines",
         read_only=False,
     ),
@@ -272,7 +233,6 @@ TOOLSETS: tuple[ToolSpec, ...] = (
         "Pause an ArchAstro routine without deleting it.",
         c.PAUSE_ROUTINE,
         (ROUTINE,),
-        {"archastro": ("routine",)},
         toolset="routines",
         read_only=False,
     ),
@@ -282,7 +242,6 @@ TOOLSETS: tuple[ToolSpec, ...] = (
         "One routine run: status, output, session.",
         c.GET_ROUTINE_RUN,
         (RUN_ID,),
-        {"local": ("run_id",), "archastro": ("run_id",)},
         toolset="routines",
     ),
     ToolSpec(
@@ -291,7 +250,6 @@ TOOLSETS: tuple[ToolSpec, ...] = (
         "Runs of an ArchAstro routine, newest first.",
         c.LIST_ROUTINE_RUNS,
         (ROUTINE, STATUS, LIMIT, CURSOR),
-        {"archastro": ("routine", "status?", "limit?", "cursor?")},
         toolset="routines",
     ),
     # launchers
@@ -301,7 +259,6 @@ TOOLSETS: tuple[ToolSpec, ...] = (
         "One launcher in full: state, previous exit, running items.",
         c.GET_LAUNCHER,
         (LAUNCHER_ID,),
-        {"local": ("launcher_id",), "decthings": ("launcher_id",)},
         toolset="launchers",
     ),
     # events
@@ -311,10 +268,6 @@ TOOLSETS: tuple[ToolSpec, ...] = (
         "Stored events of a sandbox, oldest first; filter by type and time.",
         c.GET_EVENTS,
         (SANDBOX_ID, EVENT_TYPE, SINCE, LIMIT),
-        {
-            "local": ("sandbox_id?", "type?", "since?", "limit?"),
-            "computesdk": ("sandbox_id", "type?", "since?", "limit?"),
-        },
         toolset="events",
     ),
 )

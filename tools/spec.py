@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from pydantic import BaseModel
 
 from providers.capabilities import Capability
+from providers.registry import PROVIDERS
 
 
 @dataclass(frozen=True)
@@ -24,8 +26,6 @@ class ToolSpec:
     description: str
     capability: Capability[Any, Any]  # what a provider implements to serve it
     args: tuple[Arg, ...]
-    # provider -> the argument names it takes; a trailing "?" marks an optional one
-    providers: dict[str, tuple[str, ...]]
     toolset: str | None = None  # None: a headline tool, always on
     read_only: bool = True
     destructive: bool = False
@@ -45,6 +45,14 @@ class ToolSpec:
     @property
     def output(self) -> type[BaseModel]:
         return self.capability.result
+
+    @cached_property
+    def providers(self) -> dict[str, tuple[str, ...]]:
+        """provider -> the argument names it takes (a trailing "?" marks an optional one), in registry order:
+        each provider declares them with its capabilities (providers/<name>/__init__.py)."""
+        return {
+            p.name: p.capabilities[self.capability].arguments for p in PROVIDERS.values() if p.supports(self.capability)
+        }
 
     def described_for(self, providers: tuple[str, ...]) -> str:
         """The description, with the notes of the providers this server offers (and no others)."""

@@ -2,7 +2,7 @@
 
 from providers import capabilities as c
 from providers.archastro.endpoints import ENDPOINTS
-from providers.provider import Provider, Setting
+from providers.provider import Provider, Serves, Setting
 
 API_KEY = Setting("ARCHASTRO_API_KEY", "api_key", "ArchAstro secret key (sk_...).")
 BASE_URL = Setting("ARCHASTRO_BASE_URL", "base_url", "ArchAstro API base URL.", "https://platform.archastro.ai")
@@ -12,24 +12,23 @@ PROVIDER = Provider(
     title="ArchAstro",
     summary="Agent routines (invoke, runs) and agent sessions.",
     client="providers.archastro.client:ArchAstroClient",
-    capabilities=dict.fromkeys(
-        (
-            c.LIST_SESSIONS,
-            c.STOP_SESSION,
-            c.INVOKE_ROUTINE,
-            c.GET_SESSION,
-            c.SEND_SESSION_MESSAGE,
-            c.DELETE_SESSION,
-            c.LIST_ROUTINES,
-            c.GET_ROUTINE,
-            c.LIST_ROUTINE_PRESETS,
-            c.ACTIVATE_ROUTINE,
-            c.PAUSE_ROUTINE,
-            c.GET_ROUTINE_RUN,
-            c.LIST_ROUTINE_RUNS,
+    capabilities={
+        c.LIST_SESSIONS: Serves(("agent?", "status?", "limit?", "cursor?"), API_KEY),
+        c.GET_SESSION: Serves(("session_id",), API_KEY),
+        c.STOP_SESSION: Serves(("session_id",), API_KEY),
+        c.INVOKE_ROUTINE: Serves(
+            ("routine", "message", "idempotency_key?", "metadata?", "session_key?", "thread_id?", "user?"), API_KEY
         ),
-        API_KEY,
-    ),
+        c.SEND_SESSION_MESSAGE: Serves(("session_id", "content", "metadata?", "role?"), API_KEY),
+        c.DELETE_SESSION: Serves(("session_id",), API_KEY),
+        c.LIST_ROUTINES: Serves(("agent?", "event_type?"), API_KEY),
+        c.GET_ROUTINE: Serves(("routine",), API_KEY),
+        c.LIST_ROUTINE_PRESETS: Serves((), API_KEY),
+        c.ACTIVATE_ROUTINE: Serves(("routine",), API_KEY),
+        c.PAUSE_ROUTINE: Serves(("routine",), API_KEY),
+        c.GET_ROUTINE_RUN: Serves(("run_id",), API_KEY),
+        c.LIST_ROUTINE_RUNS: Serves(("routine", "status?", "limit?", "cursor?"), API_KEY),
+    },
     settings=(API_KEY, BASE_URL),
     endpoints=ENDPOINTS,
 )

@@ -2,7 +2,7 @@
 
 from providers import capabilities as c
 from providers.computesdk.endpoints import ENDPOINTS
-from providers.provider import Provider, Setting
+from providers.provider import Provider, Serves, Setting
 
 ACCESS_TOKEN = Setting("COMPUTESDK_ACCESS_TOKEN", "access_token", "Sandbox access token (stores events).")
 API_KEY = Setting("COMPUTESDK_API_KEY", "api_key", "Project API key (reads and follows events).")
@@ -17,7 +17,10 @@ PROVIDER = Provider(
     title="ComputeSDK events",
     summary="Sandbox events: store, read back, subscribe.",
     client="providers.computesdk.client:ComputeSDKEventsClient",
-    capabilities={c.STORE_EVENT: ACCESS_TOKEN, c.GET_EVENTS: API_KEY},
+    capabilities={
+        c.STORE_EVENT: Serves(("type", "data"), ACCESS_TOKEN),
+        c.GET_EVENTS: Serves(("sandbox_id", "type?", "since?", "limit?"), API_KEY),
+    },
     settings=(ACCESS_TOKEN, API_KEY, GATEWAY_URL, PUBSUB_HOST, PUBSUB_PORT),
     endpoints=ENDPOINTS,
 )

@@ -1,26 +1,24 @@
 """The built-in local provider: real processes, SQLite state, routines, launchers and events."""
 
 from providers import capabilities as c
-from providers.provider import Provider
+from providers.provider import Provider, Serves
 
 PROVIDER = Provider(
     name="local",
     title="Local runtime",
     summary="Real processes, routines, launchers and events on this machine; no account needed.",
     client="providers.local.runtime:LocalRuntime",
-    capabilities=dict.fromkeys(
-        (
-            c.LIST_SESSIONS,
-            c.EXEC_RUN,
-            c.GET_SESSION,
-            c.STOP_SESSION,
-            c.INVOKE_ROUTINE,
-            c.GET_LAUNCHERS,
-            c.STORE_EVENT,
-            c.GET_EVENTS,
-            c.LIST_ROUTINES,
-            c.GET_ROUTINE_RUN,
-            c.GET_LAUNCHER,
-        )
-    ),
+    capabilities={
+        c.LIST_SESSIONS: Serves(("status?", "limit?", "cursor?")),
+        c.EXEC_RUN: Serves(("command", "cwd?", "env?", "stdin?", "timeout_s?", "wait?", "wait_s?")),
+        c.GET_SESSION: Serves(("session_id", "wait_s?", "stdout_offset?", "stderr_offset?")),
+        c.STOP_SESSION: Serves(("session_id",)),
+        c.INVOKE_ROUTINE: Serves(("routine", "message", "metadata?", "idempotency_key?", "wait_s?")),
+        c.GET_LAUNCHERS: Serves(("offset?", "limit?", "ids?", "search_name?", "sort?", "sort_direction?")),
+        c.STORE_EVENT: Serves(("type", "data", "sandbox_id?")),
+        c.LIST_ROUTINES: Serves(()),
+        c.GET_ROUTINE_RUN: Serves(("run_id",)),
+        c.GET_LAUNCHER: Serves(("launcher_id",)),
+        c.GET_EVENTS: Serves(("sandbox_id?", "type?", "since?", "limit?")),
+    },
 )

@@ -1,7 +1,7 @@
 """Sprites: exec sessions inside Sprites sandboxes (list, kill)."""
 
 from providers import capabilities as c
-from providers.provider import Provider, Setting
+from providers.provider import Provider, Serves, Setting
 from providers.sprites.endpoints import ENDPOINTS
 
 TOKEN = Setting("SPRITES_TOKEN", "token", "Sprites API token.")
@@ -12,7 +12,10 @@ PROVIDER = Provider(
     title="Sprites",
     summary="Exec sessions inside Sprites sandboxes: list and kill.",
     client="providers.sprites.client:SpritesClient",
-    capabilities={c.LIST_SESSIONS: TOKEN, c.STOP_SESSION: TOKEN},
+    capabilities={
+        c.LIST_SESSIONS: Serves(("sprite",), TOKEN),
+        c.STOP_SESSION: Serves(("sprite", "session_id", "signal?"), TOKEN),
+    },
     settings=(TOKEN, BASE_URL),
     endpoints=ENDPOINTS,
 )

@@ -1,7 +1,7 @@
 """Xano Run API: XanoScript runs and their sessions."""
 
 from providers import capabilities as c
-from providers.provider import Provider, Setting
+from providers.provider import Provider, Serves, Setting
 from providers.xano.endpoints import ENDPOINTS
 
 TOKEN = Setting("XANO_ACCESS_TOKEN", "token", "Xano access token.")
@@ -12,19 +12,16 @@ PROVIDER = Provider(
     title="Xano Run API",
     summary="XanoScript runs and sessions: exec, list, stop, inspect.",
     client="providers.xano.client:XanoRunClient",
-    capabilities=dict.fromkeys(
-        (
-            c.LIST_SESSIONS,
-            c.EXEC_RUN,
-            c.STOP_SESSION,
-            c.GET_SESSION,
-            c.SET_SESSION_ACCESS,
-            c.RENAME_SESSION,
-            c.GET_SESSION_SINK,
-            c.CHECK_XANO_DOC,
-        ),
-        TOKEN,
-    ),
+    capabilities={
+        c.LIST_SESSIONS: Serves(("project_id", "run_id?", "page?"), TOKEN),
+        c.EXEC_RUN: Serves(("project_id?", "doc?", "args?", "env?", "run_id?", "session_id?"), TOKEN),
+        c.GET_SESSION: Serves(("session_id",), TOKEN),
+        c.STOP_SESSION: Serves(("project_id", "run_id", "session_id"), TOKEN),
+        c.SET_SESSION_ACCESS: Serves(("session_id", "access"), TOKEN),
+        c.RENAME_SESSION: Serves(("session_id", "name"), TOKEN),
+        c.GET_SESSION_SINK: Serves(("session_id",), TOKEN),
+        c.CHECK_XANO_DOC: Serves(("project_id", "doc"), TOKEN),
+    },
     settings=(TOKEN, BASE_URL),
     endpoints=ENDPOINTS,
 )
