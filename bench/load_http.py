@@ -13,6 +13,8 @@ server it started.
 from __future__ import annotations
 
 import argparse
+import asyncio
+import json
 import os
 import socket
 import statistics
@@ -110,6 +112,44 @@ DEFAULT_BODIES: list[dict[str, Any]] = [
     },
     {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "listSessions", "arguments": {"limit": 5}}},
 ]
+
+
+async def run_lean_load(url: str, clients: int, duration_s: float, body: dict[str, Any]) -> LoadResult:
+    """`clients` keep-alive connections sending `body` back to back for `duration_s`. The load generator costs
+    the machine little (requests written and answers read by hand, Content-Length framing), so that on a small
+    machine the servers get the cores; and it runs for a time, not a count, so that a server process that got
+    fewer connections is not left idle at the end. The server must answer plain JSON (--json-response)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    payload = json.dumps(body).encode()
+    head = "".join(f"{k}: {v}\r\n" for k, v in HEADERS.items())
+    request = (
+        f"POST {parts.path} HTTP/1.1\r\nHost: {parts.netloc}\r\n{head}Content-Length: {len(payload)}\r\n\r\n"
+    ).encode() + payload
+    result = LoadResult(clients, 0)
+    deadline = time.perf_counter() + duration_s
+
+    async def client() -> None:
+        reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
+        try:
+            while (started := time.perf_counter()) < deadline:
+                writer.write(request)
+                head = (await reader.readuntil(b"\r\n\r\n")).lower()
+                at = head.find(b"content-length:") + 15
+                answer = await reader.readexactly(int(head[at : head.find(b"\r\n", at)]))
+                if head.startswith(b"http/1.1 200") and b'"result"' in answer and b'"isError":true' not in answer:
+                    result.latencies_ms.append((time.perf_counter() - started) * 1000)
+                else:
+                    result.errors += 1
+                    result.first_error = result.first_error or answer[:200].decode(errors="replace")
+        finally:
+            writer.close()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(client() for _ in range(clients)))
+    result.elapsed_s = time.perf_counter() - started
+    return result
 
 
 async def run_load(

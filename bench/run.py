@@ -31,7 +31,7 @@ from typing import Any
 import anyio
 import httpx
 
-from bench.load_http import NO_AUTH, LoadResult, launch_http_server, rss_kib, run_load
+from bench.load_http import NO_AUTH, LoadResult, launch_http_server, rss_kib, run_lean_load, run_load
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
@@ -457,6 +457,120 @@ def http_rows(quick: bool, env: dict[str, str]) -> list[Row]:
     return rows
 
 
+def workers_rows(quick: bool, env: dict[str, str]) -> list[Row]:
+    """HTTP throughput with --workers 2 against one worker, 32 clients, alternating rounds."""
+    clients, seconds, rounds = (32, 1.0, 3) if quick else (32, 3.0, 5)
+    body = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "getDocs", "arguments": {}}}
+
+    def serve(workers: int) -> tuple[subprocess.Popen[bytes], str]:
+        argv = [*OURS, "--transport", "http", NO_AUTH, "--stateless", "--json-response", "--workers", str(workers)]
+        process, base = launch_http_server(lambda port: [*argv, "--port", str(port)], env)
+        return process, f"{base}/mcp"
+
+    targets = {workers: serve(workers) for workers in (1, 2)}
+    measured = {workers: LoadResult(clients, 0) for workers in targets}
+    try:
+        for _ in range(rounds):
+            for workers, (_, url) in targets.items():
+                part = asyncio.run(run_lean_load(url, clients, seconds, body))
+                total = measured[workers]
+                total.latencies_ms += part.latencies_ms
+                total.elapsed_s += part.elapsed_s
+                total.errors += part.errors
+                total.first_error = total.first_error or part.first_error
+    finally:
+        for process, _ in targets.values():
+            process.terminate()
+            process.wait(30)
+    one, two = measured[1], measured[2]
+    if one.errors or two.errors:
+        raise RuntimeError(f"HTTP errors: 1 worker {one.errors} ({one.first_error}), 2 workers {two.errors}")
+    cores = os.cpu_count() or 1
+    return [
+        ratio_row(
+            f"HTTP req/s, {clients} clients, --workers 2 (vs 1 worker; {cores} cores, lean load generator)",
+            two.throughput,
+            one.throughput,
+            "req/s",
+            1.7,
+            higher_is_better=True,
+        ),
+        Row(
+            f"HTTP p99, {clients} clients, --workers 2 (1 worker: {one.percentile(0.99):.1f} ms)",
+            two.percentile(0.99),
+            one.percentile(0.99),
+            "ms",
+            "info",
+            None,
+        ),
+    ]
+
+
+def postgres_throughput(quick: bool) -> list[Row]:
+    """storeEvent on the PostgreSQL backend against bare psycopg inserts, 32 callers each (skipped without
+    PostgreSQL server binaries)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import psycopg
+
+    from providers.local.config import LocalConfig
+    from providers.local.runtime import LocalRuntime
+    from tests import postgres
+
+    if postgres.server_binaries() is None:
+        return [Row("storeEvent (PostgreSQL) events/s, 32 callers", 0, None, "ev/s", "skipped: no PostgreSQL", None)]
+    n, callers = (640 if quick else 3200), 32
+    server = postgres.start_postgres()
+    try:
+        floor_url, ours_url = server.database("bench_floor"), server.database("bench_ours")
+        with psycopg.connect(floor_url, autocommit=True) as conn:
+            conn.execute(
+                "CREATE TABLE events (seq BIGSERIAL PRIMARY KEY, id TEXT UNIQUE, sandbox_id TEXT, type TEXT, "
+                "data TEXT, timestamp BIGINT)"
+            )
+
+        def bare(k: int) -> None:
+            with psycopg.connect(floor_url, autocommit=True) as conn:
+                for i in range(n // callers):
+                    conn.execute(
+                        "INSERT INTO events (id, sandbox_id, type, data, timestamp) VALUES (%s, %s, %s, %s, %s)",
+                        (f"e{k}-{i}", "local", "bench", json.dumps({"i": i}), i),
+                    )
+
+        started = time.perf_counter()
+        with ThreadPoolExecutor(callers) as pool:
+            list(pool.map(bare, range(callers)))
+        floor = n / (time.perf_counter() - started)
+
+        async def ours() -> float:
+            with tempfile.TemporaryDirectory() as d:
+                async with LocalRuntime.open(LocalConfig(), Path(d), state_url=ours_url) as runtime:
+
+                    async def writer(k: int) -> None:
+                        for i in range(n // callers):
+                            await runtime.store_event("bench", {"i": i, "k": k})
+
+                    began = time.perf_counter()
+                    async with anyio.create_task_group() as tg:
+                        for k in range(callers):
+                            tg.start_soon(writer, k)
+                    return n / (time.perf_counter() - began)
+
+        ours_rate = anyio.run(ours)
+    finally:
+        postgres.remove(server)
+    return [
+        ratio_row(
+            f"storeEvent (PostgreSQL) events/s, {callers} callers (vs bare psycopg inserts, {callers} connections)",
+            ours_rate,
+            floor,
+            "ev/s",
+            0.7,
+            higher_is_better=True,
+        )
+    ]
+
+
 def remote_overhead(quick: bool) -> list[Row]:
     from providers.sprites.client import SpritesClient
     from tests.fakes import Reply, fake_api
@@ -566,7 +680,9 @@ def main() -> int:
             context_cost,
             lambda: stdio_rows(args.quick, env),
             lambda: http_rows(args.quick, env),
+            lambda: workers_rows(args.quick, env),
             lambda: storage_throughput(args.quick),
+            lambda: postgres_throughput(args.quick),
             lambda: remote_overhead(args.quick),
         ]
         rows = [row for step in steps for row in step()]

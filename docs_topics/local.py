@@ -66,6 +66,9 @@ LOCAL = Topic(
         "Give invokeRoutine an idempotency_key when a retry must not run the routine twice; a failed run "
         "does not hold its key, so retrying after a failure runs it again (once, however many retry at once). "
         "Reusing a key with a different message is refused.",
+        "Behind several replicas sharing PostgreSQL (RUNTIMES_MCP_STATE_URL), events, routine keys and session "
+        "records are shared; a session runs on the machine that started it, and another replica answers with its "
+        "state and says where it runs (its output and stopSession are there).",
     ],
     endpoints=[from_tool(spec, "local") for spec in ALL if "local" in spec.providers],
     schemas={

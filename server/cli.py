@@ -59,6 +59,13 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--json-response", action="store_true", help="HTTP answers as plain JSON instead of SSE")
     p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="HTTP with --stateless: N server processes on one port, sharing the state (default 1)",
+    )
+    p.add_argument(
         "--insecure-no-auth",
         action="store_true",
         help="serve HTTP without a bearer token (only behind your own authentication); tools that run commands "
@@ -86,7 +93,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(argv: list[str] | None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser().parse_args(argv)
+    args.argv = argv
     from server.config import ConfigError, load_settings
 
     try:
@@ -141,6 +150,8 @@ def _dispatch(args: argparse.Namespace, settings: Any) -> int:
             print('runtimes-mcp: arguments must be a JSON object, e.g. \'{"command": "ls"}\'', file=sys.stderr)
             return 2
         return anyio.run(call_tool, settings, args.tool, arguments)
+    if args.workers != 1:
+        return _serve_workers(args, settings)
     if args.transport == "http":
         from server.http import serve_http
 
@@ -155,6 +166,31 @@ def _dispatch(args: argparse.Namespace, settings: Any) -> int:
             args.unauthenticated_local_exec,
         )
     return anyio.run(serve_stdio, settings)
+
+
+def _serve_workers(args: argparse.Namespace, settings: Any) -> int:
+    from server.config import ConfigError
+    from server.workers import serve_workers
+
+    if args.transport != "http" or not args.stateless or args.command:
+        raise ConfigError("--workers needs --transport http --stateless (each request may reach any worker)")
+    if not 1 <= args.workers <= 64:
+        raise ConfigError(f"--workers must be between 1 and 64, got {args.workers}")
+    argv = [a for i, a in enumerate(args.argv) if not _is_workers_option(args.argv, i)]
+    return serve_workers(
+        settings,
+        argv,
+        workers=args.workers,
+        host=args.host,
+        port=args.port,
+        insecure_no_auth=args.insecure_no_auth,
+        unauthenticated_exec=args.unauthenticated_local_exec,
+    )
+
+
+def _is_workers_option(argv: list[str], i: int) -> bool:
+    """argv[i] is `--workers`, its value, or `--workers=N`."""
+    return argv[i] == "--workers" or argv[i].startswith("--workers=") or (i > 0 and argv[i - 1] == "--workers")
 
 
 def build_server(settings: Any, *, services: bool = True) -> MCPServer[AppState]:

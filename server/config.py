@@ -58,6 +58,8 @@ class Settings(BaseSettings):
         "WARNING", validation_alias=AliasChoices("RUNTIMES_MCP_LOG_LEVEL", "log_level")
     )
     http_token: SecretStr | None = _env("RUNTIMES_MCP_HTTP_TOKEN", "http_token")
+    # Secret: a PostgreSQL URL may hold a password.
+    state_url: SecretStr | None = _env("RUNTIMES_MCP_STATE_URL", "state_url")
     allowed_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: list(LOOPBACK_ORIGINS),
         validation_alias=AliasChoices("RUNTIMES_MCP_ALLOWED_ORIGINS", "allowed_origins"),
@@ -116,6 +118,16 @@ class Settings(BaseSettings):
         if unknown:
             raise ValueError(f"unknown toolset(s) {', '.join(unknown)}; choose from {', '.join(TOOLSETS)} or all")
         return names
+
+    @field_validator("state_url")
+    @classmethod
+    def _postgres_url(cls, value: SecretStr | None) -> SecretStr | None:
+        url = value.get_secret_value().strip() if value is not None else ""
+        if not url:
+            return None
+        if not url.startswith(("postgresql://", "postgres://")):
+            raise ValueError("must be a postgresql:// URL (leave it unset for SQLite in the data directory)")
+        return SecretStr(url)
 
     @field_validator("http_token", mode="before")
     @classmethod

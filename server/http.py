@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import os
 import secrets
 import signal
 import sys
@@ -23,6 +24,7 @@ from server.state import AppState
 from server.tasks import TaskRoutingHeaders
 
 MCP_PATH = "/mcp"
+WORKER_PORT_ENV = "RUNTIMES_MCP_WORKER_PORT"  # set by server/workers.py: a worker of --workers on this port
 
 
 @dataclass(frozen=True)
@@ -106,7 +108,7 @@ def build_http_app(
 ) -> ASGIApp:
     @server.custom_route("/healthz", methods=["GET"])  # type: ignore[untyped-decorator]
     async def healthz(_: Request) -> Response:
-        return JSONResponse({"status": "ok", "version": version()})
+        return JSONResponse({"status": "ok", "version": version(), "pid": os.getpid()})
 
     security = TransportSecuritySettings(
         enable_dns_rebinding_protection=True,
@@ -145,7 +147,15 @@ async def serve_http(
             server, settings, host=host, stateless=stateless, json_response=json_response, token=access.token
         )
         freeze_startup_objects()
-        announce(access, host, port, sys.stderr)
+        worker_port = os.environ.pop(WORKER_PORT_ENV, None)  # a worker of --workers: the parent announced
+        sockets = None
+        if worker_port is None:
+            announce(access, host, port, sys.stderr)
+        else:
+            from server.workers import bind
+
+            port = int(worker_port)
+            sockets = [bind(host, port, listen=True)]
         config = uvicorn.Config(
             app,
             host=host,
@@ -159,7 +169,7 @@ async def serve_http(
         # AppState can stop every local process and the command can exit 0.
         previous = {sig: signal.signal(sig, _absorb) for sig in (signal.SIGTERM, signal.SIGINT)}
         try:
-            await uvicorn.Server(config).serve()
+            await uvicorn.Server(config).serve(sockets=sockets)
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)

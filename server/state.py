@@ -44,7 +44,10 @@ class AppState:
     @asynccontextmanager
     async def open(cls, settings: Settings, *, services: bool = True) -> AsyncIterator[AppState]:
         hidden = (str(settings.config_file),) if settings.config_file else ()
-        local_runtime = LocalRuntime.open(settings.local, settings.data_dir, run_launchers=services, hidden=hidden)
+        state_url = settings.state_url.get_secret_value() if settings.state_url else None
+        local_runtime = LocalRuntime.open(
+            settings.local, settings.data_dir, run_launchers=services, hidden=hidden, state_url=state_url
+        )
         async with local_runtime as local, anyio.create_task_group() as tg:
             state = cls(settings, local, tg)
             try:

@@ -167,3 +167,28 @@ def api(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeAPI]:
         monkeypatch.setenv("COMPUTESDK_GATEWAY_URL", fake.url("/computesdk"))
         monkeypatch.setenv("RUNTIMES_MCP_TOOLSETS", "all")
         yield fake
+
+
+# --- PostgreSQL: one real server for the session (tests/postgres.py), a fresh database per test -------------
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[Any]:
+    from tests import postgres
+
+    if postgres.server_binaries() is None:
+        pytest.skip("no PostgreSQL server binaries (initdb, pg_ctl) on this machine")
+    server = postgres.start_postgres()
+    try:
+        yield server
+    finally:
+        postgres.remove(server)
+
+
+@pytest.fixture
+def state_url(postgres_server: Any, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A fresh PostgreSQL database for this test, set as RUNTIMES_MCP_STATE_URL."""
+    import re
+
+    name = "t_" + re.sub(r"[^a-z0-9]+", "_", request.node.name.lower())[:50]
+    url: str = postgres_server.database(name)
+    monkeypatch.setenv("RUNTIMES_MCP_STATE_URL", url)
+    return url

@@ -112,13 +112,13 @@ async def test_a_read_only_database_fails_writes_clearly_and_reads_still_work(tm
     store = await Store.open(tmp_path / "local.sqlite3")
     events = EventLog(store)
     await events.store("before", {"n": 1})
-    store._writer.execute("PRAGMA query_only = 1")  # what a read-only file or mount does to writes
+    store.db.writer.execute("PRAGMA query_only = 1")  # what a read-only file or mount does to writes
     with pytest.raises(StoreError) as caught:
         await events.store("after", {"n": 2})
     text = str(caught.value)
     assert text.startswith("local: state store unavailable:") and "readonly" in text
     assert "writable" in text and "RUNTIMES_MCP_DATA_DIR" in text
     assert [e.type for e in (await events.query()).events] == ["before"]
-    store._writer.execute("PRAGMA query_only = 0")
+    store.db.writer.execute("PRAGMA query_only = 0")
     await events.store("after", {"n": 3})  # and it recovers without a restart
     await store.close()

@@ -3,8 +3,16 @@
 from __future__ import annotations
 
 import secrets
+import socket
+from pathlib import Path
 
 PROVIDER = "local"
+
+
+def place_of(data_dir: Path) -> str:
+    """Where a session runs: this machine and its data directory (host:/path). Sessions of another place
+    are read from the shared record; their processes and output are on that machine."""
+    return f"{socket.gethostname()}:{data_dir.resolve()}"
 
 
 def new_id(prefix: str) -> str:

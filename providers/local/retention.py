@@ -15,6 +15,7 @@ from pathlib import Path
 import anyio
 import anyio.to_thread
 
+from providers.local.ids import place_of
 from providers.local.store import Store, StoreError
 
 logger = logging.getLogger(__name__)
@@ -50,6 +51,7 @@ class Retention:
     def __init__(self, store: Store, data_dir: Path, retention_days: float, max_data_mb: int) -> None:
         self._store = store
         self._sessions = data_dir / "sessions"
+        self.place = place_of(data_dir)
         self.max_age_s = retention_days * DAY_S
         self.max_bytes = max_data_mb * 1024 * 1024
         self._lock = anyio.Lock()
@@ -84,7 +86,7 @@ class Retention:
 
     async def _pass(self) -> tuple[int, int]:
         store = self._store
-        ended = await store.ended_sessions()
+        ended = await store.ended_sessions(self.place)
         sizes: dict[str, int] = {}
         for session_id, _, size in ended:
             if size is None:
@@ -94,7 +96,7 @@ class Retention:
         cutoff = time.time() - self.max_age_s
         doomed = [session_id for session_id, ended_at, _ in ended if ended_at < cutoff]
         live_bytes = await anyio.to_thread.run_sync(self._running_bytes, {s for s, _, _ in ended})
-        total = live_bytes + sum(sizes.values()) + store.database_bytes()
+        total = live_bytes + sum(sizes.values()) + await store.database_bytes()
         total -= sum(sizes[s] for s in doomed)
         for session_id, _, _ in ended:  # oldest first, until the rest fits
             if total <= self.max_bytes:
@@ -119,11 +121,12 @@ class Retention:
         store.delete_events_before(int(cutoff * 1000))
         await store.flush()
         while total > self.max_bytes and await store.event_count():
-            size = store.database_bytes()
+            size = await store.database_bytes()
             store.delete_oldest_events(EVENT_BATCH)
             await store.flush()
-            total -= max(0, size - store.database_bytes())
-            if store.database_bytes() >= size:  # nothing freed: the rest is not events
+            after = await store.database_bytes()
+            total -= max(0, size - after)
+            if after >= size:  # nothing freed: the rest is not events (or the database is elsewhere)
                 break
         return before - await store.event_count()
 

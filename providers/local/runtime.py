@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import sqlite3
 import time
 from collections.abc import AsyncIterator
@@ -17,6 +18,7 @@ from providers import capabilities as c
 from providers.errors import InvalidInput, NotFound
 from providers.local import supervisor as sv
 from providers.local.config import LocalConfig
+from providers.local.database import listen_for_events
 from providers.local.events import DEFAULT_SANDBOX, EventLog, Listener
 from providers.local.ids import PROVIDER
 from providers.local.launchers import LauncherSupervisor, page_launchers
@@ -25,7 +27,7 @@ from providers.local.routines import Routines
 from providers.local.sandbox import SandboxError, prepare
 from providers.local.sessions import STATES, Progress, SessionManager, SessionSettings, read_from
 from providers.local.spawner import Spawner
-from providers.local.store import SessionRow, Store, TaskRow
+from providers.local.store import SessionRow, Store, StoreError, TaskRow
 from providers.models import (
     EventList,
     ExecResult,
@@ -79,13 +81,19 @@ class DataDirError(Exception):
     message says why and what to set."""
 
 
-async def _open_store(data_dir: Path) -> Store:
-    """The data directory, private to the server's user, and its database; a clear error when unusable."""
+async def _open_store(data_dir: Path, state_url: str | None, replica: str) -> Store:
+    """The data directory, private to the server's user, and the database (SQLite in the data directory, or
+    PostgreSQL at `state_url`); a clear error when unusable."""
     path = data_dir / "local.sqlite3"
     try:
         data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         if data_dir.stat().st_uid == os.getuid():
             data_dir.chmod(0o700)
+        if state_url:
+            try:
+                return await Store.open_url(state_url, replica)
+            except StoreError as exc:
+                raise DataDirError(f"{exc.message} (RUNTIMES_MCP_STATE_URL)") from None
         return await Store.open(path)
     except (OSError, sqlite3.Error) as exc:
         cause = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
@@ -140,10 +148,13 @@ class LocalRuntime(
         *,
         run_launchers: bool = True,
         hidden: tuple[str, ...] = (),
+        state_url: str | None = None,
     ) -> AsyncIterator[LocalRuntime]:
         """`run_launchers=False` for one-shot commands (`runtimes-mcp call`), which must not start services.
-        `hidden`: more paths no command may see (the server's config file)."""
-        store = await _open_store(data_dir)
+        `hidden`: more paths no command may see (the server's config file). `state_url`: a PostgreSQL URL to
+        keep the state in, shared with other replicas (default: SQLite in the data directory)."""
+        replica = f"runtimes-mcp:{secrets.token_hex(4)}"
+        store = await _open_store(data_dir, state_url, replica)
         try:
             sandbox, sandbox_status = prepare(config.sandbox, data_dir, hidden)
         except SandboxError as exc:
@@ -172,6 +183,8 @@ class LocalRuntime(
                         tg.start_soon(retention.run_pass)
 
                 sessions.ended_listeners.append(ended)
+                if state_url:  # events other replicas store reach this one's subscribers
+                    tg.start_soon(listen_for_events, state_url, replica, events.notify)
                 await sessions.recover()
                 tg.start_soon(retention.run_pass)
                 runtime = cls(config, data_dir, store, events, sessions, retention)
@@ -290,7 +303,7 @@ class LocalRuntime(
     ) -> ExecResult:
         """A session as a tool result. Output: head and tail of each stream, or, from an offset on, as much
         as a result holds; `*_next_offset` is where to read on for what comes after."""
-        streams = {}
+        streams: dict[str, tuple[str | None, int | None, int | None]] = {}
         truncated = False
         for stream, offset in (("stdout", stdout_offset), ("stderr", stderr_offset)):
             path = self.sessions.output_path(row.id, stream)
@@ -304,7 +317,13 @@ class LocalRuntime(
                 truncated = truncated or next_offset < size
         duration = int((row.ended_at - row.started_at) * 1000) if row.ended_at else None
         message = "; ".join(m for m in (row.message, note) if m) or None
-        if row.state == "running":
+        if self.sessions.elsewhere(row):
+            streams = {"stdout": (None, row.stdout_bytes, None), "stderr": (None, row.stderr_bytes, None)}
+            message = (
+                f"{row.state}; it runs on {row.place}, and its output is on that machine: read it (or stop the "
+                "session) through a server there. State and exit code are from the shared record."
+            )
+        elif row.state == "running":
             still = f"still running after {waited:g} s" if waited else "running"
             message = f"{still}. {FOLLOW_HINT.format(id=row.id, out=streams['stdout'][2])}"
         elif truncated:
@@ -329,6 +348,7 @@ class LocalRuntime(
 
     async def stop_session(self, session_id: str) -> StopResult:
         stopped, row = await self.sessions.stop(session_id)
+        await self._store.flush()  # the end is recorded before the answer: every server reads it at once
         if stopped:
             message = "stopped: the command and everything it started were ended"
         elif row.state == "running":

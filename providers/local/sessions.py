@@ -24,7 +24,7 @@ from anyio.abc import TaskGroup
 from providers.errors import InvalidInput, NotFound, ProviderError, Unavailable
 from providers.local import supervisor as sv
 from providers.local.events import EventLog
-from providers.local.ids import PROVIDER, new_id
+from providers.local.ids import PROVIDER, new_id, place_of
 from providers.local.processes import child_env, end_leftovers
 from providers.local.sandbox import Sandbox
 from providers.local.spawner import Spare, Spawner, SpawnerError, receive, send, signal_supervisor
@@ -130,6 +130,7 @@ class SessionManager:
         self.settings = settings
         self.output_cap = settings.output_cap
         self.owner = owner
+        self.place = place_of(data_dir)
         self._spawner = spawner
         self._live: dict[str, LiveSession] = {}
         self.ended_listeners: list[Callable[[SessionRow], None]] = []
@@ -183,6 +184,7 @@ class SessionManager:
             supervisor=spare.supervisor,
             timeout_s=timeout_s,
             started_at=time.time(),
+            place=self.place,
         )
         live = LiveSession(row, spare.channel, time.monotonic(), on_exit, kind=spare.kind)
         try:
@@ -426,7 +428,8 @@ class SessionManager:
         deadline, tick = now + wait_s, now + PROGRESS_TICK_S
         while row.state == "running" and now < deadline:
             await anyio.sleep(min(FOLLOW_POLL_S, deadline - now))
-            row = await self.reconcile(row)  # another server's run: its record says when it ends
+            # another server's run: its record says when it ends (read afresh if it runs on another machine)
+            row = await self.reconcile(row) if not self.elsewhere(row) else await self._reread(row)
             now = time.monotonic()
             if progress is not None and row.state == "running" and now >= tick:
                 tick = now + PROGRESS_TICK_S
@@ -456,6 +459,12 @@ class SessionManager:
         row = await self.get_row(session_id)
         if row.state != "running":
             return False, row
+        if self.elsewhere(row):
+            raise InvalidInput(
+                PROVIDER,
+                f"session {session_id} runs on {row.place}, not on this server's machine ({self.place})",
+                hint="Send stopSession to a server on that machine (any server on that data directory can stop it).",
+            )
         directory = self._dir / row.id
         with contextlib.suppress(OSError):
             sv.write_json(str(directory / sv.STOP), {"reason": reason, "by": self.owner})
@@ -465,6 +474,13 @@ class SessionManager:
                 await anyio.sleep(0.02)
         row = await self.reconcile(row)
         return row.end_reason == reason, row
+
+    async def _reread(self, row: SessionRow) -> SessionRow:
+        return await self._store.get_session(row.id) or row
+
+    def elsewhere(self, row: SessionRow) -> bool:
+        """The session runs in another place (machine and data directory): its processes and output are there."""
+        return row.place is not None and row.place != self.place
 
     async def close(self) -> None:
         """The server is stopping: end the sessions that must not outlive it; the others carry on."""
@@ -490,7 +506,7 @@ class SessionManager:
 
     async def reconcile(self, row: SessionRow) -> SessionRow:
         """Bring a 'running' record that no task of ours follows up to date with its session directory."""
-        if row.state != "running" or row.id in self._live:
+        if row.state != "running" or row.id in self._live or self.elsewhere(row):
             return row
         result = self._result(row.id)
         if result is None:
@@ -527,6 +543,7 @@ class SessionManager:
             pid=job.get("pid"),
             timeout_s=job.get("timeout_s"),
             started_at=float(job.get("started_at") or time.time()),
+            place=self.place,
         )
         self._store.save_session(row)
         return row
@@ -536,7 +553,7 @@ class SessionManager:
         runs whose server died before recording them; spare directories nobody will use."""
         try:
             known = await self._store.all_session_ids()
-            for row in await self._store.running_sessions():
+            for row in await self._store.running_sessions(self.place):
                 await self.reconcile(row)
             entries = list(os.scandir(self._dir)) if self._dir.is_dir() else []
         except (StoreError, OSError) as exc:

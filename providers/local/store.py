@@ -1,8 +1,9 @@
-"""Durable state of the local provider: session records, routine runs and events in one SQLite file (WAL).
+"""Durable state of the local provider: session records, routine runs, tasks and events, in SQLite (one file
+in the data directory, WAL) or PostgreSQL (shared by replicas); see database.py.
 
 A session's own directory (job.json, result.json; see supervisor.py) is the truth about a local run; the
-sessions table is the index every server on the data directory reads, kept in step by whichever server
-sees a change first. Updates are conditional, so two servers recording the same end agree.
+sessions table is the index every server reads, kept in step by whichever server on the session's machine sees
+a change first (its `place`). Updates are conditional, so two servers recording the same end agree.
 """
 
 from __future__ import annotations
@@ -18,11 +19,10 @@ from typing import Any, TypeVar
 
 import anyio
 import anyio.lowlevel
-import anyio.to_thread
 
-from providers.errors import Unavailable
+from providers.local.database import Connection, Database, PostgresDatabase, SQLiteDatabase, StoreError
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS sessions (
     id TEXT PRIMARY KEY,
@@ -41,7 +41,8 @@ CREATE TABLE IF NOT EXISTS sessions (
     message TEXT,
     stdout_bytes INTEGER,
     stderr_bytes INTEGER,
-    disk_bytes INTEGER
+    disk_bytes INTEGER,
+    place TEXT
 );
 CREATE INDEX IF NOT EXISTS sessions_by_state ON sessions(state);
 CREATE INDEX IF NOT EXISTS sessions_by_end ON sessions(ended_at);
@@ -92,37 +93,19 @@ SESSION_COLUMNS = (
     "message",
     "stdout_bytes",
     "stderr_bytes",
+    "place",
 )
 SELECT_SESSION = f"SELECT rowid, {', '.join(SESSION_COLUMNS)} FROM sessions"
 LIVE_STATES = ("running",)
 FAILED_STATES = ("failed", "timed_out", "stopped", "lost")
-LOCK_WAIT_MS = 10_000
 # Background commits wait this long for company: in a burst of short runs one commit records many.
 BACKGROUND_FLUSH_DELAY_S = 0.01
 logger = logging.getLogger(__name__)
-Statement = tuple[str, tuple[Any, ...]]
+# A write: SQL and its parameters, or a function run inside the commit's transaction.
+Sql = tuple[str, tuple[Any, ...]]
+Statement = Sql | Callable[[Connection], Any]
 T = TypeVar("T")
-
-
-class StoreError(Unavailable):
-    """The state store failed (disk full, read-only, corrupt): the call fails, the server carries on."""
-
-    kind = "state store unavailable"
-
-
-def store_error(exc: sqlite3.Error, path: Path) -> StoreError:
-    cause = str(exc)
-    if "full" in cause:
-        hint = (
-            f"Free space on the disk of RUNTIMES_MCP_DATA_DIR ({path.parent}), or lower local.max_data_mb, then retry."
-        )
-    elif "readonly" in cause or "read-only" in cause:
-        hint = f"Make {path} writable by the server's user (RUNTIMES_MCP_DATA_DIR), then retry."
-    elif "malformed" in cause or "not a database" in cause:
-        hint = f"{path} is damaged: stop the servers, move it aside (RUNTIMES_MCP_DATA_DIR) and restart."
-    else:
-        hint = "Retry in a moment; if it persists, check RUNTIMES_MCP_DATA_DIR."
-    return StoreError("local", f"{cause} ({path.name})", hint=hint)
+__all__ = ["Store", "StoreError"]
 
 
 @dataclass
@@ -150,6 +133,7 @@ class SessionRow:
     message: str | None = None
     stdout_bytes: int | None = None
     stderr_bytes: int | None = None
+    place: str | None = None  # the machine and data directory it runs in (host:/path)
 
     def values(self) -> tuple[Any, ...]:
         return tuple(getattr(self, name) for name in SESSION_COLUMNS)
@@ -189,20 +173,16 @@ class EventRow:
 
 
 class Store:
-    """Two long-lived connections to one WAL database, both used from the event loop.
+    """The local state over a Database (database.py), used from the event loop.
 
-    Reads run inline: a WAL reader never waits for writers, and our reads are small indexed queries, cheaper
-    than a hop to a thread. Writes are *submitted*, and `flush()` commits everything pending in one
-    transaction (group commit): concurrent writers share a commit, a caller that needs durability awaits the
-    flush (storeEvent, a finished run), bookkeeping rides along with the next one. A commit also runs inline,
-    without waiting for the write lock; only when another process holds that lock does a worker thread wait
-    for it, so the loop never blocks on a lock. Every sqlite3 error leaves as a StoreError that says what to do.
+    Writes are *submitted*, and `flush()` commits everything pending in one transaction (group commit):
+    concurrent writers share a commit, a caller that needs durability awaits the flush (storeEvent, a finished
+    run), bookkeeping rides along with the next one. Every database error leaves as a StoreError that says what
+    to do.
     """
 
-    def __init__(self, path: Path, reader: sqlite3.Connection, writer: sqlite3.Connection) -> None:
-        self.path = path
-        self._reader = reader
-        self._writer = writer
+    def __init__(self, db: Database) -> None:
+        self.db = db
         self._write_lock = anyio.Lock()
         self._pending: list[Statement] = []
         self._waiters: list[_Batch] = []
@@ -212,37 +192,29 @@ class Store:
 
     @classmethod
     async def open(cls, path: Path) -> Store:
-        """Open (and create or migrate) the database; sqlite3 errors pass through for the caller to word."""
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        writer = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        try:
-            writer.execute(f"PRAGMA busy_timeout={LOCK_WAIT_MS}")
-            writer.execute("PRAGMA journal_mode=WAL")
-            writer.execute("PRAGMA synchronous=NORMAL")
-            _migrate(writer)
-            reader = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-            reader.execute("PRAGMA busy_timeout=1000")
-        except BaseException:
-            writer.close()
-            raise
-        for suffix in ("", "-wal", "-shm"):
-            target = Path(f"{path}{suffix}")
-            if target.exists():
-                target.chmod(0o600)
-        return cls(path, reader, writer)
+        """Open (and create or migrate) the SQLite file; sqlite3 errors pass through for the caller to word."""
+        return cls(SQLiteDatabase.open(path, _migrate))
+
+    @classmethod
+    async def open_url(cls, url: str, replica: str) -> Store:
+        """Open (and create or migrate) a PostgreSQL database; a StoreError says why it cannot be used."""
+        return cls(await PostgresDatabase.open(url, replica))
 
     async def close(self) -> None:
         try:
             await self.flush()
         except StoreError:
             pass  # what could not be written is still in the session directories
-        self._reader.close()
-        self._writer.close()
+        await self.db.close()
 
     # --- writing ----------------------------------------------------------------------------------
     def submit(self, sql: str, params: tuple[Any, ...]) -> None:
         """Queue a write; the next flush (any caller's) commits it."""
         self._pending.append((sql, params))
+
+    def submit_work(self, work: Callable[[Connection], Any]) -> None:
+        """Queue a function to run inside the next flush's transaction."""
+        self._pending.append(work)
 
     async def flush(self) -> None:
         """Commit everything submitted so far; return when it is durable (or raise a StoreError)."""
@@ -260,10 +232,13 @@ class Store:
                         statements, self._pending = self._pending, []
                         waiters, self._waiters = self._waiters, []
                         try:
-                            await self._commit(functools.partial(_execute_all, statements=statements))
-                        except sqlite3.Error as exc:
+                            await self._commit(_executing(statements))
+                        except Exception as exc:
+                            error = self.db.error(exc)
+                            if error is None:
+                                raise
                             for waiter in waiters:
-                                waiter.error = store_error(exc, self.path)
+                                waiter.error = error
                         for waiter in waiters:
                             waiter.done.set()
                 finally:
@@ -295,30 +270,29 @@ class Store:
 
         task_group.start_soon(later)
 
-    async def transaction(self, work: Callable[[sqlite3.Connection], T]) -> T:
+    async def transaction(self, work: Callable[[Connection], T]) -> T:
         """Run `work` in one write transaction of its own (after what is pending), and return its result."""
         await self.flush()
         try:
             return await self._commit(work)
-        except sqlite3.IntegrityError:
-            raise
-        except sqlite3.Error as exc:
-            raise store_error(exc, self.path) from None
+        except Exception as exc:
+            error = self.db.error(exc)
+            if error is None:
+                raise
+            raise error from None
 
-    async def _commit(self, work: Callable[[sqlite3.Connection], T]) -> T:
+    async def _commit(self, work: Callable[[Connection], T]) -> T:
         async with self._write_lock:
-            try:
-                return _in_transaction(self._writer, work, busy_ms=0)
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) and "busy" not in str(exc):
-                    raise
-            return await anyio.to_thread.run_sync(_in_transaction, self._writer, work, LOCK_WAIT_MS)
+            return await self.db.commit(work)
 
-    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+    async def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         try:
-            return self._reader.execute(sql, tuple(params)).fetchall()
-        except sqlite3.Error as exc:
-            raise store_error(exc, self.path) from None
+            return await self.db.rows(sql, tuple(params))
+        except Exception as exc:
+            error = self.db.error(exc)
+            if error is None:
+                raise
+            raise error from None
 
     # --- sessions ---------------------------------------------------------------------------------
     def save_session(self, row: SessionRow) -> None:
@@ -336,40 +310,15 @@ class Store:
 
     def save_end(self, row: SessionRow, event: EventRow) -> None:
         """Queue the end of a run (with its event, only if no server recorded the end before)."""
-        columns = ", ".join(SESSION_COLUMNS)
-        self.submit(
-            f"INSERT OR IGNORE INTO sessions ({columns}) VALUES ({', '.join('?' * len(SESSION_COLUMNS))})",
-            (*row.values()[:1], "running", *row.values()[2:]),
-        )
-        updates = ", ".join(f"{c} = ?" for c in SESSION_COLUMNS if c != "id")
-        self.submit(f"UPDATE sessions SET {updates} WHERE id = ? AND state = 'running'", (*row.values()[1:], row.id))
-        sql, params = _event_insert(event)
-        # changes(): the rows the UPDATE just before it changed, so the event is stored once however many
-        # servers record the same end.
-        self.submit(sql.replace(" VALUES (?, ?, ?, ?, ?)", " SELECT ?, ?, ?, ?, ? WHERE changes() > 0"), params)
+        self.submit_work(functools.partial(_end, row, event))
 
     async def record_end(self, row: SessionRow, event: EventRow | None) -> bool:
         """Record a session's end if nobody has yet (several servers may see it); the event only if we did."""
-
-        def work(db: sqlite3.Connection) -> bool:
-            columns = ", ".join(SESSION_COLUMNS)
-            db.execute(
-                f"INSERT OR IGNORE INTO sessions ({columns}) VALUES ({', '.join('?' * len(SESSION_COLUMNS))})",
-                (*row.values()[:1], "running", *row.values()[2:]),
-            )
-            updates = ", ".join(f"{c} = ?" for c in SESSION_COLUMNS if c != "id")
-            changed = db.execute(
-                f"UPDATE sessions SET {updates} WHERE id = ? AND state = 'running'", (*row.values()[1:], row.id)
-            ).rowcount
-            if changed and event is not None:
-                db.execute(*_event_insert(event))
-            return bool(changed)
-
-        return await self.transaction(work)
+        return await self.transaction(functools.partial(_end, row, event))
 
     async def get_session(self, session_id: str) -> SessionRow | None:
         await self.flush()
-        found = self._rows(f"{SELECT_SESSION} WHERE id = ?", (session_id,))
+        found = await self._rows(f"{SELECT_SESSION} WHERE id = ?", (session_id,))
         return SessionRow(*found[0]) if found else None
 
     async def list_sessions(self, states: Sequence[str], limit: int, before_rowid: int | None) -> list[SessionRow]:
@@ -384,28 +333,33 @@ class Store:
             args.append(before_rowid)
         clause = f"WHERE {' AND '.join(where)}" if where else ""
         sql = f"{SELECT_SESSION} {clause} ORDER BY rowid DESC LIMIT ?"
-        return [SessionRow(*r) for r in self._rows(sql, (*args, limit))]
+        return [SessionRow(*r) for r in await self._rows(sql, (*args, limit))]
 
-    async def running_sessions(self) -> list[SessionRow]:
+    async def running_sessions(self, place: str) -> list[SessionRow]:
+        """Running sessions of one place (records without a place predate places: they are this machine's)."""
         await self.flush()
-        return [SessionRow(*r) for r in self._rows(f"{SELECT_SESSION} WHERE state = 'running'")]
+        sql = f"{SELECT_SESSION} WHERE state = 'running' AND (place = ? OR place IS NULL)"
+        return [SessionRow(*r) for r in await self._rows(sql, (place,))]
 
     async def session_ids(self, prefix: str, limit: int) -> list[str]:
         """Newest session ids starting with `prefix` (for argument completion)."""
         await self.flush()
-        sql = "SELECT id FROM sessions WHERE id LIKE ? ESCAPE '\\' ORDER BY rowid DESC LIMIT ?"
-        return [r[0] for r in self._rows(sql, (_like_prefix(prefix), limit))]
+        sql = "SELECT id FROM sessions WHERE id LIKE ? ESCAPE '!' ORDER BY rowid DESC LIMIT ?"
+        return [r[0] for r in await self._rows(sql, (_like_prefix(prefix), limit))]
 
     async def all_session_ids(self) -> set[str]:
         await self.flush()
-        return {r[0] for r in self._rows("SELECT id FROM sessions")}
+        return {r[0] for r in await self._rows("SELECT id FROM sessions")}
 
     # --- retention ----------------------------------------------------------------------------------
-    async def ended_sessions(self, limit: int = 10_000) -> list[tuple[str, float, int | None]]:
-        """(id, ended_at, disk_bytes) of finished sessions, oldest end first."""
+    async def ended_sessions(self, place: str, limit: int = 10_000) -> list[tuple[str, float, int | None]]:
+        """(id, ended_at, disk_bytes) of the finished sessions of one place, oldest end first."""
         await self.flush()
-        sql = "SELECT id, ended_at, disk_bytes FROM sessions WHERE state != 'running' ORDER BY ended_at LIMIT ?"
-        return [(r[0], r[1] or 0.0, r[2]) for r in self._rows(sql, (limit,))]
+        sql = (
+            "SELECT id, ended_at, disk_bytes FROM sessions WHERE state != 'running' AND (place = ? OR place IS NULL)"
+            " ORDER BY ended_at LIMIT ?"
+        )
+        return [(r[0], r[1] or 0.0, r[2]) for r in await self._rows(sql, (place, limit))]
 
     def set_disk_bytes(self, session_id: str, size: int) -> None:
         self.submit("UPDATE sessions SET disk_bytes = ? WHERE id = ?", (size, session_id))
@@ -427,23 +381,23 @@ class Store:
 
     async def event_count(self) -> int:
         await self.flush()
-        return int(self._rows("SELECT count(*) FROM events")[0][0])
+        return int((await self._rows("SELECT count(*) FROM events"))[0][0])
 
-    def database_bytes(self) -> int:
-        """Bytes the database holds in use (free pages are reused, so this is what retention can lower)."""
-        pages = self._rows("PRAGMA page_count")[0][0] - self._rows("PRAGMA freelist_count")[0][0]
-        size = int(pages * self._rows("PRAGMA page_size")[0][0])
-        wal = Path(f"{self.path}-wal")
-        return size + (wal.stat().st_size if wal.exists() else 0)
+    async def database_bytes(self) -> int:
+        """Bytes of this machine's disk the database holds that retention can lower."""
+        try:
+            return await self.db.used_bytes()
+        except Exception as exc:
+            raise self.db.error(exc) or exc from None
 
     async def checkpoint(self) -> None:
-        """Fold the WAL back into the database file so that it does not keep the space it took."""
+        """Give back the space deleted rows took (SQLite: fold the WAL into the file)."""
         await self.flush()
         try:
             async with self._write_lock:
-                self._writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        except sqlite3.Error as exc:
-            raise store_error(exc, self.path) from None
+                await self.db.checkpoint()
+        except Exception as exc:
+            raise self.db.error(exc) or exc from None
 
     # --- routine runs -----------------------------------------------------------------------------
     async def claim_run(self, run: RunRow, stale_after_s: float) -> tuple[RunRow | None, str | None]:
@@ -453,7 +407,8 @@ class Store:
         has not failed holds it. A holder that failed, or never started within `stale_after_s`, gives the key
         up to `run` in the same transaction, so concurrent retries after a failure start exactly one run."""
 
-        def work(db: sqlite3.Connection) -> tuple[RunRow | None, str | None]:
+        def work(db: Connection) -> tuple[RunRow | None, str | None]:
+            self.db.serialize(db, f"routine-key:{run.routine}:{run.idempotency_key}")
             found = db.execute(
                 f"SELECT {RUN_COLUMNS}, s.state FROM routine_runs r LEFT JOIN sessions s ON s.id = r.session_id"
                 " WHERE r.routine = ? AND r.idempotency_key = ?",
@@ -478,7 +433,7 @@ class Store:
 
     async def get_run(self, run_id: str) -> RunRow | None:
         await self.flush()
-        found = self._rows(f"SELECT {RUN_COLUMNS} FROM routine_runs r WHERE r.id = ?", (run_id,))
+        found = await self._rows(f"SELECT {RUN_COLUMNS} FROM routine_runs r WHERE r.id = ?", (run_id,))
         return _run_row(found[0]) if found else None
 
     # --- tasks ------------------------------------------------------------------------------------
@@ -492,7 +447,7 @@ class Store:
 
     async def get_task(self, task_id: str) -> TaskRow | None:
         await self.flush()
-        found = self._rows(
+        found = await self._rows(
             "SELECT t.id, t.follow, t.ref, t.session_id, t.created_at, t.cancelled_at, s.ended_at FROM tasks t"
             " LEFT JOIN sessions s ON s.id = t.session_id WHERE t.id = ?",
             (task_id,),
@@ -522,13 +477,13 @@ class Store:
             f"SELECT id, sandbox_id, type, data, timestamp FROM events WHERE {' AND '.join(where)}"
             " ORDER BY seq DESC LIMIT ?"
         )
-        rows = self._rows(sql, (*args, limit))
+        rows = await self._rows(sql, (*args, limit))
         return [EventRow(r[0], r[1], r[2], json.loads(r[3]), r[4]) for r in reversed(rows)]
 
     async def sandbox_ids(self, prefix: str, limit: int) -> list[str]:
         await self.flush()
-        sql = "SELECT DISTINCT sandbox_id FROM events WHERE sandbox_id LIKE ? ESCAPE '\\' ORDER BY sandbox_id LIMIT ?"
-        return [r[0] for r in self._rows(sql, (_like_prefix(prefix), limit))]
+        sql = "SELECT DISTINCT sandbox_id FROM events WHERE sandbox_id LIKE ? ESCAPE '!' ORDER BY sandbox_id LIMIT ?"
+        return [r[0] for r in await self._rows(sql, (_like_prefix(prefix), limit))]
 
 
 RUN_COLUMNS = "r.id, r.routine, r.idempotency_key, r.message_digest, r.session_id, r.metadata, r.created_at"
@@ -539,7 +494,7 @@ def _run_row(row: Sequence[Any]) -> RunRow:
     return RunRow(row[0], row[1], row[2], row[3], row[4], metadata, row[6])
 
 
-def _run_insert(run: RunRow) -> Statement:
+def _run_insert(run: RunRow) -> Sql:
     return (
         "INSERT INTO routine_runs (id, routine, idempotency_key, message_digest, session_id, metadata, created_at)"
         " VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -555,28 +510,39 @@ def _run_insert(run: RunRow) -> Statement:
     )
 
 
-def _event_insert(event: EventRow) -> Statement:
+def _event_insert(event: EventRow) -> Sql:
     return (
         "INSERT INTO events (id, sandbox_id, type, data, timestamp) VALUES (?, ?, ?, ?, ?)",
         (event.id, event.sandbox_id, event.type, json.dumps(event.data, separators=(",", ":")), event.timestamp),
     )
 
 
-def _execute_all(db: sqlite3.Connection, *, statements: list[Statement]) -> None:
-    for sql, params in statements:
-        db.execute(sql, params)
+def _executing(statements: list[Statement]) -> Callable[[Connection], None]:
+    def work(db: Connection) -> None:
+        for statement in statements:
+            if callable(statement):
+                statement(db)
+            else:
+                db.execute(*statement)
+
+    return work
 
 
-def _in_transaction(db: sqlite3.Connection, work: Callable[[sqlite3.Connection], T], busy_ms: int) -> T:
-    db.execute(f"PRAGMA busy_timeout={busy_ms}")
-    db.execute("BEGIN IMMEDIATE")
-    try:
-        result = work(db)
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
-    db.execute("COMMIT")
-    return result
+def _end(row: SessionRow, event: EventRow | None, db: Connection) -> bool:
+    """Record a session's end unless a server did before (the event too, only then): the conditional UPDATE
+    decides, so the end and its event are stored once however many servers see it."""
+    columns, marks = ", ".join(SESSION_COLUMNS), ", ".join("?" * len(SESSION_COLUMNS))
+    db.execute(
+        f"INSERT INTO sessions ({columns}) VALUES ({marks}) ON CONFLICT (id) DO NOTHING",
+        (*row.values()[:1], "running", *row.values()[2:]),
+    )
+    updates = ", ".join(f"{c} = ?" for c in SESSION_COLUMNS if c != "id")
+    changed = db.execute(
+        f"UPDATE sessions SET {updates} WHERE id = ? AND state = 'running'", (*row.values()[1:], row.id)
+    ).rowcount
+    if changed and event is not None:
+        db.execute(*_event_insert(event))
+    return bool(changed)
 
 
 def _migrate(db: sqlite3.Connection) -> None:
@@ -587,6 +553,8 @@ def _migrate(db: sqlite3.Connection) -> None:
     db.execute("BEGIN IMMEDIATE")
     try:
         tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if "sessions" in tables and 2 <= version < 5:
+            db.execute("ALTER TABLE sessions ADD COLUMN place TEXT")
         if "sessions" in tables and version < 2:
             db.execute("ALTER TABLE sessions RENAME TO sessions_v1")
         if "routine_runs" in tables and version < 3:
@@ -618,4 +586,4 @@ def _migrate(db: sqlite3.Connection) -> None:
 
 
 def _like_prefix(prefix: str) -> str:
-    return prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    return prefix.replace("!", "!!").replace("%", "!%").replace("_", "!_") + "%"
