@@ -35,9 +35,21 @@ class Endpoint:
         return self.read_only if self.read_only is not None else self.method == "GET"
 
     def url_path(self, **path_params: str) -> str:
-        """The path with its `{placeholders}` filled; values are percent-encoded by the caller's client."""
+        """The path with its `{placeholders}` filled, each value percent-encoded. A value that would be an empty,
+        `.` or `..` segment, or hold a `/`, is refused before any request: it would send the credential to
+        another path of the API."""
         from urllib.parse import quote
 
+        from providers.errors import InvalidInput
+
+        for name, value in path_params.items():
+            text = str(value)
+            if text.strip() in ("", ".", "..") or "/" in text or "\\" in text:
+                raise InvalidInput(
+                    self.provider,
+                    f"{name} {text!r} cannot be used in a URL path",
+                    hint=f"Pass the {name} exactly as the provider lists it (not empty, no '/', not '.' or '..').",
+                )
         return self.path.format(**{k: quote(str(v), safe="") for k, v in path_params.items()})
 
     @property

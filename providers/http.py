@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -28,6 +29,8 @@ DEFAULT_RETRIES = 2
 BACKOFF_BASE_S = 0.5
 BACKOFF_MAX_S = 8.0
 RETRY_AFTER_CAP_S = 30.0  # a longer Retry-After is reported to the agent instead of waited out
+MAX_RESPONSE_BYTES = 16 * 1024 * 1024  # a larger answer is refused, not read: one call, bounded memory
+MAX_ERROR_CHARS = 500  # of a provider's error message, in results and logs
 NO_BODY: Any = object()  # "send no body", as distinct from a JSON null
 
 
@@ -44,7 +47,6 @@ def retry_after_seconds(response: httpx.Response) -> float | None:
             when = parsedate_to_datetime(value)
         except (TypeError, ValueError):
             return None
-        import time
 
         return max(0.0, when.timestamp() - time.time())
 
@@ -65,8 +67,13 @@ class HttpProvider:
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self.shown_url = without_userinfo(self.base_url)
         self.timeout_s = timeout_s
         self.retries = retries
+        # the whole call, every attempt and every wait included
+        self.deadline_s = timeout_s * 2
+        # values that must never appear in an error: header credentials and URL userinfo
+        self._secrets = _secret_parts(headers, self.base_url)
         self._http = httpx.AsyncClient(
             base_url=self.base_url,
             headers=dict(headers),
@@ -108,18 +115,39 @@ class HttpProvider:
             credential_env=credential_env,
         )
         safe = endpoint.retry_safe if retry_safe is None else retry_safe
+        deadline = time.monotonic() + self.deadline_s
+        where = f"{endpoint.method} {endpoint.path}"
+
+        async def bounded() -> httpx.Response:
+            # httpx's timeout is per read: a provider trickling bytes could hold a call for ever without this.
+            left = min(self.timeout_s, deadline - time.monotonic())
+            with anyio.move_on_after(max(0.0, left)) as scope:
+                return await once()
+            assert scope.cancel_called
+            raise Timeout(
+                self.name, f"{where} did not complete within {self.timeout_s:g} s (RUNTIMES_MCP_HTTP_TIMEOUT)"
+            )
+
         if not safe or self.retries == 0:
-            return await once()
+            return await bounded()
+
+        def wait(state: RetryCallState) -> float:
+            delay = _backoff(state)
+            if time.monotonic() + delay >= deadline:  # no time left for another try: report this failure
+                failure = state.outcome.exception() if state.outcome else None
+                raise failure if failure is not None else Timeout(self.name, f"{where}: gave up at the deadline")
+            return delay
+
         retrying = AsyncRetrying(
             stop=stop_after_attempt(1 + self.retries),
             retry=retry_if_exception(_transient),
-            wait=_backoff,
+            wait=wait,
             sleep=anyio.sleep,
             reraise=True,
         )
         async for attempt in retrying:
             with attempt:
-                return await once()
+                return await bounded()
         raise AssertionError("unreachable: tenacity re-raises the last failure")
 
     async def _send_once(
@@ -142,18 +170,48 @@ class HttpProvider:
             kwargs["content"] = content
         where = f"{endpoint.method} {endpoint.path}"
         try:
-            response = await self._http.request(endpoint.method, url, **kwargs)
+            response = await self._read_capped(self._http.build_request(endpoint.method, url, **kwargs), where)
         except httpx.TimeoutException:
             raise Timeout(self.name, f"{where} got no answer within {self.timeout_s:g} s") from None
         except httpx.HTTPError as exc:
             raise Unavailable(
                 self.name,
-                f"could not reach {self.base_url} ({type(exc).__name__})",
+                f"could not reach {self.shown_url} ({type(exc).__name__})",
                 hint="Check the network and the provider's base URL setting, then retry.",
             ) from None
         if response.status_code >= 400:
             raise self.error_for(response, endpoint, path or {}, credential_env or self.credential_env)
         return response
+
+    async def _read_capped(self, request: httpx.Request, where: str) -> httpx.Response:
+        """Send and read the answer, refusing one larger than MAX_RESPONSE_BYTES as it streams in."""
+        response = await self._http.send(request, stream=True)
+        try:
+            declared = response.headers.get("content-length")
+            if declared is not None and declared.isdigit() and int(declared) > MAX_RESPONSE_BYTES:
+                raise self._too_large(where)
+            chunks, size = [], 0
+            async for chunk in response.aiter_raw():
+                size += len(chunk)
+                if size > MAX_RESPONSE_BYTES:
+                    raise self._too_large(where)
+                chunks.append(chunk)
+        finally:
+            await response.aclose()
+        return httpx.Response(response.status_code, headers=response.headers, content=b"".join(chunks), request=request)
+
+    def _too_large(self, where: str) -> ProtocolError:
+        return ProtocolError(
+            self.name,
+            f"{where} answered more than {MAX_RESPONSE_BYTES // (1024 * 1024)} MB; the answer was not read",
+            hint="Ask for less: a smaller limit or page, or a narrower filter.",
+        )
+
+    def clean(self, text: str) -> str:
+        """A provider's text made safe to show: no credential, no URL userinfo, at most MAX_ERROR_CHARS."""
+        for secret in self._secrets:
+            text = text.replace(secret, "[redacted]")
+        return text if len(text) <= MAX_ERROR_CHARS else text[:MAX_ERROR_CHARS] + f"… ({len(text)} chars)"
 
     async def call_json(self, endpoint: Endpoint, **kwargs: Any) -> Any:
         return self.decode(await self.send(endpoint, **kwargs), endpoint)
@@ -190,6 +248,8 @@ class HttpProvider:
         except ValueError:
             body = None
         message, code = self.error_message(body)
+        message = self.clean(message) if message else message
+        code = self.clean(code) if code else code
         if not message:
             message = f"{endpoint.method} {endpoint.path} failed"
             if body is None and response.content:
@@ -230,6 +290,36 @@ def _backoff(state: RetryCallState) -> float:
 
 def _str(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
+
+
+def without_userinfo(url: str) -> str:
+    """The URL without `user:password@`."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def _secret_parts(headers: Mapping[str, str], base_url: str) -> list[str]:
+    """Credential values in the client's headers (the token after `Bearer `, too) and in the base URL."""
+    from urllib.parse import unquote, urlsplit
+
+    found: set[str] = set()
+    for name, value in headers.items():
+        if name.lower() in ("authorization", "x-api-key", "api-key", "x-access-token", "cookie") and value:
+            found.add(value)
+            token = value.partition(" ")[2]
+            if token:
+                found.add(token)
+    parts = urlsplit(base_url)
+    for piece in (parts.username, parts.password):
+        if piece:
+            found |= {piece, unquote(piece)}
+    return sorted((s for s in found if len(s) >= 4), key=len, reverse=True)
 
 
 def text_or_none(value: Any) -> str | None:

@@ -7,7 +7,7 @@ import logging
 from collections.abc import Iterable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import Annotated, Any, Protocol, cast
+from typing import Annotated, Any, Protocol, cast, get_args, get_origin
 
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
@@ -107,6 +107,8 @@ def check_provider(offer: Offer, provider: str) -> None:
 
 
 def _parameters(offer: Offer) -> list[inspect.Parameter]:
+    """The tool function's parameters: flat, described, and strict (JSON types as the schema says: "5" is not a
+    number and "false" not a boolean)."""
     spec = offer.spec
     # With one provider configured the enum says it all; with several, a word on what it picks.
     provider_desc = "Which runtime serves the call." if len(offer.providers) > 1 else None
@@ -129,15 +131,21 @@ def _parameters(offer: Offer) -> list[inspect.Parameter]:
         if len(users) < len(offer.providers):
             description += f" ({', '.join(users)})"
         if needed_by_all:
-            annotation: Any = Annotated[arg.type, Field(description=description)]
+            annotation: Any = Annotated[arg.type, Field(description=description, strict=_scalar(arg.type))]
             params.append(inspect.Parameter(arg.name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation))
         else:
-            annotation = Annotated[arg.type | None, Field(description=description)]
+            annotation = Annotated[arg.type | None, Field(description=description, strict=_scalar(arg.type))]
             params.append(
                 inspect.Parameter(arg.name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation)
             )
     params.append(inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY, annotation=Context))
     return params
+
+
+def _scalar(annotation: Any) -> bool | None:
+    """True for number, boolean and string arguments: those are taken strictly (None leaves the default)."""
+    base = get_args(annotation)[0] if get_origin(annotation) is Annotated else annotation
+    return True if base in (int, float, bool, str) else None
 
 
 _PROGRESS_AWARE: dict[tuple[type, str], bool] = {}

@@ -13,7 +13,7 @@ from mcp.server.lowlevel import Server
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.mcpserver.tools import Tool
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 
 def lowlevel(server: MCPServer[Any]) -> Server[Any]:
@@ -55,6 +55,19 @@ def publish_output_schema(tool: Tool, schema: dict[str, Any]) -> None:
     tool.__dict__.pop("output_schema", None)
 
 
+def invalid_arguments(error: ValidationError) -> str:
+    """Pydantic's argument errors as one line an agent can act on: which argument, what it needs, what came."""
+    problems = []
+    for item in error.errors(include_url=False):
+        name = ".".join(str(part) for part in item["loc"]) or "arguments"
+        given = item.get("input")
+        shown = repr(given) if not isinstance(given, dict | list) else type(given).__name__
+        problems.append(f"{name}: {item['msg'].lower()} (got {shown[:60]})")
+    return (
+        "invalid arguments: " + "; ".join(problems) + ". Next: send them with the JSON types the tool's schema gives."
+    )
+
+
 class StrictTool(Tool):
     """A Tool that names the arguments it does not know, instead of silently dropping them (pydantic's
     default), and lists the ones it takes. Overrides Tool.run(arguments, context, convert_result)."""
@@ -67,4 +80,10 @@ class StrictTool(Tool):
                 f"Error executing tool {self.name}: unknown argument(s) {', '.join(unknown)}; "
                 f"{self.name} takes: {', '.join(known) or 'no arguments'}."
             )
-        return await super().run(arguments, context, convert_result)
+        try:
+            return await super().run(arguments, context, convert_result)
+        except ToolError as exc:
+            cause = exc.__cause__
+            if isinstance(cause, ValidationError) and cause.title.endswith("Arguments"):
+                raise ToolError(f"Error executing tool {self.name}: {invalid_arguments(cause)}") from None
+            raise
