@@ -207,7 +207,7 @@ async def serve_stdio(settings: Any) -> int:
     """Serve until stdin closes or a signal arrives; either way the lifespan stops what we started."""
     from mcp.server.stdio import stdio_server
 
-    from server.stdio_pipes import open_stdio_pipes
+    from server.stdio_pipes import AnsweringUnparsable, open_stdio_pipes
     from tools.sdk import run_on_streams
 
     server = build_server(settings)
@@ -221,14 +221,9 @@ async def serve_stdio(settings: Any) -> int:
 
         tg.start_soon(stop_on_signal)
         async with open_stdio_pipes() as pipes:
-            if pipes is None:
-                await server.run_stdio_async()
-            else:
-                async with stdio_server(stdin=pipes.stdin, stdout=pipes.stdout) as (  # type: ignore[arg-type]
-                    read_stream,
-                    write_stream,
-                ):
-                    await run_on_streams(server, read_stream, write_stream)
+            stdin, stdout = (pipes.stdin, pipes.stdout) if pipes is not None else (None, None)
+            async with stdio_server(stdin=stdin, stdout=stdout) as (read_stream, write_stream):  # type: ignore[arg-type]
+                await run_on_streams(server, AnsweringUnparsable(read_stream, write_stream), write_stream)
         tg.cancel_scope.cancel()
     return 0
 

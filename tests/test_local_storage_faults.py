@@ -122,3 +122,24 @@ async def test_a_read_only_database_fails_writes_clearly_and_reads_still_work(tm
     store.db.writer.execute("PRAGMA query_only = 0")
     await events.store("after", {"n": 3})  # and it recovers without a restart
     await store.close()
+
+
+async def test_a_version_4_database_gains_places_and_its_sessions_stay_this_machines(tmp_path: Path) -> None:
+    import sqlite3
+
+    from providers.local.store import SCHEMA, Store
+
+    path = tmp_path / "local.sqlite3"
+    old = sqlite3.connect(path, isolation_level=None)
+    old.executescript(SCHEMA.replace(",\n    place TEXT", "") + "PRAGMA user_version = 4;")
+    old.execute(
+        "INSERT INTO sessions (id, state, command, cwd, origin, started_at)"
+        " VALUES ('ses_old', 'running', 'x', '/', 'exec', 1)"
+    )
+    old.close()
+    store = await Store.open(path)
+    row = await store.get_session("ses_old")
+    assert row is not None and row.place is None
+    assert [r.id for r in await store.running_sessions("another-host:/data")] == ["ses_old"]
+    assert (await store.db.rows("PRAGMA user_version")) == [(5,)]
+    await store.close()

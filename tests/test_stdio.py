@@ -112,3 +112,47 @@ def test_a_client_that_stops_reading_does_not_crash_the_server(tmp_path: Path) -
     _, stderr = server.communicate(timeout=20)
     assert server.returncode == 0, stderr.decode()
     assert b"Traceback" not in stderr, stderr.decode()
+
+
+def test_every_unparsable_message_is_answered_and_the_server_keeps_serving() -> None:
+    """-32700 for what is not JSON (or too long to read), -32600 for JSON that is not a JSON-RPC message; each
+    with id null, at once, and the next request is served."""
+    import json
+    import os
+    import select
+    import subprocess
+    import sys
+    import time
+
+    from server.stdio_pipes import MAX_LINE_BYTES
+
+    lines = [
+        b"{garbage",
+        b'{"foo": 1}',
+        b'"\\ud800"',
+        b"[" * 5000 + b"]" * 5000,
+        b'{"x": "' + b"y" * (MAX_LINE_BYTES + 10) + b'"}',
+        b'{"jsonrpc": "2.0", "id": 7, "method": "ping"}',
+    ]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "server.cli"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0
+    )
+    try:
+        assert server.stdin is not None and server.stdout is not None
+        for line in lines:
+            server.stdin.write(line + b"\n")
+        answers: list[dict[str, object]] = []
+        buffer, deadline = b"", time.monotonic() + 30
+        while len(answers) < 6 and time.monotonic() < deadline:
+            if select.select([server.stdout], [], [], 0.2)[0]:
+                buffer += os.read(server.stdout.fileno(), 65536)
+                *complete, buffer = buffer.split(b"\n")
+                answers += [json.loads(c) for c in complete if c]
+        assert server.poll() is None, "the server ended"
+    finally:
+        server.stdin.close()  # type: ignore[union-attr]
+        server.wait(15)
+    errors = [(a["id"], a["error"]["code"]) for a in answers[:-1]]  # type: ignore[index]
+    assert errors == [(None, -32700), (None, -32600), (None, -32700), (None, -32700), (None, -32700)], answers
+    assert "longer than 64 MB" in str(answers[4])
+    assert answers[-1] == {"jsonrpc": "2.0", "id": 7, "result": {}}
