@@ -32,3 +32,21 @@ async def test_json_numbers_and_booleans_are_taken_as_they_are() -> None:
     async with connect() as client:
         result = structured(await client.call_tool("execRun", {"command": "true", "timeout_s": 5, "wait": True}))
     assert result["state"] == "completed"
+
+
+@pytest.mark.parametrize(
+    ("arguments", "named"),
+    [
+        ({"command": "echo a\x00b"}, "command contains a NUL character"),
+        ({"command": "true", "cwd": "/tmp\x00x"}, "cwd contains a NUL character"),
+        ({"command": "true", "env": {"A": "x\x00y"}}, "env value 'A' contains a NUL character"),
+        ({"command": "true", "env": {"A=B": "1"}}, "env name 'A=B' cannot be a variable name"),
+        ({"command": "true", "env": {"": "1"}}, "env name '' cannot be a variable name"),
+    ],
+)
+async def test_what_no_process_can_take_is_invalid_input_not_a_lost_run(arguments: dict[str, Any], named: str) -> None:
+    async with connect() as client:
+        text = error_text(await client.call_tool("execRun", arguments))
+        listed = structured(await client.call_tool("listSessions", {}))
+    assert f"local: invalid input: {named}" in text and "Next:" in text
+    assert listed["sessions"] == []  # nothing was started, so nothing was lost

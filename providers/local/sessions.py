@@ -153,6 +153,14 @@ class SessionManager:
         this returns; else it is committed within a few milliseconds (or with its end, if that comes first)."""
         if not command.strip():
             raise InvalidInput(PROVIDER, "command is empty", hint="Pass a shell command line, e.g. 'echo hello'.")
+        _check_text(command=command, cwd=cwd, **{f"env value {k!r}": v for k, v in (env or {}).items()})
+        for name in env or {}:
+            if not name or "=" in name or "\0" in name:
+                raise InvalidInput(
+                    PROVIDER,
+                    f"env name {name!r} cannot be a variable name",
+                    hint="Use names such as MY_VAR: not empty, without '=' or NUL characters.",
+                )
         if timeout_s is not None and not 0 < timeout_s <= self.settings.max_timeout_s:
             raise InvalidInput(
                 PROVIDER,
@@ -591,6 +599,17 @@ class SessionManager:
             return self.path(session_id, stream).stat().st_size
         except OSError:
             return 0
+
+
+def _check_text(**values: str | None) -> None:
+    """A NUL character cannot reach a process (argument, variable or path): refuse it as invalid input."""
+    for what, value in values.items():
+        if value is not None and "\0" in value:
+            raise InvalidInput(
+                PROVIDER,
+                f"{what} contains a NUL character (\\0), which no command line, variable or path can hold",
+                hint="Remove the NUL character; to pass binary data, use stdin or a file.",
+            )
 
 
 def _last_line(path: Path, limit: int = 200) -> str:
