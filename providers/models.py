@@ -118,6 +118,8 @@ class EventList(Shape):
     sandbox_id: str
     events: list[Event]
     count: int
+    truncated: bool = Field(False, description="Some matching events left out for size; see message.")
+    message: str | None = None
 
 
 class SessionOutput(Shape):

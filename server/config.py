@@ -81,6 +81,10 @@ class Settings(BaseSettings):
         16, ge=1, validation_alias=AliasChoices("RUNTIMES_MCP_PROVIDER_CONCURRENCY", "provider_concurrency")
     )
     retries: int = Field(2, ge=0, le=10, validation_alias=AliasChoices("RUNTIMES_MCP_RETRIES", "retries"))
+    max_sessions: int = Field(1000, ge=1, validation_alias=AliasChoices("RUNTIMES_MCP_MAX_SESSIONS", "max_sessions"))
+    session_idle_timeout_s: float = Field(
+        600, gt=0, validation_alias=AliasChoices("RUNTIMES_MCP_SESSION_IDLE_TIMEOUT", "session_idle_timeout_s")
+    )
     shutdown_grace_s: int = Field(
         10, ge=0, validation_alias=AliasChoices("RUNTIMES_MCP_SHUTDOWN_GRACE", "shutdown_grace_s")
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import os
@@ -122,6 +123,9 @@ def build_http_app(
         host=host,
         transport_security=security,
         max_request_body_size=settings.max_request_bytes,
+        # stateful sessions: a cap (more get 503) and idle expiry (an expired id gets 404: initialize again)
+        max_sessions=settings.max_sessions,
+        session_idle_timeout=settings.session_idle_timeout_s,
     )
     routed = TaskRoutingHeaders(app, settings.max_request_bytes)
     if token is None:
@@ -167,9 +171,16 @@ async def serve_http(
         # uvicorn turns SIGTERM/SIGINT into a graceful stop: no new connections, in-flight calls get the
         # grace period. It then re-raises the signal for the previous handler; ours absorbs it so that
         # AppState can stop every local process and the command can exit 0.
+        loop = asyncio.get_running_loop()
+
+        class Server(uvicorn.Server):
+            def handle_exit(self, sig: int, frame: Any) -> None:
+                loop.call_soon_threadsafe(state.stop_calls)  # calls in flight answer now, not at the grace's end
+                super().handle_exit(sig, frame)
+
         previous = {sig: signal.signal(sig, _absorb) for sig in (signal.SIGTERM, signal.SIGINT)}
         try:
-            await uvicorn.Server(config).serve(sockets=sockets)
+            await Server(config).serve(sockets=sockets)
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)

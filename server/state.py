@@ -10,7 +10,7 @@ import anyio
 from anyio.abc import TaskGroup
 
 from providers.capabilities import Capability
-from providers.errors import Busy, NotConfigured
+from providers.errors import Busy, NotConfigured, Unavailable
 from providers.local.runtime import LocalRuntime
 from providers.registry import PROVIDERS
 from server.config import Settings
@@ -38,6 +38,8 @@ class AppState:
         # fast_acquire: a free slot is taken without yielding to the loop (a release still serves waiters first)
         self._calls = anyio.Semaphore(settings.max_concurrent_calls, fast_acquire=True)
         self._provider_gates: dict[str, anyio.Semaphore] = {}
+        self._in_flight: set[anyio.CancelScope] = set()
+        self.stopping = False
         local.add_event_listener(lambda sandbox_id: self.watchers.changed(f"events://{sandbox_id}"))
 
     @classmethod
@@ -76,11 +78,36 @@ class AppState:
             self._live_events = EventStreams(await self.provider("computesdk"), self._tg, changed)
         return self._live_events.follow(sandbox_id)
 
+    def stop_calls(self) -> None:
+        """The server is shutting down: every tool call still running ends now with a clear error (instead of
+        being cut off by the HTTP server when its grace period is over)."""
+        self.stopping = True
+        for scope in list(self._in_flight):
+            scope.cancel()
+
     @asynccontextmanager
     async def call_slot(self, provider: str) -> AsyncIterator[None]:
-        """Admission for one tool call: a server-wide cap, and for remote providers a per-provider cap so
-        that one slow provider cannot starve the others. A call waits for a slot for a bounded time (a burst
-        of short calls is served, not refused), then gets a clear busy error."""
+        """Admission for one tool call (see _admitted), stoppable by stop_calls."""
+        with anyio.CancelScope() as scope:
+            self._in_flight.add(scope)
+            try:
+                async with self._admitted(provider):
+                    yield
+            finally:
+                self._in_flight.discard(scope)
+        if scope.cancelled_caught and self.stopping:
+            raise Unavailable(
+                provider,
+                "the server is shutting down, so this call ended before its answer (a local run it started carries "
+                "on or stops as [local] on_exit says)",
+                hint="Retry in a moment, on another replica if there is one; follow a run with getSession.",
+            )
+
+    @asynccontextmanager
+    async def _admitted(self, provider: str) -> AsyncIterator[None]:
+        """A server-wide cap, and for remote providers a per-provider cap so that one slow provider cannot
+        starve the others. A call waits for a slot for a bounded time (a burst of short calls is served, not
+        refused), then gets a clear busy error."""
         settings = self.settings
         async with self._slot(
             self._calls,

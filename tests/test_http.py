@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -187,3 +188,44 @@ async def test_calls_beyond_the_limit_queue_then_get_a_clear_busy_error(monkeypa
     errors = [error_text(r) for r in refused if r.is_error]
     assert len(errors) == 1 and "busy" in errors[0] and "RUNTIMES_MCP_MAX_CONCURRENT_CALLS" in errors[0]
     assert "waited 0.1 s" in errors[0]
+
+
+def test_live_sessions_are_capped_and_idle_ones_expire() -> None:
+    headers = {**JSON_HEADERS, "Authorization": f"Bearer {TOKEN}"}
+    env = {"RUNTIMES_MCP_MAX_SESSIONS": "2", "RUNTIMES_MCP_SESSION_IDLE_TIMEOUT": "1"}
+    with http_server("--json-response", env=env) as (base, _):
+        opened = [httpx.post(f"{base}/mcp", json=INIT, headers=headers) for _ in range(3)]
+        assert [r.status_code for r in opened] == [200, 200, 503]
+        first = opened[0].headers["mcp-session-id"]
+        time.sleep(2.5)  # idle past the timeout: both sessions are closed, and room is free again
+        ping = {"jsonrpc": "2.0", "id": 2, "method": "ping"}
+        expired = httpx.post(f"{base}/mcp", json=ping, headers={**headers, "Mcp-Session-Id": first})
+        assert expired.status_code == 404
+        assert httpx.post(f"{base}/mcp", json=INIT, headers=headers).status_code == 200
+
+
+def test_a_call_in_flight_at_sigterm_gets_a_json_rpc_answer_at_once() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    headers = {**JSON_HEADERS, "Authorization": f"Bearer {TOKEN}"}
+    call = {
+        "jsonrpc": "2.0",
+        "id": 9,
+        "method": "tools/call",
+        "params": {"name": "execRun", "arguments": {"command": "sleep 30", "wait_s": 30}},
+    }
+    env = {"RUNTIMES_MCP_SHUTDOWN_GRACE": "20"}
+    with http_server("--stateless", "--json-response", env=env) as (base, process):
+        httpx.post(f"{base}/mcp", json=INIT, headers=headers)
+        with ThreadPoolExecutor(1) as pool:
+            pending = pool.submit(httpx.post, f"{base}/mcp", json=call, headers=headers, timeout=30)
+            time.sleep(1.5)
+            sent = time.monotonic()
+            process.send_signal(signal.SIGTERM)
+            answer = pending.result()
+            took = time.monotonic() - sent
+        assert process.wait(30) == 0
+    assert took < 5, took  # not the 20 s grace
+    body = answer.json()
+    assert answer.status_code == 200 and body["id"] == 9 and body["result"]["isError"] is True
+    assert "shutting down" in body["result"]["content"][0]["text"] and "Retry" in body["result"]["content"][0]["text"]

@@ -123,3 +123,28 @@ async def test_listen_subscribers_are_told_when_an_event_arrives() -> None:
         with anyio.fail_after(3):
             event = await subscription.__aiter__().__anext__()
     assert getattr(event, "uri", None) == "events://live"
+
+
+async def test_large_events_are_refused_and_pages_are_cut_by_size_with_a_way_on() -> None:
+    from providers.local.events import MAX_EVENT_CHARS, MAX_PAGE_CHARS
+
+    big = "x" * (200 * 1024)
+    async with connect(mode="legacy") as client:
+        too_big = error_text(
+            await client.call_tool("storeEvent", {"type": "t", "data": {"b": "y" * MAX_EVENT_CHARS}, "sandbox_id": "s"})
+        )
+        stored = [
+            structured(
+                await client.call_tool("storeEvent", {"type": "t", "data": {"n": n, "b": big}, "sandbox_id": "s"})
+            )
+            for n in range(12)
+        ]
+        newest = structured(await client.call_tool("getEvents", {"sandbox_id": "s"}))
+        first = structured(await client.call_tool("getEvents", {"sandbox_id": "s", "since": 0}))
+    assert "an event holds at most" in too_big and "reference" in too_big
+    assert newest["truncated"] and "smaller limit" in newest["message"]
+    assert 1 < newest["count"] < 12 and newest["count"] * len(big) <= MAX_PAGE_CHARS + len(big) + 1000
+    assert [e["data"]["n"] for e in newest["events"]] == list(range(12 - newest["count"], 12))  # the newest, in order
+    assert [e["data"]["n"] for e in first["events"]] == list(range(first["count"]))  # from the oldest on
+    assert first["truncated"] and f"since={first['events'][-1]['timestamp']}" in first["message"]
+    assert len(stored) == 12

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -15,6 +16,9 @@ from providers.values import now_ms
 DEFAULT_SANDBOX = "local"
 Listener = Callable[[str], Awaitable[None]]
 logger = logging.getLogger(__name__)
+# The same over stdio and HTTP: one event's data, and one getEvents page (a page may pass it by one event).
+MAX_EVENT_CHARS = 256 * 1024
+MAX_PAGE_CHARS = 1024 * 1024
 
 
 class EventLog:
@@ -38,6 +42,13 @@ class EventLog:
             raise InvalidInput(PROVIDER, "type is empty", hint="Name the event, e.g. 'build.finished'.")
         if not sandbox_id.strip():
             raise InvalidInput(PROVIDER, "sandbox_id is empty")
+        size = len(json.dumps(data, separators=(",", ":")))
+        if size > MAX_EVENT_CHARS:
+            raise InvalidInput(
+                PROVIDER,
+                f"event data is {size:,} characters as JSON; an event holds at most {MAX_EVENT_CHARS:,}",
+                hint="Store the large part elsewhere (a file, a session's output) and put a reference in data.",
+            )
         row = EventRow(new_id("evt"), sandbox_id, type_, data, now_ms())
         self._store.insert_event(row)
         if durable:
@@ -60,8 +71,17 @@ class EventLog:
     ) -> EventList:
         if not 1 <= limit <= 1000:
             raise InvalidInput(PROVIDER, f"limit must be 1 to 1000, got {limit}")
-        rows = await self._store.query_events(sandbox_id, type_, since, limit)
+        rows, cut = await self._store.query_events(sandbox_id, type_, since, limit, MAX_PAGE_CHARS)
         events = [
             Event(id=r.id, sandbox_id=r.sandbox_id, type=r.type, data=r.data, timestamp=r.timestamp) for r in rows
         ]
-        return EventList(provider=PROVIDER, sandbox_id=sandbox_id, events=events, count=len(events))
+        message = None
+        if cut:
+            more = f"since={rows[-1].timestamp}" if since is not None else "a smaller limit, or since"
+            message = (
+                f"{len(events)} events: a page holds at most {MAX_PAGE_CHARS:,} characters of event data; "
+                f"ask again with {more} for the rest"
+            )
+        return EventList(
+            provider=PROVIDER, sandbox_id=sandbox_id, events=events, count=len(events), truncated=cut, message=message
+        )

@@ -462,8 +462,12 @@ class Store:
     def insert_event(self, event: EventRow) -> None:
         self.submit(*_event_insert(event))
 
-    async def query_events(self, sandbox_id: str, type_: str | None, since: int | None, limit: int) -> list[EventRow]:
-        """The newest `limit` matching events, returned oldest first."""
+    async def query_events(
+        self, sandbox_id: str, type_: str | None, since: int | None, limit: int, max_chars: int
+    ) -> tuple[list[EventRow], bool]:
+        """Matching events, oldest first: the newest `limit` of them, or with `since` the first `limit` after it;
+        fewer when their data would pass `max_chars` (the database cuts the page, so a page of large events is
+        never read whole). Returns (events, whether some were left out for size)."""
         await self.flush()
         where: list[str] = ["sandbox_id = ?"]
         args: list[Any] = [sandbox_id]
@@ -473,12 +477,19 @@ class Store:
         if since is not None:
             where.append("timestamp > ?")
             args.append(since)
+        order = "ASC" if since is not None else "DESC"
         sql = (
-            f"SELECT id, sandbox_id, type, data, timestamp FROM events WHERE {' AND '.join(where)}"
-            " ORDER BY seq DESC LIMIT ?"
+            "SELECT id, sandbox_id, type, data, timestamp, matching FROM ("
+            " SELECT id, sandbox_id, type, data, timestamp, seq, COUNT(*) OVER () AS matching,"
+            f" SUM(length(data)) OVER (ORDER BY seq {order} ROWS UNBOUNDED PRECEDING) AS running"
+            f" FROM events WHERE {' AND '.join(where)} ORDER BY seq {order} LIMIT ?"
+            f") page WHERE running - length(data) < ? ORDER BY seq {order}"
         )
-        rows = await self._rows(sql, (*args, limit))
-        return [EventRow(r[0], r[1], r[2], json.loads(r[3]), r[4]) for r in reversed(rows)]
+        rows = await self._rows(sql, (*args, limit, max_chars))
+        cut = bool(rows) and len(rows) < min(limit, rows[0][5])
+        if since is None:
+            rows.reverse()
+        return [EventRow(r[0], r[1], r[2], json.loads(r[3]), r[4]) for r in rows], cut
 
     async def sandbox_ids(self, prefix: str, limit: int) -> list[str]:
         await self.flush()
