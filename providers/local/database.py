@@ -172,59 +172,7 @@ def _sqlite_transaction(db: sqlite3.Connection, work: Work[T], busy_ms: int) -> 
 
 EVENTS_CHANNEL = "runtimes_mcp_events"
 PG_SCHEMA_VERSION = 1
-PG_SCHEMA = f"""
-CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS sessions (
-    rowid BIGSERIAL UNIQUE,
-    id TEXT PRIMARY KEY,
-    state TEXT NOT NULL,
-    command TEXT NOT NULL,
-    cwd TEXT NOT NULL,
-    origin TEXT NOT NULL,
-    owner TEXT,
-    supervisor TEXT,
-    pid INTEGER,
-    timeout_s DOUBLE PRECISION,
-    started_at DOUBLE PRECISION NOT NULL,
-    ended_at DOUBLE PRECISION,
-    exit_code INTEGER,
-    end_reason TEXT,
-    message TEXT,
-    stdout_bytes BIGINT,
-    stderr_bytes BIGINT,
-    disk_bytes BIGINT,
-    place TEXT
-);
-CREATE INDEX IF NOT EXISTS sessions_by_state ON sessions(state);
-CREATE INDEX IF NOT EXISTS sessions_by_end ON sessions(ended_at);
-CREATE TABLE IF NOT EXISTS routine_runs (
-    id TEXT PRIMARY KEY,
-    routine TEXT NOT NULL,
-    idempotency_key TEXT,
-    message_digest TEXT,
-    session_id TEXT,
-    metadata TEXT,
-    created_at DOUBLE PRECISION NOT NULL,
-    UNIQUE (routine, idempotency_key)
-);
-CREATE TABLE IF NOT EXISTS events (
-    seq BIGSERIAL PRIMARY KEY,
-    id TEXT NOT NULL UNIQUE,
-    sandbox_id TEXT NOT NULL,
-    type TEXT NOT NULL,
-    data TEXT NOT NULL,
-    timestamp BIGINT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS events_by_sandbox ON events(sandbox_id, timestamp);
-CREATE TABLE IF NOT EXISTS tasks (
-    id TEXT PRIMARY KEY,
-    follow TEXT NOT NULL,
-    ref TEXT NOT NULL,
-    session_id TEXT NOT NULL,
-    created_at DOUBLE PRECISION NOT NULL,
-    cancelled_at DOUBLE PRECISION
-);
-CREATE INDEX IF NOT EXISTS tasks_by_session ON tasks(session_id);
+PG_TRIGGER = f"""
 CREATE OR REPLACE FUNCTION runtimes_mcp_event_stored() RETURNS trigger AS $$
 BEGIN
     PERFORM pg_notify('{EVENTS_CHANNEL}', current_setting('application_name') || '|' || NEW.sandbox_id);
@@ -257,14 +205,15 @@ class PostgresDatabase:
         self._pool = pool
 
     @classmethod
-    async def open(cls, url: str, replica: str) -> PostgresDatabase:
+    async def open(cls, url: str, replica: str, schema: str) -> PostgresDatabase:
+        """Connect, and create or migrate the tables (`schema`: the Store's, in PostgreSQL's words)."""
         import psycopg
         from psycopg_pool import ConnectionPool
 
         def connect() -> Any:
             with psycopg.connect(url, connect_timeout=5, application_name=replica) as conn, conn.transaction():
                 conn.execute("SELECT pg_advisory_xact_lock(7253)")  # one migration at a time
-                _pg_migrate(conn)
+                _pg_migrate(conn, schema)
             pool = ConnectionPool(
                 url,
                 min_size=1,
@@ -338,12 +287,12 @@ def _safe(url: str) -> str:
     return f"{parts.scheme}://{host}{port}{parts.path}"
 
 
-def _pg_migrate(conn: Any) -> None:
+def _pg_migrate(conn: Any, schema: str) -> None:
     conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
     found = conn.execute("SELECT max(version) FROM schema_version").fetchone()[0]
     if found is not None and found >= PG_SCHEMA_VERSION:
         return
-    conn.execute(PG_SCHEMA)
+    conn.execute(schema + PG_TRIGGER)
     conn.execute("DELETE FROM schema_version")
     conn.execute("INSERT INTO schema_version (version) VALUES (%s)", (PG_SCHEMA_VERSION,))
 

@@ -198,7 +198,7 @@ class Store:
     @classmethod
     async def open_url(cls, url: str, replica: str) -> Store:
         """Open (and create or migrate) a PostgreSQL database; a StoreError says why it cannot be used."""
-        return cls(await PostgresDatabase.open(url, replica))
+        return cls(await PostgresDatabase.open(url, replica, postgres_schema()))
 
     async def close(self) -> None:
         try:
@@ -594,6 +594,14 @@ def _migrate(db: sqlite3.Connection) -> None:
         db.execute("ROLLBACK")
         raise
     db.execute("COMMIT")
+
+
+def postgres_schema() -> str:
+    """SCHEMA in PostgreSQL's words: the same tables and indexes, PostgreSQL's types, and the sessions' rowid
+    (implicit in SQLite) made a column."""
+    schema = SCHEMA.replace("seq INTEGER PRIMARY KEY AUTOINCREMENT", "seq BIGSERIAL PRIMARY KEY")
+    schema = schema.replace(" REAL", " DOUBLE PRECISION").replace(" INTEGER", " BIGINT")
+    return schema.replace("sessions (\n", "sessions (\n    rowid BIGSERIAL UNIQUE,\n", 1)
 
 
 def _like_prefix(prefix: str) -> str:
