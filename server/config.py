@@ -81,6 +81,12 @@ class Settings(BaseSettings):
         16, ge=1, validation_alias=AliasChoices("RUNTIMES_MCP_PROVIDER_CONCURRENCY", "provider_concurrency")
     )
     retries: int = Field(2, ge=0, le=10, validation_alias=AliasChoices("RUNTIMES_MCP_RETRIES", "retries"))
+    header_timeout_s: float = Field(
+        10, gt=0, validation_alias=AliasChoices("RUNTIMES_MCP_HEADER_TIMEOUT", "header_timeout_s")
+    )
+    max_connections: int | None = Field(
+        None, ge=1, validation_alias=AliasChoices("RUNTIMES_MCP_MAX_CONNECTIONS", "max_connections")
+    )
     max_sessions: int = Field(1000, ge=1, validation_alias=AliasChoices("RUNTIMES_MCP_MAX_SESSIONS", "max_sessions"))
     session_idle_timeout_s: float = Field(
         600, gt=0, validation_alias=AliasChoices("RUNTIMES_MCP_SESSION_IDLE_TIMEOUT", "session_idle_timeout_s")

@@ -21,6 +21,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from server.app import create_server, freeze_startup_objects, version
 from server.config import ConfigError, Settings
+from server.http_guard import default_max_connections, guarded_protocol
 from server.state import AppState
 from server.tasks import TaskRoutingHeaders
 
@@ -162,6 +163,7 @@ async def serve_http(
             sockets = [bind(host, port, listen=True)]
         config = uvicorn.Config(
             app,
+            http=guarded_protocol(settings.header_timeout_s, settings.max_connections or default_max_connections()),
             host=host,
             port=port,
             log_level="warning",

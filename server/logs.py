@@ -32,11 +32,41 @@ class RedactSecrets(logging.Filter):
         return True
 
 
+class RateLimit(logging.Filter):
+    """At most `burst` records of one kind (logger, level, message template) per `window_s`; the next record of
+    that kind after a quiet spell says how many were dropped. A flood of one failure (say, a client storm) costs
+    a few lines, not a full disk."""
+
+    def __init__(self, burst: int = 20, window_s: float = 10.0) -> None:
+        super().__init__()
+        self.burst, self.window_s = burst, window_s
+        self._seen: dict[tuple[str, int, str], tuple[float, int, int]] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        import time
+
+        key = (record.name, record.levelno, str(record.msg))
+        now = time.monotonic()
+        started, count, dropped = self._seen.get(key, (now, 0, 0))
+        if now - started > self.window_s:
+            if dropped:
+                record.msg = f"{record.msg} (and {dropped} more like it in the last {self.window_s:g} s, not shown)"
+            started, count, dropped = now, 0, 0
+        if count >= self.burst:
+            self._seen[key] = (started, count, dropped + 1)
+            return False
+        if len(self._seen) > 1000:
+            self._seen.clear()
+        self._seen[key] = (started, count + 1, dropped)
+        return True
+
+
 def configure_logging(level: str, secrets: Iterable[str] = ()) -> None:
     """Every logger (ours, the SDK's, uvicorn's) writes through one stderr handler at `level`. Run before the
     server is built: the SDK's own setup only applies where nothing is configured yet."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter(FORMAT))
+    handler.addFilter(RateLimit())
     handler.addFilter(RedactSecrets(secrets))
     root = logging.getLogger()
     for old in root.handlers[:]:

@@ -229,3 +229,34 @@ def test_a_call_in_flight_at_sigterm_gets_a_json_rpc_answer_at_once() -> None:
     body = answer.json()
     assert answer.status_code == 200 and body["id"] == 9 and body["result"]["isError"] is True
     assert "shutting down" in body["result"]["content"][0]["text"] and "Retry" in body["result"]["content"][0]["text"]
+
+
+def test_a_flood_of_slow_header_clients_cannot_keep_healthz_out() -> None:
+    """200 connections that send half a request and then nothing, against a cap of 50: /healthz still answers
+    at once (the oldest waiting connections make room), and the slow ones are cut off at the header deadline."""
+    import socket
+    from urllib.parse import urlsplit
+
+    env = {"RUNTIMES_MCP_MAX_CONNECTIONS": "50", "RUNTIMES_MCP_HEADER_TIMEOUT": "2"}
+    with http_server("--stateless", "--json-response", env=env) as (base, process):
+        host, port = urlsplit(base).hostname, urlsplit(base).port
+        slow = []
+        for _ in range(200):
+            s = socket.create_connection((host, port))
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # and never the blank line
+            slow.append(s)
+        latencies = []
+        for _ in range(10):
+            started = time.monotonic()
+            assert httpx.get(f"{base}/healthz", timeout=5).status_code == 200
+            latencies.append(time.monotonic() - started)
+        time.sleep(3)  # past the header deadline: every slow connection has been closed by the server
+        for s in slow:
+            s.settimeout(2)
+            try:
+                assert s.recv(1) == b""
+            except ConnectionResetError:
+                pass
+            s.close()
+        assert process.poll() is None
+    assert max(latencies) < 1.0, latencies

@@ -46,3 +46,22 @@ def test_the_cli_logs_to_stderr_at_runtimes_mcp_log_level(monkeypatch: pytest.Mo
     assert " runtimes-mcp DEBUG " in debug.stderr and '"sessions"' in debug.stdout
     assert "DEBUG" not in quiet.stderr
     assert "tok-never-shown" not in debug.stderr + debug.stdout
+
+
+def test_a_flood_of_one_message_is_cut_to_a_few_lines_with_a_count(
+    restore_root_logger: logging.Logger, capsys: pytest.CaptureFixture[str]
+) -> None:
+    configure_logging("WARNING")
+    handler = logging.getLogger().handlers[0]
+    limit = next(f for f in handler.filters if type(f).__name__ == "RateLimit")
+    limit.window_s = 0.2  # type: ignore[attr-defined]
+    log = logging.getLogger("uvicorn.error")
+    for _ in range(5000):
+        log.warning("accept failed: %s", "Too many open files")
+    import time
+
+    time.sleep(0.3)
+    log.warning("accept failed: %s", "Too many open files")
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 21, len(lines)
+    assert "(and 4980 more like it" in lines[-1]

@@ -1,0 +1,93 @@
+"""HTTP connections a slow or hostile client cannot pile up (uvicorn's h11 protocol, guarded).
+
+- A request's headers must arrive within `header_timeout_s` (a client that trickles them, one line every few
+  seconds, is cut off; uvicorn alone waits for ever).
+- At most `max_connections` are open, kept below the process's descriptor limit. When a new connection would
+  pass it, the oldest connection still waiting for its headers (or idle between requests) is closed to make
+  room; only if every open connection is busy with a request is the new one refused. So a flood of slow
+  clients cannot keep /healthz or a real client out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import resource
+import time
+from typing import Any
+
+import h11
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+DESCRIPTORS_KEPT = 128  # for the database, session files, supervisors, logs
+
+
+def default_max_connections() -> int:
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return max(16, min(4096, soft - DESCRIPTORS_KEPT))
+
+
+class GuardedH11Protocol(H11Protocol):
+    header_timeout_s = 10.0
+    max_connections = 1024
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        self._refused = False
+        self._header_timer: asyncio.TimerHandle | None = None
+        self._waiting_since = time.monotonic()
+        if len(self.connections) >= self.max_connections and not self._evict_one():
+            self._refused = True
+            transport.close()
+            return
+        super().connection_made(transport)
+        self._arm()
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self.conn.their_state is not h11.IDLE:
+            self._disarm()  # the headers are in
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        self._waiting_since = time.monotonic()
+        self._arm()  # the next request on this connection gets the same deadline
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._refused:
+            return
+        self._disarm()
+        super().connection_lost(exc)
+
+    def _waiting(self) -> bool:
+        """Holding a connection without a request in progress: headers not in yet, or idle keep-alive."""
+        return self.conn.their_state is h11.IDLE and not self.transport.is_closing()
+
+    def _arm(self) -> None:
+        self._disarm()
+        self._header_timer = self.loop.call_later(self.header_timeout_s, self._headers_too_slow)
+
+    def _disarm(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def _headers_too_slow(self) -> None:
+        if self._waiting():
+            self.transport.close()
+
+    def _evict_one(self) -> bool:
+        waiting = [c for c in self.connections if isinstance(c, GuardedH11Protocol) and c._waiting()]
+        if not waiting:
+            return False
+        oldest = min(waiting, key=lambda c: c._waiting_since)
+        oldest.transport.close()
+        self.connections.discard(oldest)
+        return True
+
+
+def guarded_protocol(header_timeout_s: float, max_connections: int) -> type[Any]:
+    """The protocol class for uvicorn.Config(http=...), with these limits."""
+    return type(
+        "GuardedH11",
+        (GuardedH11Protocol,),
+        {"header_timeout_s": header_timeout_s, "max_connections": max_connections},
+    )
