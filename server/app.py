@@ -25,6 +25,7 @@ from mcp.types import (
 
 from providers import computesdk
 from providers.errors import ProviderError
+from providers.registry import PROVIDERS
 from server.config import Settings
 from server.docs_tool import ServerFacts, docs_tool, register_docs_resources
 from server.state import AppState, available_capabilities
@@ -104,7 +105,7 @@ def create_server(
         log_level=settings.log_level,
         tools=[*build.tools_for(offers), docs_tool()],
         extensions=[tasks],
-        middleware=[advertise_only_when_declared],
+        middleware=[advertise_only_when_declared, explain_unknown_tools(settings, offers)],
     )
     register_docs_resources(server, facts)
     serve_task_notifications(server, tasks, bus)
@@ -112,6 +113,45 @@ def create_server(
         _register_live_events(server)
     _register_local_resources(server)
     return server
+
+
+def why_not_offered(name: str, settings: Settings, offers: list[build.Offer]) -> str:
+    """Why this server has no tool `name`, and what to do about it."""
+    offered = [o.spec.name for o in offers] + ["getDocs"]
+    spec = next((s for s in ALL if s.name == name), None)
+    if spec is None:
+        return f"Unknown tool {name}. Next: call one of {', '.join(offered)}."
+    if spec.toolset is not None and spec.toolset not in settings.toolsets:
+        return (
+            f"Unknown tool {name}: it is in the `{spec.toolset}` toolset, which this server does not offer. "
+            f"Next: start the server with RUNTIMES_MCP_TOOLSETS={spec.toolset} (or all)."
+        )
+    if settings.read_only and not spec.read_only:
+        return (
+            f"Unknown tool {name}: it changes things, and this server is read-only. Next: unset RUNTIMES_MCP_READ_ONLY."
+        )
+    needs = " or ".join(
+        sorted({PROVIDERS[p].credential_env for p in spec.providers if p in PROVIDERS and p != "local"})
+    )
+    return f"Unknown tool {name}: no provider that serves it is configured here. Next: set {needs} and restart."
+
+
+def explain_unknown_tools(settings: Settings, offers: list[build.Offer]) -> Any:
+    """Server middleware: "Unknown tool X" says why (a toolset that is off, read-only mode, a provider without
+    credentials) and what to do, instead of the bare name."""
+
+    async def middleware(ctx: Any, call_next: Any) -> Any:
+        result = await call_next(ctx)
+        if ctx.method != "tools/call" or not isinstance(result, dict) or not result.get("isError"):
+            return result
+        content = result.get("content") or []
+        text = content[0].get("text", "") if content and isinstance(content[0], dict) else ""
+        if not text.startswith("Unknown tool: "):
+            return result
+        explained = why_not_offered(text.removeprefix("Unknown tool: ").strip(), settings, offers)
+        return {**result, "content": [{"type": "text", "text": explained}]}
+
+    return middleware
 
 
 def tasks_extension(offers: list[build.Offer], default_provider: str) -> TasksExtension:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import os
 import signal
 import sys
 from typing import TYPE_CHECKING, Any
@@ -76,9 +77,14 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         help="with --insecure-no-auth: offer the tools that run commands on this machine all the same",
     )
+    # --config is also taken after the command (`runtimes-mcp tools --config x.toml`)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS, help="TOML config file")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
-    sub.add_parser("tools", help="print the tools this configuration offers")
-    call = sub.add_parser("call", help="call one tool through an in-process MCP client and print the result")
+    sub.add_parser("tools", parents=[common], help="print the tools this configuration offers")
+    call = sub.add_parser(
+        "call", parents=[common], help="call one tool through an in-process MCP client and print the result"
+    )
     call.add_argument("tool", help="tool name, e.g. execRun")
     call.add_argument("arguments", nargs="?", default="{}", help="JSON object of arguments (default {})")
     return p
@@ -111,6 +117,9 @@ def _main(argv: list[str] | None) -> int:
     except ConfigError as exc:
         print(f"runtimes-mcp: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # e.g. `runtimes-mcp tools | head`: the reader has gone, and that is fine
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the final flush does not fail again
+        return 0
     except Exception as exc:  # a start-up failure the user can fix, maybe inside the server's task groups
         reason = _startup_error(exc)
         if reason is None:
@@ -119,9 +128,6 @@ def _main(argv: list[str] | None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
-    except BrokenPipeError:  # e.g. `runtimes-mcp tools | head`
-        sys.stderr.close()
-        return 0
 
 
 def _startup_error(exc: BaseException) -> str | None:

@@ -7,7 +7,16 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, Field, PrivateAttr, SecretStr, ValidationError, create_model, field_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    create_model,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 from providers.local.config import LocalConfig
@@ -158,6 +167,17 @@ class Settings(BaseSettings):
             raise ValueError(f"unknown provider {value!r}; choose from {', '.join(PROVIDERS)}")
         return value
 
+    @model_validator(mode="after")
+    def _default_provider_is_configured(self) -> Settings:
+        provider = PROVIDERS[self.default_provider]
+        credentials = [s for s in provider.credentials if s.key in type(self).model_fields]
+        if credentials and not any(self.is_set(s) for s in credentials):
+            raise ValueError(
+                f"RUNTIMES_MCP_DEFAULT_PROVIDER is {provider.name}, which has no credentials: set "
+                f"{provider.credential_env}, or choose a configured provider (local needs none)"
+            )
+        return self
+
     def is_set(self, setting: Setting | None) -> bool:
         return setting is None or getattr(self, setting.key) is not None
 
@@ -234,7 +254,10 @@ def load_settings(config_path: str | os.PathLike[str] | None = None) -> Settings
         problems = []
         for err in exc.errors():
             loc = [str(part) for part in err["loc"]]
-            name = _setting_name(loc[0]) if loc else "?"
+            if not loc:  # a check across settings: its message names them
+                problems.append(err["msg"].removeprefix("Value error, "))
+                continue
+            name = _setting_name(loc[0])
             where = ".".join([name, *loc[1:]])
             from_env_name = from_env.get(tuple(loc[1:])) if loc[:1] == ["local"] else None
             if from_env_name:

@@ -20,7 +20,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from server.app import create_server, freeze_startup_objects, version
-from server.config import ConfigError, Settings
+from server.config import LOOPBACK_HOSTS, ConfigError, Settings
 from server.http_guard import default_max_connections, guarded_protocol
 from server.state import AppState
 from server.tasks import TaskRoutingHeaders
@@ -114,7 +114,8 @@ def build_http_app(
 
     security = TransportSecuritySettings(
         enable_dns_rebinding_protection=True,
-        allowed_hosts=list(settings.allowed_hosts),
+        # loopback stays allowed next to the operator's names (a local client, a health check on the box)
+        allowed_hosts=list(dict.fromkeys([*settings.allowed_hosts, *LOOPBACK_HOSTS])),
         allowed_origins=list(settings.allowed_origins),
     )
     app: Starlette = server.streamable_http_app(
@@ -145,22 +146,25 @@ async def serve_http(
 ) -> int:
     import uvicorn
 
+    from server.workers import bind
+
     access = decide_access(settings, insecure_no_auth, unauthenticated_exec)
+    # The port first: one in use is a one-line error before anything starts.
+    worker_port = os.environ.pop(WORKER_PORT_ENV, None)  # a worker of --workers: the parent announced
+    if worker_port is None:
+        sockets = [bind(host, port, listen=True, shared=False)]
+        port = sockets[0].getsockname()[1]
+    else:
+        port = int(worker_port)
+        sockets = [bind(host, port, listen=True)]
     async with AppState.open(settings) as state:
         server = create_server(settings, state, local_code=access.local_code)
         app = build_http_app(
             server, settings, host=host, stateless=stateless, json_response=json_response, token=access.token
         )
         freeze_startup_objects()
-        worker_port = os.environ.pop(WORKER_PORT_ENV, None)  # a worker of --workers: the parent announced
-        sockets = None
         if worker_port is None:
             announce(access, host, port, sys.stderr)
-        else:
-            from server.workers import bind
-
-            port = int(worker_port)
-            sockets = [bind(host, port, listen=True)]
         config = uvicorn.Config(
             app,
             http=guarded_protocol(settings.header_timeout_s, settings.max_connections or default_max_connections()),

@@ -22,21 +22,25 @@ from server.http import WORKER_PORT_ENV, announce, decide_access
 RESTART_DELAY_S = 1.0
 
 
-def bind(host: str, port: int, *, listen: bool) -> socket.socket:
-    """A socket on host:port that other processes of this user can bind too (SO_REUSEPORT). The parent's is
-    not listening: it only holds the port (a listening one would get its share of the connections)."""
+def bind(host: str, port: int, *, listen: bool, shared: bool = True) -> socket.socket:
+    """A socket on host:port; `shared`: other processes of this user can bind it too (SO_REUSEPORT, for
+    --workers). The parent's is not listening: it only holds the port (a listening one would get its share of
+    the connections). A port in use is a ConfigError naming it."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     # IPPROTO_TCP named: asyncio turns Nagle off only for sockets that say they are TCP (else 40 ms stalls)
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    if shared:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
         sock.bind((host, port))
         if listen:
             sock.listen(2048)
     except OSError as exc:
         sock.close()
-        raise ConfigError(f"cannot listen on {host}:{port} ({exc.strerror})") from None
+        raise ConfigError(
+            f"cannot listen on {host}:{port} ({exc.strerror}); choose another --port, or stop what uses it"
+        ) from None
     return sock
 
 

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import DEFAULT_TOOLS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -103,3 +105,44 @@ def test_start_up_runs_no_full_garbage_collection_and_leaves_the_collector_on() 
     collections, enabled, frozen = done.stderr.split()[-3:]
     assert (collections, enabled) == ("0", "True")
     assert int(frozen) > 20_000
+
+
+def test_start_up_rough_edges_are_one_line_errors_or_just_work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tmp_path / "x.toml"
+    config.write_text('[local]\non_exit = "stop"\n')
+    after_command = run_cli("tools", "--config", str(config))
+    assert after_command.returncode == 0 and "listSessions" in after_command.stdout
+
+    monkeypatch.setenv("RUNTIMES_MCP_DEFAULT_PROVIDER", "xano")
+    no_credentials = run_cli("tools")
+    assert no_credentials.returncode == 2 and len(no_credentials.stderr.strip().splitlines()) == 1
+    assert (
+        "RUNTIMES_MCP_DEFAULT_PROVIDER is xano" in no_credentials.stderr
+        and "XANO_ACCESS_TOKEN" in no_credentials.stderr
+    )
+    monkeypatch.delenv("RUNTIMES_MCP_DEFAULT_PROVIDER")
+
+    piped = subprocess.run(
+        f"{sys.executable} -m server.cli tools | head -1", shell=True, capture_output=True, text=True, cwd=ROOT
+    )
+    assert piped.stdout.strip() and "Traceback" not in piped.stderr and "BrokenPipe" not in piped.stderr
+
+
+def test_a_port_in_use_is_one_line_and_loopback_stays_allowed_with_named_hosts() -> None:
+    import httpx
+
+    from tests.test_http import INIT, JSON_HEADERS, TOKEN, http_server
+
+    env = {"RUNTIMES_MCP_HTTP_TOKEN": TOKEN, "RUNTIMES_MCP_ALLOWED_HOSTS": "mcp.internal.example"}
+    with http_server(env=env) as (base, _):
+        port = base.rsplit(":", 1)[1]
+        taken = run_cli("--transport", "http", "--port", port)
+        answer = httpx.post(f"{base}/mcp", json=INIT, headers={**JSON_HEADERS, "Authorization": f"Bearer {TOKEN}"})
+        foreign = httpx.post(
+            f"{base}/mcp",
+            json=INIT,
+            headers={**JSON_HEADERS, "Authorization": f"Bearer {TOKEN}", "Host": "evil.example"},
+        )
+    assert taken.returncode == 2 and len(taken.stderr.strip().splitlines()) == 1
+    assert "Address already in use" in taken.stderr and "--port" in taken.stderr
+    assert answer.status_code == 200 and foreign.status_code == 421

@@ -167,3 +167,20 @@ async def test_published_output_schemas_validate_real_results(monkeypatch: pytes
             arguments = {k: (session if v == "later" else v) for k, v in arguments.items()}
             result = structured(await client.call_tool(tool, arguments))
             jsonschema.validate(result, schemas[tool])
+
+
+@pytest.mark.parametrize("mode", ["legacy", "auto"])
+async def test_a_tool_this_server_does_not_offer_is_explained(monkeypatch: pytest.MonkeyPatch, mode: str) -> None:
+    async with connect(mode=mode) as client:
+        toolset = error_text(await client.call_tool("getEvents", {}))
+        unknown = error_text(await client.call_tool("launchRocket", {}))
+    monkeypatch.setenv("RUNTIMES_MCP_TOOLSETS", "all")
+    async with connect(mode=mode) as client:
+        provider = error_text(await client.call_tool("getRoutine", {"routine": "r"}))
+    monkeypatch.setenv("RUNTIMES_MCP_READ_ONLY", "1")
+    async with connect(mode=mode) as client:
+        read_only = error_text(await client.call_tool("execRun", {"command": "true"}))
+    assert "`events` toolset" in toolset and "Next: start the server with RUNTIMES_MCP_TOOLSETS=events" in toolset
+    assert unknown.startswith("Unknown tool launchRocket. Next: call one of listSessions, execRun")
+    assert "no provider that serves it is configured" in provider and "ARCHASTRO_API_KEY" in provider
+    assert "read-only" in read_only and "RUNTIMES_MCP_READ_ONLY" in read_only
