@@ -274,8 +274,8 @@ class TasksExtension(Extension):
         if call.started is None or _dump(result).get("isError"):
             return result  # nothing started (bad input, a provider error) or already settled: answer directly
         view = await self.durable.create(ctx, new_task_id(), call)
-        if view.status in TERMINAL:
-            return result
+        if view.status in TERMINAL:  # it ended in the meantime: its outcome, not the "running" answer
+            return view.result if view.result is not None else result
         return {"resultType": "task", **view.wire()}
 
     def _forget_expired(self) -> None:

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 
 from providers.local.config import SandboxConfig
@@ -238,3 +239,49 @@ async def test_the_servers_config_file_is_hidden(config_file: Any) -> None:
     async with connect(load_settings(path)) as client:
         result = await run(client, f"cat {path}; echo done")
     assert "secret-in-the-config-file" not in result["stdout"] and result["stdout"].endswith("done\n")
+
+
+AGE_OF_THIS_PROCESS = (
+    # seconds since this process started: the sandbox's shell execs the command, so it keeps the shell's start
+    "read -r up _ < /proc/uptime; set -- $(cut -d')' -f2 /proc/$$/stat); echo \"$up $(getconf CLK_TCK) ${20}\""
+)
+
+
+def started_ahead_by(stdout: str) -> float:
+    uptime, ticks, start = stdout.split()
+    return float(uptime) - int(start) / int(ticks)
+
+
+async def test_a_sandbox_made_ahead_takes_the_run_exactly_as_a_fresh_one_would(tmp_path: Path) -> None:
+    """Idle supervisors start their next session's sandbox ahead of time. A run it takes behaves as one in a
+    sandbox of its own: variables with quotes and newlines, a multi-line command, its exit code. What it cannot
+    take (a cwd of the caller's, stdin, a variable name the shell cannot export) starts a fresh sandbox. Either
+    way, no process is left behind once the server has gone."""
+    tricky = {"QUOTED": 'it\'s "quoted" $HOME `x`', "LINES": "one\ntwo"}
+    async with connect() as client:
+        await client.call_tool("execRun", {"command": "true"})
+        await anyio.sleep(0.5)  # the next sandbox is made while nothing runs
+        ahead = structured(await client.call_tool("execRun", {"command": AGE_OF_THIS_PROCESS}))
+        assert started_ahead_by(ahead["stdout"]) >= 0.3, ahead  # it was waiting for this command
+        printed = structured(
+            await client.call_tool(
+                "execRun",
+                {"command": 'printf "%s|%s|" "$QUOTED" "$LINES"\nif true; then\n  exit 4\nfi', "env": tricky},
+            )
+        )
+        assert (printed["stdout"], printed["exit_code"]) == (f"{tricky['QUOTED']}|one\ntwo|", 4)
+        await anyio.sleep(0.5)
+        fresh = [
+            structured(await client.call_tool("execRun", {"command": AGE_OF_THIS_PROCESS, **extra}))
+            for extra in (
+                {"cwd": str(tmp_path)},
+                {"stdin": "x"},
+                {"env": {"not-a-shell-name": "1"}},
+            )
+        ]
+        for result in fresh:
+            assert result["exit_code"] == 0 and started_ahead_by(result["stdout"]) < 0.3, result
+        own = structured(await client.call_tool("execRun", {"command": "pwd; ls -A"}))
+        data_dir = str(load_settings().data_dir)
+        assert own["stdout"] == f"{data_dir}/sessions/{own['session_id']}/work\n"  # an empty directory of its own
+    assert await wait_until_gone("read -r l <&3") == []  # idle supervisors leave with the server

@@ -85,7 +85,7 @@ def test_exec_run_as_a_task_polled_to_completion_and_another_cancelled(tmp_path:
         failing = wire.call("execRun", {"command": "exit 3"})
         if failing.get("resultType") == "task":
             failing = wire.until_done(failing["taskId"])["result"]
-        assert failing["structuredContent"]["exit_code"] == 3
+        assert failing["structuredContent"]["exit_code"] == 3, failing
 
         long = wire.call("execRun", {"command": "sleep 300"})
         assert wire.task("tasks/get", long["taskId"])["result"]["status"] == "working"

@@ -87,12 +87,13 @@ class Retention:
     async def _pass(self) -> tuple[int, int]:
         store = self._store
         ended = await store.ended_sessions(self.place)
-        sizes: dict[str, int] = {}
-        for session_id, _, size in ended:
-            if size is None:
-                size = await anyio.to_thread.run_sync(tree_bytes, self._sessions / session_id)
+        sizes = {session_id: size for session_id, _, size in ended if size is not None}
+        unmeasured = [session_id for session_id, _, size in ended if size is None]
+        if unmeasured:  # one trip to a worker thread for all of them
+            measured = await anyio.to_thread.run_sync(self._measure, unmeasured)
+            for session_id, size in measured.items():
                 store.set_disk_bytes(session_id, size)
-            sizes[session_id] = size
+            sizes.update(measured)
         cutoff = time.time() - self.max_age_s
         doomed = [session_id for session_id, ended_at, _ in ended if ended_at < cutoff]
         live_bytes = await anyio.to_thread.run_sync(self._running_bytes, {s for s, _, _ in ended})
@@ -129,6 +130,9 @@ class Retention:
             if after >= size:  # nothing freed: the rest is not events (or the database is elsewhere)
                 break
         return before - await store.event_count()
+
+    def _measure(self, session_ids: list[str]) -> dict[str, int]:
+        return {session_id: tree_bytes(self._sessions / session_id) for session_id in session_ids}
 
     def _running_bytes(self, finished: set[str]) -> int:
         """Bytes held by directories of sessions that are not finished (running ones, spares)."""

@@ -22,10 +22,11 @@ from providers.local.database import listen_for_events
 from providers.local.events import DEFAULT_SANDBOX, EventLog, Listener
 from providers.local.ids import PROVIDER
 from providers.local.launchers import LauncherSupervisor, page_launchers
+from providers.local.processes import child_env
 from providers.local.retention import Retention
 from providers.local.routines import Routines
 from providers.local.sandbox import SandboxError, prepare
-from providers.local.sessions import STATES, Progress, SessionManager, SessionSettings, read_from
+from providers.local.sessions import EMPTY, STATES, Progress, SessionManager, SessionSettings, read_from
 from providers.local.spawner import Spawner
 from providers.local.store import SessionRow, Store, StoreError, TaskRow
 from providers.models import (
@@ -163,7 +164,14 @@ class LocalRuntime(
         if sandbox is None and config.sandbox.mode != "off":
             logger.warning("runtimes-mcp: sandbox %s", sandbox_status)
         events = EventLog(store)
-        spawner = Spawner(data_dir, config.limits.model_dump())
+        warm = None
+        if sandbox is not None:
+            box = sandbox
+
+            def warm(directory: str) -> dict[str, Any]:
+                return {"argv": box.waiting_argv(os.path.join(directory, sv.WORKDIR)), "env": child_env()}
+
+        spawner = Spawner(data_dir, config.limits.model_dump(), warm)
         settings = SessionSettings(
             output_cap=config.output_cap_bytes,
             max_timeout_s=config.max_timeout_s,
@@ -306,12 +314,13 @@ class LocalRuntime(
         streams: dict[str, tuple[str | None, int | None, int | None]] = {}
         truncated = False
         for stream, offset in (("stdout", stdout_offset), ("stderr", stderr_offset)):
-            path = self.sessions.output_path(row.id, stream)
             if offset is None:
-                out = self.sessions.output(row.id, stream)
+                ended_empty = row.ended_at and (row.stdout_bytes if stream == "stdout" else row.stderr_bytes) == 0
+                out = EMPTY if ended_empty else self.sessions.output(row.id, stream)  # no file to open
                 streams[stream] = (out.text, out.size, out.size)
                 truncated = truncated or out.truncated
             else:
+                path = self.sessions.output_path(row.id, stream)
                 text, next_offset, size = read_from(path, offset, self.sessions.output_cap)
                 streams[stream] = (text, size, next_offset)
                 truncated = truncated or next_offset < size

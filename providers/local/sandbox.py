@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import logging
 import os
+import re
+import shlex
 import shutil
 import subprocess
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -110,9 +113,30 @@ class Sandbox:
             args += ["--ro-bind", cwd, cwd]  # a caller's cwd in /tmp: visible, read-only
         return [*args, "--chdir", cwd, "--", "/bin/sh", "-c", command]
 
+    def waiting_argv(self, workdir: str) -> list[str]:
+        """A sandbox for a session in its own `workdir`, started before its command is known: a shell reads
+        the command from descriptor 3 (see `handover`) and runs it. Builtins only, so it costs no process."""
+        return self.argv(WAITER, workdir, workdir)
+
+    @staticmethod
+    def handover(command: str, env: Mapping[str, str]) -> str | None:
+        """What a waiting sandbox is sent: the session's variables, then its command, quoted for the shell.
+        None when it cannot take this run (a variable name the shell cannot export, or too long a text)."""
+        if not all(SHELL_NAME.fullmatch(name) for name in env):
+            return None
+        exports = "".join(f"export {name}={shlex.quote(value)}\n" for name, value in env.items())
+        text = f"{exports}exec /bin/sh -c {shlex.quote(command)}\n"
+        return text if len(text.encode()) <= HANDOVER_MAX else None
+
     def hides(self, path: str) -> bool:
         """Is `path` (resolved) in or under a hidden path?"""
         return _under(str(Path(path).resolve()), self.hidden)
+
+
+# Reads lines from fd 3 until the pipe closes, then runs them; nothing sent (the sandbox was not used): exit.
+WAITER = 's=; while IFS= read -r l <&3; do s="$s$l\n"; done; exec 3<&-; [ -n "$s" ] || exit 0; eval "$s"'
+SHELL_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+HANDOVER_MAX = 16_384  # bytes: a larger command starts a sandbox of its own (a pipe holds 64 KiB at least)
 
 
 def _under(path: str, roots: tuple[str, ...]) -> bool:

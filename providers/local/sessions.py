@@ -56,11 +56,14 @@ Progress = Callable[[float, float | None, str], Awaitable[None]]
 logger = logging.getLogger(__name__)
 
 
-@dataclass
+@dataclass(frozen=True)
 class Output:
     text: str
     size: int
     truncated: bool
+
+
+EMPTY = Output("", 0, False)
 
 
 def read_capped(path: Path, cap: int) -> Output:
@@ -179,7 +182,7 @@ class SessionManager:
                 )
         kind = "launcher" if on_server_exit == "stop" and origin.startswith("launcher:") else "session"
         spare = await self._take(kind=kind)
-        workdir = Path(cwd).expanduser() if cwd is not None else spare.dir / sv.WORKDIR
+        workdir = str(Path(cwd).expanduser()) if cwd is not None else os.path.join(spare.dir, sv.WORKDIR)
         on_exit = on_server_exit or self.settings.on_exit
         row = SessionRow(
             rowid=0,
@@ -254,19 +257,22 @@ class SessionManager:
         if stdin:
             (spare.dir / sv.STDIN).write_text(stdin, encoding="utf-8")
         sandbox = self.settings.sandbox
-        own_workdir = row.cwd == str(spare.dir / sv.WORKDIR)
+        own_workdir = row.cwd == os.path.join(spare.dir, sv.WORKDIR)
         argv = (
             ["/bin/sh", "-c", row.command]
             if sandbox is None
             else sandbox.argv(row.command, row.cwd, row.cwd if own_workdir else None)
         )
+        job_env = child_env(env)
         job: dict[str, Any] = {
             "id": spare.id,
             "dir": str(spare.dir),
             "argv": argv,
             "sandboxed": sandbox is not None,
+            # a sandbox made ahead for this directory (see Spawner) takes the run when it can
+            "warm": sandbox.handover(row.command, job_env) if sandbox and own_workdir and not stdin else None,
             "cwd": row.cwd,
-            "env": child_env(env),
+            "env": job_env,
             "stdin": bool(stdin),
             "timeout_s": row.timeout_s,
             "on_server_exit": on_exit,

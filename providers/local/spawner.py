@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,7 @@ MAX_MESSAGE = sv.MAX_MESSAGE
 # when runs overlap. Session directories cost a few file creations each (milliseconds on a busy disk), so a
 # stock is made ahead, at the lowest CPU priority, and grows while runs use it faster than it fills.
 IDLE_SUPERVISORS = 4
-FIRST_SLOTS = 4
+FIRST_SLOTS = 8
 MAX_SLOTS = 64
 
 
@@ -86,8 +87,17 @@ class Spawner:
     """One zygote per server. `take()` returns a ready supervisor with a session directory; `give_back()`
     returns a supervisor whose session ended, for the next one."""
 
-    def __init__(self, data_dir: Path, limits: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        limits: dict[str, Any] | None = None,
+        warm: Callable[[str], dict[str, Any]] | None = None,
+    ) -> None:
+        """`warm`: for a session directory, how to start its sandbox ahead of time (argv and env), when
+        commands run sandboxed."""
         self._sessions = data_dir / "sessions"
+        self._warm = warm
+        self._prepared: dict[str, str] = {}  # idle supervisor -> the session directory its sandbox is ready in
         self._data_dir = data_dir
         self._limits = limits or {}
         self._process: subprocess.Popen[bytes] | None = None
@@ -141,9 +151,15 @@ class Spawner:
             self._forks_asked[kind] += n
 
     def _ask_slots(self) -> None:
-        """Keep the stock of session directories (made or asked for) at its target."""
-        missing = self._slot_target - len(self._slots) - self._slots_asked
-        if missing > 0 and self._sock is not None and send(self._sock, {"op": "slots", "n": missing}):
+        """Refill the stock of session directories (made or asked for) to its target once it is down to half:
+        one request and one answer for several runs, not a round of messages through the zygote for each."""
+        stock = len(self._slots) + self._slots_asked
+        missing = self._slot_target - stock
+        if (
+            stock <= self._slot_target // 2
+            and self._sock is not None
+            and send(self._sock, {"op": "slots", "n": missing})
+        ):
             self._slots_asked += missing
 
     async def _listen(self) -> None:
@@ -165,11 +181,14 @@ class Spawner:
                 channel = socket.socket(fileno=fds[0])
                 channel.setblocking(False)
                 self._supervisors[kind].append((str(message["supervisor"]), channel))
+                self._prepare(str(message["supervisor"]), channel, kind)
             elif op == "slots":
                 ids = [str(i) for i in message.get("ids", [])]
                 self._slots_asked = max(0, self._slots_asked - len(ids))
                 self._slots.extend(ids)
                 self._error = None
+                for supervisor, channel in self._supervisors["session"]:
+                    self._prepare(supervisor, channel, "session")
             else:
                 for fd in fds:
                     os.close(fd)
@@ -192,23 +211,41 @@ class Spawner:
         finally:
             self._waiting[kind] -= 1
 
+    def _prepare(self, supervisor: str, channel: socket.socket, kind: str) -> None:
+        """Give an idle supervisor its next session directory now, so that it starts the sandbox ahead."""
+        if self._warm is None or kind != "session" or not self._slots or supervisor in self._prepared:
+            return
+        session_id = self._slots.popleft()
+        directory = str(self._sessions / session_id)
+        if send(channel, {"op": "prepare", "dir": directory, **self._warm(directory)}):
+            self._prepared[supervisor] = session_id
+        else:
+            self._slots.appendleft(session_id)
+        self._ask_slots()
+
+    def _ready_for(self, supervisors: deque[tuple[str, socket.socket]]) -> bool:
+        return bool(supervisors) and (bool(self._slots) or any(ident in self._prepared for ident, _ in supervisors))
+
     async def _take(self, kind: str, supervisors: deque[tuple[str, socket.socket]]) -> Spare:
         missing = self._waiting[kind] - len(supervisors) - self._forks_asked[kind]
         if missing > 0:
             self._fork(missing, kind)  # one for each caller waiting
-        if not self._slots:
+        if not self._slots and not self._ready_for(supervisors):
             if self._slot_target < MAX_SLOTS:
                 self._slot_target *= 2  # runs use them faster than they are made: keep more in stock
             if self._sock is not None:
                 self._error = None
                 send(self._sock, {"op": "slot_now"})  # made at once, not at the lowest priority
         with anyio.move_on_after(READY_WAIT_S):
-            while (not supervisors or not self._slots) and self._error is None:
+            while not self._ready_for(supervisors) and self._error is None:
                 await self._ready.wait()
-        if not supervisors or not self._slots:
+        if not self._ready_for(supervisors):
             raise SpawnerError(self._error or f"no session supervisor became ready within {READY_WAIT_S:g} s")
-        supervisor, channel = supervisors.popleft()
-        session_id = self._slots.popleft()
+        # One whose sandbox is ready, if any; else the longest idle.
+        ready = next((i for i, (ident, _) in enumerate(supervisors) if ident in self._prepared), 0)
+        supervisor, channel = supervisors[ready]
+        del supervisors[ready]
+        session_id = self._prepared.pop(supervisor, None) or self._slots.popleft()
         self._ask_slots()
         if kind == "session" and not supervisors and not self._forks_asked[kind]:
             self._fork(1)  # the next run may come before this one ends
@@ -225,6 +262,7 @@ class Spawner:
             channel.close()  # it leaves when it sees its server has gone
         else:
             idle.append((supervisor, channel))
+            self._prepare(supervisor, channel, kind)
             self._wake()
 
     async def close(self) -> None:
@@ -235,9 +273,10 @@ class Spawner:
             for _, channel in idle:
                 channel.close()
             idle.clear()
-        for session_id in self._slots:
+        for session_id in [*self._slots, *self._prepared.values()]:
             sv.remove_slot(str(self._sessions / session_id))
         self._slots.clear()
+        self._prepared.clear()
         if self._sock is not None:
             self._sock.close()
             self._sock = None

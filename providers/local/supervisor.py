@@ -36,6 +36,8 @@ WORKDIR = "work"
 INLINE_JOB_BYTES = 32_768
 MAX_JOBS = 200  # a supervisor is replaced after this many sessions
 MAX_MESSAGE = 1 << 20
+WARM_EXIT_S = 2.0  # how long a sandbox made ahead gets to leave by itself when it is not used
+SLOT_BATCH = 8  # session directories made (and announced) in one go
 MONITOR_TICK_S = 0.1
 
 PR_SET_CHILD_SUBREAPER = 36
@@ -92,10 +94,19 @@ def children(pid: int, single_threaded: bool = False) -> list[int]:
         return found
     for tid in tasks:
         try:
-            with open(f"/proc/{pid}/task/{tid}/children") as f:
-                found += [int(p) for p in f.read().split()]
+            fd = os.open(f"/proc/{pid}/task/{tid}/children", os.O_RDONLY | os.O_CLOEXEC)
         except OSError:
             continue
+        try:  # os-level reads: this runs at the end of every session, and open() costs several times more
+            data = chunk = os.read(fd, 65536)
+            while chunk:
+                chunk = os.read(fd, 65536)
+                data += chunk
+            found += [int(p) for p in data.split()]
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
     return found
 
 
@@ -192,6 +203,7 @@ class Cgroup:
     def __init__(self, dirs: dict[str, str], version: int) -> None:
         self.dirs = dirs  # controller -> this cgroup's directory (v2: all the same)
         self.version = version
+        self.open_files: dict[str, int] = {}
 
     @classmethod
     def create(cls, limits: dict[str, Any], name: str) -> Cgroup | None:
@@ -254,17 +266,32 @@ class Cgroup:
         with open(self.file(controller, name), "w") as f:
             f.write(value)
 
+    def read(self, controller: str, name: str) -> str:
+        """A counter file's content. Files stay open and are read with pread: a run reads them at its start
+        and end, and opening cgroupfs files costs far more than reading them."""
+        path = self.file(controller, name)
+        try:
+            fd = self.open_files.get(path)
+            if fd is None:
+                fd = self.open_files[path] = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            return os.pread(fd, 4096, 0).decode()
+        except OSError:
+            return ""
+
     def counters(self) -> dict[str, int]:
         if self.version == 1:
-            oom = _counter(_read(self.file("memory", "memory.oom_control")), "oom_kill")
-            cpu_ns = int(_read(self.file("cpuacct", "cpuacct.usage")).strip() or 0) if "cpuacct" in self.dirs else -1
+            oom = _counter(self.read("memory", "memory.oom_control"), "oom_kill")
+            cpu_ns = int(self.read("cpuacct", "cpuacct.usage").strip() or 0) if "cpuacct" in self.dirs else -1
         else:
-            oom = _counter(_read(self.file("all", "memory.events")), "oom_kill")
-            cpu_ns = _counter(_read(self.file("all", "cpu.stat")), "usage_usec") * 1000 or -1
-        return {"oom": oom, "pids_max": _counter(_read(self.file("pids", "pids.events")), "max"), "cpu_ns": cpu_ns}
+            oom = _counter(self.read("all", "memory.events"), "oom_kill")
+            cpu_ns = _counter(self.read("all", "cpu.stat"), "usage_usec") * 1000 or -1
+        return {"oom": oom, "pids_max": _counter(self.read("pids", "pids.events"), "max"), "cpu_ns": cpu_ns}
 
     def remove(self) -> None:
         """Leave the group (back to its parent) and remove it; it is empty once our sessions have ended."""
+        for fd in self.open_files.values():
+            os.close(fd)
+        self.open_files.clear()
         for path in set(self.dirs.values()):
             with contextlib.suppress(OSError):
                 with open(os.path.join(os.path.dirname(path), "cgroup.procs"), "w") as f:
@@ -290,6 +317,8 @@ class Limits:
         import resource
 
         self.cgroup = Cgroup.create(self.limits, f"runtimes-mcp-{os.getpid()}")
+        if self.cgroup is not None:
+            self.cgroup.counters()  # opens its files now, not on the way of the first run
         settings = [
             (resource.RLIMIT_FSIZE, int(self.limits["file_size_mb"]) * MIB),
             (resource.RLIMIT_NOFILE, int(self.limits["open_files"])),
@@ -354,6 +383,14 @@ class Limits:
     def close(self) -> None:
         if self.cgroup is not None:
             self.cgroup.remove()
+
+
+def _reaped(pid: int) -> bool:
+    """Has this child ended? (It is reaped if so.)"""
+    try:
+        return os.waitpid(pid, os.WNOHANG)[0] != 0
+    except ChildProcessError:
+        return True
 
 
 def _tail(path: str, size: int = 2048) -> bytes:
@@ -448,8 +485,8 @@ def _slot_maker(channel: socket.socket, sessions: str, owner: str) -> None:
             if not message:
                 return
             wanted += int(json.loads(message).get("n", 0))
-            reply = _make_slots(sessions, owner, 1)
-            wanted = 0 if "error" in reply else wanted - 1
+            reply = _make_slots(sessions, owner, min(wanted, SLOT_BATCH))
+            wanted = 0 if "error" in reply else wanted - len(reply["ids"])
             if _send(channel, reply) is None:
                 return
             continue
@@ -474,8 +511,9 @@ def remove_slot(directory: str) -> None:
 
 def _make_slots(sessions: str, owner: str, n: int) -> dict[str, Any]:
     """n session directories: the work directory, empty output files, and a record that says whose spare
-    it is (so another server on this data directory leaves it alone)."""
-    made = []
+    it is (so another server on this data directory leaves it alone). Those made before a failure are
+    handed over; the failure is reported when none could be made."""
+    made: list[str] = []
     for _ in range(n):
         session_id = f"ses_{secrets.token_hex(6)}"
         directory = os.path.join(sessions, session_id)
@@ -486,6 +524,8 @@ def _make_slots(sessions: str, owner: str, n: int) -> dict[str, Any]:
             write_json(os.path.join(directory, RECORD), {"spare": owner})
         except OSError as exc:
             remove_slot(directory)
+            if made:
+                break
             return {"op": "error", "error": f"cannot create the session's files in {sessions}: {exc.strerror}"}
         made.append(session_id)
     return {"op": "slots", "ids": made}
@@ -511,6 +551,14 @@ def _fork_supervisor(server: socket.socket, helper: socket.socket, limits: dict[
 
 
 # --- one session at a time ----------------------------------------------------------------------------------
+class Warm:
+    """A sandbox started ahead for the next session: bubblewrap's pid, the pipe its shell reads the command
+    from, and the session directory it was made for."""
+
+    def __init__(self, pid: int, script: int, directory: str) -> None:
+        self.pid, self.script, self.dir = pid, script, directory
+
+
 class Supervisor:
     """Supervises one session, then the next one its server hands it, while that server is there: a warm
     supervisor starts a command faster than a newly forked one. It leaves after its server has gone."""
@@ -520,6 +568,7 @@ class Supervisor:
         self.limits = limits
         self.identity: str | None = None
         self.jobs = 0
+        self.warm: Warm | None = None
         self.reset()
 
     def reset(self) -> None:
@@ -563,6 +612,7 @@ class Supervisor:
         self.limits.apply()
         try:
             while self.channel is not None and self.jobs < MAX_JOBS:
+                self.limits.begin()  # the counters as the next run finds them, read while we wait for it
                 job = self.wait_for_job()
                 if not job:
                     return
@@ -572,6 +622,7 @@ class Supervisor:
                     os.close(fd)
                 self.reset()
         finally:
+            self.discard_warm(remove=True)
             self.limits.close()
 
     def run(self, job: dict[str, Any]) -> None:
@@ -596,10 +647,16 @@ class Supervisor:
             for fd, _ in poller.poll():
                 if fd == self.wake_r:
                     self.drain_wakeups()
+                    if self.warm is not None and _reaped(self.warm.pid):
+                        self.warm.pid = 0  # it died waiting (it is reaped): the next run starts cold
+                        self.discard_warm()
                     continue
                 message, fds, _, _ = socket.recv_fds(self.channel, MAX_MESSAGE, 4)
                 if not message:
                     return {}
+                if message.startswith(b'{"op":"prepare"'):
+                    self.prepare(json.loads(message))
+                    continue
                 for held in fds:
                     os.set_inheritable(held, False)
                 self.held_fds = fds  # e.g. a launcher's lock: held until this supervisor exits
@@ -629,8 +686,22 @@ class Supervisor:
         }
         write_json(self.path(RECORD), self.record)  # before the process exists: no crash leaves it unrecorded
         self.started = time.monotonic()
-        self.limits.begin()
         self.streams = [self.path(s) for s in STREAMS]
+        warm, self.warm = self.warm, None
+        if warm is not None:
+            if _reaped(warm.pid):
+                warm.pid = 0  # it died waiting: start cold
+            if warm.pid and job.get("warm") and warm.dir == self.dir:
+                # The sandbox is up and waiting: hand it the command (it fits in the pipe's buffer).
+                with contextlib.suppress(OSError):
+                    os.write(warm.script, str(job["warm"]).encode())
+                os.close(warm.script)
+                self.pid = warm.pid
+                if not job.get("quiet_start_s"):
+                    self.announce()
+                return
+            self.warm = warm
+            self.discard_warm()
         fds = [os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC) for path in self.streams]
         fds.insert(0, os.open(self.path(STDIN) if job.get("stdin") else os.devnull, os.O_RDONLY | os.O_CLOEXEC))
         try:
@@ -650,6 +721,61 @@ class Supervisor:
         self.pid = pid
         if not job.get("quiet_start_s"):
             self.announce()
+
+    def prepare(self, request: dict[str, Any]) -> None:
+        """Start the sandbox of this supervisor's next session ahead of time: bubblewrap takes milliseconds to
+        build it, and the run should not wait for that. Inside, a shell waits for the command on a pipe."""
+        self.discard_warm(remove=True)
+        directory = str(request["dir"])
+        script_r, script_w = os.pipe2(os.O_CLOEXEC)
+        fds = [os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)]
+        try:
+            fds += [os.open(os.path.join(directory, s), os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC) for s in STREAMS]
+            fds.append(script_r)
+            argv = request["argv"]
+            pid = os.posix_spawn(
+                argv[0],
+                argv,
+                request.get("env") or {},
+                file_actions=[(os.POSIX_SPAWN_DUP2, fd, target) for target, fd in enumerate(fds)],
+                setpgroup=0,
+            )
+        except OSError:
+            os.close(script_w)
+            return  # the run starts cold
+        finally:
+            for fd in fds:
+                os.close(fd)
+        self.warm = Warm(pid, script_w, directory)
+
+    def discard_warm(self, remove: bool = False) -> None:
+        """End a sandbox started ahead that will not be used (and, with `remove`, its unused directory).
+        Its shell reads the end of its input and exits, and bubblewrap with it: killed in the middle of its
+        set-up, bubblewrap can leave its inner process behind, so a kill is only the last resort."""
+        warm, self.warm = self.warm, None
+        if warm is None:
+            return
+        with contextlib.suppress(OSError):
+            os.close(warm.script)
+        if warm.pid:
+            deadline = time.monotonic() + WARM_EXIT_S
+            while not _reaped(warm.pid):
+                if time.monotonic() > deadline:
+                    with contextlib.suppress(OSError):
+                        os.kill(warm.pid, signal.SIGKILL)
+                    with contextlib.suppress(ChildProcessError):
+                        os.waitpid(warm.pid, 0)
+                    break
+                time.sleep(0.001)
+        for pid in descendants(os.getpid()):  # no run is going on: anything below us is the sandbox's
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        while descendants(os.getpid()):
+            self.reap_orphans()
+            time.sleep(0.001)
+        self.reap_orphans()
+        if remove:
+            remove_slot(warm.dir)
 
     def announce(self) -> None:
         """Record the command's pid and tell the server it runs. A server waiting for a short run hears only
