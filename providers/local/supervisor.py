@@ -385,6 +385,29 @@ class Limits:
             self.cgroup.remove()
 
 
+def _spawn(argv: list[str], env: dict[str, str], stdin: str, streams: list[str], *more_fds: int) -> int:
+    """Start a process in a process group of its own (so that a stop reaches everything it starts) with
+    `stdin`, the output `streams` and `more_fds` as its descriptors 0, 1, 2, 3…, and no other: everything
+    this process holds is close-on-exec. posix_spawn is vfork and exec, no Python code in the child.
+    `more_fds` are closed here, whatever happens."""
+    fds: list[int] = []
+    try:
+        fds.append(os.open(stdin, os.O_RDONLY | os.O_CLOEXEC))
+        for path in streams:
+            fds.append(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC))
+        fds += more_fds
+        return os.posix_spawn(
+            argv[0],
+            argv,
+            env,
+            file_actions=[(os.POSIX_SPAWN_DUP2, fd, target) for target, fd in enumerate(fds)],
+            setpgroup=0,
+        )
+    finally:
+        for fd in {*fds, *more_fds}:
+            os.close(fd)
+
+
 def _reaped(pid: int) -> bool:
     """Has this child ended? (It is reaped if so.)"""
     try:
@@ -687,40 +710,31 @@ class Supervisor:
         write_json(self.path(RECORD), self.record)  # before the process exists: no crash leaves it unrecorded
         self.started = time.monotonic()
         self.streams = [self.path(s) for s in STREAMS]
-        warm, self.warm = self.warm, None
-        if warm is not None:
-            if _reaped(warm.pid):
-                warm.pid = 0  # it died waiting: start cold
-            if warm.pid and job.get("warm") and warm.dir == self.dir:
-                # The sandbox is up and waiting: hand it the command (it fits in the pipe's buffer).
-                with contextlib.suppress(OSError):
-                    os.write(warm.script, str(job["warm"]).encode())
-                os.close(warm.script)
-                self.pid = warm.pid
-                if not job.get("quiet_start_s"):
-                    self.announce()
-                return
-            self.warm = warm
-            self.discard_warm()
-        fds = [os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC) for path in self.streams]
-        fds.insert(0, os.open(self.path(STDIN) if job.get("stdin") else os.devnull, os.O_RDONLY | os.O_CLOEXEC))
-        try:
+        self.pid = self.take_warm()
+        if not self.pid:
             os.chdir(job.get("cwd") or self.path(WORKDIR))
-            # posix_spawn (vfork and exec, no Python code in the child) and this process's descriptors are
-            # all close-on-exec, so the command gets exactly stdin, stdout and stderr.
-            pid = os.posix_spawn(
-                job["argv"][0],
-                job["argv"],
-                job.get("env") or {},
-                file_actions=[(os.POSIX_SPAWN_DUP2, fd, target) for target, fd in enumerate(fds)],
-                setpgroup=0,  # its own process group, so that a stop reaches everything it started
-            )
-        finally:
-            for fd in fds:
-                os.close(fd)
-        self.pid = pid
+            stdin = self.path(STDIN) if job.get("stdin") else os.devnull
+            self.pid = _spawn(job["argv"], job.get("env") or {}, stdin, self.streams)
         if not job.get("quiet_start_s"):
             self.announce()
+
+    def take_warm(self) -> int:
+        """Hand the run to the sandbox built ahead for it, if there is one and it can take the run: its pid,
+        else 0 (and a sandbox that cannot take it is ended)."""
+        warm, self.warm = self.warm, None
+        if warm is None:
+            return 0
+        if _reaped(warm.pid):
+            warm.pid = 0  # it died waiting: start cold
+        if warm.pid and self.job.get("warm") and warm.dir == self.dir:
+            # The sandbox is up and waiting: hand it the command (it fits in the pipe's buffer).
+            with contextlib.suppress(OSError):
+                os.write(warm.script, str(self.job["warm"]).encode())
+            os.close(warm.script)
+            return warm.pid
+        self.warm = warm
+        self.discard_warm()
+        return 0
 
     def prepare(self, request: dict[str, Any]) -> None:
         """Start the sandbox of this supervisor's next session ahead of time: bubblewrap takes milliseconds to
@@ -728,24 +742,12 @@ class Supervisor:
         self.discard_warm(remove=True)
         directory = str(request["dir"])
         script_r, script_w = os.pipe2(os.O_CLOEXEC)
-        fds = [os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)]
+        streams = [os.path.join(directory, s) for s in STREAMS]
         try:
-            fds += [os.open(os.path.join(directory, s), os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC) for s in STREAMS]
-            fds.append(script_r)
-            argv = request["argv"]
-            pid = os.posix_spawn(
-                argv[0],
-                argv,
-                request.get("env") or {},
-                file_actions=[(os.POSIX_SPAWN_DUP2, fd, target) for target, fd in enumerate(fds)],
-                setpgroup=0,
-            )
+            pid = _spawn(request["argv"], request.get("env") or {}, os.devnull, streams, script_r)
         except OSError:
             os.close(script_w)
             return  # the run starts cold
-        finally:
-            for fd in fds:
-                os.close(fd)
         self.warm = Warm(pid, script_w, directory)
 
     def discard_warm(self, remove: bool = False) -> None:
