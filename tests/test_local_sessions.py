@@ -292,6 +292,34 @@ async def test_the_data_directory_is_private_to_the_servers_user() -> None:
         assert path.stat().st_mode & 0o777 == 0o600, path
 
 
+async def test_the_sessions_directory_asks_ext4_to_spread_session_directories() -> None:
+    """Where the filesystem has the flag (ext2/3/4), `sessions` is marked as the top of independent trees, so
+    new session directories are not all packed into the block group a test suite just emptied."""
+    import array
+    import fcntl
+
+    from providers.local import supervisor as sv
+
+    async with connect() as client:
+        await client.call_tool("execRun", {"command": "true"})
+    sessions = load_settings().data_dir / "sessions"
+    fd = os.open(sessions, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        flags = array.array("i", [0])
+        try:
+            fcntl.ioctl(fd, sv.FS_IOC_GETFLAGS, flags, True)
+        except OSError:
+            pytest.skip("this filesystem has no inode flags")
+        probe = array.array("i", [flags[0] | sv.FS_TOPDIR_FL])
+        try:
+            fcntl.ioctl(fd, sv.FS_IOC_SETFLAGS, probe, True)  # already set, or this filesystem refuses it
+        except OSError:
+            pytest.skip("this filesystem has no top-directory flag")
+    finally:
+        os.close(fd)
+    assert flags[0] & sv.FS_TOPDIR_FL
+
+
 async def test_an_unusable_data_directory_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
     data = tmp_path / "blocked"
     data.mkdir()

@@ -203,9 +203,11 @@ class SessionManager:
                 spare.channel.close()  # that supervisor has gone (it should not have): take another
                 spare = await self._take(spare)
                 row.supervisor, live.channel = spare.supervisor, spare.channel
+            self._spawner.refill(spare.kind)
             if durable:  # the caller returns at once: it must know the command runs
                 await self._started(live)
         except ProviderError as exc:
+            self._spawner.refill(spare.kind)
             if getattr(exc, "supervisor_intact", False):  # it removed the session's directory, and is fine
                 self._spawner.give_back(spare.supervisor, spare.channel, spare.kind)
             else:

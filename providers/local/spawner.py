@@ -246,10 +246,14 @@ class Spawner:
         supervisor, channel = supervisors[ready]
         del supervisors[ready]
         session_id = self._prepared.pop(supervisor, None) or self._slots.popleft()
-        self._ask_slots()
-        if kind == "session" and not supervisors and not self._forks_asked[kind]:
-            self._fork(1)  # the next run may come before this one ends
         return Spare(session_id, self._sessions / session_id, supervisor, channel, kind)
+
+    def refill(self, kind: str = "session") -> None:
+        """After a job is handed over: ask for what the next runs will need. Not before the hand-over: the
+        message wakes the zygote, and on a small machine that would run ahead of the supervisor."""
+        self._ask_slots()
+        if kind == "session" and not self._supervisors[kind] and not self._forks_asked[kind]:
+            self._fork(1)  # the next run may come before this one ends
 
     def return_slot(self, session_id: str) -> None:
         """A session directory taken but not used."""
