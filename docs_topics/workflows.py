@@ -68,14 +68,19 @@ IDEMPOTENT_ROUTINES = Topic(
     title="Invoke a routine safely with an idempotency key",
     description=(
         "A routine invocation can fail in transit after the routine started. An idempotency key lets you "
-        "retry without running it twice: the provider recognises the key and hands back the same run."
+        "retry without running it twice. What a retry answers depends on the provider: local hands back the "
+        "run that holds the key; ArchAstro refuses the duplicate (409) without saying which run it was."
     ),
     ai_hints=[
         "Derive the key from the work (e.g. 'report-2026-11-23'), not from the attempt.",
         "local: the same key returns the same run (deduplicated=true) while it runs or after it completed; "
         "a failed run releases its key so a retry runs again.",
-        "archastro: a completed run with the key answers 409, reported as a conflict error; read the run with "
-        "getRoutineRun instead of retrying.",
+        "archastro: when a completed run already holds the key, invokeRoutine fails with a conflict error "
+        "(HTTP 409) that carries no run id. The work is done: find that run with listRoutineRuns "
+        "status=completed (routines toolset), newest first, and read it with getRoutineRun. Keep the run_id "
+        "of your first attempt when you get one, so that you need not search.",
+        "archastro: while the first run is still pending or running, a retry may start another run: retry "
+        "only after a timeout or a network error, not to poll.",
     ],
     patterns=[
         Pattern(
@@ -84,7 +89,9 @@ IDEMPOTENT_ROUTINES = Topic(
             steps=[
                 "invokeRoutine routine message idempotency_key=K",
                 "on a timeout or network error: invokeRoutine again with the same K",
-                "check `deduplicated` (local) or a conflict error (archastro)",
+                "local: the answer is the original run, with deduplicated=true",
+                "archastro: a conflict error means it ran; listRoutineRuns routine=R status=completed, then "
+                "getRoutineRun run_id=…",
             ],
         ),
     ],

@@ -143,4 +143,5 @@ class RecordList(Shape):
     provider: str
     items: list[dict[str, Any]]
     count: int
-    next_cursor: str | None = None
+    next_cursor: str | None = None  # the next (older) page
+    newer_cursor: str | None = None  # where the provider pages both ways: the page of newer items

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from providers.decthings.client import decode_response
-from tests.conftest import TOKENS, connect, structured
+from tests.conftest import TOKENS, connect, error_text, structured
 from tests.fakes import FakeAPI, Recorded, Reply, decthings_frame
 
 
@@ -88,9 +88,25 @@ async def test_sprites_kill_reads_the_ndjson_stream_and_410_is_calm(api: FakeAPI
     )
     assert out["stopped"] is True and out["exit_code"] == 143
 
-    out = await call("stopSession", {"provider": "sprites", "sprite": "box", "session_id": "7", "signal": "SIGKILL"})
-    assert api.last().json() == {"signal": "SIGKILL"}
+    out = await call(
+        "stopSession",
+        {"provider": "sprites", "sprite": "box", "session_id": "7", "signal": "SIGKILL", "timeout_s": 2.5},
+    )
+    assert_request(
+        api.last(),
+        "POST",
+        "/sprites/v1/sprites/box/exec/7/kill",
+        auth=BEARER["SPRITES_TOKEN"],
+        query={"signal": ["SIGKILL"], "timeout": ["2.5s"]},
+        no_body=True,
+    )
     assert "SIGKILL" in out["message"]
+
+    api.routes[("POST", "/sprites/v1/sprites/box/exec/sess_123/kill")] = Reply(
+        body='{"type":"complete","exit_code":0}\n'
+    )
+    out = await call("stopSession", {"provider": "sprites", "sprite": "box", "session_id": "sess_123"})
+    assert out["session_id"] == "sess_123" and out["exit_code"] == 0  # ids are strings, as the contract shows
 
     api.routes[route] = Reply(410, {"error": "gone", "message": "session already exited"})
     out = await call("stopSession", {"provider": "sprites", "sprite": "box", "session_id": "7"})
@@ -279,6 +295,13 @@ async def test_archastro_routine_toolset(api: FakeAPI) -> None:
     assert api.last().query == {"status": ["failed"], "limit": ["5"], "before_cursor": ["c"]}
     assert runs["count"] == 1
 
+    api.routes[("GET", "/archastro/api/v1/agent_routines/arn_1/runs")] = Reply(
+        body={"data": [RUN], "before_cursor": "old_1", "after_cursor": "new_1"}
+    )
+    runs = await call("listRoutineRuns", {"routine": "arn_1", "after_cursor": "new_0"})
+    assert api.last().query == {"after_cursor": ["new_0"]}
+    assert (runs["next_cursor"], runs["newer_cursor"]) == ("old_1", "new_1")
+
     api.routes[("GET", "/archastro/api/v1/agent_routines")] = Reply(body={"data": [{"id": "arn_1"}]})
     await call("listRoutines", {"provider": "archastro", "event_type": "agentroutine.invoked"})
     assert api.last().query == {"event_type": ["agentroutine.invoked"]}
@@ -294,6 +317,42 @@ async def test_archastro_routine_toolset(api: FakeAPI) -> None:
 
     api.routes[("GET", "/archastro/api/v1/agent_routines/presets")] = Reply(body=[{"name": "chat"}])
     assert (await call("listRoutinePresets", {}))["items"] == [{"name": "chat"}]
+
+
+async def test_archastro_session_filters_go_on_the_wire_as_the_contract_names_them(api: FakeAPI) -> None:
+    api.routes[("GET", "/archastro/api/v1/agent_sessions")] = Reply(body={"data": []})
+    await call(
+        "listSessions",
+        {"provider": "archastro", "routine_run": ["arr_1", "arr_2"], "exclude_system": True, "limit": 100},
+    )
+    assert_request(
+        api.last(),
+        "GET",
+        "/archastro/api/v1/agent_sessions",
+        auth=ARCH_KEY,
+        query={"routine_run": ["arr_1", "arr_2"], "exclude_system": ["true"], "limit": ["100"]},
+    )
+
+
+async def test_archastro_bounds_are_checked_before_any_request(api: FakeAPI) -> None:
+    """The contract's page maximum is 100, routine-run status is one value, and a session list filters on at
+    most 100 routine runs: each is an invalid-input error that says what to send, and nothing is sent."""
+    async with connect() as client:
+        cases = [
+            ("listSessions", {"provider": "archastro", "limit": 101}, "limit 101 is over ArchAstro's page maximum"),
+            ("listRoutineRuns", {"routine": "arn_1", "limit": 500}, "limit: input should be less than or equal to 100"),
+            ("listRoutineRuns", {"routine": "arn_1", "status": "running,failed"}, "status"),
+            ("listRoutineRuns", {"routine": "arn_1", "cursor": "a", "after_cursor": "b"}, "not both"),
+            (
+                "listSessions",
+                {"provider": "archastro", "routine_run": [f"arr_{i}" for i in range(101)]},
+                "at most 100",
+            ),
+        ]
+        for tool, args, expected in cases:
+            text = error_text(await client.call_tool(tool, args))
+            assert expected in text and "Next:" in text, (tool, args, text)
+    assert api.requests == []
 
 
 # --- Decthings -------------------------------------------------------------------------------------
@@ -387,6 +446,12 @@ async def test_computesdk_store_and_get_events(api: FakeAPI) -> None:
         "type": "execution.completed",
         "timestamp": 1763900000123,
     }
+
+    # The SDK's own example answer is the bare object, without the {success, data} envelope.
+    bare = {"eventId": "ev_2", "sandboxId": "sbx_1", "type": "custom.event", "timestamp": 1763900000456}
+    api.routes[("POST", "/computesdk/events")] = Reply(body=bare)
+    stored = await call("storeEvent", {"provider": "computesdk", "type": "custom.event", "data": {}})
+    assert (stored["event_id"], stored["timestamp"]) == ("ev_2", 1763900000456)
 
     api.routes[("GET", "/computesdk/events/sbx_1")] = Reply(
         body={

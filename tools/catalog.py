@@ -18,7 +18,13 @@ PAGE = Arg("page", Annotated[int, Ge(1), Le(MAX_INT)], "Page number, from 1.")
 AGENT = Arg("agent", str, "Agent id filter (agi_...).")
 STATUS = Arg("status", str, "State filter, e.g. running or running,failed.")
 LIMIT = Arg("limit", Annotated[int, Ge(1), Le(1000)], "Page size.")
+PAGE_LIMIT = Arg("limit", Annotated[int, Ge(1), Le(1000)], "Page size (archastro: up to 100).")
+RUNS_LIMIT = Arg("limit", Annotated[int, Ge(1), Le(100)], "Page size.")
 CURSOR = Arg("cursor", str, "A page's next_cursor.")
+AFTER_CURSOR = Arg("after_cursor", str, "A page's after_cursor: the page of newer runs.")
+RUN_STATUS = Arg("status", Literal["pending", "running", "completed", "failed", "skipped"], "Only runs in this state.")
+ROUTINE_RUNS = Arg("routine_run", list[str], "Only sessions of these routine runs (up to 100).")
+EXCLUDE_SYSTEM = Arg("exclude_system", bool, "true: omit sessions the platform started.")
 COMMAND = Arg("command", str, "Shell command (/bin/sh -c).")
 CWD = Arg("cwd", str, "Working directory (default: a new one).")
 ENV = Arg("env", dict[str, Any], "Variables to add.")
@@ -36,6 +42,7 @@ DOC = Arg("doc", str, "XanoScript document.")
 ARGS = Arg("args", dict[str, Any], "Run arguments (JSON object).")
 SESSION_ID = Arg("session_id", str, "Session id.")
 SIGNAL = Arg("signal", str, "Signal to send (default SIGTERM).")
+KILL_TIMEOUT = Arg("timeout_s", Annotated[float, Ge(0.001)], "Seconds to wait for the exit (default 10).")
 ROUTINE = Arg("routine", str, "Routine name, id or lookup_key.")
 MESSAGE = Arg("message", str, "Message (local: stdin and $ROUTINE_MESSAGE).")
 IDEMPOTENCY_KEY = Arg("idempotency_key", str, "The same key returns the same run.")
@@ -65,7 +72,7 @@ HEADLINE: tuple[ToolSpec, ...] = (
         "List sessions",
         "Sessions (runs), newest first, with status and command.",
         c.LIST_SESSIONS,
-        (SPRITE, PROJECT_ID, RUN_ID, PAGE, AGENT, STATUS, LIMIT, CURSOR),
+        (SPRITE, PROJECT_ID, RUN_ID, PAGE, AGENT, STATUS, ROUTINE_RUNS, EXCLUDE_SYSTEM, PAGE_LIMIT, CURSOR),
         examples=({"provider": "local", "status": "running"},),
     ),
     ToolSpec(
@@ -100,7 +107,7 @@ HEADLINE: tuple[ToolSpec, ...] = (
         "Stop a session",
         "Stop a running session; stopping a finished one is harmless.",
         c.STOP_SESSION,
-        (SESSION_ID, PROJECT_ID, RUN_ID, SPRITE, SIGNAL),
+        (SESSION_ID, PROJECT_ID, RUN_ID, SPRITE, SIGNAL, KILL_TIMEOUT),
         read_only=False,
         destructive=True,
         idempotent=True,
@@ -249,7 +256,7 @@ TOOLSETS: tuple[ToolSpec, ...] = (
         "List routine runs",
         "Runs of an ArchAstro routine, newest first.",
         c.LIST_ROUTINE_RUNS,
-        (ROUTINE, STATUS, LIMIT, CURSOR),
+        (ROUTINE, RUN_STATUS, RUNS_LIMIT, CURSOR, AFTER_CURSOR),
         toolset="routines",
     ),
     # launchers

@@ -13,7 +13,7 @@ PROVIDER = Provider(
     summary="Agent routines (invoke, runs) and agent sessions.",
     client="providers.archastro.client:ArchAstroClient",
     capabilities={
-        c.LIST_SESSIONS: Serves(("agent?", "status?", "limit?", "cursor?"), API_KEY),
+        c.LIST_SESSIONS: Serves(("agent?", "status?", "routine_run?", "exclude_system?", "limit?", "cursor?"), API_KEY),
         c.GET_SESSION: Serves(("session_id",), API_KEY),
         c.STOP_SESSION: Serves(("session_id",), API_KEY),
         c.INVOKE_ROUTINE: Serves(
@@ -27,7 +27,7 @@ PROVIDER = Provider(
         c.ACTIVATE_ROUTINE: Serves(("routine",), API_KEY),
         c.PAUSE_ROUTINE: Serves(("routine",), API_KEY),
         c.GET_ROUTINE_RUN: Serves(("run_id",), API_KEY),
-        c.LIST_ROUTINE_RUNS: Serves(("routine", "status?", "limit?", "cursor?"), API_KEY),
+        c.LIST_ROUTINE_RUNS: Serves(("routine", "status?", "limit?", "cursor?", "after_cursor?"), API_KEY),
     },
     settings=(API_KEY, BASE_URL),
     endpoints=ENDPOINTS,

@@ -7,7 +7,7 @@ from typing import Any
 from providers import capabilities as c
 from providers.archastro import API_KEY, PROVIDER
 from providers.archastro import endpoints as e
-from providers.errors import Conflict, ProviderError
+from providers.errors import Conflict, InvalidInput, ProviderError
 from providers.http import HttpProvider, compact
 from providers.models import ExecResult, ProviderRecord, RecordList, RoutineRun, SessionList, SessionSummary, StopResult
 from providers.values import comma_list
@@ -71,8 +71,8 @@ class ArchAstroClient(
             )
         except Conflict as error:
             error.hint = (
-                "A completed run already holds this idempotency_key; find it with listRoutineRuns or "
-                "getRoutineRun instead of invoking again."
+                "A completed run already holds this idempotency_key (ArchAstro does not say which): do not "
+                "invoke again; find it with listRoutineRuns status=completed, then read it with getRoutineRun."
             )
             raise
         return _run(answer, routine)
@@ -81,12 +81,23 @@ class ArchAstroClient(
         return _run(await self.call_json(e.ARCHASTRO_GET_RUN, path={"run": run_id}), None)
 
     async def list_routine_runs(
-        self, routine: str, status: str | None = None, limit: int | None = None, cursor: str | None = None
+        self,
+        routine: str,
+        status: str | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+        after_cursor: str | None = None,
     ) -> RecordList:
+        if cursor and after_cursor:
+            raise InvalidInput(
+                self.name,
+                "cursor and after_cursor page in opposite directions",
+                hint="Pass cursor for older runs or after_cursor for newer ones, not both.",
+            )
         answer = await self.call_json(
             e.ARCHASTRO_LIST_RUNS,
             path={"routine": routine},
-            query={"status": status, "limit": limit, "before_cursor": cursor},
+            query={"status": status, "limit": _limit(limit), "before_cursor": cursor, "after_cursor": after_cursor},
         )
         return self._records(answer)
 
@@ -111,13 +122,28 @@ class ArchAstroClient(
         self,
         agent: str | None = None,
         status: str | None = None,
+        routine_run: list[str] | None = None,
+        exclude_system: bool | None = None,
         limit: int | None = None,
         cursor: str | None = None,
     ) -> SessionList:
-        statuses = comma_list(status) or None
+        runs = comma_list(routine_run) or None
+        if runs and len(runs) > e.MAX_ROUTINE_RUNS:
+            raise InvalidInput(
+                self.name,
+                f"routine_run holds {len(runs)} ids; ArchAstro filters on at most {e.MAX_ROUTINE_RUNS}",
+                hint=f"Split the ids into calls of at most {e.MAX_ROUTINE_RUNS}.",
+            )
         answer = await self.call_json(
             e.ARCHASTRO_LIST_SESSIONS,
-            query={"agent": agent, "status": statuses, "limit": limit, "before_cursor": cursor},
+            query={
+                "agent": agent,
+                "status": comma_list(status) or None,
+                "routine_run": runs,
+                "exclude_system": None if exclude_system is None else str(exclude_system).lower(),
+                "limit": _limit(limit),
+                "before_cursor": cursor,
+            },
         )
         page = self._records(answer)
         sessions = [
@@ -180,10 +206,28 @@ class ArchAstroClient(
     def _records(self, answer: Any) -> RecordList:
         items = answer.get("data", []) if isinstance(answer, dict) else answer
         items = [item for item in items or [] if isinstance(item, dict)]
-        cursor = None
+        cursor = newer = None
         if isinstance(answer, dict):
             cursor = answer.get("before_cursor") or answer.get("next_cursor")
-        return RecordList(provider=self.name, items=items, count=len(items), next_cursor=cursor or None)
+            newer = answer.get("after_cursor")
+        return RecordList(
+            provider=self.name,
+            items=items,
+            count=len(items),
+            next_cursor=cursor or None,
+            newer_cursor=newer if isinstance(newer, str) and newer else None,
+        )
+
+
+def _limit(limit: int | None) -> int | None:
+    """A page size ArchAstro takes (1 to 100), or an invalid-input error before any request."""
+    if limit is not None and limit > e.MAX_LIMIT:
+        raise InvalidInput(
+            PROVIDER.name,
+            f"limit {limit} is over ArchAstro's page maximum of {e.MAX_LIMIT}",
+            hint=f"Pass limit {e.MAX_LIMIT} or less and follow next_cursor for more.",
+        )
+    return limit
 
 
 def _run(answer: Any, routine: str | None) -> RoutineRun:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from providers.endpoints import Endpoint, body_param, path_param, query_param
 
 ROUTINE = path_param("routine", "Routine id (arn_...) or lookup_key.")
+MAX_LIMIT = 100  # every ArchAstro list takes at most this many per page
+MAX_ROUTINE_RUNS = 100  # routine_run ids one session list may filter on
 AGENT_SESSION = path_param("agent_session", "Agent session id (ase_...).")
 ARCHASTRO_INVOKE = Endpoint(
     "archastro",
@@ -40,7 +42,7 @@ ARCHASTRO_LIST_RUNS = Endpoint(
     "Runs of a routine, newest first, cursor paged.",
     (
         ROUTINE,
-        query_param("status", "enum", "pending, running, completed, failed or skipped."),
+        query_param("status", "enum", "One of pending, running, completed, failed, skipped."),
         query_param("limit", "integer", "Page size, at most 100.", 50),
         query_param("before_cursor", "string", "Older page cursor."),
         query_param("after_cursor", "string", "Newer page cursor."),
@@ -93,7 +95,9 @@ ARCHASTRO_LIST_SESSIONS = Endpoint(
     "Agent sessions, newest first.",
     (
         query_param("agent", "string", "Agent id filter (agi_...)."),
-        query_param("status", "enum", "pending, running, waiting, completed, failed or cancelled."),
+        query_param("status", "enum", "One or more of pending, running, waiting, completed, failed, cancelled."),
+        query_param("routine_run", "string", "One or more routine run ids (at most 100)."),
+        query_param("exclude_system", "boolean", "true: leave out sessions the platform started itself.", False),
         query_param("limit", "integer", "Page size, at most 100.", 25),
         query_param("before_cursor", "string", "Cursor from the previous page."),
     ),

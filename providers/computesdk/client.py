@@ -82,10 +82,14 @@ class ComputeSDKEventsClient(HttpProvider, c.StoreEvent, c.GetEvents):
         )
 
     def _payload(self, answer: Any) -> dict[str, Any]:
+        """The answer's content: `data` of a `{success, data}` envelope, or the object itself when it comes
+        bare (the SDK's documentation shows both)."""
         if not isinstance(answer, dict):
             raise ProtocolError(self.name, "the answer is not a JSON object")
         if answer.get("success") is False:
             raise ProviderError(self.name, str(answer.get("error") or "the gateway reported a failure"))
+        if "success" not in answer and "data" not in answer:
+            return answer
         data = answer.get("data")
         if not isinstance(data, dict):
             raise ProtocolError(self.name, "the answer has no data object")

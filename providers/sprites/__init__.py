@@ -14,7 +14,7 @@ PROVIDER = Provider(
     client="providers.sprites.client:SpritesClient",
     capabilities={
         c.LIST_SESSIONS: Serves(("sprite",), TOKEN),
-        c.STOP_SESSION: Serves(("sprite", "session_id", "signal?"), TOKEN),
+        c.STOP_SESSION: Serves(("sprite", "session_id", "signal?", "timeout_s?"), TOKEN),
     },
     settings=(TOKEN, BASE_URL),
     endpoints=ENDPOINTS,

@@ -7,7 +7,7 @@ from typing import Any
 
 from providers import capabilities as c
 from providers.errors import ProtocolError, ProviderError
-from providers.http import NO_BODY, HttpProvider
+from providers.http import HttpProvider
 from providers.models import SessionList, SessionSummary, StopResult
 from providers.sprites import PROVIDER, TOKEN
 from providers.sprites import endpoints as e
@@ -29,12 +29,14 @@ class SpritesClient(HttpProvider, c.ListSessions, c.StopSession):
         sessions = [_session(entry) for entry in entries if isinstance(entry, dict)]
         return SessionList(provider=self.name, sessions=sessions, count=len(sessions))
 
-    async def stop_session(self, sprite: str, session_id: str, signal: str | None = None) -> StopResult:
+    async def stop_session(
+        self, sprite: str, session_id: str, signal: str | None = None, timeout_s: float | None = None
+    ) -> StopResult:
         try:
             response = await self.send(
                 e.SPRITES_KILL_EXEC,
                 path={"name": sprite, "id": session_id},
-                body={"signal": signal} if signal else NO_BODY,
+                query={"signal": signal, "timeout": None if timeout_s is None else f"{timeout_s:g}s"},
             )
         except ProviderError as error:
             if error.status == 410:  # already exited: nothing to stop, and that is fine

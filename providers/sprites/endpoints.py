@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from providers.endpoints import Endpoint, body_param, path_param
+from providers.endpoints import Endpoint, path_param, query_param
 
 SPRITE = path_param("name", "Sprite name.")
 SPRITES_LIST_EXEC = Endpoint(
@@ -21,15 +21,15 @@ SPRITES_KILL_EXEC = Endpoint(
     "POST",
     "/v1/sprites/{name}/exec/{id}/kill",
     "stopSession",
-    "Signal an exec session; the answer is an NDJSON stream ending in a `complete` event. "
-    "410 means it had already exited.",
+    "Signal an exec session and wait for it to exit; the answer is an NDJSON stream ending in a `complete` "
+    "event. 410 means it had already exited.",
     (
         SPRITE,
-        path_param("id", "Exec session id.", "integer"),
-        # The official Python SDK sends these as a JSON body; we send one only when a signal is chosen,
-        # so the provider's own defaults apply otherwise.
-        body_param("signal", "string", "Signal to send.", default="SIGTERM"),
-        body_param("timeout", "integer", "Seconds to wait before a forced kill.", default=10),
+        path_param("id", "Exec session id, as listSessions gives it."),
+        # Query parameters, as the Sprites API reference gives them; sent only when chosen, so that the
+        # provider's own defaults apply otherwise.
+        query_param("signal", "string", "Signal to send.", default="SIGTERM"),
+        query_param("timeout", "duration", "How long to wait for the exit, e.g. 10s.", default="10s"),
     ),
 )
 
