@@ -17,7 +17,10 @@ ROUTINES = Topic(
         "ArchAstro answers 409 and this server reports the conflict (it is never retried blindly).",
         "402 means the plan does not include routine invocation.",
         "session_key is required when the routine's session scope is per_key; user when it is per_user.",
-        "Follow a run with getRoutineRun or listRoutineRuns (routines toolset).",
+        "Follow a run with getRoutineRun or listRoutineRuns (routines toolset). listRoutineRuns pages older "
+        "runs with cursor=next_cursor and newer ones with after_cursor=newer_cursor; status takes one value.",
+        "updateRoutine changes only the fields you pass (metadata and steps are replaced whole); a schedule "
+        "more frequent than hourly is refused (422). deleteRoutine cannot be undone.",
     ],
     endpoints=[
         from_endpoint(x)
@@ -30,6 +33,8 @@ ROUTINES = Topic(
             e.ARCHASTRO_PRESETS,
             e.ARCHASTRO_ACTIVATE,
             e.ARCHASTRO_PAUSE,
+            e.ARCHASTRO_UPDATE_ROUTINE,
+            e.ARCHASTRO_DELETE_ROUTINE,
         )
     ],
     patterns=[
@@ -39,7 +44,8 @@ ROUTINES = Topic(
             steps=[
                 "invokeRoutine provider=archastro routine message idempotency_key=<stable key>",
                 "on a timeout, call again with the same key",
-                "a conflict error means the run already completed: getRoutineRun to read it",
+                "a conflict error means a completed run holds the key (its id is not in the answer): "
+                "listRoutineRuns status=completed to find it, then getRoutineRun",
             ],
         ),
     ],
@@ -52,11 +58,14 @@ SESSIONS = Topic(
     description=(
         "An agent session is one agent working on a task, turn by turn: pending, running, waiting (for a "
         "message), then completed, failed or cancelled. listSessions lists them newest first; stopSession "
-        "cancels one (harmless on a finished session). The sessions toolset adds getSession, "
-        "sendSessionMessage and deleteSession."
+        "cancels one (harmless on a finished session). The sessions toolset adds createAgentSession, "
+        "getSession, sendSessionMessage, updateAgentSession and deleteSession."
     ),
     ai_hints=[
-        "Filter listSessions by agent and status; page with the returned next_cursor.",
+        "Filter listSessions by agent, status (one or more, comma separated), routine_run (the sessions a "
+        "routine run started) and exclude_system; at most 100 per page; page with the returned next_cursor.",
+        "createAgentSession with start_idle=true waits for its first message (sendSessionMessage) instead of "
+        "starting from the instructions alone.",
         "A waiting session resumes when it gets a message (sendSessionMessage).",
         "Only finished sessions can be deleted (422 otherwise); cancel first.",
     ],
@@ -68,6 +77,8 @@ SESSIONS = Topic(
             e.ARCHASTRO_CANCEL_SESSION,
             e.ARCHASTRO_MESSAGE_SESSION,
             e.ARCHASTRO_DELETE_SESSION,
+            e.ARCHASTRO_CREATE_SESSION,
+            e.ARCHASTRO_UPDATE_SESSION,
         )
     ],
     related_topics=["archastro-routines", "errors"],

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, TypeAdapter
 
 from providers.endpoints import Endpoint
-from tools.spec import ToolSpec
+from tools.catalog import ALL
+from tools.spec import Arg, ToolSpec
+
+# (tool, provider) -> None when this server offers that tool for that provider, else what would enable it.
+Availability = Callable[[str, str], str | None]
+SPECS = {spec.name: spec for spec in ALL}
 
 # Plain frozen dataclasses: the topics are our own constant data, checked by mypy and by tests/test_docs.py,
 # so validating them at every start (pydantic) would only cost start-up time.
@@ -31,6 +38,7 @@ class EndpointDoc:
     path: str
     tool_name: str
     description: str
+    provider: str | None = None
     parameters: list[ParamDoc] = field(default_factory=list)
     request_body: dict[str, Any] | None = None
     example: dict[str, Any] | None = None
@@ -92,6 +100,7 @@ def from_endpoint(endpoint: Endpoint) -> EndpointDoc:
         path=endpoint.path,
         tool_name=endpoint.tool_name,
         description=endpoint.description,
+        provider=endpoint.provider,
         parameters=[
             ParamDoc(
                 name=p.name,
@@ -129,6 +138,7 @@ def from_tool(spec: ToolSpec, provider: str) -> EndpointDoc:
         path=f"{spec.name} provider={provider}",
         tool_name=spec.name,
         description=spec.description,
+        provider=provider,
         parameters=params,
         example=example,
     )
@@ -139,7 +149,41 @@ def schema_of(model: type[BaseModel]) -> dict[str, str]:
     return {name: (f.description or _type_name(f.annotation)) for name, f in model.model_fields.items()}
 
 
-def render(topic: Topic, detail: Literal["compact", "full"] = "compact") -> str:
+@cache
+def json_type(annotation: Any) -> str:
+    """An argument's type as an agent sends it in JSON, with its allowed values or range."""
+    return _describe(TypeAdapter(annotation).json_schema())
+
+
+def _describe(schema: dict[str, Any]) -> str:
+    if "enum" in schema:
+        return "one of " + ", ".join(str(v) for v in schema["enum"])
+    kind = str(schema.get("type", "any"))
+    if kind == "array":
+        return f"array of {_describe(schema.get('items', {}))}"
+    low, high = schema.get("minimum"), schema.get("maximum")
+    if low is not None and high is not None:
+        return f"{kind} {low}–{high}"
+    return f"{kind} ≥ {low}" if low is not None else kind
+
+
+def call_lines(spec: ToolSpec, provider: str) -> list[str]:
+    """The tool's arguments as `provider` takes them: name, JSON type, required or not, description."""
+    required, optional = spec.takes(provider)
+    args: list[Arg] = [a for a in spec.args if a.name in required | optional]
+    lines = [f"  - call `{spec.name}`" + (f" with provider={provider}" if len(spec.providers) > 1 else "")]
+    for arg in sorted(args, key=lambda a: a.name not in required):
+        need = "required" if arg.name in required else "optional"
+        lines.append(f"    - `{arg.name}` ({json_type(arg.type)}, {need}): {arg.description}")
+    return lines
+
+
+def render(
+    topic: Topic, detail: Literal["compact", "full"] = "compact", availability: Availability | None = None
+) -> str:
+    """A topic as markdown. Each endpoint names the tool that serves it; `availability` (this server's offer)
+    marks the tools it does not offer with what would enable them. `full` adds every tool's arguments as an
+    agent sends them, then the provider's wire parameters, the schemas and the examples."""
     full = detail == "full"
     out = [f"# {topic.title}", "", topic.description.strip(), ""]
     if topic.ai_hints:
@@ -147,18 +191,20 @@ def render(topic: Topic, detail: Literal["compact", "full"] = "compact") -> str:
     if topic.endpoints:
         out.append("## Endpoints")
         for e in topic.endpoints:
-            out.append(f"- `{e.method} {e.path}` → tool `{e.tool_name}`: {e.description}")
-            if full:
-                for p in e.parameters:
-                    req = "required" if p.required else "optional"
-                    default = f", default {p.default}" if p.default not in (None, {}) else ""
-                    out.append(f"  - `{p.name}` ({p.type}, {p.in_}, {req}{default}): {p.description}")
-                if e.request_body:
-                    for name, prop in e.request_body["properties"].items():
-                        req = "required" if prop["required"] else "optional"
-                        out.append(f"  - body `{name}` ({prop['type']}, {req}): {prop['description']}")
+            missing = availability(e.tool_name, e.provider) if availability and e.provider else None
+            note = f" (not offered here: {missing})" if missing else ""
+            where = "" if e.method == "TOOL" else f"`{e.method} {e.path}` → "
+            out.append(f"- {where}tool `{e.tool_name}`{note}: {e.description}")
+            spec = SPECS.get(e.tool_name)
+            if full and spec is not None and e.provider in spec.providers:
+                out += call_lines(spec, e.provider)
+            if full and e.method != "TOOL":
+                wire = [f"`{p.name}` ({p.in_})" for p in e.parameters]
+                wire += [f"`{name}` (body)" for name in (e.request_body or {}).get("properties", {})]
+                if wire:
+                    out.append("  - on the wire: " + ", ".join(wire))
                 if e.example:
-                    out.append(f"  - example: `{json.dumps(e.example)}`")
+                    out.append(f"  - example body: `{json.dumps(e.example)}`")
         out.append("")
     if full and topic.schemas:
         out.append("## Schemas")

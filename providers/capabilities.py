@@ -73,8 +73,28 @@ class SetSessionAccess(Protocol):
     set_session_access: Method[m.ProviderRecord]
 
 
-class RenameSession(Protocol):
-    rename_session: Method[m.ProviderRecord]
+class UpdateSessionRun(Protocol):
+    update_session_run: Method[m.ProviderRecord]
+
+
+class ListRuns(Protocol):
+    list_runs: Method[m.RecordList]
+
+
+class CreateAgentSession(Protocol):
+    create_agent_session: Method[m.ProviderRecord]
+
+
+class UpdateAgentSession(Protocol):
+    update_agent_session: Method[m.ProviderRecord]
+
+
+class UpdateRoutine(Protocol):
+    update_routine: Method[m.ProviderRecord]
+
+
+class DeleteRoutine(Protocol):
+    delete_routine: Method[m.ProviderRecord]
 
 
 class GetSessionSink(Protocol):
@@ -140,7 +160,18 @@ STORE_EVENT = Capability("store_event", StoreEvent, m.StoredEvent, lambda c: c.s
 SET_SESSION_ACCESS = Capability(
     "set_session_access", SetSessionAccess, m.ProviderRecord, lambda c: c.set_session_access
 )
-RENAME_SESSION = Capability("rename_session", RenameSession, m.ProviderRecord, lambda c: c.rename_session)
+UPDATE_SESSION_RUN = Capability(
+    "update_session_run", UpdateSessionRun, m.ProviderRecord, lambda c: c.update_session_run
+)
+LIST_RUNS = Capability("list_runs", ListRuns, m.RecordList, lambda c: c.list_runs)
+CREATE_AGENT_SESSION = Capability(
+    "create_agent_session", CreateAgentSession, m.ProviderRecord, lambda c: c.create_agent_session
+)
+UPDATE_AGENT_SESSION = Capability(
+    "update_agent_session", UpdateAgentSession, m.ProviderRecord, lambda c: c.update_agent_session
+)
+UPDATE_ROUTINE = Capability("update_routine", UpdateRoutine, m.ProviderRecord, lambda c: c.update_routine)
+DELETE_ROUTINE = Capability("delete_routine", DeleteRoutine, m.ProviderRecord, lambda c: c.delete_routine)
 GET_SESSION_SINK = Capability("get_session_sink", GetSessionSink, m.ProviderRecord, lambda c: c.get_session_sink)
 CHECK_XANO_DOC = Capability("check_xano_doc", CheckXanoDoc, m.ProviderRecord, lambda c: c.check_xano_doc)
 SEND_SESSION_MESSAGE = Capability(
@@ -168,7 +199,12 @@ ALL: tuple[Capability[Any, Any], ...] = (
     GET_LAUNCHERS,
     STORE_EVENT,
     SET_SESSION_ACCESS,
-    RENAME_SESSION,
+    UPDATE_SESSION_RUN,
+    LIST_RUNS,
+    CREATE_AGENT_SESSION,
+    UPDATE_AGENT_SESSION,
+    UPDATE_ROUTINE,
+    DELETE_ROUTINE,
     GET_SESSION_SINK,
     CHECK_XANO_DOC,
     SEND_SESSION_MESSAGE,

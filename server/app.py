@@ -23,6 +23,7 @@ from mcp.types import (
     UnsubscribeRequestParams,
 )
 
+from docs_topics.model import Availability
 from providers import computesdk
 from providers.errors import ProviderError
 from providers.registry import PROVIDERS
@@ -32,6 +33,7 @@ from server.state import AppState, available_capabilities
 from server.tasks import TasksExtension, advertise_only_when_declared, serve_task_notifications
 from tools import build, sdk
 from tools.catalog import ALL
+from tools.spec import ToolSpec
 from tools.tasks import LocalRunTasks
 
 RESOURCE_READ_CAP = 8 * 1024 * 1024
@@ -103,11 +105,11 @@ def create_server(
         lifespan=lifespan,
         subscriptions=bus,
         log_level=settings.log_level,
-        tools=[*build.tools_for(offers), docs_tool()],
+        tools=[*build.tools_for(offers), docs_tool(availability(settings, offers))],
         extensions=[tasks],
         middleware=[advertise_only_when_declared, explain_unknown_tools(settings, offers)],
     )
-    register_docs_resources(server, facts)
+    register_docs_resources(server, facts, availability(settings, offers))
     serve_task_notifications(server, tasks, bus)
     if settings.is_set(computesdk.ACCESS_TOKEN):
         _register_live_events(server)
@@ -121,19 +123,37 @@ def why_not_offered(name: str, settings: Settings, offers: list[build.Offer]) ->
     spec = next((s for s in ALL if s.name == name), None)
     if spec is None:
         return f"Unknown tool {name}. Next: call one of {', '.join(offered)}."
+    return f"Unknown tool {name}: {_enabler(spec, None, settings)}."
+
+
+def _enabler(spec: ToolSpec, provider: str | None, settings: Settings) -> str:
+    """Why `spec` (for `provider`, or for any) is not offered, and what would offer it, in one clause."""
     if spec.toolset is not None and spec.toolset not in settings.toolsets:
         return (
-            f"Unknown tool {name}: it is in the `{spec.toolset}` toolset, which this server does not offer. "
-            f"Next: start the server with RUNTIMES_MCP_TOOLSETS={spec.toolset} (or all)."
+            f"it is in the `{spec.toolset}` toolset, which this server does not offer. "
+            f"Next: start the server with RUNTIMES_MCP_TOOLSETS={spec.toolset} (or all)"
         )
     if settings.read_only and not spec.read_only:
-        return (
-            f"Unknown tool {name}: it changes things, and this server is read-only. Next: unset RUNTIMES_MCP_READ_ONLY."
-        )
-    needs = " or ".join(
-        sorted({PROVIDERS[p].credential_env for p in spec.providers if p in PROVIDERS and p != "local"})
-    )
-    return f"Unknown tool {name}: no provider that serves it is configured here. Next: set {needs} and restart."
+        return "it changes things, and this server is read-only. Next: unset RUNTIMES_MCP_READ_ONLY"
+    providers = [provider] if provider is not None else list(spec.providers)
+    needs = " or ".join(sorted({PROVIDERS[p].credential_env for p in providers if p in PROVIDERS and p != "local"}))
+    if not needs:
+        return "this server does not run commands on this machine for it. Next: use another provider"
+    what = f"{provider} is not configured" if provider else "no provider that serves it is configured here"
+    return f"{what}. Next: set {needs} and restart"
+
+
+def availability(settings: Settings, offers: list[build.Offer]) -> Availability:
+    """For the docs: None when this server offers `tool` for `provider`, else what would offer it."""
+    offered = {(o.spec.name, p) for o in offers for p in o.providers}
+    specs = {spec.name: spec for spec in ALL}
+
+    def missing(tool: str, provider: str) -> str | None:
+        if (tool, provider) in offered or tool not in specs:
+            return None
+        return _enabler(specs[tool], provider, settings)
+
+    return missing
 
 
 def explain_unknown_tools(settings: Settings, offers: list[build.Offer]) -> Any:

@@ -8,6 +8,7 @@ from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field
 
 from docs_topics import TOPICS, Topic, render
+from docs_topics.model import Availability
 from tools.build import strict_tool
 
 
@@ -41,7 +42,7 @@ def this_server(topic: str, state: Any) -> str:
     return f"\n## This server\n- Sandbox: {local.sandbox_status}\n"
 
 
-def docs_tool() -> Tool:
+def docs_tool(availability: Availability | None = None) -> Tool:
     async def getDocs(
         ctx: Context[Any, Any],
         topic: Annotated[
@@ -56,7 +57,8 @@ def docs_tool() -> Tool:
             markdown, entries = table_of_contents()
             result = DocsResult(markdown=markdown, topics=entries)
         else:
-            markdown = render(TOPICS[topic], detail) + this_server(topic, ctx.request_context.lifespan_context)
+            markdown = render(TOPICS[topic], detail, availability)
+            markdown += this_server(topic, ctx.request_context.lifespan_context)
             result = DocsResult(topic=topic, markdown=markdown)
         # The markdown is the readable content; the same data is in structuredContent.
         return CallToolResult(
@@ -79,14 +81,18 @@ class ServerFacts:
     state: Any = None
 
 
-def register_docs_resources(server: MCPServer[Any], facts: ServerFacts) -> None:
+def register_docs_resources(
+    server: MCPServer[Any], facts: ServerFacts, availability: Availability | None = None
+) -> None:
     for topic in TOPICS.values():
-        _register_topic_resource(server, topic, facts)
+        _register_topic_resource(server, topic, facts, availability)
 
 
-def _register_topic_resource(server: MCPServer[Any], topic: Topic, facts: ServerFacts) -> None:
+def _register_topic_resource(
+    server: MCPServer[Any], topic: Topic, facts: ServerFacts, availability: Availability | None
+) -> None:
     def read() -> str:
-        return render(topic, "full") + this_server(topic.topic, facts.state)
+        return render(topic, "full", availability) + this_server(topic.topic, facts.state)
 
     server.resource(
         f"docs://{topic.topic}",

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
+from typing import Any
+
 import pytest
 from mcp import MCPError
 
-from docs_topics import TOPICS, render
+from docs_topics import TOPICS, Topic, render
 from providers.registry import PROVIDERS
 from tests.conftest import connect, error_text, structured
 from tools.catalog import ALL, HEADLINE
@@ -44,8 +47,8 @@ def test_related_topics_exist_and_every_provider_has_a_topic() -> None:
 def test_full_rendering_adds_parameters_and_examples() -> None:
     compact, full = render(TOPICS["xano"]), render(TOPICS["xano"], "full")
     assert len(full) > len(compact)
-    assert "`project_id` (uuid, path, required)" in full
-    assert "body `doc` (text, required)" in full
+    assert "`project_id` (string, required): Xano project UUID." in full  # the tool argument an agent sends
+    assert "on the wire: `project_id` (path)" in full and "`doc` (body)" in full
     assert "detail=full" in compact
 
 
@@ -77,3 +80,85 @@ async def test_docs_resources_are_listed_and_read() -> None:
         assert "storeEvent" in read.contents[0].text  # type: ignore[union-attr]
         with pytest.raises(MCPError):
             await client.read_resource("docs://missing")
+
+
+# A tool name in prose: a verb we name tools with, then a capital (getSession, listRoutineRuns, ...).
+TOOL_WORD = re.compile(
+    r"\b((?:list|get|exec|stop|invoke|store|set|update|check|send|delete|activate|pause|create|rename)[A-Z]\w*)\b"
+)
+
+
+def _prose(topic: Any) -> list[str]:
+    texts = [topic.description, *topic.ai_hints]
+    for pattern in topic.patterns:
+        texts += [*pattern.steps, pattern.example or ""]
+    texts += [example.description for example in topic.examples]
+    return texts
+
+
+def prose_problems(topics: Any) -> list[str]:
+    """Hand-written hints, patterns and examples that name a tool that does not exist, or give a tool an
+    argument it does not take. After a tool's name, `name=value` and bare snake_case names up to the first
+    other word are its arguments."""
+    specs = {spec.name: spec for spec in ALL}
+    problems = []
+    for topic in topics:
+        for text in _prose(topic):
+            for match in TOOL_WORD.finditer(text):
+                tool = match.group(1)
+                if tool not in TOOL_NAMES:
+                    problems.append(f"{topic.topic}: no tool {tool}")
+                    continue
+                takes = {"provider", "topic", "detail"} | (
+                    {a.name for a in specs[tool].args} if tool in specs else set()
+                )
+                for word in text[match.end() :].split():
+                    name, assigned, _ = word.strip("`,()").partition("=")
+                    if not assigned and not re.fullmatch(r"[a-z]+_[a-z_]+", name):
+                        break
+                    if name not in takes:
+                        problems.append(f"{topic.topic}: {tool} takes no argument {name}")
+    return problems
+
+
+def test_topic_prose_names_only_real_tools_and_arguments_they_take() -> None:
+    assert prose_problems(TOPICS.values()) == []
+
+
+def test_the_prose_check_catches_a_renamed_tool_and_a_foreign_argument() -> None:
+    bad = Topic(
+        topic="t",
+        title="t",
+        description="Call renameSession first.",
+        ai_hints=["getSession session_id run_id=1 then wait", "listSessions status=running limit=5"],
+    )
+    assert prose_problems([bad]) == ["t: no tool renameSession", "t: getSession takes no argument run_id"]
+
+
+async def test_docs_give_tool_arguments_as_json_types_and_say_how_to_enable_a_tool(
+    monkeypatch: pytest.MonkeyPatch, api: Any
+) -> None:
+    monkeypatch.setenv("RUNTIMES_MCP_TOOLSETS", "")  # every provider configured (the `api` fake), no toolset
+    async with connect() as client:
+        text = (await client.call_tool("getDocs", {"topic": "archastro-routines", "detail": "full"})).content[0].text  # type: ignore[union-attr]
+    runs = text[text.index("tool `listRoutineRuns`") :]
+    assert runs.startswith("tool `listRoutineRuns` (not offered here: it is in the `routines` toolset")
+    assert "RUNTIMES_MCP_TOOLSETS=routines" in runs.split("\n")[0]
+    assert "`status` (one of pending, running, completed, failed, skipped, optional)" in runs
+    assert "`limit` (integer 1–100, optional)" in runs
+    assert "on the wire: `routine` (path), `status` (query)" in runs
+    invoke = text[text.index("tool `invokeRoutine`") :].split("\n")
+    assert "not offered" not in invoke[0]  # a headline tool, archastro configured
+    assert any(line.startswith("    - `message` (string, required)") for line in invoke)
+
+    monkeypatch.delenv("ARCHASTRO_API_KEY")
+    async with connect() as client:  # still no toolset
+        text = (await client.call_tool("getDocs", {"topic": "archastro-routines"})).content[0].text  # type: ignore[union-attr]
+    assert "tool `invokeRoutine` (not offered here: archastro is not configured. Next: set ARCHASTRO_API_KEY" in text
+
+    monkeypatch.setenv("ARCHASTRO_API_KEY", "sk-test")
+    monkeypatch.setenv("RUNTIMES_MCP_TOOLSETS", "all")
+    async with connect() as client:
+        text = (await client.call_tool("getDocs", {"topic": "archastro-routines", "detail": "full"})).content[0].text  # type: ignore[union-attr]
+        resource = (await client.read_resource("docs://archastro-routines")).contents[0].text  # type: ignore[union-attr]
+    assert "not offered here" not in text and "not offered here" not in resource

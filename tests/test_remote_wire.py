@@ -144,13 +144,15 @@ async def test_xano_exec_three_ways(api: FakeAPI) -> None:
     answer = {"session_id": "s-9", "state": "complete", "response": "Hello"}
     doc = 'job hello {\n  response = "Hello"\n}'
     api.routes[("POST", "/xano/api:run/project/p-1/run/exec")] = Reply(body=answer)
-    out = await call("execRun", {"provider": "xano", "project_id": "p-1", "doc": doc, "args": {"n": 1}})
+    out = await call(
+        "execRun", {"provider": "xano", "project_id": "p-1", "doc": doc, "args": {"n": 1}, "template": "small"}
+    )
     assert_request(
         api.last(),
         "POST",
         "/xano/api:run/project/p-1/run/exec",
         auth=BEARER["XANO_ACCESS_TOKEN"],
-        json_body={"doc": doc, "args": {"n": 1}},
+        json_body={"doc": doc, "args": {"n": 1}, "template": "small"},
     )
     assert (out["session_id"], out["state"], out["response"]) == ("s-9", "complete", "Hello")
 
@@ -174,8 +176,23 @@ async def test_xano_exec_three_ways(api: FakeAPI) -> None:
 async def test_xano_exec_with_an_impossible_combination_sends_nothing(api: FakeAPI) -> None:
     async with connect() as client:
         result = await client.call_tool("execRun", {"provider": "xano", "doc": "job x {}"})
-    assert result.is_error and "doc needs project_id" in result.content[0].text  # type: ignore[union-attr]
+        assert "doc needs project_id" in error_text(result)
+        result = await client.call_tool(
+            "execRun", {"provider": "xano", "project_id": "p-1", "run_id": "r-1", "template": "small"}
+        )
+        assert "template goes with a new doc only" in error_text(result)
     assert api.requests == []
+
+
+async def test_xano_run_history_gives_the_run_ids_other_tools_need(api: FakeAPI) -> None:
+    api.routes[("GET", "/xano/api:run/project/p-1/run")] = Reply(
+        body={"itemsReceived": 1, "curPage": 2, "nextPage": 3, "items": [{"id": "r-1", "name": "nightly"}]}
+    )
+    out = await call("listRuns", {"project_id": "p-1", "page": 2})
+    assert_request(
+        api.last(), "GET", "/xano/api:run/project/p-1/run", auth=BEARER["XANO_ACCESS_TOKEN"], query={"page": ["2"]}
+    )
+    assert (out["items"][0]["id"], out["next_cursor"]) == ("r-1", "3")
 
 
 async def test_xano_stop_and_session_extras(api: FakeAPI) -> None:
@@ -199,7 +216,7 @@ async def test_xano_stop_and_session_extras(api: FakeAPI) -> None:
     assert api.last().json() == {"access": "public"}
 
     api.routes[("PATCH", "/xano/api:run/session/s-1")] = Reply(body={"id": "s-1"})
-    await call("renameSession", {"session_id": "s-1", "name": "nightly"})
+    await call("updateSessionRun", {"session_id": "s-1", "name": "nightly"})
     assert (api.last().method, api.last().json()) == ("PATCH", {"name": "nightly"})
 
     api.routes[("GET", "/xano/api:run/session/s-1/sink")] = Reply(body={"tables": []})
@@ -331,6 +348,57 @@ async def test_archastro_session_filters_go_on_the_wire_as_the_contract_names_th
         "/archastro/api/v1/agent_sessions",
         auth=ARCH_KEY,
         query={"routine_run": ["arr_1", "arr_2"], "exclude_system": ["true"], "limit": ["100"]},
+    )
+
+
+async def test_archastro_routine_update_and_delete(api: FakeAPI) -> None:
+    route = ("PATCH", "/archastro/api/v1/agent_routines/arn_1")
+    api.routes[route] = Reply(body={"id": "arn_1", "schedule": "0 9 * * 1"})
+    out = await call(
+        "updateRoutine",
+        {"routine": "arn_1", "schedule": "0 9 * * 1", "handler_type": "chain", "steps": [{"kind": "a"}]},
+    )
+    assert_request(
+        api.last(),
+        "PATCH",
+        "/archastro/api/v1/agent_routines/arn_1",
+        auth=ARCH_KEY,
+        json_body={"schedule": "0 9 * * 1", "handler_type": "chain", "steps": [{"kind": "a"}]},
+    )
+    assert out["record"]["schedule"] == "0 9 * * 1"
+
+    api.routes[("DELETE", "/archastro/api/v1/agent_routines/arn_1")] = Reply(204)
+    gone = await call("deleteRoutine", {"routine": "arn_1"})
+    assert_request(api.last(), "DELETE", "/archastro/api/v1/agent_routines/arn_1", auth=ARCH_KEY, no_body=True)
+    assert gone["record"] == {"id": "arn_1", "deleted": True}
+
+    before = len(api.requests)
+    async with connect() as client:
+        assert "nothing to change" in error_text(await client.call_tool("updateRoutine", {"routine": "arn_1"}))
+    assert len(api.requests) == before
+
+
+async def test_archastro_agent_session_create_and_update(api: FakeAPI) -> None:
+    api.routes[("POST", "/archastro/api/v1/agent_sessions")] = Reply(
+        201, {"id": "ase_9", "status": "waiting", "agent": "agi_1"}
+    )
+    made = await call(
+        "createAgentSession",
+        {"agent": "agi_1", "instructions": "Triage", "max_turns": 5, "start_idle": True, "thread": "thr_1"},
+    )
+    assert_request(
+        api.last(),
+        "POST",
+        "/archastro/api/v1/agent_sessions",
+        auth=ARCH_KEY,
+        json_body={"agent": "agi_1", "instructions": "Triage", "max_turns": 5, "start_idle": True, "thread": "thr_1"},
+    )
+    assert made["record"]["id"] == "ase_9"
+
+    api.routes[("PATCH", "/archastro/api/v1/agent_sessions/ase_9")] = Reply(body={"id": "ase_9", "metadata": {"a": 1}})
+    await call("updateAgentSession", {"session_id": "ase_9", "metadata": {"a": 1}})
+    assert_request(
+        api.last(), "PATCH", "/archastro/api/v1/agent_sessions/ase_9", auth=ARCH_KEY, json_body={"metadata": {"a": 1}}
     )
 
 

@@ -65,6 +65,31 @@ ROLE = Arg("role", str, "Sender role (default user).")
 ACCESS = Arg("access", Literal["public", "private"], "Access level.")
 NAME = Arg("name", str, "New name.")
 EVENT_TYPE_FILTER = Arg("event_type", str, "Event type filter.")
+XANO_TEMPLATE = Arg("template", str, "Machine template for a new doc run, e.g. small.")
+RUN_NAME = Arg("name", str, "New run name.")
+# ArchAstro routine settings (updateRoutine) and agent sessions (createAgentSession)
+DISPLAY_NAME = Arg("name", str, "Display name.")
+DESCRIPTION = Arg("description", str, "What it does.")
+LOOKUP_KEY = Arg("lookup_key", str, "Stable key, unique in the app.")
+SCHEDULE = Arg("schedule", str, "Cron expression, at most hourly (e.g. 0 9 * * 1).")
+HANDLER_TYPE = Arg("handler_type", Literal["workflow_graph", "script", "preset", "chain"], "Execution model.")
+SCRIPT = Arg("script", str, "Inline script (handler_type script).")
+PRESET_NAME = Arg("preset_name", str, "Preset (handler_type preset).")
+PRESET_CONFIG = Arg("preset_config", dict[str, Any], "Preset configuration.")
+CONFIG_ID = Arg("config", str, "Workflow config id cfg_... (handler_type workflow_graph).")
+STEPS = Arg("steps", list[dict[str, Any]], "Chain steps, the whole list (handler_type chain).")
+ROUTINE_TEMPLATE = Arg("template", str, "Template config id or lookup key to re-resolve the routine from.")
+EVENT_CONFIG = Arg("event_config", dict[str, Any], "Event type -> {filters, dedupe_key_path?}.")
+TRIGGER_CONTEXT = Arg("trigger_context", Literal["chat_session", "event"], "What triggers it.")
+REPLACED_METADATA = Arg("metadata", dict[str, Any], "Free-form metadata; replaces the old.")
+INSTRUCTIONS = Arg("instructions", str, "The task, in plain text.")
+MAX_TURNS = Arg("max_turns", Annotated[int, Ge(1), Le(MAX_INT)], "Turns before it ends (default 100).")
+MAX_TOKENS = Arg("max_tokens", Annotated[int, Ge(1), Le(MAX_INT)], "Token budget (default 20000).")
+MAX_RUNS_PER_TURN = Arg("max_runs_per_turn", Annotated[int, Ge(1), Le(MAX_INT)], "Tool calls per turn (default 25).")
+START_IDLE = Arg("start_idle", bool, "true: wait for a first message (sendSessionMessage).")
+TEAM = Arg("team", str, "Team id (tea_...).")
+THREAD = Arg("thread", str, "Thread id (thr_...) to link.")
+AGENT_ID = Arg("agent", str, "Agent id (agi_...).")
 
 HEADLINE: tuple[ToolSpec, ...] = (
     ToolSpec(
@@ -80,7 +105,7 @@ HEADLINE: tuple[ToolSpec, ...] = (
         "Run code",
         "Run code.",
         c.EXEC_RUN,
-        (COMMAND, CWD, ENV, STDIN, TIMEOUT, WAIT, WAIT_S, PROJECT_ID, DOC, ARGS, RUN_ID, SESSION_ID),
+        (COMMAND, CWD, ENV, STDIN, TIMEOUT, WAIT, WAIT_S, PROJECT_ID, DOC, ARGS, RUN_ID, SESSION_ID, XANO_TEMPLATE),
         read_only=False,
         idempotent=False,
         progress=True,
@@ -156,11 +181,51 @@ TOOLSETS: tuple[ToolSpec, ...] = (
         read_only=False,
     ),
     ToolSpec(
-        "renameSession",
-        "Rename a session",
+        "updateSessionRun",
+        "Rename a session's run",
         "Rename the run behind a Xano session.",
-        c.RENAME_SESSION,
-        (SESSION_ID, NAME),
+        c.UPDATE_SESSION_RUN,
+        (SESSION_ID, RUN_NAME),
+        toolset="sessions",
+        read_only=False,
+    ),
+    ToolSpec(
+        "listRuns",
+        "List runs",
+        "A Xano project's run history: the run_id execRun re-executes and stopSession needs.",
+        c.LIST_RUNS,
+        (PROJECT_ID, PAGE),
+        toolset="sessions",
+    ),
+    ToolSpec(
+        "createAgentSession",
+        "Start an agent session",
+        "Start an ArchAstro agent session on a task.",
+        c.CREATE_AGENT_SESSION,
+        (
+            AGENT_ID,
+            INSTRUCTIONS,
+            DISPLAY_NAME,
+            METADATA,
+            MAX_TURNS,
+            MAX_TOKENS,
+            MAX_RUNS_PER_TURN,
+            START_IDLE,
+            TEAM,
+            THREAD,
+            USER,
+        ),
+        toolset="sessions",
+        read_only=False,
+        idempotent=False,
+        runs_code=True,
+    ),
+    ToolSpec(
+        "updateAgentSession",
+        "Update an agent session",
+        "Replace an ArchAstro agent session's metadata.",
+        c.UPDATE_AGENT_SESSION,
+        (SESSION_ID, REPLACED_METADATA),
         toolset="sessions",
         read_only=False,
     ),
@@ -242,6 +307,41 @@ TOOLSETS: tuple[ToolSpec, ...] = (
         (ROUTINE,),
         toolset="routines",
         read_only=False,
+    ),
+    ToolSpec(
+        "updateRoutine",
+        "Update a routine",
+        "Change an ArchAstro routine's settings; what you leave out stays.",
+        c.UPDATE_ROUTINE,
+        (
+            ROUTINE,
+            DISPLAY_NAME,
+            DESCRIPTION,
+            LOOKUP_KEY,
+            SCHEDULE,
+            HANDLER_TYPE,
+            SCRIPT,
+            PRESET_NAME,
+            PRESET_CONFIG,
+            CONFIG_ID,
+            STEPS,
+            ROUTINE_TEMPLATE,
+            EVENT_CONFIG,
+            TRIGGER_CONTEXT,
+            REPLACED_METADATA,
+        ),
+        toolset="routines",
+        read_only=False,
+    ),
+    ToolSpec(
+        "deleteRoutine",
+        "Delete a routine",
+        "Delete an ArchAstro routine for good.",
+        c.DELETE_ROUTINE,
+        (ROUTINE,),
+        toolset="routines",
+        read_only=False,
+        destructive=True,
     ),
     ToolSpec(
         "getRoutineRun",

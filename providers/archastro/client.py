@@ -28,6 +28,10 @@ class ArchAstroClient(
     c.PauseRoutine,
     c.GetRoutineRun,
     c.ListRoutineRuns,
+    c.UpdateRoutine,
+    c.DeleteRoutine,
+    c.CreateAgentSession,
+    c.UpdateAgentSession,
 ):
     name = PROVIDER.name
     credential_env = API_KEY.env
@@ -117,6 +121,52 @@ class ArchAstroClient(
     async def pause_routine(self, routine: str) -> ProviderRecord:
         return self.record(await self.call_json(e.ARCHASTRO_PAUSE, path={"routine": routine}))
 
+    async def update_routine(
+        self,
+        routine: str,
+        name: str | None = None,
+        description: str | None = None,
+        lookup_key: str | None = None,
+        schedule: str | None = None,
+        handler_type: str | None = None,
+        script: str | None = None,
+        preset_name: str | None = None,
+        preset_config: dict[str, Any] | None = None,
+        config: str | None = None,
+        steps: list[dict[str, Any]] | None = None,
+        template: str | None = None,
+        event_config: dict[str, Any] | None = None,
+        trigger_context: str | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> ProviderRecord:
+        changes = compact(
+            name=name,
+            description=description,
+            lookup_key=lookup_key,
+            schedule=schedule,
+            handler_type=handler_type,
+            script=script,
+            preset_name=preset_name,
+            preset_config=preset_config,
+            config=config,
+            steps=steps,
+            template=template,
+            event_config=event_config,
+            trigger_context=trigger_context,
+            metadata=metadata,
+        )
+        if not changes:
+            raise InvalidInput(
+                self.name,
+                "updateRoutine was given nothing to change",
+                hint="Pass at least one field, e.g. schedule or description.",
+            )
+        return self.record(await self.call_json(e.ARCHASTRO_UPDATE_ROUTINE, path={"routine": routine}, body=changes))
+
+    async def delete_routine(self, routine: str) -> ProviderRecord:
+        await self.send(e.ARCHASTRO_DELETE_ROUTINE, path={"routine": routine})
+        return ProviderRecord(provider=self.name, record={"id": routine, "deleted": True})
+
     # --- agent sessions ---------------------------------------------------------------------------
     async def list_sessions(
         self,
@@ -157,6 +207,41 @@ class ArchAstroClient(
             for item in page.items
         ]
         return SessionList(provider=self.name, sessions=sessions, count=len(sessions), next_cursor=page.next_cursor)
+
+    async def create_agent_session(
+        self,
+        agent: str,
+        instructions: str,
+        name: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        max_turns: int | None = None,
+        max_tokens: int | None = None,
+        max_runs_per_turn: int | None = None,
+        start_idle: bool | None = None,
+        team: str | None = None,
+        thread: str | None = None,
+        user: str | None = None,
+    ) -> ProviderRecord:
+        body = compact(
+            agent=agent,
+            instructions=instructions,
+            name=name,
+            metadata=metadata,
+            max_turns=max_turns,
+            max_tokens=max_tokens,
+            max_runs_per_turn=max_runs_per_turn,
+            start_idle=start_idle,
+            team=team,
+            thread=thread,
+            user=user,
+        )
+        return self.record(await self.call_json(e.ARCHASTRO_CREATE_SESSION, body=body))
+
+    async def update_agent_session(self, session_id: str, metadata: dict[str, Any]) -> ProviderRecord:
+        answer = await self.call_json(
+            e.ARCHASTRO_UPDATE_SESSION, path={"agent_session": session_id}, body={"metadata": metadata}
+        )
+        return self.record(answer)
 
     async def stop_session(self, session_id: str) -> StopResult:
         answer = await self.call_json(e.ARCHASTRO_CANCEL_SESSION, path={"agent_session": session_id})

@@ -140,4 +140,67 @@ ARCHASTRO_DELETE_SESSION = Endpoint(
     (AGENT_SESSION,),
 )
 
+ARCHASTRO_UPDATE_ROUTINE = Endpoint(
+    "archastro",
+    "PATCH",
+    "/api/v1/agent_routines/{routine}",
+    "updateRoutine",
+    "Change a routine's settings; fields left out keep their value, metadata and steps are replaced whole.",
+    (
+        ROUTINE,
+        body_param("name", "string", "Display name."),
+        body_param("description", "string", "What the routine does."),
+        body_param("lookup_key", "string", "Stable key, unique in the app."),
+        body_param("schedule", "string", "Cron expression, at most hourly."),
+        body_param("handler_type", "enum", "workflow_graph, script, preset or chain."),
+        body_param("script", "string", "Inline script (handler_type script)."),
+        body_param("preset_name", "string", "Preset to use (handler_type preset)."),
+        body_param("preset_config", "object", "Preset configuration."),
+        body_param("config", "string", "Workflow config id cfg_... (handler_type workflow_graph)."),
+        body_param("steps", "array", "Chain steps, the whole list (handler_type chain)."),
+        body_param("template", "string", "Routine template config id or lookup key to re-resolve from."),
+        body_param("event_config", "object", "Event type -> {filters, dedupe_key_path?}."),
+        body_param("trigger_context", "enum", "chat_session or event."),
+        body_param("metadata", "object", "Free-form metadata, replaced whole."),
+    ),
+    example={"schedule": "0 9 * * 1", "description": "Monday triage"},
+)
+ARCHASTRO_DELETE_ROUTINE = Endpoint(
+    "archastro",
+    "DELETE",
+    "/api/v1/agent_routines/{routine}",
+    "deleteRoutine",
+    "Delete a routine for good (204); runs already under way may still finish.",
+    (ROUTINE,),
+)
+ARCHASTRO_CREATE_SESSION = Endpoint(
+    "archastro",
+    "POST",
+    "/api/v1/agent_sessions",
+    "createAgentSession",
+    "Start an agent session on a task (201); it runs at once, or waits for a message with start_idle.",
+    (
+        body_param("agent", "string", "Agent id (agi_...).", required=True),
+        body_param("instructions", "string", "The task, in plain text.", required=True),
+        body_param("name", "string", "Display name."),
+        body_param("metadata", "object", "Free-form metadata."),
+        body_param("max_turns", "integer", "Turns before it ends.", default=100),
+        body_param("max_tokens", "integer", "Token budget over all turns.", default=20000),
+        body_param("max_runs_per_turn", "integer", "Tool calls per turn.", default=25),
+        body_param("start_idle", "boolean", "true: wait for the first message.", default=False),
+        body_param("team", "string", "Team id (tea_...)."),
+        body_param("thread", "string", "Thread id (thr_...) to link."),
+        body_param("user", "string", "User id for attribution."),
+    ),
+    example={"agent": "agi_1", "instructions": "Triage today's tickets"},
+)
+ARCHASTRO_UPDATE_SESSION = Endpoint(
+    "archastro",
+    "PATCH",
+    "/api/v1/agent_sessions/{agent_session}",
+    "updateAgentSession",
+    "Replace an agent session's metadata.",
+    (AGENT_SESSION, body_param("metadata", "object", "Free-form metadata, replaced whole.")),
+)
+
 ENDPOINTS: tuple[Endpoint, ...] = tuple(v for v in globals().values() if isinstance(v, Endpoint))

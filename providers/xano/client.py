@@ -7,7 +7,7 @@ from typing import Any
 from providers import capabilities as c
 from providers.errors import InvalidInput, ProviderError
 from providers.http import HttpProvider, compact, text_or_none
-from providers.models import ExecResult, ProviderRecord, SessionList, SessionSummary, StopResult
+from providers.models import ExecResult, ProviderRecord, RecordList, SessionList, SessionSummary, StopResult
 from providers.xano import PROVIDER, TOKEN
 from providers.xano import endpoints as e
 
@@ -19,7 +19,8 @@ class XanoRunClient(
     c.StopSession,
     c.GetSession,
     c.SetSessionAccess,
-    c.RenameSession,
+    c.UpdateSessionRun,
+    c.ListRuns,
     c.GetSessionSink,
     c.CheckXanoDoc,
 ):
@@ -54,11 +55,14 @@ class XanoRunClient(
         env: dict[str, Any] | None = None,
         run_id: str | None = None,
         session_id: str | None = None,
+        template: str | None = None,
     ) -> ExecResult:
         modes = [
             name for name, value in (("doc", doc), ("run_id", run_id), ("session_id", session_id)) if value is not None
         ]
         body = compact(doc=doc, args=args, env=env)
+        if template is not None and (doc is None or run_id is not None or session_id is not None):
+            raise _exec_usage("template goes with a new doc only (not with run_id or session_id)")
         if session_id is not None:
             if doc is None or run_id is not None:
                 raise _exec_usage("session_id needs doc (and no run_id)")
@@ -70,6 +74,7 @@ class XanoRunClient(
         elif doc is not None:
             if project_id is None:
                 raise _exec_usage("doc needs project_id")
+            body = compact(**body, template=template)
             answer = await self.call_json(e.XANO_EXEC_DOC, path={"project_id": project_id}, body=body)
         else:
             raise _exec_usage(f"got {', '.join(modes) or 'none of doc, run_id, session_id'}")
@@ -103,8 +108,19 @@ class XanoRunClient(
         answer = await self.call_json(e.XANO_SET_ACCESS, path={"session_id": session_id}, body={"access": access})
         return self.record(answer)
 
-    async def rename_session(self, session_id: str, name: str) -> ProviderRecord:
+    async def update_session_run(self, session_id: str, name: str) -> ProviderRecord:
+        if not name.strip():
+            raise InvalidInput(self.name, "name is empty", hint="Pass the run's new name (at least one character).")
         return self.record(await self.call_json(e.XANO_RENAME, path={"session_id": session_id}, body={"name": name}))
+
+    async def list_runs(self, project_id: str, page: int | None = None) -> RecordList:
+        body = await self.call_json(e.XANO_RUNS, path={"project_id": project_id}, query={"page": page})
+        items = body.get("items", []) if isinstance(body, dict) else body
+        records = [item for item in items or [] if isinstance(item, dict)]
+        next_page = body.get("nextPage") if isinstance(body, dict) else None
+        return RecordList(
+            provider=self.name, items=records, count=len(records), next_cursor=str(next_page) if next_page else None
+        )
 
     async def get_session_sink(self, session_id: str) -> ProviderRecord:
         return self.record(await self.call_json(e.XANO_SINK, path={"session_id": session_id}))

@@ -42,8 +42,16 @@ XANO_EXEC_DOC = Endpoint(
     "/project/{project_id}/run/exec",
     "execRun",
     "Run a XanoScript document in a new session.",
-    (PROJECT, XANO_DOC, XANO_ARGS, XANO_ENV),
-    example={"doc": 'job hello {\n  response = "hi"\n}', "args": {}},
+    (PROJECT, XANO_DOC, XANO_ARGS, XANO_ENV, body_param("template", "text", "Machine template, e.g. small.")),
+    example={"doc": 'job hello {\n  response = "hi"\n}', "args": {}, "template": "small"},
+)
+XANO_RUNS = Endpoint(
+    "xano",
+    "GET",
+    "/project/{project_id}/run",
+    "listRuns",
+    "Run history of a project: the saved runs, whose run_id execRun re-executes and stopSession needs.",
+    (PROJECT, PAGE),
 )
 XANO_EXEC_RUN = Endpoint(
     "xano",
@@ -82,7 +90,7 @@ XANO_RENAME = Endpoint(
     "xano",
     "PATCH",
     "/session/{session_id}",
-    "renameSession",
+    "updateSessionRun",
     "Rename the run behind a session.",
     (SESSION, body_param("name", "text", "New run name.", required=True)),
 )
