@@ -152,15 +152,16 @@ def schema_of(model: type[BaseModel]) -> dict[str, str]:
 @cache
 def json_type(annotation: Any) -> str:
     """An argument's type as an agent sends it in JSON, with its allowed values or range."""
-    return _describe(TypeAdapter(annotation).json_schema())
+    return describe_schema(TypeAdapter(annotation).json_schema())
 
 
-def _describe(schema: dict[str, Any]) -> str:
+def describe_schema(schema: dict[str, Any]) -> str:
+    """A JSON schema in a few words: `string`, `integer 1–100`, `one of asc, desc`, `array of string`."""
     if "enum" in schema:
         return "one of " + ", ".join(str(v) for v in schema["enum"])
     kind = str(schema.get("type", "any"))
     if kind == "array":
-        return f"array of {_describe(schema.get('items', {}))}"
+        return f"array of {describe_schema(schema.get('items', {}))}"
     low, high = schema.get("minimum"), schema.get("maximum")
     if low is not None and high is not None:
         return f"{kind} {low}–{high}"

@@ -108,9 +108,12 @@ ERRORS = Topic(
         "(401/403, names the variable to set), not entitled (402), not found (404, names the id), conflict "
         "(409, e.g. a duplicate idempotent invoke), rate limited (429, says when to retry), provider "
         "unavailable (5xx), timeout, protocol error (an answer that is not what the provider documents), not "
-        "configured, not supported, busy (too many calls in flight: retry shortly). Argument mistakes "
-        "(a missing argument, one the provider does not use) are "
-        "named with the list of arguments that provider takes."
+        "configured, not supported, busy (too many calls in flight: retry shortly).\n\n"
+        "Mistakes in the call itself come before any provider is asked, and end with a `Next:` too: "
+        "`invalid arguments: NAME: what it needs (got VALUE). Next: …` for a wrong JSON type or a value "
+        "out of range, `unknown argument(s) NAME. Next: …` with the arguments the tool takes, `PROVIDER: not "
+        "configured on this server. Next: set VARIABLE …` when the arguments belong to a provider without "
+        "credentials, and `Unknown tool NAME: …` with the toolset or setting that offers it."
     ),
     ai_hints=[
         "Do not retry invalid input or credentials errors unchanged; fix the named argument or setting.",

@@ -235,31 +235,40 @@ async def serve_stdio(settings: Any) -> int:
 
 
 async def print_tools(settings: Any) -> int:
+    """Every offered tool: its hints, description, and each argument with its JSON type and allowed values."""
     from mcp import Client
+
+    from docs_topics.model import describe_schema
 
     async with Client(build_server(settings, services=False)) as client:
         listed = await client.list_tools()
     for tool in listed.tools:
-        a = tool.annotations
-        flags = (
-            []
-            if a is None
-            else [
-                name
-                for name, on in (
-                    ("read-only", a.read_only_hint),
-                    ("destructive", a.destructive_hint),
-                    ("idempotent", a.idempotent_hint),
-                    ("open-world", a.open_world_hint),
-                )
-                if on
-            ]
-        )
+        flags = _hints(tool.annotations)
         props = tool.input_schema.get("properties", {})
         required = set(tool.input_schema.get("required", []))
-        arguments = ", ".join(f"{n}{'' if n in required else '?'}" for n in props)
-        print(f"{tool.name}  ({', '.join(flags)})\n    {tool.description}\n    arguments: {arguments}")
+        print(f"{tool.name}  ({', '.join(flags)})\n    {tool.description}")
+        for name, schema in props.items():
+            need = "required" if name in required else "optional"
+            about = f": {schema['description']}" if schema.get("description") else ""
+            print(f"    - {name} ({describe_schema(schema)}, {need}){about}")
+        if not props:
+            print("    (no arguments)")
     return 0
+
+
+def _hints(annotations: Any) -> list[str]:
+    """The tool's hints in words, the MCP defaults filled in (an absent destructive hint means destructive)."""
+    if annotations is None:
+        return ["destructive", "open-world"]
+    if annotations.read_only_hint:
+        flags = ["read-only"]
+    else:
+        flags = ["changes things" if annotations.destructive_hint is False else "destructive"]
+    if annotations.idempotent_hint:
+        flags.append("idempotent")
+    if annotations.open_world_hint is not False:
+        flags.append("open-world")
+    return flags
 
 
 async def call_tool(settings: Any, name: str, arguments: dict[str, Any]) -> int:

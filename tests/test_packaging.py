@@ -146,3 +146,20 @@ def test_a_port_in_use_is_one_line_and_loopback_stays_allowed_with_named_hosts()
     assert taken.returncode == 2 and len(taken.stderr.strip().splitlines()) == 1
     assert "Address already in use" in taken.stderr and "--port" in taken.stderr
     assert answer.status_code == 200 and foreign.status_code == 421
+
+
+def test_the_tools_command_gives_each_argument_its_json_type_allowed_values_and_hints(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("RUNTIMES_MCP_TOOLSETS", "all")
+    out = run_cli("tools")
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert "storeEvent  (changes things)" in lines
+    assert "stopSession  (destructive, idempotent)" in lines
+    assert "    - sort_direction (one of asc, desc, optional): Sort direction." in lines
+    assert "    - command (string, required): Shell command (/bin/sh -c)." in lines
+    assert "    - wait_s (number 0–600, optional): Longest wait for the end (default 30)." in lines
+    assert "    - ids (array of string, optional): Only these ids." in lines
+    assert "    - provider (one of local, optional)" in lines
+    assert not any(line.endswith("()") for line in lines)

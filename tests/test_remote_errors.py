@@ -52,7 +52,7 @@ async def test_404_names_the_id(api: FakeAPI) -> None:
         404, {"error": "not_found", "message": "sprite not found"}
     )
     text = await failure("listSessions", {"provider": "sprites", "sprite": "ghost"})
-    assert "HTTP 404" in text and "name='ghost'" in text and "list the resources first" in text
+    assert "HTTP 404" in text and "sprite='ghost'" in text and "Next: Check sprite: list the resources first" in text
 
 
 async def test_archastro_409_duplicate_is_reported_once_and_not_retried(api: FakeAPI) -> None:

@@ -18,7 +18,7 @@ from tests.conftest import connect, error_text, structured
         ({"command": "true", "timeout_s": True}, "timeout_s: input should be a valid number (got True)"),
         ({"command": 42}, "command: input should be a valid string (got 42)"),
         ({"command": "true", "env": ["A=1"]}, "env: input should be a valid dictionary (got list)"),
-        ({}, "command: field required"),
+        ({}, "command: required, and missing"),
     ],
 )
 async def test_a_wrong_type_is_invalid_input_with_what_to_send(arguments: dict[str, Any], named: str) -> None:

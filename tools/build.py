@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Annotated, Any, Protocol, cast, get_args, get_origin
@@ -82,11 +82,14 @@ def select_arguments(spec: ToolSpec, provider: str, given: dict[str, Any]) -> di
     extra = sorted(present.keys() - required - optional)
     takes = ", ".join(n.rstrip("?") for n in spec.providers[provider]) or "no arguments"
     if missing:
-        raise ToolError(f"{spec.name} with provider '{provider}' needs {', '.join(missing)} (it takes: {takes}).")
+        raise ToolError(
+            f"{spec.name} with provider '{provider}' needs {', '.join(missing)}. "
+            f"Next: call again with them (it takes: {takes})."
+        )
     if extra:
         raise ToolError(
-            f"{spec.name} with provider '{provider}' does not use {', '.join(extra)} (it takes: {takes}). "
-            "Remove them, or choose the provider they belong to."
+            f"{spec.name} with provider '{provider}' does not use {', '.join(extra)}. "
+            f"Next: remove them, or choose the provider they belong to (it takes: {takes})."
         )
     return present
 
@@ -97,13 +100,13 @@ def check_provider(offer: Offer, provider: str) -> None:
     name, offered = offer.spec.name, ", ".join(offer.providers)
     info = PROVIDERS.get(provider)
     if info is None:
-        raise ToolError(f"unknown provider {provider!r}; {name} takes: {offered}.")
+        raise ToolError(f"unknown provider {provider!r}. Next: pass one of {offered}.")
     if provider in offer.spec.providers:
         raise ToolError(
-            f"provider {provider!r} is not configured on this server; set {info.credential_env} "
-            f"and restart. {name} takes now: {offered}."
+            f"{provider}: not configured on this server. Next: set {info.credential_env} and restart the server, "
+            f"or pass one of {offered}."
         )
-    raise ToolError(f"provider {provider!r} does not support {name}; it takes: {offered}.")
+    raise ToolError(f"provider {provider!r} does not support {name}. Next: pass one of {offered}.")
 
 
 def _parameters(offer: Offer) -> list[inspect.Parameter]:
@@ -189,8 +192,8 @@ def make_handler(offer: Offer) -> Any:
         except Exception as exc:
             logger.exception("%s with provider %s failed unexpectedly", spec.name, provider)
             raise ToolError(
-                f"{spec.name} with provider '{provider}' failed inside the server ({type(exc).__name__}). "
-                "This is a bug in runtimes-mcp, not in your call; retrying will not help."
+                f"{provider}: {spec.name} failed inside the server ({type(exc).__name__}), a bug in runtimes-mcp, "
+                "not in your call. Next: do not retry the same call; report it with the server's log."
             ) from None
 
     handler.__name__ = spec.name
@@ -214,11 +217,23 @@ def annotations_for(offer: Offer) -> ToolAnnotations:
     )
 
 
-def strict_tool(fn: Any, *, name: str, title: str, description: str, annotations: ToolAnnotations) -> Tool:
+def strict_tool(
+    fn: Any,
+    *,
+    name: str,
+    title: str,
+    description: str,
+    annotations: ToolAnnotations,
+    explain_unknown: Callable[[dict[str, Any]], str | None] | None = None,
+) -> Tool:
     """A StrictTool with compact schemas (see compact_schema)."""
-    tool = StrictTool.from_function(
-        fn, name=name, title=title, description=description, annotations=annotations, structured_output=True
+    tool = cast(
+        StrictTool,
+        StrictTool.from_function(
+            fn, name=name, title=title, description=description, annotations=annotations, structured_output=True
+        ),
     )
+    tool.explain_unknown = explain_unknown
     tool.parameters = compact_schema(drop_titles(tool.parameters), optional_means_absent=True)
     tool.parameters["additionalProperties"] = False
     generated = generated_output_schema(tool)
@@ -236,6 +251,24 @@ def tools_for(offers: Iterable[Offer]) -> list[Tool]:
             title=o.spec.title,
             description=o.spec.described_for(o.providers),
             annotations=annotations_for(o),
+            explain_unknown=_unconfigured_provider(o),
         )
         for o in offers
     ]
+
+
+def _unconfigured_provider(offer: Offer) -> Callable[[dict[str, Any]], str | None]:
+    """Arguments unknown here because they belong to a provider this server has not configured: say that,
+    and what to set, rather than "unknown argument"."""
+
+    def explain(arguments: dict[str, Any]) -> str | None:
+        provider = arguments.get("provider")
+        if not isinstance(provider, str) or provider not in offer.spec.providers or provider in offer.providers:
+            return None
+        try:
+            check_provider(offer, provider)
+        except ToolError as exc:
+            return str(exc)
+        return None
+
+    return explain

@@ -13,7 +13,7 @@ from mcp.server.lowlevel import Server
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.mcpserver.tools import Tool
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 
 def lowlevel(server: MCPServer[Any]) -> Server[Any]:
@@ -60,6 +60,9 @@ def invalid_arguments(error: ValidationError) -> str:
     problems = []
     for item in error.errors(include_url=False):
         name = ".".join(str(part) for part in item["loc"]) or "arguments"
+        if item["type"] == "missing":
+            problems.append(f"{name}: required, and missing")
+            continue
         given = item.get("input")
         shown = repr(given) if not isinstance(given, dict | list) else type(given).__name__
         problems.append(f"{name}: {item['msg'].lower()} (got {shown[:60]})")
@@ -70,15 +73,22 @@ def invalid_arguments(error: ValidationError) -> str:
 
 class StrictTool(Tool):
     """A Tool that names the arguments it does not know, instead of silently dropping them (pydantic's
-    default), and lists the ones it takes. Overrides Tool.run(arguments, context, convert_result)."""
+    default), and lists the ones it takes. Overrides Tool.run(arguments, context, convert_result).
+    `explain_unknown`, given the arguments, may say better why some are unknown (they belong to a provider
+    this server has not configured, say)."""
+
+    explain_unknown: Callable[[dict[str, Any]], str | None] | None = Field(default=None, exclude=True)
 
     async def run(self, arguments: dict[str, Any], context: Any, convert_result: bool = False) -> Any:
         known = self.parameters.get("properties", {})
         unknown = sorted(set(arguments) - set(known))
+        explained = self.explain_unknown(arguments) if unknown and self.explain_unknown else None
+        if explained:
+            raise ToolError(f"Error executing tool {self.name}: {explained}")
         if unknown:
             raise ToolError(
-                f"Error executing tool {self.name}: unknown argument(s) {', '.join(unknown)}; "
-                f"{self.name} takes: {', '.join(known) or 'no arguments'}."
+                f"Error executing tool {self.name}: unknown argument(s) {', '.join(unknown)}. "
+                f"Next: call again with only what {self.name} takes: {', '.join(known) or 'no arguments'}."
             )
         try:
             return await super().run(arguments, context, convert_result)

@@ -82,7 +82,7 @@ class ArchAstroClient(
         return _run(answer, routine)
 
     async def get_routine_run(self, run_id: str) -> RoutineRun:
-        return _run(await self.call_json(e.ARCHASTRO_GET_RUN, path={"run": run_id}), None)
+        return _run(await self.call_json(e.ARCHASTRO_GET_RUN, path={"run_id": run_id}), None)
 
     async def list_routine_runs(
         self,
@@ -239,12 +239,12 @@ class ArchAstroClient(
 
     async def update_agent_session(self, session_id: str, metadata: dict[str, Any]) -> ProviderRecord:
         answer = await self.call_json(
-            e.ARCHASTRO_UPDATE_SESSION, path={"agent_session": session_id}, body={"metadata": metadata}
+            e.ARCHASTRO_UPDATE_SESSION, path={"session_id": session_id}, body={"metadata": metadata}
         )
         return self.record(answer)
 
     async def stop_session(self, session_id: str) -> StopResult:
-        answer = await self.call_json(e.ARCHASTRO_CANCEL_SESSION, path={"agent_session": session_id})
+        answer = await self.call_json(e.ARCHASTRO_CANCEL_SESSION, path={"session_id": session_id})
         status = str(answer.get("status", "cancelled")) if isinstance(answer, dict) else "cancelled"
         stopped = status == "cancelled"
         message = "cancelled" if stopped else f"already {status}; nothing to cancel"
@@ -258,7 +258,7 @@ class ArchAstroClient(
         )
 
     async def get_session(self, session_id: str) -> ExecResult:
-        answer = await self.call_json(e.ARCHASTRO_GET_SESSION, path={"agent_session": session_id})
+        answer = await self.call_json(e.ARCHASTRO_GET_SESSION, path={"session_id": session_id})
         data = answer if isinstance(answer, dict) else {}
         return ExecResult(
             provider=self.name,
@@ -273,14 +273,14 @@ class ArchAstroClient(
     ) -> ProviderRecord:
         answer = await self.call_json(
             e.ARCHASTRO_MESSAGE_SESSION,
-            path={"agent_session": session_id},
+            path={"session_id": session_id},
             body=compact(content=content, metadata=metadata, role=role),
         )
         return self.record(answer)
 
     async def delete_session(self, session_id: str) -> ProviderRecord:
         try:
-            await self.send(e.ARCHASTRO_DELETE_SESSION, path={"agent_session": session_id})
+            await self.send(e.ARCHASTRO_DELETE_SESSION, path={"session_id": session_id})
         except ProviderError as error:
             if error.status == 422:
                 error.hint = "Only finished sessions can be deleted: cancel it with stopSession first."

@@ -7,7 +7,7 @@ from providers.endpoints import Endpoint, body_param, path_param, query_param
 ROUTINE = path_param("routine", "Routine id (arn_...) or lookup_key.")
 MAX_LIMIT = 100  # every ArchAstro list takes at most this many per page
 MAX_ROUTINE_RUNS = 100  # routine_run ids one session list may filter on
-AGENT_SESSION = path_param("agent_session", "Agent session id (ase_...).")
+AGENT_SESSION = path_param("session_id", "Agent session id (ase_...).")
 ARCHASTRO_INVOKE = Endpoint(
     "archastro",
     "POST",
@@ -29,10 +29,10 @@ ARCHASTRO_INVOKE = Endpoint(
 ARCHASTRO_GET_RUN = Endpoint(
     "archastro",
     "GET",
-    "/api/v1/agent_routines/runs/{run}",
+    "/api/v1/agent_routines/runs/{run_id}",
     "getRoutineRun",
     "One routine run: status, payload, result, duration.",
-    (path_param("run", "Routine run id (arr_...)."),),
+    (path_param("run_id", "Routine run id (arr_...)."),),
 )
 ARCHASTRO_LIST_RUNS = Endpoint(
     "archastro",
@@ -105,7 +105,7 @@ ARCHASTRO_LIST_SESSIONS = Endpoint(
 ARCHASTRO_GET_SESSION = Endpoint(
     "archastro",
     "GET",
-    "/api/v1/agent_sessions/{agent_session}",
+    "/api/v1/agent_sessions/{session_id}",
     "getSession",
     "One agent session.",
     (AGENT_SESSION,),
@@ -113,7 +113,7 @@ ARCHASTRO_GET_SESSION = Endpoint(
 ARCHASTRO_CANCEL_SESSION = Endpoint(
     "archastro",
     "POST",
-    "/api/v1/agent_sessions/{agent_session}/cancel",
+    "/api/v1/agent_sessions/{session_id}/cancel",
     "stopSession",
     "Cancel an agent session; calling it on a finished session is harmless.",
     (AGENT_SESSION,),
@@ -121,7 +121,7 @@ ARCHASTRO_CANCEL_SESSION = Endpoint(
 ARCHASTRO_MESSAGE_SESSION = Endpoint(
     "archastro",
     "POST",
-    "/api/v1/agent_sessions/{agent_session}/message",
+    "/api/v1/agent_sessions/{session_id}/message",
     "sendSessionMessage",
     "Append a message to a session's inbox; a waiting session resumes.",
     (
@@ -134,7 +134,7 @@ ARCHASTRO_MESSAGE_SESSION = Endpoint(
 ARCHASTRO_DELETE_SESSION = Endpoint(
     "archastro",
     "DELETE",
-    "/api/v1/agent_sessions/{agent_session}",
+    "/api/v1/agent_sessions/{session_id}",
     "deleteSession",
     "Delete a finished agent session for good (422 while it is active).",
     (AGENT_SESSION,),
@@ -197,7 +197,7 @@ ARCHASTRO_CREATE_SESSION = Endpoint(
 ARCHASTRO_UPDATE_SESSION = Endpoint(
     "archastro",
     "PATCH",
-    "/api/v1/agent_sessions/{agent_session}",
+    "/api/v1/agent_sessions/{session_id}",
     "updateAgentSession",
     "Replace an agent session's metadata.",
     (AGENT_SESSION, body_param("metadata", "object", "Free-form metadata, replaced whole.")),

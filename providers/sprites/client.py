@@ -21,7 +21,7 @@ class SpritesClient(HttpProvider, c.ListSessions, c.StopSession):
         super().__init__(base_url=base_url, headers={"Authorization": f"Bearer {token}"}, **options)
 
     async def list_sessions(self, sprite: str) -> SessionList:
-        body = await self.call_json(e.SPRITES_LIST_EXEC, path={"name": sprite})
+        body = await self.call_json(e.SPRITES_LIST_EXEC, path={"sprite": sprite})
         # The SDKs read {"sessions": [...]}; some docs show a bare array. Accept both.
         entries = body.get("sessions") if isinstance(body, dict) else body
         if not isinstance(entries, list):
@@ -35,7 +35,7 @@ class SpritesClient(HttpProvider, c.ListSessions, c.StopSession):
         try:
             response = await self.send(
                 e.SPRITES_KILL_EXEC,
-                path={"name": sprite, "id": session_id},
+                path={"sprite": sprite, "session_id": session_id},
                 query={"signal": signal, "timeout": None if timeout_s is None else f"{timeout_s:g}s"},
             )
         except ProviderError as error:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from providers.endpoints import Endpoint, path_param, query_param
 
-SPRITE = path_param("name", "Sprite name.")
+SPRITE = path_param("sprite", "Sprite name.")
 SPRITES_LIST_EXEC = Endpoint(
     "sprites",
     "GET",
-    "/v1/sprites/{name}/exec",
+    "/v1/sprites/{sprite}/exec",
     "listSessions",
     "Exec sessions of a sprite, active and finished.",
     (SPRITE,),
@@ -19,13 +19,13 @@ SPRITES_LIST_EXEC = Endpoint(
 SPRITES_KILL_EXEC = Endpoint(
     "sprites",
     "POST",
-    "/v1/sprites/{name}/exec/{id}/kill",
+    "/v1/sprites/{sprite}/exec/{session_id}/kill",
     "stopSession",
     "Signal an exec session and wait for it to exit; the answer is an NDJSON stream ending in a `complete` "
     "event. 410 means it had already exited.",
     (
         SPRITE,
-        path_param("id", "Exec session id, as listSessions gives it."),
+        path_param("session_id", "Exec session id, as listSessions gives it."),
         # Query parameters, as the Sprites API reference gives them; sent only when chosen, so that the
         # provider's own defaults apply otherwise.
         query_param("signal", "string", "Signal to send.", default="SIGTERM"),
