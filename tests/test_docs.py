@@ -162,3 +162,53 @@ async def test_docs_give_tool_arguments_as_json_types_and_say_how_to_enable_a_to
         text = (await client.call_tool("getDocs", {"topic": "archastro-routines", "detail": "full"})).content[0].text  # type: ignore[union-attr]
         resource = (await client.read_resource("docs://archastro-routines")).contents[0].text  # type: ignore[union-attr]
     assert "not offered here" not in text and "not offered here" not in resource
+
+
+# Every endpoint the provider contracts (the seeds) name, written out here so that dropping one fails a test.
+SEED_ENDPOINTS = {
+    "sprites": {("GET", "/v1/sprites/{}/exec"), ("POST", "/v1/sprites/{}/exec/{}/kill")},
+    "xano": {
+        ("GET", "/project/{}/run/session"),
+        ("GET", "/project/{}/run/{}/session"),
+        ("GET", "/project/{}/run"),
+        ("GET", "/session/{}"),
+        ("POST", "/project/{}/run/exec"),
+        ("POST", "/project/{}/run/{}/exec"),
+        ("POST", "/session/{}/exec"),
+        ("POST", "/project/{}/run/{}/session/{}/stop"),
+        ("POST", "/session/{}/access"),
+        ("PATCH", "/session/{}"),
+        ("GET", "/session/{}/sink"),
+        ("POST", "/project/{}/doc/info"),
+    },
+    "archastro": {
+        ("POST", "/api/v1/agent_routines/{}/invoke"),
+        ("GET", "/api/v1/agent_routines/runs/{}"),
+        ("GET", "/api/v1/agent_routines/{}/runs"),
+        ("GET", "/api/v1/agent_routines"),
+        ("GET", "/api/v1/agent_routines/{}"),
+        ("PATCH", "/api/v1/agent_routines/{}"),
+        ("DELETE", "/api/v1/agent_routines/{}"),
+        ("GET", "/api/v1/agent_routines/presets"),
+        ("POST", "/api/v1/agent_routines/{}/activate"),
+        ("POST", "/api/v1/agent_routines/{}/pause"),
+        ("GET", "/api/v1/agent_sessions"),
+        ("POST", "/api/v1/agent_sessions"),
+        ("GET", "/api/v1/agent_sessions/{}"),
+        ("PATCH", "/api/v1/agent_sessions/{}"),
+        ("DELETE", "/api/v1/agent_sessions/{}"),
+        ("POST", "/api/v1/agent_sessions/{}/cancel"),
+        ("POST", "/api/v1/agent_sessions/{}/message"),
+    },
+    "decthings": {("POST", "/PersistentLauncher/getPersistentLaunchers")},
+    "computesdk": {("POST", "/events"), ("GET", "/events/{}")},
+}
+
+
+def test_every_seed_endpoint_is_reachable_through_a_tool_of_some_toolset() -> None:
+    specs = {spec.name: spec for spec in ALL}
+    for provider, wanted in SEED_ENDPOINTS.items():
+        served = {(e.method, re.sub(r"\{[^}]*\}", "{}", e.path)): e.tool_name for e in PROVIDERS[provider].endpoints}
+        assert wanted <= served.keys(), (provider, wanted - served.keys())
+        for endpoint, tool in served.items():
+            assert provider in specs[tool].providers, (provider, endpoint, tool)
