@@ -22,7 +22,7 @@ DECTHINGS = Topic(
         "getLauncher (launchers toolset) returns one launcher in full, spec included.",
     ],
     endpoints=[from_endpoint(e.DECTHINGS_GET_LAUNCHERS)],
-    schemas={"Launcher": schema_of(m.Launcher)},
+    schemas={"Launcher": schema_of(m.Launcher), "RunningItem": schema_of(m.RunningItem)},
     related_topics=["overview", "errors"],
 )
 

@@ -76,6 +76,7 @@ LOCAL = Topic(
         "StopResult": schema_of(m.StopResult),
         "RoutineRun": schema_of(m.RoutineRun),
         "Launcher": schema_of(m.Launcher),
+        "RunningItem": schema_of(m.RunningItem),
     },
     examples=[
         Example(

@@ -80,16 +80,6 @@ class Topic:
         return first[: end + 1] if end != -1 else first
 
 
-def _type_name(annotation: Any) -> str:
-    name = getattr(annotation, "__name__", None)
-    origin = getattr(annotation, "__origin__", None)
-    if origin is not None and getattr(annotation, "__metadata__", None) is not None:  # Annotated
-        return _type_name(origin)
-    if name and not getattr(annotation, "__args__", None):
-        return str(name)
-    return str(annotation).replace("typing.", "")
-
-
 def from_endpoint(endpoint: Endpoint) -> EndpointDoc:
     """A remote endpoint, as the client calls it (providers/endpoints.py is the single source)."""
     body = {
@@ -124,7 +114,7 @@ def from_tool(spec: ToolSpec, provider: str) -> EndpointDoc:
     params = [
         ParamDoc(
             name=a.name,
-            type=_type_name(a.type),
+            type=json_type(a.type),
             required=a.name in required,
             in_="arguments",
             description=a.description,
@@ -145,8 +135,13 @@ def from_tool(spec: ToolSpec, provider: str) -> EndpointDoc:
 
 
 def schema_of(model: type[BaseModel]) -> dict[str, str]:
-    """A compact field -> description view of an output model."""
-    return {name: (f.description or _type_name(f.annotation)) for name, f in model.model_fields.items()}
+    """A compact view of an output model: each field's JSON type, and what it means where that is not obvious."""
+    properties = model.model_json_schema()["properties"]
+    out = {}
+    for name, field_info in model.model_fields.items():
+        kind = describe_schema(properties[name])
+        out[name] = f"{kind}: {field_info.description}" if field_info.description else kind
+    return out
 
 
 @cache
@@ -156,7 +151,12 @@ def json_type(annotation: Any) -> str:
 
 
 def describe_schema(schema: dict[str, Any]) -> str:
-    """A JSON schema in a few words: `string`, `integer 1–100`, `one of asc, desc`, `array of string`."""
+    """A JSON schema in a few words: `string`, `integer 1–100`, `one of asc, desc`, `array of string`,
+    `string or null`, `RunningItem` (a model of its own)."""
+    if "$ref" in schema:
+        return str(schema["$ref"]).rsplit("/", 1)[-1]
+    if "anyOf" in schema:
+        return " or ".join(describe_schema(option) for option in schema["anyOf"])
     if "enum" in schema:
         return "one of " + ", ".join(str(v) for v in schema["enum"])
     kind = str(schema.get("type", "any"))

@@ -212,3 +212,11 @@ def test_every_seed_endpoint_is_reachable_through_a_tool_of_some_toolset() -> No
         assert wanted <= served.keys(), (provider, wanted - served.keys())
         for endpoint, tool in served.items():
             assert provider in specs[tool].providers, (provider, endpoint, tool)
+
+
+def test_full_topics_print_json_types_never_python_ones() -> None:
+    python = re.compile(r"\b(?:dict|list|tuple|set)\[|\bNoneType\b|typing\.|providers\.models|\bstr \||\| None\b")
+    for topic in TOPICS.values():
+        full = render(topic, "full")
+        assert not python.search(full), (topic.topic, python.search(full))
+    assert "`running` array of RunningItem" in render(TOPICS["decthings"], "full")
