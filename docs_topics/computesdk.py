@@ -18,6 +18,9 @@ COMPUTESDK = Topic(
         "storeEvent needs only type and data: the sandbox comes from the access token.",
         "getEvents needs the sandbox_id and the API key, not the access token.",
         "Timestamps are unix milliseconds.",
+        "A getEvents page holds at most 262,144 characters of event data (one event at least), oldest first: "
+        "without since the newest that fit, with since the first after it. When truncated is true, message "
+        "says how to read on (since=<the last timestamp>). The same holds for the local provider.",
     ],
     endpoints=[from_endpoint(e.COMPUTESDK_STORE_EVENT), from_endpoint(e.COMPUTESDK_GET_EVENTS)],
     schemas={"StoredEvent": schema_of(m.StoredEvent), "Event": schema_of(m.Event)},

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -120,6 +121,30 @@ class EventList(Shape):
     count: int
     truncated: bool = Field(False, description="Some matching events left out for size; see message.")
     message: str | None = None
+
+
+# One page of events holds at most this much event data (JSON characters), and one event at least: the same
+# for every provider, over stdio and HTTP. It is already far more than an agent reads at once.
+MAX_PAGE_CHARS = 256 * 1024
+
+
+def event_chars(data: dict[str, Any]) -> int:
+    """How much an event's data weighs in a page: its length as compact JSON."""
+    return len(json.dumps(data, separators=(",", ":"), ensure_ascii=False))
+
+
+def event_page(events: list[Event], *, newest: bool, max_chars: int = MAX_PAGE_CHARS) -> tuple[list[Event], bool]:
+    """The events that fit in one page, oldest first: the newest of them, or (`newest=False`) the oldest, as a
+    page read forward with `since` holds. One event always fits. Also says whether some were left out."""
+    ordered = sorted(events, key=lambda e: e.timestamp, reverse=newest)
+    kept: list[Event] = []
+    total = 0
+    for event in ordered:
+        total += event_chars(event.data)
+        if kept and total > max_chars:
+            break
+        kept.append(event)
+    return (kept[::-1] if newest else kept), len(kept) < len(ordered)
 
 
 class SessionOutput(Shape):

@@ -26,6 +26,7 @@ from mcp.types import (
 from docs_topics.model import Availability
 from providers import computesdk
 from providers.errors import ProviderError
+from providers.models import event_page
 from providers.registry import PROVIDERS
 from server.config import Settings
 from server.docs_tool import ServerFacts, docs_tool, register_docs_resources
@@ -197,12 +198,14 @@ def _register_live_events(server: MCPServer[AppState]) -> None:
             stream = await _state(ctx).live_events(sandbox_id)
         except ProviderError as exc:
             raise ResourceError(str(exc)) from None
+        events, cut = event_page(list(stream.recent), newest=True)
         return json.dumps(
             {
                 "sandbox_id": sandbox_id,
                 "state": stream.state,
                 "last_error": stream.last_error,
-                "events": [event.model_dump(mode="json") for event in stream.recent],
+                "events": [event.model_dump(mode="json") for event in events],
+                "truncated": cut,
             }
         )
 

@@ -229,7 +229,12 @@ async def serve_stdio(settings: Any) -> int:
         async with open_stdio_pipes() as pipes:
             stdin, stdout = (pipes.stdin, pipes.stdout) if pipes is not None else (None, None)
             async with stdio_server(stdin=stdin, stdout=stdout) as (read_stream, write_stream):  # type: ignore[arg-type]
-                await run_on_streams(server, AnsweringUnparsable(read_stream, write_stream), write_stream)
+                if pipes is None:
+                    await run_on_streams(server, AnsweringUnparsable(read_stream, write_stream), write_stream)
+                else:
+                    await write_stream.aclose()  # replies go out through ours, held once (PipeWriter.messages)
+                    async with pipes.stdout.messages() as replies:
+                        await run_on_streams(server, AnsweringUnparsable(read_stream, replies), replies)
         tg.cancel_scope.cancel()
     return 0
 

@@ -19,6 +19,9 @@ from dataclasses import dataclass
 from typing import Any
 
 MAX_LINE_BYTES = 64 * 1024 * 1024  # one JSON-RPC message per line; tool arguments can be large
+WRITE_SLICE = 64 * 1024  # a pipe's buffer: what one write hands over without the transport keeping a copy
+STREAM_ABOVE_CHARS = 128 * 1024  # replies whose text passes this are encoded as they are written
+STREAM_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 
 class PipeLines:
@@ -54,20 +57,88 @@ class PipeLines:
 
 
 class PipeWriter:
-    """stdout for the SDK's stdio_server(stdout=...): `write` queues, `flush` waits for the pipe to take it."""
+    """stdout on the event loop. `messages()` is the stream the server writes its JSON-RPC messages to: each
+    goes out as one line, serialized straight to bytes and handed to the pipe a slice at a time, so a large
+    reply is held once (not as text, then bytes, then the transport's copy of what the pipe did not take).
+    `write` and `flush` serve the SDK's stdio_server(stdout=...) and the parse-error lines."""
 
     def __init__(self, writer: asyncio.StreamWriter) -> None:
         self._writer = writer
+        self._lock = asyncio.Lock()  # one line at a time: a reply written in slices is never interleaved
 
     async def write(self, text: str) -> None:
-        if not self._writer.transport.is_closing():
-            self._writer.write(text.encode("utf-8"))
+        async with self._lock:
+            await self._send(text.encode("utf-8"))
 
     async def flush(self) -> None:
+        await self._drain()
+
+    @asynccontextmanager
+    async def messages(self) -> AsyncIterator[Any]:
+        """A send stream for SessionMessages, written out in order until it is closed (on leaving)."""
+        import anyio
+
+        send, receive = anyio.create_memory_object_stream[Any](0)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._write_messages, receive)
+            async with send:
+                yield send
+
+    async def _write_messages(self, receive: Any) -> None:
+        async with receive:
+            async for session_message in receive:
+                message = session_message.message
+                async with self._lock:
+                    if _text_chars(message) > STREAM_ABOVE_CHARS:
+                        await self._send_streamed(message)
+                    else:
+                        data = message.__pydantic_serializer__.to_json(message, by_alias=True, exclude_unset=True)
+                        await self._send(data, b"\n")
+
+    async def _send_streamed(self, message: Any) -> None:
+        """A large reply, encoded piece by piece as it is written: a serializer building the whole line first
+        holds it twice or more while its buffer grows. Its result is plain JSON data already (the SDK dumped it)."""
+        head = json.dumps({"jsonrpc": message.jsonrpc, "id": message.id}, separators=(",", ":"))
+        pending: list[str] = [head[:-1], ',"result":']
+        size = 0
+        for chunk in STREAM_ENCODER.iterencode(message.result):
+            pending.append(chunk)
+            size += len(chunk)
+            if size >= WRITE_SLICE:
+                await self._send("".join(pending).encode("utf-8"))
+                pending, size = [], 0
+        pending.append("}\n")
+        await self._send("".join(pending).encode("utf-8"))
+
+    async def _send(self, data: bytes, end: bytes = b"") -> None:
+        if len(data) <= WRITE_SLICE:
+            self._write(data + end)
+        else:
+            view = memoryview(data)
+            for start in range(0, len(view), WRITE_SLICE):
+                self._write(view[start : start + WRITE_SLICE])
+                await self._drain()
+            self._write(end)
+        await self._drain()
+
+    def _write(self, data: bytes | memoryview) -> None:
+        if data and not self._writer.transport.is_closing():
+            self._writer.write(data)
+
+    async def _drain(self) -> None:
         try:
             await self._writer.drain()
         except ConnectionError:
             pass  # the client has gone; its end of stdin closes too, and that ends the server
+
+
+def _text_chars(message: Any) -> int:
+    """How much text a tool result carries (its content blocks), 0 for any other message."""
+    result = getattr(message, "result", None)
+    content = result.get("content") if isinstance(result, dict) else None
+    if not isinstance(content, list):
+        return 0
+    return sum(len(block.get("text", "")) for block in content if isinstance(block, dict))
 
 
 def parse_error_line(detail: str) -> str:

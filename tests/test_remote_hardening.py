@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from providers.http import MAX_ERROR_CHARS, MAX_RESPONSE_BYTES
-from tests.conftest import TOKENS, connect, error_text
+from tests.conftest import TOKENS, connect, error_text, structured
 from tests.fakes import FakeAPI, Reply
 
 SPRITES_EXEC = ("GET", "/sprites/v1/sprites/box/exec")
@@ -128,3 +128,43 @@ async def test_userinfo_in_a_base_url_never_shows(monkeypatch: pytest.MonkeyPatc
         text = error_text(await client.call_tool("listSessions", {"provider": "sprites", "sprite": "box"}))
     assert f"http://127.0.0.1:{port}/api" in text
     assert "pa55word" not in text and "admin" not in text
+
+
+async def test_a_large_computesdk_page_is_cut_by_size_with_a_way_on(api: FakeAPI) -> None:
+    """The gateway may answer up to 1,000 events; a page holds MAX_PAGE_CHARS of event data, oldest first:
+    without `since` the newest that fit, with `since` the oldest after it, and the message says how to go on."""
+    from providers.models import MAX_PAGE_CHARS
+
+    blob = "z" * (MAX_PAGE_CHARS // 3)
+    events = [
+        {"id": f"ev_{n}", "sandboxId": "sbx", "type": "t", "data": {"n": n, "b": blob}, "timestamp": 1000 + n}
+        for n in range(6)
+    ]
+    api.routes[("GET", "/computesdk/events/sbx")] = Reply(
+        body={"success": True, "data": {"sandboxId": "sbx", "events": events[::-1], "count": 6}}
+    )
+    async with connect() as client:
+        newest = structured(await client.call_tool("getEvents", {"provider": "computesdk", "sandbox_id": "sbx"}))
+        forward = structured(
+            await client.call_tool("getEvents", {"provider": "computesdk", "sandbox_id": "sbx", "since": 999})
+        )
+    assert [e["data"]["n"] for e in newest["events"]] == [4, 5] and newest["truncated"]
+    assert "smaller limit, or since" in newest["message"]
+    assert [e["data"]["n"] for e in forward["events"]] == [0, 1] and forward["truncated"]
+    assert "since=1001" in forward["message"]
+
+
+def test_an_event_page_holds_its_cap_of_data_and_always_one_event() -> None:
+    from providers.models import Event, event_page
+
+    def event(n: int, size: int) -> Event:
+        return Event(id=str(n), sandbox_id="s", type="t", data={"b": "x" * size}, timestamp=n)
+
+    small = [event(n, 100) for n in range(5)]
+    assert event_page(small[::-1], newest=True) == (small, False)  # all fit, oldest first whatever came
+    big = [event(n, 400) for n in range(5)]  # {"b":"…"} is 408 characters
+    assert [e.id for e in event_page(big, newest=True, max_chars=1000)[0]] == ["3", "4"]
+    assert [e.id for e in event_page(big, newest=False, max_chars=1000)[0]] == ["0", "1"]
+    assert event_page(big, newest=True, max_chars=1000)[1] is True
+    huge = [event(0, 5000), event(1, 10)]
+    assert event_page(huge, newest=False, max_chars=1000) == ([huge[0]], True)  # the first always fits

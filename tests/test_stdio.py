@@ -156,3 +156,85 @@ def test_every_unparsable_message_is_answered_and_the_server_keeps_serving() -> 
     assert errors == [(None, -32700), (None, -32600), (None, -32700), (None, -32700), (None, -32700)], answers
     assert "longer than 64 MB" in str(answers[4])
     assert answers[-1] == {"jsonrpc": "2.0", "id": 7, "result": {}}
+
+
+def test_a_large_reply_written_as_it_is_encoded_is_the_same_json_and_never_interleaved(tmp_path: Path) -> None:
+    """Replies over STREAM_ABOVE_CHARS of text are encoded piece by piece: the line must parse to exactly what
+    the SDK's serializer gives, with unicode, quotes and control characters intact, and a parse-error answer
+    sent meanwhile must come as a line of its own."""
+    import os
+    import select
+
+    from server.stdio_pipes import STREAM_ABOVE_CHARS
+
+    env = {**os.environ, "RUNTIMES_MCP_DATA_DIR": str(tmp_path), "RUNTIMES_MCP_TOOLSETS": "events"}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "server.cli"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0, env=env
+    )
+    tricky = 'é "quoted" \\ back\tslash\n\u2028 \U0001f600 \x01'
+    requests: list[dict[str, object]] = [
+        {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "initialize",
+            "params": {
+                "protocolVersion": "2025-06-18",
+                "capabilities": {},
+                "clientInfo": {"name": "t", "version": "1"},
+            },
+        },
+        {"jsonrpc": "2.0", "method": "notifications/initialized"},
+    ]
+    for n in range(5):
+        data = {"n": n, "text": tricky * 4000, "nested": {"list": [1, 2.5, None, True, "x"]}}
+        args = {"type": "t", "data": data}
+        requests.append(
+            {
+                "jsonrpc": "2.0",
+                "id": 10 + n,
+                "method": "tools/call",
+                "params": {"name": "storeEvent", "arguments": args},
+            }
+        )
+    requests.append(
+        {"jsonrpc": "2.0", "id": 99, "method": "tools/call", "params": {"name": "getEvents", "arguments": {"limit": 5}}}
+    )
+    answers: dict[object, dict[str, object]] = {}
+    try:
+        assert server.stdin is not None and server.stdout is not None
+        for request in requests:
+            server.stdin.write(json.dumps(request).encode() + b"\n")
+        server.stdin.write(b"{garbage\n")  # answered while the large reply may still be going out
+        buffer, deadline = b"", time.monotonic() + 60
+        while len(answers) < 8 and time.monotonic() < deadline:
+            if select.select([server.stdout], [], [], 0.2)[0]:
+                buffer += os.read(server.stdout.fileno(), 1 << 20)
+                *complete, buffer = buffer.split(b"\n")
+                for line in complete:
+                    message = json.loads(line)  # every line is one whole JSON-RPC message
+                    answers[message.get("id")] = message
+    finally:
+        server.stdin.close()  # type: ignore[union-attr]
+        server.wait(15)
+    assert answers[None]["error"]["code"] == -32700  # type: ignore[index]
+    result = answers[99]["result"]
+    text = result["content"][0]["text"]  # type: ignore[index]
+    assert len(text) > STREAM_ABOVE_CHARS, "the reply is small enough for the one-piece path"
+    events = result["structuredContent"]["events"]  # type: ignore[index]
+    assert [e["data"] for e in json.loads(text)["events"]] == [e["data"] for e in events]  # text drops nulls only
+    assert [e["data"]["text"] for e in events] == [tricky * 4000] * len(events)
+    assert events[0]["data"]["nested"] == {"list": [1, 2.5, None, True, "x"]}
+
+
+def test_the_streamed_encoding_matches_the_sdk_serializer_byte_for_byte() -> None:
+    from mcp.types import JSONRPCResponse
+
+    from server.stdio_pipes import STREAM_ENCODER
+
+    result = {
+        "content": [{"type": "text", "text": 'é "q" \u2028 \U0001f600 \x01'}],
+        "structuredContent": {"a": [1, 2.5, None]},
+    }
+    message = JSONRPCResponse(jsonrpc="2.0", id=7, result=result)
+    ours = '{"jsonrpc":"2.0","id":7,"result":' + "".join(STREAM_ENCODER.iterencode(result)) + "}"
+    assert ours.encode() == message.__pydantic_serializer__.to_json(message, by_alias=True, exclude_unset=True)

@@ -10,15 +10,14 @@ from typing import Any
 from providers.errors import InvalidInput
 from providers.local.ids import PROVIDER, new_id
 from providers.local.store import EventRow, Store
-from providers.models import Event, EventList, StoredEvent
+from providers.models import MAX_PAGE_CHARS, Event, EventList, StoredEvent
 from providers.values import now_ms
 
 DEFAULT_SANDBOX = "local"
 Listener = Callable[[str], Awaitable[None]]
 logger = logging.getLogger(__name__)
-# The same over stdio and HTTP: one event's data, and one getEvents page (a page may pass it by one event).
+# The same over stdio and HTTP: one event's data (a page, providers.models.MAX_PAGE_CHARS, holds one at least).
 MAX_EVENT_CHARS = 256 * 1024
-MAX_PAGE_CHARS = 1024 * 1024
 
 
 class EventLog:
