@@ -571,6 +571,49 @@ def postgres_throughput(quick: bool) -> list[Row]:
     ]
 
 
+def peak_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return 0
+
+
+def event_page_memory() -> list[Row]:
+    """Peak RSS of a stdio server while it answers the largest getEvents page, over its level before the call
+    (whatever else the process holds), against the size of the reply line: one page of a few large events,
+    and one of many small ones (where Python's objects, not the bytes, dominate)."""
+    rows = []
+    shapes = {
+        "few large events": [{"blob": "x" * 60_000} for _ in range(6)],
+        "many small events": [{f"key{j}": f"value {n} {j}" for j in range(40)} for n in range(600)],
+    }
+    for shape, payloads in shapes.items():
+        with tempfile.TemporaryDirectory() as data_dir:
+            peer = StdioPeer(OURS, {"RUNTIMES_MCP_DATA_DIR": data_dir, "RUNTIMES_MCP_TOOLSETS": "events"})
+            peer.initialize()
+            for data in payloads:
+                peer.call("storeEvent", {"type": "big", "data": data})
+            for _ in range(3):
+                peer.call("getEvents", {"limit": 1, "type": "none"})
+            Path(f"/proc/{peer.process.pid}/clear_refs").write_text("5")  # the peak starts from here
+            before = rss_kib(peer.process.pid)
+            reply = peer.call("getEvents", {"limit": 1000, "type": "big"})
+            peak = peak_kib(peer.process.pid) - before
+            peer.close()
+        line = len(json.dumps(reply, separators=(",", ":"), ensure_ascii=False).encode()) / 1024
+        rows.append(
+            Row(
+                f"getEvents largest page, {shape}: peak RSS rise (vs its reply line)",
+                peak / 1024,
+                line / 1024,
+                "MiB",
+                "info",
+                None,
+            )
+        )
+    return rows
+
+
 def remote_overhead(quick: bool) -> list[Row]:
     from providers.sprites.client import SpritesClient
     from tests.fakes import Reply, fake_api
@@ -684,6 +727,7 @@ def main() -> int:
             lambda: storage_throughput(args.quick),
             lambda: postgres_throughput(args.quick),
             lambda: remote_overhead(args.quick),
+            event_page_memory,
         ]
         rows = [row for step in steps for row in step()]
     section = render(rows, args.label, time.perf_counter() - started)
