@@ -133,6 +133,20 @@ def event_chars(data: dict[str, Any]) -> int:
     return len(json.dumps(data, separators=(",", ":"), ensure_ascii=False))
 
 
+def event_list(provider: str, sandbox_id: str, events: list[Event], cut: bool, since: int | None) -> EventList:
+    """A page of events; when some were left out for size, the message says how to read on."""
+    message = None
+    if cut:
+        more = f"since={events[-1].timestamp}" if since is not None else "a smaller limit, or since"
+        message = (
+            f"{len(events)} events: a page holds at most {MAX_PAGE_CHARS:,} characters of event data; "
+            f"ask again with {more} for the rest"
+        )
+    return EventList(
+        provider=provider, sandbox_id=sandbox_id, events=events, count=len(events), truncated=cut, message=message
+    )
+
+
 def event_page(events: list[Event], *, newest: bool, max_chars: int = MAX_PAGE_CHARS) -> tuple[list[Event], bool]:
     """The events that fit in one page, oldest first: the newest of them, or (`newest=False`) the oldest, as a
     page read forward with `since` holds. One event always fits. Also says whether some were left out."""

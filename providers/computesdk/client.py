@@ -16,7 +16,7 @@ from providers.computesdk import ACCESS_TOKEN, API_KEY, PROVIDER
 from providers.computesdk import endpoints as e
 from providers.errors import NotConfigured, ProtocolError, ProviderError
 from providers.http import HttpProvider
-from providers.models import MAX_PAGE_CHARS, Event, EventList, StoredEvent, event_page
+from providers.models import Event, EventList, StoredEvent, event_list, event_page
 
 
 class ComputeSDKEventsClient(HttpProvider, c.StoreEvent, c.GetEvents):
@@ -78,21 +78,7 @@ class ComputeSDKEventsClient(HttpProvider, c.StoreEvent, c.GetEvents):
         payload = self._payload(answer)
         received = [to_event(item) for item in payload.get("events", []) if isinstance(item, dict)]
         events, cut = event_page(received, newest=since is None)
-        message = None
-        if cut:
-            more = f"since={events[-1].timestamp}" if since is not None else "a smaller limit, or since"
-            message = (
-                f"{len(events)} events: a page holds at most {MAX_PAGE_CHARS:,} characters of event data; "
-                f"ask again with {more} for the rest"
-            )
-        return EventList(
-            provider=self.name,
-            sandbox_id=str(payload.get("sandboxId", sandbox_id)),
-            events=events,
-            count=len(events),
-            truncated=cut,
-            message=message,
-        )
+        return event_list(self.name, str(payload.get("sandboxId", sandbox_id)), events, cut, since)
 
     def _payload(self, answer: Any) -> dict[str, Any]:
         """The answer's content: `data` of a `{success, data}` envelope, or the object itself when it comes

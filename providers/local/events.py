@@ -10,7 +10,7 @@ from typing import Any
 from providers.errors import InvalidInput
 from providers.local.ids import PROVIDER, new_id
 from providers.local.store import EventRow, Store
-from providers.models import MAX_PAGE_CHARS, Event, EventList, StoredEvent
+from providers.models import MAX_PAGE_CHARS, Event, EventList, StoredEvent, event_list
 from providers.values import now_ms
 
 DEFAULT_SANDBOX = "local"
@@ -74,13 +74,4 @@ class EventLog:
         events = [
             Event(id=r.id, sandbox_id=r.sandbox_id, type=r.type, data=r.data, timestamp=r.timestamp) for r in rows
         ]
-        message = None
-        if cut:
-            more = f"since={rows[-1].timestamp}" if since is not None else "a smaller limit, or since"
-            message = (
-                f"{len(events)} events: a page holds at most {MAX_PAGE_CHARS:,} characters of event data; "
-                f"ask again with {more} for the rest"
-            )
-        return EventList(
-            provider=PROVIDER, sandbox_id=sandbox_id, events=events, count=len(events), truncated=cut, message=message
-        )
+        return event_list(PROVIDER, sandbox_id, events, cut, since)
