@@ -163,6 +163,8 @@ def describe_schema(schema: dict[str, Any]) -> str:
     if kind == "array":
         return f"array of {describe_schema(schema.get('items', {}))}"
     low, high = schema.get("minimum"), schema.get("maximum")
+    if high is not None and high >= 2**53 - 1:
+        high = None  # the largest integer JSON carries: no bound worth reading
     if low is not None and high is not None:
         return f"{kind} {low}–{high}"
     return f"{kind} ≥ {low}" if low is not None else kind

@@ -49,6 +49,7 @@ def test_full_rendering_adds_parameters_and_examples() -> None:
     assert len(full) > len(compact)
     assert "`project_id` (string, required): Xano project UUID." in full  # the tool argument an agent sends
     assert "on the wire: `project_id` (path)" in full and "`doc` (body)" in full
+    assert "`page` (integer ≥ 1, optional)" in full  # no 2**53 - 1 bound printed
     assert "detail=full" in compact
 
 
