@@ -34,7 +34,6 @@ from server.state import AppState, available_capabilities
 from server.tasks import TasksExtension, advertise_only_when_declared, serve_task_notifications
 from tools import build, sdk
 from tools.catalog import ALL
-from tools.spec import ToolSpec
 from tools.tasks import LocalRunTasks
 
 RESOURCE_READ_CAP = 8 * 1024 * 1024
@@ -124,35 +123,38 @@ def why_not_offered(name: str, settings: Settings, offers: list[build.Offer]) ->
     spec = next((s for s in ALL if s.name == name), None)
     if spec is None:
         return f"Unknown tool {name}. Next: call one of {', '.join(offered)}."
-    return f"Unknown tool {name}: {_enabler(spec, None, settings)}."
-
-
-def _enabler(spec: ToolSpec, provider: str | None, settings: Settings) -> str:
-    """Why `spec` (for `provider`, or for any) is not offered, and what would offer it, in one clause."""
     if spec.toolset is not None and spec.toolset not in settings.toolsets:
         return (
-            f"it is in the `{spec.toolset}` toolset, which this server does not offer. "
-            f"Next: start the server with RUNTIMES_MCP_TOOLSETS={spec.toolset} (or all)"
+            f"Unknown tool {name}: it is in the `{spec.toolset}` toolset, which this server does not offer. "
+            f"Next: start the server with RUNTIMES_MCP_TOOLSETS={spec.toolset} (or all)."
         )
     if settings.read_only and not spec.read_only:
-        return "it changes things, and this server is read-only. Next: unset RUNTIMES_MCP_READ_ONLY"
-    providers = [provider] if provider is not None else list(spec.providers)
-    needs = " or ".join(sorted({PROVIDERS[p].credential_env for p in providers if p in PROVIDERS and p != "local"}))
-    if not needs:
-        return "this server does not run commands on this machine for it. Next: use another provider"
-    what = f"{provider} is not configured" if provider else "no provider that serves it is configured here"
-    return f"{what}. Next: set {needs} and restart"
+        return (
+            f"Unknown tool {name}: it changes things, and this server is read-only. Next: unset RUNTIMES_MCP_READ_ONLY."
+        )
+    needs = " or ".join(
+        sorted({PROVIDERS[p].credential_env for p in spec.providers if p in PROVIDERS and p != "local"})
+    )
+    return f"Unknown tool {name}: no provider that serves it is configured here. Next: set {needs} and restart."
 
 
 def availability(settings: Settings, offers: list[build.Offer]) -> Availability:
     """For the docs: None when this server offers `tool` for `provider`, else what would offer it."""
     offered = {(o.spec.name, p) for o in offers for p in o.providers}
     specs = {spec.name: spec for spec in ALL}
+    available_providers = {p for p, capabilities in available_capabilities(settings).items() if capabilities}
 
     def missing(tool: str, provider: str) -> str | None:
         if (tool, provider) in offered or tool not in specs:
             return None
-        return _enabler(specs[tool], provider, settings)
+        spec = specs[tool]  # short: a topic may name many tools this server does not offer
+        if spec.toolset is not None and spec.toolset not in settings.toolsets:
+            return f"enable the `{spec.toolset}` toolset, RUNTIMES_MCP_TOOLSETS={spec.toolset}"
+        if settings.read_only and not spec.read_only:
+            return "this server is read-only (RUNTIMES_MCP_READ_ONLY)"
+        if provider in PROVIDERS and provider != "local" and provider not in available_providers:
+            return f"set {PROVIDERS[provider].credential_env}"
+        return "this server does not run commands on this machine"
 
     return missing
 
