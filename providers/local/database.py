@@ -55,7 +55,10 @@ class Database(Protocol):
 
     async def rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]: ...
 
-    async def commit(self, work: Work[T]) -> T: ...
+    async def commit(self, work: Work[T], background: bool = False) -> T:
+        """Run `work` in one write transaction. `background`: no caller waits for it, so it need not be quick
+        to start; it must not hold up the event loop."""
+        ...
 
     def serialize(self, db: Connection, key: str) -> None:
         """Make transactions that pass the same key run one after the other (SQLite: they all do)."""
@@ -112,7 +115,9 @@ class SQLiteDatabase:
     async def rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
         return self.reader.execute(sql, params).fetchall()
 
-    async def commit(self, work: Work[T]) -> T:
+    async def commit(self, work: Work[T], background: bool = False) -> T:
+        if background:  # nobody waits: a worker thread commits while the loop serves calls (sqlite3 lets go of the GIL)
+            return await anyio.to_thread.run_sync(_sqlite_transaction, self.writer, work, LOCK_WAIT_MS)
         try:
             return _sqlite_transaction(self.writer, work, busy_ms=0)
         except sqlite3.OperationalError as exc:
@@ -240,7 +245,7 @@ class PostgresDatabase:
 
         return await anyio.to_thread.run_sync(read)
 
-    async def commit(self, work: Work[T]) -> T:
+    async def commit(self, work: Work[T], background: bool = False) -> T:
         def run() -> T:
             with self._pool.connection() as conn, conn.transaction():
                 return work(_PgConnection(conn))

@@ -216,8 +216,9 @@ class Store:
         """Queue a function to run inside the next flush's transaction."""
         self._pending.append(work)
 
-    async def flush(self) -> None:
-        """Commit everything submitted so far; return when it is durable (or raise a StoreError)."""
+    async def flush(self, background: bool = False) -> None:
+        """Commit everything submitted so far; return when it is durable (or raise a StoreError). `background`:
+        the commit is made off the event loop (see Database.commit)."""
         if not self._pending and not self._flushing:
             return
         batch = _Batch()
@@ -232,7 +233,7 @@ class Store:
                         statements, self._pending = self._pending, []
                         waiters, self._waiters = self._waiters, []
                         try:
-                            await self._commit(_executing(statements))
+                            await self._commit(_executing(statements), background)
                         except Exception as exc:
                             error = self.db.error(exc)
                             if error is None:
@@ -261,7 +262,7 @@ class Store:
             self._flush_scheduled = False
             callbacks, self._after_flush = self._after_flush, []
             try:
-                await self.flush()
+                await self.flush(background=True)
             except StoreError as exc:
                 logger.warning("runtimes-mcp: %s", exc)
                 return
@@ -281,9 +282,9 @@ class Store:
                 raise
             raise error from None
 
-    async def _commit(self, work: Callable[[Connection], T]) -> T:
+    async def _commit(self, work: Callable[[Connection], T], background: bool = False) -> T:
         async with self._write_lock:
-            return await self.db.commit(work)
+            return await self.db.commit(work, background)
 
     async def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         try:
