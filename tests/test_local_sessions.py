@@ -442,3 +442,34 @@ def test_a_process_identity_survives_pid_reuse() -> None:
     assert not supervisor.alive(f"{boot}:{pid}:{int(start) - 1}")
     assert not supervisor.alive(f"otherboot:{pid}:{start}")
     assert not supervisor.alive(None) and not supervisor.alive("garbage")
+
+
+async def test_retention_counts_every_finished_session_however_many_and_prunes_by_age(tmp_path: Path) -> None:
+    """Sizes are summed in the database over all finished sessions (the pass once looked at the oldest 10,000
+    only, and stat'ed the rest on every pass); the oldest go first, those past retention_days always."""
+    from providers.local.ids import place_of
+    from providers.local.retention import Retention
+    from providers.local.store import SessionRow, Store
+
+    store = await Store.open(tmp_path / "local.sqlite3")
+    place, now = place_of(tmp_path), time.time()
+    (tmp_path / "sessions").mkdir()
+    for n in range(12_000):  # records only: a missing directory is simply gone already
+        row = SessionRow(0, f"ses_{n:05d}", "completed", "true", "/", "exec", started_at=now, ended_at=now - 12_000 + n)
+        row.place = place
+        store.save_session(row)
+        store.set_disk_bytes(row.id, 10_000)
+    old = tmp_path / "sessions" / "ses_00000"
+    (old / "work").mkdir(parents=True)
+    await store.flush()
+    retention = Retention(store, tmp_path, retention_days=7, max_data_mb=50)  # the records say 120 MB
+    deleted, _ = await retention.run_pass()
+    kept = {r[0] for r in await store._rows("SELECT id FROM sessions")}
+    assert 40 * 1024 * 1024 < 10_000 * len(kept) <= 50 * 1024 * 1024, len(kept)  # the database takes the rest
+    assert kept == {f"ses_{n:05d}" for n in range(12_000 - len(kept), 12_000)}  # the newest
+    assert deleted == 12_000 - len(kept) and not old.exists()
+
+    aged = Retention(store, tmp_path, retention_days=1 / 86_400, max_data_mb=1024)  # one second
+    await aged.run_pass()  # the rest ended more than a second ago...
+    assert await store._rows("SELECT count(*) FROM sessions") == [(0,)]  # ...so they all go, whatever the size
+    await store.close()

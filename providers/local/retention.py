@@ -25,6 +25,8 @@ EVENT_BATCH = 1_000
 PASS_AFTER_SESSIONS = 100
 PASS_AFTER_SHARE = 0.1
 PASS_AFTER_S = 600.0
+MEASURE_BATCH = 1_000  # finished sessions measured in one pass (the newest are; the rest in the next passes)
+DELETE_BATCH = 1_000  # sessions read at a time when choosing what to delete
 
 
 def tree_bytes(path: Path) -> int:
@@ -85,36 +87,49 @@ class Retention:
                 return 0, 0
 
     async def _pass(self) -> tuple[int, int]:
+        """Sizes come from the database (each finished session is measured once), so a pass costs a few queries
+        and the directories it deletes, however many sessions are kept."""
         store = self._store
-        ended = await store.ended_sessions(self.place)
-        sizes = {session_id: size for session_id, _, size in ended if size is not None}
-        unmeasured = [session_id for session_id, _, size in ended if size is None]
+        unmeasured = await store.unmeasured_sessions(self.place, MEASURE_BATCH)
         if unmeasured:  # one trip to a worker thread for all of them
             measured = await anyio.to_thread.run_sync(self._measure, unmeasured)
             for session_id, size in measured.items():
                 store.set_disk_bytes(session_id, size)
-            sizes.update(measured)
-        cutoff = time.time() - self.max_age_s
-        doomed = [session_id for session_id, ended_at, _ in ended if ended_at < cutoff]
-        live_bytes = await anyio.to_thread.run_sync(self._running_bytes, {s for s, _, _ in ended})
-        total = live_bytes + sum(sizes.values()) + await store.database_bytes()
-        total -= sum(sizes[s] for s in doomed)
-        for session_id, _, _ in ended:  # oldest first, until the rest fits
-            if total <= self.max_bytes:
-                break
-            if session_id not in doomed:
-                doomed.append(session_id)
-                total -= sizes[session_id]
+        known = await store.all_session_ids()
+        running = [row.id for row in await store.running_sessions(self.place)]
+        live_bytes = await anyio.to_thread.run_sync(self._live_bytes, known, running)
+        total = live_bytes + await store.ended_bytes(self.place) + await store.database_bytes()
+        doomed: list[str] = []
+        total = await self._choose(doomed, total, before=time.time() - self.max_age_s)  # past their age: all
+        total = await self._choose(doomed, total, fits=self.max_bytes)  # then the oldest, until the rest fits
         with anyio.CancelScope(shield=True):  # a record and its directory go together, even at shutdown
             for session_id in doomed:
                 await anyio.to_thread.run_sync(shutil.rmtree, self._sessions / session_id, True)
             store.delete_sessions(doomed)
             await store.flush()
-        events = await self._prune_events(cutoff, total)
+        events = await self._prune_events(time.time() - self.max_age_s, total)
         await store.flush()
         if doomed or events:
             await store.checkpoint()
         return len(doomed), events
+
+    async def _choose(
+        self, doomed: list[str], total: int, *, before: float | None = None, fits: int | None = None
+    ) -> int:
+        """Add finished sessions to `doomed`, oldest first: every one that ended `before`, or as many as it takes
+        for `total` to come down to `fits`. Returns what the total is then."""
+        while fits is None or total > fits:
+            gone = set(doomed)
+            batch = await self._store.oldest_ended(self.place, len(doomed) + DELETE_BATCH, before)
+            batch = [entry for entry in batch if entry[0] not in gone]
+            if not batch:
+                break
+            for session_id, size in batch:
+                if fits is not None and total <= fits:
+                    break
+                doomed.append(session_id)
+                total -= size
+        return total
 
     async def _prune_events(self, cutoff: float, total: int) -> int:
         store = self._store
@@ -134,14 +149,12 @@ class Retention:
     def _measure(self, session_ids: list[str]) -> dict[str, int]:
         return {session_id: tree_bytes(self._sessions / session_id) for session_id in session_ids}
 
-    def _running_bytes(self, finished: set[str]) -> int:
-        """Bytes held by directories of sessions that are not finished (running ones, spares)."""
-        total = 0
+    def _live_bytes(self, known: set[str], running: list[str]) -> int:
+        """Bytes held by the directories of running sessions and of those with no record yet (spares made
+        ahead, a run being recorded)."""
+        total = sum(tree_bytes(self._sessions / session_id) for session_id in running)
         try:
-            entries = list(os.scandir(self._sessions))
+            names = os.listdir(self._sessions)
         except OSError:
-            return 0
-        for entry in entries:
-            if entry.name not in finished and entry.is_dir(follow_symlinks=False):
-                total += tree_bytes(Path(entry.path))
-        return total
+            return total
+        return total + sum(tree_bytes(self._sessions / name) for name in names if name not in known)

@@ -353,14 +353,28 @@ class Store:
         return {r[0] for r in await self._rows("SELECT id FROM sessions")}
 
     # --- retention ----------------------------------------------------------------------------------
-    async def ended_sessions(self, place: str, limit: int = 10_000) -> list[tuple[str, float, int | None]]:
-        """(id, ended_at, disk_bytes) of the finished sessions of one place, oldest end first."""
+    def _ended(self, place: str) -> str:
+        return "state != 'running' AND (place = ? OR place IS NULL)"
+
+    async def unmeasured_sessions(self, place: str, limit: int) -> list[str]:
+        """Finished sessions of one place whose size on disk is not recorded yet (the newest ones)."""
         await self.flush()
-        sql = (
-            "SELECT id, ended_at, disk_bytes FROM sessions WHERE state != 'running' AND (place = ? OR place IS NULL)"
-            " ORDER BY ended_at LIMIT ?"
-        )
-        return [(r[0], r[1] or 0.0, r[2]) for r in await self._rows(sql, (place, limit))]
+        sql = f"SELECT id FROM sessions WHERE {self._ended(place)} AND disk_bytes IS NULL LIMIT ?"
+        return [r[0] for r in await self._rows(sql, (place, limit))]
+
+    async def ended_bytes(self, place: str) -> int:
+        """What the finished sessions of one place hold on disk, as measured."""
+        await self.flush()
+        sql = f"SELECT COALESCE(SUM(disk_bytes), 0) FROM sessions WHERE {self._ended(place)}"
+        return int((await self._rows(sql, (place,)))[0][0])
+
+    async def oldest_ended(self, place: str, limit: int, before: float | None = None) -> list[tuple[str, int]]:
+        """(id, disk_bytes) of the finished sessions of one place, oldest end first (`before`: ended earlier)."""
+        await self.flush()
+        where = self._ended(place) + (" AND ended_at < ?" if before is not None else "")
+        args = (place, before, limit) if before is not None else (place, limit)
+        sql = f"SELECT id, COALESCE(disk_bytes, 0) FROM sessions WHERE {where} ORDER BY ended_at LIMIT ?"
+        return [(r[0], int(r[1])) for r in await self._rows(sql, args)]
 
     def set_disk_bytes(self, session_id: str, size: int) -> None:
         self.submit("UPDATE sessions SET disk_bytes = ? WHERE id = ?", (size, session_id))
