@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 from server.config import load_settings
@@ -472,4 +473,36 @@ async def test_retention_counts_every_finished_session_however_many_and_prunes_b
     aged = Retention(store, tmp_path, retention_days=1 / 86_400, max_data_mb=1024)  # one second
     await aged.run_pass()  # the rest ended more than a second ago...
     assert await store._rows("SELECT count(*) FROM sessions") == [(0,)]  # ...so they all go, whatever the size
+    await store.close()
+
+
+async def test_retention_prunes_the_oldest_events_to_fit_and_counts_only_what_it_deleted(tmp_path: Path) -> None:
+    """Events past the cap go oldest first; a pass that deletes nothing says 0 however many events arrive
+    meanwhile (a difference of counts once made every pass fold the WAL back, on the event loop)."""
+    from providers.local.retention import Retention
+    from providers.local.store import EventRow, Store
+
+    store = await Store.open(tmp_path / "local.sqlite3")
+    now_ms = int(time.time() * 1000)
+    for n in range(300):  # ~3 MB of events against a 1 MB cap
+        store.insert_event(EventRow(f"evt_{n:04d}", "box", "log", {"n": n, "text": "x" * 10_000}, now_ms + n))
+    await store.flush()
+    retention = Retention(store, tmp_path, retention_days=7, max_data_mb=1)
+    _, deleted = await retention.run_pass()
+    kept = [r[0] for r in await store._rows("SELECT id FROM events ORDER BY seq")]
+    assert deleted == 300 - len(kept) and 0 < len(kept) < 100, (deleted, len(kept))
+    assert kept == [f"evt_{n:04d}" for n in range(300 - len(kept), 300)]  # the newest
+
+    roomy = Retention(store, tmp_path, retention_days=7, max_data_mb=1024)
+    async with anyio.create_task_group() as tg:
+
+        async def keep_adding() -> None:
+            for n in range(200):
+                store.insert_event(EventRow(f"new_{n:04d}", "box", "log", {"n": n}, now_ms + 1_000 + n))
+                await store.flush()
+
+        tg.start_soon(keep_adding)
+        await anyio.lowlevel.checkpoint()
+        assert await roomy.run_pass() == (0, 0)
+    assert len(await store._rows("SELECT id FROM events")) == len(kept) + 200
     await store.close()

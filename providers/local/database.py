@@ -153,8 +153,10 @@ class SQLiteDatabase:
         return size + (wal.stat().st_size if wal.exists() else 0)
 
     async def checkpoint(self) -> None:
-        """Fold the WAL back into the database file so that it does not keep the space it took."""
-        self.writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        """Fold the WAL back into the database file so that it does not keep the space it took. It copies pages
+        and truncates a file (milliseconds to tens of them): in a worker thread, not on the event loop. The
+        store's write lock keeps our own commits off the writer meanwhile."""
+        await anyio.to_thread.run_sync(self.writer.execute, "PRAGMA wal_checkpoint(TRUNCATE)")
 
     async def close(self) -> None:
         self.reader.close()

@@ -132,19 +132,23 @@ class Retention:
         return total
 
     async def _prune_events(self, cutoff: float, total: int) -> int:
+        """Delete the events past their age, then the oldest until the total fits; how many went. (Counted as
+        deleted, not as a difference of counts: events keep coming in meanwhile.)"""
         store = self._store
-        before = await store.event_count()
-        store.delete_events_before(int(cutoff * 1000))
-        await store.flush()
-        while total > self.max_bytes and await store.event_count():
+        deleted = await store.delete_events_before(int(cutoff * 1000))
+        if total > self.max_bytes:  # first fold the WAL back: the space it holds is not the events' to give
             size = await store.database_bytes()
-            store.delete_oldest_events(EVENT_BATCH)
-            await store.flush()
+            await store.checkpoint()
+            total -= max(0, size - await store.database_bytes())
+        while total > self.max_bytes:
+            size = await store.database_bytes()
+            gone = await store.delete_oldest_events(total - self.max_bytes, EVENT_BATCH)
             after = await store.database_bytes()
+            deleted += gone
             total -= max(0, size - after)
-            if after >= size:  # nothing freed: the rest is not events (or the database is elsewhere)
+            if not gone or after >= size:  # nothing freed: the rest is not events (or the database is elsewhere)
                 break
-        return before - await store.event_count()
+        return deleted
 
     def _measure(self, session_ids: list[str]) -> dict[str, int]:
         return {session_id: tree_bytes(self._sessions / session_id) for session_id in session_ids}

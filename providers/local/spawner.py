@@ -241,8 +241,8 @@ class Spawner:
                 await self._ready.wait()
         if not self._ready_for(supervisors):
             raise SpawnerError(self._error or f"no session supervisor became ready within {READY_WAIT_S:g} s")
-        # One whose sandbox is ready, if any; else the longest idle.
-        ready = next((i for i, (ident, _) in enumerate(supervisors) if ident in self._prepared), 0)
+        # One whose sandbox is ready, if any; else the one back last (its memory is the likeliest in the caches).
+        ready = next((i for i, (ident, _) in enumerate(supervisors) if ident in self._prepared), len(supervisors) - 1)
         supervisor, channel = supervisors[ready]
         del supervisors[ready]
         session_id = self._prepared.pop(supervisor, None) or self._slots.popleft()

@@ -100,6 +100,7 @@ LIVE_STATES = ("running",)
 FAILED_STATES = ("failed", "timed_out", "stopped", "lost")
 # Background commits wait this long for company: in a burst of short runs one commit records many.
 BACKGROUND_FLUSH_DELAY_S = 0.01
+EVENT_ROW_BYTES = 100  # what an event row takes besides its data (ids, type, timestamp, index entries), roughly
 logger = logging.getLogger(__name__)
 # A write: SQL and its parameters, or a function run inside the commit's transaction.
 Sql = tuple[str, tuple[Any, ...]]
@@ -388,15 +389,24 @@ class Store:
             self.submit("DELETE FROM routine_runs WHERE session_id = ?", (session_id,))
             self.submit("DELETE FROM tasks WHERE session_id = ?", (session_id,))
 
-    def delete_events_before(self, timestamp_ms: int) -> None:
-        self.submit("DELETE FROM events WHERE timestamp < ?", (timestamp_ms,))
+    async def delete_events_before(self, timestamp_ms: int) -> int:
+        """Delete the events older than this; how many there were."""
+        sql = "DELETE FROM events WHERE timestamp < ?"
+        return await self.transaction(lambda db: db.execute(sql, (timestamp_ms,)).rowcount)
 
-    def delete_oldest_events(self, count: int) -> None:
-        self.submit("DELETE FROM events WHERE seq IN (SELECT seq FROM events ORDER BY seq LIMIT ?)", (count,))
+    async def delete_oldest_events(self, free_bytes: int, most: int = 1_000) -> int:
+        """Delete the oldest events that hold about `free_bytes` (at least one, at most `most`); how many went."""
 
-    async def event_count(self) -> int:
-        await self.flush()
-        return int((await self._rows("SELECT count(*) FROM events"))[0][0])
+        def work(db: Connection) -> int:
+            last, held = None, 0
+            oldest = db.execute("SELECT seq, length(data) FROM events ORDER BY seq LIMIT ?", (most,)).fetchall()
+            for seq, size in oldest:
+                last, held = seq, held + size + EVENT_ROW_BYTES
+                if held >= free_bytes:
+                    break
+            return 0 if last is None else db.execute("DELETE FROM events WHERE seq <= ?", (last,)).rowcount
+
+        return await self.transaction(work)
 
     async def database_bytes(self) -> int:
         """Bytes of this machine's disk the database holds that retention can lower."""

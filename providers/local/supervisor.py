@@ -929,8 +929,7 @@ class Supervisor:
 
     def sweep(self) -> None:
         """After the command ended: end whatever it left running (SIGTERM, then SIGKILL after the grace)."""
-        self.reap_orphans()
-        if not descendants(os.getpid()):
+        if self.reap_orphans() or not descendants(os.getpid()):
             return
         for _ in range(10):  # what is already on its way out (bubblewrap's init follows its monitor) goes by itself
             time.sleep(0.001)
@@ -948,10 +947,15 @@ class Supervisor:
             time.sleep(0.01)
             self.reap_orphans()
 
-    def reap_orphans(self) -> None:
-        with contextlib.suppress(ChildProcessError):
+    def reap_orphans(self) -> bool:
+        """Reap the children that ended; True when no child is left (then nothing runs below us either: an
+        orphan is handed to us, its subreaper, before its parent can be reaped)."""
+        try:
             while os.waitpid(-1, os.WNOHANG)[0]:
                 pass
+        except ChildProcessError:
+            return True
+        return False
 
     # --- finish -------------------------------------------------------------------------------------------
     def finish(self) -> None:
