@@ -133,10 +133,13 @@ class AppState:
     @staticmethod
     @asynccontextmanager
     async def _slot(gate: anyio.Semaphore, wait_s: float, who: str, what: str) -> AsyncIterator[None]:
-        with anyio.move_on_after(wait_s) as waited:
-            await gate.acquire()
-        if waited.cancelled_caught:
-            raise Busy(who, f"{what}; waited {wait_s:g} s for a slot")
+        try:
+            gate.acquire_nowait()  # the usual case, without a timer
+        except anyio.WouldBlock:
+            with anyio.move_on_after(wait_s) as waited:
+                await gate.acquire()
+            if waited.cancelled_caught:
+                raise Busy(who, f"{what}; waited {wait_s:g} s for a slot") from None
         try:
             yield
         finally:

@@ -236,9 +236,10 @@ class Spawner:
             if self._sock is not None:
                 self._error = None
                 send(self._sock, {"op": "slot_now"})  # made at once, not at the lowest priority
-        with anyio.move_on_after(READY_WAIT_S):
-            while not self._ready_for(supervisors) and self._error is None:
-                await self._ready.wait()
+        if not self._ready_for(supervisors):
+            with anyio.move_on_after(READY_WAIT_S):
+                while not self._ready_for(supervisors) and self._error is None:
+                    await self._ready.wait()
         if not self._ready_for(supervisors):
             raise SpawnerError(self._error or f"no session supervisor became ready within {READY_WAIT_S:g} s")
         # One whose sandbox is ready, if any; else the one back last (its memory is the likeliest in the caches).
