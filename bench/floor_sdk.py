@@ -1,7 +1,10 @@
-"""Floor: a bare `mcp` SDK server with one echo tool (stdio, or HTTP with `http PORT`)."""
+"""Floor: a bare `mcp` SDK server with an echo tool (stdio, or HTTP with `http PORT`), and a naive `run` tool
+that starts a shell command and waits for it: no record, no supervisor, no output files, no sandbox."""
 
 from __future__ import annotations
 
+import asyncio
+import subprocess
 import sys
 
 from mcp.server.mcpserver import MCPServer
@@ -13,6 +16,13 @@ server: MCPServer = MCPServer("floor")
 async def echo(text: str = "") -> str:
     """Echo the text back."""
     return text
+
+
+@server.tool()
+async def run(command: str) -> int:
+    """Run a shell command; its exit code."""
+    process = await asyncio.create_subprocess_shell(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return await process.wait()
 
 
 if __name__ == "__main__":

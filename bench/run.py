@@ -301,6 +301,7 @@ def stdio_rows(quick: bool, env: dict[str, str]) -> list[Row]:
     docs: list[float] = []
     listing: list[float] = []
     execs: list[float] = []
+    naive: list[float] = []
     sandboxed: list[float] = []
     shell: list[float] = []
     bwrap: list[float] = []
@@ -310,6 +311,7 @@ def stdio_rows(quick: bool, env: dict[str, str]) -> list[Row]:
         docs += timed_calls(ours, "getDocs", {"topic": "errors"}, calls // rounds, warm)
         listing += timed_calls(ours, "listSessions", {"limit": 5}, calls // rounds, warm)
         execs += timed_calls(plain, "execRun", {"command": "true"}, calls // rounds // 2, warm)
+        naive += timed_calls(sdk, "run", {"command": "true"}, calls // rounds // 2, warm)
         shell += timed_spawns(["/bin/sh", "-c", "true"], calls // rounds // 2, warm)
         if bwrap_true is not None:
             sandboxed += timed_calls(ours, "execRun", {"command": "true"}, calls // rounds // 4, warm)
@@ -334,6 +336,17 @@ def stdio_rows(quick: bool, env: dict[str, str]) -> list[Row]:
     exec_p50 = statistics.median(execs)
     rows.append(ratio_row("execRun `true` p50, unsandboxed (vs sh spawn + SDK call)", exec_p50, exec_floor, "ms", 1.5))
     rows.append(Row("execRun `true` p99, unsandboxed", pct(execs, 0.99), None, "ms", "info", None))
+    naive_p50 = statistics.median(naive)
+    rows.append(
+        Row(
+            "execRun `true` p50, unsandboxed (vs a bare SDK tool that runs it: no record, supervisor or output files)",
+            exec_p50,
+            naive_p50,
+            "ms",
+            "info",
+            None,
+        )
+    )
     if sandboxed:
         sandboxed_p50 = statistics.median(sandboxed)
         bwrap_floor = statistics.median(bwrap) + echo_p50

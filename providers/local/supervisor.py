@@ -301,13 +301,17 @@ class Cgroup:
         except OSError:
             return ""
 
-    def counters(self) -> dict[str, int]:
+    def counters(self, cpu: bool = True) -> dict[str, int]:
+        """The OOM kills, the refused forks and (with `cpu`) the CPU time of the group so far."""
+        cpu_ns = -1
         if self.version == 1:
             oom = _counter(self.read("memory", "memory.oom_control"), "oom_kill")
-            cpu_ns = int(self.read("cpuacct", "cpuacct.usage").strip() or 0) if "cpuacct" in self.dirs else -1
+            if cpu and "cpuacct" in self.dirs:
+                cpu_ns = int(self.read("cpuacct", "cpuacct.usage").strip() or 0)
         else:
             oom = _counter(self.read("all", "memory.events"), "oom_kill")
-            cpu_ns = _counter(self.read("all", "cpu.stat"), "usage_usec") * 1000 or -1
+            if cpu:
+                cpu_ns = _counter(self.read("all", "cpu.stat"), "usage_usec") * 1000 or -1
         return {"oom": oom, "pids_max": _counter(self.read("pids", "pids.events"), "max"), "cpu_ns": cpu_ns}
 
     def remove(self) -> None:
@@ -363,11 +367,11 @@ class Limits:
         self.baseline = self.cgroup.counters() if self.cgroup else {}
         self.cpu_done = _children_cpu_s()
 
-    def check(self, tree: list[int]) -> tuple[str, str] | None:
-        """A limit this run has hit, as (reason, what to say), or None."""
+    def check(self, tree: list[int], cpu: bool = True) -> tuple[str, str] | None:
+        """A limit this run has hit, as (reason, what to say), or None (`cpu`: the CPU limit counts too)."""
         if not self.limits:
             return None
-        counters = self.cgroup.counters() if self.cgroup else {}
+        counters = self.cgroup.counters(cpu) if self.cgroup else {}
         if counters.get("oom", 0) > self.baseline.get("oom", 0):
             return "memory_limit", f"a process ran out of memory (local.limits.memory_mb={self.limits['memory_mb']})"
         if counters.get("pids_max", 0) > self.baseline.get("pids_max", 0) or len(tree) > int(self.limits["processes"]):
@@ -375,7 +379,7 @@ class Limits:
                 "process_limit",
                 f"it tried to run more than {self.limits['processes']} processes (local.limits.processes)",
             )
-        if self.kind != "launcher":
+        if cpu and self.kind != "launcher":
             if counters.get("cpu_ns", -1) >= 0:
                 used = (counters["cpu_ns"] - self.baseline.get("cpu_ns", 0)) / 1e9
             else:
@@ -393,8 +397,8 @@ class Limits:
         by the end of stderr, read only when the run failed)."""
         if not self.limits:
             return None
-        hit = self.check([])
-        if hit is not None and hit[0] != "cpu_limit":
+        hit = self.check([], cpu=False)  # the kernel's signal says whether the CPU limit ended it
+        if hit is not None:
             return hit
         if code in (-signal.SIGXCPU, 128 + signal.SIGXCPU):
             return "cpu_limit", f"a process used its CPU time (local.limits.cpu_s={self.limits['cpu_s']})"
