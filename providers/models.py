@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -133,6 +134,17 @@ def event_chars(data: dict[str, Any]) -> int:
     return len(json.dumps(data, separators=(",", ":"), ensure_ascii=False))
 
 
+def fitting(sizes: Iterable[int], max_chars: int = MAX_PAGE_CHARS) -> int:
+    """How many items, taken in order, fit in one page of `max_chars`: the first always does."""
+    count = total = 0
+    for size in sizes:
+        total += size
+        if count and total > max_chars:
+            break
+        count += 1
+    return count
+
+
 def event_list(provider: str, sandbox_id: str, events: list[Event], cut: bool, since: int | None) -> EventList:
     """A page of events; when some were left out for size, the message says how to read on."""
     message = None
@@ -151,13 +163,7 @@ def event_page(events: list[Event], *, newest: bool, max_chars: int = MAX_PAGE_C
     """The events that fit in one page, oldest first: the newest of them, or (`newest=False`) the oldest, as a
     page read forward with `since` holds. One event always fits. Also says whether some were left out."""
     ordered = sorted(events, key=lambda e: e.timestamp, reverse=newest)
-    kept: list[Event] = []
-    total = 0
-    for event in ordered:
-        total += event_chars(event.data)
-        if kept and total > max_chars:
-            break
-        kept.append(event)
+    kept = ordered[: fitting((event_chars(event.data) for event in ordered), max_chars)]
     return (kept[::-1] if newest else kept), len(kept) < len(ordered)
 
 

@@ -100,14 +100,15 @@ class Retention:
         live_bytes = await anyio.to_thread.run_sync(self._live_bytes, known, running)
         total = live_bytes + await store.ended_bytes(self.place) + await store.database_bytes()
         doomed: list[str] = []
-        total = await self._choose(doomed, total, before=time.time() - self.max_age_s)  # past their age: all
+        cutoff = time.time() - self.max_age_s
+        total = await self._choose(doomed, total, before=cutoff)  # past their age: all
         total = await self._choose(doomed, total, fits=self.max_bytes)  # then the oldest, until the rest fits
         with anyio.CancelScope(shield=True):  # a record and its directory go together, even at shutdown
             for session_id in doomed:
                 await anyio.to_thread.run_sync(shutil.rmtree, self._sessions / session_id, True)
             store.delete_sessions(doomed)
             await store.flush()
-        events = await self._prune_events(time.time() - self.max_age_s, total)
+        events = await self._prune_events(cutoff, total)
         await store.flush()
         if doomed or events:
             await store.checkpoint()
@@ -136,12 +137,14 @@ class Retention:
         deleted, not as a difference of counts: events keep coming in meanwhile.)"""
         store = self._store
         deleted = await store.delete_events_before(int(cutoff * 1000))
-        if total > self.max_bytes:  # first fold the WAL back: the space it holds is not the events' to give
-            size = await store.database_bytes()
-            await store.checkpoint()
-            total -= max(0, size - await store.database_bytes())
+        if total <= self.max_bytes:
+            return deleted
+        size = await store.database_bytes()
+        await store.checkpoint()  # first fold the WAL back: the space it holds is not the events' to give
+        after = await store.database_bytes()
+        total -= max(0, size - after)
         while total > self.max_bytes:
-            size = await store.database_bytes()
+            size = after
             gone = await store.delete_oldest_events(total - self.max_bytes, EVENT_BATCH)
             after = await store.database_bytes()
             deleted += gone

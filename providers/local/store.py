@@ -21,6 +21,7 @@ import anyio
 import anyio.lowlevel
 
 from providers.local.database import Connection, Database, PostgresDatabase, SQLiteDatabase, StoreError
+from providers.models import fitting
 
 SCHEMA_VERSION = 5
 SCHEMA = """
@@ -100,6 +101,8 @@ LIVE_STATES = ("running",)
 FAILED_STATES = ("failed", "timed_out", "stopped", "lost")
 # Background commits wait this long for company: in a burst of short runs one commit records many.
 BACKGROUND_FLUSH_DELAY_S = 0.01
+# The finished sessions of one place (a data directory on one machine); its parameter: the place.
+ENDED_HERE = "state != 'running' AND (place = ? OR place IS NULL)"
 EVENT_ROW_BYTES = 100  # what an event row takes besides its data (ids, type, timestamp, index entries), roughly
 logger = logging.getLogger(__name__)
 # A write: SQL and its parameters, or a function run inside the commit's transaction.
@@ -354,25 +357,22 @@ class Store:
         return {r[0] for r in await self._rows("SELECT id FROM sessions")}
 
     # --- retention ----------------------------------------------------------------------------------
-    def _ended(self, place: str) -> str:
-        return "state != 'running' AND (place = ? OR place IS NULL)"
-
     async def unmeasured_sessions(self, place: str, limit: int) -> list[str]:
         """Finished sessions of one place whose size on disk is not recorded yet (the newest ones)."""
         await self.flush()
-        sql = f"SELECT id FROM sessions WHERE {self._ended(place)} AND disk_bytes IS NULL LIMIT ?"
+        sql = f"SELECT id FROM sessions WHERE {ENDED_HERE} AND disk_bytes IS NULL LIMIT ?"
         return [r[0] for r in await self._rows(sql, (place, limit))]
 
     async def ended_bytes(self, place: str) -> int:
         """What the finished sessions of one place hold on disk, as measured."""
         await self.flush()
-        sql = f"SELECT COALESCE(SUM(disk_bytes), 0) FROM sessions WHERE {self._ended(place)}"
+        sql = f"SELECT COALESCE(SUM(disk_bytes), 0) FROM sessions WHERE {ENDED_HERE}"
         return int((await self._rows(sql, (place,)))[0][0])
 
     async def oldest_ended(self, place: str, limit: int, before: float | None = None) -> list[tuple[str, int]]:
         """(id, disk_bytes) of the finished sessions of one place, oldest end first (`before`: ended earlier)."""
         await self.flush()
-        where = self._ended(place) + (" AND ended_at < ?" if before is not None else "")
+        where = ENDED_HERE + (" AND ended_at < ?" if before is not None else "")
         args = (place, before, limit) if before is not None else (place, limit)
         sql = f"SELECT id, COALESCE(disk_bytes, 0) FROM sessions WHERE {where} ORDER BY ended_at LIMIT ?"
         return [(r[0], int(r[1])) for r in await self._rows(sql, args)]
@@ -394,7 +394,7 @@ class Store:
         sql = "DELETE FROM events WHERE timestamp < ?"
         return await self.transaction(lambda db: db.execute(sql, (timestamp_ms,)).rowcount)
 
-    async def delete_oldest_events(self, free_bytes: int, most: int = 1_000) -> int:
+    async def delete_oldest_events(self, free_bytes: int, most: int) -> int:
         """Delete the oldest events that hold about `free_bytes` (at least one, at most `most`); how many went."""
 
         def work(db: Connection) -> int:
@@ -510,13 +510,7 @@ class Store:
             f"SELECT seq, length(data) FROM events WHERE {' AND '.join(where)} ORDER BY seq {order} LIMIT ?",
             (*args, limit),
         )
-        chosen: list[int] = []
-        total = 0
-        for seq, size in sizes:
-            if chosen and total + size > max_chars:  # a page always holds its first event
-                break
-            chosen.append(seq)
-            total += size
+        chosen = [seq for seq, _ in sizes[: fitting((size for _, size in sizes), max_chars)]]
         if not chosen:
             return [], False
         marks = ", ".join("?" * len(chosen))
