@@ -593,13 +593,16 @@ def peak_kib(pid: int) -> int:
 
 def event_page_memory() -> list[Row]:
     """Peak RSS of a stdio server while it answers the largest getEvents page, over its level before the call
-    (whatever else the process holds), against the size of the reply line: one page of a few large events,
-    and one of many small ones (where Python's objects, not the bytes, dominate)."""
+    (whatever else the process holds), against the page cap (target: under 2x): one page of a few large
+    events, and one of many small ones (where parsed Python objects would dominate)."""
+    from providers.models import MAX_PAGE_CHARS
+
     rows = []
     shapes = {
         "few large events": [{"blob": "x" * 60_000} for _ in range(6)],
         "many small events": [{f"key{j}": f"value {n} {j}" for j in range(40)} for n in range(600)],
     }
+    cap = MAX_PAGE_CHARS / (1 << 20)
     for shape, payloads in shapes.items():
         with tempfile.TemporaryDirectory() as data_dir:
             peer = StdioPeer(OURS, {"RUNTIMES_MCP_DATA_DIR": data_dir, "RUNTIMES_MCP_TOOLSETS": "events"})
@@ -613,17 +616,9 @@ def event_page_memory() -> list[Row]:
             reply = peer.call("getEvents", {"limit": 1000, "type": "big"})
             peak = peak_kib(peer.process.pid) - before
             peer.close()
-        line = len(json.dumps(reply, separators=(",", ":"), ensure_ascii=False).encode()) / 1024
-        rows.append(
-            Row(
-                f"getEvents largest page, {shape}: peak RSS rise (vs its reply line)",
-                peak / 1024,
-                line / 1024,
-                "MiB",
-                "info",
-                None,
-            )
-        )
+        line = len(json.dumps(reply, separators=(",", ":"), ensure_ascii=False).encode()) / (1 << 20)
+        metric = f"getEvents largest page, {shape} ({line:.2f} MiB reply): peak RSS rise (vs the page cap)"
+        rows.append(ratio_row(metric, peak / 1024, cap, "MiB", 2))
     return rows
 
 

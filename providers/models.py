@@ -6,7 +6,7 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 Raw = dict[str, Any] | None
 RAW_DESCRIPTION = "The provider's own record."
@@ -115,6 +115,13 @@ class Event(Shape):
     workspace_id: int | None = None
 
 
+def event_json(id: str, sandbox_id: str, type: str, data_json: str, timestamp: int) -> str:
+    """An Event as compact JSON text, its data passed through as stored (`data_json`, a JSON object): the same
+    JSON an Event dumps, without parsing the data into Python objects (see EventList.rows)."""
+    id_, sandbox, type_ = (json.dumps(text, ensure_ascii=False) for text in (id, sandbox_id, type))
+    return f'{{"id":{id_},"sandbox_id":{sandbox},"type":{type_},"data":{data_json},"timestamp":{int(timestamp)}}}'
+
+
 class EventList(Shape):
     provider: str
     sandbox_id: str
@@ -122,6 +129,14 @@ class EventList(Shape):
     count: int
     truncated: bool = Field(False, description="Some matching events left out for size; see message.")
     message: str | None = None
+    # A page whose events are kept as JSON text (event_json), `events` left empty: a writer that can put them
+    # on the wire as they are asks for this (tools.results), and a page then costs its size, not the several
+    # times more its parsed objects would.
+    _rows: list[str] | None = PrivateAttr(None)
+
+    @property
+    def rows(self) -> list[str] | None:
+        return self._rows
 
 
 # One page of events holds at most this much event data (JSON characters), and one event at least: the same
@@ -147,15 +162,41 @@ def fitting(sizes: Iterable[int], max_chars: int = MAX_PAGE_CHARS) -> int:
 
 def event_list(provider: str, sandbox_id: str, events: list[Event], cut: bool, since: int | None) -> EventList:
     """A page of events; when some were left out for size, the message says how to read on."""
-    message = None
-    if cut:
-        more = f"since={events[-1].timestamp}" if since is not None else "a smaller limit, or since"
-        message = (
-            f"{len(events)} events: a page holds at most {MAX_PAGE_CHARS:,} characters of event data; "
-            f"ask again with {more} for the rest"
-        )
+    last = events[-1].timestamp if events else None
     return EventList(
-        provider=provider, sandbox_id=sandbox_id, events=events, count=len(events), truncated=cut, message=message
+        provider=provider,
+        sandbox_id=sandbox_id,
+        events=events,
+        count=len(events),
+        truncated=cut,
+        message=_page_message(len(events), cut, since, last),
+    )
+
+
+def event_rows_list(
+    provider: str, sandbox_id: str, rows: list[str], last_timestamp: int | None, cut: bool, since: int | None
+) -> EventList:
+    """A page of events kept as JSON text (`rows`, from event_json, oldest first): see EventList.rows."""
+    page = EventList(
+        provider=provider,
+        sandbox_id=sandbox_id,
+        events=[],
+        count=len(rows),
+        truncated=cut,
+        message=_page_message(len(rows), cut, since, last_timestamp),
+    )
+    page._rows = rows
+    return page
+
+
+def _page_message(count: int, cut: bool, since: int | None, last_timestamp: int | None) -> str | None:
+    """When some events were left out for size, how to read on."""
+    if not cut:
+        return None
+    more = f"since={last_timestamp}" if since is not None else "a smaller limit, or since"
+    return (
+        f"{count} events: a page holds at most {MAX_PAGE_CHARS:,} characters of event data; "
+        f"ask again with {more} for the rest"
     )
 
 

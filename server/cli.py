@@ -214,6 +214,7 @@ async def serve_stdio(settings: Any) -> int:
     from mcp.server.stdio import stdio_server
 
     from server.stdio_pipes import AnsweringUnparsable, open_stdio_pipes
+    from tools.results import ROWS_WIRE
     from tools.sdk import run_on_streams
 
     server = build_server(settings)
@@ -228,6 +229,9 @@ async def serve_stdio(settings: Any) -> int:
         tg.start_soon(stop_on_signal)
         async with open_stdio_pipes() as pipes:
             stdin, stdout = (pipes.stdin, pipes.stdout) if pipes is not None else (None, None)
+            # Our writer sends pages of events as they are stored. Set before the transport's reader starts:
+            # requests are handled in the context of the task that read them.
+            ROWS_WIRE.set(pipes is not None)
             async with stdio_server(stdin=stdin, stdout=stdout) as (read_stream, write_stream):  # type: ignore[arg-type]
                 if pipes is None:
                     await run_on_streams(server, AnsweringUnparsable(read_stream, write_stream), write_stream)

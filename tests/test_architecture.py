@@ -28,7 +28,8 @@ MAY_IMPORT = {
     "tools": {"tools", "providers"},
     "providers": {"providers"},
 }
-NOT_ARGUMENTS = {"self", "progress"}  # progress: a callback the tool layer passes, not a tool argument
+# Passed by the tool layer, not tool arguments: a progress callback, and a writer's wish for event pages as JSON text.
+NOT_ARGUMENTS = {"self", "progress", "as_rows"}
 
 
 def client_class(provider: str) -> type:

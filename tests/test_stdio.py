@@ -8,10 +8,11 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from mcp import Client
 
-from tests.conftest import stdio_params, structured
+from tests.conftest import connect, stdio_params, structured
 
 
 async def test_stdio_client_sees_eight_tools_with_schemas_and_annotations() -> None:
@@ -238,3 +239,97 @@ def test_the_streamed_encoding_matches_the_sdk_serializer_byte_for_byte() -> Non
     message = JSONRPCResponse(jsonrpc="2.0", id=7, result=result)
     ours = '{"jsonrpc":"2.0","id":7,"result":' + "".join(STREAM_ENCODER.iterencode(result)) + "}"
     assert ours.encode() == message.__pydantic_serializer__.to_json(message, by_alias=True, exclude_unset=True)
+
+
+def _without_nulls(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_nulls(v) for v in value]
+    return value
+
+
+async def test_an_events_page_over_stdio_says_what_the_sdk_serializer_says(monkeypatch: Any) -> None:
+    """Over stdio, a getEvents page is written from the events' stored JSON, never parsed (PipeWriter's rows
+    path). Against an in-process client on the same data (the SDK's own serialization), the reply must carry the
+    same events, text and page, for data with unicode, quotes, control characters and nulls, in a page cut for
+    size; only null fields are left out of its structuredContent."""
+    from providers.models import MAX_PAGE_CHARS
+
+    monkeypatch.setenv("RUNTIMES_MCP_TOOLSETS", "events")
+    tricky = 'é "quoted" \\ back\tslash\n\u2028 \U0001f600 \x01 </script>'
+    arguments = {"sandbox_id": 'box "1" é', "type": 'kind\n"é"', "limit": 10}
+    async with Client(stdio_params()) as client:
+        for n in range(6):
+            data = {"n": n, "text": tricky * 2000, "nested": {"list": [1, 2.5, None, True, {}], "none": None}}
+            stored = await client.call_tool(
+                "storeEvent", {"sandbox_id": arguments["sandbox_id"], "type": arguments["type"], "data": data}
+            )
+            assert not stored.is_error
+        over_stdio = await client.call_tool("getEvents", arguments)
+        newest = await client.call_tool("getEvents", {**arguments, "limit": 1})
+    async with connect() as client:
+        in_process = await client.call_tool("getEvents", arguments)
+
+    page, reference = structured(over_stdio), structured(in_process)
+    assert page["truncated"] and "since" in page["message"]
+    assert 1 <= page["count"] == len(page["events"]) < 6
+    assert sum(len(json.dumps(e["data"], ensure_ascii=False)) for e in page["events"]) <= MAX_PAGE_CHARS
+    assert page["events"][0]["data"]["text"] == tricky * 2000
+    assert page["events"][0]["data"]["nested"] == {"list": [1, 2.5, None, True, {}], "none": None}
+    assert _without_nulls(page) == _without_nulls(reference)
+    assert json.loads(over_stdio.content[0].text) == json.loads(in_process.content[0].text)  # type: ignore[union-attr]
+    # The SDK path gives `workspace_id: null`; the rows path leaves it out: this reply came from the rows.
+    assert "workspace_id" not in page["events"][0] and reference["events"][0]["workspace_id"] is None
+    assert structured(newest)["events"] == page["events"][-1:]
+
+
+async def test_the_rows_writer_keeps_the_reply_envelope() -> None:
+    """The rows path builds the reply's envelope itself: the request id (any JSON-RPC id), isError, resultType
+    and other _meta keys come through as the SDK would write them, and the rows' own _meta key does not."""
+    from mcp.types import CallToolResult, JSONRPCResponse
+
+    from providers.models import Event, event_json, event_list, event_rows_list
+    from server.stdio_pipes import PipeWriter
+    from tools.results import ROWS_META, as_tool_result
+
+    events = [
+        Event(id=f"evt_{n}", sandbox_id="s", type='t"', data={"k": 'v "é"\n', "n": [n, None]}, timestamp=n)
+        for n in range(3)
+    ]
+    rows = [event_json(e.id, e.sandbox_id, e.type, json.dumps(e.data), e.timestamp) for e in events]
+    sent = as_tool_result(event_rows_list("local", "s", rows, 2, True, 0))
+    expected = as_tool_result(event_list("local", "s", events, True, 0))
+    assert sent.meta == {ROWS_META: rows}
+
+    class Pipe:
+        def __init__(self) -> None:
+            self.data = bytearray()
+            self.transport = self
+
+        def is_closing(self) -> bool:
+            return False
+
+        def write(self, data: bytes) -> None:
+            self.data += data
+
+        async def drain(self) -> None:
+            pass
+
+    def reply(result: CallToolResult, request_id: str | int) -> JSONRPCResponse:
+        dumped = result.model_dump(by_alias=True, mode="json", exclude_none=True)
+        meta = {**dumped.get("_meta", {}), "io.example/stamp": {"name": "x"}}
+        return JSONRPCResponse(jsonrpc="2.0", id=request_id, result={**dumped, "_meta": meta, "resultType": "complete"})
+
+    for request_id in ('q"1\n', 7):
+        pipe = Pipe()
+        await PipeWriter(pipe)._send_event_rows(reply(sent, request_id), rows)  # type: ignore[arg-type]
+        assert pipe.data.endswith(b"}\n") and pipe.data.count(b"\n") == 1
+        ours = json.loads(pipe.data)
+        theirs = json.loads(reply(expected, request_id).model_dump_json(by_alias=True, exclude_unset=True))
+        assert ours["id"] == request_id and ours["result"]["_meta"] == {"io.example/stamp": {"name": "x"}}
+        assert json.loads(ours["result"]["content"][0]["text"]) == json.loads(theirs["result"]["content"][0]["text"])
+        assert [block["type"] for block in ours["result"]["content"]] == ["text"]
+        rest = [{k: v for k, v in r["result"].items() if k != "content"} for r in (ours, theirs)]
+        assert _without_nulls(rest[0]) == _without_nulls(rest[1])
+        assert rest[0]["structuredContent"]["events"][2]["data"] == {"k": 'v "é"\n', "n": [2, None]}

@@ -18,7 +18,7 @@ from pydantic import Field
 from providers.capabilities import Capability
 from providers.errors import ProviderError
 from providers.registry import PROVIDERS
-from tools.results import as_tool_result
+from tools.results import ROWS_WIRE, as_tool_result
 from tools.schema import compact_schema, drop_raw, drop_titles, inline_single_use_defs
 from tools.sdk import StrictTool, generated_output_schema, publish_output_schema
 from tools.spec import ToolSpec
@@ -151,14 +151,15 @@ def _scalar(annotation: Any) -> bool | None:
     return True if base in (int, float, bool, str) else None
 
 
-_PROGRESS_AWARE: dict[tuple[type, str], bool] = {}
+_ACCEPTS: dict[tuple[type, str, str], bool] = {}
 
 
-def _accepts_progress(client: Any, capability: Capability[Any, Any]) -> bool:
-    key = (type(client), capability.name)
-    if key not in _PROGRESS_AWARE:
-        _PROGRESS_AWARE[key] = "progress" in inspect.signature(capability.bind(client)).parameters
-    return _PROGRESS_AWARE[key]
+def _accepts(client: Any, capability: Capability[Any, Any], parameter: str) -> bool:
+    """Does this client's implementation of the capability take `parameter` (beyond the capability's own)?"""
+    key = (type(client), capability.name, parameter)
+    if key not in _ACCEPTS:
+        _ACCEPTS[key] = parameter in inspect.signature(capability.bind(client)).parameters
+    return _ACCEPTS[key]
 
 
 def make_handler(offer: Offer) -> Any:
@@ -178,8 +179,10 @@ def make_handler(offer: Offer) -> Any:
                 follow = spec.task_follow if task is not None and provider == LOCAL else None
                 if follow is not None:
                     arguments.update(spec.task_start)  # start the run and answer; the task follows it
-                elif task is None and spec.progress and _accepts_progress(client, spec.capability):
+                elif task is None and spec.progress and _accepts(client, spec.capability, "progress"):
                     arguments["progress"] = ctx.report_progress  # tasks carry no progress notifications
+                if task is None and ROWS_WIRE.get() and _accepts(client, spec.capability, "as_rows"):
+                    arguments["as_rows"] = True  # events as JSON text: this connection's writer sends them so
                 result = await method(**arguments)
             if task is not None and follow is not None and getattr(result, "session_id", None):
                 capability, ref = follow

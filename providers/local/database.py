@@ -53,7 +53,11 @@ Work = Callable[[Connection], T]
 class Database(Protocol):
     label: str  # names the store in errors
 
-    async def rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]: ...
+    async def rows(
+        self, sql: str, params: tuple[Any, ...] = (), convert: Callable[[Any], Any] | None = None
+    ) -> list[Any]:
+        """The rows of a query; with `convert`, each row converted as it is read (and let go at once)."""
+        ...
 
     async def commit(self, work: Work[T], background: bool = False) -> T:
         """Run `work` in one write transaction. `background`: no caller waits for it, so it need not be quick
@@ -103,6 +107,9 @@ class SQLiteDatabase:
             migrate(writer)
             reader = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             reader.execute("PRAGMA busy_timeout=1000")
+            # A small page cache (64 KiB, not 2 MB): a page of large events read once would stay in it, and
+            # the system caches the file anyway. Our other reads are small indexed queries.
+            reader.execute("PRAGMA cache_size=-64")
         except BaseException:
             writer.close()
             raise
@@ -112,8 +119,11 @@ class SQLiteDatabase:
                 target.chmod(0o600)
         return cls(path, reader, writer)
 
-    async def rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
-        return self.reader.execute(sql, params).fetchall()
+    async def rows(
+        self, sql: str, params: tuple[Any, ...] = (), convert: Callable[[Any], Any] | None = None
+    ) -> list[Any]:
+        cursor = self.reader.execute(sql, params)
+        return cursor.fetchall() if convert is None else [convert(row) for row in cursor]
 
     async def commit(self, work: Work[T], background: bool = False) -> T:
         if background:  # nobody waits: a worker thread commits while the loop serves calls (sqlite3 lets go of the GIL)
@@ -240,10 +250,13 @@ class PostgresDatabase:
             raise StoreError("local", f"PostgreSQL at {_safe(url)} cannot be used ({cause})", hint=_PG_HINT) from None
         return cls(url, pool, replica)
 
-    async def rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
+    async def rows(
+        self, sql: str, params: tuple[Any, ...] = (), convert: Callable[[Any], Any] | None = None
+    ) -> list[Any]:
         def read() -> list[Any]:
             with self._pool.connection() as conn:
-                return _PgConnection(conn).execute(sql, params).fetchall()
+                rows = _PgConnection(conn).execute(sql, params).fetchall()  # the client holds the result anyway
+                return rows if convert is None else [convert(row) for row in rows]
 
         return await anyio.to_thread.run_sync(read)
 

@@ -10,7 +10,7 @@ from typing import Any
 from providers.errors import InvalidInput
 from providers.local.ids import PROVIDER, new_id
 from providers.local.store import EventRow, Store
-from providers.models import MAX_PAGE_CHARS, Event, EventList, StoredEvent, event_list
+from providers.models import MAX_PAGE_CHARS, Event, EventList, StoredEvent, event_list, event_rows_list
 from providers.values import now_ms
 
 DEFAULT_SANDBOX = "local"
@@ -66,10 +66,19 @@ class EventLog:
                 logger.exception("runtimes-mcp: an event listener failed for sandbox %s", sandbox_id)
 
     async def query(
-        self, sandbox_id: str = DEFAULT_SANDBOX, type_: str | None = None, since: int | None = None, limit: int = 100
+        self,
+        sandbox_id: str = DEFAULT_SANDBOX,
+        type_: str | None = None,
+        since: int | None = None,
+        limit: int = 100,
+        as_rows: bool = False,
     ) -> EventList:
+        """A page of events; `as_rows`: kept as JSON text (EventList.rows), for a writer that sends them as they are."""
         if not 1 <= limit <= 1000:
             raise InvalidInput(PROVIDER, f"limit must be 1 to 1000, got {limit}")
+        if as_rows:
+            texts, last, cut = await self._store.query_events_json(sandbox_id, type_, since, limit, MAX_PAGE_CHARS)
+            return event_rows_list(PROVIDER, sandbox_id, texts, last, cut, since)
         rows, cut = await self._store.query_events(sandbox_id, type_, since, limit, MAX_PAGE_CHARS)
         events = [
             Event(id=r.id, sandbox_id=r.sandbox_id, type=r.type, data=r.data, timestamp=r.timestamp) for r in rows

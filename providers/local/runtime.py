@@ -445,8 +445,11 @@ class LocalRuntime(
         type: str | None = None,
         since: int | None = None,
         limit: int | None = None,
+        as_rows: bool = False,
     ) -> EventList:
-        return await self.events.query(sandbox_id or DEFAULT_SANDBOX, type, since, 100 if limit is None else limit)
+        """`as_rows`: the events kept as JSON text (EventList.rows), for a caller that writes them as they are."""
+        limit = 100 if limit is None else limit
+        return await self.events.query(sandbox_id or DEFAULT_SANDBOX, type, since, limit, as_rows)
 
     async def list_routines(self) -> RecordList:
         routines = [

@@ -21,7 +21,7 @@ import anyio
 import anyio.lowlevel
 
 from providers.local.database import Connection, Database, PostgresDatabase, SQLiteDatabase, StoreError
-from providers.models import fitting
+from providers.models import event_json, fitting
 
 SCHEMA_VERSION = 5
 SCHEMA = """
@@ -290,9 +290,11 @@ class Store:
         async with self._write_lock:
             return await self.db.commit(work, background)
 
-    async def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+    async def _rows(
+        self, sql: str, params: Sequence[Any] = (), convert: Callable[[Sequence[Any]], Any] | None = None
+    ) -> list[Any]:
         try:
-            return await self.db.rows(sql, tuple(params))
+            return await self.db.rows(sql, tuple(params), convert)
         except Exception as exc:
             error = self.db.error(exc)
             if error is None:
@@ -491,7 +493,37 @@ class Store:
         self, sandbox_id: str, type_: str | None, since: int | None, limit: int, max_chars: int
     ) -> tuple[list[EventRow], bool]:
         """Matching events, oldest first: the newest `limit` of them, or with `since` the first `limit` after it;
-        fewer when their data would pass `max_chars`. Returns (events, whether some were left out for size).
+        fewer when their data would pass `max_chars`. Returns (events, whether some were left out for size)."""
+
+        def parsed(r: Sequence[Any]) -> EventRow:
+            return EventRow(r[0], r[1], r[2], json.loads(r[3]), r[4])
+
+        events, cut, _ = await self._event_page(sandbox_id, type_, since, limit, max_chars, parsed)
+        return events, cut
+
+    async def query_events_json(
+        self, sandbox_id: str, type_: str | None, since: int | None, limit: int, max_chars: int
+    ) -> tuple[list[str], int | None, bool]:
+        """The same page, each event as its JSON text (models.event_json) with its data as stored, never parsed.
+        Returns (events, the newest one's timestamp, whether some were left out for size)."""
+
+        def as_json(r: Sequence[Any]) -> str:
+            return event_json(r[0], r[1], r[2], r[3], r[4])
+
+        events, cut, newest = await self._event_page(sandbox_id, type_, since, limit, max_chars, as_json)
+        return events, newest, cut
+
+    async def _event_page(
+        self,
+        sandbox_id: str,
+        type_: str | None,
+        since: int | None,
+        limit: int,
+        max_chars: int,
+        convert: Callable[[Sequence[Any]], T],
+    ) -> tuple[list[T], bool, int | None]:
+        """The page's events oldest first, each row (id, sandbox_id, type, data as text, timestamp) converted as
+        it is read; whether some were left out for size; the newest one's timestamp.
 
         Two queries: the page is chosen from the events' sizes alone, and only its events' data is read. (One
         query with a running sum over the data made the database hold several copies of every candidate's data
@@ -507,22 +539,19 @@ class Store:
             args.append(since)
         order = "ASC" if since is not None else "DESC"
         sizes = await self._rows(
-            f"SELECT seq, length(data) FROM events WHERE {' AND '.join(where)} ORDER BY seq {order} LIMIT ?",
+            f"SELECT seq, length(data), timestamp FROM events WHERE {' AND '.join(where)} ORDER BY seq {order} LIMIT ?",
             (*args, limit),
         )
-        chosen = [seq for seq, _ in sizes[: fitting((size for _, size in sizes), max_chars)]]
+        chosen = sizes[: fitting((size for _, size, _ in sizes), max_chars)]
         if not chosen:
-            return [], False
+            return [], False, None
         marks = ", ".join("?" * len(chosen))
         rows = await self._rows(
             f"SELECT id, sandbox_id, type, data, timestamp FROM events WHERE seq IN ({marks}) ORDER BY seq ASC",
-            tuple(chosen),
+            tuple(seq for seq, _, _ in chosen),
+            convert,
         )
-        events = []
-        while rows:  # decoded one by one, each row's text let go as soon as it is parsed
-            r = rows.pop(0)
-            events.append(EventRow(r[0], r[1], r[2], json.loads(r[3]), r[4]))
-        return events, len(chosen) < len(sizes)
+        return rows, len(chosen) < len(sizes), max(timestamp for _, _, timestamp in chosen)
 
     async def sandbox_ids(self, prefix: str, limit: int) -> list[str]:
         await self.flush()
@@ -557,7 +586,13 @@ def _run_insert(run: RunRow) -> Sql:
 def _event_insert(event: EventRow) -> Sql:
     return (
         "INSERT INTO events (id, sandbox_id, type, data, timestamp) VALUES (?, ?, ?, ?, ?)",
-        (event.id, event.sandbox_id, event.type, json.dumps(event.data, separators=(",", ":")), event.timestamp),
+        (
+            event.id,
+            event.sandbox_id,
+            event.type,
+            json.dumps(event.data, separators=(",", ":"), ensure_ascii=False),
+            event.timestamp,
+        ),
     )
 
 
