@@ -162,41 +162,31 @@ def fitting(sizes: Iterable[int], max_chars: int = MAX_PAGE_CHARS) -> int:
 
 def event_list(provider: str, sandbox_id: str, events: list[Event], cut: bool, since: int | None) -> EventList:
     """A page of events; when some were left out for size, the message says how to read on."""
-    last = events[-1].timestamp if events else None
-    return EventList(
-        provider=provider,
-        sandbox_id=sandbox_id,
-        events=events,
-        count=len(events),
-        truncated=cut,
-        message=_page_message(len(events), cut, since, last),
-    )
+    newest = events[-1].timestamp if events else None
+    return _event_list(provider, sandbox_id, events, len(events), cut, since, newest)
 
 
 def event_rows_list(
-    provider: str, sandbox_id: str, rows: list[str], last_timestamp: int | None, cut: bool, since: int | None
+    provider: str, sandbox_id: str, rows: list[str], newest: int | None, cut: bool, since: int | None
 ) -> EventList:
     """A page of events kept as JSON text (`rows`, from event_json, oldest first): see EventList.rows."""
-    page = EventList(
-        provider=provider,
-        sandbox_id=sandbox_id,
-        events=[],
-        count=len(rows),
-        truncated=cut,
-        message=_page_message(len(rows), cut, since, last_timestamp),
-    )
+    page = _event_list(provider, sandbox_id, [], len(rows), cut, since, newest)
     page._rows = rows
     return page
 
 
-def _page_message(count: int, cut: bool, since: int | None, last_timestamp: int | None) -> str | None:
-    """When some events were left out for size, how to read on."""
-    if not cut:
-        return None
-    more = f"since={last_timestamp}" if since is not None else "a smaller limit, or since"
-    return (
-        f"{count} events: a page holds at most {MAX_PAGE_CHARS:,} characters of event data; "
-        f"ask again with {more} for the rest"
+def _event_list(
+    provider: str, sandbox_id: str, events: list[Event], count: int, cut: bool, since: int | None, newest: int | None
+) -> EventList:
+    message = None
+    if cut:
+        more = f"since={newest}" if since is not None else "a smaller limit, or since"
+        message = (
+            f"{count} events: a page holds at most {MAX_PAGE_CHARS:,} characters of event data; "
+            f"ask again with {more} for the rest"
+        )
+    return EventList(
+        provider=provider, sandbox_id=sandbox_id, events=events, count=count, truncated=cut, message=message
     )
 
 

@@ -9,6 +9,7 @@ non-blocking would upset the user's shell."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import stat
@@ -107,16 +108,8 @@ class PipeWriter:
         """A large reply, encoded piece by piece as it is written: a serializer building the whole line first
         holds it twice or more while its buffer grows. Its result is plain JSON data already (the SDK dumped it)."""
         head = json.dumps({"jsonrpc": message.jsonrpc, "id": message.id}, separators=(",", ":"))
-        pending: list[str] = [head[:-1], ',"result":']
-        size = 0
-        for chunk in STREAM_ENCODER.iterencode(message.result):
-            pending.append(chunk)
-            size += len(chunk)
-            if size >= WRITE_SLICE:
-                await self._send("".join(pending).encode("utf-8"))
-                pending, size = [], 0
-        pending.append("}\n")
-        await self._send("".join(pending).encode("utf-8"))
+        body = STREAM_ENCODER.iterencode(message.result)
+        await self._send_pieces(itertools.chain([head[:-1], ',"result":'], body, ["}\n"]), slice_chars=WRITE_SLICE)
 
     async def _send_event_rows(self, message: Any, rows: list[str]) -> None:
         """A page of events that came as JSON text (tools.results.ROWS_META): its structuredContent is the page
@@ -136,16 +129,16 @@ class PipeWriter:
         await self._send_pieces(_page_pieces(page, rows))
         await self._send(b"}}", b"\n")
 
-    async def _send_pieces(self, pieces: Iterable[str], escaped: bool = False) -> None:
-        """Write `pieces` of text (`escaped`: as the inside of a JSON string), in slices of about PIECES_SLICE."""
+    async def _send_pieces(self, pieces: Iterable[str], escaped: bool = False, slice_chars: int = PIECES_SLICE) -> None:
+        """Write `pieces` of text (`escaped`: as the inside of a JSON string), in slices of about `slice_chars`."""
         pending: list[str] = []
         size = 0
         for piece in pieces:
-            for start in range(0, len(piece), PIECES_SLICE):  # a large row goes a slice at a time too
-                part = piece[start : start + PIECES_SLICE] if len(piece) > PIECES_SLICE else piece
+            for start in range(0, len(piece), slice_chars):  # a large piece goes a slice at a time too
+                part = piece[start : start + slice_chars] if len(piece) > slice_chars else piece
                 pending.append(_ESCAPE(part)[1:-1] if escaped else part)
                 size += len(part)
-                if size >= PIECES_SLICE:
+                if size >= slice_chars:
                     await self._send("".join(pending).encode("utf-8"))
                     pending, size = [], 0
         if pending:

@@ -19,14 +19,13 @@ ROWS_META = "runtimes-mcp/event-rows"
 def as_tool_result(result: BaseModel) -> CallToolResult:
     """structuredContent in full; the text an agent reads is compact JSON without the empty fields
     (the SDK's default is indented JSON with every null, which costs tokens on every call)."""
+    structured = result.model_dump(mode="json")
     rows = result.rows if isinstance(result, EventList) else None
     if rows is not None:  # for the writer to fill in: `events` is empty, the events are the rows
         return CallToolResult(
-            content=[TextContent(type="text", text="")],
-            structured_content=result.model_dump(mode="json"),
-            _meta={ROWS_META: rows},
+            content=[TextContent(type="text", text="")], structured_content=structured, _meta={ROWS_META: rows}
         )
     return CallToolResult(
         content=[TextContent(type="text", text=result.model_dump_json(exclude_none=True))],
-        structured_content=result.model_dump(mode="json"),
+        structured_content=structured,
     )

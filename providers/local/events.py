@@ -77,8 +77,8 @@ class EventLog:
         if not 1 <= limit <= 1000:
             raise InvalidInput(PROVIDER, f"limit must be 1 to 1000, got {limit}")
         if as_rows:
-            texts, last, cut = await self._store.query_events_json(sandbox_id, type_, since, limit, MAX_PAGE_CHARS)
-            return event_rows_list(PROVIDER, sandbox_id, texts, last, cut, since)
+            texts, cut, newest = await self._store.query_events_json(sandbox_id, type_, since, limit, MAX_PAGE_CHARS)
+            return event_rows_list(PROVIDER, sandbox_id, texts, newest, cut, since)
         rows, cut = await self._store.query_events(sandbox_id, type_, since, limit, MAX_PAGE_CHARS)
         events = [
             Event(id=r.id, sandbox_id=r.sandbox_id, type=r.type, data=r.data, timestamp=r.timestamp) for r in rows

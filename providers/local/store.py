@@ -503,15 +503,14 @@ class Store:
 
     async def query_events_json(
         self, sandbox_id: str, type_: str | None, since: int | None, limit: int, max_chars: int
-    ) -> tuple[list[str], int | None, bool]:
+    ) -> tuple[list[str], bool, int | None]:
         """The same page, each event as its JSON text (models.event_json) with its data as stored, never parsed.
-        Returns (events, the newest one's timestamp, whether some were left out for size)."""
+        Returns (events, whether some were left out for size, the newest one's timestamp)."""
 
         def as_json(r: Sequence[Any]) -> str:
             return event_json(r[0], r[1], r[2], r[3], r[4])
 
-        events, cut, newest = await self._event_page(sandbox_id, type_, since, limit, max_chars, as_json)
-        return events, newest, cut
+        return await self._event_page(sandbox_id, type_, since, limit, max_chars, as_json)
 
     async def _event_page(
         self,
