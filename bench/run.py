@@ -40,6 +40,11 @@ OURS = [PY, "-m", "server.cli"]
 SDK_FLOOR = [PY, str(ROOT / "bench" / "floor_sdk.py")]
 RAW_FLOOR = [PY, str(ROOT / "bench" / "floor_raw.py")]
 PACKAGES = ("server", "tools", "providers", "docs_topics")
+INIT_PARAMS: dict[str, Any] = {
+    "protocolVersion": "2025-06-18",
+    "capabilities": {},
+    "clientInfo": {"name": "bench", "version": "1"},
+}
 
 
 # --- a raw JSON-RPC client over stdio ---------------------------------------------------------------------
@@ -70,10 +75,7 @@ class StdioPeer:
                 return answer
 
     def initialize(self) -> None:
-        self.request(
-            "initialize",
-            {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "bench", "version": "1"}},
-        )
+        self.request("initialize", INIT_PARAMS)
         assert self.process.stdin
         self.process.stdin.write(b'{"jsonrpc":"2.0","method":"notifications/initialized"}\n')
         self.process.stdin.flush()
@@ -594,8 +596,8 @@ def peak_kib(pid: int) -> int:
 def event_page_memory() -> list[Row]:
     """Peak RSS of a server while it answers the largest getEvents page, over its level before the call
     (whatever else the process holds), against the page cap: one page of a few large events, and one of many
-    small ones (where parsed Python objects would dominate). The target is for stdio, where a local page goes
-    from the database to the wire as stored JSON; over HTTP the SDK's transport builds each reply whole (info)."""
+    small ones (where parsed Python objects would dominate). Over stdio and over HTTP (SSE, the default, and
+    JSON mode), a local page goes from the database to the wire as stored JSON."""
     from providers.models import MAX_PAGE_CHARS
 
     rows = []
@@ -604,16 +606,12 @@ def event_page_memory() -> list[Row]:
         "many small events": [{f"key{j}": f"value {n} {j}" for j in range(40)} for n in range(600)],
     }
     cap = MAX_PAGE_CHARS / (1 << 20)
-    for transport in ("stdio", "HTTP"):
+    for transport in ("stdio", "HTTP SSE", "HTTP JSON"):
         for shape, payloads in shapes.items():
             with tempfile.TemporaryDirectory() as data_dir:
                 rise, reply = largest_page_rise(transport, payloads, data_dir)
             page = f"getEvents largest page over {transport}, {shape} ({reply:.2f} MiB reply)"
-            metric = f"{page}: peak RSS rise (vs the page cap)"
-            if transport == "stdio":
-                rows.append(ratio_row(metric, rise, cap, "MiB", 2))
-            else:
-                rows.append(Row(metric, rise, cap, "MiB", "info", None))
+            rows.append(ratio_row(f"{page}: peak RSS rise (vs the page cap)", rise, cap, "MiB", 2))
     return rows
 
 
@@ -625,20 +623,33 @@ def largest_page_rise(transport: str, payloads: list[dict[str, Any]], data_dir: 
         peer.initialize()
         pid, call, close = peer.process.pid, peer.call, peer.close
     else:
-        argv = [*OURS, "--transport", "http", NO_AUTH, "--stateless", "--json-response", "--port"]
+        sse = transport == "HTTP SSE"
+        argv = [*OURS, "--transport", "http", NO_AUTH, *([] if sse else ["--stateless", "--json-response"]), "--port"]
         process, base = launch_http_server(lambda port: [*argv, str(port)], env)
         client = httpx.Client(timeout=60, headers={"Accept": "application/json, text/event-stream"})
 
+        def post(body: dict[str, Any]) -> dict[str, Any]:
+            response = client.post(f"{base}/mcp", json=body)
+            if "mcp-session-id" in response.headers:
+                client.headers.update({"mcp-session-id": response.headers["mcp-session-id"]})
+            if not response.headers["content-type"].startswith("text/event-stream"):
+                return dict(response.json())
+            data = [line[6:] for line in response.text.splitlines() if line.startswith("data: ") and line[6:]]
+            return dict(json.loads(data[-1]))
+
         def call(tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
-            body = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": tool, "arguments": arguments}}
-            answer: dict[str, Any] = client.post(f"{base}/mcp", json=body).json()
-            return answer
+            params = {"name": tool, "arguments": arguments}
+            return post({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": params})
 
         def close() -> None:
             client.close()
             process.terminate()
             process.wait(20)
 
+        if sse:
+            post({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": INIT_PARAMS})
+            client.headers.update({"mcp-protocol-version": INIT_PARAMS["protocolVersion"]})
+            client.post(f"{base}/mcp", json={"jsonrpc": "2.0", "method": "notifications/initialized"})
         pid = process.pid
     try:
         for data in payloads:
@@ -651,6 +662,7 @@ def largest_page_rise(transport: str, payloads: list[dict[str, Any]], data_dir: 
         peak = peak_kib(pid) - before
     finally:
         close()
+    assert reply["result"]["structuredContent"]["events"], reply
     line = len(json.dumps(reply, separators=(",", ":"), ensure_ascii=False).encode())
     return peak / 1024, line / (1 << 20)
 

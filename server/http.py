@@ -22,6 +22,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from server.app import create_server, freeze_startup_objects, version
 from server.config import LOOPBACK_HOSTS, ConfigError, Settings
 from server.http_guard import default_max_connections, guarded_protocol
+from server.http_rows import EventRowsReplies
 from server.state import AppState
 from server.tasks import TaskRoutingHeaders
 
@@ -129,7 +130,7 @@ def build_http_app(
         max_sessions=settings.max_sessions,
         session_idle_timeout=settings.session_idle_timeout_s,
     )
-    routed = TaskRoutingHeaders(app, settings.max_request_bytes)
+    routed = TaskRoutingHeaders(EventRowsReplies(app), settings.max_request_bytes)
     if token is None:
         return routed
     return BearerAuth(routed, token)

@@ -14,20 +14,17 @@ import json
 import os
 import stat
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from tools.results import ROWS_META
+from server.rows_wire import carried_rows, encoded_slices, event_rows_reply
 
 MAX_LINE_BYTES = 64 * 1024 * 1024  # one JSON-RPC message per line; tool arguments can be large
 WRITE_SLICE = 64 * 1024  # a pipe's buffer: what one write hands over without the transport keeping a copy
-PIECES_SLICE = 16 * 1024  # an events page written from its rows: each slice is copied twice (escaped, encoded)
 STREAM_ABOVE_CHARS = 128 * 1024  # replies whose text passes this are encoded as they are written
 STREAM_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-_COMPACT: dict[str, Any] = {"ensure_ascii": False, "separators": (",", ":"), "allow_nan": False}
-_ESCAPE: Callable[[str], str] = json.encoder.encode_basestring  # type: ignore[attr-defined]  # a JSON string, quoted
 
 
 class PipeLines:
@@ -109,40 +106,14 @@ class PipeWriter:
         holds it twice or more while its buffer grows. Its result is plain JSON data already (the SDK dumped it)."""
         head = json.dumps({"jsonrpc": message.jsonrpc, "id": message.id}, separators=(",", ":"))
         body = STREAM_ENCODER.iterencode(message.result)
-        await self._send_pieces(itertools.chain([head[:-1], ',"result":'], body, ["}\n"]), slice_chars=WRITE_SLICE)
+        for data in encoded_slices(itertools.chain([head[:-1], ',"result":'], body, ["}\n"]), slice_chars=WRITE_SLICE):
+            await self._send(data)
 
     async def _send_event_rows(self, message: Any, rows: list[str]) -> None:
-        """A page of events that came as JSON text (tools.results.ROWS_META): its structuredContent is the page
-        with the rows as they are, and its text the same JSON without empty fields, as a string. Both are
-        written from the rows a slice at a time, so the page is never held again, as objects or as text."""
-        result = {k: v for k, v in message.result.items() if k not in ("content", "structuredContent", "_meta")}
-        meta = {k: v for k, v in (message.result.get("_meta") or {}).items() if k != ROWS_META}
-        if meta:
-            result["_meta"] = meta
-        page = message.result["structuredContent"]
-        envelope = json.dumps({"jsonrpc": message.jsonrpc, "id": message.id, "result": result}, **_COMPACT)
-        head = envelope[:-2] + ("" if envelope.endswith("{}}") else ",")  # into the result object
-        text_page = {k: v for k, v in page.items() if v is not None}
-        await self._send_pieces([head, '"content":[{"type":"text","text":"'])
-        await self._send_pieces(_page_pieces(text_page, rows), escaped=True)
-        await self._send_pieces(['"}],"structuredContent":'])
-        await self._send_pieces(_page_pieces(page, rows))
-        await self._send(b"}}", b"\n")
-
-    async def _send_pieces(self, pieces: Iterable[str], escaped: bool = False, slice_chars: int = PIECES_SLICE) -> None:
-        """Write `pieces` of text (`escaped`: as the inside of a JSON string), in slices of about `slice_chars`."""
-        pending: list[str] = []
-        size = 0
-        for piece in pieces:
-            for start in range(0, len(piece), slice_chars):  # a large piece goes a slice at a time too
-                part = piece[start : start + slice_chars] if len(piece) > slice_chars else piece
-                pending.append(_ESCAPE(part)[1:-1] if escaped else part)
-                size += len(part)
-                if size >= slice_chars:
-                    await self._send("".join(pending).encode("utf-8"))
-                    pending, size = [], 0
-        if pending:
-            await self._send("".join(pending).encode("utf-8"))
+        """A page of events that came as JSON text (server.rows_wire), written from the rows a slice at a time."""
+        for data in event_rows_reply(message.jsonrpc, message.id, message.result, rows):
+            await self._send(data)
+        await self._send(b"", b"\n")
 
     async def _send(self, data: bytes, end: bytes = b"") -> None:
         if len(data) <= WRITE_SLICE:
@@ -168,21 +139,8 @@ class PipeWriter:
 
 def _event_rows(message: Any) -> list[str] | None:
     """The events of a tool result that carries them as JSON text (tools.results.ROWS_META), else None."""
-    result = getattr(message, "result", None)
-    meta = result.get("_meta") if isinstance(result, dict) else None
-    rows = meta.get(ROWS_META) if isinstance(meta, dict) else None
+    rows = carried_rows(getattr(message, "result", None))
     return rows if isinstance(rows, list) else None
-
-
-def _page_pieces(page: dict[str, Any], rows: list[str]) -> Iterator[str]:
-    """The JSON of an events page whose `events` are `rows` (JSON texts), in pieces: `events` first."""
-    rest = json.dumps({k: v for k, v in page.items() if k != "events"}, **_COMPACT)
-    yield '{"events":['
-    for index, row in enumerate(rows):
-        if index:
-            yield ","
-        yield row
-    yield "]" + ("}" if rest == "{}" else "," + rest[1:])
 
 
 def _text_chars(message: Any) -> int:

@@ -13,6 +13,7 @@ from typing import Any
 from mcp import Client
 
 from tests.conftest import connect, stdio_params, structured
+from tools.results import ROWS_META
 
 
 async def test_stdio_client_sees_eight_tools_with_schemas_and_annotations() -> None:
@@ -250,35 +251,40 @@ def _without_nulls(value: Any) -> Any:
 
 
 async def test_an_events_page_over_stdio_says_what_the_sdk_serializer_says(monkeypatch: Any) -> None:
-    """Over stdio, a getEvents page is written from the events' stored JSON, never parsed (PipeWriter's rows
-    path). Against an in-process client on the same data (the SDK's own serialization), the reply must carry the
-    same events, text and page, for data with unicode, quotes, control characters and nulls, in a page cut for
-    size; only null fields are left out of its structuredContent."""
+    """Over stdio, a getEvents page is written from the events' stored JSON, never parsed (the rows path)."""
+    monkeypatch.setenv("RUNTIMES_MCP_TOOLSETS", "events")
+    async with Client(stdio_params()) as client:
+        await check_an_events_page_against_the_sdk(client)
+
+
+async def check_an_events_page_against_the_sdk(client: Client) -> None:
+    """Against an in-process client on the same data (the SDK's own serialization), a page read through `client`
+    must carry the same events, text and page, for data with unicode, quotes, control characters and nulls, in a
+    page cut for size; only null fields are left out of its structuredContent, which shows it came from the rows."""
     from providers.models import MAX_PAGE_CHARS
 
-    monkeypatch.setenv("RUNTIMES_MCP_TOOLSETS", "events")
     tricky = 'é "quoted" \\ back\tslash\n\u2028 \U0001f600 \x01 </script>'
     arguments = {"sandbox_id": 'box "1" é', "type": 'kind\n"é"', "limit": 10}
-    async with Client(stdio_params()) as client:
-        for n in range(6):
-            data = {"n": n, "text": tricky * 2000, "nested": {"list": [1, 2.5, None, True, {}], "none": None}}
-            stored = await client.call_tool(
-                "storeEvent", {"sandbox_id": arguments["sandbox_id"], "type": arguments["type"], "data": data}
-            )
-            assert not stored.is_error
-        over_stdio = await client.call_tool("getEvents", arguments)
-        newest = await client.call_tool("getEvents", {**arguments, "limit": 1})
-    async with connect() as client:
-        in_process = await client.call_tool("getEvents", arguments)
+    for n in range(6):
+        data = {"n": n, "text": tricky * 2000, "nested": {"list": [1, 2.5, None, True, {}], "none": None}}
+        stored = await client.call_tool(
+            "storeEvent", {"sandbox_id": arguments["sandbox_id"], "type": arguments["type"], "data": data}
+        )
+        assert not stored.is_error
+    over_the_wire = await client.call_tool("getEvents", arguments)
+    newest = await client.call_tool("getEvents", {**arguments, "limit": 1})
+    async with connect() as in_process_client:
+        in_process = await in_process_client.call_tool("getEvents", arguments)
 
-    page, reference = structured(over_stdio), structured(in_process)
+    page, reference = structured(over_the_wire), structured(in_process)
     assert page["truncated"] and "since" in page["message"]
     assert 1 <= page["count"] == len(page["events"]) < 6
     assert sum(len(json.dumps(e["data"], ensure_ascii=False)) for e in page["events"]) <= MAX_PAGE_CHARS
     assert page["events"][0]["data"]["text"] == tricky * 2000
     assert page["events"][0]["data"]["nested"] == {"list": [1, 2.5, None, True, {}], "none": None}
     assert _without_nulls(page) == _without_nulls(reference)
-    assert json.loads(over_stdio.content[0].text) == json.loads(in_process.content[0].text)  # type: ignore[union-attr]
+    assert json.loads(over_the_wire.content[0].text) == json.loads(in_process.content[0].text)  # type: ignore[union-attr]
+    assert over_the_wire.meta is None or ROWS_META not in over_the_wire.meta
     # The SDK path gives `workspace_id: null`; the rows path leaves it out: this reply came from the rows.
     assert "workspace_id" not in page["events"][0] and reference["events"][0]["workspace_id"] is None
     assert structured(newest)["events"] == page["events"][-1:]
