@@ -12,6 +12,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import compileall
+import contextlib
+import io
 import json
 import os
 import platform
@@ -667,6 +669,33 @@ def largest_page_rise(transport: str, payloads: list[dict[str, Any]], data_dir: 
     return peak / 1024, line / (1 << 20)
 
 
+def remote_answer_memory() -> list[Row]:
+    """Peak RSS of a stdio server while a provider answers 100 MB (a fake Sprites API on loopback), over its level
+    before the call, against the answer cap: the answer is read up to the cap and refused, never held whole."""
+    from providers.http import MAX_RESPONSE_BYTES
+    from tests.fakes import Reply, fake_api
+
+    with fake_api() as api, tempfile.TemporaryDirectory() as data_dir:
+        api.routes[("GET", "/v1/sprites/box/exec")] = Reply(body=b'{"sessions": ["' + b"x" * 100_000_000 + b'"]}')
+        env = {"RUNTIMES_MCP_DATA_DIR": data_dir, "SPRITES_TOKEN": "t", "SPRITES_BASE_URL": api.url()}
+        peer = StdioPeer(OURS, env)
+        try:
+            peer.initialize()
+            peer.call("listSessions", {"provider": "local"})
+            Path(f"/proc/{peer.process.pid}/clear_refs").write_text("5")
+            before = rss_kib(peer.process.pid)
+            arguments = {"provider": "sprites", "sprite": "box"}
+            with contextlib.redirect_stderr(io.StringIO()):  # the fake's report of the connection we dropped
+                answer = peer.request("tools/call", {"name": "listSessions", "arguments": arguments})
+            rise = (peak_kib(peer.process.pid) - before) / 1024
+        finally:
+            peer.close()
+    assert answer["result"]["isError"], answer
+    cap = MAX_RESPONSE_BYTES / (1 << 20)
+    metric = "remote answer of 100 MB (refused): peak RSS rise (vs the 16 MiB answer cap)"
+    return [ratio_row(metric, rise, cap, "MiB", 2)]
+
+
 def remote_overhead(quick: bool) -> list[Row]:
     from providers.sprites.client import SpritesClient
     from tests.fakes import Reply, fake_api
@@ -780,6 +809,7 @@ def main() -> int:
             lambda: storage_throughput(args.quick),
             lambda: postgres_throughput(args.quick),
             lambda: remote_overhead(args.quick),
+            remote_answer_memory,
             event_page_memory,
         ]
         rows = [row for step in steps for row in step()]
