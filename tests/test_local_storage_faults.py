@@ -143,3 +143,29 @@ async def test_a_version_4_database_gains_places_and_its_sessions_stay_this_mach
     assert [r.id for r in await store.running_sessions("another-host:/data")] == ["ses_old"]
     assert (await store.db.rows("PRAGMA user_version")) == [(5,)]
     await store.close()
+
+
+async def test_a_refused_commit_leaves_no_transaction_open(tmp_path: Path) -> None:
+    """A COMMIT that SQLite refuses (here: a statement left unfinished on the writer, as a checkpoint's unread
+    row once was, under load) is rolled back, so the next write works; before, the writer stayed inside the
+    transaction and every later write failed with "cannot start a transaction within a transaction"."""
+    import sqlite3
+
+    from providers.local.database import _sqlite_transaction
+    from providers.local.store import EventRow, Store
+
+    store = await Store.open(tmp_path / "local.sqlite3")
+    writer = store.db.writer  # type: ignore[attr-defined]
+    unfinished = writer.execute("PRAGMA wal_checkpoint(PASSIVE)")  # its row not read
+    with pytest.raises(sqlite3.OperationalError, match="in progress"):
+        _sqlite_transaction(writer, lambda db: db.execute("CREATE TABLE scratch (x)"), 0)
+    assert not writer.in_transaction
+    unfinished.fetchall()
+    store.insert_event(EventRow("evt_1", "box", "log", {"n": 1}, 1))
+    await store.flush()
+    await store.checkpoint()
+    store.insert_event(EventRow("evt_2", "box", "log", {"n": 2}, 2))
+    await store.flush()
+    assert [r[0] for r in await store._rows("SELECT id FROM events ORDER BY seq")] == ["evt_1", "evt_2"]
+    assert not await store._rows("SELECT name FROM sqlite_master WHERE name = 'scratch'")
+    await store.close()

@@ -166,11 +166,17 @@ class SQLiteDatabase:
         """Fold the WAL back into the database file so that it does not keep the space it took. It copies pages
         and truncates a file (milliseconds to tens of them): in a worker thread, not on the event loop. The
         store's write lock keeps our own commits off the writer meanwhile."""
-        await anyio.to_thread.run_sync(self.writer.execute, "PRAGMA wal_checkpoint(TRUNCATE)")
+        await anyio.to_thread.run_sync(_checkpoint, self.writer)
 
     async def close(self) -> None:
         self.reader.close()
         self.writer.close()
+
+
+def _checkpoint(db: sqlite3.Connection) -> None:
+    # Its row is read here: a statement left unfinished (a cursor the caller never reads, kept alive a while)
+    # makes the connection's next COMMIT fail with "SQL statements in progress".
+    db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
 
 
 def _sqlite_transaction(db: sqlite3.Connection, work: Work[T], busy_ms: int) -> T:
@@ -178,10 +184,11 @@ def _sqlite_transaction(db: sqlite3.Connection, work: Work[T], busy_ms: int) -> 
     db.execute("BEGIN IMMEDIATE")
     try:
         result = work(db)  # type: ignore[arg-type]
+        db.execute("COMMIT")
     except BaseException:
-        db.execute("ROLLBACK")
+        if db.in_transaction:  # a failed COMMIT too: the connection never stays inside a transaction
+            db.execute("ROLLBACK")
         raise
-    db.execute("COMMIT")
     return result
 
 
