@@ -65,15 +65,10 @@ class _RowsWriter:
 def _with_rows(body: bytes, rows: list[str]) -> tuple[bytes, Iterator[bytes], bytes] | None:
     """(what comes before the reply, the reply with `rows` in place, what follows it) when `body` is the JSON
     reply (JSON mode) or one SSE event (SSE mode) that marks these rows; None for anything else."""
-    if body.startswith(b"{"):
-        start, end = 0, len(body)
-    else:
-        line = -1 if body.startswith(b"data: ") else body.find(b"\ndata: ")
-        if line < 0 and not body.startswith(b"data: "):
-            return None
-        start = line + 7  # a JSON-RPC message is one data line
-        ends = [i for i in (body.find(b"\r", start), body.find(b"\n", start)) if i >= 0]
-        end = min(ends, default=len(body))
+    span = (0, len(body)) if body.startswith(b"{") else _data_line(body)
+    if span is None:
+        return None
+    start, end = span
     try:
         reply: Any = json.loads(body[start:end])
     except ValueError:
@@ -82,3 +77,15 @@ def _with_rows(body: bytes, rows: list[str]) -> tuple[bytes, Iterator[bytes], by
     if not isinstance(result, dict) or carried_rows(result) != len(rows):
         return None
     return body[:start], event_rows_reply(reply.get("jsonrpc", "2.0"), reply.get("id"), result, rows), body[end:]
+
+
+def _data_line(body: bytes) -> tuple[int, int] | None:
+    """Where the data of an SSE event starts and ends in `body` (a JSON-RPC message is one line), or None."""
+    if body.startswith(b"data: "):
+        start = 6
+    elif (line := body.find(b"\ndata: ")) >= 0:
+        start = line + 7
+    else:
+        return None
+    ends = [i for i in (body.find(b"\r", start), body.find(b"\n", start)) if i >= 0]
+    return start, min(ends, default=len(body))

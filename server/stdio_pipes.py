@@ -19,12 +19,12 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from server.rows_wire import carried_rows, encoded_slices, event_rows_reply
+from server.rows_wire import COMPACT, carried_rows, encoded_slices, event_rows_reply
 
 MAX_LINE_BYTES = 64 * 1024 * 1024  # one JSON-RPC message per line; tool arguments can be large
 WRITE_SLICE = 64 * 1024  # a pipe's buffer: what one write hands over without the transport keeping a copy
 STREAM_ABOVE_CHARS = 128 * 1024  # replies whose text passes this are encoded as they are written
-STREAM_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+STREAM_ENCODER = json.JSONEncoder(**COMPACT)
 
 
 class PipeLines:
