@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import signal
 import sqlite3
 import time
 from pathlib import Path
@@ -280,6 +281,52 @@ async def test_the_data_directory_holds_exactly_the_listed_sessions(tmp_path: An
     assert {entry.name for entry in sessions_dir.iterdir()} == ids
     cwd_run = next(s for s in listed["sessions"] if s["raw"]["cwd"] == str(tmp_path))
     assert (sessions_dir / cwd_run["id"] / "stdin").read_text() == "two"
+
+
+def slot_maker() -> int | None:
+    """The zygote's helper that makes session directories: the one process of ours at SCHED_IDLE."""
+    from providers.local import supervisor
+
+    for pid in supervisor.descendants(os.getpid()):
+        if supervisor.identity(pid) is None:
+            continue  # a zombie: it has ended
+        try:
+            if os.sched_getscheduler(pid) == os.SCHED_IDLE:
+                return pid
+        except OSError:
+            continue
+    return None
+
+
+async def test_directories_made_while_the_server_closes_are_removed() -> None:
+    # The slot maker is frozen while runs use up the stock, so a batch is asked of it and waits; it is let go
+    # as the server closes, so what it makes then reaches nobody who will use it.
+    async with anyio.create_task_group() as tg:
+        async with connect() as client:
+            deadline = time.monotonic() + 10
+            while (helper := slot_maker()) is None and time.monotonic() < deadline:
+                await anyio.sleep(0.02)
+            assert helper is not None
+            os.kill(helper, signal.SIGSTOP)
+            try:
+                for _ in range(7):
+                    structured(await client.call_tool("execRun", {"command": "true"}))
+                listed = structured(await client.call_tool("listSessions", {"limit": 50}))
+            finally:
+
+                async def resume() -> None:
+                    await anyio.sleep(0.3)
+                    os.kill(helper, signal.SIGCONT)
+
+                tg.start_soon(resume)
+    ids = {s["id"] for s in listed["sessions"]}
+    assert len(ids) == 7
+    sessions_dir = load_settings().data_dir / "sessions"
+    deadline = time.monotonic() + 10
+    while slot_maker() is not None and time.monotonic() < deadline:
+        await anyio.sleep(0.02)
+    assert slot_maker() is None
+    assert {entry.name for entry in sessions_dir.iterdir()} == ids
 
 
 async def test_the_data_directory_is_private_to_the_servers_user() -> None:

@@ -111,6 +111,7 @@ class Spawner:
         self._ready = anyio.Event()
         self._error: str | None = None
         self._closed = False
+        self._listened = anyio.Event()  # set when _listen has read the zygote's last message
 
     def start(self, task_group: Any) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -164,8 +165,15 @@ class Spawner:
 
     async def _listen(self) -> None:
         assert self._sock is not None
+        sock = self._sock
+        try:
+            await self._serve(sock)
+        finally:
+            self._listened.set()
+
+    async def _serve(self, sock: socket.socket) -> None:
         while True:
-            message, fds = await receive(self._sock, with_fds=True)
+            message, fds = await receive(sock, with_fds=True)
             if message is None:
                 for fd in fds:
                     os.close(fd)
@@ -175,6 +183,13 @@ class Spawner:
                 self._wake()
                 return
             op = message.get("op")
+            if self._closed:  # what was on its way while we closed: nobody will use it
+                for fd in fds:
+                    os.close(fd)
+                if op == "slots":
+                    for session_id in message.get("ids", []):
+                        sv.remove_slot(str(self._sessions / str(session_id)))
+                continue
             if op == "spare" and fds:
                 kind = str(message.get("kind", "session"))
                 self._forks_asked[kind] = max(0, self._forks_asked[kind] - 1)
@@ -283,6 +298,13 @@ class Spawner:
         self._slots.clear()
         self._prepared.clear()
         if self._sock is not None:
+            # The zygote sees the end of our requests, stops its slot maker and removes what that made
+            # meanwhile; directories and supervisors already on their way to us are let go by _listen
+            # as it reads the rest, up to the zygote's end of stream.
+            with contextlib.suppress(OSError):
+                self._sock.shutdown(socket.SHUT_WR)
+            with anyio.move_on_after(5):
+                await self._listened.wait()
             self._sock.close()
             self._sock = None
         if self._process is not None:

@@ -514,11 +514,14 @@ def zygote(fd: int, data_dir: str, limits: dict[str, Any] | None = None) -> None
             except OSError:
                 message = b""
             if ready == helper.fileno():
-                if message:
-                    _send(server, json.loads(message))  # slots made, or why none could be
+                if not message:
+                    poller.unregister(helper)  # the slot maker has ended; a slot is then made when asked
+                elif _send(server, reply := json.loads(message)) is None:
+                    _remove_slots(sessions, reply)  # slots made, or why none could be, for a server gone
                 continue
-            if not message:
-                return  # the server has gone; the supervisors live on, the slot maker stops
+            if not message:  # the server has gone; the supervisors live on, the slot maker stops
+                _stop_slot_maker(helper, sessions)
+                return
             request = json.loads(message)
             if request.get("op") == "more":
                 for _ in range(int(request.get("n", 1))):
@@ -526,7 +529,8 @@ def zygote(fd: int, data_dir: str, limits: dict[str, Any] | None = None) -> None
             elif request.get("op") == "slots":
                 _send(helper, request)
             elif request.get("op") == "slot_now":  # none is ready: make one at our own priority
-                _send(server, _make_slots(sessions, owner, 1))
+                if _send(server, made := _make_slots(sessions, owner, 1)) is None:
+                    _remove_slots(sessions, made)
 
 
 def _slot_maker(channel: socket.socket, sessions: str, owner: str) -> None:
@@ -548,6 +552,7 @@ def _slot_maker(channel: socket.socket, sessions: str, owner: str) -> None:
             reply = _make_slots(sessions, owner, min(wanted, SLOT_BATCH))
             wanted = 0 if "error" in reply else wanted - len(reply["ids"])
             if _send(channel, reply) is None:
+                _remove_slots(sessions, reply)  # the zygote has gone: nobody will take them
                 return
             continue
         try:
@@ -557,6 +562,25 @@ def _slot_maker(channel: socket.socket, sessions: str, owner: str) -> None:
         if not message:
             return
         wanted += int(json.loads(message).get("n", 0))
+
+
+def _stop_slot_maker(helper: socket.socket, sessions: str) -> None:
+    """Tell the slot maker to stop, and remove what it made that no server will take."""
+    with contextlib.suppress(OSError):
+        helper.shutdown(socket.SHUT_WR)
+    while True:
+        try:
+            message = helper.recv(MAX_MESSAGE)
+        except OSError:
+            return
+        if not message:
+            return
+        _remove_slots(sessions, json.loads(message))
+
+
+def _remove_slots(sessions: str, reply: dict[str, Any]) -> None:
+    for session_id in reply.get("ids", []):
+        remove_slot(os.path.join(sessions, str(session_id)))
 
 
 def remove_slot(directory: str) -> None:
