@@ -329,6 +329,39 @@ async def test_directories_made_while_the_server_closes_are_removed() -> None:
     assert {entry.name for entry in sessions_dir.iterdir()} == ids
 
 
+def test_supervisor_messages_keep_their_bytes_and_descriptors_across_a_fork() -> None:
+    """Messages are read into a buffer kept per thread; supervisors are forked from the zygote, so each process
+    must have its own copy of that buffer, or one's read overwrites what another is reading."""
+    import socket
+
+    from providers.local import supervisor
+
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    read_end, write_end = os.pipe()
+    try:
+        socket.send_fds(ours, [b'{"op":"parent"}'], [write_end])
+        message, fds = supervisor.recv_message(theirs, max_fds=4)
+        assert message == b'{"op":"parent"}' and len(fds) == 1
+        os.write(fds[0], b"through the passed descriptor")
+        os.close(fds[0])
+        assert os.read(read_end, 100) == b"through the passed descriptor"
+        pid = os.fork()
+        if pid == 0:  # the child reads a message of its own into its buffer
+            ours.send(b"CHILD-MESSAGE-OVERWRITES")
+            supervisor.recv_message(theirs)
+            os._exit(0)
+        assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+        inbox = supervisor._inboxes.buffer
+        assert bytes(inbox[: len(message)]) == message  # untouched by the child's read
+        ours.send(b"")
+        assert supervisor.recv_message(theirs) == (b"", [])
+    finally:
+        for closable in (ours, theirs):
+            closable.close()
+        for fd in (read_end, write_end):
+            os.close(fd)
+
+
 async def test_the_data_directory_is_private_to_the_servers_user() -> None:
     async with connect() as client:
         run = structured(await client.call_tool("execRun", {"command": "echo secret-output"}))

@@ -28,7 +28,6 @@ logger = logging.getLogger(__name__)
 SCRIPT = Path(sv.__file__).resolve()
 LOG = "supervisors.log"
 READY_WAIT_S = 20.0  # a cold zygote (a fresh Python) takes ~0.1 s; a loaded machine much longer
-MAX_MESSAGE = sv.MAX_MESSAGE
 # Supervisors are reused one session after another, so a few cover a steady stream of runs; more are forked
 # when runs overlap. Session directories cost a few file creations each (milliseconds on a busy disk), so a
 # stock is made ahead, at the lowest CPU priority, and grows while runs use it faster than it fills.
@@ -45,10 +44,7 @@ async def receive(sock: socket.socket, with_fds: bool = False) -> tuple[dict[str
     """The next message on a supervisor socket (None at end of stream), and any descriptors passed with it."""
     while True:
         try:
-            if with_fds:
-                data, fds, _, _ = socket.recv_fds(sock, MAX_MESSAGE, 1)
-            else:
-                data, fds = sock.recv(MAX_MESSAGE), []
+            data, fds = sv.recv_message(sock, max_fds=1 if with_fds else 0)
         except BlockingIOError:
             await anyio.wait_readable(sock)
             continue
