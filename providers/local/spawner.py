@@ -183,8 +183,7 @@ class Spawner:
                 for fd in fds:
                     os.close(fd)
                 if op == "slots":
-                    for session_id in message.get("ids", []):
-                        sv.remove_slot(str(self._sessions / str(session_id)))
+                    sv.remove_slots(str(self._sessions), message.get("ids", []))
                 continue
             if op == "spare" and fds:
                 kind = str(message.get("kind", "session"))
@@ -289,28 +288,27 @@ class Spawner:
             for _, channel in idle:
                 channel.close()
             idle.clear()
-        for session_id in [*self._slots, *self._prepared.values()]:
-            sv.remove_slot(str(self._sessions / session_id))
+        sv.remove_slots(str(self._sessions), [*self._slots, *self._prepared.values()])
         self._slots.clear()
         self._prepared.clear()
-        if self._sock is not None:
+        sock, self._sock = self._sock, None
+        process, self._process = self._process, None
+        if sock is not None:
             # The zygote sees the end of our requests, stops its slot maker and removes what that made
             # meanwhile; directories and supervisors already on their way to us are let go by _listen
             # as it reads the rest, up to the zygote's end of stream.
             with contextlib.suppress(OSError):
-                self._sock.shutdown(socket.SHUT_WR)
-            with anyio.move_on_after(5):
+                sock.shutdown(socket.SHUT_WR)
+        with anyio.move_on_after(5):  # one deadline for the zygote's last word and its exit
+            if sock is not None:
                 await self._listened.wait()
-            self._sock.close()
-            self._sock = None
-        if self._process is not None:
-            process, self._process = self._process, None
-            with anyio.move_on_after(5):
-                while process.poll() is None:
-                    await anyio.sleep(0.01)
-            if process.returncode is None:
-                process.kill()
-                process.wait()
+            while process is not None and process.poll() is None:
+                await anyio.sleep(0.01)
+        if sock is not None:
+            sock.close()
+        if process is not None and process.returncode is None:
+            process.kill()
+            process.wait()
 
 
 def signal_supervisor(ident: str, sig: int) -> bool:

@@ -31,6 +31,7 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Iterable
 from typing import Any
 
 RECORD, STOP, STDIN = "job.json", "stop", "stdin"
@@ -542,7 +543,7 @@ def zygote(fd: int, data_dir: str, limits: dict[str, Any] | None = None) -> None
                 if not message:
                     poller.unregister(helper)  # the slot maker has ended; a slot is then made when asked
                 elif _send(server, reply := json.loads(message)) is None:
-                    _remove_slots(sessions, reply)  # slots made, or why none could be, for a server gone
+                    remove_slots(sessions, reply.get("ids", []))  # slots made (or why none could be), server gone
                 continue
             if not message:  # the server has gone; the supervisors live on, the slot maker stops
                 _stop_slot_maker(helper, sessions)
@@ -555,7 +556,7 @@ def zygote(fd: int, data_dir: str, limits: dict[str, Any] | None = None) -> None
                 _send(helper, request)
             elif request.get("op") == "slot_now":  # none is ready: make one at our own priority
                 if _send(server, made := _make_slots(sessions, owner, 1)) is None:
-                    _remove_slots(sessions, made)
+                    remove_slots(sessions, made.get("ids", []))
 
 
 def _slot_maker(channel: socket.socket, sessions: str, owner: str) -> None:
@@ -577,7 +578,7 @@ def _slot_maker(channel: socket.socket, sessions: str, owner: str) -> None:
             reply = _make_slots(sessions, owner, min(wanted, SLOT_BATCH))
             wanted = 0 if "error" in reply else wanted - len(reply["ids"])
             if _send(channel, reply) is None:
-                _remove_slots(sessions, reply)  # the zygote has gone: nobody will take them
+                remove_slots(sessions, reply.get("ids", []))  # the zygote has gone: nobody will take them
                 return
             continue
         try:
@@ -600,11 +601,12 @@ def _stop_slot_maker(helper: socket.socket, sessions: str) -> None:
             return
         if not message:
             return
-        _remove_slots(sessions, json.loads(message))
+        remove_slots(sessions, json.loads(message).get("ids", []))
 
 
-def _remove_slots(sessions: str, reply: dict[str, Any]) -> None:
-    for session_id in reply.get("ids", []):
+def remove_slots(sessions: str, ids: Iterable[object]) -> None:
+    """Remove the slots of these ids in the `sessions` directory (see remove_slot)."""
+    for session_id in ids:
         remove_slot(os.path.join(sessions, str(session_id)))
 
 
