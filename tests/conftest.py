@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import signal
 import sys
 import textwrap
@@ -13,6 +14,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 from mcp import Client, StdioServerParameters
 
@@ -131,6 +133,27 @@ def processes_matching(marker: str) -> list[int]:
         if marker.encode() in cmdline and state != b"Z" and not bwrap and int(entry.name) != os.getpid():
             found.append(int(entry.name))
     return found
+
+
+def marker() -> str:
+    """A sleep duration no other process on the machine uses, to find ours in /proc."""
+    return str(random.randint(700_000, 999_999))
+
+
+async def appears(mark: str, at_least: int = 1, within_s: float = 10.0) -> list[int]:
+    """The live processes matching `mark`, once there are `at_least`. A started session's command comes into being
+    a few ms after the start is reported (a sandboxed one once bubblewrap has set up), more under load."""
+    deadline = time.monotonic() + within_s
+    while len(found := processes_matching(mark)) < at_least and time.monotonic() < deadline:
+        await anyio.sleep(0.01)
+    return found
+
+
+async def wait_until_gone(mark: str, within_s: float = 5.0) -> list[int]:
+    deadline = time.monotonic() + within_s
+    while processes_matching(mark) and time.monotonic() < deadline:
+        await anyio.sleep(0.05)
+    return processes_matching(mark)
 
 
 def structured(result: Any) -> dict[str, Any]:

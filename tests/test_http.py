@@ -20,8 +20,7 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
 from bench.load_http import OUR_HTTP, free_port, launch_http_server
-from tests.conftest import connect, error_text, processes_matching, structured
-from tests.test_local_sessions import marker, wait_until_gone
+from tests.conftest import appears, connect, error_text, marker, structured, wait_until_gone
 from tests.test_stdio import _without_nulls, check_an_events_page_against_the_sdk
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -160,7 +159,7 @@ async def test_sigterm_stops_gracefully_and_ends_local_processes() -> None:
     with http_server(env={"RUNTIMES_MCP_HTTP_TOKEN": TOKEN}) as (base, process):
         async with authed_client(base) as client:
             structured(await client.call_tool("execRun", {"command": f"sleep {mark}", "wait": False}))
-        assert processes_matching(mark)
+        assert await appears(mark)
         process.send_signal(signal.SIGTERM)
         assert process.wait(20) == 0
     assert await wait_until_gone(mark) == []

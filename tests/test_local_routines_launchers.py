@@ -12,8 +12,7 @@ import anyio
 import pytest
 
 from server.config import load_settings
-from tests.conftest import connect, error_text, processes_matching, structured
-from tests.test_local_sessions import marker, wait_until_gone
+from tests.conftest import appears, connect, error_text, marker, structured, wait_until_gone
 
 ECHO_ROUTINE = 'echo ran >> "$COUNTER"; cat; printf "|%s|%s|%s" "$ROUTINE_MESSAGE" "$ROUTINE_NAME" "$ROUTINE_METADATA"'
 
@@ -220,7 +219,7 @@ async def test_launchers_start_with_the_server_and_stop_with_it(
         assert [r["type"] for r in web["running"]] == ["session"]
         session = structured(await client.call_tool("getSession", {"session_id": web["running"][0]["id"]}))
         assert session["state"] == "running"
-        assert len(processes_matching(mark)) >= 2  # one per launcher (plus its shell, if sh does not exec)
+        assert len(await appears(mark, at_least=2)) >= 2  # one per launcher (plus its shell, if sh does not exec)
     assert await wait_until_gone(mark) == []
 
 

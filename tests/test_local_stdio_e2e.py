@@ -16,8 +16,7 @@ import anyio
 import pytest
 from mcp import Client
 
-from tests.conftest import processes_matching, stdio_params, structured
-from tests.test_local_sessions import marker, wait_until_gone
+from tests.conftest import appears, marker, processes_matching, stdio_params, structured, wait_until_gone
 
 
 def write_config(path: Path, launcher_mark: str) -> Path:
@@ -89,7 +88,7 @@ async def test_local_provider_done_when_scenario(tmp_path: Path) -> None:
 
         launchers = structured(await client.call_tool("getLaunchers", {}))
         assert [(x["name"], x["state"]) for x in launchers["launchers"]] == [("keeper", "active")]
-        assert processes_matching(launcher_mark)
+        assert await appears(launcher_mark)
 
         event = structured(await client.call_tool("storeEvent", {"type": "before.restart", "data": {"n": 1}}))
         bad = await client.call_tool("execRun", {"command": 12})
@@ -112,8 +111,7 @@ async def test_signal_stops_the_server_and_everything_it_started(tmp_path: Path,
     with contextlib.suppress(Exception):  # the client may report the server going away
         async with Client(stdio_params("--config", str(config))) as client:
             structured(await client.call_tool("execRun", {"command": f"sleep {sleep_mark}", "wait": False}))
-            await anyio.sleep(0.2)
-            assert processes_matching(sleep_mark) and processes_matching(launcher_mark)
+            assert await appears(sleep_mark) and await appears(launcher_mark)
             pid = server_pid(config)
             os.kill(pid, signum)
             await wait_for_exit(pid)
@@ -134,8 +132,7 @@ async def test_a_crashed_server_leaves_its_session_stoppable_and_one_launcher(
             run = structured(await client.call_tool("execRun", {"command": f"sleep {sleep_mark}", "wait": False}))
             # and one the client is waiting for when the server dies
             tg.start_soon(client.call_tool, "execRun", {"command": f"sleep {waited_mark}", "timeout_s": 120})
-            await anyio.sleep(0.5)
-            assert processes_matching(launcher_mark) and processes_matching(waited_mark)
+            assert await appears(launcher_mark) and await appears(waited_mark)
             pid = server_pid(config)
             os.kill(pid, signal.SIGKILL)
             await wait_for_exit(pid)
@@ -183,8 +180,8 @@ def test_the_readme_background_example_works_with_one_shot_calls(tmp_path: Path)
 
     started = call("execRun", f'{{"command": "sleep {mark}", "wait": false}}')
     assert started["state"] == "running"
-    time.sleep(0.3)
-    assert processes_matching(mark), "the session outlives the one-shot server"
+    time.sleep(0.3)  # the one-shot server is gone by now
+    assert anyio.run(appears, mark), "the session outlives the one-shot server"
     running = call("listSessions", '{"status": "running"}')
     assert [s["id"] for s in running["sessions"]] == [started["session_id"]]  # type: ignore[index]
     stopped = call("stopSession", json.dumps({"session_id": started["session_id"]}))

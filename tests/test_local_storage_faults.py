@@ -13,8 +13,7 @@ from pathlib import Path
 import pytest
 from mcp import Client
 
-from tests.conftest import error_text, processes_matching, stdio_params, structured
-from tests.test_local_sessions import marker, wait_until_gone
+from tests.conftest import error_text, marker, processes_matching, stdio_params, structured, wait_until_gone
 
 
 def _mount(*args: str) -> bool:

@@ -19,8 +19,7 @@ import pytest
 from providers.local.config import SandboxConfig
 from providers.local.sandbox import bundled_bwrap, find_bwrap
 from server.config import load_settings
-from tests.conftest import connect, processes_matching, structured
-from tests.test_local_sessions import marker, wait_until_gone
+from tests.conftest import appears, connect, marker, structured, wait_until_gone
 
 # Commands see a private /tmp: an interpreter from a venv in a clone under /tmp would be out of their sight.
 PYTHON = shutil.which("python3", path="/usr/local/bin:/usr/bin:/bin") or sys.executable
@@ -189,7 +188,7 @@ async def test_a_sandboxed_session_outlives_its_server_and_stays_stoppable(monke
     mark = marker()
     async with connect() as client:
         run_ = await run(client, f"sleep {mark}", wait=False)
-    assert processes_matching(mark)
+    assert await appears(mark)
     async with connect() as client:
         stop = structured(await client.call_tool("stopSession", {"session_id": run_["session_id"]}))
     assert stop["stopped"] is True and await wait_until_gone(mark) == []

@@ -57,6 +57,7 @@ class Retention:
         self.max_age_s = retention_days * DAY_S
         self.max_bytes = max_data_mb * 1024 * 1024
         self._lock = anyio.Lock()
+        self._again = False
         self._ended = 0
         self._written = 0
         self._last = time.monotonic()
@@ -76,15 +77,25 @@ class Retention:
         return due
 
     async def run_pass(self) -> tuple[int, int]:
-        """One pass; (sessions deleted, events deleted). Failures are logged: retention never ends a server."""
+        """One pass; (sessions deleted, events deleted). Failures are logged: retention never ends a server.
+
+        A pass asked for while one runs is not dropped: the running one goes round once more when it ends, so
+        what was written meanwhile is counted (under load a pass can take longer than the runs that call it)."""
         if self._lock.locked():
+            self._again = True
             return 0, 0
+        sessions = events = 0
         async with self._lock:
-            try:
-                return await self._pass()
-            except (StoreError, OSError) as exc:
-                logger.warning("runtimes-mcp: retention pass failed: %s", exc)
-                return 0, 0
+            self._again = True
+            while self._again:
+                self._again = False
+                try:
+                    done = await self._pass()
+                except (StoreError, OSError) as exc:
+                    logger.warning("runtimes-mcp: retention pass failed: %s", exc)
+                    break
+                sessions, events = sessions + done[0], events + done[1]
+        return sessions, events
 
     async def _pass(self) -> tuple[int, int]:
         """Sizes come from the database (each finished session is measured once), so a pass costs a few queries
@@ -104,8 +115,7 @@ class Retention:
         total = await self._choose(doomed, total, before=cutoff)  # past their age: all
         total = await self._choose(doomed, total, fits=self.max_bytes)  # then the oldest, until the rest fits
         with anyio.CancelScope(shield=True):  # a record and its directory go together, even at shutdown
-            for session_id in doomed:
-                await anyio.to_thread.run_sync(shutil.rmtree, self._sessions / session_id, True)
+            await anyio.to_thread.run_sync(self._remove, doomed)  # one trip: under load each trip waits its turn
             store.delete_sessions(doomed)
             await store.flush()
         events = await self._prune_events(cutoff, total)
@@ -155,6 +165,10 @@ class Retention:
 
     def _measure(self, session_ids: list[str]) -> dict[str, int]:
         return {session_id: tree_bytes(self._sessions / session_id) for session_id in session_ids}
+
+    def _remove(self, session_ids: list[str]) -> None:
+        for session_id in session_ids:
+            shutil.rmtree(self._sessions / session_id, ignore_errors=True)
 
     def _live_bytes(self, known: set[str], running: list[str]) -> int:
         """Bytes held by the directories of running sessions and of those with no record yet (spares made
