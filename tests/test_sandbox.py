@@ -284,3 +284,78 @@ async def test_a_sandbox_made_ahead_takes_the_run_exactly_as_a_fresh_one_would(t
         data_dir = str(load_settings().data_dir)
         assert own["stdout"] == f"{data_dir}/sessions/{own['session_id']}/work\n"  # an empty directory of its own
     assert await wait_until_gone("read -r l <&3") == []  # idle supervisors leave with the server
+
+
+# --- nothing an agent sends reaches a process outside the sandbox ---------------------------------------------
+LOADER_HOOK = r"""
+#include <fcntl.h>
+#include <unistd.h>
+__attribute__((constructor)) static void loaded(void) {
+    int fd = open("MARK", O_WRONLY | O_CREAT | O_APPEND, 0600);
+    if (fd >= 0) { write(fd, "loaded\n", 7); close(fd); }
+}
+unsigned int la_version(unsigned int version) { return version; }
+"""
+
+
+@pytest.fixture
+def loader_hook(tmp_path: Path) -> tuple[Path, Path]:
+    """A shared library that leaves a mark when any process loads it (the file is out of the sandbox's sight,
+    in the host's /tmp: only a process outside the sandbox can load it, and leave the mark)."""
+    if shutil.which("gcc") is None:
+        pytest.skip("needs gcc to build the library")
+    mark, source, library = tmp_path / "loaded", tmp_path / "hook.c", tmp_path / "hook.so"
+    source.write_text(LOADER_HOOK.replace("MARK", str(mark)))
+    subprocess.run(["gcc", "-shared", "-fPIC", "-o", str(library), str(source)], check=True)
+    return library, mark
+
+
+async def test_the_agents_variables_are_set_inside_the_sandbox_only(
+    loader_hook: tuple[Path, Path], tmp_path: Path
+) -> None:
+    library, mark = loader_hook
+    steering = {"LD_PRELOAD": str(library), "LD_AUDIT": str(library), "LD_LIBRARY_PATH": str(tmp_path)}
+    steering |= {"BASH_ENV": str(library), "ENV": str(library), "PYTHONSTARTUP": str(library), "GCONV_PATH": "/x"}
+    long_command = "true " + "x" * 20_000 + "; echo $LD_PRELOAD"
+    async with connect() as client:
+        results = [
+            await run(client, "echo $LD_PRELOAD", env=steering, **extra)
+            for extra in ({}, {"stdin": "input"}, {"cwd": "/usr"}, {"cwd": str(tmp_path)}, {"wait": True})
+        ]
+        results.append(await run(client, long_command, env=steering))
+        plain_env = await run(client, "env", env={"MY_VAR": "inside"})
+    assert not mark.exists(), "a process outside the sandbox loaded the agent's library"
+    for result in results:
+        assert result["stdout"] == f"{library}\n", result  # set, inside
+    assert "MY_VAR=inside" in plain_env["stdout"].splitlines()
+
+
+async def test_bubblewrap_runs_with_an_empty_environment_and_no_variable_on_its_command_line() -> None:
+    mark = marker()
+    async with connect() as client:
+        await run(client, f"sleep {mark}", wait=False, env={"AGENT_SECRET": "agent-secret-value"}, stdin="x")
+        assert await appears(mark)
+        bwraps = [pid for pid in _descendants_running("bwrap") if mark.encode() in _cmdline(pid)]
+        assert bwraps, "bubblewrap's processes run on the host"
+        for pid in bwraps:
+            assert b"agent-secret-value" not in _cmdline(pid)
+            environ = Path(f"/proc/{pid}/environ").read_bytes()
+            assert b"agent-secret-value" not in environ and b"AGENT_SECRET" not in environ
+        stopped = structured(await client.call_tool("listSessions", {"status": "running"}))["sessions"]
+        for session in stopped:
+            await client.call_tool("stopSession", {"session_id": session["id"]})
+    assert await wait_until_gone(mark) == []
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
+def _descendants_running(name: str) -> list[int]:
+    from providers.local import supervisor
+
+    own = supervisor.descendants(os.getpid())
+    return [pid for pid in own if Path(_cmdline(pid).split(b"\0")[0].decode()).name == name]

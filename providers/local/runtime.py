@@ -22,7 +22,6 @@ from providers.local.database import listen_for_events
 from providers.local.events import DEFAULT_SANDBOX, EventLog, Listener
 from providers.local.ids import PROVIDER
 from providers.local.launchers import LauncherSupervisor, page_launchers
-from providers.local.processes import child_env
 from providers.local.retention import Retention
 from providers.local.routines import Routines
 from providers.local.sandbox import SandboxError, prepare
@@ -169,7 +168,7 @@ class LocalRuntime(
             box = sandbox
 
             def warm(directory: str) -> dict[str, Any]:
-                return {"argv": box.waiting_argv(os.path.join(directory, sv.WORKDIR)), "env": child_env()}
+                return {"argv": box.waiting_argv(os.path.join(directory, sv.WORKDIR)), "env": {}}
 
         spawner = Spawner(data_dir, config.limits.model_dump(), warm)
         settings = SessionSettings(

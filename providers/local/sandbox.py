@@ -105,18 +105,24 @@ class Sandbox:
     writable: tuple[str, ...]
     network: bool
 
-    def argv(self, command: str, cwd: str, workdir: str | None) -> list[str]:
+    def argv(self, command: str, cwd: str, workdir: str | None, env: Mapping[str, str]) -> list[str]:
+        """bwrap's arguments for one command. The command's variables are set inside the sandbox only
+        (`--clearenv`, `--setenv`): bwrap itself runs on the host with an environment of our choosing, so
+        nothing an agent sends (LD_PRELOAD, LD_AUDIT, ...) can steer it (see supervisor.spawn_sandbox)."""
         args = [self.bwrap, *self.profile]
         if workdir is not None:
             args += ["--bind", workdir, workdir]  # the session's own directory, inside the hidden data directory
         elif _under(cwd, PRIVATE_DIRS) and not _under(cwd, self.writable):
             args += ["--ro-bind", cwd, cwd]  # a caller's cwd in /tmp: visible, read-only
+        args.append("--clearenv")
+        for name, value in env.items():
+            args += ["--setenv", name, value]
         return [*args, "--chdir", cwd, "--", "/bin/sh", "-c", command]
 
     def waiting_argv(self, workdir: str) -> list[str]:
         """A sandbox for a session in its own `workdir`, started before its command is known: a shell reads
         the command from descriptor 3 (see `handover`) and runs it. Builtins only, so it costs no process."""
-        return self.argv(WAITER, workdir, workdir)
+        return self.argv(WAITER, workdir, workdir, {})
 
     @staticmethod
     def handover(command: str, env: Mapping[str, str]) -> str | None:
@@ -187,11 +193,11 @@ def probe(sandbox: Sandbox) -> str | None:
     """Run `true` in the sandbox once: None when it works, else why not (bwrap's own words)."""
     try:
         result = subprocess.run(
-            sandbox.argv("true", "/", None),
+            sandbox.argv("true", "/", None, {}),
             stdin=subprocess.DEVNULL,
             capture_output=True,
             timeout=PROBE_TIMEOUT_S,
-            env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
+            env={},
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
         return f"{sandbox.bwrap} could not run ({exc})"

@@ -260,12 +260,12 @@ class SessionManager:
             (spare.dir / sv.STDIN).write_text(stdin, encoding="utf-8")
         sandbox = self.settings.sandbox
         own_workdir = row.cwd == os.path.join(spare.dir, sv.WORKDIR)
+        job_env = child_env(env)
         argv = (
             ["/bin/sh", "-c", row.command]
             if sandbox is None
-            else sandbox.argv(row.command, row.cwd, row.cwd if own_workdir else None)
+            else sandbox.argv(row.command, row.cwd, row.cwd if own_workdir else None, job_env)
         )
-        job_env = child_env(env)
         job: dict[str, Any] = {
             "id": spare.id,
             "dir": str(spare.dir),
@@ -274,7 +274,7 @@ class SessionManager:
             # a sandbox made ahead for this directory (see Spawner) takes the run when it can
             "warm": sandbox.handover(row.command, job_env) if sandbox and own_workdir and not stdin else None,
             "cwd": row.cwd,
-            "env": job_env,
+            "env": job_env if sandbox is None else {},  # a sandbox's variables are in its argv, set inside it
             "stdin": bool(stdin),
             "timeout_s": row.timeout_s,
             "on_server_exit": on_exit,
@@ -290,7 +290,7 @@ class SessionManager:
                 "on_server_exit": on_exit,
             },
         }
-        if 2 * len(row.command) + sum(len(k) + len(v) for k, v in job["env"].items()) > sv.INLINE_JOB_BYTES:
+        if 2 * len(row.command) + sum(len(k) + len(v) for k, v in job_env.items()) > sv.INLINE_JOB_BYTES:
             sv.write_json(str(spare.dir / sv.REQUEST), job)  # too large for one socket message
             job = {"file": sv.REQUEST, "id": spare.id, "dir": str(spare.dir)}
         return send(spare.channel, job, fds=[lock_fd] if lock_fd is not None else None)

@@ -465,6 +465,26 @@ def _spawn(argv: list[str], env: dict[str, str], stdin: str, streams: list[str],
             os.close(fd)
 
 
+def spawn_sandbox(argv: list[str], stdin: str, streams: list[str], *more_fds: int) -> int:
+    """Start bubblewrap (`argv`) as _spawn does, on the host, with an empty environment: what the command is
+    to get is set inside the sandbox by the arguments. Its options (the command's variables among them) reach
+    bwrap through a descriptor (`--args`), not its command line, which every user of the host can read."""
+    options = argv.index("--")
+    args = os.memfd_create("bwrap-args", os.MFD_CLOEXEC)
+    try:
+        data = memoryview(b"".join(arg.encode() + b"\0" for arg in argv[1:options]))
+        while data:
+            data = data[os.write(args, data) :]
+        os.lseek(args, 0, os.SEEK_SET)
+    except OSError:
+        os.close(args)
+        for fd in more_fds:
+            os.close(fd)
+        raise
+    descriptor = str(3 + len(more_fds))  # after stdin, the two streams and `more_fds`
+    return _spawn([argv[0], "--args", descriptor, *argv[options:]], {}, stdin, streams, *more_fds, args)
+
+
 def _reaped(pid: int) -> bool:
     """Has this child ended? (It is reaped if so.)"""
     try:
@@ -802,7 +822,10 @@ class Supervisor:
         if not self.pid:
             os.chdir(job.get("cwd") or self.path(WORKDIR))
             stdin = self.path(STDIN) if job.get("stdin") else os.devnull
-            self.pid = _spawn(job["argv"], job.get("env") or {}, stdin, self.streams)
+            if job.get("sandboxed"):
+                self.pid = spawn_sandbox(job["argv"], stdin, self.streams)
+            else:
+                self.pid = _spawn(job["argv"], job.get("env") or {}, stdin, self.streams)
         if not job.get("quiet_start_s"):
             self.announce()
 
@@ -832,7 +855,7 @@ class Supervisor:
         script_r, script_w = os.pipe2(os.O_CLOEXEC)
         streams = [os.path.join(directory, s) for s in STREAMS]
         try:
-            pid = _spawn(request["argv"], request.get("env") or {}, os.devnull, streams, script_r)
+            pid = spawn_sandbox(request["argv"], os.devnull, streams, script_r)
         except OSError:
             os.close(script_w)
             return  # the run starts cold
