@@ -18,7 +18,7 @@ import anyio
 import pytest
 from mcp import Client, StdioServerParameters
 
-from providers.local import supervisor
+from providers.local.supervisor import records as supervisor
 from server.app import create_server
 from server.config import Settings, load_settings
 from tests.fakes import FakeAPI, fake_api

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import sqlite3
 import time
 from pathlib import Path
@@ -268,85 +267,6 @@ async def test_the_data_directory_holds_exactly_the_listed_sessions(tmp_path: An
     assert (sessions_dir / cwd_run["id"] / "stdin").read_text() == "two"
 
 
-def slot_maker() -> int | None:
-    """The zygote's helper that makes session directories: the one process of ours at SCHED_IDLE."""
-    from providers.local import supervisor
-
-    for pid in supervisor.descendants(os.getpid()):
-        if supervisor.identity(pid) is None:
-            continue  # a zombie: it has ended
-        try:
-            if os.sched_getscheduler(pid) == os.SCHED_IDLE:
-                return pid
-        except OSError:
-            continue
-    return None
-
-
-async def test_directories_made_while_the_server_closes_are_removed() -> None:
-    # The slot maker is frozen while runs use up the stock, so a batch is asked of it and waits; it is let go
-    # as the server closes, so what it makes then reaches nobody who will use it.
-    async with anyio.create_task_group() as tg:
-        async with connect() as client:
-            deadline = time.monotonic() + 10
-            while (helper := slot_maker()) is None and time.monotonic() < deadline:
-                await anyio.sleep(0.02)
-            assert helper is not None
-            os.kill(helper, signal.SIGSTOP)
-            try:
-                for _ in range(7):
-                    structured(await client.call_tool("execRun", {"command": "true"}))
-                listed = structured(await client.call_tool("listSessions", {"limit": 50}))
-            finally:
-
-                async def resume() -> None:
-                    await anyio.sleep(0.3)
-                    os.kill(helper, signal.SIGCONT)
-
-                tg.start_soon(resume)
-    ids = {s["id"] for s in listed["sessions"]}
-    assert len(ids) == 7
-    sessions_dir = load_settings().data_dir / "sessions"
-    deadline = time.monotonic() + 10
-    while slot_maker() is not None and time.monotonic() < deadline:
-        await anyio.sleep(0.02)
-    assert slot_maker() is None
-    assert {entry.name for entry in sessions_dir.iterdir()} == ids
-
-
-def test_supervisor_messages_keep_their_bytes_and_descriptors_across_a_fork() -> None:
-    """Messages are read into a buffer kept per thread; supervisors are forked from the zygote, so each process
-    must have its own copy of that buffer, or one's read overwrites what another is reading."""
-    import socket
-
-    from providers.local import supervisor
-
-    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    read_end, write_end = os.pipe()
-    try:
-        socket.send_fds(ours, [b'{"op":"parent"}'], [write_end])
-        message, fds = supervisor.recv_message(theirs, max_fds=4)
-        assert message == b'{"op":"parent"}' and len(fds) == 1
-        os.write(fds[0], b"through the passed descriptor")
-        os.close(fds[0])
-        assert os.read(read_end, 100) == b"through the passed descriptor"
-        pid = os.fork()
-        if pid == 0:  # the child reads a message of its own into its buffer
-            ours.send(b"CHILD-MESSAGE-OVERWRITES")
-            supervisor.recv_message(theirs)
-            os._exit(0)
-        assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
-        inbox = supervisor._inboxes.buffer
-        assert bytes(inbox[: len(message)]) == message  # untouched by the child's read
-        ours.send(b"")
-        assert supervisor.recv_message(theirs) == (b"", [])
-    finally:
-        for closable in (ours, theirs):
-            closable.close()
-        for fd in (read_end, write_end):
-            os.close(fd)
-
-
 async def test_the_data_directory_is_private_to_the_servers_user() -> None:
     async with connect() as client:
         run = structured(await client.call_tool("execRun", {"command": "echo secret-output"}))
@@ -356,34 +276,6 @@ async def test_the_data_directory_is_private_to_the_servers_user() -> None:
         assert path.stat().st_mode & 0o777 == 0o700, path
     for path in (data / "local.sqlite3", session / "stdout", session / "job.json"):
         assert path.stat().st_mode & 0o777 == 0o600, path
-
-
-async def test_the_sessions_directory_asks_ext4_to_spread_session_directories() -> None:
-    """Where the filesystem has the flag (ext2/3/4), `sessions` is marked as the top of independent trees, so
-    new session directories are not all packed into the block group a test suite just emptied."""
-    import array
-    import fcntl
-
-    from providers.local import supervisor as sv
-
-    async with connect() as client:
-        await client.call_tool("execRun", {"command": "true"})
-    sessions = load_settings().data_dir / "sessions"
-    fd = os.open(sessions, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        flags = array.array("i", [0])
-        try:
-            fcntl.ioctl(fd, sv.FS_IOC_GETFLAGS, flags, True)
-        except OSError:
-            pytest.skip("this filesystem has no inode flags")
-        probe = array.array("i", [flags[0] | sv.FS_TOPDIR_FL])
-        try:
-            fcntl.ioctl(fd, sv.FS_IOC_SETFLAGS, probe, True)  # already set, or this filesystem refuses it
-        except OSError:
-            pytest.skip("this filesystem has no top-directory flag")
-    finally:
-        os.close(fd)
-    assert flags[0] & sv.FS_TOPDIR_FL
 
 
 async def test_an_unusable_data_directory_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
@@ -517,7 +409,7 @@ async def test_retention_keeps_the_data_directory_under_its_cap(config_file: Any
 def test_a_process_identity_survives_pid_reuse() -> None:
     # Ownership is a boot id, a pid and that process's start time: a restarted server that got the same pid
     # (PID 1 in a container) is not taken for the one that crashed.
-    from providers.local import supervisor
+    from providers.local.supervisor import records as supervisor
 
     me = supervisor.identity(os.getpid())
     assert me is not None and supervisor.alive(me)

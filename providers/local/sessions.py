@@ -19,16 +19,19 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.to_thread
 from anyio.abc import TaskGroup
 
 from providers.errors import InvalidInput, NotFound, ProviderError, Unavailable
-from providers.local import supervisor as sv
 from providers.local.events import EventLog
 from providers.local.ids import PROVIDER, new_id, place_of
 from providers.local.processes import child_env, end_leftovers
 from providers.local.sandbox import Sandbox
 from providers.local.spawner import Spare, Spawner, SpawnerError, receive, send, signal_supervisor
 from providers.local.store import EventRow, SessionRow, Store, StoreError
+from providers.local.supervisor import channel
+from providers.local.supervisor import records as sv
+from providers.local.supervisor.limits import CGROUP_NAME, remove_cgroup, sweep_cgroups
 from providers.values import now_ms
 
 TERMINAL_STATES = ("completed", "failed", "timed_out", "stopped", "lost")
@@ -107,12 +110,24 @@ class LiveSession:
 
 
 @dataclass(frozen=True)
+class Cwd:
+    """A caller's cwd as opened: its real path, the descriptor, and whether the sandbox must bind it in."""
+
+    path: str
+    fd: int
+    bind: bool
+
+
+@dataclass(frozen=True)
 class SessionSettings:
     output_cap: int
     max_timeout_s: float
     max_output_bytes: int
     on_exit: str
     sandbox: Sandbox | None = None
+    disk_bytes: int = 0  # what a run's own directory may take while it runs (0: not measured)
+    cgroups: bool = False
+    cgroup_parent: str | None = None
 
 
 class SessionManager:
@@ -170,26 +185,63 @@ class SessionManager:
                 f"timeout_s must be between 0 and {self.settings.max_timeout_s:g} (the local.max_timeout_s cap), "
                 f"got {timeout_s:g}",
             )
-        if cwd is not None:
-            if not Path(cwd).expanduser().is_dir():
-                raise InvalidInput(PROVIDER, f"cwd {cwd!r} is not an existing directory")
-            sandbox = self.settings.sandbox
-            if sandbox is not None and sandbox.hides(str(Path(cwd).expanduser())):
-                raise InvalidInput(
-                    PROVIDER,
-                    f"cwd {cwd!r} is hidden from sandboxed commands (the data directory, or a credential location)",
-                    hint="Leave cwd out for a fresh working directory, or use a directory of the project.",
-                )
+        place = self._open_cwd(cwd) if cwd is not None else None
+        try:
+            return await self._start(command, place, env, stdin, timeout_s, origin, durable, on_server_exit, lock_fd)
+        finally:
+            if place is not None:
+                os.close(place.fd)
+
+    def _open_cwd(self, cwd: str) -> Cwd:
+        """Open a caller's cwd once and judge what was opened (its real path), never the path again: the run
+        gets that directory (bound from the descriptor where the sandbox would not show it), whatever the path
+        names by the time the run starts."""
+        if not os.path.isabs(os.path.expanduser(cwd)):
+            raise InvalidInput(
+                PROVIDER, f"cwd {cwd!r} is not an absolute path", hint="Give an absolute path, or leave cwd out."
+            )
+        try:
+            fd = os.open(os.path.expanduser(cwd), os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError as exc:
+            why = "is too long" if exc.errno == errno.ENAMETOOLONG else "is not an existing directory"
+            raise InvalidInput(
+                PROVIDER, f"cwd {cwd[:200]!r} {why}", hint="Give an existing directory, or leave cwd out."
+            ) from None
+        real = os.readlink(f"/proc/self/fd/{fd}")
+        sandbox = self.settings.sandbox
+        shown = sandbox.shows(real) if sandbox is not None else "rw"
+        if shown == "hidden" or not real.startswith("/"):  # not "/x (deleted)" nor outside our mount namespace
+            os.close(fd)
+            raise InvalidInput(
+                PROVIDER,
+                f"cwd {cwd!r} is hidden from sandboxed commands (the home directory, the data directory or a "
+                "credential location)",
+                hint="Leave cwd out for a fresh working directory, or ask the operator to add the directory to "
+                "local.sandbox readable_paths or writable_paths.",
+            )
+        return Cwd(real, fd, bind=shown == "private")
+
+    async def _start(
+        self,
+        command: str,
+        place: Cwd | None,
+        env: Mapping[str, str] | None,
+        stdin: str | None,
+        timeout_s: float | None,
+        origin: str,
+        durable: bool,
+        on_server_exit: str | None,
+        lock_fd: int | None,
+    ) -> LiveSession:
         kind = "launcher" if on_server_exit == "stop" and origin.startswith("launcher:") else "session"
-        spare = await self._take(kind=kind)
-        workdir = str(Path(cwd).expanduser()) if cwd is not None else os.path.join(spare.dir, sv.WORKDIR)
+        spare = await self._take(kind)
         on_exit = on_server_exit or self.settings.on_exit
         row = SessionRow(
             rowid=0,
             id=spare.id,
             state="running",
             command=command,
-            cwd=str(workdir),
+            cwd=place.path if place is not None else os.path.join(spare.dir, sv.WORKDIR),
             origin=origin,
             owner=self.owner,
             supervisor=spare.supervisor,
@@ -199,10 +251,12 @@ class SessionManager:
         )
         live = LiveSession(row, spare.channel, time.monotonic(), on_exit, kind=spare.kind)
         try:
-            while not self._hand_over(spare, row, env, stdin, on_exit, lock_fd, quiet=not durable):
+            while not self._hand_over(spare, row, place, env, stdin, on_exit, lock_fd, quiet=not durable):
                 spare.channel.close()  # that supervisor has gone (it should not have): take another
-                spare = await self._take(spare)
-                row.supervisor, live.channel = spare.supervisor, spare.channel
+                spare = await self._take(spare.kind)
+                row.id, row.supervisor, live.channel = spare.id, spare.supervisor, spare.channel
+                if place is None:
+                    row.cwd = os.path.join(spare.dir, sv.WORKDIR)
             self._spawner.refill(spare.kind)
             if durable:  # the caller returns at once: it must know the command runs
                 await self._started(live)
@@ -230,24 +284,21 @@ class SessionManager:
             self._store.flush_soon(self._tg)
         return live
 
-    async def _take(self, slot_of: Spare | None = None, kind: str = "session") -> Spare:
+    async def _take(self, kind: str) -> Spare:
         try:
-            spare = await self._spawner.take(slot_of.kind if slot_of is not None else kind)
+            return await self._spawner.take(kind)
         except SpawnerError as exc:
             raise Unavailable(
                 PROVIDER,
                 str(exc),
                 hint="Free space or fix permissions in the data directory (RUNTIMES_MCP_DATA_DIR), then retry.",
             ) from None
-        if slot_of is not None:  # keep the session's directory (and id), change the supervisor
-            self._spawner.return_slot(spare.id)
-            spare = Spare(slot_of.id, slot_of.dir, spare.supervisor, spare.channel, spare.kind)
-        return spare
 
     def _hand_over(
         self,
         spare: Spare,
         row: SessionRow,
+        place: Cwd | None,
         env: Mapping[str, str] | None,
         stdin: str | None,
         on_exit: str,
@@ -259,27 +310,29 @@ class SessionManager:
         if stdin:
             (spare.dir / sv.STDIN).write_text(stdin, encoding="utf-8")
         sandbox = self.settings.sandbox
-        own_workdir = row.cwd == os.path.join(spare.dir, sv.WORKDIR)
         job_env = child_env(env)
-        argv = (
-            ["/bin/sh", "-c", row.command]
-            if sandbox is None
-            else sandbox.argv(row.command, row.cwd, row.cwd if own_workdir else None, job_env)
-        )
+        fds = {"lock": lock_fd} if lock_fd is not None else {}
+        if place is not None and (sandbox is None or place.bind):  # unconfined: the supervisor goes there
+            fds["cwd"] = place.fd
+        if sandbox is None:
+            argv = ["/bin/sh", "-c", row.command]
+        elif place is None:
+            argv = sandbox.argv(row.command, row.cwd, job_env, workdir=row.cwd)
+        else:
+            argv = sandbox.argv(row.command, row.cwd, job_env, bind_cwd=place.bind)
+        disk = {"path": row.cwd, "max_bytes": self.settings.disk_bytes, "setting": "local.limits.disk_mb"}
         job: dict[str, Any] = {
             "id": spare.id,
-            "dir": str(spare.dir),
             "argv": argv,
+            "fds": list(fds),
             "sandboxed": sandbox is not None,
-            # a sandbox made ahead for this directory (see Spawner) takes the run when it can
-            "warm": sandbox.handover(row.command, job_env) if sandbox and own_workdir and not stdin else None,
-            "cwd": row.cwd,
             "env": job_env if sandbox is None else {},  # a sandbox's variables are in its argv, set inside it
             "stdin": bool(stdin),
             "timeout_s": row.timeout_s,
             "on_server_exit": on_exit,
             "grace_s": STOP_GRACE_S,
             "max_output_bytes": self.settings.max_output_bytes,
+            "disk": disk if place is None and self.settings.disk_bytes else None,
             "quiet_start_s": QUIET_START_S if quiet else 0,
             "record": {
                 "command": row.command,
@@ -290,10 +343,10 @@ class SessionManager:
                 "on_server_exit": on_exit,
             },
         }
-        if 2 * len(row.command) + sum(len(k) + len(v) for k, v in job_env.items()) > sv.INLINE_JOB_BYTES:
+        if 2 * len(row.command) + sum(len(k) + len(v) for k, v in job_env.items()) > channel.INLINE_JOB_BYTES:
             sv.write_json(str(spare.dir / sv.REQUEST), job)  # too large for one socket message
-            job = {"file": sv.REQUEST, "id": spare.id, "dir": str(spare.dir)}
-        return send(spare.channel, job, fds=[lock_fd] if lock_fd is not None else None)
+            job = {"file": sv.REQUEST, "id": spare.id}
+        return send(spare.channel, job, fds=list(fds.values()))
 
     async def _started(self, live: LiveSession) -> None:
         """Wait for the supervisor's first word: the command runs (or could not start)."""
@@ -537,8 +590,13 @@ class SessionManager:
         return row
 
     async def _end_leftovers(self, row: SessionRow) -> bool:
-        pid = row.pid or (sv.read_json(str(self.path(row.id, sv.RECORD))) or {}).get("pid")
-        return pid is not None and await end_leftovers(pid, row.started_at, STOP_GRACE_S)
+        """End what a lost session left running, and remove the cgroup its supervisor could not."""
+        record = sv.read_json(str(self.path(row.id, sv.RECORD))) or {}
+        pid = row.pid or record.get("pid")
+        ended = pid is not None and await end_leftovers(pid, row.started_at, STOP_GRACE_S)
+        if row.supervisor and not sv.alive(row.supervisor):
+            remove_cgroup([str(path) for path in record.get("cgroup") or [] if CGROUP_NAME in str(path)])
+        return ended
 
     async def _adopt(self, session_id: str) -> SessionRow | None:
         """A session directory with no record (its server died before committing it): record it from its files."""
@@ -567,6 +625,8 @@ class SessionManager:
     async def recover(self) -> None:
         """At start: records of runs that ended (or were lost) while no server watched them; directories of
         runs whose server died before recording them; spare directories nobody will use."""
+        if self.settings.cgroups:
+            await anyio.to_thread.run_sync(sweep_cgroups, self.settings.cgroup_parent, sv.alive)
         try:
             known = await self._store.all_session_ids()
             for row in await self._store.running_sessions(self.place):

@@ -1,0 +1,131 @@
+"""Who is who and what happened: process identities, the process tree, and a session's record file.
+
+Standard library only: supervisors import this without the rest of runtimes-mcp (see __main__.py).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import sys
+from typing import Any
+
+# A session directory: its record, its output, its input, and what another server leaves to stop it.
+RECORD, STOP, STDIN = "job.json", "stop", "stdin"
+REQUEST = "request.json"  # a job too large for one socket message comes in this file
+STREAMS = ("stdout", "stderr")
+WORKDIR = "work"
+PR_SET_CHILD_SUBREAPER = 36
+PR_SET_PDEATHSIG = 1
+
+_BOOT_ID: str | None = None
+
+
+def boot_id() -> str:
+    global _BOOT_ID
+    if _BOOT_ID is None:
+        try:
+            with open("/proc/sys/kernel/random/boot_id") as f:
+                _BOOT_ID = f.read().strip()[:8]
+        except OSError:
+            _BOOT_ID = "noboot"
+    return _BOOT_ID
+
+
+def stat_fields(pid: int) -> list[bytes]:
+    """The fields of /proc/PID/stat after the command name: state(0) ppid(1) pgrp(2) ... starttime(19)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return []
+    return stat[stat.rfind(b")") + 2 :].split()
+
+
+def identity(pid: int) -> str | None:
+    """`boot:pid:start-ticks` of a live (non-zombie) process, or None. A pid alone is not an identity: it is
+    reused, and PID 1 restarts in a container. Equal identities are the same process."""
+    fields = stat_fields(pid)
+    if len(fields) < 20 or fields[0] in (b"Z", b"X"):
+        return None
+    return f"{boot_id()}:{pid}:{int(fields[19])}"
+
+
+def alive(ident: str | None) -> bool:
+    if not ident:
+        return False
+    try:
+        pid = int(ident.split(":")[1])
+    except (IndexError, ValueError):
+        return False
+    return identity(pid) == ident
+
+
+def pid_of(ident: str) -> int:
+    return int(ident.split(":")[1])
+
+
+def children(pid: int) -> list[int]:
+    """Direct children of a process, from /proc (every thread's list)."""
+    found: list[int] = []
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return found
+    for tid in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/children", "rb") as f:
+                found += [int(p) for p in f.read().split()]
+        except OSError:
+            continue
+    return found
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below `pid`."""
+    out: list[int] = []
+    todo = children(pid)
+    while todo:
+        child = todo.pop()
+        out.append(child)
+        todo += children(child)
+    return out
+
+
+def write_json(path: str, data: dict[str, Any]) -> None:
+    """Write a small JSON file in one write() call, over what was there. A record only grows, so a reader
+    never needs a rename to see it whole; one that reads in the middle of a write sees bad JSON, which
+    read_json takes as "not yet"."""
+    data_bytes = json.dumps(data, separators=(",", ":")).encode()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+    try:
+        os.pwrite(fd, data_bytes, 0)
+        if os.fstat(fd).st_size > len(data_bytes):
+            os.ftruncate(fd, len(data_bytes))
+    finally:
+        os.close(fd)
+
+
+def read_json(path: str) -> dict[str, Any] | None:
+    try:
+        with open(path, "rb") as f:
+            data = json.loads(f.read())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+_libc: Any = None
+
+
+def prctl(option: int, value: int) -> bool:
+    global _libc
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        if _libc is None:
+            _libc = ctypes.CDLL(None, use_errno=True)
+        return bool(_libc.prctl(option, value, 0, 0, 0) == 0)
+    except (OSError, AttributeError):
+        return False

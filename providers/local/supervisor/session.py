@@ -1,0 +1,413 @@
+"""A supervisor: the process that owns one session at a time, independent of any server.
+
+It makes its next session directory while it waits, takes a job from its server, starts the command, enforces
+the timeout and the caps, records the run in the session's `job.json` (the job before the command starts, its
+pid once it runs, how it ended when it ends), tells the server if it is still there, reaps every process the
+run left behind (it is a child subreaper, so a daemonizing command cannot slip away), and takes the next job.
+It is in a session of its own (setsid): a server that exits or crashes leaves it running, and any server on
+the data directory reads its record and stops it (SIGTERM after writing `stop` with a reason). Once its
+server has gone it finishes the run it has and leaves.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import select
+import signal
+import socket
+import time
+from typing import Any
+
+from .channel import receive, send
+from .limits import Limits, cgroup_name
+from .records import (
+    PR_SET_CHILD_SUBREAPER,
+    RECORD,
+    REQUEST,
+    STDIN,
+    STOP,
+    STREAMS,
+    WORKDIR,
+    children,
+    descendants,
+    identity,
+    prctl,
+    read_json,
+    write_json,
+)
+from .spawn import spawn, spawn_sandbox
+
+MAX_JOBS = 200  # a supervisor is replaced after this many sessions
+MONITOR_TICK_S = 0.1
+
+
+def make_session_dir(sessions: str, owner: str, user: list[int] | None = None) -> str:
+    """A new session directory with its work directory, empty output files, and a record that says whose
+    spare it is (so no other server takes or removes it); its id. With `user` ([uid, gid], local.sandbox.run_as)
+    the work directory is that user's, and the session directory lets it pass."""
+    session_id = f"ses_{secrets.token_hex(6)}"
+    directory = os.path.join(sessions, session_id)
+    try:
+        os.makedirs(os.path.join(directory, WORKDIR), mode=0o700)
+        if user is not None:
+            os.chmod(directory, 0o711)
+            os.chown(os.path.join(directory, WORKDIR), *user)
+        for name in STREAMS:
+            os.close(os.open(os.path.join(directory, name), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        write_json(os.path.join(directory, RECORD), {"spare": owner})
+    except OSError:
+        remove_unused(directory)
+        raise
+    return session_id
+
+
+def remove_unused(directory: str) -> None:
+    """Remove a session directory nothing ran in (only the files made for it, and an empty work directory)."""
+    for name in (*STREAMS, STDIN, RECORD, REQUEST):
+        with contextlib.suppress(OSError):
+            os.unlink(os.path.join(directory, name))
+    for path in (os.path.join(directory, WORKDIR), directory):
+        with contextlib.suppress(OSError):
+            os.rmdir(path)
+
+
+class Supervisor:
+    def __init__(self, channel: socket.socket, limits: Limits, sessions: str) -> None:
+        self.channel: socket.socket | None = channel
+        self.limits = limits
+        self.sessions = sessions
+        self.identity = ""
+        self.jobs = 0
+        self.spare: str | None = None  # the directory made for the next job
+        self.reset()
+
+    def reset(self) -> None:
+        self.session_id = ""
+        self.dir = ""
+        self.job: dict[str, Any] = {}
+        self.record: dict[str, Any] = {}
+        self.pid = 0  # the command's
+        self.status: int | None = None  # the command's wait status
+        self.reason: str | None = None  # why we are ending it; None while it runs on its own
+        self.detail: str | None = None
+        self.kill_at: float | None = None
+        self.cut: list[str] = []
+        self.fds: dict[str, int] = {}  # descriptors that came with the job, by what they are for
+        self.announced = False
+
+    def path(self, name: str) -> str:
+        return os.path.join(self.dir, name)
+
+    def serve(self) -> None:
+        os.setsid()
+        prctl(PR_SET_CHILD_SUBREAPER, 1)
+        self.wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
+        # Handled, not ignored: an exec resets handled signals, so the command starts with default ones.
+        for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(sig, lambda *_: None)  # the wakeup fd is what we listen to
+        self.identity = identity(os.getpid()) or f"pid:{os.getpid()}"
+        self.limits.apply(cgroup_name(self.identity))
+        try:
+            while self.channel is not None and self.jobs < MAX_JOBS and self.offer():
+                self.limits.begin()  # the counters as the next run finds them, read while we wait for it
+                job = self.wait_for_job()
+                if not job:
+                    return
+                self.jobs += 1
+                self.run(job)
+                for fd in self.fds.values():
+                    os.close(fd)
+                self.reset()
+        finally:
+            if self.spare is not None:
+                remove_unused(os.path.join(self.sessions, self.spare))
+            self.limits.close()
+
+    def offer(self) -> bool:
+        """Make the next session's directory and tell the server this supervisor is ready for it."""
+        try:
+            self.spare = make_session_dir(self.sessions, self.identity, self.limits.limits.get("run_as"))
+        except OSError as exc:
+            reason = f"cannot create the session's files in {self.sessions}: {exc.strerror or exc}"
+            send(self.channel, {"op": "ready", "error": reason})
+            return False
+        return send(self.channel, {"op": "ready", "id": self.spare})
+
+    def wait_for_job(self) -> dict[str, Any]:
+        assert self.channel is not None
+        try:
+            job, fds = receive(self.channel, max_fds=4)
+        except OSError:
+            job, fds = None, []
+        if job is None:
+            for fd in fds:
+                os.close(fd)
+            return {}
+        if job.get("file") == REQUEST:  # too large for one message
+            request = os.path.join(self.sessions, str(job["id"]), REQUEST)
+            job = read_json(request) or job
+            with contextlib.suppress(OSError):
+                os.unlink(request)
+        self.fds = dict(zip(job.get("fds", []), fds, strict=False))
+        return job
+
+    # --- start --------------------------------------------------------------------------------------------
+    def run(self, job: dict[str, Any]) -> None:
+        self.job, self.session_id = job, str(job["id"])
+        self.dir = os.path.join(self.sessions, self.session_id)
+        if self.session_id == self.spare:
+            self.spare = None
+        try:
+            self.start()
+        except OSError as exc:
+            send(self.channel, {"op": "failed", "errno": exc.errno, "error": exc.strerror or str(exc)})
+            remove_unused(self.dir)
+            return
+        self.watch()
+        self.finish()
+
+    def start(self) -> None:
+        job = self.job
+        self.record = {
+            **job.get("record", {}),
+            "session_id": self.session_id,
+            "supervisor": self.identity,
+            "started_at": time.time(),
+        }
+        if self.limits.cgroup is not None:
+            self.record["cgroup"] = sorted(set(self.limits.cgroup.dirs.values()))
+        write_json(self.path(RECORD), self.record)  # before the process exists: no crash leaves it unrecorded
+        self.started = time.monotonic()
+        self.streams = [self.path(s) for s in STREAMS]
+        fds = [os.open(self.path(STDIN) if job.get("stdin") else os.devnull, os.O_RDONLY | os.O_CLOEXEC)]
+        try:
+            fds += [os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC) for path in self.streams]
+        except OSError:
+            for fd in fds:
+                os.close(fd)
+            raise
+        cgroup, user = self.limits.cgroup, self.limits.limits.get("run_as")
+        cwd = self.fds.get("cwd")
+        if job.get("sandboxed"):
+            given = [os.dup(cwd)] if cwd is not None else []  # bwrap binds it (the argv says fd 3)
+            self.pid = spawn_sandbox(job["argv"], fds + given, cgroup, user)
+        else:
+            try:
+                if cwd is not None:
+                    os.fchdir(cwd)
+                else:
+                    os.chdir(self.path(WORKDIR))
+                self.pid = spawn(job["argv"], job.get("env") or {}, fds, cgroup, user)
+            finally:
+                os.chdir("/")
+        if not job.get("quiet_start_s"):
+            self.announce()
+
+    def announce(self) -> None:
+        """Record the command's pid and tell the server it runs. A server waiting for a short run hears only
+        how it ended, and the record gets the pid with the result: no write on the way of a quick command."""
+        if not self.announced:
+            self.announced = True
+            self.record["pid"] = self.pid
+            with contextlib.suppress(OSError):
+                write_json(self.path(RECORD), self.record)
+            if not send(self.channel, {"op": "started", "pid": self.pid}):
+                self.server_gone()
+
+    # --- watch --------------------------------------------------------------------------------------------
+    def watch(self) -> None:
+        poller = select.poll()
+        poller.register(self.wake_r, select.POLLIN)
+        if self.channel is not None:
+            poller.register(self.channel, select.POLLIN)
+        timeout_s = self.job.get("timeout_s")
+        deadline = self.started + timeout_s if timeout_s else None
+        announce_at = self.started + float(self.job.get("quiet_start_s") or 0)
+        cap = self.job.get("max_output_bytes")
+        disk = self.job.get("disk") or {}
+        while True:
+            now = time.monotonic()
+            if self.reason is not None:
+                deadline = None  # ending already; only the kill deadline counts now
+            waits = [t - now for t in (deadline, self.kill_at) if t is not None]
+            if not self.announced:
+                waits.append(announce_at - now)
+            if self.reason is None and (cap or self.limits.limits or disk):
+                waits.append(MONITOR_TICK_S)
+            timeout_ms = max(0, int(min(waits) * 1000) + 1) if waits else -1
+            for fd, _ in poller.poll(timeout_ms):
+                if fd == self.wake_r:
+                    if signal.SIGTERM in self.drain_wakeups():
+                        stop = read_json(self.path(STOP))  # none: a late signal meant for an earlier session
+                        if stop is not None:
+                            self.end(str(stop.get("reason") or "stop"))
+                elif self.channel is not None:
+                    self.on_message(poller)
+            self.reap()
+            if self.status is not None:
+                return
+            now = time.monotonic()
+            if not self.announced and now >= announce_at:
+                self.announce()
+            if deadline is not None and now >= deadline:
+                self.end("timeout", f"ended after timeout_s={timeout_s:g}")
+            if self.kill_at is not None and now >= self.kill_at:
+                self.signal_all(signal.SIGKILL)
+            if self.reason is None and now >= self.started + MONITOR_TICK_S:
+                self.check_limits(cap, disk)
+
+    def check_limits(self, cap: int | None, disk: dict[str, Any]) -> None:
+        if cap:
+            for stream, path in zip(STREAMS, self.streams, strict=True):
+                with contextlib.suppress(OSError):
+                    if os.stat(path).st_size > cap:
+                        self.cut.append(stream)
+            if self.cut:
+                cut = " and ".join(self.cut)
+                self.end("output_limit", f"{cut} passed {cap // (1 << 20)} MiB (local.max_output_mb)")
+                return
+        hit = self.limits.check(descendants(os.getpid())) if self.limits.limits else None
+        if hit is None and disk:
+            hit = self.limits.check_disk(disk.get("path"), disk.get("max_bytes"), str(disk.get("setting")))
+        if hit is not None:
+            self.end(*hit)
+
+    def drain_wakeups(self) -> set[int]:
+        signals: set[int] = set()
+        with contextlib.suppress(OSError):
+            while data := os.read(self.wake_r, 512):
+                signals.update(data)
+        return signals
+
+    def on_message(self, poller: select.poll) -> None:
+        assert self.channel is not None
+        try:
+            message, _ = receive(self.channel)
+        except OSError:
+            message = None
+        if message is None:
+            poller.unregister(self.channel)
+            self.server_gone()
+            return
+        if message.get("op") == "stop":
+            self.end(str(message.get("reason") or "stop"))
+
+    def server_gone(self) -> None:
+        if self.channel is not None:
+            self.channel.close()
+            self.channel = None
+        if self.job.get("on_server_exit") == "stop" and self.status is None:
+            self.end("server_shutdown")
+
+    def end(self, reason: str, detail: str | None = None) -> None:
+        """Ask the whole run to stop (SIGTERM), and SIGKILL what is left after the grace period."""
+        if self.reason is not None:
+            return
+        self.reason, self.detail = reason, detail
+        self.signal_all(signal.SIGTERM)
+        self.kill_at = time.monotonic() + float(self.job.get("grace_s", 2.0))
+
+    def signal_all(self, sig: int) -> None:
+        """Signal everything the run started. In a sandbox, SIGTERM spares bubblewrap's two processes (its
+        monitor, our child, and its init in the sandbox): the command gets the chance to end cleanly, and the
+        whole sandbox goes when it does. SIGKILL takes everything."""
+        spare: set[int] = set()
+        if self.job.get("sandboxed") and sig != signal.SIGKILL:
+            spare = {self.pid, *children(self.pid)}
+        else:
+            with contextlib.suppress(OSError):
+                os.killpg(self.pid, sig)
+        for pid in descendants(os.getpid()):
+            if pid not in spare:
+                with contextlib.suppress(OSError):
+                    os.kill(pid, sig)
+
+    def reap(self) -> None:
+        """Collect every child that ended: the command, and orphans handed to us as their subreaper."""
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            if pid == self.pid:
+                self.status = status
+
+    def sweep(self) -> None:
+        """After the command ended: end whatever it left running (SIGTERM, then SIGKILL after the grace)."""
+        if self.reap_orphans() or not descendants(os.getpid()):
+            return
+        for _ in range(10):  # what is already on its way out (bubblewrap's init follows its monitor) goes by itself
+            time.sleep(0.001)
+            self.reap_orphans()
+            if not any(identity(pid) for pid in descendants(os.getpid())):
+                self.reap_orphans()
+                return
+        self.signal_all(signal.SIGTERM)
+        until = time.monotonic() + float(self.job.get("grace_s", 2.0))
+        while descendants(os.getpid()) and time.monotonic() < until:
+            time.sleep(0.02)
+            self.reap_orphans()
+        while descendants(os.getpid()):
+            self.signal_all(signal.SIGKILL)
+            time.sleep(0.01)
+            self.reap_orphans()
+
+    def reap_orphans(self) -> bool:
+        """Reap the children that ended; True when no child is left (then nothing runs below us either: an
+        orphan is handed to us, its subreaper, before its parent can be reaped)."""
+        try:
+            while os.waitpid(-1, os.WNOHANG)[0]:
+                pass
+        except ChildProcessError:
+            return True
+        return False
+
+    # --- finish -------------------------------------------------------------------------------------------
+    def finish(self) -> None:
+        assert self.status is not None
+        # In a sandbox, the kernel is already killing whatever was left when bubblewrap's monitor exits (the
+        # PID namespace goes with its init): the end is reported first, and its last processes reaped after.
+        # Unconfined, what the command left is ended before the run counts as over.
+        sandboxed = bool(self.job.get("sandboxed"))
+        if not sandboxed:
+            self.sweep()
+        cap = self.job.get("max_output_bytes")
+        code = os.waitstatus_to_exitcode(self.status)
+        if self.reason is None:
+            hit = self.limits.after_exit(code, self.path("stderr"))
+            if hit is not None:
+                self.reason, self.detail = hit
+        if sandboxed and 128 < code < 128 + 65 and self.reason is not None:
+            code = 128 - code  # bubblewrap says 128+N for a command killed by signal N, as a shell does
+        result: dict[str, Any] = {
+            "exit_code": code,
+            "reason": self.reason or "exit",
+            "detail": self.detail,
+            "ended_at": time.time(),
+        }
+        for stream, path in zip(STREAMS, self.streams, strict=True):
+            try:
+                size = os.stat(path).st_size
+                if stream in self.cut and cap and size > cap:
+                    with open(path, "r+b") as f:
+                        f.truncate(cap)
+                        f.seek(cap)
+                        f.write(f"\n[runtimes-mcp: output cut here at {cap} bytes (local.max_output_mb)]\n".encode())
+                    size = os.stat(path).st_size
+            except OSError:
+                size = 0
+            result[f"{stream}_bytes"] = size
+        retiring = self.jobs >= MAX_JOBS  # then the server must not hand this supervisor another job
+        if not send(self.channel, {"op": "ended", "pid": self.pid, "retiring": retiring, **result}):
+            self.channel = None
+        self.record["pid"] = self.pid
+        self.record["result"] = result
+        with contextlib.suppress(OSError):  # e.g. the disk is full: the server heard it all the same
+            write_json(self.path(RECORD), self.record)
+        if sandboxed:
+            self.sweep()
