@@ -224,11 +224,17 @@ async def test_bad_exec_arguments_are_clear_errors(tmp_path: Any) -> None:
         cwd = error_text(await client.call_tool("execRun", {"command": "true", "cwd": str(tmp_path / "absent")}))
         env = error_text(await client.call_tool("execRun", {"command": "true", "env": {"N": 1}}))
         empty = error_text(await client.call_tool("execRun", {"command": "  "}))
+        long_cwd = error_text(await client.call_tool("execRun", {"command": "true", "cwd": "/" + "x" * 5000}))
+        relative = error_text(await client.call_tool("execRun", {"command": "true", "cwd": "tmp"}))
+        a_file = error_text(await client.call_tool("execRun", {"command": "true", "cwd": "/etc/passwd"}))
     assert "local.max_timeout_s" in cap and "3600" in cap
-    assert "is not an existing directory" in cwd
+    assert "is not an existing directory" in cwd and "is not an existing directory" in a_file
+    assert "is too long" in long_cwd and len(long_cwd) < 600
+    assert "is not an absolute path" in relative
     assert "env values must be strings" in env and "N" in env
     assert "command is empty" in empty
-    for text in (cap, cwd, env, empty):
+    for text in (cap, cwd, env, empty, long_cwd, relative, a_file):
+        assert "bug" not in text and "Next:" in text
         assert "Traceback" not in text and text.startswith("Error executing tool execRun: local:")
 
 

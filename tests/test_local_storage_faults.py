@@ -3,13 +3,16 @@ directory. The call gets an error that names the cause and what to do; other ses
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import anyio
 import pytest
 from mcp import Client
 
@@ -48,20 +51,26 @@ async def test_a_full_disk_fails_calls_clearly_and_the_server_carries_on(small_d
         if not filled.is_error:
             assert structured(filled)["state"] == "failed"  # yes: "No space left on device"
 
-        # Directories made ahead still take a run (which reports the full disk); once none is left, the call
-        # is refused with the cause and what to do.
+        # Directories made ahead still take a run, which fails and says why; once none is left, the call is
+        # refused with the cause and what to do.
+        started = [other["session_id"], structured(filled)["session_id"]] if not filled.is_error else []
         for _ in range(80):
             hello = await client.call_tool("execRun", {"command": "echo hi"})
             if hello.is_error:
                 break
-            assert structured(hello)["state"] == "failed"  # echo cannot write its output either
+            result = structured(hello)
+            started.append(result["session_id"])
+            assert result["state"] == "failed"  # echo cannot write its output either
+            assert "disk is full" in result["message"] and "RUNTIMES_MCP_DATA_DIR" in result["message"], result
         text = error_text(hello)
         assert "No space left" in text and "RUNTIMES_MCP_DATA_DIR" in text and "bug" not in text
         event = error_text(await client.call_tool("storeEvent", {"type": "t", "data": {"big": "x" * 200_000}}))
         assert "full" in event and "RUNTIMES_MCP_DATA_DIR" in event
 
-        listed = structured(await client.call_tool("listSessions", {"status": "running"}))
-        assert other["session_id"] in [s["id"] for s in listed["sessions"]]
+        listed = structured(await client.call_tool("listSessions", {"limit": 500}))
+        assert set(started) <= {s["id"] for s in listed["sessions"]}, "every session is listed, disk full or not"
+        running = structured(await client.call_tool("listSessions", {"status": "running"}))
+        assert other["session_id"] in [s["id"] for s in running["sessions"]]
         assert processes_matching(mark), "another client's session keeps running"
 
         for big in (data / "sessions").glob("*/stdout"):  # the operator frees space
@@ -168,3 +177,37 @@ async def test_a_refused_commit_leaves_no_transaction_open(tmp_path: Path) -> No
     assert [r[0] for r in await store._rows("SELECT id FROM events ORDER BY seq")] == ["evt_1", "evt_2"]
     assert not await store._rows("SELECT name FROM sqlite_master WHERE name = 'scratch'")
     await store.close()
+
+
+async def test_sessions_started_while_the_database_cannot_grow_stay_listed(small_disk: Path) -> None:
+    """The disk fills up after directories were made ahead: runs still start in them, but their records cannot
+    be committed. They are listed all the same (and recorded once there is room), not lost until a restart."""
+    marks = [marker() for _ in range(3)]
+    data = small_disk / "data"
+    params = stdio_params(env={"RUNTIMES_MCP_DATA_DIR": str(data), "RUNTIMES_MCP_ON_EXIT": "stop"})
+    async with Client(params) as client:
+        async with anyio.create_task_group() as tg:  # three supervisors, each idle with a directory made ahead
+            for _ in range(3):
+                tg.start_soon(client.call_tool, "execRun", {"command": "sleep 0.3"})
+        filler = small_disk / "filler"
+        with filler.open("wb") as f, contextlib.suppress(OSError):
+            while True:
+                f.write(b"\0" * 65536)
+                f.flush()
+        started = []
+        for mark in marks:
+            result = await client.call_tool("execRun", {"command": f"sleep {mark}", "wait": False})
+            if not result.is_error:
+                started.append(structured(result)["session_id"])
+        assert len(started) >= 2, "runs start in the directories made ahead"
+        listed = structured(await client.call_tool("listSessions", {"status": "running"}))
+        assert set(started) <= {s["id"] for s in listed["sessions"]}
+        filler.unlink()  # room again: the records are committed
+        for session_id in started:
+            stopped = structured(await client.call_tool("stopSession", {"session_id": session_id}))
+            assert stopped["state"] == "stopped", stopped
+    with sqlite3.connect(data / "local.sqlite3") as db:
+        recorded = {row[0] for row in db.execute("SELECT id FROM sessions")}
+    assert set(started) <= recorded
+    for mark in marks:
+        assert await wait_until_gone(mark) == []

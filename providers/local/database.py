@@ -28,9 +28,12 @@ logger = logging.getLogger(__name__)
 
 
 class StoreError(Unavailable):
-    """The state store failed (disk full, read-only, corrupt, unreachable): the call fails, the server carries on."""
+    """The state store failed (disk full, read-only, corrupt, unreachable): the call fails, the server carries on.
+    `lasting`: the writes that failed may succeed later, as they are (the disk was full, the server unreachable),
+    so they are kept for the next commit."""
 
     kind = "state store unavailable"
+    lasting = False
 
 
 class Cursor(Protocol):
@@ -153,7 +156,9 @@ class SQLiteDatabase:
             hint = f"{self.path} is damaged: stop the servers, move it aside (RUNTIMES_MCP_DATA_DIR) and restart."
         else:
             hint = "Retry in a moment; if it persists, check RUNTIMES_MCP_DATA_DIR."
-        return StoreError("local", f"{cause} ({self.label})", hint=hint)
+        error = StoreError("local", f"{cause} ({self.label})", hint=hint)
+        error.lasting = isinstance(exc, sqlite3.OperationalError)
+        return error
 
     async def used_bytes(self) -> int:
         """Pages in use (free pages are reused, so this is what retention can lower) plus the WAL."""
@@ -289,7 +294,9 @@ class PostgresDatabase:
         if not isinstance(exc, psycopg.Error | PoolTimeout):
             return None
         cause = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        return StoreError("local", f"PostgreSQL at {_safe(self.url)}: {cause}", hint=_PG_HINT)
+        error = StoreError("local", f"PostgreSQL at {_safe(self.url)}: {cause}", hint=_PG_HINT)
+        error.lasting = isinstance(exc, psycopg.OperationalError | PoolTimeout)
+        return error
 
     async def used_bytes(self) -> int:
         return 0  # the database's own disk is the database server's business

@@ -264,7 +264,7 @@ class LocalRuntime(
             provider=PROVIDER,
             sessions=[_summary(r) for r in rows],
             count=len(rows),
-            next_cursor=str(rows[-1].rowid) if more else None,
+            next_cursor=str(rows[-1].rowid) if more and rows[-1].rowid else None,
         )
 
     async def exec_run(

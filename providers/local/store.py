@@ -103,6 +103,7 @@ FAILED_STATES = ("failed", "timed_out", "stopped", "lost")
 BACKGROUND_FLUSH_DELAY_S = 0.01
 # The finished sessions of one place (a data directory on one machine); its parameter: the place.
 ENDED_HERE = "state != 'running' AND (place = ? OR place IS NULL)"
+MAX_KEPT_STATEMENTS = 100_000  # writes kept for a later commit while the store refuses them (the newest)
 EVENT_ROW_BYTES = 100  # what an event row takes besides its data (ids, type, timestamp, index entries), roughly
 logger = logging.getLogger(__name__)
 # A write: SQL and its parameters, or a function run inside the commit's transaction.
@@ -188,7 +189,11 @@ class Store:
     def __init__(self, db: Database) -> None:
         self.db = db
         self._write_lock = anyio.Lock()
-        self._pending: list[Statement] = []
+        # Writes to commit, each with the session whose record it writes: a session's record is kept for the
+        # next commit when this one fails for now (the disk is full), anything else is dropped with the error.
+        self._pending: list[tuple[Statement, str | None]] = []
+        # Sessions whose latest state is not committed yet: reads include them, so that none disappears.
+        self._unsaved: dict[str, SessionRow] = {}
         self._waiters: list[_Batch] = []
         self._flushing = False
         self._flush_scheduled = False
@@ -212,13 +217,19 @@ class Store:
         await self.db.close()
 
     # --- writing ----------------------------------------------------------------------------------
-    def submit(self, sql: str, params: tuple[Any, ...]) -> None:
-        """Queue a write; the next flush (any caller's) commits it."""
-        self._pending.append((sql, params))
+    def submit(self, sql: str, params: tuple[Any, ...], session: SessionRow | None = None) -> None:
+        """Queue a write (of `session`'s record); the next flush (any caller's) commits it."""
+        self._pending.append(((sql, params), self._keep(session)))
 
-    def submit_work(self, work: Callable[[Connection], Any]) -> None:
+    def submit_work(self, work: Callable[[Connection], Any], session: SessionRow | None = None) -> None:
         """Queue a function to run inside the next flush's transaction."""
-        self._pending.append(work)
+        self._pending.append((work, self._keep(session)))
+
+    def _keep(self, session: SessionRow | None) -> str | None:
+        if session is None:
+            return None
+        self._unsaved[session.id] = session
+        return session.id
 
     async def flush(self, background: bool = False) -> None:
         """Commit everything submitted so far; return when it is durable (or raise a StoreError). `background`:
@@ -234,16 +245,23 @@ class Store:
                 try:
                     while self._waiters:
                         await anyio.lowlevel.checkpoint()  # every task ready to write joins this batch
-                        statements, self._pending = self._pending, []
+                        pending, self._pending = self._pending, []
                         waiters, self._waiters = self._waiters, []
                         try:
-                            await self._commit(_executing(statements), background)
+                            await self._commit(_executing([statement for statement, _ in pending]), background)
                         except Exception as exc:
                             error = self.db.error(exc)
                             if error is None:
                                 raise
+                            if error.lasting:  # sessions' records are kept, in order, for the next commit
+                                self._pending[:0] = [p for p in pending if p[1] is not None][-MAX_KEPT_STATEMENTS:]
                             for waiter in waiters:
                                 waiter.error = error
+                        else:
+                            still = {session_id for _, session_id in self._pending}
+                            for _, session_id in pending:
+                                if session_id is not None and session_id not in still:
+                                    self._unsaved.pop(session_id, None)
                         for waiter in waiters:
                             waiter.done.set()
                 finally:
@@ -310,6 +328,7 @@ class Store:
             f"INSERT INTO sessions ({columns}) VALUES ({', '.join('?' * len(SESSION_COLUMNS))})"
             f" ON CONFLICT(id) DO UPDATE SET {updates} WHERE sessions.state = 'running'",
             row.values(),
+            row,
         )
 
     def set_pid(self, session_id: str, pid: int) -> None:
@@ -317,19 +336,38 @@ class Store:
 
     def save_end(self, row: SessionRow, event: EventRow) -> None:
         """Queue the end of a run (with its event, only if no server recorded the end before)."""
-        self.submit_work(functools.partial(_end, row, event))
+        self.submit_work(functools.partial(_end, row, event), row)
 
     async def record_end(self, row: SessionRow, event: EventRow | None) -> bool:
         """Record a session's end if nobody has yet (several servers may see it); the event only if we did."""
         return await self.transaction(functools.partial(_end, row, event))
 
+    async def _flush_for_reading(self) -> None:
+        """Commit what is pending before a read; when that fails for now, the read still includes it (see
+        _unsaved): a full disk must not make sessions disappear from listings."""
+        try:
+            await self.flush()
+        except StoreError as exc:
+            if not exc.lasting:
+                raise
+
     async def get_session(self, session_id: str) -> SessionRow | None:
-        await self.flush()
+        await self._flush_for_reading()
+        if session_id in self._unsaved:
+            return self._unsaved[session_id]
         found = await self._rows(f"{SELECT_SESSION} WHERE id = ?", (session_id,))
         return SessionRow(*found[0]) if found else None
 
     async def list_sessions(self, states: Sequence[str], limit: int, before_rowid: int | None) -> list[SessionRow]:
-        await self.flush()
+        await self._flush_for_reading()
+        rows = await self._list_sessions(states, limit, before_rowid)
+        if not self._unsaved:
+            return rows
+        unsaved = [r for r in self._unsaved.values() if not states or r.state in states]
+        first = sorted(unsaved, key=lambda r: r.started_at, reverse=True) if before_rowid is None else []
+        return (first + [r for r in rows if r.id not in self._unsaved])[:limit]
+
+    async def _list_sessions(self, states: Sequence[str], limit: int, before_rowid: int | None) -> list[SessionRow]:
         where: list[str] = []
         args: list[Any] = []
         if states:
@@ -387,6 +425,7 @@ class Store:
         keys) that point at them."""
         condition = "" if running_too else " AND state != 'running'"
         for session_id in ids:
+            self._unsaved.pop(session_id, None)
             self.submit(f"DELETE FROM sessions WHERE id = ?{condition}", (session_id,))
             self.submit("DELETE FROM routine_runs WHERE session_id = ?", (session_id,))
             self.submit("DELETE FROM tasks WHERE session_id = ?", (session_id,))

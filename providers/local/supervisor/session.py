@@ -41,6 +41,20 @@ from .spawn import spawn, spawn_sandbox
 
 MAX_JOBS = 200  # a supervisor is replaced after this many sessions
 MONITOR_TICK_S = 0.1
+DISK_FULL = (
+    "the data directory's disk is full (No space left on device): the run's output may be cut; free space in "
+    "RUNTIMES_MCP_DATA_DIR or lower local.max_data_mb"
+)
+
+
+def disk_full(directory: str) -> bool:
+    """Is the data directory's disk (all but) full? Then a failed run may have failed for it: its output
+    cannot be written, so nothing else would say so."""
+    try:
+        info = os.statvfs(directory)
+    except OSError:
+        return False
+    return info.f_bavail * info.f_frsize < 64 * 1024
 
 
 def make_session_dir(sessions: str, owner: str, user: list[int] | None = None) -> str:
@@ -382,6 +396,8 @@ class Supervisor:
             hit = self.limits.after_exit(code, self.path("stderr"))
             if hit is not None:
                 self.reason, self.detail = hit
+            elif code != 0 and disk_full(self.dir):
+                self.detail = DISK_FULL
         if sandboxed and 128 < code < 128 + 65 and self.reason is not None:
             code = 128 - code  # bubblewrap says 128+N for a command killed by signal N, as a shell does
         result: dict[str, Any] = {
