@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 
 from providers.local.config import SandboxConfig
@@ -459,6 +460,17 @@ async def test_a_run_that_fills_its_memory_with_shm_is_ended_not_its_supervisor(
     assert (result["state"], session["raw"]["end_reason"]) == ("failed", "memory_limit"), session
 
 
+async def command_pid(mark: str, name: str) -> int:
+    """The pid of our process called `name` whose command line holds `mark`, once it has exec'd."""
+    for _ in range(500):
+        for pid in await appears(mark):
+            with contextlib.suppress(OSError):
+                if Path(f"/proc/{pid}/comm").read_text().strip() == name:
+                    return pid
+        await anyio.sleep(0.01)
+    raise AssertionError(f"no {name} process with {mark}")
+
+
 def cgroups_of(pid: int) -> dict[str, str]:
     """controller -> cgroup path of a process."""
     found = {}
@@ -477,7 +489,7 @@ async def test_the_supervisor_is_never_in_its_runs_cgroup_and_none_is_left_behin
     data = load_settings().data_dir
     async with connect() as client:
         started = await run(client, f"sleep {mark}", wait=False)
-        [pid] = [p for p in await appears(mark) if Path(f"/proc/{p}/comm").read_text().strip() == "sleep"]
+        pid = await command_pid(mark, "sleep")
         record = json.loads((data / "sessions" / started["session_id"] / "job.json").read_text())
         if not record.get("cgroup"):
             pytest.skip("this host makes no cgroup for a run")

@@ -11,7 +11,6 @@ import contextlib
 import os
 import resource
 import signal
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -20,8 +19,6 @@ from .records import stat_fields
 MIB = 1 << 20
 CGROUP_NAME = "runtimes-mcp-"  # a supervisor's cgroup: this, then its identity with dashes
 OOM_WORDS = ("MemoryError", "Cannot allocate memory", "out of memory", "std::bad_alloc", "failed to allocate")
-DISK_CHECK_MIN_S = 0.1  # a run's directory is measured at most this often...
-DISK_CHECK_SHARE = 10  # ...and at most a tenth of the time (a large tree is measured less often)
 
 
 def read_text(path: str) -> str:
@@ -196,8 +193,6 @@ class Limits:
         self.cgroup: Cgroup | None = None
         self.baseline: dict[str, int] = {}
         self.cpu_done = 0.0
-        self.disk_at = 0.0  # when the run's directory is measured next
-        self.disk_bytes = 0
 
     def apply(self, name: str) -> None:
         if not self.limits:
@@ -224,7 +219,6 @@ class Limits:
         """Before a run: the counters as it finds them."""
         self.baseline = self.cgroup.counters() if self.cgroup else {}
         self.cpu_done = _children_cpu_s()
-        self.disk_at, self.disk_bytes = 0.0, 0
 
     def check(self, tree: list[int], cpu: bool = True) -> tuple[str, str] | None:
         """A limit this run has hit, as (reason, what to say), or None (`cpu`: the CPU limit counts too)."""
@@ -249,18 +243,6 @@ class Limits:
             rss = sum(_rss(pid) for pid in tree)
             if rss > int(self.limits["memory_mb"]) * MIB:
                 return "memory_limit", f"it used {rss // MIB} MiB (local.limits.memory_mb={self.limits['memory_mb']})"
-        return None
-
-    def check_disk(self, directory: str | None, cap_bytes: int | None, what: str) -> tuple[str, str] | None:
-        """Measure the run's directory when it is time to (see DISK_CHECK_*): over `cap_bytes`, the limit."""
-        now = time.monotonic()
-        if directory is None or not cap_bytes or now < self.disk_at:
-            return None
-        self.disk_bytes = tree_bytes(directory)
-        took = time.monotonic() - now
-        self.disk_at = time.monotonic() + max(DISK_CHECK_MIN_S, took * DISK_CHECK_SHARE)
-        if self.disk_bytes > cap_bytes:
-            return "disk_limit", f"its directory took {self.disk_bytes // MIB} MiB ({what}={cap_bytes // MIB})"
         return None
 
     def after_exit(self, code: int, stderr_path: str) -> tuple[str, str] | None:

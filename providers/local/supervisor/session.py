@@ -22,6 +22,7 @@ from typing import Any
 
 from .channel import receive, send
 from .limits import Limits, cgroup_name
+from .monitor import Monitor
 from .records import (
     PR_SET_CHILD_SUBREAPER,
     RECORD,
@@ -40,7 +41,6 @@ from .records import (
 from .spawn import spawn, spawn_sandbox
 
 MAX_JOBS = 200  # a supervisor is replaced after this many sessions
-MONITOR_TICK_S = 0.1
 DISK_FULL = (
     "the data directory's disk is full (No space left on device): the run's output may be cut; free space in "
     "RUNTIMES_MCP_DATA_DIR or lower local.max_data_mb"
@@ -107,7 +107,7 @@ class Supervisor:
         self.reason: str | None = None  # why we are ending it; None while it runs on its own
         self.detail: str | None = None
         self.kill_at: float | None = None
-        self.cut: list[str] = []
+        self.monitor: Monitor | None = None
         self.fds: dict[str, int] = {}  # descriptors that came with the job, by what they are for
         self.announced = False
 
@@ -240,17 +240,15 @@ class Supervisor:
         timeout_s = self.job.get("timeout_s")
         deadline = self.started + timeout_s if timeout_s else None
         announce_at = self.started + float(self.job.get("quiet_start_s") or 0)
-        cap = self.job.get("max_output_bytes")
-        disk = self.job.get("disk") or {}
+        monitor = self.monitor = Monitor(self.job, self.limits, self.streams, self.started)
         while True:
             now = time.monotonic()
             if self.reason is not None:
                 deadline = None  # ending already; only the kill deadline counts now
-            waits = [t - now for t in (deadline, self.kill_at) if t is not None]
+            check_at = monitor.next_at() if self.reason is None else None
+            waits = [t - now for t in (deadline, self.kill_at, check_at) if t is not None]
             if not self.announced:
                 waits.append(announce_at - now)
-            if self.reason is None and (cap or self.limits.limits or disk):
-                waits.append(MONITOR_TICK_S)
             timeout_ms = max(0, int(min(waits) * 1000) + 1) if waits else -1
             for fd, _ in poller.poll(timeout_ms):
                 if fd == self.wake_r:
@@ -270,24 +268,10 @@ class Supervisor:
                 self.end("timeout", f"ended after timeout_s={timeout_s:g}")
             if self.kill_at is not None and now >= self.kill_at:
                 self.signal_all(signal.SIGKILL)
-            if self.reason is None and now >= self.started + MONITOR_TICK_S:
-                self.check_limits(cap, disk)
-
-    def check_limits(self, cap: int | None, disk: dict[str, Any]) -> None:
-        if cap:
-            for stream, path in zip(STREAMS, self.streams, strict=True):
-                with contextlib.suppress(OSError):
-                    if os.stat(path).st_size > cap:
-                        self.cut.append(stream)
-            if self.cut:
-                cut = " and ".join(self.cut)
-                self.end("output_limit", f"{cut} passed {cap // (1 << 20)} MiB (local.max_output_mb)")
-                return
-        hit = self.limits.check(descendants(os.getpid())) if self.limits.limits else None
-        if hit is None and disk:
-            hit = self.limits.check_disk(disk.get("path"), disk.get("max_bytes"), str(disk.get("setting")))
-        if hit is not None:
-            self.end(*hit)
+            if self.reason is None:
+                hit = monitor.check(now)
+                if hit is not None:
+                    self.end(*hit)
 
     def drain_wakeups(self) -> set[int]:
         signals: set[int] = set()
@@ -409,7 +393,7 @@ class Supervisor:
         for stream, path in zip(STREAMS, self.streams, strict=True):
             try:
                 size = os.stat(path).st_size
-                if stream in self.cut and cap and size > cap:
+                if self.monitor and stream in self.monitor.cut and cap and size > cap:
                     with open(path, "r+b") as f:
                         f.truncate(cap)
                         f.seek(cap)

@@ -1,0 +1,92 @@
+"""What a supervisor watches while a run runs: its output against the cap, its limits, its directory's disk.
+
+Each check has its own schedule, and a check that finds nothing new waits longer before the next: an idle
+session (a server, a `sleep`) costs its supervisor a wake-up or two a second, so a thousand of them do not
+crowd the machine, while a run that writes fast is looked at every tenth of a second.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+from .limits import MIB, Limits, tree_bytes
+from .records import STREAMS, descendants
+
+FIRST_S = 0.1  # the first look, and the shortest gap between two
+OUTPUT_MOST_S = 1.0  # output that has not grown is looked at this seldom at most
+LIMITS_S = 0.5  # memory, processes and CPU: counters the kernel keeps (or, without cgroups, the process tree)
+DISK_MOST_S = 2.0  # a directory that has not grown is measured this seldom at most
+DISK_SHARE = 10  # and at most a tenth of the time goes to measuring it (a large tree is measured less often)
+
+
+class Backoff:
+    """When to look next: soon after a change, less and less often while nothing changes."""
+
+    def __init__(self, start: float, most: float) -> None:
+        self.gap = FIRST_S
+        self.most = most
+        self.at = start + FIRST_S
+
+    def done(self, now: float, changed: bool, least: float = FIRST_S) -> None:
+        self.gap = max(least, FIRST_S if changed else min(self.gap * 2, self.most))
+        self.at = now + self.gap
+
+
+class Monitor:
+    def __init__(self, job: dict[str, Any], limits: Limits, streams: list[str], started: float) -> None:
+        self.cap: int | None = job.get("max_output_bytes")
+        disk = job.get("disk") or {}
+        self.disk_path: str | None = disk.get("path")
+        self.disk_cap: int = int(disk.get("max_bytes") or 0)
+        self.disk_setting = str(disk.get("setting"))
+        self.limits = limits
+        self.streams = streams
+        self.sizes = [0, 0]
+        self.disk_bytes = 0
+        self.cut: list[str] = []  # the streams that passed the cap
+        self.output = Backoff(started, OUTPUT_MOST_S) if self.cap else None
+        self.disk = Backoff(started, DISK_MOST_S) if self.disk_path and self.disk_cap else None
+        self.limits_at = started + FIRST_S if limits.limits else None
+
+    def next_at(self) -> float | None:
+        times = [t for t in (self.limits_at, *(b.at for b in (self.output, self.disk) if b)) if t is not None]
+        return min(times) if times else None
+
+    def check(self, now: float) -> tuple[str, str] | None:
+        """A cap or limit the run has passed, as (reason, what to say), or None; checks only what is due."""
+        if self.output is not None and now >= self.output.at:
+            hit = self._output(now)
+            if hit is not None:
+                return hit
+        if self.limits_at is not None and now >= self.limits_at:
+            self.limits_at = now + LIMITS_S
+            tree = [] if self.limits.cgroup is not None else descendants(os.getpid())  # the kernel counts
+            hit = self.limits.check(tree)
+            if hit is not None:
+                return hit
+        if self.disk is not None and now >= self.disk.at:
+            size = tree_bytes(str(self.disk_path))
+            took = time.monotonic() - now
+            self.disk.done(time.monotonic(), size != self.disk_bytes, least=took * DISK_SHARE)
+            self.disk_bytes = size
+            if size > self.disk_cap:
+                cap = self.disk_cap // MIB
+                return "disk_limit", f"its directory took {size // MIB} MiB ({self.disk_setting}={cap})"
+        return None
+
+    def _output(self, now: float) -> tuple[str, str] | None:
+        assert self.output is not None and self.cap is not None
+        sizes = []
+        for path in self.streams:
+            try:
+                sizes.append(os.stat(path).st_size)
+            except OSError:
+                sizes.append(0)
+        self.output.done(now, sizes != self.sizes)
+        self.sizes = sizes
+        self.cut = [stream for stream, size in zip(STREAMS, sizes, strict=True) if size > self.cap]
+        if self.cut:
+            return "output_limit", f"{' and '.join(self.cut)} passed {self.cap // MIB} MiB (local.max_output_mb)"
+        return None
