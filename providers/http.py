@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import functools
-import json
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Self
 
 import anyio
 import httpx
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_random_exponential
 
+from providers.answers import Redactor, TooDeep, parse_answer, valid_text
 from providers.endpoints import Endpoint
 from providers.errors import (
     NotFound,
@@ -56,6 +56,19 @@ class HttpProvider:
 
     name = "remote"
     credential_env = ""
+    _declared_credentials: tuple[str, ...] = ()
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Self:
+        """Every client knows the values of the credentials its provider declares (Provider.credentials), from
+        the keyword arguments they arrive in (Setting.arg), however it is built and whatever header, parameter
+        or line then carries them: none may appear in a result or an error."""
+        from providers.registry import PROVIDERS  # the registry imports the provider packages, not their clients
+
+        client = super().__new__(cls)
+        declaration = PROVIDERS.get(cls.name)
+        arguments = [s.arg for s in declaration.credentials] if declaration is not None else []
+        client._declared_credentials = tuple(v for a in arguments if isinstance(v := kwargs.get(a), str) and v)
+        return client
 
     def __init__(
         self,
@@ -72,8 +85,10 @@ class HttpProvider:
         self.retries = retries
         # the whole call, every attempt and every wait included
         self.deadline_s = timeout_s * 2
-        # values that must never appear in an error: header credentials and URL userinfo
-        self._secrets = _secret_parts(headers, self.base_url)
+        # values that must never appear in a result or an error: the declared credentials (see __new__),
+        # credentials in the client's headers, URL userinfo
+        secrets, basic = _secret_parts(headers, self.base_url)
+        self.redact = Redactor([*secrets, *self._declared_credentials], basic)
         self._http = httpx.AsyncClient(
             base_url=self.base_url,
             headers=dict(headers),
@@ -181,7 +196,21 @@ class HttpProvider:
             ) from None
         if response.status_code >= 400:
             raise self.error_for(response, endpoint, path or {}, credential_env or self.credential_env)
+        if 300 <= response.status_code < 400:
+            raise self._redirected(response, where)
         return response
+
+    def _redirected(self, response: httpx.Response, where: str) -> ProtocolError:
+        """A redirect is never followed: the credential would go wherever it points."""
+        target = response.headers.get("location")
+        to = f" to {self.clean(without_userinfo(target.split('?')[0]))}" if target else ""
+        return ProtocolError(
+            self.name,
+            f"{where} answered {response.status_code}, a redirect{to}, which is not followed",
+            status=response.status_code,
+            hint="Point the provider's base URL setting at its API itself (the address it redirects to, if that is "
+            "the API), then restart the server.",
+        )
 
     async def _read_capped(self, request: httpx.Request, where: str) -> httpx.Response:
         """Send and read the answer, refusing one larger than MAX_RESPONSE_BYTES as it streams in."""
@@ -208,10 +237,21 @@ class HttpProvider:
         )
 
     def clean(self, text: str) -> str:
-        """A provider's text made safe to show: no credential, no URL userinfo, at most MAX_ERROR_CHARS."""
-        for secret in self._secrets:
-            text = text.replace(secret, "[redacted]")
+        """A provider's text made safe to show: valid, no credential, no URL userinfo, at most MAX_ERROR_CHARS."""
+        text = self.redact(valid_text(text))
         return text if len(text) <= MAX_ERROR_CHARS else text[:MAX_ERROR_CHARS] + f"… ({len(text)} chars)"
+
+    def read_json(self, data: bytes | str) -> Any:
+        """A provider's JSON made safe (providers.answers.parse_answer, with this provider's credentials
+        redacted). Raises ValueError when it is not JSON, a ProtocolError when it is nested too deep."""
+        try:
+            return parse_answer(data, self.redact)
+        except TooDeep as exc:
+            raise ProtocolError(
+                self.name,
+                f"the answer is {exc}, more than any record needs",
+                hint="The provider answered in a shape no client can read; retry later, or report it to the provider.",
+            ) from None
 
     async def call_json(self, endpoint: Endpoint, **kwargs: Any) -> Any:
         return self.decode(await self.send(endpoint, **kwargs), endpoint)
@@ -220,14 +260,32 @@ class HttpProvider:
         if not response.content:
             return None
         try:
-            return response.json()
-        except (ValueError, json.JSONDecodeError):
+            return self.read_json(response.content)
+        except ValueError:
             kind = response.headers.get("content-type", "no content type")
             raise ProtocolError(
                 self.name,
                 f"{endpoint.method} {endpoint.path} answered {response.status_code} with a body that "
                 f"is not JSON ({kind}, {len(response.content)} bytes)",
             ) from None
+
+    # --- the contract of an answer: what a success must hold, or it is a ProtocolError ------------------
+    def entries(self, answer: Any, key: str, what: str) -> list[dict[str, Any]]:
+        """The objects of a list answer: `{key: [...]}` or a bare list (providers document both shapes)."""
+        items = answer.get(key) if isinstance(answer, dict) else answer
+        if not isinstance(items, list):
+            raise ProtocolError(self.name, f"{what} is neither {{{key}: [...]}} nor a list")
+        return [item for item in items if isinstance(item, dict)]
+
+    def identity(self, record: Any, what: str, *keys: str) -> str:
+        """The record's id (the first of `keys` it holds, default "id"): a success without one is no success."""
+        names = keys or ("id",)
+        if isinstance(record, dict):
+            for key in names:
+                value = record.get(key)
+                if isinstance(value, str | int) and not isinstance(value, bool) and str(value):
+                    return self.clean(str(value))
+        raise ProtocolError(self.name, f"{what} has no {' or '.join(names)}")
 
     def error_message(self, body: Any) -> tuple[str | None, str | None]:
         """(message, code) from a provider's error body; the common shapes are understood here."""
@@ -244,8 +302,8 @@ class HttpProvider:
         self, response: httpx.Response, endpoint: Endpoint, ids: Mapping[str, str], credential_env: str
     ) -> ProviderError:
         try:
-            body = response.json()
-        except ValueError:
+            body = self.read_json(response.content)
+        except (ValueError, ProtocolError):  # not JSON, or nested too deep to read: the status still says enough
             body = None
         message, code = self.error_message(body)
         message = self.clean(message) if message else message
@@ -304,8 +362,9 @@ def without_userinfo(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
-def _secret_parts(headers: Mapping[str, str], base_url: str) -> list[str]:
-    """Credential values in the client's headers (the token after `Bearer `, too) and in the base URL."""
+def _secret_parts(headers: Mapping[str, str], base_url: str) -> tuple[list[str], list[tuple[str, str]]]:
+    """Credential values in the client's headers (the token after `Bearer `, too) and in the base URL, and the
+    base URL's (user, password), which httpx sends as HTTP Basic credentials."""
     from urllib.parse import unquote, urlsplit
 
     found: set[str] = set()
@@ -319,11 +378,17 @@ def _secret_parts(headers: Mapping[str, str], base_url: str) -> list[str]:
     for piece in (parts.username, parts.password):
         if piece:
             found |= {piece, unquote(piece)}
-    return sorted((s for s in found if len(s) >= 4), key=len, reverse=True)
+    basic = [(unquote(parts.username or ""), unquote(parts.password or ""))] if parts.username else []
+    return sorted(found), basic
 
 
 def text_or_none(value: Any) -> str | None:
     return None if value is None else str(value)
+
+
+def int_or_none(value: Any) -> int | None:
+    """An integer field of an answer, or None when absent or not an integer."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def compact(**values: Any) -> dict[str, Any]:

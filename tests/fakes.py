@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -45,11 +45,13 @@ class Reply:
 
 
 class FakeAPI:
-    """`routes[(METHOD, path)]` is a Reply or a list of Replies served in turn (the last one repeats)."""
+    """`routes[(METHOD, path)]` is a Reply or a list of Replies served in turn (the last one repeats); a request
+    no route matches gets `fallback(request)` when set (an API that answers every path, e.g. with an echo)."""
 
     def __init__(self) -> None:
         self.requests: list[Recorded] = []
         self.routes: dict[tuple[str, str], Reply | list[Reply]] = {}
+        self.fallback: Callable[[Recorded], Reply] | None = None
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -63,16 +65,15 @@ class FakeAPI:
                 split = urlsplit(self.path)
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
-                fake.requests.append(
-                    Recorded(
-                        self.command,
-                        split.path,
-                        parse_qs(split.query, keep_blank_values=True),
-                        {k.lower(): v for k, v in self.headers.items()},
-                        body,
-                    )
+                recorded = Recorded(
+                    self.command,
+                    split.path,
+                    parse_qs(split.query, keep_blank_values=True),
+                    {k.lower(): v for k, v in self.headers.items()},
+                    body,
                 )
-                reply = fake._next(self.command, split.path)
+                fake.requests.append(recorded)
+                reply = fake._next(recorded)
                 if reply.delay_s:
                     time.sleep(reply.delay_s)
                 if reply.drop:
@@ -94,10 +95,12 @@ class FakeAPI:
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
-    def _next(self, method: str, path: str) -> Reply:
-        route = self.routes.get((method, path))
+    def _next(self, request: Recorded) -> Reply:
+        route = self.routes.get((request.method, request.path))
+        if route is None and self.fallback is not None:
+            return self.fallback(request)
         if route is None:
-            return Reply(404, {"error": "not_found", "message": f"no fake route {method} {path}"})
+            return Reply(404, {"error": "not_found", "message": f"no fake route {request.method} {request.path}"})
         if isinstance(route, list):
             return route.pop(0) if len(route) > 1 else route[0]
         return route

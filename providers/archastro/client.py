@@ -8,7 +8,7 @@ from providers import capabilities as c
 from providers.archastro import API_KEY, PROVIDER
 from providers.archastro import endpoints as e
 from providers.errors import Conflict, InvalidInput, ProviderError
-from providers.http import HttpProvider, compact
+from providers.http import HttpProvider, compact, text_or_none
 from providers.models import ExecResult, ProviderRecord, RecordList, RoutineRun, SessionList, SessionSummary, StopResult
 from providers.values import comma_list
 
@@ -79,10 +79,10 @@ class ArchAstroClient(
                 "invoke again; find it with listRoutineRuns status=completed, then read it with getRoutineRun."
             )
             raise
-        return _run(answer, routine)
+        return self._run(answer, routine)
 
     async def get_routine_run(self, run_id: str) -> RoutineRun:
-        return _run(await self.call_json(e.ARCHASTRO_GET_RUN, path={"run_id": run_id}), None)
+        return self._run(await self.call_json(e.ARCHASTRO_GET_RUN, path={"run_id": run_id}), None)
 
     async def list_routine_runs(
         self,
@@ -198,10 +198,10 @@ class ArchAstroClient(
         page = self._records(answer)
         sessions = [
             SessionSummary(
-                id=str(item.get("id", "")),
+                id=self.identity(item, "an agent session"),
                 status=str(item.get("status", "unknown")),
-                started_at=item.get("created_at") or item.get("inserted_at"),
-                command=item.get("name") or item.get("instructions") or None,
+                started_at=text_or_none(item.get("created_at") or item.get("inserted_at")),
+                command=text_or_none(item.get("name") or item.get("instructions") or None),
                 raw=item,
             )
             for item in page.items
@@ -235,7 +235,9 @@ class ArchAstroClient(
             thread=thread,
             user=user,
         )
-        return self.record(await self.call_json(e.ARCHASTRO_CREATE_SESSION, body=body))
+        answer = await self.call_json(e.ARCHASTRO_CREATE_SESSION, body=body)
+        self.identity(answer, "the new agent session")  # its id is what every later call needs
+        return self.record(answer)
 
     async def update_agent_session(self, session_id: str, metadata: dict[str, Any]) -> ProviderRecord:
         answer = await self.call_json(
@@ -245,7 +247,7 @@ class ArchAstroClient(
 
     async def stop_session(self, session_id: str) -> StopResult:
         answer = await self.call_json(e.ARCHASTRO_CANCEL_SESSION, path={"session_id": session_id})
-        status = str(answer.get("status", "cancelled")) if isinstance(answer, dict) else "cancelled"
+        status = self.identity(answer, "the cancelled session", "status")  # no status, no word on what happened
         stopped = status == "cancelled"
         message = "cancelled" if stopped else f"already {status}; nothing to cancel"
         return StopResult(
@@ -259,13 +261,13 @@ class ArchAstroClient(
 
     async def get_session(self, session_id: str) -> ExecResult:
         answer = await self.call_json(e.ARCHASTRO_GET_SESSION, path={"session_id": session_id})
-        data = answer if isinstance(answer, dict) else {}
+        found = self.identity(answer, "the agent session")
         return ExecResult(
             provider=self.name,
-            session_id=str(data.get("id", session_id)),
-            state=str(data.get("status", "unknown")),
-            response=data.get("result"),
-            raw=data or None,
+            session_id=found,
+            state=str(answer.get("status", "unknown")),
+            response=answer.get("result"),
+            raw=answer,
         )
 
     async def send_session_message(
@@ -289,8 +291,7 @@ class ArchAstroClient(
 
     # --- shapes -----------------------------------------------------------------------------------
     def _records(self, answer: Any) -> RecordList:
-        items = answer.get("data", []) if isinstance(answer, dict) else answer
-        items = [item for item in items or [] if isinstance(item, dict)]
+        items = self.entries(answer, "data", "the page")
         cursor = newer = None
         if isinstance(answer, dict):
             cursor = answer.get("before_cursor") or answer.get("next_cursor")
@@ -299,8 +300,22 @@ class ArchAstroClient(
             provider=self.name,
             items=items,
             count=len(items),
-            next_cursor=cursor or None,
+            next_cursor=text_or_none(cursor or None),
             newer_cursor=newer if isinstance(newer, str) and newer else None,
+        )
+
+    def _run(self, answer: Any, routine: str | None) -> RoutineRun:
+        run_id = self.identity(answer, "the routine run")
+        data: dict[str, Any] = answer
+        session = data.get("agent_session") or data.get("agent_session_id") or data.get("session")
+        return RoutineRun(
+            provider=self.name,
+            run_id=run_id,
+            routine=str(data.get("routine") or data.get("agent_routine") or routine or ""),
+            status=str(data.get("status", "pending")),
+            session_id=session if isinstance(session, str) else None,
+            created_at=text_or_none(data.get("created_at") or data.get("inserted_at")),
+            raw=data,
         )
 
 
@@ -313,17 +328,3 @@ def _limit(limit: int | None) -> int | None:
             hint=f"Pass limit {e.MAX_LIMIT} or less and follow next_cursor for more.",
         )
     return limit
-
-
-def _run(answer: Any, routine: str | None) -> RoutineRun:
-    data = answer if isinstance(answer, dict) else {}
-    session = data.get("agent_session") or data.get("agent_session_id") or data.get("session")
-    return RoutineRun(
-        provider="archastro",
-        run_id=str(data.get("id", "")),
-        routine=str(data.get("routine") or data.get("agent_routine") or routine or ""),
-        status=str(data.get("status", "pending")),
-        session_id=session if isinstance(session, str) else None,
-        created_at=data.get("created_at") or data.get("inserted_at"),
-        raw=data or None,
-    )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -11,11 +10,12 @@ import anyio
 from anyio.abc import SocketStream, TaskGroup
 
 from providers import capabilities as c
+from providers.answers import Redactor, parse_answer, valid_text
 from providers.backoff import keep_running
 from providers.computesdk import ACCESS_TOKEN, API_KEY, PROVIDER
 from providers.computesdk import endpoints as e
 from providers.errors import NotConfigured, ProtocolError, ProviderError
-from providers.http import HttpProvider
+from providers.http import HttpProvider, int_or_none
 from providers.models import Event, EventList, StoredEvent, event_list, event_page
 
 
@@ -53,16 +53,16 @@ class ComputeSDKEventsClient(HttpProvider, c.StoreEvent, c.GetEvents):
             credential_env=ACCESS_TOKEN.env,
         )
         payload = self._payload(answer)
-        try:
-            return StoredEvent(
-                provider=self.name,
-                event_id=str(payload["eventId"]),
-                sandbox_id=str(payload["sandboxId"]),
-                type=str(payload["type"]),
-                timestamp=int(payload["timestamp"]),
-            )
-        except (KeyError, TypeError, ValueError):
-            raise ProtocolError(self.name, "the stored event lacks eventId, sandboxId, type or timestamp") from None
+        timestamp = int_or_none(payload.get("timestamp"))
+        if timestamp is None or not all(isinstance(payload.get(k), str) for k in ("sandboxId", "type")):
+            raise ProtocolError(self.name, "the stored event lacks eventId, sandboxId, type or timestamp")
+        return StoredEvent(
+            provider=self.name,
+            event_id=self.identity(payload, "the stored event", "eventId"),
+            sandbox_id=payload["sandboxId"],
+            type=payload["type"],
+            timestamp=timestamp,
+        )
 
     async def get_events(
         self, sandbox_id: str, type: str | None = None, since: int | None = None, limit: int | None = None
@@ -76,7 +76,10 @@ class ComputeSDKEventsClient(HttpProvider, c.StoreEvent, c.GetEvents):
             credential_env=API_KEY.env,
         )
         payload = self._payload(answer)
-        received = [to_event(item) for item in payload.get("events", []) if isinstance(item, dict)]
+        received = [to_event(item) for item in self.entries(payload, "events", "the event page")]
+        for event in received:
+            if not event.id:
+                raise ProtocolError(self.name, "an event of the page has no id")
         events, cut = event_page(received, newest=since is None)
         return event_list(self.name, str(payload.get("sandboxId", sandbox_id)), events, cut, since)
 
@@ -86,7 +89,7 @@ class ComputeSDKEventsClient(HttpProvider, c.StoreEvent, c.GetEvents):
         if not isinstance(answer, dict):
             raise ProtocolError(self.name, "the answer is not a JSON object")
         if answer.get("success") is False:
-            raise ProviderError(self.name, str(answer.get("error") or "the gateway reported a failure"))
+            raise ProviderError(self.name, self.clean(str(answer.get("error") or "the gateway reported a failure")))
         if "success" not in answer and "data" not in answer:
             return answer
         data = answer.get("data")
@@ -96,18 +99,20 @@ class ComputeSDKEventsClient(HttpProvider, c.StoreEvent, c.GetEvents):
 
     def stream(self, sandbox_id: str, on_event: Callable[[Event], Awaitable[None]]) -> EventStream:
         token = self._needs(self._access_token, ACCESS_TOKEN.env, "following live events")
-        return EventStream(self.pubsub_host, self.pubsub_port, token, sandbox_id, on_event)
+        return EventStream(
+            self.pubsub_host, self.pubsub_port, token, sandbox_id, on_event, parse=self.read_json, clean=self.clean
+        )
 
 
 def to_event(item: dict[str, Any]) -> Event:
-    workspace = item.get("workspaceId")
+    data = item.get("data")
     return Event(
-        id=str(item.get("id", "")),
+        id=str(item.get("id") or ""),
         sandbox_id=str(item.get("sandboxId", "")),
         type=str(item.get("type", "")),
-        data=item.get("data") if isinstance(item.get("data"), dict) else {},
-        timestamp=int(item.get("timestamp", 0)),
-        workspace_id=workspace if isinstance(workspace, int) else None,
+        data=data if isinstance(data, dict) else {},
+        timestamp=int_or_none(item.get("timestamp")) or 0,
+        workspace_id=int_or_none(item.get("workspaceId")),
     )
 
 
@@ -133,9 +138,16 @@ class EventStream:
         ping_interval_s: float = 30.0,
         keep: int = 100,
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+        parse: Callable[[str], Any] | None = None,
+        clean: Callable[[str], str] | None = None,
     ) -> None:
+        """`parse` reads an event line and `clean` makes the server's text safe to show (the client's, with
+        every credential redacted); by default, this stream's own token is."""
         self.host, self.port, self.sandbox_id = host, port, sandbox_id
         self._token = token
+        redact = Redactor([token])
+        self._parse = parse or (lambda line: parse_answer(line, redact))
+        self._clean = clean or (lambda text: redact(valid_text(text)))
         self._on_event = on_event
         self.backoff_start_s, self.backoff_max_s = backoff_start_s, backoff_max_s
         self.ping_interval_s = ping_interval_s
@@ -164,7 +176,7 @@ class EventStream:
                 await self._session(stream)
             self.state = "disconnected"
         except PubSubError as exc:
-            self.state, self.last_error = "error", f"the server refused: {exc}"
+            self.state, self.last_error = "error", f"the server refused: {self._clean(str(exc))}"
         except (OSError, anyio.EndOfStream, anyio.BrokenResourceError) as exc:
             self.state, self.last_error = "disconnected", f"connection lost ({type(exc).__name__})"
         return self.connects > connects
@@ -208,8 +220,8 @@ class EventStream:
             return  # +PONG and other acknowledgements
         else:
             try:
-                item = json.loads(line)
-            except ValueError:
+                item = self._parse(line)
+            except (ValueError, ProviderError):  # not JSON, or nested too deep: not an event
                 return
             if isinstance(item, dict):
                 event = to_event(item)

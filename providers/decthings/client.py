@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import struct
+from collections.abc import Callable
 from typing import Any, Literal
 
 from providers import capabilities as c
@@ -20,7 +21,7 @@ from providers.errors import (
     RateLimited,
     Unavailable,
 )
-from providers.http import HttpProvider, compact
+from providers.http import HttpProvider, compact, int_or_none, text_or_none
 from providers.models import Launcher, LauncherList, RunningItem
 
 CONTENT_TYPE = "application/octet-stream"
@@ -62,12 +63,12 @@ def encode_request(params: Any, blobs: list[bytes] | None = None) -> bytes:
     return head + message + b"".join(blobs)
 
 
-def decode_response(data: bytes) -> tuple[Any, list[bytes]]:
-    """JSON length, the JSON, then (length, blob) pairs."""
+def decode_response(data: bytes, loads: Callable[[bytes], Any] = json.loads) -> tuple[Any, list[bytes]]:
+    """JSON length, the JSON (read with `loads`), then (length, blob) pairs."""
     length, pos = decode_varint(data)
     if pos + length > len(data):
         raise ValueError("the JSON part is longer than the body")
-    response = json.loads(data[pos : pos + length])
+    response = loads(data[pos : pos + length])
     pos += length
     blobs = []
     while pos < len(data):
@@ -95,7 +96,7 @@ class DecthingsClient(HttpProvider, c.GetLaunchers, c.GetLauncher):
                 self.name, f"expected Content-Type {CONTENT_TYPE}, got {response.headers.get('content-type') or 'none'}"
             )
         try:
-            answer, _ = decode_response(response.content)
+            answer, _ = decode_response(response.content, self.read_json)
         except (ValueError, KeyError) as exc:
             raise ProtocolError(self.name, f"the response frame could not be read: {exc}") from None
         if not isinstance(answer, dict):
@@ -110,7 +111,7 @@ class DecthingsClient(HttpProvider, c.GetLaunchers, c.GetLauncher):
         code = error.get("code") if isinstance(error, dict) else None
         if code == "invalid_parameter":
             name, reason = error.get("parameterName", "?"), error.get("reason", "invalid")
-            return InvalidInput(self.name, f"parameter {name}: {reason}", code=code)
+            return InvalidInput(self.name, self.clean(f"parameter {name}: {reason}"), code=code)
         if code == "bad_credentials":
             return AuthError(
                 self.name,
@@ -122,7 +123,7 @@ class DecthingsClient(HttpProvider, c.GetLaunchers, c.GetLauncher):
             return RateLimited(self.name, "too many requests", code=code)
         if code == "payment_required":
             return PaymentRequired(self.name, "the account needs a paid plan for this", code=code)
-        return Unavailable(self.name, f"Decthings reported an error ({code or 'unknown'})", code=str(code))
+        return Unavailable(self.name, f"Decthings reported an error ({self.clean(str(code or 'unknown'))})")
 
     async def get_launchers(
         self,
@@ -140,13 +141,15 @@ class DecthingsClient(HttpProvider, c.GetLaunchers, c.GetLauncher):
         result = await self.rpc(e.DECTHINGS_GET_LAUNCHERS, params)
         if not isinstance(result, dict):
             raise ProtocolError(self.name, "the result is not an object")
-        launchers = [_launcher(item) for item in result.get("persistentLaunchers", []) if isinstance(item, dict)]
+        items = self.entries(result, "persistentLaunchers", "the result")
+        launchers = [_launcher(self.identity(item, "a persistent launcher"), item) for item in items]
+        total, at, size = (int_or_none(result.get(k)) for k in ("total", "offset", "limit"))
         return LauncherList(
             provider=self.name,
             launchers=launchers,
-            total=int(result.get("total", len(launchers))),
-            offset=int(result.get("offset", offset or 0)),
-            limit=int(result.get("limit", limit or 20)),
+            total=len(launchers) if total is None else total,
+            offset=(offset or 0) if at is None else at,
+            limit=(limit or 20) if size is None else size,
         )
 
     async def get_launcher(self, launcher_id: str) -> Launcher:
@@ -160,20 +163,21 @@ class DecthingsClient(HttpProvider, c.GetLaunchers, c.GetLauncher):
         return found.launchers[0]
 
 
-def _launcher(item: dict[str, Any]) -> Launcher:
+def _launcher(launcher_id: str, item: dict[str, Any]) -> Launcher:
     raw_state = item.get("state")
     state: dict[str, Any] = raw_state if isinstance(raw_state, dict) else {}
+    listed = item.get("running")
     running = [
         RunningItem(id=str(r.get("id", "")), type=str(r.get("type", "")))
-        for r in item.get("running", [])
+        for r in (listed if isinstance(listed, list) else [])
         if isinstance(r, dict)
     ]
     return Launcher(
-        id=str(item.get("id", "")),
+        id=launcher_id,
         name=str(item.get("name", "")),
         state=str(state.get("type", "unknown")),
-        previous=state.get("previous"),
+        previous=text_or_none(state.get("previous")),
         running=running,
-        created_at=item.get("createdAt"),
+        created_at=int_or_none(item.get("createdAt")),
         raw=item,
     )

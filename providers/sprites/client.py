@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
+from collections.abc import Callable
 from typing import Any
 
 from providers import capabilities as c
-from providers.errors import ProtocolError, ProviderError
-from providers.http import HttpProvider
+from providers.errors import ProviderError
+from providers.http import HttpProvider, text_or_none
 from providers.models import SessionList, SessionSummary, StopResult
 from providers.sprites import PROVIDER, TOKEN
 from providers.sprites import endpoints as e
@@ -23,10 +23,8 @@ class SpritesClient(HttpProvider, c.ListSessions, c.StopSession):
     async def list_sessions(self, sprite: str) -> SessionList:
         body = await self.call_json(e.SPRITES_LIST_EXEC, path={"sprite": sprite})
         # The SDKs read {"sessions": [...]}; some docs show a bare array. Accept both.
-        entries = body.get("sessions") if isinstance(body, dict) else body
-        if not isinstance(entries, list):
-            raise ProtocolError(self.name, "the exec session list is neither {sessions: [...]} nor a list")
-        sessions = [_session(entry) for entry in entries if isinstance(entry, dict)]
+        entries = self.entries(body, "sessions", "the exec session list")
+        sessions = [_session(self.identity(entry, "an exec session"), entry) for entry in entries]
         return SessionList(provider=self.name, sessions=sessions, count=len(sessions))
 
     async def stop_session(
@@ -48,7 +46,7 @@ class SpritesClient(HttpProvider, c.ListSessions, c.StopSession):
                     message="the session had already exited; nothing to stop",
                 )
             raise
-        events = _ndjson(response.text)
+        events = _ndjson(response.content, self.read_json)
         complete = next((ev for ev in reversed(events) if ev.get("type") == "complete"), None)
         exit_code = _exit_code(complete)
         return StopResult(
@@ -63,22 +61,22 @@ class SpritesClient(HttpProvider, c.ListSessions, c.StopSession):
         )
 
 
-def _session(entry: dict[str, Any]) -> SessionSummary:
+def _session(session_id: str, entry: dict[str, Any]) -> SessionSummary:
     return SessionSummary(
-        id=str(entry.get("id", "")),
+        id=session_id,
         status="active" if entry.get("is_active") else "completed",
-        started_at=entry.get("created"),
-        command=entry.get("command") or None,
+        started_at=text_or_none(entry.get("created")),
+        command=text_or_none(entry.get("command") or None),
         raw=entry,
     )
 
 
-def _ndjson(text: str) -> list[dict[str, Any]]:
+def _ndjson(content: bytes, parse: Callable[[bytes], Any]) -> list[dict[str, Any]]:
     events = []
-    for line in text.splitlines():
+    for line in content.splitlines():
         if line.strip():
             try:
-                value = json.loads(line)
+                value = parse(line)
             except ValueError:
                 continue
             if isinstance(value, dict):

@@ -37,8 +37,8 @@ class XanoRunClient(
             body = await self.call_json(
                 e.XANO_RUN_SESSIONS, path={"project_id": project_id, "run_id": run_id}, query={"page": page}
             )
-        items = body.get("items", []) if isinstance(body, dict) else body
-        sessions = [_summary(item) for item in items or [] if isinstance(item, dict)]
+        items = self.entries(body, "items", "the session page")
+        sessions = [_summary(self.identity(item, "a session"), item) for item in items]
         next_page = body.get("nextPage") if isinstance(body, dict) else None
         return SessionList(
             provider=self.name,
@@ -78,7 +78,7 @@ class XanoRunClient(
             answer = await self.call_json(e.XANO_EXEC_DOC, path={"project_id": project_id}, body=body)
         else:
             raise _exec_usage(f"got {', '.join(modes) or 'none of doc, run_id, session_id'}")
-        return _exec_result(answer)
+        return self._exec_result(answer)
 
     async def stop_session(self, project_id: str, run_id: str, session_id: str) -> StopResult:
         path = {"project_id": project_id, "run_id": run_id, "session_id": session_id}
@@ -102,7 +102,19 @@ class XanoRunClient(
         )
 
     async def get_session(self, session_id: str) -> ExecResult:
-        return _exec_result(await self.call_json(e.XANO_GET_SESSION, path={"session_id": session_id}))
+        return self._exec_result(await self.call_json(e.XANO_GET_SESSION, path={"session_id": session_id}))
+
+    def _exec_result(self, answer: Any) -> ExecResult:
+        session_id = self.identity(answer, "the session", "session_id", "id")
+        data: dict[str, Any] = answer
+        return ExecResult(
+            provider=self.name,
+            session_id=session_id,
+            state=str(data.get("state", "unknown")),
+            response=data.get("response"),
+            message=text_or_none(data.get("error_msg") or None),
+            raw=data,
+        )
 
     async def set_session_access(self, session_id: str, access: str) -> ProviderRecord:
         answer = await self.call_json(e.XANO_SET_ACCESS, path={"session_id": session_id}, body={"access": access})
@@ -115,8 +127,7 @@ class XanoRunClient(
 
     async def list_runs(self, project_id: str, page: int | None = None) -> RecordList:
         body = await self.call_json(e.XANO_RUNS, path={"project_id": project_id}, query={"page": page})
-        items = body.get("items", []) if isinstance(body, dict) else body
-        records = [item for item in items or [] if isinstance(item, dict)]
+        records = self.entries(body, "items", "the run history")
         next_page = body.get("nextPage") if isinstance(body, dict) else None
         return RecordList(
             provider=self.name, items=records, count=len(records), next_cursor=str(next_page) if next_page else None
@@ -136,24 +147,11 @@ def _exec_usage(problem: str) -> InvalidInput:
     )
 
 
-def _summary(item: dict[str, Any]) -> SessionSummary:
+def _summary(session_id: str, item: dict[str, Any]) -> SessionSummary:
     return SessionSummary(
-        id=str(item.get("id", "")),
+        id=session_id,
         status=str(item.get("state", "unknown")),
         started_at=text_or_none(item.get("created_at")),
-        command=item.get("label") or None,
+        command=text_or_none(item.get("label") or None),
         raw=item,
-    )
-
-
-def _exec_result(answer: Any) -> ExecResult:
-    data = answer if isinstance(answer, dict) else {}
-    session_id = data.get("session_id") or data.get("id") or ""
-    return ExecResult(
-        provider="xano",
-        session_id=str(session_id),
-        state=str(data.get("state", "unknown")),
-        response=data.get("response"),
-        message=data.get("error_msg") or None,
-        raw=data or None,
     )
