@@ -19,10 +19,10 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class TooDeep(ValueError):
-    """JSON nested deeper than MAX_DEPTH."""
+    """JSON nested deeper than its reader takes."""
 
-    def __init__(self) -> None:
-        super().__init__(f"nested deeper than {MAX_DEPTH} levels")
+    def __init__(self, levels: int = MAX_DEPTH) -> None:
+        super().__init__(f"nested deeper than {levels} levels")
 
 
 class NonFinite(ValueError):
@@ -36,7 +36,7 @@ class NonFinite(ValueError):
 def valid_text(text: str) -> str:
     """`text` as valid Unicode: a lone surrogate becomes U+FFFD (a pair split in two halves becomes its character
     again). Such text cannot be encoded as UTF-8, and a JSON serializer that meets it fails."""
-    if _SURROGATE.search(text) is None:
+    if text.isascii() or _SURROGATE.search(text) is None:  # isascii: a fast look at the usual case
         return text
     return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
 
@@ -74,32 +74,39 @@ def parse_answer(data: bytes | str, redact: Callable[[str], str] = no_secrets) -
     return safe_value(value, redact)
 
 
-def safe_value(value: Any, redact: Callable[[str], str] = no_secrets, depth: int = 0) -> Any:
+def safe_value(value: Any, redact: Callable[[str], str] = no_secrets, max_depth: int = MAX_DEPTH) -> Any:
     """A JSON value with every string (and key) valid and redacted, every non-finite float null, and at most
-    MAX_DEPTH levels of nesting (else TooDeep)."""
+    `max_depth` levels of nesting (else TooDeep)."""
+
+    def safe(item: Any, left: int) -> Any:
+        if isinstance(item, str):
+            return redact(valid_text(item))
+        if isinstance(item, float):
+            return item if math.isfinite(item) else None
+        if isinstance(item, dict | list):
+            if left <= 0:
+                raise TooDeep(max_depth)
+            if isinstance(item, list):
+                return [safe(inner, left - 1) for inner in item]
+            return {redact(valid_text(str(k))): safe(v, left - 1) for k, v in item.items()}
+        return item
+
+    return safe(value, max_depth)
+
+
+def valid_input(value: Any, where: str) -> Any:
+    """A client's argument (a JSON value) with every string and key valid; raises NonFinite naming the first NaN
+    or infinite number in it (JSON has none, yet JSON readers take NaN and 1e999: nothing downstream could
+    store or send them back as JSON)."""
     if isinstance(value, str):
-        return redact(valid_text(value))
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict | list):
-        if depth >= MAX_DEPTH:
-            raise TooDeep()
-        if isinstance(value, list):
-            return [safe_value(item, redact, depth + 1) for item in value]
-        return {redact(valid_text(str(k))): safe_value(v, redact, depth + 1) for k, v in value.items()}
-    return value
-
-
-def check_finite(value: Any, where: str) -> None:
-    """Raise NonFinite naming the first NaN or infinite number in `value` (a JSON-like value), if any."""
+        return valid_text(value)
     if isinstance(value, float) and not math.isfinite(value):
         raise NonFinite(where)
     if isinstance(value, dict):
-        for key, item in value.items():
-            check_finite(item, f"{where}.{key}")
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            check_finite(item, f"{where}[{index}]")
+        return {valid_text(str(k)): valid_input(v, f"{where}.{k}") for k, v in value.items()}
+    if isinstance(value, list):
+        return [valid_input(item, f"{where}[{index}]") for index, item in enumerate(value)]
+    return value
 
 
 def _null(_: str) -> None:

@@ -101,7 +101,10 @@ class HttpProvider:
         await self._http.aclose()
 
     def record(self, answer: Any) -> ProviderRecord:
-        """An answer passed through as it came (a non-object answer is wrapped as {"value": ...})."""
+        """An answer passed through as it came (a non-object answer is wrapped as {"value": ...}); an empty one
+        is no record (a success that says nothing is not one)."""
+        if answer in (None, {}, [], ""):
+            raise ProtocolError(self.name, "the answer is empty where a record was expected")
         return ProviderRecord(provider=self.name, record=answer if isinstance(answer, dict) else {"value": answer})
 
     async def send(

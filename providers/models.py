@@ -8,6 +8,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
+from providers.answers import safe_value
+
 Raw = dict[str, Any] | None
 RAW_DESCRIPTION = "The provider's own record."
 
@@ -119,6 +121,8 @@ def event_json(id: str, sandbox_id: str, type: str, data_json: str, timestamp: i
     """An Event as compact JSON text, its data passed through as stored (`data_json`, a JSON object): the same
     JSON an Event dumps, without parsing the data into Python objects (see EventList.rows)."""
     id_, sandbox, type_ = (json.dumps(text, ensure_ascii=False) for text in (id, sandbox_id, type))
+    if "NaN" in data_json or "Infinity" in data_json:  # stored by an older version, which let them in: now null
+        data_json = json.dumps(safe_value(json.loads(data_json)), ensure_ascii=False, separators=(",", ":"))
     return f'{{"id":{id_},"sandbox_id":{sandbox},"type":{type_},"data":{data_json},"timestamp":{int(timestamp)}}}'
 
 
@@ -137,6 +141,25 @@ class EventList(Shape):
     @property
     def rows(self) -> list[str] | None:
         return self._rows
+
+
+# The largest page of sessions any provider lists (the local store's; ArchAstro's own maximum is lower).
+MAX_SESSIONS_PAGE = 500
+# What an event is filed under, for every provider: bounded, so that an id or a type is a name, not a payload.
+MAX_EVENT_TYPE_CHARS = 200
+SANDBOX_ID_PATTERN = r"^[A-Za-z0-9._:@-]{1,200}$"
+SANDBOX_ID_RULE = "1 to 200 letters, digits and . _ : @ -"
+
+
+def event_name_problem(type_: str | None, sandbox_id: str | None) -> str | None:
+    """Why an event's type or sandbox id is refused (naming the field), or None when both are fine."""
+    import re
+
+    if type_ is not None and len(type_) > MAX_EVENT_TYPE_CHARS:
+        return f"type is {len(type_):,} characters; at most {MAX_EVENT_TYPE_CHARS}"
+    if sandbox_id is not None and re.fullmatch(SANDBOX_ID_PATTERN, sandbox_id) is None:
+        return f"sandbox_id {sandbox_id[:40]!r} is not {SANDBOX_ID_RULE}"
+    return None
 
 
 # One page of events holds at most this much event data (JSON characters), and one event at least: the same

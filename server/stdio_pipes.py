@@ -12,6 +12,7 @@ import asyncio
 import itertools
 import json
 import os
+import re
 import stat
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -19,12 +20,14 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from providers.answers import safe_value
 from server.rows_wire import COMPACT, carried_rows, encoded_slices, event_rows_reply
 
 MAX_LINE_BYTES = 64 * 1024 * 1024  # one JSON-RPC message per line; tool arguments can be large
 WRITE_SLICE = 64 * 1024  # a pipe's buffer: what one write hands over without the transport keeping a copy
 STREAM_ABOVE_CHARS = 128 * 1024  # replies whose text passes this are encoded as they are written
 STREAM_ENCODER = json.JSONEncoder(**COMPACT)
+REQUEST_DEPTH = 200  # a mended request nested deeper than this is refused, as the transport's reader refuses
 
 
 class PipeLines:
@@ -98,14 +101,13 @@ class PipeWriter:
                     elif _text_chars(message) > STREAM_ABOVE_CHARS:
                         await self._send_streamed(message)
                     else:
-                        data = message.__pydantic_serializer__.to_json(message, by_alias=True, exclude_unset=True)
-                        await self._send(data, b"\n")
+                        await self._send(_serialized(message), b"\n")
 
     async def _send_streamed(self, message: Any) -> None:
         """A large reply, encoded piece by piece as it is written: a serializer building the whole line first
         holds it twice or more while its buffer grows. Its result is plain JSON data already (the SDK dumped it)."""
         head = json.dumps({"jsonrpc": message.jsonrpc, "id": message.id}, separators=(",", ":"))
-        body = STREAM_ENCODER.iterencode(message.result)
+        body = STREAM_ENCODER.iterencode(safe_value(message.result))  # mended first: a failure mid-line tears it
         for data in encoded_slices(itertools.chain([head[:-1], ',"result":'], body, ["}\n"]), slice_chars=WRITE_SLICE):
             await self._send(data)
 
@@ -135,6 +137,17 @@ class PipeWriter:
             await self._writer.drain()
         except ConnectionError:
             pass  # the client has gone; its end of stdin closes too, and that ends the server
+
+
+def _serialized(message: Any) -> bytes:
+    """A message as one line of JSON. Text that is not valid Unicode (a lone surrogate) is mended, not left to
+    fail the serializer: that would end the server (tools mend their results already; this is the last check)."""
+    try:
+        data: bytes = message.__pydantic_serializer__.to_json(message, by_alias=True, exclude_unset=True)
+    except ValueError:  # pydantic's serialization error
+        dumped = safe_value(message.model_dump(mode="json", by_alias=True, exclude_unset=True))
+        return json.dumps(dumped, **COMPACT).encode()
+    return data
 
 
 def _event_rows(message: Any) -> list[str] | None:
@@ -220,9 +233,11 @@ async def open_stdio_pipes() -> AsyncIterator[Pipes | None]:
 
 class AnsweringUnparsable:
     """The session's read stream, minus the lines the transport could not parse: each of those is answered at
-    once, -32700 (not JSON) or -32600 (JSON, but not a JSON-RPC message), with id null, as JSON-RPC asks; the
-    SDK alone would drop them and leave the client waiting for ever. A wrapper, not a task in between, so the
-    end of stdin reaches the session exactly as before."""
+    once, -32700 (not JSON) or -32600 (JSON, but not a JSON-RPC message, or nested deeper than the transport
+    reads), with the request's id when it can be found in the line (else null, as JSON-RPC asks); the SDK alone
+    would drop them and leave the client waiting for ever. A request the transport refused only for a lone
+    surrogate escape (valid JSON, but no valid text) is mended (U+FFFD) and served. A wrapper, not a task in
+    between, so the end of stdin reaches the session exactly as before."""
 
     def __init__(self, read_stream: Any, write_stream: Any) -> None:
         self._read = read_stream
@@ -237,6 +252,9 @@ class AnsweringUnparsable:
             item = await self._read.receive()
             if not isinstance(item, Exception):
                 return item
+            mended = _mended_request(item)
+            if mended is not None:
+                return mended
             await self._write.send(_invalid_message_reply(item))
 
     def __aiter__(self) -> AnsweringUnparsable:
@@ -260,12 +278,77 @@ class AnsweringUnparsable:
         await self.aclose()
 
 
+def _unparsed_line(error: Exception) -> str | None:
+    """The line the transport could not parse (pydantic keeps it as the error's input)."""
+    from pydantic import ValidationError
+
+    if not isinstance(error, ValidationError):
+        return None
+    given = error.errors(include_url=False)[0].get("input")
+    return given if isinstance(given, str) else None
+
+
+def _mended_request(error: Exception) -> Any:
+    """The message of a line the transport refused only because a string in it is not valid text (a lone
+    surrogate escape, which JSON allows): its strings mended, as a SessionMessage; None for any other line."""
+    import mcp_types as types
+    from mcp.shared.message import SessionMessage
+    from pydantic import ValidationError
+
+    line = _unparsed_line(error)
+    if line is None or not isinstance(error, ValidationError) or error.errors()[0]["type"] != "json_invalid":
+        return None
+    try:
+        mended = safe_value(json.loads(line), max_depth=REQUEST_DEPTH)
+        return SessionMessage(types.jsonrpc_message_adapter.validate_python(mended, by_name=False))
+    except (ValueError, RecursionError):  # not JSON, too deep, or not a JSON-RPC message after all
+        return None
+
+
 def _invalid_message_reply(error: Exception) -> Any:
     from mcp.shared.message import SessionMessage
     from mcp.types import ErrorData, JSONRPCError
     from pydantic import ValidationError
 
-    kinds = {e["type"] for e in error.errors()} if isinstance(error, ValidationError) else set()
-    code, what = (-32700, "Parse error") if not kinds or "json_invalid" in kinds else (-32600, "Invalid Request")
-    data = ErrorData(code=code, message=f"{what}: not a JSON-RPC message")
-    return SessionMessage(JSONRPCError(jsonrpc="2.0", id=None, error=data))
+    errors = error.errors() if isinstance(error, ValidationError) else []
+    kinds = {e["type"] for e in errors}
+    line = _unparsed_line(error)
+    if kinds and "json_invalid" not in kinds:
+        code, what = -32600, "Invalid Request: not a JSON-RPC message"
+    elif any("recursion limit" in e["msg"] for e in errors):
+        code, what = -32600, "Invalid Request: nested deeper than the server reads"
+    else:
+        code, what = -32700, "Parse error: not a JSON-RPC message"
+    found = request_id(line) if line is not None else None
+    if found is None and errors and isinstance(errors[0].get("input"), dict):  # JSON, not a JSON-RPC message
+        given = errors[0]["input"].get("id")
+        found = given if isinstance(given, str | int) and not isinstance(given, bool) else None
+    return SessionMessage(JSONRPCError(jsonrpc="2.0", id=found, error=ErrorData(code=code, message=what)))
+
+
+_ID_TOKENS = re.compile(r'"(?:[^"\\]|\\.)*"|[{}\[\]]')
+
+
+def request_id(line: str) -> str | int | None:
+    """The `id` of a JSON-RPC request line that cannot be parsed whole (too deep, not valid text, cut short):
+    the value of the top-level object's "id" key, when it is a string or an integer; else None. Strings are
+    skipped as tokens, so an "id" inside params or inside a string does not count."""
+    depth = 0
+    for token in _ID_TOKENS.finditer(line):
+        text = token.group()
+        if text in ("{", "["):
+            depth += 1
+        elif text in ("}", "]"):
+            depth -= 1
+        elif depth == 1 and text == '"id"':
+            rest = line[token.end() :].lstrip()
+            if not rest.startswith(":"):
+                continue  # a value "id", not the key
+            try:
+                value, _ = json.JSONDecoder().raw_decode(rest[1:].lstrip())
+            except (ValueError, RecursionError):
+                return None
+            return value if isinstance(value, str | int) and not isinstance(value, bool) else None
+        elif depth == 0:
+            return None  # the line is not an object
+    return None

@@ -215,3 +215,74 @@ def state_url(postgres_server: Any, request: pytest.FixtureRequest, monkeypatch:
     url: str = postgres_server.database(name)
     monkeypatch.setenv("RUNTIMES_MCP_STATE_URL", url)
     return url
+
+
+class RawStdio:
+    """A real `runtimes-mcp` over stdio, spoken to line by line (raw bytes both ways), initialized with the
+    legacy handshake. For what a client library would hide: the exact bytes on the wire, unparsable input."""
+
+    def __init__(self, *args: str, initialize: bool = True) -> None:
+        import subprocess
+
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "server.cli", *args],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            bufsize=0,
+        )
+        self._buffer = b""
+        if initialize:
+            hello = {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "1"}}
+            self.send({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": hello})
+            assert self.lines(1), self.stderr()
+            self.send({"jsonrpc": "2.0", "method": "notifications/initialized"})
+
+    def send(self, message: dict[str, Any] | bytes) -> None:
+        import json
+
+        assert self.process.stdin is not None
+        line = message if isinstance(message, bytes) else json.dumps(message).encode()
+        self.process.stdin.write(line + b"\n")
+
+    def lines(self, count: int, within_s: float = 60) -> list[bytes]:
+        """The next `count` lines the server writes (fewer if it stops or the time runs out)."""
+        import select
+
+        assert self.process.stdout is not None
+        found: list[bytes] = []
+        deadline = time.monotonic() + within_s
+        while len(found) < count and time.monotonic() < deadline:
+            if b"\n" in self._buffer:
+                line, self._buffer = self._buffer.split(b"\n", 1)
+                found.append(line)
+                continue
+            if select.select([self.process.stdout], [], [], 0.2)[0]:
+                data = os.read(self.process.stdout.fileno(), 1 << 20)
+                if not data:
+                    break
+                self._buffer += data
+        return found
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def stderr(self) -> str:
+        if self.alive() or self.process.stderr is None:
+            return ""
+        return self.process.stderr.read().decode(errors="replace")
+
+    def __enter__(self) -> RawStdio:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.process.stdin is not None:
+            self.process.stdin.close()
+        try:
+            self.process.wait(30)
+        except Exception:
+            self.process.kill()
+            self.process.wait()
+        for stream in (self.process.stdout, self.process.stderr):
+            if stream is not None:
+                stream.close()

@@ -143,5 +143,5 @@ def decthings_frame(payload: Any, blobs: tuple[bytes, ...] = ()) -> bytes:
             return bytes([254]) + n.to_bytes(4, "big")
         return bytes([255]) + n.to_bytes(8, "big")
 
-    data = json.dumps(payload).encode()
+    data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()  # bytes: JSON as given
     return varint(len(data)) + data + b"".join(varint(len(b)) + b for b in blobs)

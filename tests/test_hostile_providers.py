@@ -10,11 +10,12 @@ from collections.abc import Callable, Iterator
 from typing import Annotated, Any, Literal, get_args, get_origin
 from urllib.parse import quote, quote_plus
 
+import httpx
 import pytest
 
 from providers.computesdk.client import ComputeSDKEventsClient
 from providers.registry import PROVIDERS
-from tests.conftest import connect
+from tests.conftest import RawStdio, connect
 from tests.fakes import FakeAPI, Recorded, Reply, decthings_frame, fake_api
 from tests.test_computesdk_pubsub import FakePubSub, read_line, serve, until
 from tools.catalog import ALL
@@ -203,3 +204,211 @@ async def test_a_pubsub_refusal_that_echoes_the_token_shows_it_redacted() -> Non
         await client.aclose()
     assert token in fake.lines[0][0] and "bad token" in str(stream.last_error)
     assert token not in str(stream.last_error) and "[redacted]" in str(stream.last_error)
+
+
+# --- answers no client can read: made valid, or a provider error --------------------------------------------
+BAD_TEXT = {
+    "lone": "a\udcffb",
+    "high\ud800": "key with a lone surrogate",
+    "pair": "\ud83d\ude00",
+    "nan": float("nan"),
+    "inf": float("inf"),
+    "list": [float("-inf"), "\udfff"],
+    "raw": "RAW-BYTES",
+}
+# Put in the body as bytes: invalid UTF-8, and a surrogate encoded as UTF-8 (Python's JSON reader lets it through).
+RAW_BYTES = b"\xff\xfe \xed\xb3\xbf"
+
+
+def rewritten(reply: Reply, change: Callable[[bytes], bytes]) -> Reply:
+    """`reply` with its JSON written as bytes and then changed (a Decthings frame is rebuilt around them)."""
+    if isinstance(reply.body, bytes):
+        frame = json.loads(reply.body[1:])
+        return Reply(body=decthings_frame(change(json.dumps(frame).encode())), headers=reply.headers)
+    if isinstance(reply.body, str):  # NDJSON
+        return Reply(body=change(reply.body.rstrip("\n").encode()) + b"\n")
+    return Reply(reply.status, change(json.dumps(reply.body).encode()), {"Content-Type": "application/json"})
+
+
+def careless(raw: bool) -> Callable[[bytes], bytes]:
+    """JSON as a careless server writes it: surrogates as \\u escapes, NaN, 1e999, and with `raw`, bytes that
+    are not UTF-8."""
+    return lambda data: data.replace(b"[Infinity, 1]", b"[1e999, 1]").replace(b"RAW-BYTES", RAW_BYTES if raw else b"x")
+
+
+def with_bad_text(raw: bool) -> Callable[[Recorded], Reply]:
+    return lambda r: rewritten(success_body(r, {**BAD_TEXT, "huge": [float("inf"), 1]}), careless(raw))
+
+
+def error_with_bad_text(raw: bool) -> Callable[[Recorded], Reply]:
+    def answer(request: Recorded) -> Reply:
+        message = "refused \udcff RAW-BYTES"
+        body = {"error": {"message": message, "code": "c\ud800"}, "message": message, "success": False}
+        return rewritten(Reply(401, {**body, "n": float("nan")}), careless(raw))
+
+    return answer
+
+
+def strict_json(line: bytes) -> Any:
+    """A line of the wire as strict JSON: UTF-8, no NaN or Infinity, no lone surrogate in any string."""
+
+    def refuse(constant: str) -> None:
+        raise AssertionError(f"{constant} on the wire: {line[:200]!r}")
+
+    value = json.loads(line.decode("utf-8"), parse_constant=refuse)
+
+    def check(item: Any) -> None:
+        if isinstance(item, str):
+            item.encode("utf-8")  # a lone surrogate cannot be encoded
+        elif isinstance(item, dict):
+            for key, inner in item.items():
+                check(key)
+                check(inner)
+        elif isinstance(item, list):
+            for inner in item:
+                check(inner)
+
+    check(value)
+    return value
+
+
+@pytest.mark.parametrize(
+    ("answer", "raw"),
+    [(with_bad_text, False), (with_bad_text, True), (error_with_bad_text, False), (error_with_bad_text, True)],
+    ids=["success", "success-raw-bytes", "error", "error-raw-bytes"],
+)
+def test_no_provider_answer_can_end_the_stdio_server_or_put_invalid_json_on_the_wire(
+    hostile: FakeAPI, answer: Callable[[bool], Callable[[Recorded], Reply]], raw: bool
+) -> None:
+    hostile.fallback = answer(raw)
+    with RawStdio() as server:
+        for n, (tool, _, arguments) in enumerate(CALLS, start=10):
+            server.send(
+                {"jsonrpc": "2.0", "id": n, "method": "tools/call", "params": {"name": tool, "arguments": arguments}}
+            )
+        replies = [strict_json(line) for line in server.lines(len(CALLS))]
+        assert server.alive(), server.stderr()
+    assert sorted(r["id"] for r in replies) == list(range(10, 10 + len(CALLS)))
+    texts = "\n".join(r["result"]["content"][0]["text"] for r in replies)
+    assert "\ufffd" in texts  # the text came through, made valid
+    if answer is with_bad_text and not raw:
+        assert "\U0001f600" in texts  # a surrogate pair written as two escapes is the character it encodes
+
+
+def redirect(request: Recorded) -> Reply:
+    token = CREDENTIALS["SPRITES_TOKEN"]
+    return Reply(302, b"", {"Location": f"http://127.0.0.1:9/login?next={quote(token)}"})
+
+
+def empty(request: Recorded) -> Reply:
+    if request.path.startswith("/decthings"):
+        return Reply(body=decthings_frame({"result": {}}), headers={"Content-Type": "application/octet-stream"})
+    return Reply(body={} if not request.path.endswith("/kill") else "{}\n")
+
+
+def nested(depth: int) -> Callable[[Recorded], Reply]:
+    deep = b"[" * depth + b"]" * depth
+    return lambda r: rewritten(success_body(r, "DEEP"), lambda data: data.replace(b'"DEEP"', deep))
+
+
+# Calls whose success needs no body: an HTTP 2xx is the whole answer (delete), or says it is done (stop).
+DONE_BY_STATUS = {("deleteRoutine", "archastro"), ("deleteSession", "archastro")}
+STOPPED_BY_STATUS = {("stopSession", "sprites"), ("stopSession", "xano")}
+
+
+@pytest.mark.parametrize(
+    ("answer", "expected", "succeeding"),
+    [
+        (redirect, "answered 302, a redirect to http://127.0.0.1:9/login, which is not followed", set()),
+        (empty, "protocol error", DONE_BY_STATUS | STOPPED_BY_STATUS),
+        (nested(100), "protocol error: the answer is nested deeper than 64 levels", DONE_BY_STATUS),
+        (nested(5000), "protocol error: the answer is nested deeper than 64 levels", DONE_BY_STATUS),
+    ],
+    ids=["302", "empty-object", "nested-100", "nested-5000"],
+)
+async def test_an_answer_that_is_no_answer_is_a_provider_error_naming_the_provider(
+    hostile: FakeAPI, answer: Callable[[Recorded], Reply], expected: str, succeeding: set[tuple[str, str]]
+) -> None:
+    results = await call_everything(hostile, answer)
+    assert len(hostile.requests) == len(CALLS)  # one request each: nothing followed, nothing retried
+    for tool, provider, result in results:
+        text = shown(result)
+        if (tool, provider) in succeeding:
+            assert not result.is_error, text
+            continue
+        assert result.is_error, f"{tool} with {provider} succeeded: {text[:300]}"
+        assert text.startswith(f"Error executing tool {tool}: {provider}: ") and "Next: " in text, text
+        assert "a bug in runtimes-mcp" not in text and (expected in text or answer is empty), text
+
+
+def odd_types(request: Recorded) -> Reply:
+    """Every field a client reads, with a type the contract does not give it."""
+    odd: dict[str, Any] = {
+        **{k: 5 for k in ("created", "created_at", "inserted_at", "label", "name", "command", "instructions")},
+        **{k: 7 for k in ("error_msg", "status", "routine", "agent_session", "before_cursor", "after_cursor")},
+        **{k: "noon" for k in ("timestamp", "createdAt", "workspaceId", "total", "offset", "limit", "exit_code")},
+        "nextPage": {"n": 2},
+        "state": {"type": 5, "previous": 7},
+        "running": 5,
+        "data": {"not": "a list"},
+    }
+    reply = success_body(request, {})
+    if isinstance(reply.body, bytes):
+        launcher = {"id": "pl-1", **odd}
+        frame = {"result": {"persistentLaunchers": [launcher], "total": "many", "offset": [], "limit": None}}
+        return Reply(body=decthings_frame(frame), headers=reply.headers)
+    if isinstance(reply.body, str):
+        return Reply(body=json.dumps({"type": "complete", **odd}) + "\n")
+    assert isinstance(reply.body, dict)
+    items = [{"id": "it-1", **odd}]
+    if request.path.startswith("/computesdk"):
+        data = {"eventId": "e", "sandboxId": "s", "type": "t", "timestamp": "noon", "events": items}
+        return Reply(body={"success": True, "data": data})
+    return Reply(body={**reply.body, **odd, "items": items, "sessions": items, "data": items})
+
+
+async def test_fields_of_unexpected_types_are_never_called_a_bug_in_runtimes_mcp(hostile: FakeAPI) -> None:
+    results = await call_everything(hostile, odd_types)
+    for tool, provider, result in results:
+        text = shown(result)
+        assert "a bug in runtimes-mcp" not in text, (tool, provider, text[:400])
+        assert not result.is_error or f": {provider}: protocol error: " in text, (tool, provider, text[:400])
+
+
+@pytest.mark.parametrize("mode", [(), ("--json-response",)], ids=["sse", "json"])
+def test_no_provider_answer_gets_an_http_caller_a_500_or_an_empty_reply(
+    hostile: FakeAPI, mode: tuple[str, ...]
+) -> None:
+    from tests.test_http import http_server
+    from tests.test_tasks_e2e import Wire
+
+    hostile.fallback = lambda r: with_bad_text(False)(r) if r.method == "GET" else error_with_bad_text(False)(r)
+    with http_server("--stateless", *mode) as (base, process):
+        wire = Wire(base, tasks=False)
+        for tool, provider, arguments in CALLS:
+            body, headers = wire.envelope("tools/call", {"name": tool, "arguments": arguments}, tool)
+            response = httpx.post(wire.url, json=body, headers=headers, timeout=30)
+            assert response.status_code == 200, (tool, provider, response.status_code, response.text[:300])
+            lines = [line[5:] for line in response.text.splitlines() if line.startswith("data:")] or [response.text]
+            reply = strict_json(lines[-1].strip().encode())
+            assert reply["id"] == 7 and reply["result"]["content"][0]["text"], (tool, provider, reply)
+        assert process.poll() is None
+
+
+def test_the_last_checks_before_the_wire_mend_what_a_tool_or_message_carries() -> None:
+    """Behind the providers' own reading: a result, a tool error and any stdio message with text that is not
+    valid Unicode or a number JSON has not come out valid, never as a serializer failure."""
+    from mcp.types import JSONRPCResponse
+
+    from providers.models import ExecResult
+    from server.stdio_pipes import _serialized
+    from tools.results import as_tool_result
+
+    model = ExecResult(provider="p", session_id="s\udcff", state="x", response={"n": float("nan")}, raw={"k\ud800": 1})
+    result = as_tool_result(model)
+    wire = strict_json(result.model_dump_json(by_alias=True).encode())
+    assert wire["structuredContent"]["session_id"] == "s\ufffd" and wire["structuredContent"]["response"] == {"n": None}
+    assert json.loads(wire["content"][0]["text"])["raw"] == {"k\ufffd": 1}
+
+    message = JSONRPCResponse(jsonrpc="2.0", id=3, result={"text": "a\udfffb", "n": [float("inf")]})
+    assert strict_json(_serialized(message)) == {"jsonrpc": "2.0", "id": 3, "result": {"text": "a\ufffdb", "n": [None]}}

@@ -12,7 +12,7 @@ from typing import Any
 
 from mcp import Client
 
-from tests.conftest import connect, stdio_params, structured
+from tests.conftest import RawStdio, connect, stdio_params, structured
 from tools.results import ROWS_META
 
 
@@ -117,8 +117,8 @@ def test_a_client_that_stops_reading_does_not_crash_the_server(tmp_path: Path) -
 
 
 def test_every_unparsable_message_is_answered_and_the_server_keeps_serving() -> None:
-    """-32700 for what is not JSON (or too long to read), -32600 for JSON that is not a JSON-RPC message; each
-    with id null, at once, and the next request is served."""
+    """-32700 for what is not JSON (or too long to read), -32600 for JSON that is not a JSON-RPC message or is
+    nested too deep; each with id null (none of these has one), at once, and the next request is served."""
     import json
     import os
     import select
@@ -155,7 +155,7 @@ def test_every_unparsable_message_is_answered_and_the_server_keeps_serving() -> 
         server.stdin.close()  # type: ignore[union-attr]
         server.wait(15)
     errors = [(a["id"], a["error"]["code"]) for a in answers[:-1]]  # type: ignore[index]
-    assert errors == [(None, -32700), (None, -32600), (None, -32700), (None, -32700), (None, -32700)], answers
+    assert errors == [(None, -32700), (None, -32600), (None, -32700), (None, -32600), (None, -32700)], answers
     assert "longer than 64 MB" in str(answers[4])
     assert answers[-1] == {"jsonrpc": "2.0", "id": 7, "result": {}}
 
@@ -264,7 +264,7 @@ async def check_an_events_page_against_the_sdk(client: Client) -> None:
     from providers.models import MAX_PAGE_CHARS
 
     tricky = 'é "quoted" \\ back\tslash\n\u2028 \U0001f600 \x01 </script>'
-    arguments = {"sandbox_id": 'box "1" é', "type": 'kind\n"é"', "limit": 10}
+    arguments = {"sandbox_id": "box-1.a:b@c", "type": 'kind\n"é" \\', "limit": 10}  # a sandbox id is a plain name
     for n in range(6):
         data = {"n": n, "text": tricky * 2000, "nested": {"list": [1, 2.5, None, True, {}], "none": None}}
         stored = await client.call_tool(
@@ -339,3 +339,39 @@ async def test_the_rows_writer_keeps_the_reply_envelope() -> None:
         rest = [{k: v for k, v in r["result"].items() if k != "content"} for r in (ours, theirs)]
         assert _without_nulls(rest[0]) == _without_nulls(rest[1])
         assert rest[0]["structuredContent"]["events"][2]["data"] == {"k": 'v "é"\n', "n": [2, None]}
+
+
+def test_a_request_the_transport_cannot_read_is_answered_with_its_own_id_or_served_mended() -> None:
+    """A lone surrogate escape (valid JSON, but no valid text) is mended to U+FFFD and the request served; a request
+    nested deeper than the transport reads, cut short, or not a JSON-RPC message is answered with its id."""
+    deep = '{"jsonrpc": "2.0", "id": 42, "method": "tools/call", "params": {"name": "execRun", "arguments": {"x": '
+    lines = [
+        call(40, "execRun", {"command": "printf 'a\\ud800b\\udc00c\\ud83d'"}).replace("\\\\u", "\\u").encode(),
+        b'{"jsonrpc": "2.0", "id": 41, "method": "ping\\udcff"}',
+        deep.encode() + b"[" * 5000 + b"]" * 5000 + b"}}}",
+        b'{"jsonrpc": "2.0", "id": "req-43", "method": "ping"',
+        b'{"jsonrpc": "2.0", "id": 44, "params": {"id": 1}}',
+        call(45, "execRun", {"command": "printf 'x\\355\\240\\200y'"}).encode(),
+        call(46, "storeEvent", {"type": "t\\udfff", "data": {"k\\ud800": "v"}}).replace("\\\\u", "\\u").encode(),
+        b'{"jsonrpc": "2.0", "id": 47, "method": "ping"}',
+    ]
+    with RawStdio() as server:
+        for line in lines:
+            server.send(line)
+        answers = {json.loads(line)["id"]: json.loads(line) for line in server.lines(len(lines))}
+        assert server.alive(), server.stderr()
+    assert sorted(answers, key=str) == sorted([40, 41, 42, "req-43", 44, 45, 46, 47], key=str), answers
+    assert answers[40]["result"]["structuredContent"]["stdout"] == "a\ufffdb\ufffdc\ufffd"
+    assert answers[41]["error"]["code"] == -32601  # served: the method (mended) does not exist
+    assert answers[42]["error"] == {"code": -32600, "message": "Invalid Request: nested deeper than the server reads"}
+    assert answers["req-43"]["error"]["code"] == -32700
+    assert answers[44]["error"]["code"] == -32600
+    assert not answers[45]["result"]["isError"]  # the command printed a surrogate as UTF-8: read as U+FFFD
+    assert answers[46]["result"]["structuredContent"]["type"] == "t\ufffd"
+    assert answers[47]["result"] == {}
+
+
+def call(request_id: int, tool: str, arguments: dict[str, Any]) -> str:
+    return json.dumps(
+        {"jsonrpc": "2.0", "id": request_id, "method": "tools/call", "params": {"name": tool, "arguments": arguments}}
+    )

@@ -13,10 +13,11 @@ from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.mcpserver.tools import Tool
 from mcp.types import CallToolResult, ToolAnnotations
-from pydantic import Field
+from pydantic import Field, ValidationError
 
+from providers.answers import NonFinite, valid_input, valid_text
 from providers.capabilities import Capability
-from providers.errors import ProviderError
+from providers.errors import ProtocolError, ProviderError
 from providers.registry import PROVIDERS
 from tools.results import ROWS_WIRE, as_tool_result
 from tools.schema import compact_schema, drop_raw, drop_titles, inline_single_use_defs
@@ -94,6 +95,18 @@ def select_arguments(spec: ToolSpec, provider: str, given: dict[str, Any]) -> di
     return present
 
 
+def valid_arguments(given: dict[str, Any]) -> dict[str, Any]:
+    """The arguments with their text valid (a lone surrogate becomes U+FFFD); a NaN or infinite number is
+    refused, naming where it is."""
+    try:
+        return {name: valid_input(value, name) for name, value in given.items()}
+    except NonFinite as exc:
+        raise ToolError(
+            f"invalid arguments: {exc.where} is NaN or infinite, which JSON cannot carry. "
+            f"Next: send {exc.where} as a finite number, or as a string if it is text."
+        ) from None
+
+
 def check_provider(offer: Offer, provider: str) -> None:
     if provider in offer.providers:
         return
@@ -167,9 +180,9 @@ def make_handler(offer: Offer) -> Any:
 
     async def handler(**kwargs: Any) -> Any:
         ctx: Context = kwargs.pop("ctx")
-        provider = kwargs.pop("provider")
+        provider = valid_text(kwargs.pop("provider"))
         check_provider(offer, provider)
-        arguments = select_arguments(spec, provider, kwargs)
+        arguments = select_arguments(spec, provider, valid_arguments(kwargs))
         source = cast(ProviderSource, ctx.request_context.lifespan_context)
         try:
             async with source.call_slot(provider):
@@ -189,21 +202,33 @@ def make_handler(offer: Offer) -> Any:
                 task.started = (capability, getattr(result, ref), result.session_id)
             return as_tool_result(result)
         except ProviderError as exc:
-            raise ToolError(str(exc)) from None
-        except ToolError:
-            raise
+            raise ToolError(valid_text(str(exc))) from None
+        except ToolError as exc:
+            raise ToolError(valid_text(str(exc))) from None
+        except ValidationError as exc:
+            if provider == LOCAL:
+                raise _unexpected(spec.name, provider, exc) from None
+            # A remote answer whose fields do not fit our result: the provider's doing, as a ProtocolError is.
+            logger.warning("%s with provider %s: its answer does not fit %s", spec.name, provider, spec.output.__name__)
+            first = exc.errors(include_url=False)[0]
+            where = ".".join(str(part) for part in first["loc"]) or spec.output.__name__
+            raise ToolError(str(ProtocolError(provider, f"its answer's {where} is not what it documents"))) from None
         except Exception as exc:
-            logger.exception("%s with provider %s failed unexpectedly", spec.name, provider)
-            raise ToolError(
-                f"{provider}: {spec.name} failed inside the server ({type(exc).__name__}), a bug in runtimes-mcp, "
-                "not in your call. Next: do not retry the same call; report it with the server's log."
-            ) from None
+            raise _unexpected(spec.name, provider, exc) from None
 
     handler.__name__ = spec.name
     returns = Annotated[CallToolResult, spec.output]  # the output schema comes from spec.output
     handler.__signature__ = inspect.Signature(_parameters(offer), return_annotation=returns)  # type: ignore[attr-defined]
     handler.__annotations__ = {"ctx": Context, "return": returns}
     return handler
+
+
+def _unexpected(tool: str, provider: str, exc: Exception) -> ToolError:
+    logger.error("%s with provider %s failed unexpectedly", tool, provider, exc_info=exc)
+    return ToolError(
+        f"{provider}: {tool} failed inside the server ({type(exc).__name__}), a bug in runtimes-mcp, "
+        "not in your call. Next: do not retry the same call; report it with the server's log."
+    )
 
 
 def annotations_for(offer: Offer) -> ToolAnnotations:

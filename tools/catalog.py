@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from annotated_types import Ge, Le
+from annotated_types import Ge, Le, MaxLen
+from pydantic import StringConstraints
 
 from providers import capabilities as c
+from providers.models import MAX_EVENT_TYPE_CHARS, MAX_SESSIONS_PAGE, SANDBOX_ID_PATTERN
 from tools.spec import Arg, ToolSpec
 
 # --- arguments, described once and shared by the tools that take them ---------------------------
@@ -18,7 +20,7 @@ PAGE = Arg("page", Annotated[int, Ge(1), Le(MAX_INT)], "Page number, from 1.")
 AGENT = Arg("agent", str, "Agent id filter (agi_...).")
 STATUS = Arg("status", str, "State filter, e.g. running or running,failed.")
 LIMIT = Arg("limit", Annotated[int, Ge(1), Le(1000)], "Page size.")
-PAGE_LIMIT = Arg("limit", Annotated[int, Ge(1), Le(1000)], "Page size (archastro: up to 100).")
+PAGE_LIMIT = Arg("limit", Annotated[int, Ge(1), Le(MAX_SESSIONS_PAGE)], "Page size, up to 500 (archastro: 100).")
 RUNS_LIMIT = Arg("limit", Annotated[int, Ge(1), Le(100)], "Page size.")
 CURSOR = Arg("cursor", str, "A page's next_cursor.")
 AFTER_CURSOR = Arg("after_cursor", str, "A page's after_cursor: the page of newer runs.")
@@ -55,9 +57,11 @@ IDS = Arg("ids", list[str], "Only these ids.")
 SEARCH_NAME = Arg("search_name", str, "Name contains this text.")
 SORT = Arg("sort", str, "createdAt (default), name or id.")
 SORT_DIRECTION = Arg("sort_direction", Literal["asc", "desc"], "Sort direction.")
-EVENT_TYPE = Arg("type", str, "Event type, e.g. build.finished.")
+EVENT_TYPE = Arg("type", Annotated[str, MaxLen(MAX_EVENT_TYPE_CHARS)], "Event type, e.g. build.finished.")
 DATA = Arg("data", dict[str, Any], "Event payload.")
-SANDBOX_ID = Arg("sandbox_id", str, "Sandbox id (default: local).")
+SANDBOX_ID = Arg(
+    "sandbox_id", Annotated[str, StringConstraints(pattern=SANDBOX_ID_PATTERN)], "Sandbox id (default: local)."
+)
 SINCE = Arg("since", Annotated[int, Ge(0), Le(MAX_INT)], "Only events after this unix time in ms.")
 LAUNCHER_ID = Arg("launcher_id", str, "Launcher id.")
 CONTENT = Arg("content", str, "Message text.")

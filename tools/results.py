@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from contextvars import ContextVar
 
 from mcp.types import CallToolResult, TextContent
 from pydantic import BaseModel
 
+from providers.answers import safe_value
 from providers.models import EventList
 
 
@@ -30,8 +32,11 @@ ROWS_META = "runtimes-mcp/event-rows"
 
 def as_tool_result(result: BaseModel) -> CallToolResult:
     """structuredContent in full; the text an agent reads is compact JSON without the empty fields
-    (the SDK's default is indented JSON with every null, which costs tokens on every call)."""
-    structured = result.model_dump(mode="json")
+    (the SDK's default is indented JSON with every null, which costs tokens on every call). Both are valid JSON
+    whatever came from outside: text with lone surrogates is mended, NaN and Infinity are null (providers'
+    answers are made so as they are read; this is the last check before the wire)."""
+    # python mode: pydantic's json mode would mend keys with a lone surrogate its own way (three U+FFFD)
+    structured = safe_value(result.model_dump())
     rows = result.rows if isinstance(result, EventList) else None
     if rows is not None:  # for the writer to fill in: `events` is empty, the events are the rows
         handoff = ROWS_WIRE.get()
@@ -41,7 +46,9 @@ def as_tool_result(result: BaseModel) -> CallToolResult:
         return CallToolResult(
             content=[TextContent(type="text", text="")], structured_content=structured, _meta={ROWS_META: carried}
         )
-    return CallToolResult(
-        content=[TextContent(type="text", text=result.model_dump_json(exclude_none=True))],
-        structured_content=structured,
-    )
+    try:
+        text = result.model_dump_json(exclude_none=True)  # NaN and Infinity come out as null
+    except ValueError:  # pydantic's serialization error: text that is not valid Unicode. Mend it, then write it
+        mended = safe_value(result.model_dump(exclude_none=True))
+        text = json.dumps(mended, ensure_ascii=False, separators=(",", ":"))
+    return CallToolResult(content=[TextContent(type="text", text=text)], structured_content=structured)

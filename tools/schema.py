@@ -46,7 +46,8 @@ def compact_schema(schema: Any, *, optional_means_absent: bool) -> Any:
     """Shorter, equivalent-for-clients JSON schemas (every tools/list costs an agent tokens):
     - `anyOf: [T, null]` becomes T for an input (an optional argument is one you leave out; an explicit null
       is still accepted) and `type: [T, "null"]` for an output;
-    - `default: null` and the JSON Schema default `additionalProperties: true` are dropped."""
+    - `default: null` and the JSON Schema default `additionalProperties: true` are dropped, and so is a
+      default that is the enum's only value (an optional argument that can take one value: that one)."""
     if isinstance(schema, list):
         return [compact_schema(item, optional_means_absent=optional_means_absent) for item in schema]
     if not isinstance(schema, dict):
@@ -63,7 +64,7 @@ def compact_schema(schema: Any, *, optional_means_absent: bool) -> Any:
             schema = {**schema, "default": schema.get("default")} if "default" in schema else schema
     compacted: dict[str, Any] = {}
     for key, value in schema.items():
-        if key == "default" and value is None:
+        if key == "default" and (value is None or schema.get("enum") == [value]):
             continue
         if key == "additionalProperties" and value is True:
             continue

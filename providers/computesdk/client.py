@@ -14,9 +14,9 @@ from providers.answers import Redactor, parse_answer, valid_text
 from providers.backoff import keep_running
 from providers.computesdk import ACCESS_TOKEN, API_KEY, PROVIDER
 from providers.computesdk import endpoints as e
-from providers.errors import NotConfigured, ProtocolError, ProviderError
+from providers.errors import InvalidInput, NotConfigured, ProtocolError, ProviderError
 from providers.http import HttpProvider, int_or_none
-from providers.models import Event, EventList, StoredEvent, event_list, event_page
+from providers.models import Event, EventList, StoredEvent, event_list, event_name_problem, event_page
 
 
 class ComputeSDKEventsClient(HttpProvider, c.StoreEvent, c.GetEvents):
@@ -46,6 +46,8 @@ class ComputeSDKEventsClient(HttpProvider, c.StoreEvent, c.GetEvents):
 
     async def store_event(self, type: str, data: dict[str, Any]) -> StoredEvent:
         token = self._needs(self._access_token, ACCESS_TOKEN.env, "storing an event")
+        if (problem := event_name_problem(type, None)) is not None:
+            raise InvalidInput(self.name, problem)
         answer = await self.call_json(
             e.COMPUTESDK_STORE_EVENT,
             body={"type": type, "data": data},
@@ -68,6 +70,8 @@ class ComputeSDKEventsClient(HttpProvider, c.StoreEvent, c.GetEvents):
         self, sandbox_id: str, type: str | None = None, since: int | None = None, limit: int | None = None
     ) -> EventList:
         key = self._needs(self._api_key, API_KEY.env, "reading events")
+        if (problem := event_name_problem(type, sandbox_id)) is not None:
+            raise InvalidInput(self.name, problem)
         answer = await self.call_json(
             e.COMPUTESDK_GET_EVENTS,
             path={"sandbox_id": sandbox_id},

@@ -10,7 +10,15 @@ from typing import Any
 from providers.errors import InvalidInput
 from providers.local.ids import PROVIDER, new_id
 from providers.local.store import EventRow, Store
-from providers.models import MAX_PAGE_CHARS, Event, EventList, StoredEvent, event_list, event_rows_list
+from providers.models import (
+    MAX_PAGE_CHARS,
+    Event,
+    EventList,
+    StoredEvent,
+    event_list,
+    event_name_problem,
+    event_rows_list,
+)
 from providers.values import now_ms
 
 DEFAULT_SANDBOX = "local"
@@ -41,7 +49,12 @@ class EventLog:
             raise InvalidInput(PROVIDER, "type is empty", hint="Name the event, e.g. 'build.finished'.")
         if not sandbox_id.strip():
             raise InvalidInput(PROVIDER, "sandbox_id is empty")
-        size = len(json.dumps(data, separators=(",", ":")))
+        if (problem := event_name_problem(type_, sandbox_id)) is not None:
+            raise InvalidInput(PROVIDER, problem)
+        try:
+            size = len(json.dumps(data, separators=(",", ":"), allow_nan=False))
+        except ValueError:  # NaN or Infinity: no JSON reader could read the event back
+            raise InvalidInput(PROVIDER, "data holds NaN or an infinite number", hint="Send finite numbers.") from None
         if size > MAX_EVENT_CHARS:
             raise InvalidInput(
                 PROVIDER,
@@ -76,6 +89,8 @@ class EventLog:
         """A page of events; `as_rows`: kept as JSON text (EventList.rows), for a writer that sends them as they are."""
         if not 1 <= limit <= 1000:
             raise InvalidInput(PROVIDER, f"limit must be 1 to 1000, got {limit}")
+        if (problem := event_name_problem(type_, sandbox_id)) is not None:
+            raise InvalidInput(PROVIDER, problem)
         if as_rows:
             texts, cut, newest = await self._store.query_events_json(sandbox_id, type_, since, limit, MAX_PAGE_CHARS)
             return event_rows_list(PROVIDER, sandbox_id, texts, newest, cut, since)

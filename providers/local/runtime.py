@@ -31,6 +31,7 @@ from providers.local.spawner import Spawner
 from providers.local.store import SessionRow, Store, StoreError, TaskRow
 from providers.local.supervisor import records as sv
 from providers.models import (
+    MAX_SESSIONS_PAGE,
     EventList,
     ExecResult,
     Launcher,
@@ -245,8 +246,8 @@ class LocalRuntime(
         if unknown:
             raise InvalidInput(PROVIDER, f"unknown status {', '.join(unknown)}; use {', '.join(STATES)}")
         limit = 50 if limit is None else limit
-        if not 1 <= limit <= 500:
-            raise InvalidInput(PROVIDER, f"limit must be 1 to 500, got {limit}")
+        if not 1 <= limit <= MAX_SESSIONS_PAGE:
+            raise InvalidInput(PROVIDER, f"limit must be 1 to {MAX_SESSIONS_PAGE}, got {limit}")
         before: int | None = None
         if cursor:
             try:

@@ -91,7 +91,7 @@ class XanoRunClient(
                     "getSession. Otherwise fix the named id."
                 )
             raise
-        state = answer.get("state") if isinstance(answer, dict) else None
+        state = text_or_none(answer.get("state")) if isinstance(answer, dict) else None
         return StopResult(
             provider=self.name,
             session_id=session_id,
