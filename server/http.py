@@ -21,6 +21,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from server.app import create_server, freeze_startup_objects, version
 from server.config import LOOPBACK_HOSTS, ConfigError, Settings
+from server.host_check import ExactHostCheck
 from server.http_guard import default_max_connections, guarded_protocol
 from server.http_rows import EventRowsReplies
 from server.state import AppState
@@ -130,7 +131,12 @@ def build_http_app(
         max_sessions=settings.max_sessions,
         session_idle_timeout=settings.session_idle_timeout_s,
     )
-    routed = TaskRoutingHeaders(EventRowsReplies(app), settings.max_request_bytes)
+    routed = ExactHostCheck(
+        TaskRoutingHeaders(EventRowsReplies(app), settings.max_request_bytes),
+        MCP_PATH,
+        security.allowed_hosts,
+        security.allowed_origins,
+    )
     if token is None:
         return routed
     return BearerAuth(routed, token)

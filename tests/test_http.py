@@ -95,6 +95,55 @@ def test_origin_and_host_are_checked_against_allow_lists() -> None:
         assert local.status_code == 200
 
 
+HOSTS_REFUSED = [
+    "localhost:{port}@evil.com",
+    "localhost:{port}.evil.com",
+    "localhost:{port}/evil",
+    "localhost:{port}#x",
+    "localhost:{port} evil.com",
+    "localhost:",
+    "localhost:99999",
+    "localhost:-1",
+    "localhost.evil.com:{port}",
+    "127.0.0.1:{port}:80",
+    "127.0.0.1.evil.com",
+    "[::1]:{port}@evil.com",
+    "[::1]evil:{port}",
+    "evil.com",
+    "",
+]
+HOSTS_ALLOWED = ["localhost:{port}", "127.0.0.1:{port}", "127.0.0.1", "[::1]:{port}", "localhost"]
+ORIGINS_REFUSED = [
+    "http://localhost:{port}@evil.com",
+    "http://localhost:{port}.evil.com",
+    "http://localhost.evil.com",
+    "http://localhost:{port}/x",
+    "https://localhost:{port}",
+    "null",
+]
+
+
+def test_a_host_or_origin_that_only_starts_like_an_allowed_one_is_refused() -> None:
+    """`localhost:*` allows localhost with a numeric port, exactly: not `localhost:18100@evil.com`."""
+    with http_server("--insecure-no-auth") as (base, _):
+        port = base.rsplit(":", 1)[1]
+
+        def status(host: str | None = None, origin: str | None = None) -> int:
+            headers = {**JSON_HEADERS, **({"Host": host} if host is not None else {})}
+            if origin is not None:
+                headers["Origin"] = origin
+            return httpx.post(f"{base}/mcp", json=INIT, headers=headers).status_code
+
+        refused = {h: status(host=h.format(port=port)) for h in HOSTS_REFUSED}
+        allowed = {h: status(host=h.format(port=port)) for h in HOSTS_ALLOWED}
+        origins = {o: status(origin=o.format(port=port)) for o in ORIGINS_REFUSED}
+        local_origin = status(origin=f"http://localhost:{port}")
+    assert all(code in (400, 421) for code in refused.values()), refused  # 400: h11 refuses some before us
+    assert set(allowed.values()) == {200}, allowed
+    assert set(origins.values()) == {403}, origins
+    assert local_origin == 200
+
+
 def test_oversized_request_body_is_refused() -> None:
     with http_server("--insecure-no-auth", env={"RUNTIMES_MCP_MAX_REQUEST_BYTES": "2048"}) as (base, _):
         big = {**INIT, "params": {**INIT["params"], "padding": "x" * 5000}}  # type: ignore[dict-item]
