@@ -91,6 +91,9 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from server.parent_watch import follow_parent
+
+    follow_parent()  # a worker of --workers ends with its parent: first of all, however its start goes
     gc.disable()  # until the server is built: see server.app.freeze_startup_objects
     try:
         return _main(argv)
