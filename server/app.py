@@ -34,7 +34,7 @@ from server.state import AppState, available_capabilities
 from server.tasks import TasksExtension, advertise_only_when_declared, serve_task_notifications
 from tools import build, sdk
 from tools.catalog import ALL
-from tools.tasks import LocalRunTasks
+from tools.tasks import CallTaskRecords, LocalRunTasks
 
 RESOURCE_READ_CAP = 8 * 1024 * 1024
 
@@ -180,7 +180,11 @@ def explain_unknown_tools(settings: Settings, offers: list[build.Offer]) -> Any:
 def tasks_extension(offers: list[build.Offer], default_provider: str) -> TasksExtension:
     """The Tasks extension for the offered tools that may run long; on local they become durable tasks."""
     specs = {o.spec.name: o.spec for o in offers if o.spec.task}
-    return TasksExtension({name: "optional" for name in specs}, durable=LocalRunTasks(specs, default_provider))
+    return TasksExtension(
+        {name: "optional" for name in specs},
+        durable=LocalRunTasks(specs, default_provider),
+        shared=lambda state: CallTaskRecords(state.local.store),  # so every worker and replica knows every task
+    )
 
 
 def _state(ctx: Context[AppState, Any]) -> AppState:

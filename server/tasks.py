@@ -10,6 +10,9 @@ Two kinds of task:
   follows that run through the local store, so any server on the data directory answers for it, restarts
   included (see tools/tasks.py);
 - in memory: the tool call itself goes on in the background of this process (remote providers, fixtures).
+  With shared state (`shared`, the product's local store), each is recorded there as it changes, so any
+  worker or replica answers tasks/get for it (and passes a tasks/cancel on to the process running it), and
+  one whose process stopped reads `failed`, saying so.
 """
 
 from __future__ import annotations
@@ -53,6 +56,7 @@ from pydantic import BaseModel, Field
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from providers.local.owners import this_process
 from tools import sdk
 from tools.tasks import TASK_CALL, TERMINAL, Status, TaskCall, TaskView
 
@@ -63,8 +67,10 @@ TASK_METHODS = ("tasks/get", "tasks/update", "tasks/cancel")
 IMMEDIATE_S = 0.05
 MEMORY_TTL_MS = 3_600_000
 MEMORY_POLL_MS = 500
+BEAT_S = 2.0  # how often a process running shared tasks says so (tools/tasks.py: when one counts as stopped)
 logger = logging.getLogger(__name__)
 Support = Literal["optional", "required"]
+Kind = Literal["here", "durable", "elsewhere"]
 
 
 class TaskParams(RequestParams):
@@ -90,6 +96,23 @@ class DurableTasks(Protocol):
     async def cancel(self, ctx: ServerRequestContext[Any, Any], task_id: str) -> bool: ...
 
 
+class SharedTasks(Protocol):
+    """In-memory tasks recorded where every server on the same state reads them (tools/tasks.py)."""
+
+    async def record(self, view: TaskView, owner: str) -> None:
+        """Committed before it returns: from then on any server answers for the task."""
+
+    async def update(self, view: TaskView) -> None: ...
+
+    async def read(self, task_id: str) -> TaskView | None:
+        """The task as last recorded (failed, saying why, when the process running it has stopped)."""
+
+    async def ask_cancel(self, task_id: str) -> None: ...
+
+    async def beat(self, owner: str) -> list[str]:
+        """This process still runs its tasks; returns those a client asked (on any server) to cancel."""
+
+
 class HasBackground(Protocol):
     """The lifespan context: a task group that lives as long as the server (not the request)."""
 
@@ -106,6 +129,16 @@ class _MemoryTask:
     answers: dict[str, Any] = field(default_factory=dict)
     answered: dict[str, anyio.Event] = field(default_factory=dict)
     next_key: int = 0
+    shared: SharedTasks | None = None  # where the task is recorded for other servers, once it is
+
+    async def publish(self) -> None:
+        """Record the task as it stands now for the other servers (a failure is logged: the task goes on)."""
+        if self.shared is None:
+            return
+        try:
+            await self.shared.update(self.view)
+        except Exception:
+            logger.warning("runtimes-mcp: task %s could not be recorded in the shared state", self.view.task_id)
 
     def touch(self, status: Status | None = None) -> None:
         if status is not None:
@@ -120,6 +153,7 @@ class _MemoryTask:
         self.answered[key] = anyio.Event()
         self.touch("input_required")
         self.view.input_requests = dict(self.pending)
+        await self.publish()
         await self.answered[key].wait()
         return self.answers.pop(key)
 
@@ -196,11 +230,16 @@ class TasksExtension(Extension):
         support: Mapping[str, Support],
         durable: DurableTasks | None = None,
         background: Callable[[Any], TaskGroup] | None = None,
+        shared: Callable[[Any], SharedTasks] | None = None,
     ) -> None:
+        """`shared`, given the lifespan context, is where in-memory tasks are recorded for other servers."""
         self.support = dict(support)
         self.durable = durable
         self._background = background or (lambda lifespan: lifespan.background)
+        self._shared = shared
         self._memory: dict[str, _MemoryTask] = {}
+        self._beating = False
+        self.owner = this_process()
 
     def methods(self) -> Sequence[MethodBinding]:
         return (
@@ -253,6 +292,7 @@ class TasksExtension(Extension):
                 task.view.message = "cancelled by the client"
                 task.touch("cancelled")
             task.done.set()
+            await task.publish()
 
         self._background(ctx.lifespan_context).start_soon(run)
         with anyio.move_on_after(IMMEDIATE_S):
@@ -263,7 +303,38 @@ class TasksExtension(Extension):
             return outcome[0]  # done already: the immediate-result shortcut
         self._forget_expired()
         self._memory[task.view.task_id] = task
+        if self._shared is not None:
+            await self._share(ctx, task)
         return {"resultType": "task", **task.view.wire()}
+
+    async def _share(self, ctx: ServerRequestContext[Any, Any], task: _MemoryTask) -> None:
+        """Record the task for every server on the shared state before its id is handed out, and keep this
+        process's heartbeat going while it runs."""
+        assert self._shared is not None
+        shared = self._shared(ctx.lifespan_context)
+        task.shared = shared
+        await shared.record(task.view, self.owner)
+        if task.done.is_set():
+            await task.publish()  # it ended while being recorded: its end may have found no row yet
+        if not self._beating:
+            self._beating = True
+            self._background(ctx.lifespan_context).start_soon(self._beat, shared)
+
+    async def _beat(self, shared: SharedTasks) -> None:
+        """While this process runs shared tasks: say so, and cancel those a client asked another server to."""
+        try:
+            while any(t.shared is not None and not t.done.is_set() for t in self._memory.values()):
+                await anyio.sleep(BEAT_S)
+                try:
+                    asked = await shared.beat(self.owner)
+                except Exception:
+                    logger.warning("runtimes-mcp: the heartbeat of this server's tasks could not be recorded")
+                    continue
+                for task_id in asked:
+                    if task_id in self._memory:
+                        self._memory[task_id].scope.cancel()
+        finally:
+            self._beating = False
 
     async def _start_durable(
         self, ctx: ServerRequestContext[Any, Any], call_next: CallNext, call: TaskCall
@@ -286,36 +357,52 @@ class TasksExtension(Extension):
 
     # --- tasks/* ----------------------------------------------------------------------------------
     async def find(self, ctx: ServerRequestContext[Any, Any], task_id: str) -> TaskView | None:
+        return (await self._find(ctx, task_id))[0]
+
+    async def _find(self, ctx: ServerRequestContext[Any, Any], task_id: str) -> tuple[TaskView | None, Kind]:
+        """The task and where it lives: in this process, a durable local run, or another server's call."""
         task = self._memory.get(task_id)
         if task is not None:
-            return task.view
-        return await self.durable.read(ctx, task_id) if self.durable is not None else None
+            return task.view, "here"
+        view = await self.durable.read(ctx, task_id) if self.durable is not None else None
+        if view is not None:
+            return view, "durable"
+        if self._shared is not None:
+            return await self._shared(ctx.lifespan_context).read(task_id), "elsewhere"
+        return None, "here"
 
-    async def _view(self, ctx: ServerRequestContext[Any, Any], params: TaskParams) -> tuple[TaskView, bool]:
+    async def _view(self, ctx: ServerRequestContext[Any, Any], params: TaskParams) -> tuple[TaskView, Kind]:
         if not client_declared(ctx, params):
             raise missing_capability()
-        view = await self.find(ctx, params.task_id)
+        view, kind = await self._find(ctx, params.task_id)
         if view is None:
             raise _not_found(params.task_id)
-        return view, params.task_id not in self._memory
+        return view, kind
 
     async def _get(self, ctx: ServerRequestContext[Any, Any], params: TaskParams) -> dict[str, Any]:
         view, _ = await self._view(ctx, params)
         return {"resultType": "complete", **view.wire()}
 
     async def _update(self, ctx: ServerRequestContext[Any, Any], params: UpdateParams) -> dict[str, Any]:
-        view, durable = await self._view(ctx, params)
-        if not durable:
-            self._memory[view.task_id].answer(params.input_responses)
+        view, kind = await self._view(ctx, params)
+        if kind == "here":
+            task = self._memory[view.task_id]
+            task.answer(params.input_responses)
+            await task.publish()
+        # Input requests come only from tools that run here (the product's tools ask none): another server's
+        # task has none outstanding, and answers to keys that are not outstanding are ignored, as the spec asks.
         return {"resultType": "complete"}
 
     async def _cancel(self, ctx: ServerRequestContext[Any, Any], params: TaskParams) -> dict[str, Any]:
-        view, durable = await self._view(ctx, params)
-        if durable:
+        view, kind = await self._view(ctx, params)
+        if kind == "durable":
             assert self.durable is not None
             await self.durable.cancel(ctx, view.task_id)
-        else:
+        elif kind == "here":
             self._memory[view.task_id].scope.cancel()
+        elif view.status not in TERMINAL:
+            assert self._shared is not None
+            await self._shared(ctx.lifespan_context).ask_cancel(view.task_id)  # its process cancels it
         return {"resultType": "complete"}
 
 

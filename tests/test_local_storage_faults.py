@@ -135,7 +135,7 @@ async def test_a_read_only_database_fails_writes_clearly_and_reads_still_work(tm
 async def test_a_version_4_database_gains_places_and_its_sessions_stay_this_machines(tmp_path: Path) -> None:
     import sqlite3
 
-    from providers.local.store import SCHEMA, Store
+    from providers.local.store import SCHEMA, SCHEMA_VERSION, Store
 
     path = tmp_path / "local.sqlite3"
     old = sqlite3.connect(path, isolation_level=None)
@@ -149,7 +149,7 @@ async def test_a_version_4_database_gains_places_and_its_sessions_stay_this_mach
     row = await store.get_session("ses_old")
     assert row is not None and row.place is None
     assert [r.id for r in await store.running_sessions("another-host:/data")] == ["ses_old"]
-    assert (await store.db.rows("PRAGMA user_version")) == [(5,)]
+    assert (await store.db.rows("PRAGMA user_version")) == [(SCHEMA_VERSION,)]
     await store.close()
 
 

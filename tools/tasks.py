@@ -7,24 +7,29 @@ result's id, so it survives the server (and any server on the data directory ans
 
 from __future__ import annotations
 
+import dataclasses
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from mcp.types import CallToolRequestParams
+from mcp_types import INTERNAL_ERROR
 from pydantic import BaseModel
 
 from providers.capabilities import Capability
 from providers.errors import ProviderError
+from providers.local import owners
 from providers.local.sessions import newest_line
+from providers.local.store import CallTaskRow
 from providers.values import iso_time
 from tools.results import as_tool_result
 
 if TYPE_CHECKING:
     from mcp.server.context import ServerRequestContext
 
-    from providers.local.store import TaskRow
+    from providers.local.store import Store, TaskRow
     from tools.spec import ToolSpec
 
 LOCAL = "local"
@@ -32,6 +37,9 @@ SESSION_POLL_MS = 1000
 WORKING_STATES = frozenset({"running", "pending"})
 CANCELLED_STATES = frozenset({"stopped", "failed", "skipped"})
 TERMINAL = frozenset({"completed", "failed", "cancelled"})
+# A process on another machine running a task has stopped when its heartbeat (server.tasks.BEAT_S) has not been
+# heard for this long; on this machine it is known at once.
+SILENT_FOR_S = 15.0
 Status = Literal["working", "input_required", "completed", "failed", "cancelled"]
 
 
@@ -149,3 +157,52 @@ class LocalRunTasks:
             return False
         await runtime.cancel_task(row)
         return True
+
+
+class CallTaskRecords:
+    """server.tasks.SharedTasks over the local store: tool calls made as tasks, each running in one server
+    process, recorded where every server on the same state (data directory or PostgreSQL) reads them."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    async def record(self, view: TaskView, owner: str) -> None:
+        now = time.time()
+        expires = view.created_at + (view.ttl_ms or 0) / 1000
+        row = CallTaskRow(view.task_id, view.status, view.created_at, now, expires, owner, now, _stored(view))
+        await self._store.save_call_task(row)
+
+    async def update(self, view: TaskView) -> None:
+        await self._store.update_call_task(view.task_id, view.status, _stored(view), time.time())
+
+    async def read(self, task_id: str) -> TaskView | None:
+        row = await self._store.get_call_task(task_id)
+        if row is None or row.expires_at < time.time():
+            return None
+        view = TaskView(**row.view)
+        if view.status in TERMINAL or not _stopped(row):
+            return view
+        view.status, view.updated_at = "failed", time.time()
+        view.message = (
+            f"the server process running this task ({owners.describe(row.owner)}) stopped before the call ended; "
+            "it may or may not have taken effect: check before calling again"
+        )
+        view.error, view.input_requests = {"code": INTERNAL_ERROR, "message": view.message}, None
+        await self._store.update_call_task(task_id, view.status, _stored(view), view.updated_at)
+        return view
+
+    async def ask_cancel(self, task_id: str) -> None:
+        await self._store.ask_to_cancel_call_task(task_id, time.time())
+
+    async def beat(self, owner: str) -> list[str]:
+        return await self._store.beat_call_tasks(owner, time.time())
+
+
+def _stored(view: TaskView) -> dict[str, Any]:
+    return dataclasses.asdict(view)
+
+
+def _stopped(row: CallTaskRow) -> bool:
+    """The process that runs the task has stopped: seen from here, or not heard of for SILENT_FOR_S."""
+    ended = owners.ended(row.owner)
+    return ended if ended is not None else time.time() - row.alive_at > SILENT_FOR_S

@@ -468,6 +468,11 @@ class LocalRuntime(
 
     # --- MCP tasks that follow local runs ------------------------------------------------------------
     @property
+    def store(self) -> Store:
+        """The shared state, where the server also records the tool calls it runs as MCP tasks."""
+        return self._store
+
+    @property
     def task_ttl_ms(self) -> int:
         """A task lives as long as its session's record: local.retention_days after the end."""
         return int(self.config.retention_days * 86_400_000)

@@ -23,7 +23,7 @@ import anyio.lowlevel
 from providers.local.database import Connection, Database, PostgresDatabase, SQLiteDatabase, StoreError
 from providers.models import event_json, fitting
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS sessions (
     id TEXT PRIMARY KEY,
@@ -75,6 +75,18 @@ CREATE TABLE IF NOT EXISTS tasks (
     cancelled_at REAL
 );
 CREATE INDEX IF NOT EXISTS tasks_by_session ON tasks(session_id);
+CREATE TABLE IF NOT EXISTS call_tasks (
+    id TEXT PRIMARY KEY,
+    status TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    expires_at REAL NOT NULL,
+    owner TEXT NOT NULL,
+    alive_at REAL NOT NULL,
+    view TEXT NOT NULL,
+    cancel_asked_at REAL
+);
+CREATE INDEX IF NOT EXISTS call_tasks_by_owner ON call_tasks(owner, status);
 """
 
 SESSION_COLUMNS = (
@@ -166,6 +178,26 @@ class TaskRow:
     created_at: float
     cancelled_at: float | None = None
     ended_at: float | None = None  # its session's
+
+
+@dataclass
+class CallTaskRow:
+    """An MCP task that is a tool call running in one server process (`owner`, see owners.py): `view` is the
+    task as tasks/get shows it (JSON), kept in step by its owner, which also beats (`alive_at`) while it runs."""
+
+    id: str
+    status: str
+    created_at: float
+    updated_at: float
+    expires_at: float
+    owner: str
+    alive_at: float
+    view: dict[str, Any]
+    cancel_asked_at: float | None = None
+
+
+CALL_TASK_COLUMNS = "id, status, created_at, updated_at, expires_at, owner, alive_at, view, cancel_asked_at"
+RUNNING_CALL = "status IN ('working', 'input_required')"
 
 
 @dataclass
@@ -524,6 +556,46 @@ class Store:
         self.submit("UPDATE tasks SET cancelled_at = ? WHERE id = ? AND cancelled_at IS NULL", (at, task_id))
         await self.flush()
 
+    # --- tasks that are tool calls running in one server process -------------------------------------
+    async def save_call_task(self, task: CallTaskRow) -> None:
+        """Committed before it returns, as save_task; expired ones are let go on the way."""
+        self.submit("DELETE FROM call_tasks WHERE expires_at < ?", (task.created_at,))
+        self.submit(
+            f"INSERT INTO call_tasks ({CALL_TASK_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            _call_task_values(task),
+        )
+        await self.flush()
+
+    async def update_call_task(self, task_id: str, status: str, view: dict[str, Any], at: float) -> bool:
+        """The task as it stands now, unless it has ended already (an end is never undone)."""
+        sql = (
+            f"UPDATE call_tasks SET status = ?, view = ?, updated_at = ?, alive_at = ? WHERE id = ? AND {RUNNING_CALL}"
+        )
+        params = (status, _json(view), at, at, task_id)
+        return bool(await self.transaction(lambda db: db.execute(sql, params).rowcount))
+
+    async def get_call_task(self, task_id: str) -> CallTaskRow | None:
+        await self.flush()
+        found = await self._rows(f"SELECT {CALL_TASK_COLUMNS} FROM call_tasks WHERE id = ?", (task_id,))
+        return _call_task_row(found[0]) if found else None
+
+    async def beat_call_tasks(self, owner: str, at: float) -> list[str]:
+        """The owner's heartbeat for its running tasks; the ones a client asked (anywhere) to cancel."""
+
+        def work(db: Connection) -> list[str]:
+            db.execute(f"UPDATE call_tasks SET alive_at = ? WHERE owner = ? AND {RUNNING_CALL}", (at, owner))
+            asked = db.execute(
+                f"SELECT id FROM call_tasks WHERE owner = ? AND {RUNNING_CALL} AND cancel_asked_at IS NOT NULL",
+                (owner,),
+            ).fetchall()
+            return [row[0] for row in asked]
+
+        return await self.transaction(work)
+
+    async def ask_to_cancel_call_task(self, task_id: str, at: float) -> None:
+        self.submit(f"UPDATE call_tasks SET cancel_asked_at = ? WHERE id = ? AND {RUNNING_CALL}", (at, task_id))
+        await self.flush()
+
     # --- events -----------------------------------------------------------------------------------
     def insert_event(self, event: EventRow) -> None:
         self.submit(*_event_insert(event))
@@ -619,6 +691,28 @@ def _run_insert(run: RunRow) -> Sql:
             run.created_at,
         ),
     )
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def _call_task_values(task: CallTaskRow) -> tuple[Any, ...]:
+    return (
+        task.id,
+        task.status,
+        task.created_at,
+        task.updated_at,
+        task.expires_at,
+        task.owner,
+        task.alive_at,
+        _json(task.view),
+        task.cancel_asked_at,
+    )
+
+
+def _call_task_row(row: Sequence[Any]) -> CallTaskRow:
+    return CallTaskRow(row[0], row[1], row[2], row[3], row[4], row[5], row[6], json.loads(row[7]), row[8])
 
 
 def _event_insert(event: EventRow) -> Sql:
