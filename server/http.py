@@ -26,6 +26,7 @@ from server.http_guard import default_max_connections, guarded_protocol
 from server.http_rows import EventRowsReplies
 from server.state import AppState
 from server.tasks import TaskRoutingHeaders
+from server.unreadable import UnreadableRequests
 
 MCP_PATH = "/mcp"
 WORKER_PORT_ENV = "RUNTIMES_MCP_WORKER_PORT"  # set by server/workers.py: a worker of --workers on this port
@@ -131,8 +132,9 @@ def build_http_app(
         max_sessions=settings.max_sessions,
         session_idle_timeout=settings.session_idle_timeout_s,
     )
+    limit = settings.max_request_bytes
     routed = ExactHostCheck(
-        TaskRoutingHeaders(EventRowsReplies(app), settings.max_request_bytes),
+        UnreadableRequests(TaskRoutingHeaders(EventRowsReplies(app), limit), MCP_PATH, limit),
         MCP_PATH,
         security.allowed_hosts,
         security.allowed_origins,

@@ -12,7 +12,6 @@ import asyncio
 import itertools
 import json
 import os
-import re
 import stat
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -22,12 +21,12 @@ from typing import Any
 
 from providers.answers import safe_value
 from server.rows_wire import COMPACT, carried_rows, encoded_slices, event_rows_reply
+from server.unreadable import mended_message, request_id
 
 MAX_LINE_BYTES = 64 * 1024 * 1024  # one JSON-RPC message per line; tool arguments can be large
 WRITE_SLICE = 64 * 1024  # a pipe's buffer: what one write hands over without the transport keeping a copy
 STREAM_ABOVE_CHARS = 128 * 1024  # replies whose text passes this are encoded as they are written
 STREAM_ENCODER = json.JSONEncoder(**COMPACT)
-REQUEST_DEPTH = 200  # a mended request nested deeper than this is refused, as the transport's reader refuses
 
 
 class PipeLines:
@@ -298,11 +297,8 @@ def _mended_request(error: Exception) -> Any:
     line = _unparsed_line(error)
     if line is None or not isinstance(error, ValidationError) or error.errors()[0]["type"] != "json_invalid":
         return None
-    try:
-        mended = safe_value(json.loads(line), max_depth=REQUEST_DEPTH)
-        return SessionMessage(types.jsonrpc_message_adapter.validate_python(mended, by_name=False))
-    except (ValueError, RecursionError):  # not JSON, too deep, or not a JSON-RPC message after all
-        return None
+    message = mended_message(line)
+    return None if message is None else SessionMessage(types.jsonrpc_message_adapter.validate_python(message))
 
 
 def _invalid_message_reply(error: Exception) -> Any:
@@ -324,31 +320,3 @@ def _invalid_message_reply(error: Exception) -> Any:
         given = errors[0]["input"].get("id")
         found = given if isinstance(given, str | int) and not isinstance(given, bool) else None
     return SessionMessage(JSONRPCError(jsonrpc="2.0", id=found, error=ErrorData(code=code, message=what)))
-
-
-_ID_TOKENS = re.compile(r'"(?:[^"\\]|\\.)*"|[{}\[\]]')
-
-
-def request_id(line: str) -> str | int | None:
-    """The `id` of a JSON-RPC request line that cannot be parsed whole (too deep, not valid text, cut short):
-    the value of the top-level object's "id" key, when it is a string or an integer; else None. Strings are
-    skipped as tokens, so an "id" inside params or inside a string does not count."""
-    depth = 0
-    for token in _ID_TOKENS.finditer(line):
-        text = token.group()
-        if text in ("{", "["):
-            depth += 1
-        elif text in ("}", "]"):
-            depth -= 1
-        elif depth == 1 and text == '"id"':
-            rest = line[token.end() :].lstrip()
-            if not rest.startswith(":"):
-                continue  # a value "id", not the key
-            try:
-                value, _ = json.JSONDecoder().raw_decode(rest[1:].lstrip())
-            except (ValueError, RecursionError):
-                return None
-            return value if isinstance(value, str | int) and not isinstance(value, bool) else None
-        elif depth == 0:
-            return None  # the line is not an object
-    return None

@@ -446,7 +446,7 @@ class TaskRoutingHeaders:
         raw = b"".join(chunks)
         try:
             body = json.loads(raw) if size <= self.max_body else None
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested too deep to read: the SDK answers for it
             body = None
         reason = routing_header_mismatch(body, headers)
         if reason is not None and isinstance(body, dict):

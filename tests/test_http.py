@@ -389,3 +389,30 @@ async def test_the_http_rows_writer_puts_the_rows_where_the_reply_marks_them() -
     other = [start(b"application/json", len(line)), body(line, False)]
     sent, stream = await written(other, rows[:1])  # the reply marks two rows, not these: left as it is
     assert stream == line and len(sent) == 2
+
+
+def test_a_request_the_sdk_cannot_read_is_served_mended_or_answered_with_its_own_id() -> None:
+    """Over HTTP as over stdio: a lone surrogate escape (valid JSON, no valid text) is mended and served; a body
+    nested deeper than the SDK reads, or cut short, is answered with the request's id, not id null."""
+    from tests.test_tasks_e2e import Wire
+
+    with http_server("--stateless", "--json-response") as (base, process):
+        wire = Wire(base, tasks=False)
+        body, headers = wire.envelope(
+            "tools/call", {"name": "execRun", "arguments": {"command": "SURROGATE"}}, "execRun"
+        )
+        text = json.dumps(body).replace('"SURROGATE"', "\"printf 'a\\ud800b\\udc00'\"")
+        mended = httpx.post(wire.url, content=text, headers={**headers, "Content-Type": "application/json"}, timeout=30)
+        deep = text.replace('"command": "printf', '"x": ' + "[" * 5000 + "]" * 5000 + ', "command": "printf')
+        too_deep = httpx.post(
+            wire.url, content=deep, headers={**headers, "Content-Type": "application/json"}, timeout=30
+        )
+        cut = httpx.post(
+            wire.url, content=text[:-10], headers={**headers, "Content-Type": "application/json"}, timeout=30
+        )
+        assert process.poll() is None
+    assert mended.status_code == 200, mended.text
+    assert mended.json()["result"]["structuredContent"]["stdout"] == "a\ufffdb\ufffd"
+    for refused in (too_deep, cut):
+        assert refused.status_code == 400 and refused.json()["id"] == 7, refused.text
+        assert refused.json()["error"]["code"] == -32700
