@@ -11,16 +11,15 @@ FORMAT = "%(asctime)s runtimes-mcp %(levelname)s %(name)s: %(message)s"
 
 
 class RedactSecrets(logging.Filter):
-    """Replaces every configured credential's value in a record's text (message, arguments, traceback)."""
+    """Replaces every configured credential's value in a record's text (message, arguments, traceback), in every
+    form providers.answers.Redactor knows (percent-encoded in a logged URL, too)."""
 
     def __init__(self, secrets: Iterable[str]) -> None:
-        super().__init__()
-        self._secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
+        from providers.answers import Redactor
 
-    def _clean(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, "[redacted]")
-        return text
+        super().__init__()
+        self._secrets = [s for s in secrets if s]
+        self._clean = Redactor(self._secrets)
 
     def filter(self, record: logging.LogRecord) -> bool:
         if self._secrets:

@@ -36,6 +36,20 @@ def test_every_logger_writes_at_the_configured_level_with_credentials_redacted(
     assert "sk_live_123" not in err
 
 
+def test_a_credential_is_redacted_from_log_lines_in_any_form_a_request_carries_it(
+    restore_root_logger: logging.Logger, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from urllib.parse import quote, quote_plus
+
+    secret = "sk+live/123="
+    configure_logging("INFO", [secret])
+    logging.getLogger("httpx").info(f'HTTP Request: GET http://api/x?key={quote_plus(secret)} "HTTP/1.1 200 OK"')
+    logging.getLogger("httpx").info(f"path /keys/{quote(secret)}, upper {secret.upper()}")
+    err = capsys.readouterr().err
+    assert "sk" not in err.replace("[redacted]", "").lower().replace("ask", ""), err
+    assert err.count("[redacted]") == 3
+
+
 def test_the_cli_logs_to_stderr_at_runtimes_mcp_log_level(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RUNTIMES_MCP_LOG_LEVEL", "DEBUG")
     monkeypatch.setenv("SPRITES_TOKEN", "tok-never-shown")
