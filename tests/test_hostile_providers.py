@@ -295,9 +295,14 @@ def test_no_provider_answer_can_end_the_stdio_server_or_put_invalid_json_on_the_
         assert "\U0001f600" in texts  # a surrogate pair written as two escapes is the character it encodes
 
 
-def redirect(request: Recorded) -> Reply:
+def redirect(status: int) -> Callable[[Recorded], Reply]:
     token = CREDENTIALS["SPRITES_TOKEN"]
-    return Reply(302, b"", {"Location": f"http://127.0.0.1:9/login?next={quote(token)}"})
+    return lambda r: Reply(status, b"", {"Location": f"http://127.0.0.1:9/login?next={quote(token)}"})
+
+
+def nothing(body: bytes) -> Callable[[Recorded], Reply]:
+    """A success that says nothing: no body, or `null`."""
+    return lambda r: Reply(200, body, {"Content-Type": "application/json"})
 
 
 def empty(request: Recorded) -> Reply:
@@ -319,12 +324,17 @@ STOPPED_BY_STATUS = {("stopSession", "sprites"), ("stopSession", "xano")}
 @pytest.mark.parametrize(
     ("answer", "expected", "succeeding"),
     [
-        (redirect, "answered 302, a redirect to http://127.0.0.1:9/login, which is not followed", set()),
+        (redirect(302), "answered 302, a redirect to http://127.0.0.1:9/login, which is not followed", set()),
+        (redirect(301), "answered 301, a redirect to http://127.0.0.1:9/login, which is not followed", set()),
+        (redirect(307), "answered 307, a redirect to http://127.0.0.1:9/login, which is not followed", set()),
+        (redirect(308), "answered 308, a redirect to http://127.0.0.1:9/login, which is not followed", set()),
         (empty, "protocol error", DONE_BY_STATUS | STOPPED_BY_STATUS),
+        (nothing(b""), "protocol error", DONE_BY_STATUS | STOPPED_BY_STATUS),
+        (nothing(b"null"), "protocol error", DONE_BY_STATUS | STOPPED_BY_STATUS),
         (nested(100), "protocol error: the answer is nested deeper than 64 levels", DONE_BY_STATUS),
         (nested(5000), "protocol error: the answer is nested deeper than 64 levels", DONE_BY_STATUS),
     ],
-    ids=["302", "empty-object", "nested-100", "nested-5000"],
+    ids=["302", "301", "307", "308", "empty-object", "empty-body", "null", "nested-100", "nested-5000"],
 )
 async def test_an_answer_that_is_no_answer_is_a_provider_error_naming_the_provider(
     hostile: FakeAPI, answer: Callable[[Recorded], Reply], expected: str, succeeding: set[tuple[str, str]]
@@ -338,7 +348,8 @@ async def test_an_answer_that_is_no_answer_is_a_provider_error_naming_the_provid
             continue
         assert result.is_error, f"{tool} with {provider} succeeded: {text[:300]}"
         assert text.startswith(f"Error executing tool {tool}: {provider}: ") and "Next: " in text, text
-        assert "a bug in runtimes-mcp" not in text and (expected in text or answer is empty), text
+        assert "a bug in runtimes-mcp" not in text and expected in text, text
+        assert CREDENTIALS["SPRITES_TOKEN"] not in text and quote(CREDENTIALS["SPRITES_TOKEN"]) not in text
 
 
 def odd_types(request: Recorded) -> Reply:
