@@ -51,7 +51,9 @@ REASON_TEXT = {
 }
 STOP_GRACE_S = 2.0
 QUIET_START_S = 0.05
-PROGRESS_TICK_S = 1.0
+PROGRESS_TICK_S = 1.0  # a follower hears at least this often that the run goes on
+OUTPUT_POLL_S = 0.02  # while someone follows a run, its output is looked at this often
+REPORT_GAP_S = 0.25  # and told at most this often
 FOLLOW_POLL_S = 0.1  # how often a session another server runs is looked at while following it
 STOP_WAIT_S = STOP_GRACE_S + 5.0
 
@@ -464,9 +466,9 @@ class SessionManager:
                 raise live.error
 
     async def _wait(self, live: LiveSession, deadline: float | None, progress: Progress | None) -> bool:
+        reporter = Reporter(self, live.row, progress, time.time() - (time.monotonic() - live.started_monotonic))
         while not live.done.is_set():
-            tick = time.monotonic() + PROGRESS_TICK_S
-            until = tick if deadline is None else min(tick, deadline)
+            until = reporter.next_at(deadline)
             if live.following:  # another task reads the supervisor's socket: wait for its word
                 with anyio.move_on_after(until - time.monotonic()):
                     await live.done.wait()
@@ -480,30 +482,28 @@ class SessionManager:
                 break
             if deadline is not None and time.monotonic() >= deadline:
                 return False
-            if progress is not None:
-                elapsed = time.monotonic() - live.started_monotonic
-                await progress(elapsed, live.row.timeout_s, self.progress_message(live.id, elapsed))
+            await reporter.report()
         return True
 
     async def follow(self, session_id: str, wait_s: float, progress: Progress | None = None) -> SessionRow:
-        """Wait up to `wait_s` for a session to end, whoever started it, telling `progress` what it printed
-        last every second; the session's record, ended or still running."""
+        """Wait up to `wait_s` for a session to end, whoever started it, telling `progress` what it prints as it
+        prints it (see Reporter); the session's record, ended or still running."""
         live = self._live.get(session_id)
         if live is not None:
             await self.wait(live, wait_s, progress)
             return live.row
         row = await self.get_row(session_id)
-        now = time.monotonic()
-        deadline, tick = now + wait_s, now + PROGRESS_TICK_S
-        while row.state == "running" and now < deadline:
-            await anyio.sleep(min(FOLLOW_POLL_S, deadline - now))
-            # another server's run: its record says when it ends (read afresh if it runs on another machine)
-            row = await self.reconcile(row) if not self.elsewhere(row) else await self._reread(row)
-            now = time.monotonic()
-            if progress is not None and row.state == "running" and now >= tick:
-                tick = now + PROGRESS_TICK_S
-                elapsed = time.time() - row.started_at
-                await progress(elapsed, row.timeout_s, self.progress_message(row.id, elapsed))
+        reporter = Reporter(self, row, progress, row.started_at)
+        deadline = time.monotonic() + wait_s
+        look_at = time.monotonic() + FOLLOW_POLL_S
+        while row.state == "running" and time.monotonic() < deadline:
+            await anyio.sleep(max(0.0, min(reporter.next_at(deadline), look_at) - time.monotonic()))
+            if time.monotonic() >= look_at:
+                look_at = time.monotonic() + FOLLOW_POLL_S
+                # another server's run: its record says when it ends (read afresh if it runs on another machine)
+                row = await self.reconcile(row) if not self.elsewhere(row) else await self._reread(row)
+            if row.state == "running":
+                await reporter.report()
         return row
 
     def progress_message(self, session_id: str, elapsed: float) -> str:
@@ -662,11 +662,44 @@ class SessionManager:
     def output_path(self, session_id: str, stream: str) -> Path:
         return self.path(session_id, stream)
 
+    def output_size(self, session_id: str) -> int:
+        return self._size(session_id, "stdout")
+
     def _size(self, session_id: str, stream: str) -> int:
         try:
             return self.path(session_id, stream).stat().st_size
         except OSError:
             return 0
+
+
+class Reporter:
+    """Progress for a caller following a run: a notification soon after the run prints something (its output
+    is looked at every OUTPUT_POLL_S while someone follows), at most one every REPORT_GAP_S while it keeps
+    printing, and one every PROGRESS_TICK_S when it prints nothing (it is still running)."""
+
+    def __init__(self, sessions: SessionManager, row: SessionRow, progress: Progress | None, started: float) -> None:
+        self.sessions, self.row, self.progress, self.started = sessions, row, progress, started
+        self.size = sessions.output_size(row.id)
+        self.sent = time.monotonic()
+
+    def next_at(self, deadline: float | None) -> float:
+        """When to look again (the caller's deadline, if that comes first)."""
+        if self.progress is None or self.sessions.elsewhere(self.row):
+            at = time.monotonic() + PROGRESS_TICK_S
+        else:
+            at = max(time.monotonic() + OUTPUT_POLL_S, self.sent + REPORT_GAP_S)
+        return at if deadline is None else min(at, deadline)
+
+    async def report(self) -> None:
+        if self.progress is None:
+            return
+        now = time.monotonic()
+        size = self.sessions.output_size(self.row.id)
+        if size == self.size and now < self.sent + PROGRESS_TICK_S:
+            return
+        self.size, self.sent = size, now
+        elapsed = time.time() - self.started
+        await self.progress(elapsed, self.row.timeout_s, self.sessions.progress_message(self.row.id, elapsed))
 
 
 def _check_text(**values: str | None) -> None:
