@@ -21,7 +21,7 @@ from pydantic import BaseModel
 from providers.capabilities import Capability
 from providers.errors import ProviderError
 from providers.local import owners
-from providers.local.sessions import newest_line
+from providers.local.output import newest_line
 from providers.local.store import CallTaskRow
 from providers.values import iso_time
 from tools.results import as_tool_result

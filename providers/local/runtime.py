@@ -20,13 +20,16 @@ from providers.local.config import LocalConfig
 from providers.local.database import listen_for_events
 from providers.local.events import DEFAULT_SANDBOX, EventLog, Listener
 from providers.local.ids import PROVIDER
+from providers.local.jobs import SessionSettings
 from providers.local.launchers import LauncherSupervisor, page_launchers
+from providers.local.output import EMPTY, read_from
 from providers.local.retention import Retention
 from providers.local.routines import Routines
 from providers.local.run_as import ROOT_WARNING, RunAsError, open_the_way
 from providers.local.run_as import resolve as resolve_run_as
 from providers.local.sandbox import SandboxError, prepare
-from providers.local.sessions import EMPTY, STATES, Progress, SessionManager, SessionSettings, read_from
+from providers.local.session_records import STATES
+from providers.local.sessions import Progress, SessionManager
 from providers.local.spawner import Spawner
 from providers.local.store import SessionRow, Store, StoreError, TaskRow
 from providers.local.supervisor import records as sv

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 import select
 import signal
 import socket
@@ -24,6 +23,7 @@ from .channel import receive, send
 from .limits import Limits, cgroup_name
 from .monitor import Monitor
 from .records import (
+    DISK_FULL,
     PR_SET_CHILD_SUBREAPER,
     RECORD,
     REQUEST,
@@ -33,58 +33,17 @@ from .records import (
     WORKDIR,
     children,
     descendants,
+    disk_full,
     identity,
+    make_session_dir,
     prctl,
     read_json,
+    remove_unused,
     write_json,
 )
 from .spawn import spawn, spawn_sandbox
 
 MAX_JOBS = 200  # a supervisor is replaced after this many sessions
-DISK_FULL = (
-    "the data directory's disk is full (No space left on device): the run's output may be cut; free space in "
-    "RUNTIMES_MCP_DATA_DIR or lower local.max_data_mb"
-)
-
-
-def disk_full(directory: str) -> bool:
-    """Is the data directory's disk (all but) full? Then a failed run may have failed for it: its output
-    cannot be written, so nothing else would say so."""
-    try:
-        info = os.statvfs(directory)
-    except OSError:
-        return False
-    return info.f_bavail * info.f_frsize < 64 * 1024
-
-
-def make_session_dir(sessions: str, owner: str, user: list[int] | None = None) -> str:
-    """A new session directory with its work directory, empty output files, and a record that says whose
-    spare it is (so no other server takes or removes it); its id. With `user` ([uid, gid], local.sandbox.run_as)
-    the work directory is that user's, and the session directory lets it pass."""
-    session_id = f"ses_{secrets.token_hex(6)}"
-    directory = os.path.join(sessions, session_id)
-    try:
-        os.makedirs(os.path.join(directory, WORKDIR), mode=0o700)
-        if user is not None:
-            os.chmod(directory, 0o711)
-            os.chown(os.path.join(directory, WORKDIR), *user)
-        for name in STREAMS:
-            os.close(os.open(os.path.join(directory, name), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-        write_json(os.path.join(directory, RECORD), {"spare": owner})
-    except OSError:
-        remove_unused(directory)
-        raise
-    return session_id
-
-
-def remove_unused(directory: str) -> None:
-    """Remove a session directory nothing ran in (only the files made for it, and an empty work directory)."""
-    for name in (*STREAMS, STDIN, RECORD, REQUEST):
-        with contextlib.suppress(OSError):
-            os.unlink(os.path.join(directory, name))
-    for path in (os.path.join(directory, WORKDIR), directory):
-        with contextlib.suppress(OSError):
-            os.rmdir(path)
 
 
 class Supervisor:

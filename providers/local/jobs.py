@@ -1,0 +1,190 @@
+"""What a supervisor is handed: the checked command, the cwd as opened, bwrap's arguments, the caps."""
+
+from __future__ import annotations
+
+import errno
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from providers.errors import InvalidInput, ProviderError, Unavailable
+from providers.local.ids import PROVIDER
+from providers.local.processes import child_env
+from providers.local.sandbox import Sandbox
+from providers.local.supervisor import channel
+from providers.local.supervisor import records as sv
+
+STOP_GRACE_S = 2.0
+QUIET_START_S = 0.05
+MAX_ARGUMENT = 128 * 1024 - 1  # Linux refuses a longer argument or variable (MAX_ARG_STRLEN, with its NUL)
+
+
+@dataclass(frozen=True)
+class SessionSettings:
+    output_cap: int
+    max_timeout_s: float
+    max_output_bytes: int
+    on_exit: str
+    sandbox: Sandbox | None = None
+    disk_bytes: int = 0  # what a run's own directory may take while it runs (0: not measured)
+    cgroups: bool = False
+    cgroup_parent: str | None = None
+
+
+@dataclass(frozen=True)
+class Cwd:
+    """A caller's cwd as opened: its real path, the descriptor, and whether the sandbox must bind it in."""
+
+    path: str
+    fd: int
+    bind: bool
+
+
+@dataclass(frozen=True)
+class Job:
+    """A run to hand over: what its record says, and how to start it."""
+
+    id: str
+    directory: Path
+    command: str
+    cwd: str
+    origin: str
+    owner: str | None
+    timeout_s: float | None
+    on_exit: str
+
+
+def check_start(
+    command: str, cwd: str | None, env: Mapping[str, str] | None, timeout_s: float | None, max_timeout_s: float
+) -> None:
+    """Refuse, as invalid input with what to send instead, what no process could be started with."""
+    if not command.strip():
+        raise InvalidInput(PROVIDER, "command is empty", hint="Pass a shell command line, e.g. 'echo hello'.")
+    texts = {"command": command, "cwd": cwd, **{f"env value {k!r}": v for k, v in (env or {}).items()}}
+    for what, value in texts.items():
+        if value is not None and "\0" in value:
+            raise InvalidInput(
+                PROVIDER,
+                f"{what} contains a NUL character (\\0), which no command line, variable or path can hold",
+                hint="Remove the NUL character; to pass binary data, use stdin or a file.",
+            )
+        if value is not None and len(value.encode()) > MAX_ARGUMENT:
+            raise InvalidInput(
+                PROVIDER,
+                f"{what} is too large for the operating system to start ({len(value.encode())} bytes; Linux takes "
+                f"up to {MAX_ARGUMENT} per argument or variable)",
+                hint="Pass a long script on stdin instead, e.g. command='sh' with the script as stdin.",
+            )
+    for name in env or {}:
+        if not name or "=" in name or "\0" in name:
+            raise InvalidInput(
+                PROVIDER,
+                f"env name {name!r} cannot be a variable name",
+                hint="Use names such as MY_VAR: not empty, without '=' or NUL characters.",
+            )
+    if timeout_s is not None and not 0 < timeout_s <= max_timeout_s:
+        raise InvalidInput(
+            PROVIDER,
+            f"timeout_s must be between 0 and {max_timeout_s:g} (the local.max_timeout_s cap), got {timeout_s:g}",
+        )
+
+
+def open_cwd(cwd: str, sandbox: Sandbox | None) -> Cwd:
+    """Open a caller's cwd once and judge what was opened (its real path), never the path again: the run
+    gets that directory (bound from the descriptor where the sandbox would not show it), whatever the path
+    names by the time the run starts."""
+    if not os.path.isabs(os.path.expanduser(cwd)):
+        raise InvalidInput(
+            PROVIDER, f"cwd {cwd!r} is not an absolute path", hint="Give an absolute path, or leave cwd out."
+        )
+    try:
+        fd = os.open(os.path.expanduser(cwd), os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as exc:
+        why = "is too long" if exc.errno == errno.ENAMETOOLONG else "is not an existing directory"
+        raise InvalidInput(
+            PROVIDER, f"cwd {cwd[:200]!r} {why}", hint="Give an existing directory, or leave cwd out."
+        ) from None
+    real = os.readlink(f"/proc/self/fd/{fd}")
+    shown = sandbox.shows(real) if sandbox is not None else "rw"
+    if shown == "hidden" or not real.startswith("/"):  # not "/x (deleted)" nor outside our mount namespace
+        os.close(fd)
+        raise InvalidInput(
+            PROVIDER,
+            f"cwd {cwd!r} is hidden from sandboxed commands (the home directory, the data directory or a "
+            "credential location)",
+            hint="Leave cwd out for a fresh working directory, or ask the operator to add the directory to "
+            "local.sandbox readable_paths or writable_paths.",
+        )
+    return Cwd(real, fd, bind=shown == "private")
+
+
+def build_job(
+    settings: SessionSettings,
+    job: Job,
+    place: Cwd | None,
+    env: Mapping[str, str] | None,
+    stdin: str | None,
+    lock_fd: int | None,
+    quiet: bool,
+) -> tuple[dict[str, Any], list[int]]:
+    """The message a supervisor gets, and the descriptors that go with it. With `quiet`, it says the command
+    started only if it is still running after a moment (a short waited-for run costs one message, not two)."""
+    if stdin:
+        (job.directory / sv.STDIN).write_text(stdin, encoding="utf-8")
+    sandbox = settings.sandbox
+    job_env = child_env(env)
+    fds = {"lock": lock_fd} if lock_fd is not None else {}
+    if place is not None and (sandbox is None or place.bind):  # unconfined: the supervisor goes there
+        fds["cwd"] = place.fd
+    if sandbox is None:
+        argv = ["/bin/sh", "-c", job.command]
+    elif place is None:
+        argv = sandbox.argv(job.command, job.cwd, job_env, workdir=job.cwd)
+    else:
+        argv = sandbox.argv(job.command, job.cwd, job_env, bind_cwd=place.bind)
+    disk = {"path": job.cwd, "max_bytes": settings.disk_bytes, "setting": "local.limits.disk_mb"}
+    message: dict[str, Any] = {
+        "id": job.id,
+        "argv": argv,
+        "fds": list(fds),
+        "sandboxed": sandbox is not None,
+        "env": job_env if sandbox is None else {},  # a sandbox's variables are in its argv, set inside it
+        "stdin": bool(stdin),
+        "timeout_s": job.timeout_s,
+        "on_server_exit": job.on_exit,
+        "grace_s": STOP_GRACE_S,
+        "max_output_bytes": settings.max_output_bytes,
+        "disk": disk if place is None and settings.disk_bytes else None,
+        "quiet_start_s": QUIET_START_S if quiet else 0,
+        "record": {
+            "command": job.command,
+            "cwd": job.cwd,
+            "origin": job.origin,
+            "owner": job.owner,
+            "timeout_s": job.timeout_s,
+            "on_server_exit": job.on_exit,
+        },
+    }
+    if 2 * len(job.command) + sum(len(k) + len(v) for k, v in job_env.items()) > channel.INLINE_JOB_BYTES:
+        sv.write_json(str(job.directory / sv.REQUEST), message)  # too large for one socket message
+        message = {"file": sv.REQUEST, "id": job.id}
+    return message, list(fds.values())
+
+
+def spawn_error(code: int, message: str) -> ProviderError:
+    """The supervisor could not start the command (it removed the session's directory and is ready for more)."""
+    error: ProviderError
+    if code == errno.E2BIG:
+        error = InvalidInput(
+            PROVIDER,
+            "the command (or env) is too large for the operating system to start (Linux takes up to 128 KiB "
+            "per argument)",
+            hint="Pass a long script on stdin instead, e.g. command='sh' with the script as stdin.",
+        )
+    else:
+        hint = "Free space in RUNTIMES_MCP_DATA_DIR, then retry." if code == errno.ENOSPC else "Check the machine."
+        error = Unavailable(PROVIDER, f"could not start the command: {message}", hint=hint)
+    setattr(error, "supervisor_intact", True)  # noqa: B010 - a mark read with getattr, not a field
+    return error

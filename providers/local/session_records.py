@@ -1,0 +1,222 @@
+"""What every server knows of a local session: its record (in the store) and its directory (written by its
+supervisor). Any server on the data directory reads, follows and stops any session through these; the one that
+started a session also talks to its supervisor (sessions.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import anyio
+import anyio.to_thread
+
+from providers.errors import NotFound
+from providers.local.events import EventLog
+from providers.local.ids import PROVIDER, new_id, place_of
+from providers.local.jobs import STOP_GRACE_S, SessionSettings
+from providers.local.output import Output, read_capped
+from providers.local.processes import end_leftovers
+from providers.local.store import EventRow, SessionRow, Store, StoreError
+from providers.local.supervisor import records as sv
+from providers.local.supervisor.limits import CGROUP_NAME, remove_cgroup, sweep_cgroups
+from providers.values import now_ms
+
+TERMINAL_STATES = ("completed", "failed", "timed_out", "stopped", "lost")
+STATES = ("running", *TERMINAL_STATES)
+# Why a run ended -> the state it ends in (an exit is completed or failed by its code).
+REASON_STATE = {
+    "timeout": "timed_out",
+    "stop": "stopped",
+    "server_shutdown": "stopped",
+    "lost": "lost",
+}
+# Limits that ended a run: its state is failed, and end_reason names the limit.
+LIMIT_REASONS = ("output_limit", "memory_limit", "cpu_limit", "process_limit", "file_size_limit", "disk_limit")
+REASON_TEXT = {
+    "stop": "stopped on request",
+    "server_shutdown": 'stopped because the server that started it shut down (local.on_exit = "stop")',
+}
+logger = logging.getLogger(__name__)
+
+
+class SessionRecords:
+    """Sessions as records and directories. `live`: the sessions this server follows itself (their record is
+    kept up to date by it, not read back)."""
+
+    def __init__(self, store: Store, data_dir: Path, events: EventLog, settings: SessionSettings, owner: str) -> None:
+        self._store = store
+        self._dir = data_dir / "sessions"
+        self._events = events
+        self.settings = settings
+        self.output_cap = settings.output_cap
+        self.owner = owner
+        self.place = place_of(data_dir)
+        self.live_rows: dict[str, SessionRow] = {}
+        self.ended_listeners: list[Callable[[SessionRow], None]] = []
+
+    async def get_row(self, session_id: str) -> SessionRow:
+        live = self.live_rows.get(session_id)
+        if live is not None:
+            return live
+        row = await self._store.get_session(session_id)
+        if row is None:
+            row = await self._adopt(session_id)
+        if row is None:
+            raise NotFound(PROVIDER, f"no local session {session_id!r}", hint="Call listSessions to see session ids.")
+        return await self.reconcile(row)
+
+    async def reconcile(self, row: SessionRow) -> SessionRow:
+        """Bring a 'running' record that no task of ours follows up to date with its session directory."""
+        if row.state != "running" or row.id in self.live_rows or self.elsewhere(row):
+            return row
+        result = self.result(row.id)
+        if result is None:
+            if sv.alive(row.supervisor):
+                return row
+            result = self.result(row.id)  # it may have just finished
+        if result is None:
+            result = {"reason": "lost", "detail": "its supervisor ended without recording the outcome"}
+            if await self.end_what_is_left(row):
+                result["detail"] += "; its leftover processes were stopped"
+        await self.record(row, result)
+        return row
+
+    async def end_what_is_left(self, row: SessionRow) -> bool:
+        """End what a lost session left running, and remove the cgroup its supervisor could not."""
+        record = sv.read_json(str(self.path(row.id, sv.RECORD))) or {}
+        pid = row.pid or record.get("pid")
+        ended = pid is not None and await end_leftovers(pid, row.started_at, STOP_GRACE_S)
+        if row.supervisor and not sv.alive(row.supervisor):
+            remove_cgroup([str(path) for path in record.get("cgroup") or [] if CGROUP_NAME in str(path)])
+        return ended
+
+    async def _adopt(self, session_id: str) -> SessionRow | None:
+        """A session directory with no record (its server died before committing it): record it from its files."""
+        if "/" in session_id or session_id in ("", ".", ".."):
+            return None
+        job = sv.read_json(str(self.path(session_id, sv.RECORD)))
+        if job is None or "command" not in job:
+            return None  # a spare slot (or one being written)
+        row = SessionRow(
+            rowid=0,
+            id=session_id,
+            state="running",
+            command=str(job.get("command", "")),
+            cwd=str(job.get("cwd", "")),
+            origin=str(job.get("origin", "exec")),
+            owner=job.get("owner"),
+            supervisor=job.get("supervisor"),
+            pid=job.get("pid"),
+            timeout_s=job.get("timeout_s"),
+            started_at=float(job.get("started_at") or time.time()),
+            place=self.place,
+        )
+        self._store.save_session(row)
+        return row
+
+    async def recover(self) -> None:
+        """At start: records of runs that ended (or were lost) while no server watched them; directories of
+        runs whose server died before recording them; spare directories nobody will use."""
+        if self.settings.cgroups:
+            await anyio.to_thread.run_sync(sweep_cgroups, self.settings.cgroup_parent, sv.alive)
+        try:
+            known = await self._store.all_session_ids()
+            for row in await self._store.running_sessions(self.place):
+                await self.reconcile(row)
+            entries = list(os.scandir(self._dir)) if self._dir.is_dir() else []
+        except (StoreError, OSError) as exc:
+            logger.warning("runtimes-mcp: could not check earlier sessions: %s", exc)
+            return
+        for entry in entries:
+            if entry.name in known or not entry.name.startswith("ses_") or not entry.is_dir():
+                continue
+            adopted = await self._adopt(entry.name)
+            if adopted is not None:
+                await self.reconcile(adopted)
+                continue
+            record = sv.read_json(str(Path(entry.path) / sv.RECORD))
+            owner = (record or {}).get("spare")
+            if (owner and not sv.alive(owner)) or (not owner and _older_than(entry.path, 60)):
+                shutil.rmtree(entry.path, ignore_errors=True)  # made ahead by a server that is gone: unused
+        with contextlib.suppress(StoreError):
+            await self._store.flush()
+
+    def result(self, session_id: str) -> dict[str, Any] | None:
+        result = (sv.read_json(str(self.path(session_id, sv.RECORD))) or {}).get("result")
+        return result if isinstance(result, dict) else None
+
+    def apply(self, row: SessionRow, result: dict[str, Any]) -> None:
+        """Fold a supervisor's result into the row."""
+        reason = str(result.get("reason") or "exit")
+        code = result.get("exit_code")
+        state = REASON_STATE.get(reason, "failed")  # a limit (LIMIT_REASONS) fails the run
+        if reason == "exit":
+            state = "completed" if code == 0 else "failed"
+        row.state, row.exit_code, row.end_reason = state, code, reason
+        row.ended_at = float(result.get("ended_at") or time.time())
+        row.message = result.get("detail") or REASON_TEXT.get(reason)
+        if reason == "timeout" and not result.get("detail"):
+            row.message = f"ended after timeout_s={row.timeout_s:g}"
+        row.stdout_bytes = result.get("stdout_bytes")
+        row.stderr_bytes = result.get("stderr_bytes")
+        if isinstance(result.get("pid"), int):
+            row.pid = result["pid"]
+
+    async def record(self, row: SessionRow, result: dict[str, Any]) -> None:
+        """Record the end of a run no task of ours followed (another server's, or one that ran while none did)."""
+        self.apply(row, result)
+        event = end_event(f"session.{row.state}", end_data(row))
+        try:
+            if await self._store.record_end(row, event):
+                await self._events.notify(event.sandbox_id)
+                for listener in self.ended_listeners:
+                    listener(row)
+        except StoreError as exc:
+            logger.warning("runtimes-mcp: session %s ended but could not be recorded: %s", row.id, exc)
+
+    def output(self, session_id: str, stream: str) -> Output:
+        return read_capped(self.path(session_id, stream), self.output_cap)
+
+    def path(self, session_id: str, name: str) -> Path:
+        return self._dir / session_id / name
+
+    def output_path(self, session_id: str, stream: str) -> Path:
+        return self.path(session_id, stream)
+
+    def output_size(self, session_id: str) -> int:
+        return self._size(session_id, "stdout")
+
+    def _size(self, session_id: str, stream: str) -> int:
+        try:
+            return self.path(session_id, stream).stat().st_size
+        except OSError:
+            return 0
+
+    def elsewhere(self, row: SessionRow) -> bool:
+        """The session runs in another place (machine and data directory): its processes and output are there."""
+        return row.place is not None and row.place != self.place
+
+    async def reread(self, row: SessionRow) -> SessionRow:
+        return await self._store.get_session(row.id) or row
+
+
+def end_data(row: SessionRow) -> dict[str, Any]:
+    return {"session_id": row.id, "exit_code": row.exit_code, "reason": row.end_reason}
+
+
+def end_event(type_: str, data: dict[str, Any]) -> EventRow:
+    return EventRow(new_id("evt"), "local", type_, data, now_ms())
+
+
+def _older_than(path: str, seconds: float) -> bool:
+    try:
+        return time.time() - os.stat(path).st_mtime > seconds
+    except OSError:
+        return False
