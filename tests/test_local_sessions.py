@@ -34,14 +34,14 @@ async def test_cwd_env_and_stdin_reach_the_command(tmp_path: Any) -> None:
                 "execRun",
                 {
                     "command": 'pwd; echo "$GREETING"; cat',
-                    "cwd": str(tmp_path),
+                    "cwd": "/usr/share",
                     "env": {"GREETING": "hi"},
                     "stdin": "from stdin",
                 },
             )
         )
         default_cwd = structured(await client.call_tool("execRun", {"command": "pwd"}))
-    assert result["stdout"] == f"{tmp_path}\nhi\nfrom stdin"
+    assert result["stdout"] == "/usr/share\nhi\nfrom stdin"
     data_dir = str(load_settings().data_dir)
     assert default_cwd["stdout"].strip() == f"{data_dir}/sessions/{default_cwd['session_id']}/work"
 
@@ -221,7 +221,8 @@ async def test_list_sessions_filters_pages_and_checks_arguments() -> None:
 async def test_bad_exec_arguments_are_clear_errors(tmp_path: Any) -> None:
     async with connect() as client:
         cap = error_text(await client.call_tool("execRun", {"command": "true", "timeout_s": 99_999}))
-        cwd = error_text(await client.call_tool("execRun", {"command": "true", "cwd": str(tmp_path / "absent")}))
+        cwd = error_text(await client.call_tool("execRun", {"command": "true", "cwd": "/usr/absent-runtimes-mcp"}))
+        private = error_text(await client.call_tool("execRun", {"command": "true", "cwd": str(tmp_path)}))
         env = error_text(await client.call_tool("execRun", {"command": "true", "env": {"N": 1}}))
         empty = error_text(await client.call_tool("execRun", {"command": "  "}))
         long_cwd = error_text(await client.call_tool("execRun", {"command": "true", "cwd": "/" + "x" * 5000}))
@@ -229,11 +230,12 @@ async def test_bad_exec_arguments_are_clear_errors(tmp_path: Any) -> None:
         a_file = error_text(await client.call_tool("execRun", {"command": "true", "cwd": "/etc/passwd"}))
     assert "local.max_timeout_s" in cap and "3600" in cap
     assert "is not an existing directory" in cwd and "is not an existing directory" in a_file
+    assert "private" in private and "workspace" in private
     assert "is too long" in long_cwd and len(long_cwd) < 600
     assert "is not an absolute path" in relative
     assert "env values must be strings" in env and "N" in env
     assert "command is empty" in empty
-    for text in (cap, cwd, env, empty, long_cwd, relative, a_file):
+    for text in (cap, cwd, env, empty, long_cwd, relative, a_file, private):
         assert "bug" not in text and "Next:" in text
         assert "Traceback" not in text and text.startswith("Error executing tool execRun: local:")
 
@@ -257,7 +259,7 @@ async def test_the_data_directory_holds_exactly_the_listed_sessions(tmp_path: An
     # and a command that could not start leaves nothing behind.
     async with connect() as client:
         await client.call_tool("execRun", {"command": "echo one"})
-        await client.call_tool("execRun", {"command": "cat", "stdin": "two", "cwd": str(tmp_path)})
+        await client.call_tool("execRun", {"command": "cat", "stdin": "two", "cwd": "/usr"})
         too_long = error_text(await client.call_tool("execRun", {"command": "echo " + "x" * 200_000}))
         await client.call_tool("execRun", {"command": "echo three", "wait": False})
         listed = structured(await client.call_tool("listSessions", {}))
@@ -269,7 +271,7 @@ async def test_the_data_directory_holds_exactly_the_listed_sessions(tmp_path: An
     while {entry.name for entry in sessions_dir.iterdir()} != ids and time.monotonic() < deadline:
         await anyio.sleep(0.05)  # the spare's supervisor removes its directory as it exits
     assert {entry.name for entry in sessions_dir.iterdir()} == ids
-    cwd_run = next(s for s in listed["sessions"] if s["raw"]["cwd"] == str(tmp_path))
+    cwd_run = next(s for s in listed["sessions"] if s["raw"]["cwd"] == "/usr")
     assert (sessions_dir / cwd_run["id"] / "stdin").read_text() == "two"
 
 

@@ -144,10 +144,13 @@ async def test_what_the_operator_allows_works(
     async with connect(settings) as client:
         network = await run(client, connect_command(port))
         write = await run(client, "echo edited > file.txt", cwd=str(project))
-        read_only_cwd = await run(client, "echo x > nope", cwd=str(tmp_path))
+        read_only_cwd = await run(client, "echo x > nope", cwd="/usr")
+        private = await client.call_tool("execRun", {"command": "ls", "cwd": str(tmp_path)})
     assert network["stdout"] == "connected\n" and received == [b"hello"]
     assert write["exit_code"] == 0 and (project / "file.txt").read_text() == "edited\n"
     assert read_only_cwd["exit_code"] != 0 and "Read-only" in read_only_cwd["stderr"]
+    # the host's /tmp is not bound in (its sockets would come with it): a cwd there is refused
+    assert private.is_error and "private" in private.content[0].text
 
 
 @pytest.fixture(params=["cgroups", "rlimits"])
@@ -277,7 +280,7 @@ async def test_the_agents_variables_are_set_inside_the_sandbox_only(
     async with connect() as client:
         results = [
             await run(client, "echo $LD_PRELOAD", env=steering, **extra)
-            for extra in ({}, {"stdin": "input"}, {"cwd": "/usr"}, {"cwd": str(tmp_path)}, {"wait": True})
+            for extra in ({}, {"stdin": "input"}, {"cwd": "/usr"}, {"cwd": "/"}, {"wait": True})
         ]
         results.append(await run(client, long_command, env=steering))
         plain_env = await run(client, "env", env={"MY_VAR": "inside"})
@@ -373,21 +376,27 @@ async def test_credentials_stay_hidden_when_the_operator_shows_the_whole_home(
             assert secret not in every["stdout"], relative
 
 
-async def test_a_cwd_that_holds_hidden_paths_shows_them_hidden(rich_home: Path, tmp_path: Path) -> None:
-    data = load_settings().data_dir
-    async with connect() as client:
+async def test_a_cwd_that_holds_hidden_paths_shows_them_hidden(
+    rich_home: Path, tmp_path: Path, config_file: Any
+) -> None:
+    """The operator shows a directory that holds the data directory and the home: both stay hidden in it."""
+    settings = load_settings(config_file(f'[local.sandbox]\nwritable_paths = ["{tmp_path}"]\n'))
+    data = settings.data_dir
+    async with connect(settings) as client:
         (data / "planted.txt").write_text("in the data directory")
-        above = await run(
-            client, f"cat data/planted.txt; ls -A data home; cat home/.env; cat {data}/planted.txt", cwd=str(tmp_path)
-        )
+        command = f"cat data/planted.txt; ls -A data home; cat home/.env; cat {data}/planted.txt"
+        above = await run(client, command, cwd=str(tmp_path))
     assert "in the data directory" not in above["stdout"] and "dotenv-secret" not in above["stdout"], above
     assert above["exit_code"] != 0
 
 
-async def test_a_cwd_swapped_while_it_is_checked_never_shows_what_it_was_swapped_to(tmp_path: Path) -> None:
+async def test_a_cwd_swapped_while_it_is_checked_never_shows_what_it_was_swapped_to(
+    tmp_path: Path, config_file: Any
+) -> None:
     """A symlink flipped between an ordinary directory and the data directory while runs are started with it
     as their cwd: each run gets the directory that was opened and judged, or is refused; never the data."""
-    data = load_settings().data_dir
+    settings = load_settings(config_file(f'[local.sandbox]\nwritable_paths = ["{tmp_path}"]\n'))
+    data = settings.data_dir
     ordinary = tmp_path / "ordinary"
     ordinary.mkdir()
     (ordinary / "ordinary.txt").write_text("ordinary")
@@ -405,7 +414,7 @@ async def test_a_cwd_swapped_while_it_is_checked_never_shows_what_it_was_swapped
                 spare.replace(link)
 
     flipper = threading.Thread(target=flip, daemon=True)
-    async with connect() as client:
+    async with connect(settings) as client:
         (data / "planted.txt").write_text("in the data directory")
         flipper.start()
         try:

@@ -94,7 +94,10 @@ class LimitsConfig(BaseModel):
     disk_mb: int = Field(
         1024, ge=1, description="Disk a run's own directory may take while it runs (at most local.max_data_mb)."
     )
-    tmp_mb: int = Field(512, ge=1, description="Size of each of a sandboxed run's private /tmp, /dev/shm and home.")
+    tmp_mb: int = Field(
+        512, ge=1, description="Size of each of a sandboxed run's private /tmp, /dev/shm, /run and home."
+    )
+    files: int = Field(200_000, ge=100, description="Files and directories a run's own directory may hold.")
     cgroups: bool = Field(True, description="Use cgroups when the host lets us create them.")
     cgroup_parent: str | None = Field(None, description="A delegated cgroup v2 directory to create session cgroups in.")
 

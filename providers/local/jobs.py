@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -35,11 +36,10 @@ class SessionSettings:
 
 @dataclass(frozen=True)
 class Cwd:
-    """A caller's cwd as opened: its real path, the descriptor, and whether the sandbox must bind it in."""
+    """A caller's cwd as opened: its real path, and the descriptor (an unconfined run's supervisor goes there)."""
 
     path: str
     fd: int
-    bind: bool
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,13 @@ def check_start(
     if not command.strip():
         raise InvalidInput(PROVIDER, "command is empty", hint="Pass a shell command line, e.g. 'echo hello'.")
     texts = {"command": command, "cwd": cwd, **{f"env value {k!r}": v for k, v in (env or {}).items()}}
-    for what, value in texts.items():
+    for what, value in {**texts, **{f"env name {k!r}": k for k in env or {}}}.items():
+        if value is not None and not value.isascii() and not _encodable(value):
+            raise InvalidInput(
+                PROVIDER,
+                f"{what[:200]} holds text that is not valid Unicode (a lone surrogate)",
+                hint="Send valid UTF-8 text; to pass binary data, use base64 in stdin or a file.",
+            )
         if value is not None and "\0" in value:
             raise InvalidInput(
                 PROVIDER,
@@ -91,33 +97,64 @@ def check_start(
         )
 
 
+def _encodable(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def open_cwd(cwd: str, sandbox: Sandbox | None) -> Cwd:
-    """Open a caller's cwd once and judge what was opened (its real path), never the path again: the run
-    gets that directory (bound from the descriptor where the sandbox would not show it), whatever the path
-    names by the time the run starts."""
-    if not os.path.isabs(os.path.expanduser(cwd)):
+    """Open a caller's cwd once and judge what was opened (its real path), never the path again. Sandboxed, it
+    must be a directory the sandbox shows as it is on the host: not one it hides, and not one in a directory it
+    makes private (/tmp, /run, /dev/shm), where binding the host's directory in would bring its sockets too."""
+    path = os.path.expanduser(cwd)
+    if not os.path.isabs(path):
         raise InvalidInput(
             PROVIDER, f"cwd {cwd!r} is not an absolute path", hint="Give an absolute path, or leave cwd out."
         )
+    if sandbox is not None:
+        _refuse_unshown(cwd, sandbox.shows(os.path.normpath(path)))  # before any look at it: no hint of what exists
     try:
-        fd = os.open(os.path.expanduser(cwd), os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        fd = os.open(path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError as exc:
         why = "is too long" if exc.errno == errno.ENAMETOOLONG else "is not an existing directory"
         raise InvalidInput(
             PROVIDER, f"cwd {cwd[:200]!r} {why}", hint="Give an existing directory, or leave cwd out."
         ) from None
-    real = os.readlink(f"/proc/self/fd/{fd}")
-    shown = sandbox.shows(real) if sandbox is not None else "rw"
-    if shown == "hidden" or not real.startswith("/"):  # not "/x (deleted)" nor outside our mount namespace
+    try:
+        real = os.readlink(f"/proc/self/fd/{fd}")
+        if not real.startswith("/"):  # "/x (deleted)", or outside our mount namespace
+            raise InvalidInput(PROVIDER, f"cwd {cwd!r} is not an existing directory", hint="Give another one.")
+        if sandbox is not None:
+            _refuse_unshown(cwd, sandbox.shows(real))
+    except BaseException as exc:
         os.close(fd)
+        if isinstance(exc, OSError):
+            raise InvalidInput(
+                PROVIDER, f"cwd {cwd[:200]!r} cannot be used ({exc.strerror})", hint="Give another one."
+            ) from None
+        raise
+    return Cwd(real, fd)
+
+
+def _refuse_unshown(cwd: str, shown: str) -> None:
+    if shown == "hidden":
         raise InvalidInput(
             PROVIDER,
-            f"cwd {cwd!r} is hidden from sandboxed commands (the home directory, the data directory or a "
+            f"cwd {cwd[:200]!r} is hidden from sandboxed commands (the home directory, the data directory or a "
             "credential location)",
-            hint="Leave cwd out for a fresh working directory, or ask the operator to add the directory to "
-            "local.sandbox readable_paths or writable_paths.",
+            hint="Leave cwd out for a fresh working directory, use a workspace, or ask the operator to add the "
+            "directory to local.sandbox readable_paths or writable_paths.",
         )
-    return Cwd(real, fd, bind=shown == "private")
+    if shown == "private":
+        raise InvalidInput(
+            PROVIDER,
+            f"cwd {cwd[:200]!r} is in a directory sandboxed commands have a private one of (/tmp, /run, /dev/shm)",
+            hint="Use a workspace (execRun workspace=NAME) to keep files across runs, or ask the operator to add "
+            "the directory to local.sandbox writable_paths or readable_paths.",
+        )
 
 
 def build_job(
@@ -136,14 +173,14 @@ def build_job(
     sandbox = settings.sandbox
     job_env = child_env(env)
     fds = {"lock": lock_fd} if lock_fd is not None else {}
-    if place is not None and (sandbox is None or place.bind):  # unconfined: the supervisor goes there
+    if place is not None and sandbox is None:  # unconfined: the supervisor goes there
         fds["cwd"] = place.fd
     if sandbox is None:
         argv = ["/bin/sh", "-c", job.command]
     elif place is None:
         argv = sandbox.argv(job.command, job.cwd, job_env, workdir=job.cwd)
     else:
-        argv = sandbox.argv(job.command, job.cwd, job_env, bind_cwd=place.bind)
+        argv = sandbox.argv(job.command, job.cwd, job_env)
     disk = {"path": job.cwd, "max_bytes": settings.disk_bytes, "setting": "local.limits.disk_mb"}
     message: dict[str, Any] = {
         "id": job.id,
@@ -167,7 +204,7 @@ def build_job(
             "on_server_exit": job.on_exit,
         },
     }
-    if 2 * len(job.command) + sum(len(k) + len(v) for k, v in job_env.items()) > channel.INLINE_JOB_BYTES:
+    if len(json.dumps(message, separators=(",", ":"))) > channel.INLINE_JOB_BYTES:  # (escaped: ASCII)
         sv.write_json(str(job.directory / sv.REQUEST), message)  # too large for one socket message
         message = {"file": sv.REQUEST, "id": job.id}
     return message, list(fds.values())

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import time
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import anyio.to_thread
 
 from providers.local.ids import place_of
 from providers.local.store import Store, StoreError
+from providers.local.supervisor.trees import remove_tree, tree_bytes
 
 logger = logging.getLogger(__name__)
 DAY_S = 86_400
@@ -27,26 +27,6 @@ PASS_AFTER_SHARE = 0.1
 PASS_AFTER_S = 600.0
 MEASURE_BATCH = 1_000  # finished sessions measured in one pass (the newest are; the rest in the next passes)
 DELETE_BATCH = 1_000  # sessions read at a time when choosing what to delete
-
-
-def tree_bytes(path: Path) -> int:
-    """Bytes a directory tree takes on disk (allocated blocks, so sparse files count as what they use)."""
-    total = 0
-    stack = [str(path)]
-    while stack:
-        try:
-            entries = list(os.scandir(stack.pop()))
-        except OSError:
-            continue
-        for entry in entries:
-            try:
-                info = entry.stat(follow_symlinks=False)
-            except OSError:
-                continue
-            total += info.st_blocks * 512
-            if entry.is_dir(follow_symlinks=False):
-                stack.append(entry.path)
-    return total
 
 
 class Retention:
@@ -91,8 +71,9 @@ class Retention:
                 self._again = False
                 try:
                     done = await self._pass()
-                except (StoreError, OSError) as exc:
-                    logger.warning("runtimes-mcp: retention pass failed: %s", exc)
+                except Exception as exc:  # retention never ends a server, whatever a run left behind
+                    expected = isinstance(exc, StoreError | OSError)
+                    logger.warning("runtimes-mcp: retention pass failed: %s", exc, exc_info=not expected)
                     break
                 sessions, events = sessions + done[0], events + done[1]
         return sessions, events
@@ -164,18 +145,18 @@ class Retention:
         return deleted
 
     def _measure(self, session_ids: list[str]) -> dict[str, int]:
-        return {session_id: tree_bytes(self._sessions / session_id) for session_id in session_ids}
+        return {session_id: tree_bytes(str(self._sessions / session_id)) for session_id in session_ids}
 
     def _remove(self, session_ids: list[str]) -> None:
         for session_id in session_ids:
-            shutil.rmtree(self._sessions / session_id, ignore_errors=True)
+            remove_tree(str(self._sessions / session_id))
 
     def _live_bytes(self, known: set[str], running: list[str]) -> int:
         """Bytes held by the directories of running sessions and of those with no record yet (spares made
         ahead, a run being recorded)."""
-        total = sum(tree_bytes(self._sessions / session_id) for session_id in running)
+        total = sum(tree_bytes(str(self._sessions / session_id)) for session_id in running)
         try:
             names = os.listdir(self._sessions)
         except OSError:
             return total
-        return total + sum(tree_bytes(self._sessions / name) for name in names if name not in known)
+        return total + sum(tree_bytes(str(self._sessions / name)) for name in names if name not in known)

@@ -28,7 +28,6 @@ from providers.local.run_as import RunAs, can_reach
 
 logger = logging.getLogger(__name__)
 PROBE_TIMEOUT_S = 10.0
-CWD_FD = 3  # where a run's cwd, opened by the server, reaches bubblewrap (see supervisor/session.py)
 
 # Shown (read-only) in the otherwise hidden home: where language toolchains and user-installed tools live.
 TOOLCHAIN_PATHS = (
@@ -85,6 +84,8 @@ CREDENTIAL_PATHS = (
     ".pypirc",
     ".cargo/credentials",
     ".cargo/credentials.toml",
+    ".local/share/uv/credentials",
+    ".npm-global/etc/npmrc",
     ".gem/credentials",
     ".terraform.d",
     ".terraformrc",
@@ -173,30 +174,33 @@ class Sandbox:
         return kind
 
     @functools.cached_property
+    def later(self) -> tuple[Mount, ...]:
+        return tuple(m for m in self.mounts if m.kind == "hidden" and not m.rendered and self._would_show(m))
+
+    def _would_show(self, hidden: Mount) -> bool:
+        before = self.mounts[: self.mounts.index(hidden)]
+        return Sandbox("", before, self.network).shows(hidden.path) in ("ro", "rw")
+
+    @functools.cached_property
     def profile(self) -> list[str]:
         args = ["--unshare-user", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"]
         if not self.network:
             args.append("--unshare-net")
         args += ["--die-with-parent", "--new-session", "--cap-drop", "ALL"]
         args += ["--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev"]
-        return args + _render(m for m in self.mounts if m.rendered and m.path != "/")
+        args += _render(m for m in self.mounts if m.rendered and m.path != "/")
+        return [*args, "--remount-ro", "/dev"]  # its own /dev/shm stays writable, bounded; /dev itself is not
 
-    def argv(
-        self, command: str, cwd: str, env: Mapping[str, str], *, workdir: str | None = None, bind_cwd: bool = False
-    ) -> list[str]:
-        """bwrap's arguments for one command in `cwd` (resolved). `workdir`: the run's own directory, writable
-        (in the hidden data directory). `bind_cwd`: the caller's cwd, opened by the server and passed as
-        descriptor CWD_FD, is shown read-only where the sandbox would not show it (a private directory): bound
-        from what was opened, so a path swapped after the check cannot bring in anything else.
-        The command's variables are set inside the sandbox only (`--clearenv`, `--setenv`): bwrap itself runs
-        on the host with an empty environment (see supervisor.spawn.spawn_sandbox)."""
+    def argv(self, command: str, cwd: str, env: Mapping[str, str], *, workdir: str | None = None) -> list[str]:
+        """bwrap's arguments for one command in `cwd` (a real path the sandbox shows). `workdir`: the run's own
+        directory, writable (in the hidden data directory). The command's variables are set inside the sandbox
+        only (`--clearenv`, `--setenv`): bwrap itself runs on the host with an empty environment (see
+        supervisor.spawn.spawn_sandbox); every argument before the last four is an option."""
         args = [self.bwrap, *self.profile]
+        # hidden paths made since the profile was built (a credential file written after the server started)
+        args += _render(m for m in self.later if os.path.lexists(m.path))
         if workdir is not None:
             args += ["--bind", workdir, workdir]
-        elif bind_cwd:
-            args += ["--ro-bind-fd", str(CWD_FD), cwd]
-            # what the profile shows or hides below it, again: the bind covered it with the host's
-            args += _render(m for m in self.mounts if _under(m.path, cwd) and m.path != cwd)
         args.append("--clearenv")
         for name, value in env.items():
             args += ["--setenv", name, value]
@@ -233,7 +237,7 @@ def mounts(
     # mount. With the network allowed, name resolution may still need resolv.conf from under it.
     for run in ("/run", "/var/run"):
         if Path(run).is_dir() and not Path(run).is_symlink():
-            out.append(Mount(run, "private"))
+            out.append(Mount(run, "private", tmp))
     resolv = Path("/etc/resolv.conf").resolve()
     if config.network and str(resolv).startswith("/run/") and resolv.is_file():
         out.append(Mount(str(resolv), "ro"))
@@ -249,11 +253,13 @@ def mounts(
     hidden += [str(home / rel) for rel in CREDENTIAL_PATHS]
     if os.geteuid() == 0:
         hidden += list(ROOT_ONLY_PATHS)
+    # Hidden where they lead, too: ~/.cargo may be a link to a directory the host view shows elsewhere.
+    hidden += [os.path.realpath(path) for path in hidden if os.path.islink(path) or os.path.realpath(path) != path]
     for path in dict.fromkeys(hidden):
-        if os.path.lexists(path):
-            # A mount only where it would show; elsewhere it is known (a cwd there is refused) but costs nothing.
-            showing = Sandbox("", tuple(out), config.network).shows(path) in ("ro", "rw")
-            out.append(Mount(path, "hidden", rendered=showing))
+        # A mount only where it would show; elsewhere it is known (a cwd there is refused) but costs nothing.
+        # One that does not exist yet is looked at again at each run (see Sandbox.argv).
+        showing = Sandbox("", tuple(out), config.network).shows(path) in ("ro", "rw")
+        out.append(Mount(path, "hidden", rendered=showing and os.path.lexists(path)))
     return out
 
 

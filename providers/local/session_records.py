@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -26,6 +25,7 @@ from providers.local.processes import end_leftovers
 from providers.local.store import EventRow, SessionRow, Store, StoreError
 from providers.local.supervisor import records as sv
 from providers.local.supervisor.limits import CGROUP_NAME, remove_cgroup, sweep_cgroups
+from providers.local.supervisor.trees import remove_tree
 from providers.values import now_ms
 
 TERMINAL_STATES = ("completed", "failed", "timed_out", "stopped", "lost")
@@ -144,7 +144,7 @@ class SessionRecords:
             record = sv.read_json(str(Path(entry.path) / sv.RECORD))
             owner = (record or {}).get("spare")
             if (owner and not sv.alive(owner)) or (not owner and _older_than(entry.path, 60)):
-                shutil.rmtree(entry.path, ignore_errors=True)  # made ahead by a server that is gone: unused
+                remove_tree(entry.path)  # made ahead by a supervisor that is gone: unused
         with contextlib.suppress(StoreError):
             await self._store.flush()
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.to_thread
 from anyio.abc import TaskGroup
 
 from providers.errors import InvalidInput, ProviderError, Unavailable
@@ -29,12 +30,14 @@ from providers.local.session_records import SessionRecords, end_data, end_event
 from providers.local.spawner import Spare, Spawner, SpawnerError, receive, send, signal_supervisor
 from providers.local.store import SessionRow, Store, StoreError
 from providers.local.supervisor import records as sv
+from providers.local.supervisor.limits import sweep_cgroups
 
 PROGRESS_TICK_S = 1.0  # a follower hears at least this often that the run goes on
 OUTPUT_POLL_S = 0.02  # while someone follows a run, its output is looked at this often
 REPORT_GAP_S = 0.25  # and told at most this often
 FOLLOW_POLL_S = 0.1  # how often a session another server runs is looked at while following it
 STOP_WAIT_S = STOP_GRACE_S + 5.0
+HAND_OVER_TRIES = 3
 
 Progress = Callable[[float, float | None, str], Awaitable[None]]
 logger = logging.getLogger(__name__)
@@ -128,8 +131,16 @@ class SessionManager(SessionRecords):
             place=self.place,
         )
         live = LiveSession(row, spare.channel, time.monotonic(), on_exit, kind=spare.kind)
+        tries = 0
         try:
             while not self._hand_over(spare, row, place, env, stdin, on_exit, lock_fd, quiet=not durable):
+                tries += 1
+                if tries >= HAND_OVER_TRIES:
+                    raise Unavailable(
+                        PROVIDER,
+                        f"{tries} session supervisors in a row took no job (see {self._dir.parent}/supervisors.log)",
+                        hint="Retry; if it persists, restart the server and report it with that log.",
+                    )
                 spare.channel.close()  # that supervisor has gone (it should not have): take another
                 spare = await self._take(spare.kind)
                 row.id, row.supervisor, live.channel = spare.id, spare.supervisor, spare.channel
@@ -362,6 +373,8 @@ class SessionManager(SessionRecords):
                         tg.start_soon(self.stop, live.id, "server_shutdown")
             for live in list(self._live.values()):
                 live.channel.close()  # its supervisor carries on; it records the end itself
+            if self.settings.cgroups:  # those of supervisors killed while idle (the others remove their own)
+                await anyio.to_thread.run_sync(sweep_cgroups, self.settings.cgroup_parent, sv.alive)
 
 
 class Reporter:

@@ -14,6 +14,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,7 @@ READY_WAIT_S = 20.0  # a cold zygote (a fresh Python) takes ~0.1 s; a loaded mac
 # Supervisors are reused one session after another, so a few cover a steady stream of runs; more are forked
 # when runs overlap.
 IDLE_SUPERVISORS = 4
+ZYGOTE_RESTARTS = 5  # in a minute
 ZYGOTE_ENV = ("PATH", "LANG", "LC_ALL", "TZ")
 
 
@@ -81,6 +83,10 @@ class Spawner:
         self._listened = anyio.Event()  # set when _listen has read the zygote's last message
 
     def start(self, task_group: Any) -> None:
+        self._start_zygote()
+        task_group.start_soon(self._listen)
+
+    def _start_zygote(self) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         ours.setblocking(False)
         env = {k: v for k, v in os.environ.items() if k in ZYGOTE_ENV}
@@ -102,38 +108,57 @@ class Spawner:
             theirs.close()
             os.close(log)
         self._sock = ours
+        self._forks_asked = {kind: 0 for kind in self._forks_asked}
         self._fork(1)
-        task_group.start_soon(self._listen)
 
     def _fork(self, n: int, kind: str = "session") -> None:
         if self._sock is not None and send(self._sock, {"op": "more", "n": n, "kind": kind}):
             self._forks_asked[kind] += n
 
     async def _listen(self) -> None:
-        zygote = self._sock
-        assert zygote is not None
+        """Take the supervisors the zygote forks. A zygote that dies (it should not: killed by hand, or by the
+        OOM killer) is started again, a few times a minute at most."""
+        restarts: list[float] = []
         try:
             while True:
-                message, fds = await receive(zygote, with_fds=True)
-                if message is None or self._closed or not fds:
-                    for fd in fds:
-                        os.close(fd)  # a supervisor on its way while we closed: it leaves by itself
-                    if message is None:
-                        if not self._closed:
-                            self._error = "the session supervisor process ended unexpectedly"
-                            logger.error("runtimes-mcp: %s", self._error)
-                            self._forks_asked = {kind: 0 for kind in self._forks_asked}  # none will come
-                        self._wake()
-                        return
-                    continue
-                kind = str(message.get("kind", "session"))
-                self._forks_asked[kind] = max(0, self._forks_asked[kind] - 1)
-                sock = socket.socket(fileno=fds[0])
-                sock.setblocking(False)
-                self._idle[kind].append((str(message["supervisor"]), sock))
-                self._wake()
+                zygote = self._sock
+                assert zygote is not None
+                await self._take_supervisors(zygote)
+                if self._closed:
+                    return
+                restarts = [t for t in restarts if t > time.monotonic() - 60] + [time.monotonic()]
+                if len(restarts) > ZYGOTE_RESTARTS:
+                    self._error = (
+                        "the session supervisor process keeps ending; see supervisors.log in the data directory"
+                    )
+                    self._forks_asked = {kind: 0 for kind in self._forks_asked}  # none will come
+                    logger.error("runtimes-mcp: %s", self._error)
+                    self._wake()
+                    return
+                logger.error("runtimes-mcp: the session supervisor process ended unexpectedly; starting it again")
+                zygote.close()
+                if self._process is not None:
+                    self._process.wait()
+                self._start_zygote()
         finally:
             self._listened.set()
+
+    async def _take_supervisors(self, zygote: socket.socket) -> None:
+        while True:
+            message, fds = await receive(zygote, with_fds=True)
+            if message is None or self._closed or not fds:
+                for fd in fds:
+                    os.close(fd)  # a supervisor on its way while we closed: it leaves by itself
+                if message is None:
+                    self._wake()
+                    return
+                continue
+            kind = str(message.get("kind", "session"))
+            self._forks_asked[kind] = max(0, self._forks_asked[kind] - 1)
+            sock = socket.socket(fileno=fds[0])
+            sock.setblocking(False)
+            self._idle[kind].append((str(message["supervisor"]), sock))
+            self._wake()
 
     def _wake(self) -> None:
         """Wake every task waiting in take(); later waiters wait for the next message."""

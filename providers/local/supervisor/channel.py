@@ -15,7 +15,10 @@ INLINE_JOB_BYTES = 32_768  # the size above which the server writes the job to t
 def receive(sock: socket.socket, max_fds: int = 0) -> tuple[dict[str, Any] | None, list[int]]:
     """The next message (None at the end of the stream) and the descriptors passed with it. Raises
     BlockingIOError on a non-blocking socket with nothing to read, OSError when the peer is gone."""
-    data, ancillary, _, _ = sock.recvmsg(MAX_MESSAGE, socket.CMSG_SPACE(max_fds * 4) if max_fds else 0)
+    # Close-on-exec from the moment they arrive: a descriptor a supervisor holds (a cwd, a lock) must never
+    # reach the command it starts.
+    flags = socket.MSG_CMSG_CLOEXEC if max_fds else 0
+    data, ancillary, _, _ = sock.recvmsg(MAX_MESSAGE, socket.CMSG_SPACE(max_fds * 4) if max_fds else 0, flags)
     fds = array.array("i")
     for level, kind, payload in ancillary:
         if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:

@@ -38,26 +38,6 @@ def _counter(text: str, name: str) -> int:
     return 0
 
 
-def tree_bytes(path: str) -> int:
-    """Bytes a directory tree takes on disk (allocated blocks: a sparse file counts as what it uses)."""
-    total = 0
-    stack = [path]
-    while stack:
-        try:
-            entries = list(os.scandir(stack.pop()))
-        except OSError:
-            continue
-        for entry in entries:
-            try:
-                info = entry.stat(follow_symlinks=False)
-            except OSError:
-                continue
-            total += info.st_blocks * 512
-            if entry.is_dir(follow_symlinks=False):
-                stack.append(entry.path)
-    return total
-
-
 def cgroup_dirs(name: str, parent: str | None) -> dict[str, str]:
     """controller -> directory of a cgroup called `name` below ours (v1), or below `parent` (a delegated v2
     directory, "all" -> it); empty where the host has neither."""
@@ -193,27 +173,29 @@ class Limits:
         self.cgroup: Cgroup | None = None
         self.baseline: dict[str, int] = {}
         self.cpu_done = 0.0
+        self.for_runs: list[tuple[int, tuple[int, int]]] = []  # rlimits set on each run's process, not ours
 
     def apply(self, name: str) -> None:
+        """Make the cgroup, set the rlimits a supervisor may share with its runs (file size, open files) and
+        work out those only runs get (memory without a cgroup, CPU time: the supervisor's own work, such as
+        measuring a large directory for an hour, must not count against them)."""
         if not self.limits:
             return
         self.cgroup = Cgroup.create(self.limits, name)
         largest_file = min(int(self.limits["file_size_mb"]), int(self.limits.get("disk_mb") or 1 << 30))
-        settings = [
+        shared = [
             (resource.RLIMIT_FSIZE, largest_file * MIB),  # no file larger than the run's disk allowance
             (resource.RLIMIT_NOFILE, int(self.limits["open_files"])),
         ]
+        own = []
         if self.cgroup is None:  # the cgroup caps a session's memory as a whole; without one, each process
-            settings.append((resource.RLIMIT_DATA, int(self.limits["memory_mb"]) * MIB))
+            own.append((resource.RLIMIT_DATA, int(self.limits["memory_mb"]) * MIB))
         if self.kind != "launcher":
-            settings.append((resource.RLIMIT_CPU, int(self.limits["cpu_s"])))
-        for which, value in settings:
+            own.append((resource.RLIMIT_CPU, int(self.limits["cpu_s"])))
+        for which, value in shared:
             with contextlib.suppress(ValueError, OSError):
-                _, hard = resource.getrlimit(which)
-                cap = value if hard == resource.RLIM_INFINITY else min(value, hard)
-                # CPU: SIGXCPU at the limit (which says why), SIGKILL a second later if that is ignored.
-                top = cap + 1 if which == resource.RLIMIT_CPU and hard == resource.RLIM_INFINITY else cap
-                resource.setrlimit(which, (cap, top))
+                resource.setrlimit(which, _capped(which, value))
+        self.for_runs = [(which, _capped(which, value)) for which, value in own]
 
     def begin(self) -> None:
         """Before a run: the counters as it finds them."""
@@ -267,6 +249,14 @@ class Limits:
     def close(self) -> None:
         if self.cgroup is not None:
             self.cgroup.remove()
+
+
+def _capped(which: int, value: int) -> tuple[int, int]:
+    """(soft, hard) for an rlimit: `value`, within the hard limit we have. CPU: SIGXCPU at the limit (which says
+    why), SIGKILL a second later if that is ignored."""
+    _, hard = resource.getrlimit(which)
+    cap = value if hard == resource.RLIM_INFINITY else min(value, hard)
+    return cap, cap + 1 if which == resource.RLIMIT_CPU and hard == resource.RLIM_INFINITY else cap
 
 
 def _tail(path: str, size: int = 2048) -> bytes:

@@ -11,8 +11,9 @@ import os
 import time
 from typing import Any
 
-from .limits import MIB, Limits, tree_bytes
+from .limits import MIB, Limits
 from .records import STREAMS, descendants
+from .trees import TooMany, tree_size
 
 FIRST_S = 0.1  # the first look, and the shortest gap between two
 OUTPUT_MOST_S = 1.0  # output that has not grown is looked at this seldom at most
@@ -30,7 +31,7 @@ class Backoff:
         self.at = start + FIRST_S
 
     def done(self, now: float, changed: bool, least: float = FIRST_S) -> None:
-        self.gap = max(least, FIRST_S if changed else min(self.gap * 2, self.most))
+        self.gap = min(self.most, max(least, FIRST_S if changed else self.gap * 2))
         self.at = now + self.gap
 
 
@@ -41,6 +42,7 @@ class Monitor:
         self.disk_path: str | None = disk.get("path")
         self.disk_cap: int = int(disk.get("max_bytes") or 0)
         self.disk_setting = str(disk.get("setting"))
+        self.files = int(limits.limits.get("files") or 1_000_000)
         self.limits = limits
         self.streams = streams
         self.sizes = [0, 0]
@@ -67,7 +69,10 @@ class Monitor:
             if hit is not None:
                 return hit
         if self.disk is not None and now >= self.disk.at:
-            size = tree_bytes(str(self.disk_path))
+            try:
+                size, _ = tree_size(str(self.disk_path), most=self.files)
+            except TooMany:
+                return "disk_limit", f"its directory holds more than {self.files} files (local.limits.files)"
             took = time.monotonic() - now
             self.disk.done(time.monotonic(), size != self.disk_bytes, least=took * DISK_SHARE)
             self.disk_bytes = size

@@ -79,7 +79,8 @@ class Supervisor:
         self.wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
         # Handled, not ignored: an exec resets handled signals, so the command starts with default ones.
-        for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        # SIGXCPU too: the supervisor takes the run's CPU limit for the instant of a spawn.
+        for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGXCPU):
             signal.signal(sig, lambda *_: None)  # the wakeup fd is what we listen to
         self.identity = identity(os.getpid()) or f"pid:{os.getpid()}"
         self.limits.apply(cgroup_name(self.identity))
@@ -165,15 +166,14 @@ class Supervisor:
         cgroup, user = self.limits.cgroup, self.limits.limits.get("run_as")
         cwd = self.fds.get("cwd")
         if job.get("sandboxed"):
-            given = [os.dup(cwd)] if cwd is not None else []  # bwrap binds it (the argv says fd 3)
-            self.pid = spawn_sandbox(job["argv"], fds + given, cgroup, user)
+            self.pid = spawn_sandbox(job["argv"], fds, cgroup, user, self.limits.for_runs)
         else:
             try:
                 if cwd is not None:
                     os.fchdir(cwd)
                 else:
                     os.chdir(self.path(WORKDIR))
-                self.pid = spawn(job["argv"], job.get("env") or {}, fds, cgroup, user)
+                self.pid = spawn(job["argv"], job.get("env") or {}, fds, cgroup, user, self.limits.for_runs)
             finally:
                 os.chdir("/")
         if not job.get("quiet_start_s"):
@@ -260,12 +260,14 @@ class Supervisor:
             self.end("server_shutdown")
 
     def end(self, reason: str, detail: str | None = None) -> None:
-        """Ask the whole run to stop (SIGTERM), and SIGKILL what is left after the grace period."""
+        """Ask the whole run to stop (SIGTERM), and SIGKILL what is left after the grace period. A run that
+        fills its disk gets no grace: it would go on writing."""
         if self.reason is not None:
             return
         self.reason, self.detail = reason, detail
-        self.signal_all(signal.SIGTERM)
-        self.kill_at = time.monotonic() + float(self.job.get("grace_s", 2.0))
+        grace = 0.0 if reason == "disk_limit" else float(self.job.get("grace_s", 2.0))
+        self.signal_all(signal.SIGTERM if grace else signal.SIGKILL)
+        self.kill_at = time.monotonic() + grace
 
     def signal_all(self, sig: int) -> None:
         """Signal everything the run started. In a sandbox, SIGTERM spares bubblewrap's two processes (its

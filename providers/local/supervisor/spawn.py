@@ -10,10 +10,14 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import resource
 
 from .limits import Cgroup
 
 HIGH_FD = 64  # descriptors are moved above this first, so that placing one never overwrites another
+
+
+Rlimits = list[tuple[int, tuple[int, int]]]
 
 
 def spawn(
@@ -22,9 +26,12 @@ def spawn(
     fds: list[int],
     cgroup: Cgroup | None = None,
     user: list[int] | None = None,
+    rlimits: Rlimits | None = None,
 ) -> int:
     """Start `argv` with `fds` as its descriptors 0, 1, 2, 3… and no other (everything the supervisor holds
-    is close-on-exec). `user`: [uid, gid] to run as. The given descriptors are closed, whatever happens."""
+    is close-on-exec), with `rlimits` of its own. `user`: [uid, gid] to run as. The given descriptors are
+    closed, whatever happens."""
+    rlimits = rlimits or []
     try:
         high = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, HIGH_FD) for fd in fds]
     finally:
@@ -32,10 +39,17 @@ def spawn(
             os.close(fd)
     try:
         if user is not None:
-            return _fork_exec(argv, env, high, cgroup, user)
+            return _fork_exec(argv, env, high, cgroup, user, rlimits)
+        # The child is born in the cgroup and with the run's soft rlimits; the supervisor leaves both at once.
+        # (Only soft limits: a hard one could not be raised back. A run that raises its own is still ended
+        # by the supervisor's watch, which counts what the kernel does not.)
         if cgroup is not None:
-            cgroup.move(os.getpid(), inside=True)  # the child is born in it; we leave at once
+            cgroup.move(os.getpid(), inside=True)
+        ours = [(which, resource.getrlimit(which)) for which, _ in rlimits]
         try:
+            for (which, (soft, _)), (_, (_, hard)) in zip(rlimits, ours, strict=True):
+                with contextlib.suppress(OSError, ValueError):
+                    resource.setrlimit(which, (soft, hard))
             return os.posix_spawn(
                 argv[0],
                 argv,
@@ -44,6 +58,9 @@ def spawn(
                 setpgroup=0,
             )
         finally:
+            for which, limit in ours:
+                with contextlib.suppress(OSError, ValueError):
+                    resource.setrlimit(which, limit)
             if cgroup is not None:
                 cgroup.move(os.getpid(), inside=False)
     finally:
@@ -51,7 +68,9 @@ def spawn(
             os.close(fd)
 
 
-def _fork_exec(argv: list[str], env: dict[str, str], fds: list[int], cgroup: Cgroup | None, user: list[int]) -> int:
+def _fork_exec(
+    argv: list[str], env: dict[str, str], fds: list[int], cgroup: Cgroup | None, user: list[int], rlimits: Rlimits
+) -> int:
     errors_r, errors_w = os.pipe2(os.O_CLOEXEC)
     pid = os.fork()
     if pid == 0:  # the child: only system calls from here to exec
@@ -61,6 +80,8 @@ def _fork_exec(argv: list[str], env: dict[str, str], fds: list[int], cgroup: Cgr
                 cgroup.move(os.getpid(), inside=True)
             for target, fd in enumerate(fds):
                 os.dup2(fd, target)
+            for which, limit in rlimits:
+                resource.setrlimit(which, limit)
             uid, gid = user
             os.setgroups([])
             os.setgid(gid)
@@ -83,11 +104,17 @@ def _fork_exec(argv: list[str], env: dict[str, str], fds: list[int], cgroup: Cgr
     return pid
 
 
-def spawn_sandbox(argv: list[str], fds: list[int], cgroup: Cgroup | None = None, user: list[int] | None = None) -> int:
+def spawn_sandbox(
+    argv: list[str],
+    fds: list[int],
+    cgroup: Cgroup | None = None,
+    user: list[int] | None = None,
+    rlimits: Rlimits | None = None,
+) -> int:
     """Start bubblewrap (`argv`) on the host with an empty environment: what the command is to get is set
     inside the sandbox by the arguments. bwrap's options (the command's variables among them) reach it through
     a descriptor (`--args`) placed after `fds`, not its command line, which every user of the host can read."""
-    options = argv.index("--")
+    options = len(argv) - 4  # [..., "--", "/bin/sh", "-c", command]: the agent's values may hold a "--" too
     args = os.memfd_create("bwrap-args", os.MFD_CLOEXEC)
     try:
         data = memoryview(b"".join(arg.encode() + b"\0" for arg in argv[1:options]))
@@ -100,4 +127,4 @@ def spawn_sandbox(argv: list[str], fds: list[int], cgroup: Cgroup | None = None,
             os.close(fd)
         raise
     bwrap = [argv[0], "--args", str(len(fds)), *argv[options:]]
-    return spawn(bwrap, {}, [*fds, args], cgroup, user)
+    return spawn(bwrap, {}, [*fds, args], cgroup, user, rlimits)

@@ -1,0 +1,212 @@
+"""Escapes and crashes an adversarial review found in the sandbox and the supervisors, each tried again here:
+descriptors that reach a command, host directories bound in with their sockets, trees no walk could
+measure or remove, limits a run could dodge or turn against its supervisor, a zygote that was not replaced."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from providers.local.supervisor.trees import TooMany, remove_tree, tree_size
+from server.config import load_settings
+from tests.conftest import appears, connect, marker, structured, wait_until_gone
+from tests.test_sandbox import run, sandbox_works
+
+pytestmark = pytest.mark.skipif(not sandbox_works(), reason="this machine refuses unprivileged user namespaces")
+
+DEEP = 1200  # deeper than Python's recursion limit, and past PATH_MAX as a path
+
+
+def make_deep(top: Path, levels: int = DEEP) -> None:
+    """A tree `levels` deep with a 64 KiB file at the bottom, made with relative steps (its path is too long to
+    use whole)."""
+    fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for _ in range(levels):
+            os.mkdir("d" * 10, dir_fd=fd)
+            below = os.open("d" * 10, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd = below
+        leaf = os.open("leaf", os.O_WRONLY | os.O_CREAT, 0o600, dir_fd=fd)
+        os.write(leaf, b"x" * 65536)
+        os.close(leaf)
+    finally:
+        os.close(fd)
+
+
+def test_a_tree_of_any_depth_is_measured_and_removed(tmp_path: Path) -> None:
+    (tmp_path / "deep").mkdir()
+    make_deep(tmp_path / "deep")
+    size, entries = tree_size(str(tmp_path / "deep"))
+    assert entries == DEEP + 1 and size >= 65536
+    remove_tree(str(tmp_path / "deep"))
+    assert not (tmp_path / "deep").exists()
+
+
+def test_hard_links_count_once_and_links_are_not_followed(tmp_path: Path) -> None:
+    (tmp_path / "t").mkdir()
+    (tmp_path / "t" / "big").write_bytes(b"x" * 1_000_000)
+    for i in range(20):
+        os.link(tmp_path / "t" / "big", tmp_path / "t" / f"link{i}")
+    (tmp_path / "outside").mkdir()
+    (tmp_path / "outside" / "huge").write_bytes(b"y" * 3_000_000)
+    (tmp_path / "t" / "away").symlink_to(tmp_path / "outside")
+    size, _ = tree_size(str(tmp_path / "t"))
+    assert 1_000_000 <= size < 1_500_000
+    with pytest.raises(TooMany):
+        tree_size(str(tmp_path / "t"), most=5)
+    remove_tree(str(tmp_path / "t"))
+    assert (tmp_path / "outside" / "huge").exists()  # a link is removed, never what it points to
+
+
+async def test_a_command_holds_only_its_three_descriptors(config_file: Any, tmp_path: Path) -> None:
+    launcher = marker()
+    (tmp_path / "shown").mkdir()
+    body = f'[local.sandbox]\nwritable_paths = ["{tmp_path / "shown"}"]\n'
+    body += f'[local.launchers.fds]\ncommand = "ls -l /proc/self/fd > {tmp_path / "shown"}/fds; sleep {launcher}"\n'
+    settings = load_settings(config_file(body))
+    async with connect(settings) as client:
+        results = [
+            await run(client, "ls /proc/$$/fd", **extra)
+            for extra in ({}, {"cwd": "/usr"}, {"cwd": str(tmp_path / "shown")}, {"stdin": "x"})
+        ]
+        assert await appears(launcher)
+    for extra, result in zip(({}, "cwd /usr", "cwd shown", "stdin"), results, strict=True):
+        assert result["stdout"].split() == ["0", "1", "2"], (extra, result)
+    launcher_fds = (tmp_path / "shown" / "fds").read_text()  # ls's own: 0, 1, 2 and the directory it reads
+    assert ".lock" not in launcher_fds and len(launcher_fds.splitlines()) == 5, launcher_fds
+    assert await wait_until_gone(launcher) == []
+
+
+async def test_a_cwd_in_the_hosts_tmp_is_refused_so_its_sockets_stay_out_of_reach(tmp_path: Path) -> None:
+    where = tmp_path / "with-a-socket"
+    where.mkdir()
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(str(where / "agent.sock"))
+    listener.listen()
+    try:
+        async with connect() as client:
+            for cwd in (where, "/tmp", "/dev/shm", "/run"):
+                result = await client.call_tool("execRun", {"command": "ls", "cwd": str(cwd)})
+                assert result.is_error and "private" in result.content[0].text, cwd
+            inside = await run(client, f"ls {where}")
+        assert inside["exit_code"] != 0  # the sandbox's own /tmp has no such directory
+    finally:
+        listener.close()
+
+
+async def test_hidden_cwds_say_the_same_whether_they_exist_or_not(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = tmp_path / "home"
+    (home / ".aws").mkdir(parents=True)
+    monkeypatch.setenv("HOME", str(home))
+    async with connect() as client:
+        there = (await client.call_tool("execRun", {"command": "true", "cwd": str(home / ".aws")})).content[0].text
+        absent = (await client.call_tool("execRun", {"command": "true", "cwd": str(home / ".gcp")})).content[0].text
+    assert "hidden" in there and there.replace(".aws", "X") == absent.replace(".gcp", "X")
+
+
+async def test_dev_is_read_only_and_run_is_bounded(config_file: Any) -> None:
+    settings = load_settings(config_file("[local.limits]\ntmp_mb = 8\n"))
+    async with connect(settings) as client:
+        dev = await run(client, "echo x > /dev/null && echo null-ok; touch /dev/planted")
+        fill = await run(client, "head -c 50000000 /dev/zero > /run/x; du -k /run/x")
+    assert dev["stdout"] == "null-ok\n" and "Read-only" in dev["stderr"]
+    assert "No space left" in fill["stderr"] and int(fill["stdout"].split()[0]) <= 8 * 1024
+
+
+async def test_credentials_made_after_start_linked_or_uvs_stay_hidden(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home, elsewhere = tmp_path / "home", tmp_path / "elsewhere-cargo"
+    (home / ".local" / "share" / "uv").mkdir(parents=True)
+    (home / ".local" / "share" / "uv" / "credentials").mkdir()
+    (home / ".local" / "share" / "uv" / "credentials" / "credentials.toml").write_text("uv-token")
+    elsewhere.mkdir()
+    (elsewhere / "credentials.toml").write_text("cargo-token")
+    (home / ".cargo").symlink_to(elsewhere)
+    (home / ".pyenv").mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    async with connect() as client:
+        (home / ".pyenv" / ".netrc").write_text("not a credential location")
+        (home / ".cargo" / "credentials").write_text("made-after-start")  # written after the server started
+        every = await run(client, f"grep -rIh . ~ {elsewhere} 2>/dev/null; cat ~/.cargo/credentials; true")
+    for secret in ("uv-token", "cargo-token", "made-after-start"):
+        assert secret not in every["stdout"], secret
+
+
+async def test_values_that_look_like_separators_or_are_huge_in_json_start_cleanly() -> None:
+    async with connect() as client:
+        dashes = await run(client, 'printf "%s|%s" "$A" "$B"', env={"A": "--", "B": "--setenv"})
+        emoji = await run(client, "echo " + "\U0001f600" * 16_000 + " | wc -c")
+    assert dashes["stdout"] == "--|--setenv"
+    assert emoji["exit_code"] == 0 and int(emoji["stdout"]) == 16_000 * 4 + 1
+
+
+async def test_a_runs_cpu_and_memory_rlimits_are_its_own_not_its_supervisors(config_file: Any) -> None:
+    settings = load_settings(config_file("[local.limits]\ncpu_s = 30\ncgroups = false\nmemory_mb = 256\n"))
+    mark = marker()
+    async with connect(settings) as client:
+        started = await run(client, f"sleep {mark}", wait=False)
+        assert await appears(mark)
+        record = json.loads((settings.data_dir / "sessions" / started["session_id"] / "job.json").read_text())
+        supervisor = int(record["supervisor"].split(":")[1])
+        command = next(p for p in await appears(mark) if Path(f"/proc/{p}/comm").read_text().strip() == "sleep")
+        own, runs = limits_of(supervisor), limits_of(command)
+        await client.call_tool("stopSession", {"session_id": started["session_id"]})
+    assert own["Max cpu time"] == "unlimited" and own["Max data size"] == "unlimited"
+    assert runs["Max cpu time"] == "30" and runs["Max data size"] == str(256 * 1024 * 1024)
+    assert await wait_until_gone(mark) == []
+
+
+def limits_of(pid: int) -> dict[str, str]:
+    """/proc/PID/limits: name -> soft limit."""
+    found = {}
+    for line in Path(f"/proc/{pid}/limits").read_text().splitlines()[1:]:
+        name, soft = line[:26].strip(), line[26:].split()[0]
+        found[name] = soft
+    return found
+
+
+async def test_a_killed_zygote_is_started_again() -> None:
+    async with connect() as client:
+        await run(client, "true")
+        zygotes = [p for p in _own_processes() if b"zygote" in _cmdline(p) and _parent(p) == os.getpid()]
+        assert len(zygotes) == 1
+        os.kill(zygotes[0], signal.SIGKILL)
+        results = [structured(await client.call_tool("execRun", {"command": "echo again"})) for _ in range(6)]
+    assert all(r["stdout"] == "again\n" for r in results)
+
+
+async def test_many_files_end_a_run_with_the_disk_limit(config_file: Any) -> None:
+    settings = load_settings(config_file("[local.limits]\nfiles = 500\n"))
+    async with connect(settings) as client:
+        result = await run(client, "mkdir d && cd d && i=0; while :; do i=$((i+1)); : > f$i; done", timeout_s=60)
+    assert result["state"] == "failed" and "local.limits.files" in result["message"], result
+
+
+def _own_processes() -> list[int]:
+    from providers.local.supervisor.records import descendants
+
+    return descendants(os.getpid())
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
+def _parent(pid: int) -> int:
+    from providers.local.supervisor.records import stat_fields
+
+    fields = stat_fields(pid)
+    return int(fields[1]) if len(fields) > 1 else 0
