@@ -149,6 +149,30 @@ class GetEvents(Protocol):
     get_events: Method[m.EventList]
 
 
+class SendInput(Protocol):
+    send_input: Method[m.InputSent]
+
+
+class WriteFile(Protocol):
+    write_file: Method[m.FileWritten]
+
+
+class ReadFile(Protocol):
+    read_file: Method[m.FileContent]
+
+
+class ListFiles(Protocol):
+    list_files: Method[m.FileList]
+
+
+class ListWorkspaces(Protocol):
+    list_workspaces: Method[m.WorkspaceList]
+
+
+class DeleteWorkspace(Protocol):
+    delete_workspace: Method[m.WorkspaceDeleted]
+
+
 # The capabilities, by the method that serves each.
 LIST_SESSIONS = Capability("list_sessions", ListSessions, m.SessionList, lambda c: c.list_sessions)
 EXEC_RUN = Capability("exec_run", ExecRun, m.ExecResult, lambda c: c.exec_run)
@@ -189,6 +213,12 @@ GET_ROUTINE_RUN = Capability("get_routine_run", GetRoutineRun, m.RoutineRun, lam
 LIST_ROUTINE_RUNS = Capability("list_routine_runs", ListRoutineRuns, m.RecordList, lambda c: c.list_routine_runs)
 GET_LAUNCHER = Capability("get_launcher", GetLauncher, m.Launcher, lambda c: c.get_launcher)
 GET_EVENTS = Capability("get_events", GetEvents, m.EventList, lambda c: c.get_events)
+SEND_INPUT = Capability("send_input", SendInput, m.InputSent, lambda c: c.send_input)
+WRITE_FILE = Capability("write_file", WriteFile, m.FileWritten, lambda c: c.write_file)
+READ_FILE = Capability("read_file", ReadFile, m.FileContent, lambda c: c.read_file)
+LIST_FILES = Capability("list_files", ListFiles, m.FileList, lambda c: c.list_files)
+LIST_WORKSPACES = Capability("list_workspaces", ListWorkspaces, m.WorkspaceList, lambda c: c.list_workspaces)
+DELETE_WORKSPACE = Capability("delete_workspace", DeleteWorkspace, m.WorkspaceDeleted, lambda c: c.delete_workspace)
 
 ALL: tuple[Capability[Any, Any], ...] = (
     LIST_SESSIONS,
@@ -218,4 +248,10 @@ ALL: tuple[Capability[Any, Any], ...] = (
     LIST_ROUTINE_RUNS,
     GET_LAUNCHER,
     GET_EVENTS,
+    SEND_INPUT,
+    WRITE_FILE,
+    READ_FILE,
+    LIST_FILES,
+    LIST_WORKSPACES,
+    DELETE_WORKSPACE,
 )

@@ -244,3 +244,76 @@ class RecordList(Shape):
     count: int
     next_cursor: str | None = None  # the next (older) page
     newer_cursor: str | None = None  # where the provider pages both ways: the page of newer items
+
+
+# --- workspaces: named directories that runs share, and the files in them ---------------------------------
+class FileWritten(Shape):
+    provider: str
+    workspace: str
+    path: str
+    size: int
+    sha256: str
+    replaced: bool
+    uri: str
+
+
+class FileContent(Shape):
+    provider: str
+    workspace: str
+    path: str
+    content: str
+    encoding: str = Field(description="utf-8, or base64 when not text.")
+    offset: int
+    size: int
+    sha256: str
+    next_offset: int | None = Field(None, description="Where the next page starts; null at the end.")
+    uri: str
+
+
+class FileEntry(Shape):
+    path: str = Field(description="Relative to the workspace.")
+    type: str = Field(description="file, directory, symlink or other.")
+    size: int
+    mtime: str = Field(description="ISO 8601.")
+
+
+class FileList(Shape):
+    provider: str
+    workspace: str
+    path: str
+    entries: list[FileEntry]
+    count: int
+    truncated: bool = Field(False, description="More entries than a page holds; list a subdirectory.")
+
+
+class WorkspaceInfo(Shape):
+    name: str
+    size_bytes: int = Field(description="As last measured (after each run and write).")
+    created_at: str | None = None
+    last_used_at: str | None = None
+    in_use: bool = Field(False, description="A running session works in it.")
+    path: str = Field(description="Where runs see it.")
+
+
+class WorkspaceList(Shape):
+    provider: str
+    workspaces: list[WorkspaceInfo]
+    count: int
+    max_workspaces: int
+    max_mb: int = Field(description="Largest size of one workspace, in MiB.")
+
+
+class WorkspaceDeleted(Shape):
+    provider: str
+    workspace: str
+    deleted: bool
+    message: str | None = None
+
+
+class InputSent(Shape):
+    provider: str
+    session_id: str
+    bytes: int = Field(description="Bytes written to its stdin.")
+    closed: bool = Field(description="Its stdin is closed (eof).")
+    state: str
+    message: str | None = None

@@ -24,7 +24,7 @@ from providers.provider import Provider, Setting
 from providers.registry import PROVIDERS
 from providers.values import comma_list
 
-TOOLSETS = ("sessions", "routines", "launchers", "events")
+TOOLSETS = ("sessions", "routines", "launchers", "events", "workspaces")
 LOOPBACK_ORIGINS = (
     "http://127.0.0.1:*",
     "http://localhost:*",

@@ -105,6 +105,8 @@ DEFAULT_TOOLS = [
     "invokeRoutine",
     "getLaunchers",
     "storeEvent",
+    "writeFile",
+    "readFile",
     "getDocs",
 ]
 

@@ -12,14 +12,14 @@ from typing import Any
 
 from mcp import Client
 
-from tests.conftest import RawStdio, connect, stdio_params, structured
+from tests.conftest import DEFAULT_TOOLS, RawStdio, connect, stdio_params, structured
 from tools.results import ROWS_META
 
 
-async def test_stdio_client_sees_eight_tools_with_schemas_and_annotations() -> None:
+async def test_stdio_client_sees_the_default_tools_with_schemas_and_annotations() -> None:
     async with Client(stdio_params()) as client:
         tools = (await client.list_tools()).tools
-        assert len(tools) == 8
+        assert [t.name for t in tools] == DEFAULT_TOOLS
         assert all(t.output_schema and t.annotations and t.title for t in tools)
         result = structured(await client.call_tool("execRun", {"command": "printf stdio-ok"}))
         assert result["stdout"] == "stdio-ok"

@@ -29,6 +29,19 @@ ROUTINE_RUNS = Arg("routine_run", list[str], "Only sessions of these routine run
 EXCLUDE_SYSTEM = Arg("exclude_system", bool, "true: omit sessions the platform started.")
 COMMAND = Arg("command", str, "Shell command (/bin/sh -c).")
 CWD = Arg("cwd", str, "Working directory (default: a new one).")
+WORKSPACE = Arg("workspace", str, "Run in this workspace: a named directory kept across runs.")
+FILE_WORKSPACE = Arg("workspace", str, "Workspace name.")
+INTERACTIVE = Arg("interactive", bool, "true: stdin stays open for sendInput.")
+FILE_PATH = Arg("path", str, "Path in the workspace.")
+DIR_PATH = Arg("path", str, "Directory in the workspace (default: its top).")
+FILE_CONTENT = Arg("content", str, "The file's content.")
+ENCODING = Arg("encoding", Literal["utf-8", "base64"], "utf-8 (default), or base64 for bytes.")
+MODE = Arg("mode", Annotated[str, StringConstraints(pattern=r"^0?[0-7]{3}$")], 'Octal permissions, e.g. "755".')
+FILE_OFFSET = Arg("offset", Annotated[int, Ge(0), Le(MAX_INT)], "Start here (a page's next_offset).")
+READ_LENGTH = Arg("length", Annotated[int, Ge(1), Le(4 * 1024 * 1024)], "Bytes to read (default 65536).")
+DEPTH = Arg("depth", Annotated[int, Ge(1), Le(10)], "Levels to list (default 1).")
+INPUT_TEXT = Arg("text", str, "Text for its stdin; end a line with \\n.")
+EOF = Arg("eof", bool, "true: then close its stdin.")
 ENV = Arg("env", dict[str, Any], "Variables to add.")
 STDIN = Arg("stdin", str, "Text for its stdin.")
 TIMEOUT = Arg("timeout_s", Annotated[float, Ge(0.001)], "Seconds before it is ended (default 60).")
@@ -109,7 +122,23 @@ HEADLINE: tuple[ToolSpec, ...] = (
         "Run code",
         "Run code.",
         c.EXEC_RUN,
-        (COMMAND, CWD, ENV, STDIN, TIMEOUT, WAIT, WAIT_S, PROJECT_ID, DOC, ARGS, RUN_ID, SESSION_ID, XANO_TEMPLATE),
+        (
+            COMMAND,
+            CWD,
+            WORKSPACE,
+            ENV,
+            STDIN,
+            INTERACTIVE,
+            TIMEOUT,
+            WAIT,
+            WAIT_S,
+            PROJECT_ID,
+            DOC,
+            ARGS,
+            RUN_ID,
+            SESSION_ID,
+            XANO_TEMPLATE,
+        ),
         read_only=False,
         idempotent=False,
         progress=True,
@@ -146,7 +175,7 @@ HEADLINE: tuple[ToolSpec, ...] = (
         "Invoke a routine",
         "Run a named routine with a message; pass idempotency_key to make retries safe.",
         c.INVOKE_ROUTINE,
-        (ROUTINE, MESSAGE, IDEMPOTENCY_KEY, METADATA, SESSION_KEY, THREAD_ID, USER, WAIT_S),
+        (ROUTINE, MESSAGE, IDEMPOTENCY_KEY, METADATA, SESSION_KEY, THREAD_ID, USER, WAIT_S, WORKSPACE),
         read_only=False,
         idempotent=False,
         progress=True,
@@ -170,6 +199,26 @@ HEADLINE: tuple[ToolSpec, ...] = (
         (EVENT_TYPE, DATA, SANDBOX_ID),
         read_only=False,
         idempotent=False,
+    ),
+)
+
+FILES: tuple[ToolSpec, ...] = (
+    ToolSpec(
+        "writeFile",
+        "Write a file",
+        "Write a file into a workspace (made on first use); replaces the whole file.",
+        c.WRITE_FILE,
+        (FILE_WORKSPACE, FILE_PATH, FILE_CONTENT, ENCODING, MODE),
+        read_only=False,
+        idempotent=True,
+        destructive=True,
+    ),
+    ToolSpec(
+        "readFile",
+        "Read a file",
+        "Read a page of a file in a workspace, with the whole file's size and sha256.",
+        c.READ_FILE,
+        (FILE_WORKSPACE, FILE_PATH, FILE_OFFSET, READ_LENGTH),
     ),
 )
 
@@ -266,6 +315,43 @@ TOOLSETS: tuple[ToolSpec, ...] = (
         c.DELETE_SESSION,
         (SESSION_ID,),
         toolset="sessions",
+        read_only=False,
+        destructive=True,
+    ),
+    ToolSpec(
+        "sendInput",
+        "Send input",
+        "Write to a running interactive session's stdin (execRun interactive=true).",
+        c.SEND_INPUT,
+        (SESSION_ID, INPUT_TEXT, EOF),
+        toolset="sessions",
+        read_only=False,
+        idempotent=False,
+    ),
+    # workspaces
+    ToolSpec(
+        "listFiles",
+        "List files",
+        "A workspace's files: type, size, mtime.",
+        c.LIST_FILES,
+        (FILE_WORKSPACE, DIR_PATH, DEPTH),
+        toolset="workspaces",
+    ),
+    ToolSpec(
+        "listWorkspaces",
+        "List workspaces",
+        "Workspaces with their size and last use.",
+        c.LIST_WORKSPACES,
+        (),
+        toolset="workspaces",
+    ),
+    ToolSpec(
+        "deleteWorkspace",
+        "Delete a workspace",
+        "Delete a workspace and all its files (refused while a session runs in it).",
+        c.DELETE_WORKSPACE,
+        (FILE_WORKSPACE,),
+        toolset="workspaces",
         read_only=False,
         destructive=True,
     ),
@@ -383,4 +469,4 @@ TOOLSETS: tuple[ToolSpec, ...] = (
     ),
 )
 
-ALL: tuple[ToolSpec, ...] = HEADLINE + TOOLSETS
+ALL: tuple[ToolSpec, ...] = HEADLINE + FILES + TOOLSETS

@@ -10,15 +10,23 @@ PROVIDER = Provider(
     client="providers.local.runtime:LocalRuntime",
     capabilities={
         c.LIST_SESSIONS: Serves(("status?", "limit?", "cursor?")),
-        c.EXEC_RUN: Serves(("command", "cwd?", "env?", "stdin?", "timeout_s?", "wait?", "wait_s?")),
+        c.EXEC_RUN: Serves(
+            ("command", "cwd?", "workspace?", "env?", "stdin?", "interactive?", "timeout_s?", "wait?", "wait_s?")
+        ),
         c.GET_SESSION: Serves(("session_id", "wait_s?", "stdout_offset?", "stderr_offset?")),
         c.STOP_SESSION: Serves(("session_id",)),
-        c.INVOKE_ROUTINE: Serves(("routine", "message", "metadata?", "idempotency_key?", "wait_s?")),
+        c.INVOKE_ROUTINE: Serves(("routine", "message", "metadata?", "idempotency_key?", "wait_s?", "workspace?")),
         c.GET_LAUNCHERS: Serves(("offset?", "limit?", "ids?", "search_name?", "sort?", "sort_direction?")),
         c.STORE_EVENT: Serves(("type", "data", "sandbox_id?")),
         c.LIST_ROUTINES: Serves(()),
         c.GET_ROUTINE_RUN: Serves(("run_id",)),
         c.GET_LAUNCHER: Serves(("launcher_id",)),
         c.GET_EVENTS: Serves(("sandbox_id?", "type?", "since?", "limit?")),
+        c.SEND_INPUT: Serves(("session_id", "text?", "eof?")),
+        c.WRITE_FILE: Serves(("workspace", "path", "content", "encoding?", "mode?")),
+        c.READ_FILE: Serves(("workspace", "path", "offset?", "length?")),
+        c.LIST_FILES: Serves(("workspace", "path?", "depth?")),
+        c.LIST_WORKSPACES: Serves(()),
+        c.DELETE_WORKSPACE: Serves(("workspace",)),
     },
 )

@@ -116,5 +116,10 @@ class LocalConfig(BaseModel):
     retention_days: float = Field(7, gt=0, description="Finished sessions and events older than this are deleted.")
     max_data_mb: int = Field(1024, ge=1, description="The data directory is kept under this, oldest runs first.")
     max_output_mb: int = Field(64, ge=1, description="Per stream, the output a session may write before it is ended.")
+    workspace_max_mb: int = Field(1024, ge=1, description="Largest size of one workspace (writes and runs).")
+    max_workspaces: int = Field(100, ge=1, description="How many workspaces the data directory may hold.")
+    workspace_retention_days: float = Field(
+        30, gt=0, description="A workspace unused this long is deleted (never one a running session uses)."
+    )
     sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)

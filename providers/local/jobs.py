@@ -18,6 +18,8 @@ from providers.local.supervisor import channel
 from providers.local.supervisor import records as sv
 
 STOP_GRACE_S = 2.0
+PIPE_BYTES = 65_536  # what a pipe holds: an interactive run's first stdin must fit
+DISK_SETTING = "local.limits.disk_mb"
 QUIET_START_S = 0.05
 MAX_ARGUMENT = 128 * 1024 - 1  # Linux refuses a longer argument or variable (MAX_ARG_STRLEN, with its NUL)
 
@@ -43,17 +45,39 @@ class Cwd:
 
 
 @dataclass(frozen=True)
+class WorkDir:
+    """A run's own directory (the session's, or a workspace): writable inside the sandbox, and measured while
+    the run runs against `max_bytes` (named by `setting` when it is passed)."""
+
+    path: str
+    max_bytes: int
+    setting: str
+    workspace: str | None = None
+
+
+@dataclass(frozen=True)
+class Request:
+    """What a caller asked to run."""
+
+    command: str
+    env: Mapping[str, str] | None
+    stdin: str | None
+    interactive: bool
+    timeout_s: float | None
+    origin: str
+    on_exit: str
+    lock_fd: int | None
+    place: Cwd | None  # a caller's cwd, as opened
+
+
+@dataclass(frozen=True)
 class Job:
-    """A run to hand over: what its record says, and how to start it."""
+    """Where a request runs: its session, and its own directory (None: in the caller's cwd)."""
 
     id: str
     directory: Path
-    command: str
-    cwd: str
-    origin: str
     owner: str | None
-    timeout_s: float | None
-    on_exit: str
+    workdir: WorkDir | None
 
 
 def check_start(
@@ -157,51 +181,49 @@ def _refuse_unshown(cwd: str, shown: str) -> None:
         )
 
 
-def build_job(
-    settings: SessionSettings,
-    job: Job,
-    place: Cwd | None,
-    env: Mapping[str, str] | None,
-    stdin: str | None,
-    lock_fd: int | None,
-    quiet: bool,
-) -> tuple[dict[str, Any], list[int]]:
+def build_job(settings: SessionSettings, request: Request, job: Job, quiet: bool) -> tuple[dict[str, Any], list[int]]:
     """The message a supervisor gets, and the descriptors that go with it. With `quiet`, it says the command
     started only if it is still running after a moment (a short waited-for run costs one message, not two)."""
-    if stdin:
-        (job.directory / sv.STDIN).write_text(stdin, encoding="utf-8")
-    sandbox = settings.sandbox
-    job_env = child_env(env)
-    fds = {"lock": lock_fd} if lock_fd is not None else {}
+    if request.stdin:
+        (job.directory / sv.STDIN).write_text(request.stdin, encoding="utf-8")
+    sandbox, place, workdir = settings.sandbox, request.place, job.workdir
+    cwd = place.path if place is not None else workdir.path if workdir is not None else "/"
+    job_env = child_env(request.env)
+    fds = {"lock": request.lock_fd} if request.lock_fd is not None else {}
     if place is not None and sandbox is None:  # unconfined: the supervisor goes there
         fds["cwd"] = place.fd
     if sandbox is None:
-        argv = ["/bin/sh", "-c", job.command]
+        argv = ["/bin/sh", "-c", request.command]
     elif place is None:
-        argv = sandbox.argv(job.command, job.cwd, job_env, workdir=job.cwd)
+        argv = sandbox.argv(request.command, cwd, job_env, workdir=cwd)
     else:
-        argv = sandbox.argv(job.command, job.cwd, job_env)
-    disk = {"path": job.cwd, "max_bytes": settings.disk_bytes, "setting": "local.limits.disk_mb"}
+        argv = sandbox.argv(request.command, cwd, job_env)
+    disk = None
+    if workdir is not None and workdir.max_bytes:
+        disk = {"path": workdir.path, "max_bytes": workdir.max_bytes, "setting": workdir.setting}
     message: dict[str, Any] = {
         "id": job.id,
         "argv": argv,
         "fds": list(fds),
         "sandboxed": sandbox is not None,
         "env": job_env if sandbox is None else {},  # a sandbox's variables are in its argv, set inside it
-        "stdin": bool(stdin),
-        "timeout_s": job.timeout_s,
-        "on_server_exit": job.on_exit,
+        "stdin": bool(request.stdin),
+        "interactive": request.interactive,
+        "timeout_s": request.timeout_s,
+        "on_server_exit": request.on_exit,
         "grace_s": STOP_GRACE_S,
         "max_output_bytes": settings.max_output_bytes,
-        "disk": disk if place is None and settings.disk_bytes else None,
+        "disk": disk,
         "quiet_start_s": QUIET_START_S if quiet else 0,
         "record": {
-            "command": job.command,
-            "cwd": job.cwd,
-            "origin": job.origin,
+            "command": request.command,
+            "cwd": cwd,
+            "origin": request.origin,
             "owner": job.owner,
-            "timeout_s": job.timeout_s,
-            "on_server_exit": job.on_exit,
+            "timeout_s": request.timeout_s,
+            "on_server_exit": request.on_exit,
+            "interactive": request.interactive,
+            "workspace": workdir.workspace if workdir is not None else None,
         },
     }
     if len(json.dumps(message, separators=(",", ":"))) > channel.INLINE_JOB_BYTES:  # (escaped: ASCII)

@@ -17,6 +17,7 @@ import anyio.to_thread
 from providers.local.ids import place_of
 from providers.local.store import Store, StoreError
 from providers.local.supervisor.trees import remove_tree, tree_bytes
+from providers.local.workspaces import Workspaces
 
 logger = logging.getLogger(__name__)
 DAY_S = 86_400
@@ -30,8 +31,16 @@ DELETE_BATCH = 1_000  # sessions read at a time when choosing what to delete
 
 
 class Retention:
-    def __init__(self, store: Store, data_dir: Path, retention_days: float, max_data_mb: int) -> None:
+    def __init__(
+        self,
+        store: Store,
+        data_dir: Path,
+        retention_days: float,
+        max_data_mb: int,
+        workspaces: Workspaces | None = None,
+    ) -> None:
         self._store = store
+        self._workspaces = workspaces
         self._sessions = data_dir / "sessions"
         self.place = place_of(data_dir)
         self.max_age_s = retention_days * DAY_S
@@ -82,6 +91,10 @@ class Retention:
         """Sizes come from the database (each finished session is measured once), so a pass costs a few queries
         and the directories it deletes, however many sessions are kept."""
         store = self._store
+        workspace_bytes = 0
+        if self._workspaces is not None:  # unused ones go by age; the others count toward the cap
+            await self._workspaces.prune()
+            workspace_bytes = self._workspaces.total_bytes()
         unmeasured = await store.unmeasured_sessions(self.place, MEASURE_BATCH)
         if unmeasured:  # one trip to a worker thread for all of them
             measured = await anyio.to_thread.run_sync(self._measure, unmeasured)
@@ -90,7 +103,7 @@ class Retention:
         known = await store.all_session_ids()
         running = [row.id for row in await store.running_sessions(self.place)]
         live_bytes = await anyio.to_thread.run_sync(self._live_bytes, known, running)
-        total = live_bytes + await store.ended_bytes(self.place) + await store.database_bytes()
+        total = live_bytes + workspace_bytes + await store.ended_bytes(self.place) + await store.database_bytes()
         doomed: list[str] = []
         cutoff = time.time() - self.max_age_s
         total = await self._choose(doomed, total, before=cutoff)  # past their age: all

@@ -10,6 +10,7 @@ from typing import Any
 from providers.errors import InvalidInput, NotFound
 from providers.local.config import RoutineConfig
 from providers.local.ids import PROVIDER, new_id
+from providers.local.jobs import WorkDir
 from providers.local.sessions import SessionManager
 from providers.local.store import RunRow, Store
 from providers.models import RoutineRun
@@ -49,6 +50,7 @@ class Routines:
         metadata: dict[str, Any] | None = None,
         idempotency_key: str | None = None,
         wait_s: float | None = None,
+        workspace: WorkDir | None = None,
     ) -> RoutineRun:
         cfg = self.config(routine)
         if idempotency_key is not None and not idempotency_key.strip():
@@ -77,7 +79,8 @@ class Routines:
         try:
             live = await self._sessions.start(
                 cfg.command,
-                cwd=cfg.cwd,
+                cwd=cfg.cwd if workspace is None else None,
+                workspace=workspace,
                 env=env,
                 stdin=message,
                 timeout_s=cfg.timeout_s,

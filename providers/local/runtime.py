@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import secrets
 import sqlite3
 import time
@@ -20,7 +21,7 @@ from providers.local.config import LocalConfig
 from providers.local.database import listen_for_events
 from providers.local.events import DEFAULT_SANDBOX, EventLog, Listener
 from providers.local.ids import PROVIDER
-from providers.local.jobs import SessionSettings
+from providers.local.jobs import SessionSettings, WorkDir
 from providers.local.launchers import LauncherSupervisor, page_launchers
 from providers.local.output import EMPTY, read_from
 from providers.local.retention import Retention
@@ -33,10 +34,15 @@ from providers.local.sessions import Progress, SessionManager
 from providers.local.spawner import Spawner
 from providers.local.store import SessionRow, Store, StoreError, TaskRow
 from providers.local.supervisor import records as sv
+from providers.local.workspaces import Workspaces
 from providers.models import (
     MAX_SESSIONS_PAGE,
     EventList,
     ExecResult,
+    FileContent,
+    FileList,
+    FileWritten,
+    InputSent,
     Launcher,
     LauncherList,
     RecordList,
@@ -46,6 +52,8 @@ from providers.models import (
     SessionSummary,
     StopResult,
     StoredEvent,
+    WorkspaceDeleted,
+    WorkspaceList,
 )
 from providers.values import comma_list, iso_time
 
@@ -121,6 +129,12 @@ class LocalRuntime(
     c.ListRoutines,
     c.GetRoutineRun,
     c.GetLauncher,
+    c.SendInput,
+    c.WriteFile,
+    c.ReadFile,
+    c.ListFiles,
+    c.ListWorkspaces,
+    c.DeleteWorkspace,
 ):
     """Open with `LocalRuntime.open(...)`. Sessions outlive it (see local.on_exit); launchers do not."""
 
@@ -134,8 +148,10 @@ class LocalRuntime(
         events: EventLog,
         sessions: SessionManager,
         retention: Retention,
+        workspaces: Workspaces,
     ) -> None:
         self.config = config
+        self.workspaces = workspaces
         self.data_dir = data_dir
         self._store = store
         self.events = events
@@ -187,14 +203,25 @@ class LocalRuntime(
             cgroups=config.limits.cgroups,
             cgroup_parent=config.limits.cgroup_parent,
         )
-        retention = Retention(store, data_dir, config.retention_days, config.max_data_mb)
         try:
             async with anyio.create_task_group() as tg:
                 spawner.start(tg)
                 owner = sv.identity(os.getpid()) or f"pid:{os.getpid()}"
                 sessions = SessionManager(store, data_dir, tg, events, settings, owner, spawner)
+                workspaces = Workspaces(
+                    data_dir,
+                    max_mb=config.workspace_max_mb,
+                    max_count=config.max_workspaces,
+                    retention_days=config.workspace_retention_days,
+                    busy=sessions.works_in,
+                    owner_ids=(run_as.uid, run_as.gid) if run_as else None,
+                )
+                retention = Retention(store, data_dir, config.retention_days, config.max_data_mb, workspaces)
 
                 def ended(row: SessionRow) -> None:
+                    name = workspaces.name_of(row.cwd)
+                    if name is not None:  # what the run left in its workspace counts from now on
+                        tg.start_soon(workspaces.measure, name)
                     if retention.note_ended((row.stdout_bytes or 0) + (row.stderr_bytes or 0)):
                         tg.start_soon(retention.run_pass)
 
@@ -203,7 +230,7 @@ class LocalRuntime(
                     tg.start_soon(listen_for_events, state_url, replica, events.notify)
                 await sessions.recover()
                 tg.start_soon(retention.run_pass)
-                runtime = cls(config, data_dir, store, events, sessions, retention)
+                runtime = cls(config, data_dir, store, events, sessions, retention, workspaces)
                 runtime.sandbox_status = sandbox_status
                 if run_launchers:
                     for name, launcher_config in config.launchers.items():
@@ -275,8 +302,10 @@ class LocalRuntime(
         self,
         command: str,
         cwd: str | None = None,
+        workspace: str | None = None,
         env: dict[str, Any] | None = None,
         stdin: str | None = None,
+        interactive: bool | None = None,
         timeout_s: float | None = None,
         wait: bool | None = None,
         wait_s: float | None = None,
@@ -287,12 +316,18 @@ class LocalRuntime(
         bad = sorted(k for k, v in (env or {}).items() if not isinstance(v, str))
         if bad:
             raise InvalidInput(PROVIDER, f"env values must be strings; not so for {', '.join(bad)}")
+        if cwd is not None and workspace is not None:
+            raise InvalidInput(
+                PROVIDER, "cwd and workspace both name where to run", hint="Pass one of them (a workspace is its cwd)."
+            )
         waiting = 0.0 if wait is False else _wait_s(wait_s)
         live = await self.sessions.start(
             command,
             cwd=cwd,
+            workspace=self.workdir(workspace) if workspace is not None else None,
             env=env,
             stdin=stdin,
+            interactive=bool(interactive),
             timeout_s=60 if timeout_s is None else timeout_s,
             durable=waiting == 0,
         )
@@ -388,8 +423,10 @@ class LocalRuntime(
         metadata: dict[str, Any] | None = None,
         idempotency_key: str | None = None,
         wait_s: float | None = None,
+        workspace: str | None = None,
     ) -> RoutineRun:
-        return await self.routines.invoke(routine, message, metadata, idempotency_key, _wait_s(wait_s))
+        workdir = self.workdir(workspace) if workspace is not None else None
+        return await self.routines.invoke(routine, message, metadata, idempotency_key, _wait_s(wait_s), workdir)
 
     async def get_launchers(
         self,
@@ -501,3 +538,36 @@ class LocalRuntime(
             known = ", ".join(sorted(self.launchers)) or "none"
             raise NotFound(PROVIDER, f"no local launcher {launcher_id!r} (configured: {known})")
         return supervisor.describe()
+
+    # --- workspaces, files and input ------------------------------------------------------------------
+    def workdir(self, workspace: str) -> WorkDir:
+        """A workspace as a run's directory (made on first use), measured against local.workspace_max_mb."""
+        path = self.workspaces.ensure(workspace)
+        return WorkDir(str(path), self.workspaces.max_bytes, "local.workspace_max_mb", workspace)
+
+    async def send_input(self, session_id: str, text: str | None = None, eof: bool | None = None) -> InputSent:
+        return await self.sessions.send_input(session_id, text, eof)
+
+    async def write_file(
+        self, workspace: str, path: str, content: str, encoding: str | None = None, mode: str | None = None
+    ) -> FileWritten:
+        bits = None
+        if mode is not None:
+            if not re.fullmatch(r"0?[0-7]{3}", mode):
+                raise InvalidInput(PROVIDER, f"mode {mode!r} is not octal permission bits", hint='Send e.g. "755".')
+            bits = int(mode, 8)
+        return await self.workspaces.write_file(workspace, path, content, encoding, bits)
+
+    async def read_file(
+        self, workspace: str, path: str, offset: int | None = None, length: int | None = None
+    ) -> FileContent:
+        return await self.workspaces.read_file(workspace, path, offset, length)
+
+    async def list_files(self, workspace: str, path: str | None = None, depth: int | None = None) -> FileList:
+        return await self.workspaces.list_files(workspace, path, depth)
+
+    async def list_workspaces(self) -> WorkspaceList:
+        return await self.workspaces.list_workspaces()
+
+    async def delete_workspace(self, workspace: str) -> WorkspaceDeleted:
+        return await self.workspaces.delete_workspace(workspace)

@@ -8,6 +8,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import select
+import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -16,16 +18,18 @@ from typing import Any
 import anyio
 import anyio.to_thread
 
-from providers.errors import NotFound
+from providers.errors import InvalidInput, NotFound
 from providers.local.events import EventLog
 from providers.local.ids import PROVIDER, new_id, place_of
 from providers.local.jobs import STOP_GRACE_S, SessionSettings
 from providers.local.output import Output, read_capped
 from providers.local.processes import end_leftovers
+from providers.local.spawner import signal_supervisor
 from providers.local.store import EventRow, SessionRow, Store, StoreError
 from providers.local.supervisor import records as sv
 from providers.local.supervisor.limits import CGROUP_NAME, remove_cgroup, sweep_cgroups
 from providers.local.supervisor.trees import remove_tree
+from providers.models import InputSent
 from providers.values import now_ms
 
 TERMINAL_STATES = ("completed", "failed", "timed_out", "stopped", "lost")
@@ -43,7 +47,32 @@ REASON_TEXT = {
     "stop": "stopped on request",
     "server_shutdown": 'stopped because the server that started it shut down (local.on_exit = "stop")',
 }
+INPUT_WAIT_S = 5.0  # how long sendInput waits for a program that does not read its input
 logger = logging.getLogger(__name__)
+
+
+def write_input(fifo: str, data: bytes, wait_s: float) -> int:
+    """Write to an interactive run's stdin FIFO, waiting up to `wait_s` for room; the bytes written."""
+    try:
+        fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:  # ENXIO: its reading end is closed (the program closed its stdin)
+        raise InvalidInput(
+            PROVIDER, f"the session's stdin is not read any more ({exc.strerror})", hint="Start it again."
+        ) from None
+    sent, deadline = 0, time.monotonic() + wait_s
+    poller = select.poll()
+    poller.register(fd, select.POLLOUT)
+    try:
+        while sent < len(data) and time.monotonic() < deadline:
+            try:
+                sent += os.write(fd, data[sent:])
+            except BlockingIOError:
+                poller.poll(max(1, int((deadline - time.monotonic()) * 1000)))
+            except BrokenPipeError:
+                break
+    finally:
+        os.close(fd)
+    return sent
 
 
 class SessionRecords:
@@ -180,6 +209,54 @@ class SessionRecords:
                     listener(row)
         except StoreError as exc:
             logger.warning("runtimes-mcp: session %s ended but could not be recorded: %s", row.id, exc)
+
+    async def works_in(self, directory: str) -> bool:
+        """Is a running session (of this machine) working in `directory`?"""
+        for row in await self._store.running_sessions(self.place):
+            if row.cwd == directory and (await self.reconcile(row)).state == "running":
+                return True
+        return False
+
+    async def send_input(self, session_id: str, text: str | None = None, eof: bool | None = None) -> InputSent:
+        """Write to a running interactive session's stdin (and close it with `eof`), whoever started it."""
+        row = await self.get_row(session_id)
+        if row.state != "running":
+            raise InvalidInput(
+                PROVIDER,
+                f"session {session_id} has ended ({row.state}); nothing reads its stdin",
+                hint="Start it again with execRun interactive=true.",
+            )
+        if self.elsewhere(row):
+            raise InvalidInput(
+                PROVIDER,
+                f"session {session_id} runs on {row.place}, not on this server's machine ({self.place})",
+                hint="Send its input through a server on that machine.",
+            )
+        if not (sv.read_json(str(self.path(row.id, sv.RECORD))) or {}).get("interactive"):
+            raise InvalidInput(
+                PROVIDER,
+                f"session {session_id} was not started with interactive=true, so its stdin is closed",
+                hint="Start the command with execRun interactive=true to answer it while it runs.",
+            )
+        data = (text or "").encode()
+        sent = 0
+        if data:
+            fifo = str(self.path(row.id, sv.STDIN_FIFO))
+            sent = await anyio.to_thread.run_sync(write_input, fifo, data, INPUT_WAIT_S)
+        if eof:
+            with contextlib.suppress(OSError):
+                sv.write_json(str(self.path(row.id, sv.INPUT_CLOSED)), {"by": self.owner})
+            if row.supervisor:
+                signal_supervisor(row.supervisor, signal.SIGUSR1)
+        message = None
+        if sent < len(data):
+            message = (
+                f"{sent} of {len(data)} bytes taken within {INPUT_WAIT_S:g} s: the program is not reading its input; "
+                "send the rest later"
+            )
+        return InputSent(
+            provider=PROVIDER, session_id=row.id, bytes=sent, closed=bool(eof), state=row.state, message=message
+        )
 
     def output(self, session_id: str, stream: str) -> Output:
         return read_capped(self.path(session_id, stream), self.output_cap)

@@ -24,7 +24,19 @@ from anyio.abc import TaskGroup
 from providers.errors import InvalidInput, ProviderError, Unavailable
 from providers.local.events import EventLog
 from providers.local.ids import PROVIDER
-from providers.local.jobs import STOP_GRACE_S, Cwd, Job, SessionSettings, build_job, check_start, open_cwd, spawn_error
+from providers.local.jobs import (
+    DISK_SETTING,
+    PIPE_BYTES,
+    STOP_GRACE_S,
+    Job,
+    Request,
+    SessionSettings,
+    WorkDir,
+    build_job,
+    check_start,
+    open_cwd,
+    spawn_error,
+)
 from providers.local.output import last_line
 from providers.local.session_records import SessionRecords, end_data, end_event
 from providers.local.spawner import Spare, Spawner, SpawnerError, receive, send, signal_supervisor
@@ -84,56 +96,61 @@ class SessionManager(SessionRecords):
         command: str,
         *,
         cwd: str | None = None,
+        workspace: WorkDir | None = None,
         env: Mapping[str, str] | None = None,
         stdin: str | None = None,
+        interactive: bool = False,
         timeout_s: float | None = 60,
         origin: str = "exec",
         durable: bool = True,
         on_server_exit: str | None = None,
         lock_fd: int | None = None,
     ) -> LiveSession:
-        """Start a session and return once its process runs. With `durable` its record is committed before
-        this returns; else it is committed within a few milliseconds (or with its end, if that comes first)."""
+        """Start a session and return once its process runs: in `cwd` (a caller's directory), in `workspace`, or
+        in a new directory of its own. `interactive`: its stdin stays open for sendInput. With `durable` its
+        record is committed before this returns; else within a few milliseconds (or with its end, if first)."""
         check_start(command, cwd, env, timeout_s, self.settings.max_timeout_s)
+        if interactive and stdin and len(stdin.encode()) > PIPE_BYTES:
+            raise InvalidInput(
+                PROVIDER,
+                f"stdin of an interactive run may hold up to {PIPE_BYTES} bytes at start",
+                hint="Send the rest with sendInput once it runs.",
+            )
         place = open_cwd(cwd, self.settings.sandbox) if cwd is not None else None
+        on_exit = on_server_exit or self.settings.on_exit
+        request = Request(command, env, stdin, interactive, timeout_s, origin, on_exit, lock_fd, place)
         try:
-            return await self._start(command, place, env, stdin, timeout_s, origin, durable, on_server_exit, lock_fd)
+            return await self._start(request, workspace, durable, launcher=on_server_exit == "stop")
         finally:
             if place is not None:
                 os.close(place.fd)
 
-    async def _start(
-        self,
-        command: str,
-        place: Cwd | None,
-        env: Mapping[str, str] | None,
-        stdin: str | None,
-        timeout_s: float | None,
-        origin: str,
-        durable: bool,
-        on_server_exit: str | None,
-        lock_fd: int | None,
-    ) -> LiveSession:
-        kind = "launcher" if on_server_exit == "stop" and origin.startswith("launcher:") else "session"
+    async def _start(self, request: Request, workspace: WorkDir | None, durable: bool, launcher: bool) -> LiveSession:
+        kind = "launcher" if launcher and request.origin.startswith("launcher:") else "session"
         spare = await self._take(kind)
-        on_exit = on_server_exit or self.settings.on_exit
         row = SessionRow(
             rowid=0,
             id=spare.id,
             state="running",
-            command=command,
-            cwd=place.path if place is not None else os.path.join(spare.dir, sv.WORKDIR),
-            origin=origin,
+            command=request.command,
+            cwd="",
+            origin=request.origin,
             owner=self.owner,
             supervisor=spare.supervisor,
-            timeout_s=timeout_s,
+            timeout_s=request.timeout_s,
             started_at=time.time(),
             place=self.place,
         )
-        live = LiveSession(row, spare.channel, time.monotonic(), on_exit, kind=spare.kind)
+        live = LiveSession(row, spare.channel, time.monotonic(), request.on_exit, kind=spare.kind)
         tries = 0
         try:
-            while not self._hand_over(spare, row, place, env, stdin, on_exit, lock_fd, quiet=not durable):
+            while True:
+                workdir = workspace or WorkDir(str(spare.dir / sv.WORKDIR), self.settings.disk_bytes, DISK_SETTING)
+                row.cwd = request.place.path if request.place is not None else workdir.path
+                job = Job(row.id, spare.dir, row.owner, workdir if request.place is None else None)
+                message, fds = build_job(self.settings, request, job, quiet=not durable)
+                if send(spare.channel, message, fds=fds):
+                    break
                 tries += 1
                 if tries >= HAND_OVER_TRIES:
                     raise Unavailable(
@@ -144,8 +161,6 @@ class SessionManager(SessionRecords):
                 spare.channel.close()  # that supervisor has gone (it should not have): take another
                 spare = await self._take(spare.kind)
                 row.id, row.supervisor, live.channel = spare.id, spare.supervisor, spare.channel
-                if place is None:
-                    row.cwd = os.path.join(spare.dir, sv.WORKDIR)
             self._spawner.refill(spare.kind)
             if durable:  # the caller returns at once: it must know the command runs
                 await self._started(live)
@@ -161,10 +176,10 @@ class SessionManager(SessionRecords):
             raise
         self._live[row.id], self.live_rows[row.id] = live, row
         self._store.save_session(row)
-        await self._events.record("session.started", {"session_id": row.id, "command": command, "origin": origin})
+        started = {"session_id": row.id, "command": request.command, "origin": request.origin}
+        await self._events.record("session.started", started)
         if durable:
             self._tg.start_soon(self._follow, live)
-        if durable:
             try:
                 await self._store.flush()
             except StoreError as exc:
@@ -172,22 +187,6 @@ class SessionManager(SessionRecords):
         else:
             self._store.flush_soon(self._tg)
         return live
-
-    def _hand_over(
-        self,
-        spare: Spare,
-        row: SessionRow,
-        place: Cwd | None,
-        env: Mapping[str, str] | None,
-        stdin: str | None,
-        on_exit: str,
-        lock_fd: int | None,
-        quiet: bool,
-    ) -> bool:
-        """Give the job to the supervisor; False if it has gone."""
-        job = Job(row.id, spare.dir, row.command, row.cwd, row.origin, row.owner, row.timeout_s, on_exit)
-        message, fds = build_job(self.settings, job, place, env, stdin, lock_fd, quiet)
-        return send(spare.channel, message, fds=fds)
 
     async def _take(self, kind: str) -> Spare:
         try:

@@ -15,6 +15,7 @@ from typing import Any
 
 # A session directory: its record, its output, its input, and what another server leaves to stop it.
 RECORD, STOP, STDIN = "job.json", "stop", "stdin"
+STDIN_FIFO, INPUT_CLOSED = "stdin.fifo", "stdin.closed"  # an interactive run's stdin, and the word to close it
 REQUEST = "request.json"  # a job too large for one socket message comes in this file
 STREAMS = ("stdout", "stderr")
 WORKDIR = "work"
@@ -169,7 +170,7 @@ def make_session_dir(sessions: str, owner: str, user: list[int] | None = None) -
 
 def remove_unused(directory: str) -> None:
     """Remove a session directory nothing ran in (only the files made for it, and an empty work directory)."""
-    for name in (*STREAMS, STDIN, RECORD, REQUEST):
+    for name in (*STREAMS, STDIN, STDIN_FIFO, RECORD, REQUEST):
         with contextlib.suppress(OSError):
             os.unlink(os.path.join(directory, name))
     for path in (os.path.join(directory, WORKDIR), directory):

@@ -24,10 +24,12 @@ from .limits import Limits, cgroup_name
 from .monitor import Monitor
 from .records import (
     DISK_FULL,
+    INPUT_CLOSED,
     PR_SET_CHILD_SUBREAPER,
     RECORD,
     REQUEST,
     STDIN,
+    STDIN_FIFO,
     STOP,
     STREAMS,
     WORKDIR,
@@ -67,6 +69,7 @@ class Supervisor:
         self.detail: str | None = None
         self.kill_at: float | None = None
         self.monitor: Monitor | None = None
+        self.input: int | None = None  # the writing end of an interactive run's stdin
         self.fds: dict[str, int] = {}  # descriptors that came with the job, by what they are for
         self.announced = False
 
@@ -80,7 +83,8 @@ class Supervisor:
         signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
         # Handled, not ignored: an exec resets handled signals, so the command starts with default ones.
         # SIGXCPU too: the supervisor takes the run's CPU limit for the instant of a spawn.
-        for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGXCPU):
+        signals = (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGXCPU)
+        for sig in signals:
             signal.signal(sig, lambda *_: None)  # the wakeup fd is what we listen to
         self.identity = identity(os.getpid()) or f"pid:{os.getpid()}"
         self.limits.apply(cgroup_name(self.identity))
@@ -94,6 +98,7 @@ class Supervisor:
                 self.run(job)
                 for fd in self.fds.values():
                     os.close(fd)
+                self.close_input()
                 self.reset()
         finally:
             if self.spare is not None:
@@ -156,7 +161,7 @@ class Supervisor:
         write_json(self.path(RECORD), self.record)  # before the process exists: no crash leaves it unrecorded
         self.started = time.monotonic()
         self.streams = [self.path(s) for s in STREAMS]
-        fds = [os.open(self.path(STDIN) if job.get("stdin") else os.devnull, os.O_RDONLY | os.O_CLOEXEC)]
+        fds = [self.open_input() if job.get("interactive") else self.open_stdin()]
         try:
             fds += [os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC) for path in self.streams]
         except OSError:
@@ -178,6 +183,32 @@ class Supervisor:
                 os.chdir("/")
         if not job.get("quiet_start_s"):
             self.announce()
+
+    def open_stdin(self) -> int:
+        return os.open(self.path(STDIN) if self.job.get("stdin") else os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+
+    def open_input(self) -> int:
+        """An interactive run's stdin: a FIFO any server on this machine writes to (sendInput). The supervisor
+        holds a writing end, so the command sees the end of its input only once that is closed (an eof asked
+        for, or the run's end), not whenever no server happens to be writing. What came with the job is written
+        first."""
+        fifo = self.path(STDIN_FIFO)
+        os.mkfifo(fifo, 0o600)
+        reading = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        os.set_blocking(reading, True)
+        self.input = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        if self.job.get("stdin"):
+            with open(self.path(STDIN), "rb") as first:
+                data = memoryview(first.read())
+            with contextlib.suppress(BlockingIOError):  # the server sent at most what a pipe holds
+                while data:
+                    data = data[os.write(self.input, data) :]
+        return reading
+
+    def close_input(self) -> None:
+        if self.input is not None:
+            os.close(self.input)
+            self.input = None
 
     def announce(self) -> None:
         """Record the command's pid and tell the server it runs. A server waiting for a short run hears only
@@ -211,10 +242,13 @@ class Supervisor:
             timeout_ms = max(0, int(min(waits) * 1000) + 1) if waits else -1
             for fd, _ in poller.poll(timeout_ms):
                 if fd == self.wake_r:
-                    if signal.SIGTERM in self.drain_wakeups():
+                    signals = self.drain_wakeups()
+                    if signal.SIGTERM in signals:
                         stop = read_json(self.path(STOP))  # none: a late signal meant for an earlier session
                         if stop is not None:
                             self.end(str(stop.get("reason") or "stop"))
+                    if signal.SIGUSR1 in signals and os.path.exists(self.path(INPUT_CLOSED)):
+                        self.close_input()
                 elif self.channel is not None:
                     self.on_message(poller)
             self.reap()

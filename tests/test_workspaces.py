@@ -1,0 +1,265 @@
+"""Workspaces: an agent's work carries from one call to the next, files go in and out, a running program gets
+its input from a later call, and no path leads out of its workspace."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import struct
+import zlib
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from mcp import Client
+
+from server.config import load_settings
+from tests.conftest import connect, error_text, stdio_params, structured
+from tests.test_sandbox import PYTHON
+
+APP_BROKEN = "def add(a, b):\n    return a - b\n"
+APP_FIXED = "def add(a, b):\n    return a + b\n"
+TEST_APP = "from app import add\n\nassert add(2, 3) == 5, add(2, 3)\nprint('tests pass')\n"
+PNG_SCRIPT = (
+    "import struct, zlib\n"
+    "def chunk(kind, data):\n"
+    "    return struct.pack('>I', len(data)) + kind + data + struct.pack('>I', zlib.crc32(kind + data))\n"
+    "rows = b''.join(b'\\x00' + bytes((x * 7 + y * 3) % 256 for x in range(48)) for y in range(32))\n"
+    "png = b'\\x89PNG\\r\\n\\x1a\\n' + chunk(b'IHDR', struct.pack('>IIBBBBB', 48, 32, 8, 0, 0, 0, 0))\n"
+    "png += chunk(b'IDAT', zlib.compress(rows)) + chunk(b'IEND', b'')\n"
+    "open('plot.png', 'wb').write(png)\n"
+)
+
+
+def png_bytes() -> bytes:
+    """What PNG_SCRIPT writes, made here to compare with what comes back."""
+    scope: dict[str, Any] = {"struct": struct, "zlib": zlib}
+    exec(PNG_SCRIPT.replace("open('plot.png', 'wb').write(png)\n", ""), scope)
+    data: bytes = scope["png"]
+    return data
+
+
+async def test_the_coding_loop_over_stdio_with_the_default_tools_across_a_restart() -> None:
+    env = {"RUNTIMES_MCP_ON_EXIT": "keep"}
+    async with Client(stdio_params(env=env)) as client:
+        names = {t.name for t in (await client.list_tools()).tools}
+        assert {"execRun", "writeFile", "readFile"} <= names and "listFiles" not in names
+        structured(await client.call_tool("writeFile", {"workspace": "w", "path": "app.py", "content": APP_BROKEN}))
+        structured(await client.call_tool("writeFile", {"workspace": "w", "path": "test_app.py", "content": TEST_APP}))
+        failing = structured(await client.call_tool("execRun", {"command": f"{PYTHON} test_app.py", "workspace": "w"}))
+        assert failing["state"] == "failed" and "AssertionError" in failing["stderr"]
+        structured(await client.call_tool("writeFile", {"workspace": "w", "path": "app.py", "content": APP_FIXED}))
+        venv = structured(
+            await client.call_tool(
+                "execRun", {"command": f"{PYTHON} -m venv .venv", "workspace": "w", "timeout_s": 120}
+            )
+        )
+        assert venv["exit_code"] == 0, venv
+    async with Client(stdio_params(env=env)) as client:  # a new server on the same data directory
+        passing = structured(
+            await client.call_tool("execRun", {"command": ".venv/bin/python test_app.py", "workspace": "w"})
+        )
+        assert (passing["exit_code"], passing["stdout"]) == (0, "tests pass\n"), passing
+        plot = structured(
+            await client.call_tool(
+                "execRun", {"command": f'{PYTHON} -c "$S" && ls', "workspace": "w", "env": {"S": PNG_SCRIPT}}
+            )
+        )
+        assert "plot.png" in plot["stdout"]
+        read = structured(await client.call_tool("readFile", {"workspace": "w", "path": "plot.png"}))
+    expected = png_bytes()
+    assert read["encoding"] == "base64" and base64.b64decode(read["content"]) == expected
+    assert read["sha256"] == hashlib.sha256(expected).hexdigest() and read["size"] == len(expected)
+    assert read["next_offset"] is None
+
+
+async def test_a_prompting_program_gets_its_answer_from_a_later_call_through_another_server(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("RUNTIMES_MCP_TOOLSETS", "sessions")
+    monkeypatch.setenv("RUNTIMES_MCP_ON_EXIT", "keep")
+    command = 'printf "name? "; read n; echo "hi $n"; read m; echo "bye $m"'
+    async with connect() as first:
+        started = structured(await first.call_tool("execRun", {"command": command, "interactive": True, "wait": False}))
+        await wait_for_output(first, started["session_id"], "name? ")
+    async with connect() as second:  # another server on the same data directory answers it
+        sent = structured(await second.call_tool("sendInput", {"session_id": started["session_id"], "text": "Ada\n"}))
+        assert sent["bytes"] == 4 and sent["closed"] is False
+        await wait_for_output(second, started["session_id"], "hi Ada\n")
+        closed = structured(await second.call_tool("sendInput", {"session_id": started["session_id"], "eof": True}))
+        assert closed["closed"] is True
+        done = structured(await second.call_tool("getSession", {"session_id": started["session_id"], "wait_s": 20}))
+    assert done["state"] == "completed" and done["stdout"] == "name? hi Ada\nbye \n", done
+
+
+async def wait_for_output(client: Client, session_id: str, text: str) -> None:
+    for _ in range(500):
+        got = structured(await client.call_tool("getSession", {"session_id": session_id}))
+        if text in (got["stdout"] or ""):
+            return
+        await anyio.sleep(0.02)
+    raise AssertionError(f"{text!r} never came: {got}")
+
+
+async def test_input_to_a_session_that_cannot_take_it_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RUNTIMES_MCP_TOOLSETS", "sessions")
+    async with connect() as client:
+        plain = structured(await client.call_tool("execRun", {"command": "sleep 30", "wait": False}))
+        not_interactive = error_text(
+            await client.call_tool("sendInput", {"session_id": plain["session_id"], "text": "x"})
+        )
+        await client.call_tool("stopSession", {"session_id": plain["session_id"]})
+        ended = error_text(await client.call_tool("sendInput", {"session_id": plain["session_id"], "text": "x"}))
+        missing = error_text(await client.call_tool("sendInput", {"session_id": "ses_000000000000", "text": "x"}))
+    assert "interactive=true" in not_interactive and "Next:" in not_interactive
+    assert "has ended" in ended and "no local session" in missing
+
+
+ESCAPES = ["../x", "../../etc/passwd", "a/../../x", "/etc/passwd", "up/x", "root/etc/passwd", "data/local.sqlite3"]
+
+
+async def test_no_path_leads_out_of_its_workspace(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RUNTIMES_MCP_TOOLSETS", "workspaces")
+    data = load_settings().data_dir
+    async with connect() as client:
+        structured(await client.call_tool("writeFile", {"workspace": "w", "path": "inside.txt", "content": "in"}))
+        made = structured(
+            await client.call_tool(
+                "execRun",
+                {"command": f"ln -s .. up; ln -s / root; ln -s {data} data; ls", "workspace": "w"},
+            )
+        )
+        assert made["exit_code"] == 0, made
+        for path in ESCAPES:
+            for tool, arguments in (
+                ("readFile", {"path": path}),
+                ("writeFile", {"path": path, "content": "escaped"}),
+                ("listFiles", {"path": path.rsplit("/", 1)[0] or path}),
+            ):
+                result = await client.call_tool(tool, {"workspace": "w", **arguments})
+                assert result.is_error, (tool, path, result)
+                text = result.content[0].text  # type: ignore[union-attr]
+                assert "out of workspace" in text or "no " in text or "not" in text, (tool, path, text)
+    assert not Path("/etc/passwd").read_text().startswith("escaped")
+    assert not (data.parent / "x").exists() and not (data / "workspaces" / "x").exists()
+
+
+async def test_a_symlink_a_concurrent_run_swaps_in_never_leads_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run flips `d` between a directory in the workspace and a link to /etc while files are read through
+    it: each read gets the workspace's file or is refused, never /etc's."""
+    async with connect() as client:
+        structured(await client.call_tool("writeFile", {"workspace": "w", "path": "real/hostname", "content": "ws"}))
+        flipper = (
+            "i=0; while [ $i -lt 4000 ]; do i=$((i+1)); ln -sfn /etc d.new && mv -T d.new d; "
+            "ln -sfn real d.new && mv -T d.new d; done"
+        )
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(client.call_tool, "execRun", {"command": flipper, "workspace": "w", "timeout_s": 60})
+            reads = [await client.call_tool("readFile", {"workspace": "w", "path": "d/hostname"}) for _ in range(80)]
+    host = Path("/etc/hostname").read_text() if Path("/etc/hostname").exists() else "\0"
+    contents = [structured(r)["content"] for r in reads if not r.is_error]
+    assert all(c == "ws" for c in contents) and host not in contents
+
+
+async def test_files_in_and_out_with_their_bounds(config_file: Any) -> None:
+    settings = load_settings(
+        config_file('toolsets = ["workspaces"]\n[local]\nworkspace_max_mb = 1\nmax_workspaces = 2\n')
+    )
+    async with connect(settings) as client:
+        binary = bytes(range(256)) * 40
+        written = structured(
+            await client.call_tool(
+                "writeFile",
+                {
+                    "workspace": "w",
+                    "path": "deep/er/bin.dat",
+                    "content": base64.b64encode(binary).decode(),
+                    "encoding": "base64",
+                    "mode": "755",
+                },
+            )
+        )
+        again = structured(
+            await client.call_tool("writeFile", {"workspace": "w", "path": "deep/er/bin.dat", "content": "t"})
+        )
+        pages, offset = [], 0
+        structured(
+            await client.call_tool(
+                "writeFile",
+                {
+                    "workspace": "w",
+                    "path": "big.bin",
+                    "content": base64.b64encode(binary).decode(),
+                    "encoding": "base64",
+                },
+            )
+        )
+        while offset is not None:
+            page = structured(
+                await client.call_tool(
+                    "readFile", {"workspace": "w", "path": "big.bin", "offset": offset, "length": 3000}
+                )
+            )
+            pages.append(base64.b64decode(page["content"]))
+            offset = page["next_offset"]
+        listing = structured(await client.call_tool("listFiles", {"workspace": "w", "depth": 3}))
+        errors = {
+            "too big": await client.call_tool(
+                "writeFile", {"workspace": "w", "path": "huge", "content": "x" * 1_100_000}
+            ),
+            "base64": await client.call_tool(
+                "writeFile", {"workspace": "w", "path": "b", "content": "%%%", "encoding": "base64"}
+            ),
+            "directory": await client.call_tool("writeFile", {"workspace": "w", "path": "deep", "content": "x"}),
+            "read a directory": await client.call_tool("readFile", {"workspace": "w", "path": "deep"}),
+            "missing file": await client.call_tool("readFile", {"workspace": "w", "path": "nope"}),
+            "missing workspace": await client.call_tool("readFile", {"workspace": "none", "path": "x"}),
+            "bad name": await client.call_tool("writeFile", {"workspace": "../w", "path": "x", "content": "x"}),
+            "setuid": await client.call_tool(
+                "writeFile", {"workspace": "w", "path": "s", "content": "x", "mode": "4755"}
+            ),
+        }
+        structured(await client.call_tool("writeFile", {"workspace": "second", "path": "x", "content": "x"}))
+        errors["count"] = await client.call_tool("writeFile", {"workspace": "third", "path": "x", "content": "x"})
+        listed = structured(await client.call_tool("listWorkspaces", {}))
+    assert written["size"] == len(binary) and written["replaced"] is False and again["replaced"] is True
+    assert written["uri"] == "workspace://w/deep/er/bin.dat"
+    assert b"".join(pages) == binary and len(pages) == 4
+    paths = {e["path"]: e for e in listing["entries"]}
+    assert paths["deep/er/bin.dat"]["type"] == "file" and paths["deep"]["type"] == "directory"
+    assert (
+        settings.data_dir / "workspaces" / "local" / "w" / "deep" / "er" / "bin.dat"
+    ).stat().st_mode & 0o777 == 0o644
+    for name, result in errors.items():
+        assert result.is_error and "Next:" in result.content[0].text, (name, result)  # type: ignore[union-attr]
+    assert "workspace_max_mb" in errors["too big"].content[0].text  # type: ignore[union-attr]
+    assert "max_workspaces" in errors["count"].content[0].text  # type: ignore[union-attr]
+    leftovers = [p.name for p in (settings.data_dir / "workspaces" / "local" / "w").rglob("*") if "rtmcp" in p.name]
+    assert leftovers == []  # nothing partial: a write goes through a temporary file, renamed over
+    assert {w["name"] for w in listed["workspaces"]} == {"w", "second"} and listed["max_workspaces"] == 2
+
+
+async def test_a_run_in_a_workspace_is_bounded_by_its_size_and_a_workspace_in_use_is_not_deleted(
+    config_file: Any,
+) -> None:
+    settings = load_settings(config_file('toolsets = ["workspaces"]\n[local]\nworkspace_max_mb = 2\n'))
+    async with connect(settings) as client:
+        filler = await client.call_tool(
+            "execRun",
+            {
+                "command": "i=0; while :; do i=$((i+1)); head -c 262144 /dev/zero > f$i; done",
+                "workspace": "w",
+                "timeout_s": 60,
+            },
+        )
+        running = structured(
+            await client.call_tool("execRun", {"command": "sleep 30", "workspace": "w", "wait": False})
+        )
+        refused = await client.call_tool("deleteWorkspace", {"workspace": "w"})
+        await client.call_tool("stopSession", {"session_id": running["session_id"]})
+        deleted = structured(await client.call_tool("deleteWorkspace", {"workspace": "w"}))
+    result = structured(filler)
+    assert result["state"] == "failed" and "local.workspace_max_mb=2" in result["message"], result
+    assert refused.is_error and "in use" in refused.content[0].text  # type: ignore[union-attr]
+    assert deleted["deleted"] is True and not (settings.data_dir / "workspaces" / "local" / "w").exists()
