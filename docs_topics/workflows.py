@@ -122,4 +122,65 @@ ERRORS = Topic(
     related_topics=["overview"],
 )
 
-TOPICS = (RUN_AND_WATCH, IDEMPOTENT_ROUTINES, ERRORS)
+WORKSPACES = Topic(
+    topic="workspaces",
+    title="Workspaces: files and work that carry from one call to the next",
+    description=(
+        "A workspace is a named directory (letters, digits, `-`, `_`, `.`; up to 64) that runs share: "
+        "`execRun workspace=NAME` works in it, under the same sandbox as any run, and what it writes there "
+        "(source files, a `.venv`, build outputs) is there for the next run, after a server restart, and for every "
+        "server on the data directory. It is made on first use. Several runs may use one workspace at once, as "
+        "two shells may share a directory. A run without `workspace` gets a fresh directory of its own.\n\n"
+        '- **Files in and out**: writeFile (text, or `encoding: base64` for bytes; `mode` like "755"; parent '
+        "directories made; a file is replaced whole, never left half-written) and readFile (a page of "
+        "`length` bytes, 64 KiB by default, from `offset`; base64 when the bytes are not UTF-8 text; the whole "
+        "file's `size` and `sha256`; `next_offset` until the end). Paths are relative to the workspace; one "
+        "that leads out of it (`..`, a link) is refused. Results carry a `workspace://NAME/PATH` URI, readable "
+        "as a resource.\n"
+        "- **Toolsets**: `workspaces` adds listFiles (type, size, mtime; `depth`), listWorkspaces (size, last use) "
+        "and deleteWorkspace (refused while a session runs in it); `sessions` adds sendInput.\n"
+        "- **Input while it runs**: `execRun interactive=true` keeps the run's stdin open; sendInput writes to it "
+        "(end lines with \\n) and `eof: true` closes it. Any server on the machine can send it.\n"
+        "- **Bounds**: a workspace holds at most `local.workspace_max_mb` (1024 MiB; a run that passes it is "
+        "ended, a write that would is refused); there are at most `local.max_workspaces` (100); one unused for "
+        "`local.workspace_retention_days` (30) is deleted, never one in use; all of them count toward "
+        "`local.max_data_mb`."
+    ),
+    ai_hints=[
+        "Keep a project in one workspace: write files, run, fix, run again; install dependencies once into a "
+        ".venv or node_modules there and reuse them in later runs.",
+        "Read large files in pages: readFile offset=next_offset until next_offset is null; check sha256.",
+        "A program that asks questions (a REPL, npm init, Continue? [y/N]): execRun interactive=true wait=false, "
+        'getSession to read the prompt, sendInput text="y\\n", then getSession wait_s to follow it.',
+    ],
+    patterns=[
+        Pattern(
+            name="The coding loop",
+            description="Write, run, read the output, fix, run again, fetch the artifact.",
+            steps=[
+                "writeFile workspace=w path=app.py content=...; writeFile workspace=w path=test_app.py content=...",
+                'execRun workspace=w command="python3 -m venv .venv && .venv/bin/pip install -r requirements.txt" '
+                "(once)",
+                'execRun workspace=w command=".venv/bin/python -m pytest -q" → failures in stdout',
+                "writeFile workspace=w path=app.py content=<fixed>; execRun again → passes",
+                'execRun workspace=w command="python3 plot.py"; readFile workspace=w path=plot.png → base64 + sha256',
+            ],
+            example='writeFile {"workspace": "w", "path": "app.py", "content": "print(42)"}\n'
+            'execRun {"workspace": "w", "command": "python3 app.py"}\n'
+            'readFile {"workspace": "w", "path": "app.py"}',
+        ),
+        Pattern(
+            name="Answer a prompt",
+            description="A program that waits for input while it runs.",
+            steps=[
+                'execRun command="npm init" interactive=true wait=false workspace=w → session_id',
+                "getSession session_id → the question in stdout",
+                'sendInput session_id text="my-package\\n" (repeat per question; eof=true when done)',
+                "getSession session_id wait_s=25 → the end",
+            ],
+        ),
+    ],
+    related_topics=["local", "run-and-watch"],
+)
+
+TOPICS = (RUN_AND_WATCH, IDEMPOTENT_ROUTINES, ERRORS, WORKSPACES)

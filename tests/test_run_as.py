@@ -80,3 +80,19 @@ async def test_runs_and_what_they_write_belong_to_the_run_as_user(reachable: Pat
     assert int(uid) == nobody and (init == "bwrap") == (mode == "auto"), own  # sandboxed, unless switched off
     work = settings.data_dir / "sessions" / own["session_id"] / "work"
     assert (work / "mine").stat().st_uid == nobody and (shared / "f").stat().st_uid == nobody
+
+
+async def test_a_workspace_and_the_files_written_into_it_belong_to_the_run_as_user(
+    reachable: Path, config_file: Any
+) -> None:
+    settings = load_settings(config_file(f'[local.sandbox]\nrun_as = "{USER}"\n'))
+    async with connect(settings) as client:
+        structured(await client.call_tool("writeFile", {"workspace": "w", "path": "src/a.py", "content": "x"}))
+        ran = structured(
+            await client.call_tool("execRun", {"command": "echo y >> src/a.py && id -u", "workspace": "w"})
+        )
+    workspace = settings.data_dir / "workspaces" / "local" / "w"
+    assert ran["exit_code"] == 0 and ran["stdout"] == "65534\n", ran
+    for path in (workspace, workspace / "src", workspace / "src" / "a.py"):
+        assert path.stat().st_uid == 65534, path
+    assert (workspace / "src" / "a.py").read_text() == "xy\n"

@@ -82,6 +82,6 @@ def open_the_way(user: RunAs, data_dir: Path) -> None:
                 f"({parent} is mode {stat.S_IMODE(info.st_mode):o}, owner uid {info.st_uid}); set "
                 f"RUNTIMES_MCP_DATA_DIR to a directory it can reach, e.g. /var/lib/runtimes-mcp"
             )
-    for directory in (data_dir, data_dir / "sessions"):
+    for directory in (data_dir, data_dir / "sessions", data_dir / "workspaces", data_dir / "workspaces" / "local"):
         directory.mkdir(mode=0o711, exist_ok=True)
         directory.chmod(0o711)
