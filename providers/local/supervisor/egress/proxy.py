@@ -90,6 +90,11 @@ class EgressProxy:
             )
             await close_writer(writer)
             return
+        connection = writer.get_extra_info("socket")
+        if connection is not None and connection.family in (socket.AF_INET, socket.AF_INET6):
+            # asyncio sets this only on sockets made with proto=IPPROTO_TCP, which a listening socket made
+            # with proto 0 does not pass on: without it, a reply relayed in two writes waits out a delayed ACK.
+            connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         task = asyncio.current_task()
         assert task is not None
         self._connections.add(task)
