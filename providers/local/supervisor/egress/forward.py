@@ -89,7 +89,7 @@ async def exchange(
         if length is not None and length.strip().isdigit() and int(length) <= bounds.max_rewritten_body:
             # Small enough to hold: the server gets the length it would have had with the value in it.
             if header(headers, b"expect") is not None and client.conn.they_are_waiting_for_100_continue:
-                await client.send(h11.InformationalResponse(status_code=100, headers=[]))
+                await client.send(h11.InformationalResponse(status_code=100, headers=[], reason=b"Continue"))
             buffered = await _read_body(client, rewriter)
             headers = replace_header(
                 replace_header(headers, b"expect", None), b"content-length", str(len(buffered)).encode()
