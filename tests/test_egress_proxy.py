@@ -30,6 +30,7 @@ from providers.local.supervisor.egress import (
     start_proxy,
     write_trust_bundle,
 )
+from providers.local.supervisor.egress import proxy as egress_proxy
 from providers.local.supervisor.egress.addresses import forbidden_kind
 from providers.local.supervisor.egress.substitute import BodyRewriter
 from tests.egress_servers import EchoServer, ServerCertificates, echo_server, make_test_certificates
@@ -545,3 +546,13 @@ def test_a_client_waiting_for_100_continue_is_not_kept_waiting(proxies: Proxies,
         )
         assert time.monotonic() - started < 0.9  # curl waits a second for a 100 that does not come
         assert answer["body"] == (SECRET if target == host else placeholder)
+
+
+def test_the_denied_record_is_bounded(proxies: Proxies, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(egress_proxy, "MAX_DENIED", 2)
+    heard: list[str] = []
+    handle, policy, port = proxies.start(["web.test"], on_denied=lambda target, _: heard.append(target))
+    for name in ("one.test", "two.test", "three.test"):
+        assert "403" in proxies.curl(port, policy, f"http://{name}/", "-w", "%{http_code}").stdout
+    assert handle.denied == ["one.test:80", "two.test:80"]
+    assert heard == ["one.test:80", "two.test:80", "three.test:80"]  # the callback still hears of each

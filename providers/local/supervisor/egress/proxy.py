@@ -31,6 +31,7 @@ logger = logging.getLogger(__name__)
 
 # Called (in the proxy's thread) with "host:port" and the line the client was answered.
 OnDenied = Callable[[str, str], None]
+MAX_DENIED = 1000
 _BUSY = b"runtimes-mcp: the egress proxy has too many connections open; retry shortly\n"
 
 
@@ -52,6 +53,7 @@ class EgressProxy:
         self.bounds = bounds or Bounds()
         self.resolver = Resolver(policy, lookup, timeout=self.bounds.connect_timeout)
         self.denied: list[str] = []
+        self._denied_set: set[str] = set()
         self._on_denied = on_denied
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.Task[Any]] = set()
@@ -74,7 +76,9 @@ class EgressProxy:
         return len(self._connections)
 
     def record(self, refusal: Refused) -> None:
-        if refusal.target not in self.denied:
+        # Kept once each and at most MAX_DENIED of them: a sandbox can make up names without end.
+        if refusal.target not in self._denied_set and len(self.denied) < MAX_DENIED:
+            self._denied_set.add(refusal.target)
             self.denied.append(refusal.target)
         if self._on_denied is not None:
             try:
