@@ -22,7 +22,7 @@ class Shape(BaseModel):
 class SessionSummary(Shape):
     id: str
     status: str = Field(description="e.g. running, completed.")
-    started_at: str | None = Field(None, description="ISO 8601 start time.")
+    started_at: str | None = Field(None, description="ISO 8601.")
     command: str | None = None
     raw: Raw = Field(None, description=RAW_DESCRIPTION)
 
@@ -31,24 +31,26 @@ class SessionList(Shape):
     provider: str
     sessions: list[SessionSummary]
     count: int
-    next_cursor: str | None = Field(None, description="Next page: pass as cursor (xano: page).")
+    next_cursor: str | None = Field(None, description="Pass as cursor (xano: page).")
 
 
 class ExecResult(Shape):
     provider: str
     session_id: str
-    state: str = Field(description="running, completed, failed, timed_out, stopped or lost.")
+    state: str = Field(description="running, completed, failed, timed_out, stopped, lost.")
     exit_code: int | None = Field(None, description="Negative: killed by that signal.")
     stdout: str | None = None
     stderr: str | None = None
     stdout_bytes: int | None = None
     stderr_bytes: int | None = None
-    stdout_next_offset: int | None = Field(None, description="stdout_offset for what comes next.")
-    stderr_next_offset: int | None = Field(None, description="stderr_offset for what comes next.")
+    stdout_next_offset: int | None = None
+    stderr_next_offset: int | None = None
     truncated: bool = Field(False, description="Output cut; more to read.")
     duration_ms: int | None = None
     response: Any = None
     message: str | None = None
+    ports: dict[str, int] | None = None
+    network_denied: list[str] | None = None
     raw: Raw = Field(None, description=RAW_DESCRIPTION)
 
 
@@ -89,13 +91,14 @@ class Launcher(Shape):
     running: list[RunningItem] = Field(default_factory=list)
     created_at: int | None = Field(None, description="Unix ms.")
     description: str | None = None
+    ports: dict[str, int] | None = None
     raw: Raw = Field(None, description=RAW_DESCRIPTION)
 
 
 class LauncherList(Shape):
     provider: str
     launchers: list[Launcher]
-    total: int = Field(description="Matches over all pages.")
+    total: int = Field(description="Over all pages.")
     offset: int
     limit: int
 

@@ -59,6 +59,7 @@ async def test_arguments_are_flat_and_only_those_of_configured_providers() -> No
         "env",
         "stdin",
         "interactive",
+        "ports",
         "timeout_s",
         "wait",
         "wait_s",

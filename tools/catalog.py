@@ -32,6 +32,7 @@ CWD = Arg("cwd", str, "Working directory (default: a new one).")
 WORKSPACE = Arg("workspace", str, "Run in this workspace: a named directory kept across runs.")
 FILE_WORKSPACE = Arg("workspace", str, "Workspace name.")
 INTERACTIVE = Arg("interactive", bool, "true: stdin stays open for sendInput.")
+PORTS = Arg("ports", list[Annotated[int, Ge(1), Le(65535)]], "Ports it serves, reachable on the host's 127.0.0.1.")
 FILE_PATH = Arg("path", str, "Path in the workspace.")
 DIR_PATH = Arg("path", str, "Directory in the workspace (default: its top).")
 FILE_CONTENT = Arg("content", str, "The file's content.")
@@ -129,6 +130,7 @@ HEADLINE: tuple[ToolSpec, ...] = (
             ENV,
             STDIN,
             INTERACTIVE,
+            PORTS,
             TIMEOUT,
             WAIT,
             WAIT_S,

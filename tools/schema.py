@@ -28,18 +28,28 @@ JSON_SAFE_MAX = 2**53 - 1
 
 
 def drop_raw(schema: Any) -> Any:
-    """Leave the free-form `raw` (a provider's own record, an open object) out of published output schemas:
-    it says nothing a client could check, and an output schema allows properties it does not list."""
+    """Leave out of published output schemas what tells a client nothing it can use: the free-form `raw` (a
+    provider's own record, an open object) anywhere, and the top level's `provider` (the one the call named,
+    or the default). An output schema allows properties it does not list; results keep both."""
+    if isinstance(schema, dict):
+        properties = schema.get("properties")
+        if isinstance(properties, dict) and "provider" in properties and "required" in schema:
+            properties.pop("provider")
+            schema["required"] = [name for name in schema["required"] if name != "provider"]
+        _drop_raw(schema)
+    return schema
+
+
+def _drop_raw(schema: Any) -> None:
     if isinstance(schema, dict):
         properties = schema.get("properties")
         if isinstance(properties, dict):
             properties.pop("raw", None)
         for value in schema.values():
-            drop_raw(value)
+            _drop_raw(value)
     elif isinstance(schema, list):
         for item in schema:
-            drop_raw(item)
-    return schema
+            _drop_raw(item)
 
 
 def compact_schema(schema: Any, *, optional_means_absent: bool) -> Any:

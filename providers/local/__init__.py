@@ -11,7 +11,18 @@ PROVIDER = Provider(
     capabilities={
         c.LIST_SESSIONS: Serves(("status?", "limit?", "cursor?")),
         c.EXEC_RUN: Serves(
-            ("command", "cwd?", "workspace?", "env?", "stdin?", "interactive?", "timeout_s?", "wait?", "wait_s?")
+            (
+                "command",
+                "cwd?",
+                "workspace?",
+                "env?",
+                "stdin?",
+                "interactive?",
+                "ports?",
+                "timeout_s?",
+                "wait?",
+                "wait_s?",
+            )
         ),
         c.GET_SESSION: Serves(("session_id", "wait_s?", "stdout_offset?", "stderr_offset?")),
         c.STOP_SESSION: Serves(("session_id",)),

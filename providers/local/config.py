@@ -3,9 +3,38 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from providers.local.supervisor.egress.policy import Policy
+
+NetworkMode = Literal["none", "allowlist", "host"]
+Port = Annotated[int, Field(ge=1, le=65535)]
+# `allow = ["@packages"]`: what installing packages needs (PyPI, npm, crates.io, the Go module proxy).
+PRESETS = {
+    "@packages": (
+        "pypi.org",
+        "files.pythonhosted.org",
+        "registry.npmjs.org",
+        "registry.yarnpkg.com",
+        "crates.io",
+        "static.crates.io",
+        "index.crates.io",
+        "proxy.golang.org",
+        "sum.golang.org",
+        "storage.googleapis.com",
+    )
+}
+
+
+def _network(value: Any) -> Any:
+    """`network = true/false` as before: the host's network, or none."""
+    if value is True:
+        return "host"
+    if value is False:
+        return "none"
+    return value
 
 
 def _real_command(value: str) -> str:
@@ -27,9 +56,11 @@ class RoutineConfig(BaseModel):
     timeout_s: float = Field(60, gt=0)
     cwd: str | None = None
     env: dict[str, str] = Field(default_factory=dict)
+    network: NetworkMode | None = Field(None, description="Its network, where it differs from local.sandbox's.")
 
     _command = field_validator("command")(_real_command)
     _cwd = field_validator("cwd")(_existing_dir)
+    _network = field_validator("network", mode="before")(_network)
 
 
 class LauncherConfig(BaseModel):
@@ -38,9 +69,12 @@ class LauncherConfig(BaseModel):
     description: str = ""
     cwd: str | None = None
     env: dict[str, str] = Field(default_factory=dict)
+    network: NetworkMode | None = Field(None, description="Its network, where it differs from local.sandbox's.")
+    ports: list[Port] = Field(default_factory=list, description="Its ports, reachable on the host's loopback.")
 
     _command = field_validator("command")(_real_command)
     _cwd = field_validator("cwd")(_existing_dir)
+    _network = field_validator("network", mode="before")(_network)
 
 
 class SandboxConfig(BaseModel):
@@ -50,7 +84,16 @@ class SandboxConfig(BaseModel):
     mode: Literal["auto", "required", "off"] = Field(
         "auto", description="auto: sandboxed where the kernel allows it; required: refuse to start otherwise."
     )
-    network: bool = Field(False, description="Let sandboxed commands use the network.")
+    network: NetworkMode = Field(
+        "none", description="none, allowlist (only `allow`, through a proxy) or host (all of the host's network)."
+    )
+    allow: list[str] = Field(
+        default_factory=list, description='Hosts allowlist mode lets out: "host", "*.domain", ":port", "@packages".'
+    )
+    hosts: dict[str, str] = Field(default_factory=dict, description="Fixed name -> address, used before DNS.")
+    ca_file: str | None = Field(
+        None, description="More CA certificates (PEM) to trust for allowed hosts: the proxy's and the sandbox's."
+    )
     readable_paths: list[str] = Field(
         default_factory=list, description="More paths commands may read (in the hidden home, for instance)."
     )
@@ -68,6 +111,30 @@ class SandboxConfig(BaseModel):
             _existing_dir(path)
         return [str(Path(p).expanduser().resolve()) for p in paths]
 
+    _network = field_validator("network", mode="before")(_network)
+
+    @field_validator("ca_file")
+    @classmethod
+    def _ca_file(cls, path: str | None) -> str | None:
+        if path is not None and not Path(path).expanduser().is_file():
+            raise ValueError(f"{path!r} is not a file")
+        return str(Path(path).expanduser().resolve()) if path is not None else None
+
+    @field_validator("allow")
+    @classmethod
+    def _expand_presets(cls, entries: list[str]) -> list[str]:
+        expanded: list[str] = []
+        for entry in entries:
+            if entry.startswith("@") and entry not in PRESETS:
+                raise ValueError(f"{entry!r} is not a preset; presets: {', '.join(PRESETS)}")
+            expanded += PRESETS.get(entry, (entry,))
+        return list(dict.fromkeys(expanded))
+
+    @model_validator(mode="after")
+    def _policy(self) -> SandboxConfig:
+        Policy.parse(self.allow, self.hosts)  # ValueError names the entry
+        return self
+
     @field_validator("readable_paths")
     @classmethod
     def _readable_exist(cls, paths: list[str]) -> list[str]:
@@ -80,6 +147,17 @@ class SandboxConfig(BaseModel):
     @classmethod
     def _absolute(cls, paths: list[str]) -> list[str]:
         return [str(Path(p).expanduser().absolute()) for p in paths]
+
+
+class SecretConfig(BaseModel):
+    """A credential added on the way out (allowlist mode): the sandbox gets a placeholder in its variable."""
+
+    model_config = ConfigDict(extra="forbid")
+    value_env: str = Field(description="The server's environment variable with the real value (the same name inside).")
+    hosts: list[str] = Field(min_length=1, description="The hosts it is for (forms of local.sandbox.allow).")
+    header: str | None = Field(None, description="Also set this header for those hosts.")
+    format: str = Field("{value}", description="The header's value, with {value}.")
+    body: bool = Field(False, description="Replace the placeholder in request bodies too.")
 
 
 class LimitsConfig(BaseModel):
@@ -122,4 +200,5 @@ class LocalConfig(BaseModel):
         30, gt=0, description="A workspace unused this long is deleted (never one a running session uses)."
     )
     sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
+    secrets: dict[str, SecretConfig] = Field(default_factory=dict)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)

@@ -6,12 +6,13 @@ import errno
 import json
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from providers.errors import InvalidInput, ProviderError, Unavailable
 from providers.local.ids import PROVIDER
+from providers.local.network import Network
 from providers.local.processes import child_env
 from providers.local.sandbox import Sandbox
 from providers.local.supervisor import channel
@@ -34,6 +35,7 @@ class SessionSettings:
     disk_bytes: int = 0  # what a run's own directory may take while it runs (0: not measured)
     cgroups: bool = False
     cgroup_parent: str | None = None
+    network: Network = field(default_factory=Network)
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,8 @@ class Request:
     on_exit: str
     lock_fd: int | None
     place: Cwd | None  # a caller's cwd, as opened
+    network: str | None = None  # its network mode, where it differs from the server's
+    ports: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -192,18 +196,23 @@ def build_job(settings: SessionSettings, request: Request, job: Job, quiet: bool
     fds = {"lock": request.lock_fd} if request.lock_fd is not None else {}
     if place is not None and sandbox is None:  # unconfined: the supervisor goes there
         fds["cwd"] = place.fd
-    if sandbox is None:
-        argv = ["/bin/sh", "-c", request.command]
-    elif place is None:
-        argv = sandbox.argv(request.command, cwd, job_env, workdir=cwd)
-    else:
-        argv = sandbox.argv(request.command, cwd, job_env)
+    argv, bwrap = ["/bin/sh", "-c", request.command], None
+    network, options, net_env, prefix = settings.network.for_run(
+        request.network, list(request.ports), job.directory, sandbox
+    )
+    if sandbox is not None:
+        workdir_path = cwd if place is None else None
+        share = network["mode"] == "host"
+        bwrap, argv = sandbox.argv(
+            [*(prefix or []), *argv], cwd, job_env | net_env, workdir=workdir_path, share_net=share, more=options
+        )
     disk = None
     if workdir is not None and workdir.max_bytes:
         disk = {"path": workdir.path, "max_bytes": workdir.max_bytes, "setting": workdir.setting}
     message: dict[str, Any] = {
         "id": job.id,
         "argv": argv,
+        "bwrap": bwrap,
         "fds": list(fds),
         "sandboxed": sandbox is not None,
         "env": job_env if sandbox is None else {},  # a sandbox's variables are in its argv, set inside it
@@ -214,6 +223,7 @@ def build_job(settings: SessionSettings, request: Request, job: Job, quiet: bool
         "grace_s": STOP_GRACE_S,
         "max_output_bytes": settings.max_output_bytes,
         "disk": disk,
+        "network": network if network["mode"] != "none" or network["ports"] else None,
         "quiet_start_s": QUIET_START_S if quiet else 0,
         "record": {
             "command": request.command,

@@ -53,6 +53,7 @@ class LauncherSupervisor:
         self.last_error: str | None = None
         self.created_at = now_ms()
         self._stopping = False
+        self.ports: dict[str, int] | None = None
 
     async def _set_state(self, state: str, previous: str | None = None) -> None:
         self.state, self.previous = state, previous
@@ -107,12 +108,15 @@ class LauncherSupervisor:
                 origin=f"launcher:{self.name}",
                 on_server_exit="stop",
                 lock_fd=lock,
+                network=self.config.network,
+                ports=self.config.ports,
             )
         except ProviderError as exc:
             self.last_error = exc.message
             logger.warning("runtimes-mcp: launcher %s could not start: %s", self.name, exc)
         else:
             self.session_id, self.pid, self.last_error = live.id, live.row.pid, None
+            self.ports = self._sessions.network_of(live.id)[0]
             await self._set_state("active")
             await self._sessions.wait(live)
             self.last_exit_code, self.pid = live.row.exit_code, None
@@ -146,6 +150,7 @@ class LauncherSupervisor:
             running=running,
             created_at=self.created_at,
             description=self.config.description or None,
+            ports=self.ports if self.pid else None,
             raw=raw,
         )
 

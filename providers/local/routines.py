@@ -86,6 +86,7 @@ class Routines:
                 timeout_s=cfg.timeout_s,
                 origin=f"routine:{routine}",
                 durable=False,
+                network=cfg.network,
             )
         except BaseException:
             self._store.release_key(run.id)  # it never ran: a retry must be able to run it

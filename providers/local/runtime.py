@@ -23,6 +23,8 @@ from providers.local.events import DEFAULT_SANDBOX, EventLog, Listener
 from providers.local.ids import PROVIDER
 from providers.local.jobs import SessionSettings, WorkDir
 from providers.local.launchers import LauncherSupervisor, page_launchers
+from providers.local.network import NetworkError
+from providers.local.network import prepare as prepare_network
 from providers.local.output import EMPTY, read_from
 from providers.local.retention import Retention
 from providers.local.routines import Routines
@@ -182,7 +184,8 @@ class LocalRuntime(
             if run_as is not None:
                 open_the_way(run_as, data_dir)
             sandbox, sandbox_status = prepare(config.sandbox, config.limits, data_dir, hidden, run_as)
-        except (SandboxError, RunAsError) as exc:
+            network = prepare_network(config, data_dir, sandbox)
+        except (SandboxError, RunAsError, NetworkError) as exc:
             await store.close()
             raise DataDirError(str(exc)) from None
         if sandbox is None and config.sandbox.mode != "off":
@@ -192,7 +195,7 @@ class LocalRuntime(
         events = EventLog(store)
         disk_mb = min(config.limits.disk_mb, config.max_data_mb)
         limits = config.limits.model_dump() | {"disk_mb": disk_mb, "run_as": run_as.ids() if run_as else None}
-        spawner = Spawner(data_dir, limits)
+        spawner = Spawner(data_dir, limits, network.zygote_message() if network.policy else None)
         settings = SessionSettings(
             output_cap=config.output_cap_bytes,
             max_timeout_s=config.max_timeout_s,
@@ -202,6 +205,7 @@ class LocalRuntime(
             disk_bytes=disk_mb * 1024 * 1024,
             cgroups=config.limits.cgroups,
             cgroup_parent=config.limits.cgroup_parent,
+            network=network,
         )
         try:
             async with anyio.create_task_group() as tg:
@@ -309,6 +313,7 @@ class LocalRuntime(
         timeout_s: float | None = None,
         wait: bool | None = None,
         wait_s: float | None = None,
+        ports: list[int] | None = None,
         progress: Progress | None = None,
     ) -> ExecResult:
         """Run a command; wait for its end at most `wait_s` (DEFAULT_WAIT_S), then answer with the session still
@@ -330,6 +335,7 @@ class LocalRuntime(
             interactive=bool(interactive),
             timeout_s=60 if timeout_s is None else timeout_s,
             durable=waiting == 0,
+            ports=sorted(set(ports or ())),
         )
         if waiting == 0:
             return ExecResult(
@@ -338,6 +344,7 @@ class LocalRuntime(
                 state="running",
                 stdout_next_offset=0,
                 stderr_next_offset=0,
+                ports=self.sessions.network_of(live.id)[0],
                 message=f"Running in the background. {FOLLOW_HINT.format(id=live.id, out=0)}",
             )
         await self.sessions.wait(live, waiting, progress=progress)
@@ -368,6 +375,7 @@ class LocalRuntime(
                 streams[stream] = (text, size, next_offset)
                 truncated = truncated or next_offset < size
         duration = int((row.ended_at - row.started_at) * 1000) if row.ended_at else None
+        ports, denied = self.sessions.network_of(row.id) if not self.sessions.elsewhere(row) else (None, None)
         message = "; ".join(m for m in (row.message, note) if m) or None
         if self.sessions.elsewhere(row):
             streams = {"stdout": (None, row.stdout_bytes, None), "stderr": (None, row.stderr_bytes, None)}
@@ -396,6 +404,8 @@ class LocalRuntime(
             truncated=truncated,
             duration_ms=duration,
             message=message,
+            ports=ports if row.state == "running" else None,
+            network_denied=denied,
         )
 
     async def stop_session(self, session_id: str) -> StopResult:

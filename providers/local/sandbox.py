@@ -18,7 +18,7 @@ import logging
 import os
 import shutil
 import subprocess
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -163,7 +163,7 @@ class Sandbox:
 
     bwrap: str
     mounts: tuple[Mount, ...]
-    network: bool
+    network: str  # the default network mode: none, allowlist or host
 
     def shows(self, path: str) -> Kind:
         """What a resolved absolute path is inside the sandbox: the last mount at or above it decides."""
@@ -183,28 +183,41 @@ class Sandbox:
 
     @functools.cached_property
     def profile(self) -> list[str]:
+        """Everything but the network namespace: mounts, namespaces, capabilities."""
         args = ["--unshare-user", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"]
-        if not self.network:
-            args.append("--unshare-net")
         args += ["--die-with-parent", "--new-session", "--cap-drop", "ALL"]
         args += ["--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev"]
         args += _render(m for m in self.mounts if m.rendered and m.path != "/")
         return [*args, "--remount-ro", "/dev"]  # its own /dev/shm stays writable, bounded; /dev itself is not
 
-    def argv(self, command: str, cwd: str, env: Mapping[str, str], *, workdir: str | None = None) -> list[str]:
-        """bwrap's arguments for one command in `cwd` (a real path the sandbox shows). `workdir`: the run's own
-        directory, writable (in the hidden data directory). The command's variables are set inside the sandbox
-        only (`--clearenv`, `--setenv`): bwrap itself runs on the host with an empty environment (see
-        supervisor.spawn.spawn_sandbox); every argument before the last four is an option."""
+    def argv(
+        self,
+        command: list[str],
+        cwd: str,
+        env: Mapping[str, str],
+        *,
+        workdir: str | None = None,
+        share_net: bool = False,
+        more: Sequence[str] = (),
+    ) -> tuple[list[str], list[str]]:
+        """(bwrap and its options, the command) for one run in `cwd` (a real path the sandbox shows).
+        `workdir`: the run's own directory, writable (in the hidden data directory). `share_net`: the host's
+        network (else a namespace with loopback only). `more`: options of its network (see jobs.py). The
+        command's variables are set inside the sandbox only (`--clearenv`, `--setenv`): bwrap itself runs on the
+        host with an empty environment, and its options reach it through a descriptor (see
+        supervisor.spawn.spawn_sandbox)."""
         args = [self.bwrap, *self.profile]
+        if not share_net:
+            args.append("--unshare-net")
         # hidden paths made since the profile was built (a credential file written after the server started)
         args += _render(m for m in self.later if os.path.lexists(m.path))
         if workdir is not None:
             args += ["--bind", workdir, workdir]
+        args += more
         args.append("--clearenv")
         for name, value in env.items():
             args += ["--setenv", name, value]
-        return [*args, "--chdir", cwd, "--", "/bin/sh", "-c", command]
+        return [*args, "--chdir", cwd], command
 
 
 def _render(mounts: Iterable[Mount]) -> list[str]:
@@ -239,7 +252,7 @@ def mounts(
         if Path(run).is_dir() and not Path(run).is_symlink():
             out.append(Mount(run, "private", tmp))
     resolv = Path("/etc/resolv.conf").resolve()
-    if config.network and str(resolv).startswith("/run/") and resolv.is_file():
+    if config.network == "host" and str(resolv).startswith("/run/") and resolv.is_file():
         out.append(Mount(str(resolv), "ro"))
     home = Path.home().resolve()
     if home != Path("/") and home.is_dir():
@@ -278,7 +291,7 @@ def probe(sandbox: Sandbox, run_as: RunAs | None = None) -> str | None:
     """Run `true` in the sandbox once (as the `run_as` user): None when it works, else why not (bwrap's words)."""
     try:
         result = subprocess.run(
-            sandbox.argv("true", "/", {}),
+            [*sandbox.argv(["/bin/true"], "/", {})[0], "--", "/bin/true"],
             stdin=subprocess.DEVNULL,
             capture_output=True,
             timeout=PROBE_TIMEOUT_S,
@@ -314,7 +327,9 @@ def prepare(
         sandbox = build(config, limits, bwrap, data_dir, extra_hidden, run_as)
         reason = probe(sandbox, run_as)
     if reason is None and sandbox is not None:
-        network = "network allowed" if config.network else "no network"
+        network = {"none": "no network", "host": "the host's network", "allowlist": "network through the allow-list"}[
+            config.network
+        ]
         user = f", as {run_as.name}" if run_as else ""
         return sandbox, f"on (bubblewrap: read-only host, private /tmp and home, hidden credentials, {network}{user})"
     message = (

@@ -258,6 +258,12 @@ class SessionRecords:
             provider=PROVIDER, session_id=row.id, bytes=sent, closed=bool(eof), state=row.state, message=message
         )
 
+    def network_of(self, session_id: str) -> tuple[dict[str, int] | None, list[str] | None]:
+        """(published ports: inside -> host loopback, what its network policy refused), from its record."""
+        record = sv.read_json(str(self.path(session_id, sv.RECORD))) or {}
+        result = record.get("result") or {}
+        return record.get("ports") or None, result.get("network_denied") or None
+
     def output(self, session_id: str, stream: str) -> Output:
         return read_capped(self.path(session_id, stream), self.output_cap)
 

@@ -12,7 +12,7 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -105,6 +105,8 @@ class SessionManager(SessionRecords):
         durable: bool = True,
         on_server_exit: str | None = None,
         lock_fd: int | None = None,
+        network: str | None = None,
+        ports: Sequence[int] = (),
     ) -> LiveSession:
         """Start a session and return once its process runs: in `cwd` (a caller's directory), in `workspace`, or
         in a new directory of its own. `interactive`: its stdin stays open for sendInput. With `durable` its
@@ -118,7 +120,9 @@ class SessionManager(SessionRecords):
             )
         place = open_cwd(cwd, self.settings.sandbox) if cwd is not None else None
         on_exit = on_server_exit or self.settings.on_exit
-        request = Request(command, env, stdin, interactive, timeout_s, origin, on_exit, lock_fd, place)
+        request = Request(
+            command, env, stdin, interactive, timeout_s, origin, on_exit, lock_fd, place, network, tuple(ports)
+        )
         try:
             return await self._start(request, workspace, durable, launcher=on_server_exit == "stop")
         finally:

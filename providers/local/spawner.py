@@ -68,7 +68,11 @@ class Spawner:
     """One zygote per server. `take()` returns a ready supervisor with its session directory; `give_back()`
     returns a supervisor whose session ended, for the next one."""
 
-    def __init__(self, data_dir: Path, limits: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, data_dir: Path, limits: dict[str, Any] | None = None, network: dict[str, Any] | None = None
+    ) -> None:
+        """`network`: the message that gives the zygote (and every supervisor it forks) the network policy."""
+        self._network = network
         self._sessions = data_dir / "sessions"
         self._data_dir = data_dir
         self._limits = limits or {}
@@ -109,6 +113,8 @@ class Spawner:
             os.close(log)
         self._sock = ours
         self._forks_asked = {kind: 0 for kind in self._forks_asked}
+        if self._network is not None:
+            send(ours, self._network)
         self._fork(1)
 
     def _fork(self, n: int, kind: str = "session") -> None:

@@ -22,6 +22,7 @@ from typing import Any
 from .channel import receive, send
 from .limits import Limits, cgroup_name
 from .monitor import Monitor
+from .network import RunNetwork
 from .records import (
     DISK_FULL,
     INPUT_CLOSED,
@@ -70,6 +71,8 @@ class Supervisor:
         self.kill_at: float | None = None
         self.monitor: Monitor | None = None
         self.input: int | None = None  # the writing end of an interactive run's stdin
+        self.network: RunNetwork | None = None
+        self.denied: list[str] = []
         self.fds: dict[str, int] = {}  # descriptors that came with the job, by what they are for
         self.announced = False
 
@@ -142,6 +145,7 @@ class Supervisor:
         try:
             self.start()
         except OSError as exc:
+            self.close_network()
             send(self.channel, {"op": "failed", "errno": exc.errno, "error": exc.strerror or str(exc)})
             remove_unused(self.dir)
             return
@@ -158,6 +162,10 @@ class Supervisor:
         }
         if self.limits.cgroup is not None:
             self.record["cgroup"] = sorted(set(self.limits.cgroup.dirs.values()))
+        if job.get("network"):
+            self.network = RunNetwork(job["network"], self.dir, self.path("stderr"))
+            self.network.start()
+            self.record["ports"] = self.network.published
         write_json(self.path(RECORD), self.record)  # before the process exists: no crash leaves it unrecorded
         self.started = time.monotonic()
         self.streams = [self.path(s) for s in STREAMS]
@@ -171,7 +179,7 @@ class Supervisor:
         cgroup, user = self.limits.cgroup, self.limits.limits.get("run_as")
         cwd = self.fds.get("cwd")
         if job.get("sandboxed"):
-            self.pid = spawn_sandbox(job["argv"], fds, cgroup, user, self.limits.for_runs)
+            self.pid = spawn_sandbox(job["bwrap"], job["argv"], fds, cgroup, user, self.limits.for_runs)
         else:
             try:
                 if cwd is not None:
@@ -205,6 +213,12 @@ class Supervisor:
                     data = data[os.write(self.input, data) :]
         return reading
 
+    def close_network(self) -> None:
+        if self.network is not None:
+            self.denied = self.network.denied
+            self.network.close()
+            self.network = None
+
     def close_input(self) -> None:
         if self.input is not None:
             os.close(self.input)
@@ -218,7 +232,8 @@ class Supervisor:
             self.record["pid"] = self.pid
             with contextlib.suppress(OSError):
                 write_json(self.path(RECORD), self.record)
-            if not send(self.channel, {"op": "started", "pid": self.pid}):
+            started = {"op": "started", "pid": self.pid, "ports": self.record.get("ports")}
+            if not send(self.channel, started):
                 self.server_gone()
 
     # --- watch --------------------------------------------------------------------------------------------
@@ -385,6 +400,10 @@ class Supervisor:
             "detail": self.detail,
             "ended_at": time.time(),
         }
+        if self.network is not None:
+            self.close_network()  # the command has ended: nothing more goes out or comes in
+            if self.denied:
+                result["network_denied"] = self.denied
         for stream, path in zip(STREAMS, self.streams, strict=True):
             try:
                 size = os.stat(path).st_size
@@ -398,11 +417,11 @@ class Supervisor:
                 size = 0
             result[f"{stream}_bytes"] = size
         retiring = self.jobs >= MAX_JOBS  # then the server must not hand this supervisor another job
-        if not send(self.channel, {"op": "ended", "pid": self.pid, "retiring": retiring, **result}):
-            self.channel = None
         self.record["pid"] = self.pid
         self.record["result"] = result
-        with contextlib.suppress(OSError):  # e.g. the disk is full: the server heard it all the same
-            write_json(self.path(RECORD), self.record)
+        with contextlib.suppress(OSError):  # e.g. the disk is full: the server hears it all the same
+            write_json(self.path(RECORD), self.record)  # first: a server told of the end reads it there
+        if not send(self.channel, {"op": "ended", "pid": self.pid, "retiring": retiring, **result}):
+            self.channel = None
         if sandboxed:
             self.sweep()

@@ -105,19 +105,19 @@ def _fork_exec(
 
 
 def spawn_sandbox(
-    argv: list[str],
+    options: list[str],
+    command: list[str],
     fds: list[int],
     cgroup: Cgroup | None = None,
     user: list[int] | None = None,
     rlimits: Rlimits | None = None,
 ) -> int:
-    """Start bubblewrap (`argv`) on the host with an empty environment: what the command is to get is set
-    inside the sandbox by the arguments. bwrap's options (the command's variables among them) reach it through
-    a descriptor (`--args`) placed after `fds`, not its command line, which every user of the host can read."""
-    options = len(argv) - 4  # [..., "--", "/bin/sh", "-c", command]: the agent's values may hold a "--" too
+    """Start bubblewrap (`options[0]`) with its `options` and `command`, on the host with an empty environment:
+    what the command is to get is set inside the sandbox by the options. They reach bwrap through a descriptor
+    placed after `fds` (`--args`), not its command line, which every user of the host can read."""
     args = os.memfd_create("bwrap-args", os.MFD_CLOEXEC)
     try:
-        data = memoryview(b"".join(arg.encode() + b"\0" for arg in argv[1:options]))
+        data = memoryview(b"".join(arg.encode() + b"\0" for arg in options[1:]))
         while data:
             data = data[os.write(args, data) :]
         os.lseek(args, 0, os.SEEK_SET)
@@ -126,5 +126,5 @@ def spawn_sandbox(
         for fd in fds:
             os.close(fd)
         raise
-    bwrap = [argv[0], "--args", str(len(fds)), *argv[options:]]
+    bwrap = [options[0], "--args", str(len(fds)), "--", *command]
     return spawn(bwrap, {}, [*fds, args], cgroup, user, rlimits)

@@ -11,6 +11,7 @@ import signal
 import socket
 from typing import Any
 
+from . import network
 from .channel import receive, send
 from .limits import Limits
 from .records import identity
@@ -37,6 +38,8 @@ def zygote(fd: int, data_dir: str, limits: dict[str, Any]) -> None:
         if request.get("op") == "more":
             for _ in range(int(request.get("n", 1))):
                 _fork_supervisor(server, sessions, limits, str(request.get("kind", "session")))
+        elif request.get("op") == "network":
+            network.configure(request)
 
 
 def _fork_supervisor(server: socket.socket, sessions: str, limits: dict[str, Any], kind: str) -> None:

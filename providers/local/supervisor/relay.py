@@ -1,0 +1,258 @@
+"""The relay: the one process of ours inside a sandbox with a network policy, parent of its command.
+
+    python3 -I -S relay.py SPEC_JSON -- /bin/sh -c COMMAND
+
+The sandbox has a network namespace of its own with nothing but loopback. The relay listens on its
+127.0.0.1 for the egress proxy (`egress`: the proxy's Unix socket, bound into the sandbox by the supervisor;
+the command gets http_proxy and the like pointing here) and on a Unix socket in the shared directory for
+each published port (`ports`: a connection from the host, carried to the command's 127.0.0.1:PORT). It
+forwards bytes only: what is allowed is the proxy's business. It exits with its command's status.
+
+Standard library only; it runs from a copy bound into the sandbox, under the sandbox's rules.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import selectors
+import signal
+import socket
+import sys
+from collections.abc import Callable
+from typing import Any
+
+CHUNK = 65536
+BUFFERED = 4 * CHUNK  # a side that cannot take more stops being read from
+PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy")
+
+
+def unix_address(path: str) -> tuple[str, int]:
+    """A Unix socket's address that fits in its 108 bytes however deep its directory is (a data directory in
+    a test's temporary directory is deep): the directory as a descriptor of ours. (address, that descriptor:
+    close it once the socket is bound or connected)."""
+    directory = os.open(os.path.dirname(path), os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    return f"/proc/self/fd/{directory}/{os.path.basename(path)}", directory
+
+
+def unix_socket(path: str, listen: bool) -> socket.socket:
+    """A Unix stream socket bound and listening at `path`, or connected to it."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    address, directory = unix_address(path)
+    try:
+        if listen:
+            sock.bind(address)
+            sock.listen(128)
+        else:
+            sock.connect(address)
+    except OSError:
+        sock.close()
+        raise
+    finally:
+        os.close(directory)
+    return sock
+
+
+class Pipe:
+    """One connection carried both ways: bytes read from one end wait in a bounded buffer for the other."""
+
+    def __init__(self, relay: Relay, a: socket.socket, b: socket.socket) -> None:
+        self.relay, self.ends = relay, (a, b)
+        self.buffers = {a: bytearray(), b: bytearray()}  # bytes waiting to be written to that end
+        self.closed: set[socket.socket] = set()  # ends that said EOF
+        for end in self.ends:
+            end.setblocking(False)
+            relay.selector.register(end, selectors.EVENT_READ, self)
+
+    def other(self, end: socket.socket) -> socket.socket:
+        return self.ends[1] if end is self.ends[0] else self.ends[0]
+
+    def ready(self, end: socket.socket, events: int) -> None:
+        if events & selectors.EVENT_WRITE:
+            self.flush(end)
+        if events & selectors.EVENT_READ and end not in self.closed:
+            try:
+                data = end.recv(CHUNK)
+            except BlockingIOError:
+                return
+            except OSError:
+                data = b""
+            if not data:
+                self.closed.add(end)
+                if not self.buffers[self.other(end)]:
+                    self.shut(self.other(end))
+            else:
+                self.buffers[self.other(end)] += data
+                self.flush(self.other(end))
+        if len(self.closed) == 2 and not any(self.buffers.values()):
+            self.close()
+            return
+        self.rearm()
+
+    def flush(self, end: socket.socket) -> None:
+        buffer = self.buffers[end]
+        try:
+            while buffer:
+                del buffer[: end.send(buffer)]
+        except BlockingIOError:
+            return
+        except OSError:
+            self.close()
+            return
+        if self.other(end) in self.closed:
+            self.shut(end)
+
+    def shut(self, end: socket.socket) -> None:
+        try:
+            end.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+    def rearm(self) -> None:
+        for end in self.ends:
+            if end.fileno() < 0:
+                return
+            events = 0
+            if end not in self.closed and len(self.buffers[self.other(end)]) < BUFFERED:
+                events |= selectors.EVENT_READ
+            if self.buffers[end]:
+                events |= selectors.EVENT_WRITE
+            if events:
+                self.relay.selector.modify(end, events, self)
+            else:
+                self.relay.selector.modify(end, selectors.EVENT_READ, self)
+
+    def close(self) -> None:
+        for end in self.ends:
+            if end.fileno() >= 0:
+                self.relay.selector.unregister(end)
+                end.close()
+
+
+class Relay:
+    def __init__(self, spec: dict[str, Any]) -> None:
+        self.selector = selectors.DefaultSelector()
+        self.listeners: dict[socket.socket, tuple[str, Any]] = {}
+        self.environment: dict[str, str] = {}
+        egress = spec.get("egress")
+        if egress:
+            listener = socket.create_server(("127.0.0.1", 0))
+            self.listen(listener, ("unix", egress))
+            url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+            for name in PROXY_VARIABLES:
+                self.environment[name] = self.environment[name.upper()] = url
+            self.environment["no_proxy"] = self.environment["NO_PROXY"] = "localhost,127.0.0.1,::1"
+        for port, path in (spec.get("ports") or {}).items():
+            self.listen(unix_socket(path, listen=True), ("tcp", int(port)))
+
+    def listen(self, listener: socket.socket, target: tuple[str, Any]) -> None:
+        listener.setblocking(False)
+        self.listeners[listener] = target
+        self.selector.register(listener, selectors.EVENT_READ, None)
+
+    def accept(self, listener: socket.socket) -> None:
+        try:
+            client, _ = listener.accept()
+        except OSError:
+            return
+        kind, where = self.listeners[listener]
+        try:
+            if kind == "unix":
+                server = unix_socket(where, listen=False)
+            else:
+                server = socket.create_connection(("127.0.0.1", where), timeout=5)
+                server.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if client.family != socket.AF_UNIX:
+                client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            client.close()  # nothing listens there (yet): the caller sees the connection close
+            return
+        Pipe(self, client, server)
+
+    def serve(self, stop: int) -> None:
+        """Carry connections until `stop` (a descriptor) is readable (the supervisor's use: ports only)."""
+        self.selector.register(stop, selectors.EVENT_READ, "wake")
+        self._loop(lambda: True)
+
+    def close(self) -> None:
+        for key in list(self.selector.get_map().values()):
+            if isinstance(key.fileobj, socket.socket):
+                key.fileobj.close()
+        self.selector.close()
+
+    def _loop(self, woken: Callable[[], bool]) -> None:
+        """Accept and carry connections; `woken()` is asked whenever the wake descriptor is readable, and a
+        True answer ends the loop."""
+        while True:
+            for key, events in self.selector.select():
+                if key.data == "wake":
+                    with contextlib.suppress(OSError):
+                        while os.read(key.fd, 512):
+                            pass
+                    if woken():
+                        return
+                elif key.data is None:
+                    self.accept(key.fileobj)  # type: ignore[arg-type]
+                else:
+                    key.data.ready(key.fileobj, events)
+
+    def run(self, command: list[str]) -> int:
+        """Run `command` as a child and carry connections until it ends; its exit status."""
+        wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
+        # Handled, not ignored: the command starts with default dispositions. A stop reaches the command from
+        # the supervisor; the relay carries on until the command has gone.
+        for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(sig, lambda *_: None)
+        child = os.fork()
+        if child == 0:
+            try:
+                for listener in self.listeners:
+                    listener.close()
+                os.execvpe(command[0], command, {**os.environ, **self.environment})
+            except OSError as exc:
+                os.write(2, f"runtimes-mcp relay: {command[0]}: {exc.strerror}\n".encode())
+            os._exit(127)
+        self.selector.register(wake_r, selectors.EVENT_READ, "wake")
+        status: list[int] = []
+
+        def ended() -> bool:
+            code = _reaped(child)
+            if code is not None:
+                status.append(code)
+            return bool(status)
+
+        self._loop(ended)
+        return status[0]
+
+
+def _reaped(child: int) -> int | None:
+    """The command's exit status as a shell gives it, once it has ended (every other child is reaped too)."""
+    status = None
+    while True:
+        try:
+            pid, code = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return status
+        except OSError as exc:
+            if exc.errno != errno.EINTR:
+                return status
+            continue
+        if pid == 0:
+            return status
+        if pid == child:
+            exit_code = os.waitstatus_to_exitcode(code)
+            status = exit_code if exit_code >= 0 else 128 - exit_code
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) < 4 or argv[2] != "--":
+        sys.stderr.write("usage: relay.py SPEC_JSON -- COMMAND...\n")
+        return 2
+    return Relay(json.loads(argv[1])).run(argv[3:])
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
