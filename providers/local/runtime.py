@@ -26,13 +26,14 @@ from providers.local.launchers import LauncherSupervisor, page_launchers
 from providers.local.network import NetworkError
 from providers.local.network import prepare as prepare_network
 from providers.local.output import EMPTY, read_from
+from providers.local.progress import Progress
 from providers.local.retention import Retention
 from providers.local.routines import Routines
 from providers.local.run_as import ROOT_WARNING, RunAsError, open_the_way
 from providers.local.run_as import resolve as resolve_run_as
 from providers.local.sandbox import SandboxError, prepare
 from providers.local.session_records import STATES
-from providers.local.sessions import Progress, SessionManager
+from providers.local.sessions import SessionManager
 from providers.local.spawner import Spawner
 from providers.local.store import SessionRow, Store, StoreError, TaskRow
 from providers.local.supervisor import records as sv

@@ -12,7 +12,7 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,21 +37,17 @@ from providers.local.jobs import (
     open_cwd,
     spawn_error,
 )
-from providers.local.output import last_line
+from providers.local.progress import Progress, Reporter
 from providers.local.session_records import SessionRecords, end_data, end_event
 from providers.local.spawner import Spare, Spawner, SpawnerError, receive, send, signal_supervisor
 from providers.local.store import SessionRow, Store, StoreError
 from providers.local.supervisor import records as sv
 from providers.local.supervisor.limits import sweep_cgroups
 
-PROGRESS_TICK_S = 1.0  # a follower hears at least this often that the run goes on
-OUTPUT_POLL_S = 0.02  # while someone follows a run, its output is looked at this often
-REPORT_GAP_S = 0.25  # and told at most this often
 FOLLOW_POLL_S = 0.1  # how often a session another server runs is looked at while following it
 STOP_WAIT_S = STOP_GRACE_S + 5.0
 HAND_OVER_TRIES = 3
 
-Progress = Callable[[float, float | None, str], Awaitable[None]]
 logger = logging.getLogger(__name__)
 
 
@@ -330,13 +326,6 @@ class SessionManager(SessionRecords):
                 await reporter.report()
         return row
 
-    def progress_message(self, session_id: str, elapsed: float) -> str:
-        """What a progress notification says: how long it has run, how much it printed, its newest line."""
-        size = self._size(session_id, "stdout")
-        message = f"running {elapsed:.0f}s, {size} bytes of stdout"
-        last = last_line(self.path(session_id, "stdout"))
-        return f"{message}; last line: {last}" if last else message
-
     async def stop(self, session_id: str, reason: str = "stop") -> tuple[bool, SessionRow]:
         """Stop a running session, whoever started it; (False, row) when it had already ended."""
         live = self._live.get(session_id)
@@ -378,33 +367,3 @@ class SessionManager(SessionRecords):
                 live.channel.close()  # its supervisor carries on; it records the end itself
             if self.settings.cgroups:  # those of supervisors killed while idle (the others remove their own)
                 await anyio.to_thread.run_sync(sweep_cgroups, self.settings.cgroup_parent, sv.alive)
-
-
-class Reporter:
-    """Progress for a caller following a run: a notification soon after the run prints something (its output
-    is looked at every OUTPUT_POLL_S while someone follows), at most one every REPORT_GAP_S while it keeps
-    printing, and one every PROGRESS_TICK_S when it prints nothing (it is still running)."""
-
-    def __init__(self, sessions: SessionManager, row: SessionRow, progress: Progress | None, started: float) -> None:
-        self.sessions, self.row, self.progress, self.started = sessions, row, progress, started
-        self.size = sessions.output_size(row.id)
-        self.sent = time.monotonic()
-
-    def next_at(self, deadline: float | None) -> float:
-        """When to look again (the caller's deadline, if that comes first)."""
-        if self.progress is None or self.sessions.elsewhere(self.row):
-            at = time.monotonic() + PROGRESS_TICK_S
-        else:
-            at = max(time.monotonic() + OUTPUT_POLL_S, self.sent + REPORT_GAP_S)
-        return at if deadline is None else min(at, deadline)
-
-    async def report(self) -> None:
-        if self.progress is None:
-            return
-        now = time.monotonic()
-        size = self.sessions.output_size(self.row.id)
-        if size == self.size and now < self.sent + PROGRESS_TICK_S:
-            return
-        self.size, self.sent = size, now
-        elapsed = time.time() - self.started
-        await self.progress(elapsed, self.row.timeout_s, self.sessions.progress_message(self.row.id, elapsed))

@@ -23,6 +23,7 @@ from .channel import receive, send
 from .limits import Limits, cgroup_name
 from .monitor import Monitor
 from .network import RunNetwork
+from .reaping import reap, signal_all, sweep
 from .records import (
     DISK_FULL,
     INPUT_CLOSED,
@@ -34,8 +35,6 @@ from .records import (
     STOP,
     STREAMS,
     WORKDIR,
-    children,
-    descendants,
     disk_full,
     identity,
     make_session_dir,
@@ -319,61 +318,15 @@ class Supervisor:
         self.kill_at = time.monotonic() + grace
 
     def signal_all(self, sig: int) -> None:
-        """Signal everything the run started. In a sandbox, SIGTERM spares bubblewrap's two processes (its
-        monitor, our child, and its init in the sandbox): the command gets the chance to end cleanly, and the
-        whole sandbox goes when it does. SIGKILL takes everything."""
-        spare: set[int] = set()
-        if self.job.get("sandboxed") and sig != signal.SIGKILL:
-            spare = {self.pid, *children(self.pid)}
-        else:
-            with contextlib.suppress(OSError):
-                os.killpg(self.pid, sig)
-        for pid in descendants(os.getpid()):
-            if pid not in spare:
-                with contextlib.suppress(OSError):
-                    os.kill(pid, sig)
+        signal_all(self.pid, bool(self.job.get("sandboxed")), sig)
 
     def reap(self) -> None:
-        """Collect every child that ended: the command, and orphans handed to us as their subreaper."""
-        while True:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                return
-            if pid == 0:
-                return
-            if pid == self.pid:
-                self.status = status
+        status = reap(self.pid)
+        if status is not None:
+            self.status = status
 
     def sweep(self) -> None:
-        """After the command ended: end whatever it left running (SIGTERM, then SIGKILL after the grace)."""
-        if self.reap_orphans() or not descendants(os.getpid()):
-            return
-        for _ in range(10):  # what is already on its way out (bubblewrap's init follows its monitor) goes by itself
-            time.sleep(0.001)
-            self.reap_orphans()
-            if not any(identity(pid) for pid in descendants(os.getpid())):
-                self.reap_orphans()
-                return
-        self.signal_all(signal.SIGTERM)
-        until = time.monotonic() + float(self.job.get("grace_s", 2.0))
-        while descendants(os.getpid()) and time.monotonic() < until:
-            time.sleep(0.02)
-            self.reap_orphans()
-        while descendants(os.getpid()):
-            self.signal_all(signal.SIGKILL)
-            time.sleep(0.01)
-            self.reap_orphans()
-
-    def reap_orphans(self) -> bool:
-        """Reap the children that ended; True when no child is left (then nothing runs below us either: an
-        orphan is handed to us, its subreaper, before its parent can be reaped)."""
-        try:
-            while os.waitpid(-1, os.WNOHANG)[0]:
-                pass
-        except ChildProcessError:
-            return True
-        return False
+        sweep(self.pid, bool(self.job.get("sandboxed")), float(self.job.get("grace_s", 2.0)))
 
     # --- finish -------------------------------------------------------------------------------------------
     def finish(self) -> None:
