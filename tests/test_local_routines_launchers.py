@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -12,7 +13,7 @@ import anyio
 import pytest
 
 from server.config import load_settings
-from tests.conftest import appears, connect, error_text, marker, structured, wait_until_gone
+from tests.conftest import appears, connect, error_text, marker, processes_matching, structured, wait_until_gone
 
 ECHO_ROUTINE = 'echo ran >> "$COUNTER"; cat; printf "|%s|%s|%s" "$ROUTINE_MESSAGE" "$ROUTINE_NAME" "$ROUTINE_METADATA"'
 
@@ -210,16 +211,15 @@ async def test_launchers_start_with_the_server_and_stop_with_it(
     monkeypatch.setenv("RUNTIMES_MCP_TOOLSETS", "launchers,sessions")
     path, mark = launchers_config
     async with connect(load_settings(path)) as client:
-        await anyio.sleep(0.5)
+        assert len(await appears(mark, at_least=2)) >= 2  # one per launcher (plus its shell, if sh does not exec)
         listed = structured(await client.call_tool("getLaunchers", {}))
         by_id = {item["id"]: item for item in listed["launchers"]}
         assert listed["total"] == 3 and listed["offset"] == 0 and listed["limit"] == 20
         web = by_id["web"]
-        assert web["state"] == "active" and web["description"] == "stays up"
+        assert web["state"] == "running" and web["description"] == "stays up"
         assert [r["type"] for r in web["running"]] == ["session"]
         session = structured(await client.call_tool("getSession", {"session_id": web["running"][0]["id"]}))
         assert session["state"] == "running"
-        assert len(await appears(mark, at_least=2)) >= 2  # one per launcher (plus its shell, if sh does not exec)
     assert await wait_until_gone(mark) == []
 
 
@@ -235,9 +235,7 @@ async def test_a_launcher_that_exits_is_recreated_with_backoff(launchers_config:
             await anyio.sleep(0.1)
         events = structured(await client.call_tool("getLaunchers", {"ids": ["crashy"]}))
     assert crashy["raw"]["restarts"] >= 2 and crashy["raw"]["last_exit_code"] == 3
-    assert crashy["state"] in ("recreating", "active")
-    if crashy["state"] == "recreating":
-        assert crashy["previous"] == "exit"
+    assert crashy["state"] in ("starting", "running") and "exit code 3" in crashy["raw"]["error"]
     assert events["total"] == 1
 
 
@@ -256,3 +254,52 @@ async def test_get_launchers_pages_filters_and_sorts(launchers_config: tuple[Pat
     assert [x["name"] for x in ids["launchers"]] == ["worker"] and ids["total"] == 1
     assert "sort must be one of createdAt, name, id" in bad_sort
     assert "no local launcher 'ghost'" in missing
+
+
+def test_the_call_cli_lists_configured_launchers_and_starts_none(tmp_path: Path) -> None:
+    mark = marker()
+    config = tmp_path / "runtimes.toml"
+    config.write_text(f'[local.launchers.web]\ncommand = "sleep {mark}"\ndescription = "stays up"\n')
+    done = subprocess.run(
+        [sys.executable, "-m", "server.cli", "--config", str(config), "call", "getLaunchers", "{}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    listed = json.loads(done.stdout)
+    assert [(x["name"], x["state"]) for x in listed["launchers"]] == [("web", "stopped")], done.stdout
+    assert processes_matching(mark) == []  # a one-shot call starts no service
+
+
+async def test_a_launcher_lives_while_any_serving_server_does(tmp_path: Path) -> None:
+    mark = marker()
+    config = tmp_path / "runtimes.toml"
+    config.write_text(f'[local.launchers.web]\ncommand = "sleep {mark}"\n')
+    settings = load_settings(config)
+    started: dict[str, Any] = {}
+    up, down, gone = anyio.Event(), anyio.Event(), anyio.Event()
+
+    async def first_server() -> None:
+        async with connect(settings) as a:
+            assert await appears(mark)
+            started.update(structured(await a.call_tool("getLaunchers", {}))["launchers"][0])
+            up.set()
+            await down.wait()
+        gone.set()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(first_server)
+        await up.wait()
+        async with connect(settings) as b:  # a second serving server on the same data directory
+            seen = structured(await b.call_tool("getLaunchers", {}))["launchers"][0]
+            down.set()
+            await gone.wait()  # the server that started the launcher has gone
+            after = structured(await b.call_tool("getLaunchers", {}))["launchers"][0]
+            alive = processes_matching(mark)
+            default = structured(await b.call_tool("listSessions", {}))["sessions"]
+            with_launchers = structured(await b.call_tool("listSessions", {"include_launchers": True}))["sessions"]
+    assert alive, "the launcher lives on while a serving server does"
+    assert seen["state"] == after["state"] == "running"
+    assert seen["running"] == after["running"] == started["running"]  # the same run, not a restart
+    assert default == [] and [s["id"] for s in with_launchers] == [started["running"][0]["id"]]
+    assert await wait_until_gone(mark) == []  # the last serving server has gone: so has the launcher

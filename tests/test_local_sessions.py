@@ -488,3 +488,14 @@ async def test_retention_prunes_the_oldest_events_to_fit_and_counts_only_what_it
         assert await roomy.run_pass() == (0, 0)
     assert len(await store._rows("SELECT id FROM events")) == len(kept) + 200
     await store.close()
+
+
+async def test_a_run_still_going_says_when_it_will_be_ended_and_how_to_allow_longer() -> None:
+    async with connect() as client:
+        result = structured(await client.call_tool("execRun", {"command": "sleep 30", "timeout_s": 20, "wait_s": 0.2}))
+        background = structured(await client.call_tool("execRun", {"command": "sleep 30", "wait": False}))
+        for session in (result, background):
+            await client.call_tool("stopSession", {"session_id": session["session_id"]})
+    assert result["state"] == "running"
+    assert "timeout_s=20" in result["message"] and "larger timeout_s (up to 3600" in result["message"]
+    assert "timeout_s=60" in background["message"] and "getSession" in background["message"]

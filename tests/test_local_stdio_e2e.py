@@ -86,9 +86,9 @@ async def test_local_provider_done_when_scenario(tmp_path: Path) -> None:
         )
         assert repeat["run_id"] == run["run_id"] and repeat["deduplicated"] is True
 
-        launchers = structured(await client.call_tool("getLaunchers", {}))
-        assert [(x["name"], x["state"]) for x in launchers["launchers"]] == [("keeper", "active")]
         assert await appears(launcher_mark)
+        launchers = structured(await client.call_tool("getLaunchers", {}))
+        assert [(x["name"], x["state"]) for x in launchers["launchers"]] == [("keeper", "running")]
 
         event = structured(await client.call_tool("storeEvent", {"type": "before.restart", "data": {"n": 1}}))
         bad = await client.call_tool("execRun", {"command": 12})

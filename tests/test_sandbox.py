@@ -512,3 +512,13 @@ async def test_the_supervisor_is_never_in_its_runs_cgroup_and_none_is_left_behin
     assert listed["sessions"][0]["status"] == "lost"
     assert await wait_until_gone(mark) == []
     assert not any(Path(path).exists() for path in record["cgroup"])
+
+
+async def test_a_run_the_sandbox_stopped_says_which_setting_would_allow_it() -> None:
+    async with connect() as client:
+        network = await run(client, f"{PYTHON} -c \"import socket; socket.getaddrinfo('example.com', 443)\"")
+        read_only = await run(client, "touch /usr/planted-by-a-test")
+        fine = await run(client, "exit 3")
+    assert 'network = "allowlist"' in network["message"] and "local.sandbox.network" in network["message"]
+    assert "writable_paths" in read_only["message"], read_only
+    assert fine["message"] is None  # a run that failed for its own reasons gets no hint

@@ -15,7 +15,7 @@ from tools.spec import Arg, ToolSpec
 MAX_INT = 2**53 - 1  # the largest integer JSON carries safely (and far inside SQLite's 64 bits)
 SPRITE = Arg("sprite", str, "Sprite name.")
 PROJECT_ID = Arg("project_id", str, "Xano project UUID.")
-RUN_ID = Arg("run_id", str, "Run id (Xano saved run; routine run for getRoutineRun).")
+RUN_ID = Arg("run_id", str, "Run id: a Xano saved run, or a routine run.")
 PAGE = Arg("page", Annotated[int, Ge(1), Le(MAX_INT)], "Page number, from 1.")
 AGENT = Arg("agent", str, "Agent id filter (agi_...).")
 STATUS = Arg("status", str, "State filter, e.g. running or running,failed.")
@@ -23,13 +23,14 @@ LIMIT = Arg("limit", Annotated[int, Ge(1), Le(1000)], "Page size.")
 PAGE_LIMIT = Arg("limit", Annotated[int, Ge(1), Le(MAX_SESSIONS_PAGE)], "Page size, up to 500 (archastro: 100).")
 RUNS_LIMIT = Arg("limit", Annotated[int, Ge(1), Le(100)], "Page size.")
 CURSOR = Arg("cursor", str, "A page's next_cursor.")
+INCLUDE_LAUNCHERS = Arg("include_launchers", bool, "true: launchers' runs too.")
 AFTER_CURSOR = Arg("after_cursor", str, "A page's after_cursor: the page of newer runs.")
 RUN_STATUS = Arg("status", Literal["pending", "running", "completed", "failed", "skipped"], "Only runs in this state.")
 ROUTINE_RUNS = Arg("routine_run", list[str], "Only sessions of these routine runs (up to 100).")
 EXCLUDE_SYSTEM = Arg("exclude_system", bool, "true: omit sessions the platform started.")
 COMMAND = Arg("command", str, "Shell command (/bin/sh -c).")
 CWD = Arg("cwd", str, "Working directory (default: a new one).")
-WORKSPACE = Arg("workspace", str, "Run in this workspace: a named directory kept across runs.")
+WORKSPACE = Arg("workspace", str, "Run here: a named directory kept across runs.")
 FILE_WORKSPACE = Arg("workspace", str, "Workspace name.")
 INTERACTIVE = Arg("interactive", bool, "true: stdin stays open for sendInput.")
 PORTS = Arg("ports", list[Annotated[int, Ge(1), Le(65535)]], "Ports it serves, reachable on the host's 127.0.0.1.")
@@ -115,7 +116,19 @@ HEADLINE: tuple[ToolSpec, ...] = (
         "List sessions",
         "Sessions (runs), newest first, with status and command.",
         c.LIST_SESSIONS,
-        (SPRITE, PROJECT_ID, RUN_ID, PAGE, AGENT, STATUS, ROUTINE_RUNS, EXCLUDE_SYSTEM, PAGE_LIMIT, CURSOR),
+        (
+            SPRITE,
+            PROJECT_ID,
+            RUN_ID,
+            PAGE,
+            AGENT,
+            STATUS,
+            ROUTINE_RUNS,
+            EXCLUDE_SYSTEM,
+            PAGE_LIMIT,
+            CURSOR,
+            INCLUDE_LAUNCHERS,
+        ),
         examples=({"provider": "local", "status": "running"},),
     ),
     ToolSpec(

@@ -9,7 +9,7 @@ PROVIDER = Provider(
     summary="Real processes, routines, launchers and events on this machine; no account needed.",
     client="providers.local.runtime:LocalRuntime",
     capabilities={
-        c.LIST_SESSIONS: Serves(("status?", "limit?", "cursor?")),
+        c.LIST_SESSIONS: Serves(("status?", "limit?", "cursor?", "include_launchers?")),
         c.EXEC_RUN: Serves(
             (
                 "command",

@@ -36,6 +36,7 @@ class SessionSettings:
     cgroups: bool = False
     cgroup_parent: str | None = None
     network: Network = field(default_factory=Network)
+    serving_lock: str | None = None  # held shared by every serving server (see launchers.py)
 
 
 @dataclass(frozen=True)
@@ -224,6 +225,8 @@ def build_job(settings: SessionSettings, request: Request, job: Job, quiet: bool
         "max_output_bytes": settings.max_output_bytes,
         "disk": disk,
         "network": network if network["mode"] != "none" or network["ports"] else None,
+        # a launcher's run outlives its server while another serving server holds this lock
+        "serving": settings.serving_lock if request.origin.startswith("launcher:") else None,
         "quiet_start_s": QUIET_START_S if quiet else 0,
         "record": {
             "command": request.command,
@@ -234,6 +237,7 @@ def build_job(settings: SessionSettings, request: Request, job: Job, quiet: bool
             "on_server_exit": request.on_exit,
             "interactive": request.interactive,
             "workspace": workdir.workspace if workdir is not None else None,
+            "network": network["mode"],
         },
     }
     if len(json.dumps(message, separators=(",", ":"))) > channel.INLINE_JOB_BYTES:  # (escaped: ASCII)

@@ -1,14 +1,16 @@
-"""Local launchers: long-lived services from the config file, kept running with backoff while their server runs.
+"""Local launchers: long-lived services from the config file, services of the data directory.
 
-Each run of a launcher is a session (origin `launcher:NAME`) whose supervisor ends it when the server goes,
-even if the server is killed. A lock file per launcher, held by the server and by the run's supervisor until
-the run is fully gone, means a launcher never runs twice on one data directory: a server that finds the lock
-taken (another server runs it, or a crashed server's run is still ending) waits for it.
+A serving server (stdio or HTTP, not `runtimes-mcp call`) starts each launcher unless it already runs, and
+keeps it running with backoff. A run of a launcher is a session (origin `launcher:NAME`) that lives while any
+serving server is on the data directory: each holds `serving.lock` shared, and when the server that started a
+run goes (exits or is killed), the run's supervisor ends it only once no serving server is left (it then takes
+that lock). Who stops a launcher, then: the last serving server to go, by going. A lock file per launcher,
+held by the server that starts it and by the run's supervisor until the run is gone, means a launcher never
+runs twice: another serving server waits for it, and starts it again if it ends.
 """
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import logging
 import os
@@ -36,6 +38,9 @@ logger = logging.getLogger(__name__)
 
 
 class LauncherSupervisor:
+    """One configured launcher, as this server sees it: the one it runs (`run`), or the one another serving
+    server runs, or none (described from the records)."""
+
     def __init__(
         self, name: str, config: LauncherConfig, lock_dir: Path, sessions: SessionManager, events: EventLog
     ) -> None:
@@ -44,32 +49,34 @@ class LauncherSupervisor:
         self._lock_path = lock_dir / f"{name}.lock"
         self._sessions = sessions
         self._events = events
-        self.state: str = "creating"
-        self.previous: str | None = None
+        self.state = "stopped"  # starting, running, waiting (for another server's run), failed, stopped
         self.session_id: str | None = None
-        self.pid: int | None = None
         self.restarts = 0
         self.last_exit_code: int | None = None
         self.last_error: str | None = None
         self.created_at = now_ms()
         self._stopping = False
-        self.ports: dict[str, int] | None = None
 
-    async def _set_state(self, state: str, previous: str | None = None) -> None:
-        self.state, self.previous = state, previous
+    async def _set_state(self, state: str) -> None:
+        self.state = state
         await self._events.record(
-            "launcher.state",
-            {"launcher": self.name, "state": state, "previous": previous, "exit_code": self.last_exit_code},
+            "launcher.state", {"launcher": self.name, "state": state, "exit_code": self.last_exit_code}
         )
 
     async def run(self) -> None:
         lock = await self._take_lock()
         try:
-            await self._keep_running(lock)
+            await keep_running(
+                lambda: self._run_once(lock),
+                start_s=BACKOFF_START_S,
+                max_s=BACKOFF_MAX_S,
+                running=lambda: not self._stopping,
+            )
         finally:
             os.close(lock)
 
     async def _take_lock(self) -> int:
+        """The launcher's lock: ours at once, or once the run another server started has ended."""
         self._lock_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         waiting = False
@@ -80,25 +87,17 @@ class LauncherSupervisor:
             except BlockingIOError:
                 if not waiting:
                     waiting = True
-                    self.last_error = "held by another runtimes-mcp server on this data directory; waiting for it"
                     await self._set_state("waiting")
                 await anyio.sleep(LOCK_RETRY_S)
             except BaseException:
                 os.close(fd)
                 raise
 
-    async def _keep_running(self, lock: int) -> None:
-        await keep_running(
-            lambda: self._run_once(lock),
-            start_s=BACKOFF_START_S,
-            max_s=BACKOFF_MAX_S,
-            running=lambda: not self._stopping,
-        )
-
     async def _run_once(self, lock: int) -> bool:
         """One run of the launcher's command, to its end. It went well if it ran long enough to count as stable
         (the wait before the next starts over)."""
         started = time.monotonic()
+        await self._set_state("starting")
         try:
             live = await self._sessions.start(
                 self.config.command,
@@ -114,43 +113,47 @@ class LauncherSupervisor:
         except ProviderError as exc:
             self.last_error = exc.message
             logger.warning("runtimes-mcp: launcher %s could not start: %s", self.name, exc)
+            await self._set_state("failed")
         else:
-            self.session_id, self.pid, self.last_error = live.id, live.row.pid, None
-            self.ports = self._sessions.network_of(live.id)[0]
-            await self._set_state("active")
+            self.session_id, self.last_error = live.id, None
+            await self._set_state("running")
             await self._sessions.wait(live)
-            self.last_exit_code, self.pid = live.row.exit_code, None
-        if not self._stopping:
-            self.restarts += 1
-            await self._set_state("recreating", "exit")
+            self.last_exit_code = live.row.exit_code
+            self.last_error = f"exited ({live.row.end_reason}, exit code {live.row.exit_code})"
+            if not self._stopping:
+                self.restarts += 1
+                await self._set_state("starting")
         return time.monotonic() - started > STABLE_AFTER_S
 
-    async def stop(self) -> None:
+    def stop(self) -> None:
+        """This server is going: it restarts the launcher no more. Its run lives on while another serving server
+        is on the data directory; its supervisor ends it once none is."""
         self._stopping = True
-        self.state = "deleting"
-        if self.session_id is not None:
-            with contextlib.suppress(ProviderError):
-                await self._sessions.stop(self.session_id, "server_shutdown")
 
-    def describe(self) -> Launcher:
-        running = [RunningItem(id=self.session_id, type="session")] if self.pid and self.session_id else []
+    async def describe(self) -> Launcher:
+        """Its state: from this server's own run, or from the newest run's record (another server's, or none)."""
+        row = await self._sessions.latest(f"launcher:{self.name}")
+        running = row is not None and row.state == "running"
+        state = self.state
+        if self.state in ("stopped", "waiting"):
+            state = "running" if running else "stopped"
+        ports = self._sessions.network_of(row.id)[0] if running and row is not None else None
         raw: dict[str, Any] = {
             "command": self.config.command,
             "restarts": self.restarts,
-            "last_exit_code": self.last_exit_code,
-            "pid": self.pid,
-            "session_id": self.session_id,
-            "error": self.last_error,
+            "last_exit_code": row.exit_code if row is not None and not running else self.last_exit_code,
+            "pid": row.pid if running and row is not None else None,
+            "session_id": row.id if row is not None else None,
+            "error": self.last_error if state != "running" else None,
         }
         return Launcher(
             id=self.name,
             name=self.name,
-            state=self.state,
-            previous=self.previous,
-            running=running,
+            state=state,
+            running=[RunningItem(id=row.id, type="session")] if running and row is not None else [],
             created_at=self.created_at,
             description=self.config.description or None,
-            ports=self.ports if self.pid else None,
+            ports=ports,
             raw=raw,
         )
 

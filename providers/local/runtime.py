@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import re
@@ -25,8 +26,9 @@ from providers.local.jobs import SessionSettings, WorkDir
 from providers.local.launchers import LauncherSupervisor, page_launchers
 from providers.local.network import NetworkError
 from providers.local.network import prepare as prepare_network
-from providers.local.output import EMPTY, read_from
+from providers.local.output import read_from
 from providers.local.progress import Progress
+from providers.local.results import FOLLOW_HINT, ending, exec_result, summary
 from providers.local.retention import Retention
 from providers.local.routines import Routines
 from providers.local.run_as import ROOT_WARNING, RunAsError, open_the_way
@@ -52,37 +54,18 @@ from providers.models import (
     RoutineRun,
     SessionList,
     SessionOutput,
-    SessionSummary,
     StopResult,
     StoredEvent,
     WorkspaceDeleted,
     WorkspaceList,
 )
-from providers.values import comma_list, iso_time
-
-
-def _iso(ts: float | None) -> str | None:
-    return iso_time(ts) if ts is not None else None
-
-
-def _summary(row: SessionRow) -> SessionSummary:
-    raw = {
-        "origin": row.origin,
-        "exit_code": row.exit_code,
-        "end_reason": row.end_reason,
-        "ended_at": _iso(row.ended_at),
-        "cwd": row.cwd,
-        "message": row.message,
-    }
-    return SessionSummary(id=row.id, status=row.state, started_at=_iso(row.started_at), command=row.command, raw=raw)
-
+from providers.values import comma_list
 
 logger = logging.getLogger(__name__)
 # How long a call waits for a run by default: below the 60 s after which most MCP clients give up on a call
 # (the TypeScript SDK's default request timeout), with room for the call's own round trip.
 DEFAULT_WAIT_S = 30.0
 MAX_WAIT_S = 600.0
-FOLLOW_HINT = "Follow it with getSession session_id={id} wait_s=30 stdout_offset={out}; end it with stopSession."
 
 
 def _wait_s(wait_s: float | None) -> float:
@@ -91,6 +74,17 @@ def _wait_s(wait_s: float | None) -> float:
     if not 0 <= wait_s <= MAX_WAIT_S:
         raise InvalidInput(PROVIDER, f"wait_s must be between 0 and {MAX_WAIT_S:g}, got {wait_s:g}")
     return wait_s
+
+
+SERVING_LOCK = "serving.lock"
+
+
+def _serve(data_dir: Path) -> int:
+    """Say this server serves (stdio or HTTP): a shared lock on `serving.lock`, held while it lives. Its
+    launchers' runs live while any server holds it (see launchers.py)."""
+    fd = os.open(data_dir / SERVING_LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_SH)
+    return fd
 
 
 class DataDirError(Exception):
@@ -139,7 +133,8 @@ class LocalRuntime(
     c.ListWorkspaces,
     c.DeleteWorkspace,
 ):
-    """Open with `LocalRuntime.open(...)`. Sessions outlive it (see local.on_exit); launchers do not."""
+    """Open with `LocalRuntime.open(...)`. Sessions outlive it (see local.on_exit); its launchers outlive it only
+    while another serving server is on the data directory."""
 
     name = PROVIDER
 
@@ -195,6 +190,7 @@ class LocalRuntime(
             logger.warning(ROOT_WARNING)
         events = EventLog(store)
         disk_mb = min(config.limits.disk_mb, config.max_data_mb)
+        serving = _serve(data_dir) if run_launchers else None
         limits = config.limits.model_dump() | {"disk_mb": disk_mb, "run_as": run_as.ids() if run_as else None}
         spawner = Spawner(data_dir, limits, network.zygote_message() if network.policy else None)
         settings = SessionSettings(
@@ -207,6 +203,7 @@ class LocalRuntime(
             cgroups=config.limits.cgroups,
             cgroup_parent=config.limits.cgroup_parent,
             network=network,
+            serving_lock=str(data_dir / SERVING_LOCK),
         )
         try:
             async with anyio.create_task_group() as tg:
@@ -237,10 +234,10 @@ class LocalRuntime(
                 tg.start_soon(retention.run_pass)
                 runtime = cls(config, data_dir, store, events, sessions, retention, workspaces)
                 runtime.sandbox_status = sandbox_status
-                if run_launchers:
-                    for name, launcher_config in config.launchers.items():
-                        supervisor = LauncherSupervisor(name, launcher_config, data_dir / "launchers", sessions, events)
-                        runtime.launchers[name] = supervisor
+                for name, launcher_config in config.launchers.items():
+                    supervisor = LauncherSupervisor(name, launcher_config, data_dir / "launchers", sessions, events)
+                    runtime.launchers[name] = supervisor
+                    if run_launchers:
                         tg.start_soon(supervisor.run)
                 try:
                     yield runtime
@@ -250,12 +247,13 @@ class LocalRuntime(
                     tg.cancel_scope.cancel()
         finally:
             with anyio.CancelScope(shield=True):
+                if serving is not None:
+                    os.close(serving)  # the last serving server to go lets its launchers' runs end
                 await store.close()
 
     async def _shutdown(self, spawner: Spawner) -> None:
-        async with anyio.create_task_group() as tg:
-            for supervisor in self.launchers.values():
-                tg.start_soon(supervisor.stop)
+        for supervisor in self.launchers.values():
+            supervisor.stop()
         await self.sessions.close()
         await spawner.close()
 
@@ -274,7 +272,11 @@ class LocalRuntime(
 
     # --- headline capabilities --------------------------------------------------------------------
     async def list_sessions(
-        self, status: str | None = None, limit: int | None = None, cursor: str | None = None
+        self,
+        status: str | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+        include_launchers: bool | None = None,
     ) -> SessionList:
         states = comma_list(status)
         unknown = sorted(set(states) - set(STATES))
@@ -291,14 +293,14 @@ class LocalRuntime(
                 before = -1
             if not 0 < before < 2**63:
                 raise InvalidInput(PROVIDER, f"cursor {cursor!r} is not one this server returned")
-        rows = await self._store.list_sessions(states, limit + 1, before)
+        rows = await self._store.list_sessions(states, limit + 1, before, bool(include_launchers))
         more = len(rows) > limit
         rows = [await self.sessions.reconcile(r) for r in rows[:limit]]  # running = its process is alive
         if states:
             rows = [r for r in rows if r.state in states]
         return SessionList(
             provider=PROVIDER,
-            sessions=[_summary(r) for r in rows],
+            sessions=[summary(r) for r in rows],
             count=len(rows),
             next_cursor=str(rows[-1].rowid) if more and rows[-1].rowid else None,
         )
@@ -346,7 +348,8 @@ class LocalRuntime(
                 stdout_next_offset=0,
                 stderr_next_offset=0,
                 ports=self.sessions.network_of(live.id)[0],
-                message=f"Running in the background. {FOLLOW_HINT.format(id=live.id, out=0)}",
+                message=f"Running in the background; {ending(live.row, self.config.max_timeout_s)} "
+                f"{FOLLOW_HINT.format(id=live.id, out=0)}",
             )
         await self.sessions.wait(live, waiting, progress=progress)
         return self._exec_result(live.row, live.note, waited=waiting)
@@ -360,53 +363,13 @@ class LocalRuntime(
         stdout_offset: int | None = None,
         stderr_offset: int | None = None,
     ) -> ExecResult:
-        """A session as a tool result. Output: head and tail of each stream, or, from an offset on, as much
-        as a result holds; `*_next_offset` is where to read on for what comes after."""
-        streams: dict[str, tuple[str | None, int | None, int | None]] = {}
-        truncated = False
-        for stream, offset in (("stdout", stdout_offset), ("stderr", stderr_offset)):
-            if offset is None:
-                ended_empty = row.ended_at and (row.stdout_bytes if stream == "stdout" else row.stderr_bytes) == 0
-                out = EMPTY if ended_empty else self.sessions.output(row.id, stream)  # no file to open
-                streams[stream] = (out.text, out.size, out.size)
-                truncated = truncated or out.truncated
-            else:
-                path = self.sessions.output_path(row.id, stream)
-                text, next_offset, size = read_from(path, offset, self.sessions.output_cap)
-                streams[stream] = (text, size, next_offset)
-                truncated = truncated or next_offset < size
-        duration = int((row.ended_at - row.started_at) * 1000) if row.ended_at else None
-        ports, denied = self.sessions.network_of(row.id) if not self.sessions.elsewhere(row) else (None, None)
-        message = "; ".join(m for m in (row.message, note) if m) or None
-        if self.sessions.elsewhere(row):
-            streams = {"stdout": (None, row.stdout_bytes, None), "stderr": (None, row.stderr_bytes, None)}
-            message = (
-                f"{row.state}; it runs on {row.place}, and its output is on that machine: read it (or stop the "
-                "session) through a server there. State and exit code are from the shared record."
-            )
-        elif row.state == "running":
-            still = f"still running after {waited:g} s" if waited else "running"
-            message = f"{still}. {FOLLOW_HINT.format(id=row.id, out=streams['stdout'][2])}"
-        elif truncated:
-            message = (f"{message}; " if message else "") + (
-                f"output cut; read on with getSession stdout_offset, or all of it at local://sessions/{row.id}/stdout"
-            )
-        return ExecResult(
-            provider=PROVIDER,
-            session_id=row.id,
-            state=row.state,
-            exit_code=row.exit_code,
-            stdout=streams["stdout"][0],
-            stderr=streams["stderr"][0],
-            stdout_bytes=streams["stdout"][1],
-            stderr_bytes=streams["stderr"][1],
-            stdout_next_offset=streams["stdout"][2],
-            stderr_next_offset=streams["stderr"][2],
-            truncated=truncated,
-            duration_ms=duration,
-            message=message,
-            ports=ports if row.state == "running" else None,
-            network_denied=denied,
+        return exec_result(
+            self.sessions,
+            row,
+            note,
+            waited=waited,
+            offsets=(stdout_offset, stderr_offset),
+            max_timeout_s=self.config.max_timeout_s,
         )
 
     async def stop_session(self, session_id: str) -> StopResult:
@@ -449,7 +412,7 @@ class LocalRuntime(
         sort_direction: Literal["asc", "desc"] | None = None,
     ) -> LauncherList:
         return page_launchers(
-            [s.describe() for s in self.launchers.values()],
+            [await s.describe() for s in self.launchers.values()],
             offset=offset,
             limit=limit,
             ids=ids,
@@ -548,7 +511,7 @@ class LocalRuntime(
         if supervisor is None:
             known = ", ".join(sorted(self.launchers)) or "none"
             raise NotFound(PROVIDER, f"no local launcher {launcher_id!r} (configured: {known})")
-        return supervisor.describe()
+        return await supervisor.describe()
 
     # --- workspaces, files and input ------------------------------------------------------------------
     def workdir(self, workspace: str) -> WorkDir:

@@ -210,6 +210,11 @@ class SessionRecords:
         except StoreError as exc:
             logger.warning("runtimes-mcp: session %s ended but could not be recorded: %s", row.id, exc)
 
+    async def latest(self, origin: str) -> SessionRow | None:
+        """The newest session of this origin (e.g. a launcher's), brought up to date."""
+        row = await self._store.latest_session(origin)
+        return await self.reconcile(row) if row is not None else None
+
     async def works_in(self, directory: str) -> bool:
         """Is a running session (of this machine) working in `directory`?"""
         for row in await self._store.running_sessions(self.place):
@@ -257,6 +262,11 @@ class SessionRecords:
         return InputSent(
             provider=PROVIDER, session_id=row.id, bytes=sent, closed=bool(eof), state=row.state, message=message
         )
+
+    def network_mode(self, session_id: str) -> str:
+        """The network mode a session ran with (none, allowlist or host), from its record."""
+        record = sv.read_json(str(self.path(session_id, sv.RECORD))) or {}
+        return str(record.get("network") or self.settings.network.default)
 
     def network_of(self, session_id: str) -> tuple[dict[str, int] | None, list[str] | None]:
         """(published ports: inside -> host loopback, what its network policy refused), from its record."""

@@ -86,6 +86,7 @@ class SessionManager(SessionRecords):
         self._tg = task_group
         self._spawner = spawner
         self._live: dict[str, LiveSession] = {}
+        self._closed = False
 
     async def start(
         self,
@@ -175,6 +176,8 @@ class SessionManager(SessionRecords):
             spare.channel.close()
             raise
         self._live[row.id], self.live_rows[row.id] = live, row
+        if self._closed:  # started while this server closed: its supervisor carries on, as the others' do
+            live.channel.close()
         self._store.save_session(row)
         started = {"session_id": row.id, "command": request.command, "origin": request.origin}
         await self._events.record("session.started", started)
@@ -357,11 +360,13 @@ class SessionManager(SessionRecords):
         return row.end_reason == reason, row
 
     async def close(self) -> None:
-        """The server is stopping: end the sessions that must not outlive it; the others carry on."""
+        """The server is stopping: end the sessions that must not outlive it (a launcher's decides for itself:
+        it lives while another serving server does); the others carry on."""
+        self._closed = True
         with anyio.CancelScope(shield=True):
             async with anyio.create_task_group() as tg:
                 for live in list(self._live.values()):
-                    if live.on_server_exit == "stop":
+                    if live.on_server_exit == "stop" and live.kind != "launcher":
                         tg.start_soon(self.stop, live.id, "server_shutdown")
             for live in list(self._live.values()):
                 live.channel.close()  # its supervisor carries on; it records the end itself

@@ -196,7 +196,11 @@ class Spawner:
                 raise SpawnerError(self._error)
             await self._ready.wait()
         supervisor, sock = idle.pop()  # the one back last: its memory is the likeliest in the caches
-        ready, _ = await receive(sock)  # it sends this once its next session's directory is made
+        try:
+            ready, _ = await receive(sock)  # it sends this once its next session's directory is made
+        except BaseException:
+            sock.close()  # cancelled meanwhile: let it go (an unclosed socket would keep it waiting)
+            raise
         if ready is None:  # it has gone (retired, or killed): take another
             sock.close()
             return None

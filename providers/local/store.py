@@ -390,17 +390,26 @@ class Store:
         found = await self._rows(f"{SELECT_SESSION} WHERE id = ?", (session_id,))
         return SessionRow(*found[0]) if found else None
 
-    async def list_sessions(self, states: Sequence[str], limit: int, before_rowid: int | None) -> list[SessionRow]:
+    async def list_sessions(
+        self, states: Sequence[str], limit: int, before_rowid: int | None, launchers: bool = False
+    ) -> list[SessionRow]:
+        """Newest first; `launchers`: launchers' runs too (else they are left out)."""
         await self._flush_for_reading()
-        rows = await self._list_sessions(states, limit, before_rowid)
+        rows = await self._list_sessions(states, limit, before_rowid, launchers)
         if not self._unsaved:
             return rows
-        unsaved = [r for r in self._unsaved.values() if not states or r.state in states]
+        unsaved = [
+            r
+            for r in self._unsaved.values()
+            if (not states or r.state in states) and (launchers or not r.origin.startswith("launcher:"))
+        ]
         first = sorted(unsaved, key=lambda r: r.started_at, reverse=True) if before_rowid is None else []
         return (first + [r for r in rows if r.id not in self._unsaved])[:limit]
 
-    async def _list_sessions(self, states: Sequence[str], limit: int, before_rowid: int | None) -> list[SessionRow]:
-        where: list[str] = []
+    async def _list_sessions(
+        self, states: Sequence[str], limit: int, before_rowid: int | None, launchers: bool
+    ) -> list[SessionRow]:
+        where: list[str] = [] if launchers else ["origin NOT LIKE 'launcher:%'"]
         args: list[Any] = []
         if states:
             where.append(f"state IN ({', '.join('?' * len(states))})")
@@ -411,6 +420,11 @@ class Store:
         clause = f"WHERE {' AND '.join(where)}" if where else ""
         sql = f"{SELECT_SESSION} {clause} ORDER BY rowid DESC LIMIT ?"
         return [SessionRow(*r) for r in await self._rows(sql, (*args, limit))]
+
+    async def latest_session(self, origin: str) -> SessionRow | None:
+        await self._flush_for_reading()
+        found = await self._rows(f"{SELECT_SESSION} WHERE origin = ? ORDER BY rowid DESC LIMIT 1", (origin,))
+        return SessionRow(*found[0]) if found else None
 
     async def running_sessions(self, place: str) -> list[SessionRow]:
         """Running sessions of one place (records without a place predate places: they are this machine's)."""

@@ -12,6 +12,7 @@ server has gone it finishes the run it has and leaves.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import select
 import signal
@@ -45,7 +46,23 @@ from .records import (
 )
 from .spawn import spawn, spawn_sandbox
 
-MAX_JOBS = 200  # a supervisor is replaced after this many sessions
+MAX_JOBS = 200
+SERVING_CHECK_S = 1.0  # a supervisor is replaced after this many sessions
+
+
+def nobody_serving(path: str) -> bool:
+    """Does no server hold `serving.lock` any more (a shared lock each serving server keeps)?"""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(fd)
+    return True
 
 
 class Supervisor:
@@ -70,6 +87,7 @@ class Supervisor:
         self.kill_at: float | None = None
         self.monitor: Monitor | None = None
         self.input: int | None = None  # the writing end of an interactive run's stdin
+        self.serving_check_at: float | None = None  # an orphaned launcher's run: when to look for servers
         self.network: RunNetwork | None = None
         self.denied: list[str] = []
         self.fds: dict[str, int] = {}  # descriptors that came with the job, by what they are for
@@ -250,7 +268,8 @@ class Supervisor:
             if self.reason is not None:
                 deadline = None  # ending already; only the kill deadline counts now
             check_at = monitor.next_at() if self.reason is None else None
-            waits = [t - now for t in (deadline, self.kill_at, check_at) if t is not None]
+            serving_at = self.serving_check_at if self.reason is None else None
+            waits = [t - now for t in (deadline, self.kill_at, check_at, serving_at) if t is not None]
             if not self.announced:
                 waits.append(announce_at - now)
             timeout_ms = max(0, int(min(waits) * 1000) + 1) if waits else -1
@@ -279,6 +298,7 @@ class Supervisor:
                 hit = monitor.check(now)
                 if hit is not None:
                     self.end(*hit)
+                self.check_serving(now)
 
     def drain_wakeups(self) -> set[int]:
         signals: set[int] = set()
@@ -305,6 +325,17 @@ class Supervisor:
             self.channel.close()
             self.channel = None
         if self.job.get("on_server_exit") == "stop" and self.status is None:
+            if self.job.get("serving"):  # a launcher's run: it lives while any serving server does
+                self.serving_check_at = time.monotonic()
+            else:
+                self.end("server_shutdown")
+
+    def check_serving(self, now: float) -> None:
+        """An orphaned launcher's run: end it once no serving server is left (none holds serving.lock)."""
+        if self.serving_check_at is None or now < self.serving_check_at:
+            return
+        self.serving_check_at = now + SERVING_CHECK_S
+        if nobody_serving(str(self.job["serving"])):
             self.end("server_shutdown")
 
     def end(self, reason: str, detail: str | None = None) -> None:
