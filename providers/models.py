@@ -6,9 +6,7 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
-
-from providers.answers import safe_value
+from pydantic import BaseModel, ConfigDict, Field
 
 Raw = dict[str, Any] | None
 RAW_DESCRIPTION = "The provider's own record."
@@ -120,15 +118,6 @@ class Event(Shape):
     workspace_id: int | None = None
 
 
-def event_json(id: str, sandbox_id: str, type: str, data_json: str, timestamp: int) -> str:
-    """An Event as compact JSON text, its data passed through as stored (`data_json`, a JSON object): the same
-    JSON an Event dumps, without parsing the data into Python objects (see EventList.rows)."""
-    id_, sandbox, type_ = (json.dumps(text, ensure_ascii=False) for text in (id, sandbox_id, type))
-    if "NaN" in data_json or "Infinity" in data_json:  # stored by an older version, which let them in: now null
-        data_json = json.dumps(safe_value(json.loads(data_json)), ensure_ascii=False, separators=(",", ":"))
-    return f'{{"id":{id_},"sandbox_id":{sandbox},"type":{type_},"data":{data_json},"timestamp":{int(timestamp)}}}'
-
-
 class EventList(Shape):
     provider: str
     sandbox_id: str
@@ -136,14 +125,6 @@ class EventList(Shape):
     count: int
     truncated: bool = Field(False, description="Some matching events left out for size; see message.")
     message: str | None = None
-    # A page whose events are kept as JSON text (event_json), `events` left empty: a writer that can put them
-    # on the wire as they are asks for this (tools.results), and a page then costs its size, not the several
-    # times more its parsed objects would.
-    _rows: list[str] | None = PrivateAttr(None)
-
-    @property
-    def rows(self) -> list[str] | None:
-        return self._rows
 
 
 # The largest page of sessions any provider lists (the local store's; ArchAstro's own maximum is lower).
@@ -188,31 +169,16 @@ def fitting(sizes: Iterable[int], max_chars: int = MAX_PAGE_CHARS) -> int:
 
 def event_list(provider: str, sandbox_id: str, events: list[Event], cut: bool, since: int | None) -> EventList:
     """A page of events; when some were left out for size, the message says how to read on."""
-    newest = events[-1].timestamp if events else None
-    return _event_list(provider, sandbox_id, events, len(events), cut, since, newest)
-
-
-def event_rows_list(
-    provider: str, sandbox_id: str, rows: list[str], newest: int | None, cut: bool, since: int | None
-) -> EventList:
-    """A page of events kept as JSON text (`rows`, from event_json, oldest first): see EventList.rows."""
-    page = _event_list(provider, sandbox_id, [], len(rows), cut, since, newest)
-    page._rows = rows
-    return page
-
-
-def _event_list(
-    provider: str, sandbox_id: str, events: list[Event], count: int, cut: bool, since: int | None, newest: int | None
-) -> EventList:
     message = None
     if cut:
+        newest = events[-1].timestamp if events else None
         more = f"since={newest}" if since is not None else "a smaller limit, or since"
         message = (
-            f"{count} events: a page holds at most {MAX_PAGE_CHARS:,} characters of event data; "
+            f"{len(events)} events: a page holds at most {MAX_PAGE_CHARS:,} characters of event data; "
             f"ask again with {more} for the rest"
         )
     return EventList(
-        provider=provider, sandbox_id=sandbox_id, events=events, count=count, truncated=cut, message=message
+        provider=provider, sandbox_id=sandbox_id, events=events, count=len(events), truncated=cut, message=message
     )
 
 

@@ -216,8 +216,7 @@ async def serve_stdio(settings: Any) -> int:
     """Serve until stdin closes or a signal arrives; either way the lifespan stops what we started."""
     from mcp.server.stdio import stdio_server
 
-    from server.stdio_pipes import AnsweringUnparsable, open_stdio_pipes
-    from tools.results import ROWS_WIRE
+    from server.stdio_pipes import AnsweringUnparsable, open_stdio_pipes, pipe_streams
     from tools.sdk import run_on_streams
 
     server = build_server(settings)
@@ -231,17 +230,9 @@ async def serve_stdio(settings: Any) -> int:
 
         tg.start_soon(stop_on_signal)
         async with open_stdio_pipes() as pipes:
-            stdin, stdout = (pipes.stdin, pipes.stdout) if pipes is not None else (None, None)
-            # Our writer sends pages of events as they are stored. Set before the transport's reader starts:
-            # requests are handled in the context of the task that read them.
-            ROWS_WIRE.set(pipes is not None)
-            async with stdio_server(stdin=stdin, stdout=stdout) as (read_stream, write_stream):  # type: ignore[arg-type]
-                if pipes is None:
-                    await run_on_streams(server, AnsweringUnparsable(read_stream, write_stream), write_stream)
-                else:
-                    await write_stream.aclose()  # replies go out through ours, held once (PipeWriter.messages)
-                    async with pipes.stdout.messages() as replies:
-                        await run_on_streams(server, AnsweringUnparsable(read_stream, replies), replies)
+            streams = pipe_streams(pipes) if pipes is not None else stdio_server()
+            async with streams as (read_stream, write_stream):
+                await run_on_streams(server, AnsweringUnparsable(read_stream, write_stream), write_stream)
         tg.cancel_scope.cancel()
     return 0
 

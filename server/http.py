@@ -23,7 +23,6 @@ from server.app import create_server, freeze_startup_objects, version
 from server.config import LOOPBACK_HOSTS, ConfigError, Settings
 from server.host_check import ExactHostCheck
 from server.http_guard import default_max_connections, guarded_protocol
-from server.http_rows import EventRowsReplies
 from server.state import AppState
 from server.tasks import TaskRoutingHeaders
 from server.unreadable import UnreadableRequests
@@ -134,7 +133,7 @@ def build_http_app(
     )
     limit = settings.max_request_bytes
     routed = ExactHostCheck(
-        UnreadableRequests(TaskRoutingHeaders(EventRowsReplies(app), limit), MCP_PATH, limit),
+        UnreadableRequests(TaskRoutingHeaders(app, limit), MCP_PATH, limit),
         MCP_PATH,
         security.allowed_hosts,
         security.allowed_origins,

@@ -28,8 +28,8 @@ MAY_IMPORT = {
     "tools": {"tools", "providers"},
     "providers": {"providers"},
 }
-# Passed by the tool layer, not tool arguments: a progress callback, and a writer's wish for event pages as JSON text.
-NOT_ARGUMENTS = {"self", "progress", "as_rows"}
+# Passed by the tool layer, not a tool argument: a progress callback.
+NOT_ARGUMENTS = {"self", "progress"}
 
 
 def client_class(provider: str) -> type:

@@ -412,7 +412,7 @@ def test_the_last_checks_before_the_wire_mend_what_a_tool_or_message_carries() -
     from mcp.types import JSONRPCResponse
 
     from providers.models import ExecResult
-    from server.stdio_pipes import _serialized
+    from server.stdio_pipes import serialized
     from tools.results import as_tool_result
 
     model = ExecResult(provider="p", session_id="s\udcff", state="x", response={"n": float("nan")}, raw={"k\ud800": 1})
@@ -422,4 +422,4 @@ def test_the_last_checks_before_the_wire_mend_what_a_tool_or_message_carries() -
     assert json.loads(wire["content"][0]["text"])["raw"] == {"k\ufffd": 1}
 
     message = JSONRPCResponse(jsonrpc="2.0", id=3, result={"text": "a\udfffb", "n": [float("inf")]})
-    assert strict_json(_serialized(message)) == {"jsonrpc": "2.0", "id": 3, "result": {"text": "a\ufffdb", "n": [None]}}
+    assert strict_json(serialized(message)) == {"jsonrpc": "2.0", "id": 3, "result": {"text": "a\ufffdb", "n": [None]}}

@@ -21,7 +21,7 @@ from mcp.client.streamable_http import streamable_http_client
 
 from bench.load_http import OUR_HTTP, free_port, launch_http_server
 from tests.conftest import appears, connect, error_text, marker, structured, wait_until_gone
-from tests.test_stdio import _without_nulls, check_an_events_page_against_the_sdk
+from tests.test_stdio import check_an_events_page_against_the_sdk
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "http-token-SECRET-7f3a"
@@ -316,79 +316,13 @@ def test_a_flood_of_slow_header_clients_cannot_keep_healthz_out() -> None:
 
 
 @pytest.mark.parametrize("mode", [(), ("--stateless", "--json-response")], ids=["sse", "json"])
-async def test_an_events_page_over_http_is_written_from_its_rows(mode: tuple[str, ...], monkeypatch: Any) -> None:
-    """Over HTTP too, a getEvents page goes out as its events are stored (server/http_rows.py), in SSE and in
-    JSON mode, and says what the SDK's own serialization says."""
+async def test_an_events_page_over_http_is_what_an_in_process_client_gets(
+    mode: tuple[str, ...], monkeypatch: Any
+) -> None:
     monkeypatch.setenv("RUNTIMES_MCP_TOOLSETS", "events")
     with http_server(*mode) as (base, _):
         async with authed_client(base) as client:
             await check_an_events_page_against_the_sdk(client)
-
-
-async def test_the_http_rows_writer_puts_the_rows_where_the_reply_marks_them() -> None:
-    """The middleware's writer, fed what the SDK sends for a rows reply: in SSE mode (an id line, other events
-    before it) and in JSON mode (a Content-Length for the short reply, which must go). Only the reply that marks
-    exactly the handed rows is rewritten; it then reads as the SDK's serialization of the parsed page."""
-    from mcp.types import JSONRPCResponse
-
-    from providers.models import Event, event_json, event_list, event_rows_list
-    from server.http_rows import _RowsWriter
-    from tools.results import ROWS_WIRE, RowsHandoff, as_tool_result
-
-    data = [{"k": 'v "é"\n', "n": n} for n in (1, 2)]
-    events = [Event(id=f"evt_{n}", sandbox_id="s", type="t", data=d, timestamp=n) for n, d in enumerate(data)]
-    rows = [event_json(e.id, e.sandbox_id, e.type, json.dumps(e.data), e.timestamp) for e in events]
-    handoff = RowsHandoff()
-    token = ROWS_WIRE.set(handoff)
-    try:
-        short = as_tool_result(event_rows_list("local", "s", rows, 2, False, 0))
-    finally:
-        ROWS_WIRE.reset(token)
-    assert handoff.rows == rows and short.meta == {"runtimes-mcp/event-rows": 2}
-    expected = as_tool_result(event_list("local", "s", events, False, 0)).model_dump(by_alias=True, mode="json")
-    reply = JSONRPCResponse(jsonrpc="2.0", id='r"1', result=short.model_dump(by_alias=True, mode="json"))
-    line = reply.model_dump_json(by_alias=True, exclude_unset=True).encode()
-    notice = b'event: message\r\ndata: {"jsonrpc":"2.0","method":"notifications/progress","params":{}}\r\n\r\n'
-
-    async def written(messages: list[dict[str, Any]], rows_now: list[str]) -> tuple[list[dict[str, Any]], bytes]:
-        sent: list[dict[str, Any]] = []
-
-        async def send(message: Any) -> None:
-            sent.append(message)
-
-        writer = _RowsWriter(send, RowsHandoff())
-        writer._handoff.rows = rows_now
-        for message in messages:
-            await writer(message)
-        assert sent[-1]["more_body"] is False and all(m["more_body"] for m in sent[1:-1])
-        return sent, b"".join(m.get("body", b"") for m in sent)
-
-    def start(content_type: bytes, length: int | None = None) -> dict[str, Any]:
-        headers = [(b"content-type", content_type)] + ([(b"content-length", str(length).encode())] if length else [])
-        return {"type": "http.response.start", "status": 200, "headers": headers}
-
-    def body(data: bytes, more: bool = True) -> dict[str, Any]:
-        return {"type": "http.response.body", "body": data, "more_body": more}
-
-    def check(reply_json: bytes) -> None:
-        ours = json.loads(reply_json)
-        assert ours["id"] == 'r"1' and "_meta" not in ours["result"]
-        assert json.loads(ours["result"]["content"][0]["text"]) == json.loads(expected["content"][0]["text"])
-        assert ours["result"]["structuredContent"]["events"] == _without_nulls(expected["structuredContent"]["events"])
-        assert ours["result"]["structuredContent"]["count"] == 2
-
-    event = b"event: message\r\nid: 9\r\ndata: " + line + b"\r\n\r\n"
-    sent, stream = await written([start(b"text/event-stream"), body(notice), body(event), body(b"", False)], rows)
-    assert stream.startswith(notice + b"event: message\r\nid: 9\r\ndata: {") and stream.endswith(b"}\r\n\r\n")
-    check(stream[len(notice) :].split(b"data: ", 1)[1].split(b"\r\n")[0])
-
-    sent, stream = await written([start(b"application/json", len(line)), body(line, False)], rows)
-    assert [k for k, _ in sent[0]["headers"]] == [b"content-type"]  # the short reply's length would cut the body
-    check(stream)
-
-    other = [start(b"application/json", len(line)), body(line, False)]
-    sent, stream = await written(other, rows[:1])  # the reply marks two rows, not these: left as it is
-    assert stream == line and len(sent) == 2
 
 
 def test_a_request_the_sdk_cannot_read_is_served_mended_or_answered_with_its_own_id() -> None:

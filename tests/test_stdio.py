@@ -13,7 +13,6 @@ from typing import Any
 from mcp import Client
 
 from tests.conftest import DEFAULT_TOOLS, RawStdio, connect, stdio_params, structured
-from tools.results import ROWS_META
 
 
 async def test_stdio_client_sees_the_default_tools_with_schemas_and_annotations() -> None:
@@ -73,8 +72,7 @@ async def main():
         print("stray print", flush=True)
         os.write(1, b"stray fd 1\\n")
         line = await pipes.stdin.__anext__()
-        await pipes.stdout.write("wire:" + line)
-        await pipes.stdout.flush()
+        await pipes.stdout.send(("wire:" + line).encode())
     print("after the transport", flush=True)
 
 anyio.run(main)
@@ -160,14 +158,11 @@ def test_every_unparsable_message_is_answered_and_the_server_keeps_serving() -> 
     assert answers[-1] == {"jsonrpc": "2.0", "id": 7, "result": {}}
 
 
-def test_a_large_reply_written_as_it_is_encoded_is_the_same_json_and_never_interleaved(tmp_path: Path) -> None:
-    """Replies over STREAM_ABOVE_CHARS of text are encoded piece by piece: the line must parse to exactly what
-    the SDK's serializer gives, with unicode, quotes and control characters intact, and a parse-error answer
-    sent meanwhile must come as a line of its own."""
+def test_a_large_reply_comes_whole_and_never_interleaved(tmp_path: Path) -> None:
+    """A reply larger than the pipe's buffer is one line of valid JSON, with unicode, quotes and control
+    characters intact, and a parse-error answer sent meanwhile comes as a line of its own."""
     import os
     import select
-
-    from server.stdio_pipes import STREAM_ABOVE_CHARS
 
     env = {**os.environ, "RUNTIMES_MCP_DATA_DIR": str(tmp_path), "RUNTIMES_MCP_TOOLSETS": "events"}
     server = subprocess.Popen(
@@ -221,46 +216,23 @@ def test_a_large_reply_written_as_it_is_encoded_is_the_same_json_and_never_inter
     assert answers[None]["error"]["code"] == -32700  # type: ignore[index]
     result = answers[99]["result"]
     text = result["content"][0]["text"]  # type: ignore[index]
-    assert len(text) > STREAM_ABOVE_CHARS, "the reply is small enough for the one-piece path"
+    assert len(text) > 128 * 1024, "the reply fits in the pipe's buffer"
     events = result["structuredContent"]["events"]  # type: ignore[index]
     assert [e["data"] for e in json.loads(text)["events"]] == [e["data"] for e in events]  # text drops nulls only
     assert [e["data"]["text"] for e in events] == [tricky * 4000] * len(events)
     assert events[0]["data"]["nested"] == {"list": [1, 2.5, None, True, "x"]}
 
 
-def test_the_streamed_encoding_matches_the_sdk_serializer_byte_for_byte() -> None:
-    from mcp.types import JSONRPCResponse
-
-    from server.stdio_pipes import STREAM_ENCODER
-
-    result = {
-        "content": [{"type": "text", "text": 'é "q" \u2028 \U0001f600 \x01'}],
-        "structuredContent": {"a": [1, 2.5, None]},
-    }
-    message = JSONRPCResponse(jsonrpc="2.0", id=7, result=result)
-    ours = '{"jsonrpc":"2.0","id":7,"result":' + "".join(STREAM_ENCODER.iterencode(result)) + "}"
-    assert ours.encode() == message.__pydantic_serializer__.to_json(message, by_alias=True, exclude_unset=True)
-
-
-def _without_nulls(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
-    if isinstance(value, list):
-        return [_without_nulls(v) for v in value]
-    return value
-
-
-async def test_an_events_page_over_stdio_says_what_the_sdk_serializer_says(monkeypatch: Any) -> None:
-    """Over stdio, a getEvents page is written from the events' stored JSON, never parsed (the rows path)."""
+async def test_an_events_page_over_stdio_is_what_an_in_process_client_gets(monkeypatch: Any) -> None:
     monkeypatch.setenv("RUNTIMES_MCP_TOOLSETS", "events")
     async with Client(stdio_params()) as client:
         await check_an_events_page_against_the_sdk(client)
 
 
 async def check_an_events_page_against_the_sdk(client: Client) -> None:
-    """Against an in-process client on the same data (the SDK's own serialization), a page read through `client`
-    must carry the same events, text and page, for data with unicode, quotes, control characters and nulls, in a
-    page cut for size; only null fields are left out of its structuredContent, which shows it came from the rows."""
+    """A getEvents page read through `client` (a transport) is the one an in-process client gets on the same
+    data, text and structuredContent alike: for data with unicode, quotes, control characters and nulls, in a
+    page cut for size."""
     from providers.models import MAX_PAGE_CHARS
 
     tricky = 'é "quoted" \\ back\tslash\n\u2028 \U0001f600 \x01 </script>'
@@ -276,69 +248,15 @@ async def check_an_events_page_against_the_sdk(client: Client) -> None:
     async with connect() as in_process_client:
         in_process = await in_process_client.call_tool("getEvents", arguments)
 
-    page, reference = structured(over_the_wire), structured(in_process)
+    page = structured(over_the_wire)
     assert page["truncated"] and "since" in page["message"]
     assert 1 <= page["count"] == len(page["events"]) < 6
     assert sum(len(json.dumps(e["data"], ensure_ascii=False)) for e in page["events"]) <= MAX_PAGE_CHARS
     assert page["events"][0]["data"]["text"] == tricky * 2000
     assert page["events"][0]["data"]["nested"] == {"list": [1, 2.5, None, True, {}], "none": None}
-    assert _without_nulls(page) == _without_nulls(reference)
-    assert json.loads(over_the_wire.content[0].text) == json.loads(in_process.content[0].text)  # type: ignore[union-attr]
-    assert over_the_wire.meta is None or ROWS_META not in over_the_wire.meta
-    # The SDK path gives `workspace_id: null`; the rows path leaves it out: this reply came from the rows.
-    assert "workspace_id" not in page["events"][0] and reference["events"][0]["workspace_id"] is None
+    assert page == structured(in_process)
+    assert over_the_wire.content == in_process.content and over_the_wire.meta == in_process.meta
     assert structured(newest)["events"] == page["events"][-1:]
-
-
-async def test_the_rows_writer_keeps_the_reply_envelope() -> None:
-    """The rows path builds the reply's envelope itself: the request id (any JSON-RPC id), isError, resultType
-    and other _meta keys come through as the SDK would write them, and the rows' own _meta key does not."""
-    from mcp.types import CallToolResult, JSONRPCResponse
-
-    from providers.models import Event, event_json, event_list, event_rows_list
-    from server.stdio_pipes import PipeWriter
-    from tools.results import ROWS_META, as_tool_result
-
-    events = [
-        Event(id=f"evt_{n}", sandbox_id="s", type='t"', data={"k": 'v "é"\n', "n": [n, None]}, timestamp=n)
-        for n in range(3)
-    ]
-    rows = [event_json(e.id, e.sandbox_id, e.type, json.dumps(e.data), e.timestamp) for e in events]
-    sent = as_tool_result(event_rows_list("local", "s", rows, 2, True, 0))
-    expected = as_tool_result(event_list("local", "s", events, True, 0))
-    assert sent.meta == {ROWS_META: rows}
-
-    class Pipe:
-        def __init__(self) -> None:
-            self.data = bytearray()
-            self.transport = self
-
-        def is_closing(self) -> bool:
-            return False
-
-        def write(self, data: bytes) -> None:
-            self.data += data
-
-        async def drain(self) -> None:
-            pass
-
-    def reply(result: CallToolResult, request_id: str | int) -> JSONRPCResponse:
-        dumped = result.model_dump(by_alias=True, mode="json", exclude_none=True)
-        meta = {**dumped.get("_meta", {}), "io.example/stamp": {"name": "x"}}
-        return JSONRPCResponse(jsonrpc="2.0", id=request_id, result={**dumped, "_meta": meta, "resultType": "complete"})
-
-    for request_id in ('q"1\n', 7):
-        pipe = Pipe()
-        await PipeWriter(pipe)._send_event_rows(reply(sent, request_id), rows)  # type: ignore[arg-type]
-        assert pipe.data.endswith(b"}\n") and pipe.data.count(b"\n") == 1
-        ours = json.loads(pipe.data)
-        theirs = json.loads(reply(expected, request_id).model_dump_json(by_alias=True, exclude_unset=True))
-        assert ours["id"] == request_id and ours["result"]["_meta"] == {"io.example/stamp": {"name": "x"}}
-        assert json.loads(ours["result"]["content"][0]["text"]) == json.loads(theirs["result"]["content"][0]["text"])
-        assert [block["type"] for block in ours["result"]["content"]] == ["text"]
-        rest = [{k: v for k, v in r["result"].items() if k != "content"} for r in (ours, theirs)]
-        assert _without_nulls(rest[0]) == _without_nulls(rest[1])
-        assert rest[0]["structuredContent"]["events"][2]["data"] == {"k": 'v "é"\n', "n": [2, None]}
 
 
 def test_a_request_the_transport_cannot_read_is_answered_with_its_own_id_or_served_mended() -> None:

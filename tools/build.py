@@ -19,7 +19,7 @@ from providers.answers import NonFinite, valid_input, valid_text
 from providers.capabilities import Capability
 from providers.errors import ProtocolError, ProviderError
 from providers.registry import PROVIDERS
-from tools.results import ROWS_WIRE, as_tool_result
+from tools.results import as_tool_result
 from tools.schema import compact_schema, drop_raw, drop_titles, inline_single_use_defs
 from tools.sdk import StrictTool, generated_output_schema, publish_output_schema
 from tools.spec import ToolSpec
@@ -194,8 +194,6 @@ def make_handler(offer: Offer) -> Any:
                     arguments.update(spec.task_start)  # start the run and answer; the task follows it
                 elif task is None and spec.progress and _accepts(client, spec.capability, "progress"):
                     arguments["progress"] = ctx.report_progress  # tasks carry no progress notifications
-                if task is None and ROWS_WIRE.get() and _accepts(client, spec.capability, "as_rows"):
-                    arguments["as_rows"] = True  # events as JSON text: this connection's writer sends them so
                 result = await method(**arguments)
             if task is not None and follow is not None and getattr(result, "session_id", None):
                 capability, ref = follow

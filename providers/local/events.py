@@ -17,7 +17,6 @@ from providers.models import (
     StoredEvent,
     event_list,
     event_name_problem,
-    event_rows_list,
 )
 from providers.values import now_ms
 
@@ -84,16 +83,12 @@ class EventLog:
         type_: str | None = None,
         since: int | None = None,
         limit: int = 100,
-        as_rows: bool = False,
     ) -> EventList:
-        """A page of events; `as_rows`: kept as JSON text (EventList.rows), for a writer that sends them as they are."""
+        """A page of events, oldest first (see Store.query_events)."""
         if not 1 <= limit <= 1000:
             raise InvalidInput(PROVIDER, f"limit must be 1 to 1000, got {limit}")
         if (problem := event_name_problem(type_, sandbox_id)) is not None:
             raise InvalidInput(PROVIDER, problem)
-        if as_rows:
-            texts, cut, newest = await self._store.query_events_json(sandbox_id, type_, since, limit, MAX_PAGE_CHARS)
-            return event_rows_list(PROVIDER, sandbox_id, texts, newest, cut, since)
         rows, cut = await self._store.query_events(sandbox_id, type_, since, limit, MAX_PAGE_CHARS)
         events = [
             Event(id=r.id, sandbox_id=r.sandbox_id, type=r.type, data=r.data, timestamp=r.timestamp) for r in rows

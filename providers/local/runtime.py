@@ -464,11 +464,9 @@ class LocalRuntime(
         type: str | None = None,
         since: int | None = None,
         limit: int | None = None,
-        as_rows: bool = False,
     ) -> EventList:
-        """`as_rows`: the events kept as JSON text (EventList.rows), for a caller that writes them as they are."""
         limit = 100 if limit is None else limit
-        return await self.events.query(sandbox_id or DEFAULT_SANDBOX, type, since, limit, as_rows)
+        return await self.events.query(sandbox_id or DEFAULT_SANDBOX, type, since, limit)
 
     async def list_routines(self) -> RecordList:
         routines = [

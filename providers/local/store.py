@@ -21,7 +21,7 @@ import anyio
 import anyio.lowlevel
 
 from providers.local.database import Connection, Database, PostgresDatabase, SQLiteDatabase, StoreError
-from providers.models import event_json, fitting
+from providers.models import fitting
 
 SCHEMA_VERSION = 6
 SCHEMA = """
@@ -618,36 +618,7 @@ class Store:
         self, sandbox_id: str, type_: str | None, since: int | None, limit: int, max_chars: int
     ) -> tuple[list[EventRow], bool]:
         """Matching events, oldest first: the newest `limit` of them, or with `since` the first `limit` after it;
-        fewer when their data would pass `max_chars`. Returns (events, whether some were left out for size)."""
-
-        def parsed(r: Sequence[Any]) -> EventRow:
-            return EventRow(r[0], r[1], r[2], json.loads(r[3]), r[4])
-
-        events, cut, _ = await self._event_page(sandbox_id, type_, since, limit, max_chars, parsed)
-        return events, cut
-
-    async def query_events_json(
-        self, sandbox_id: str, type_: str | None, since: int | None, limit: int, max_chars: int
-    ) -> tuple[list[str], bool, int | None]:
-        """The same page, each event as its JSON text (models.event_json) with its data as stored, never parsed.
-        Returns (events, whether some were left out for size, the newest one's timestamp)."""
-
-        def as_json(r: Sequence[Any]) -> str:
-            return event_json(r[0], r[1], r[2], r[3], r[4])
-
-        return await self._event_page(sandbox_id, type_, since, limit, max_chars, as_json)
-
-    async def _event_page(
-        self,
-        sandbox_id: str,
-        type_: str | None,
-        since: int | None,
-        limit: int,
-        max_chars: int,
-        convert: Callable[[Sequence[Any]], T],
-    ) -> tuple[list[T], bool, int | None]:
-        """The page's events oldest first, each row (id, sandbox_id, type, data as text, timestamp) converted as
-        it is read; whether some were left out for size; the newest one's timestamp.
+        fewer when their data would pass `max_chars`. Returns (events, whether some were left out for size).
 
         Two queries: the page is chosen from the events' sizes alone, and only its events' data is read. (One
         query with a running sum over the data made the database hold several copies of every candidate's data
@@ -663,19 +634,23 @@ class Store:
             args.append(since)
         order = "ASC" if since is not None else "DESC"
         sizes = await self._rows(
-            f"SELECT seq, length(data), timestamp FROM events WHERE {' AND '.join(where)} ORDER BY seq {order} LIMIT ?",
+            f"SELECT seq, length(data) FROM events WHERE {' AND '.join(where)} ORDER BY seq {order} LIMIT ?",
             (*args, limit),
         )
-        chosen = sizes[: fitting((size for _, size, _ in sizes), max_chars)]
+        chosen = sizes[: fitting((size for _, size in sizes), max_chars)]
         if not chosen:
-            return [], False, None
+            return [], False
         marks = ", ".join("?" * len(chosen))
+
+        def parsed(r: Sequence[Any]) -> EventRow:
+            return EventRow(r[0], r[1], r[2], json.loads(r[3]), r[4])
+
         rows = await self._rows(
             f"SELECT id, sandbox_id, type, data, timestamp FROM events WHERE seq IN ({marks}) ORDER BY seq ASC",
-            tuple(seq for seq, _, _ in chosen),
-            convert,
+            tuple(seq for seq, _ in chosen),
+            parsed,
         )
-        return rows, len(chosen) < len(sizes), max(timestamp for _, _, timestamp in chosen)
+        return rows, len(chosen) < len(sizes)
 
     async def sandbox_ids(self, prefix: str, limit: int) -> list[str]:
         await self.flush()
