@@ -5,7 +5,7 @@ from __future__ import annotations
 import gc
 import json
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -160,19 +160,16 @@ def availability(settings: Settings, offers: list[build.Offer]) -> Availability:
 
 
 def explain_unknown_tools(settings: Settings, offers: list[build.Offer]) -> Any:
-    """Server middleware: "Unknown tool X" says why (a toolset that is off, read-only mode, a provider without
-    credentials) and what to do, instead of the bare name."""
+    """Server middleware: the error a call of a tool this server does not offer gets says why (a toolset that is
+    off, read-only mode, a provider without credentials) and what to do, instead of the bare name."""
+    offered = {o.spec.name for o in offers} | {"getDocs"}
 
     async def middleware(ctx: Any, call_next: Any) -> Any:
         result = await call_next(ctx)
-        if ctx.method != "tools/call" or not isinstance(result, dict) or not result.get("isError"):
+        name = ctx.params.get("name") if ctx.method == "tools/call" and isinstance(ctx.params, Mapping) else None
+        if not isinstance(name, str) or name in offered or not isinstance(result, dict) or not result.get("isError"):
             return result
-        content = result.get("content") or []
-        text = content[0].get("text", "") if content and isinstance(content[0], dict) else ""
-        if not text.startswith("Unknown tool: "):
-            return result
-        explained = why_not_offered(text.removeprefix("Unknown tool: ").strip(), settings, offers)
-        return {**result, "content": [{"type": "text", "text": explained}]}
+        return {**result, "content": [{"type": "text", "text": why_not_offered(name, settings, offers)}]}
 
     return middleware
 

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import hmac
 import json
 import os
 import secrets
-import signal
 import sys
 from dataclasses import dataclass
 from typing import Any, TextIO
@@ -19,10 +17,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from server import uvicorn_adapter
 from server.app import create_server, freeze_startup_objects, version
 from server.config import LOOPBACK_HOSTS, ConfigError, Settings
 from server.host_check import ExactHostCheck
-from server.http_guard import default_max_connections, guarded_protocol
 from server.state import AppState
 from server.tasks import TaskRoutingHeaders
 from server.unreadable import UnreadableRequests
@@ -152,8 +150,6 @@ async def serve_http(
     insecure_no_auth: bool = False,
     unauthenticated_exec: bool = False,
 ) -> int:
-    import uvicorn
-
     from server.workers import bind
 
     access = decide_access(settings, insecure_no_auth, unauthenticated_exec)
@@ -173,33 +169,13 @@ async def serve_http(
         freeze_startup_objects()
         if worker_port is None:
             announce(access, host, port, sys.stderr)
-        config = uvicorn.Config(
+        await uvicorn_adapter.serve(
             app,
-            http=guarded_protocol(settings.header_timeout_s, settings.max_connections or default_max_connections()),
-            host=host,
-            port=port,
-            log_level="warning",
-            lifespan="on",
-            timeout_graceful_shutdown=settings.shutdown_grace_s,
+            sockets,
+            header_timeout_s=settings.header_timeout_s,
+            max_connections=settings.max_connections or uvicorn_adapter.default_max_connections(),
+            grace_s=settings.shutdown_grace_s,
+            # calls in flight answer now, not at the grace's end
+            on_stop=state.stop_calls,
         )
-        # uvicorn turns SIGTERM/SIGINT into a graceful stop: no new connections, in-flight calls get the
-        # grace period. It then re-raises the signal for the previous handler; ours absorbs it so that
-        # AppState can stop every local process and the command can exit 0.
-        loop = asyncio.get_running_loop()
-
-        class Server(uvicorn.Server):
-            def handle_exit(self, sig: int, frame: Any) -> None:
-                loop.call_soon_threadsafe(state.stop_calls)  # calls in flight answer now, not at the grace's end
-                super().handle_exit(sig, frame)
-
-        previous = {sig: signal.signal(sig, _absorb) for sig in (signal.SIGTERM, signal.SIGINT)}
-        try:
-            await Server(config).serve(sockets=sockets)
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
     return 0
-
-
-def _absorb(signum: int, frame: object) -> None:
-    """The stop was already handled gracefully by uvicorn."""

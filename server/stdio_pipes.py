@@ -27,6 +27,7 @@ from pydantic import ValidationError
 
 from providers.answers import safe_value
 from server.unreadable import mended_message, request_id
+from tools.sdk import parse_line, unparsed_line
 
 MAX_LINE_BYTES = 64 * 1024 * 1024  # one JSON-RPC message per line; tool arguments can be large
 Incoming = SessionMessage | Exception  # what a transport hands the session: a message, or why a line was not one
@@ -154,20 +155,15 @@ async def open_stdio_pipes() -> AsyncIterator[Pipes | None]:
 
 @asynccontextmanager
 async def pipe_streams(pipes: Pipes) -> AsyncIterator[tuple[ObjectReceiveStream[Incoming], ObjectSendStream[Any]]]:
-    """The session's read and write streams over the pipes: each line parsed as the SDK's stdio transport parses
-    it (a message, or the error saying why it is none), each message written as one line."""
+    """The session's read and write streams over the pipes: each line read as the SDK's stdio transport reads it
+    (a message, or the error saying why it is none), each message written as one line."""
     read_in, read = anyio.create_memory_object_stream[Incoming](0)
     write, write_out = anyio.create_memory_object_stream[SessionMessage](0)
 
     async def read_lines() -> None:
         async with read_in:
             async for line in pipes.stdin:
-                item: Incoming
-                try:
-                    item = SessionMessage(types.jsonrpc_message_adapter.validate_json(line, by_name=False))
-                except ValidationError as exc:
-                    item = exc
-                await read_in.send(item)
+                await read_in.send(parse_line(line))
 
     async def write_lines() -> None:
         async with write_out:
@@ -222,18 +218,10 @@ class AnsweringUnparsable:
         await self.aclose()
 
 
-def _unparsed_line(error: Exception) -> str | None:
-    """The line the transport could not parse (pydantic keeps it as the error's input)."""
-    if not isinstance(error, ValidationError):
-        return None
-    given = error.errors(include_url=False)[0].get("input")
-    return given if isinstance(given, str) else None
-
-
 def _mended_request(error: Exception) -> SessionMessage | None:
     """The message of a line the transport refused only because a string in it is not valid text (a lone
     surrogate escape, which JSON allows): its strings mended, as a SessionMessage; None for any other line."""
-    line = _unparsed_line(error)
+    line = unparsed_line(error)
     if line is None or not isinstance(error, ValidationError) or error.errors()[0]["type"] != "json_invalid":
         return None
     message = mended_message(line)
@@ -243,7 +231,7 @@ def _mended_request(error: Exception) -> SessionMessage | None:
 def _invalid_message_reply(error: Exception) -> SessionMessage:
     errors = error.errors() if isinstance(error, ValidationError) else []
     kinds = {e["type"] for e in errors}
-    line = _unparsed_line(error)
+    line = unparsed_line(error)
     if kinds and "json_invalid" not in kinds:
         code, what = -32600, "Invalid Request: not a JSON-RPC message"
     elif any("recursion limit" in e["msg"] for e in errors):

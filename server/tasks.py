@@ -22,7 +22,7 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -31,7 +31,7 @@ from anyio.abc import TaskGroup
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.extension import Extension, MethodBinding
 from mcp.server.mcpserver import MCPServer
-from mcp.server.subscriptions import ListenHandler, SubscriptionBus
+from mcp.server.subscriptions import SubscriptionBus
 from mcp.shared.exceptions import MCPError
 from mcp.shared.subscriptions import SUBSCRIPTION_ID_META_KEY, ServerEvent, event_matches, event_to_notification
 from mcp.types import (
@@ -498,24 +498,25 @@ class TaskStatusNotification(BaseModel):
 class TaskListen:
     """`subscriptions/listen` that also takes `notifications.taskIds` (SEP-2663 status notifications).
 
-    A stream without taskIds is the SDK's own. With taskIds (from a client that declared the extension), the
-    acknowledgement names the known ones, each status change of those tasks is pushed as notifications/tasks
-    (checked every WATCH_S), and the other requested kinds flow from the bus as usual. Once every watched task
-    has ended and nothing else was asked for, the stream closes."""
+    A stream without taskIds is the SDK's own (`plain`). With taskIds (from a client that declared the
+    extension), the acknowledgement names the known ones, each status change of those tasks is pushed as
+    notifications/tasks (checked every WATCH_S), and the other requested kinds flow from the bus as usual. Once
+    every watched task has ended and nothing else was asked for, the stream closes."""
 
     WATCH_S = 0.25
 
-    def __init__(self, extension: TasksExtension, bus: SubscriptionBus) -> None:
+    def __init__(self, extension: TasksExtension, bus: SubscriptionBus, plain: Callable[..., Awaitable[Any]]) -> None:
         self.extension = extension
         self.bus = bus
-        self.plain = ListenHandler(bus)
+        self.plain = plain
 
     async def __call__(
         self, ctx: ServerRequestContext[Any, Any], params: SubscriptionsListenRequestParams
     ) -> SubscriptionsListenResult:
-        wanted = (params.notifications.model_extra or {}).get("taskIds")
+        wanted = sdk.unmodelled_field(params.notifications, "taskIds")
         if not wanted:
-            return await self.plain(ctx, params)
+            plain: SubscriptionsListenResult = await self.plain(ctx, params)
+            return plain
         if not client_declared(ctx, params):
             raise missing_capability()
         known = [t for t in wanted if isinstance(t, str) and await self.extension.find(ctx, t) is not None]
@@ -578,7 +579,5 @@ class TaskListen:
 
 
 def serve_task_notifications(server: MCPServer[Any], extension: TasksExtension, bus: SubscriptionBus) -> None:
-    """Serve subscriptions/listen with TaskListen (MCPServer 2.3 has no public hook for replacing it)."""
-    sdk.add_request_handler(
-        server, "subscriptions/listen", SubscriptionsListenRequestParams, TaskListen(extension, bus)
-    )
+    """Serve subscriptions/listen with TaskListen (MCPServer 2.3 has no public hook for extending it)."""
+    sdk.wrap_request_handler(server, "subscriptions/listen", lambda plain: TaskListen(extension, bus, plain))

@@ -14,9 +14,9 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from providers.answers import safe_value
+from tools.sdk import is_unreadable_body_answer
 
 REQUEST_DEPTH = 200  # a mended request nested deeper than this is refused, as the transport's reader refuses
-PARSE_ERROR = -32700
 _ID_TOKENS = re.compile(r'"(?:[^"\\]|\\.)*"|[{}\[\]]')
 
 
@@ -126,15 +126,7 @@ class _HeldParseError:
         self._body += message.get("body", b"")
         if message.get("more_body", False):
             return
-        try:
-            error = json.loads(self._body)
-        except ValueError:
-            error = None
-        if (
-            isinstance(error, dict)
-            and error.get("id") is None
-            and (error.get("error") or {}).get("code") == PARSE_ERROR
-        ):
+        if is_unreadable_body_answer(self._start["status"], self._body):
             self.status = 400
             return
         await self._flush()

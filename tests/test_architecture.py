@@ -126,14 +126,19 @@ def test_layers_import_one_way_and_providers_know_nothing_of_mcp() -> None:
     assert not wrong, "\n".join(wrong)
 
 
-def test_sdk_privates_are_used_only_in_the_adapter_module() -> None:
-    privates = re.compile(r"\._lowlevel_server\b|\._connection\b|\.fn_metadata\b|FlowControlMixin")
-    users = [
-        str(path.relative_to(ROOT))
-        for _, path in _sources()
-        if privates.search(path.read_text(encoding="utf-8")) and path != ROOT / "tools" / "sdk.py"
-    ]
-    assert not users, f"SDK privates outside tools/sdk.py: {users}"
+def test_sdk_and_uvicorn_internals_are_used_only_in_their_adapter_modules() -> None:
+    sdk_internals = re.compile(
+        r"\._lowlevel_server\b|\._connection\b|\.fn_metadata\b|__signature__|last_context|mcp\.shared\._|"
+        r"model_extra|Unknown tool: |FlowControlMixin|(?<!sdk)\.(get|add)_request_handler\b"
+    )
+    wrong = []
+    for _, path in _sources():
+        name = str(path.relative_to(ROOT))
+        if name != "tools/sdk.py" and sdk_internals.search(path.read_text(encoding="utf-8")):
+            wrong.append(f"{name} uses an internal of the mcp SDK (keep it in tools/sdk.py)")
+        if name != "server/uvicorn_adapter.py" and _imports(path) & {"uvicorn", "h11"}:
+            wrong.append(f"{name} imports uvicorn or h11 (keep it in server/uvicorn_adapter.py)")
+    assert not wrong, "\n".join(wrong)
 
 
 def _normal(name: str) -> str:

@@ -1,13 +1,17 @@
-"""The SDK privates tools/sdk.py relies on are still where it expects them. When an `mcp` upgrade moves one, the
-failing test names the part and what tools/sdk.py needs from it."""
+"""What tools/sdk.py relies on of the `mcp` SDK is still there: its privates and the behaviour it does not document.
+When an `mcp` upgrade moves one, the failing test names the part and what to update."""
 
 from __future__ import annotations
 
 import inspect
-from typing import Any
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
 
+import pytest
 from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.mcpserver.tools import Tool
+from pydantic import Field, ValidationError
 
 from tests.conftest import connect, structured
 from tools import sdk
@@ -42,16 +46,21 @@ async def test_a_request_session_still_leads_to_its_connection() -> None:
 
     @server.tool()
     async def who(ctx: Context[Any, Any]) -> dict[str, bool]:
+        if not hasattr(ctx.session, "_connection"):
+            return {"has": False}
         seen.append(sdk.connection_of(ctx.session))
-        return {"distinct": sdk.connection_of(ctx.session) is not ctx.session}
+        return {"has": True, "distinct": sdk.connection_of(ctx.session) is not ctx.session}
 
     from mcp import Client
 
     async with Client(server, mode="legacy") as client:  # 2025-11-25: one connection for the session
         first = structured(await client.call_tool("who", {}))
         await client.call_tool("who", {})
-    assert first["distinct"], "ServerSession has no _connection any more: resource subscriptions would break"
-    assert seen[0] is seen[1], "two requests of one connection no longer share their _connection"
+    assert first["has"], "ServerSession has no _connection any more: update tools/sdk.connection_of"
+    assert first["distinct"] and seen[0] is seen[1], (
+        "two requests of one connection no longer share their _connection: update tools/sdk.connection_of "
+        "(resource subscriptions are kept per connection)"
+    )
 
 
 async def test_the_product_registers_its_handlers_through_the_adapter() -> None:
@@ -61,3 +70,93 @@ async def test_the_product_registers_its_handlers_through_the_adapter() -> None:
             {"type": "ref/resource", "uri": "sessions://{session_id}"}, {"name": "session_id", "value": ""}
         )
     assert result.completion.values == []
+
+
+def test_a_signature_given_to_a_function_is_what_the_sdk_builds_a_tool_from() -> None:
+    async def handler(**kwargs: Any) -> Any:
+        return kwargs
+
+    number = Annotated[int, Field(description="a number")]
+    parameters = [
+        inspect.Parameter("n", inspect.Parameter.KEYWORD_ONLY, annotation=number),
+        inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY, annotation=Context),
+    ]
+    sdk.with_signature(handler, parameters, dict[str, int])
+    tool = Tool.from_function(handler, name="probe", structured_output=True)
+    assert tool.parameters["properties"] == {"n": {"description": "a number", "title": "N", "type": "integer"}}, (
+        f"the SDK no longer builds a tool's schema from __signature__ ({tool.parameters}): update "
+        "tools/sdk.with_signature (tools/build.py makes every tool with it)"
+    )
+    assert tool.context_kwarg == "ctx", "the SDK no longer finds Context in __annotations__: update with_signature"
+
+
+async def test_strict_tool_still_tells_the_sdks_argument_errors_apart() -> None:
+    async def probe(n: int) -> dict[str, int]:
+        return {"n": n}
+
+    tool = sdk.StrictTool.from_function(probe, structured_output=True)
+    with pytest.raises(ToolError) as refused:
+        await tool.run({"n": "x"}, context=None)
+    assert "invalid arguments: n:" in str(refused.value), (
+        f"{refused.value}: the SDK's argument error no longer comes as a ToolError caused by a ValidationError of "
+        "a model named ...Arguments: update tools/sdk.StrictTool.run"
+    )
+
+
+async def test_the_sdks_stdio_transport_reads_a_line_as_parse_line_says() -> None:
+    """server/stdio_pipes.py reads pipes itself with sdk.parse_line, and answers what the SDK's own stdio transport
+    (used for a terminal or a file) hands the session for a line it cannot parse, with sdk.unparsed_line."""
+    from mcp.server.stdio import stdio_server
+
+    lines = ['{"jsonrpc": "2.0", "id": 1, "method": "ping"}\n', "{garbage\n", '{"foo": 1}\n', '"\\ud800"\n']
+
+    class Lines:
+        def __aiter__(self) -> AsyncIterator[str]:
+            return self.lines()
+
+        async def lines(self) -> AsyncIterator[str]:
+            for line in lines:
+                yield line
+
+    async with stdio_server(stdin=Lines(), stdout=Lines()) as (read, write):  # type: ignore[arg-type]
+        theirs = [await read.receive() for _ in lines]
+        await write.aclose()  # the transport's writer ends with it
+    for line, their in zip(lines, theirs, strict=True):
+        ours = sdk.parse_line(line)
+        if isinstance(ours, ValidationError):
+            read = [(e["type"], e.get("input")) for e in ours.errors()]
+            assert (
+                isinstance(their, ValidationError) and [(e["type"], e.get("input")) for e in their.errors()] == read
+            ), f"the SDK's stdio transport hands {their!r} for {line!r}: update tools/sdk.parse_line and unparsed_line"
+            if read[0][0] == "json_invalid":  # not JSON, or not valid text: AnsweringUnparsable reads the line
+                assert sdk.unparsed_line(their) == line, f"update tools/sdk.unparsed_line for {their!r}"
+        else:
+            assert their.message == ours.message, f"{line!r}: update tools/sdk.parse_line"
+
+
+async def test_the_sdks_http_transport_answers_an_unreadable_body_as_server_unreadable_expects() -> None:
+    import httpx
+
+    app = MCPServer("probe").streamable_http_app(stateless_http=True, json_response=True)
+    headers = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:8000") as client:
+            answer = await client.post("/mcp", content=b'{"jsonrpc": "2.0", "id": 7, "method"', headers=headers)
+    assert sdk.is_unreadable_body_answer(answer.status_code, answer.content), (
+        f"the SDK answers an unreadable body with {answer.status_code} {answer.text}: update "
+        "tools/sdk.is_unreadable_body_answer (server/unreadable.py mends or answers with the request's id)"
+    )
+
+
+async def test_subscriptions_listen_is_the_sdks_to_wrap_and_keeps_task_ids() -> None:
+    from mcp.types import SubscriptionsListenRequestParams
+
+    server: MCPServer[Any] = MCPServer("probe")
+    wrapped: list[object] = []
+    sdk.wrap_request_handler(server, "subscriptions/listen", lambda plain: wrapped.append(plain) or plain)
+    assert callable(wrapped[0]), "update tools/sdk.wrap_request_handler (server/tasks.TaskListen extends it)"
+    params = SubscriptionsListenRequestParams.model_validate({"notifications": {"taskIds": ["task_1"]}})
+    assert sdk.unmodelled_field(params.notifications, "taskIds") == ["task_1"], (
+        "SubscriptionFilter drops fields it does not model: update tools/sdk.unmodelled_field (server/tasks.TaskListen)"
+    )

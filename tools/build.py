@@ -21,7 +21,7 @@ from providers.errors import ProtocolError, ProviderError
 from providers.registry import PROVIDERS
 from tools.results import as_tool_result
 from tools.schema import compact_schema, drop_raw, drop_titles, inline_single_use_defs
-from tools.sdk import StrictTool, generated_output_schema, publish_output_schema
+from tools.sdk import StrictTool, generated_output_schema, publish_output_schema, with_signature
 from tools.spec import ToolSpec
 from tools.tasks import TASK_CALL
 
@@ -215,9 +215,8 @@ def make_handler(offer: Offer) -> Any:
             raise _unexpected(spec.name, provider, exc) from None
 
     handler.__name__ = spec.name
-    returns = Annotated[CallToolResult, spec.output]  # the output schema comes from spec.output
-    handler.__signature__ = inspect.Signature(_parameters(offer), return_annotation=returns)  # type: ignore[attr-defined]
-    handler.__annotations__ = {"ctx": Context, "return": returns}
+    # the output schema comes from spec.output
+    with_signature(handler, _parameters(offer), Annotated[CallToolResult, spec.output])
     return handler
 
 

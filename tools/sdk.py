@@ -1,4 +1,5 @@
-"""Every private part of the `mcp` SDK this server relies on, in one place.
+"""Every part of the `mcp` SDK this server relies on that the SDK does not document: private attributes, and
+behaviour (how it reads a function's signature, a line of stdio, an HTTP body it cannot parse), in one place.
 
 MCPServer 2.3 has no public hook for these. pyproject.toml pins the SDK's minor version, and
 tests/test_sdk_internals.py fails with a message naming the part when an upgrade moves one.
@@ -6,13 +7,17 @@ tests/test_sdk_internals.py fails with a message naming the part when an upgrade
 
 from __future__ import annotations
 
+import inspect
+import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import mcp_types
 from mcp.server.lowlevel import Server
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.mcpserver.tools import Tool
+from mcp.shared.message import SessionMessage
 from pydantic import BaseModel, Field, ValidationError
 
 
@@ -29,6 +34,21 @@ def add_request_handler(
     lowlevel(server).add_request_handler(method, params_type, handler)
 
 
+def wrap_request_handler(
+    server: MCPServer[Any], method: str, wrap: Callable[[Callable[..., Awaitable[Any]]], Callable[..., Awaitable[Any]]]
+) -> None:
+    """Serve `method` with `wrap(the SDK's own handler)`, its params validated as the SDK's are."""
+    entry = lowlevel(server).get_request_handler(method)
+    if entry is None:
+        raise RuntimeError(f"the SDK no longer serves {method}: update tools/sdk.py (tests/test_sdk_internals.py)")
+    lowlevel(server).add_request_handler(method, entry.params_type, wrap(entry.handler))
+
+
+def unmodelled_field(model: BaseModel, name: str) -> Any:
+    """A field the SDK's model does not declare (SubscriptionFilter keeps such fields, e.g. SEP-2663's taskIds)."""
+    return (model.model_extra or {}).get(name)
+
+
 async def run_on_streams(server: MCPServer[Any], read_stream: Any, write_stream: Any) -> None:
     """Serve one connection on the given streams (what run_stdio_async does on the process's stdio)."""
     inner = lowlevel(server)
@@ -39,7 +59,44 @@ def connection_of(session: Any) -> object:
     """The connection behind a request's session. mcp 2.3 builds a ServerSession per request; the connection
     (private attribute `_connection`) is what a subscription belongs to. Notifications sent through any of its
     sessions without a request id go out on the connection's standalone channel."""
-    return getattr(session, "_connection", session)
+    connection: object = session._connection
+    return connection
+
+
+def with_signature(fn: Callable[..., Any], parameters: list[inspect.Parameter], returns: Any) -> None:
+    """Give `fn` (which takes **kwargs) the signature the SDK builds a tool's or resource's schema from: the SDK
+    reads it with inspect.signature, which honours `__signature__`, and its types from `__annotations__`."""
+    fn.__signature__ = inspect.Signature(parameters, return_annotation=returns)  # type: ignore[attr-defined]
+    fn.__annotations__ = {p.name: p.annotation for p in parameters} | {"return": returns}
+
+
+def parse_line(line: str) -> SessionMessage | Exception:
+    """A line of stdio as the SDK's stdio transport reads it: the message, or the error it hands the session in
+    its place (a pydantic ValidationError that keeps the line as its input; see unparsed_line)."""
+    try:
+        return SessionMessage(mcp_types.jsonrpc_message_adapter.validate_json(line, by_name=False))
+    except ValidationError as exc:
+        return exc
+
+
+def unparsed_line(error: Exception) -> str | None:
+    """The line a stdio transport could not parse, from the error it handed the session in its place."""
+    if not isinstance(error, ValidationError):
+        return None
+    given = error.errors(include_url=False)[0].get("input")
+    return given if isinstance(given, str) else None
+
+
+def is_unreadable_body_answer(status: int, body: bytes) -> bool:
+    """The SDK's HTTP transport answers a body it cannot parse as JSON with 400 and a JSON-RPC parse error
+    (-32700) with id null: this is such an answer."""
+    try:
+        answer = json.loads(body) if status == 400 else None
+    except ValueError:
+        return False
+    if not isinstance(answer, dict) or not isinstance(answer.get("error"), dict):
+        return False
+    return answer.get("id") is None and answer["error"].get("code") == mcp_types.PARSE_ERROR
 
 
 def generated_output_schema(tool: Tool) -> dict[str, Any] | None:

@@ -1,5 +1,8 @@
-"""HTTP connections a slow or hostile client cannot pile up (uvicorn's h11 protocol, guarded).
+"""Every part of uvicorn this server relies on beyond its documented settings, in one place: the HTTP protocol
+class it guards, and how a signal stops the server. pyproject.toml pins uvicorn and h11 to the minors that
+tests/test_uvicorn_internals.py checks.
 
+HTTP connections a slow or hostile client cannot pile up (uvicorn's h11 protocol, guarded):
 - A request's headers must arrive within `header_timeout_s` (a client that trickles them, one line every few
   seconds, is cut off; uvicorn alone waits for ever).
 - At most `max_connections` are open, kept below the process's descriptor limit. When a new connection would
@@ -12,10 +15,15 @@ from __future__ import annotations
 
 import asyncio
 import resource
+import signal
+import socket
 import time
+from collections.abc import Callable
 from typing import Any
 
 import h11
+import uvicorn
+from starlette.types import ASGIApp
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 DESCRIPTORS_KEPT = 128  # for the database, session files, supervisors, logs
@@ -91,3 +99,42 @@ def guarded_protocol(header_timeout_s: float, max_connections: int) -> type[Any]
         (GuardedH11Protocol,),
         {"header_timeout_s": header_timeout_s, "max_connections": max_connections},
     )
+
+
+async def serve(
+    app: ASGIApp,
+    sockets: list[socket.socket],
+    *,
+    header_timeout_s: float,
+    max_connections: int,
+    grace_s: int,
+    on_stop: Callable[[], None],
+) -> None:
+    """Serve `app` on `sockets` until SIGTERM or SIGINT, then stop gracefully: no new connections, requests in
+    flight get `grace_s` seconds. `on_stop` runs (in the loop) as the stop begins."""
+    config = uvicorn.Config(
+        app,
+        http=guarded_protocol(header_timeout_s, max_connections),
+        log_level="warning",
+        lifespan="on",
+        timeout_graceful_shutdown=grace_s,
+    )
+    loop = asyncio.get_running_loop()
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            loop.call_soon_threadsafe(on_stop)
+            super().handle_exit(sig, frame)
+
+    # uvicorn re-raises the signal for the previous handler once it has stopped; ours absorbs it, so that the
+    # caller can finish its own shutdown and exit 0.
+    previous = {sig: signal.signal(sig, _absorb) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        await Server(config).serve(sockets=sockets)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _absorb(signum: int, frame: object) -> None:
+    """The stop was already handled gracefully by uvicorn."""
