@@ -40,9 +40,46 @@ def test_dockerfile_is_slim_non_root_and_serves_stdio_by_default() -> None:
     assert instructions.index("USER") > instructions.index("RUN")
     # An init reaps what outlives the server (session supervisors); the server is not PID 1.
     assert json.loads(lines[-1].removeprefix("ENTRYPOINT ")) == ["dumb-init", "--", "runtimes-mcp"]
-    assert any(line.startswith("RUN pip install") and "dumb-init" in line for line in lines)
+    assert "RUN pip install --require-hashes -r requirements.lock" in lines
+    assert "RUN pip install --no-deps . && pip check" in lines
     for package in ("server", "tools", "docs_topics", "providers"):
         assert any(line.startswith(f"COPY {package} ") for line in lines), package
+
+
+def locked(lock: str) -> dict[str, str]:
+    """name -> version of every requirement a lock file pins, each with its hashes."""
+    pins = {}
+    for entry in re.split(r"\n(?=\S)", (ROOT / lock).read_text()):  # a pin and its indented lines
+        pinned = re.match(r"([A-Za-z0-9_.-]+)==([^\s;]+)", entry)
+        if pinned:
+            assert "--hash=sha256:" in entry, f"{lock}: {pinned.group()} has no hash"
+            pins[_normal(pinned.group(1))] = pinned.group(2)
+    return pins
+
+
+def _normal(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+@pytest.mark.parametrize(("lock", "extra"), [("requirements.lock", "docker"), ("requirements-test.lock", "test")])
+def test_each_lock_file_pins_every_requirement_within_pyproject_s_ranges(lock: str, extra: str) -> None:
+    """So a missing or stale pin cannot let the README's install bring in a version nobody locked (CI installs
+    the lock, then runs that command). CONTRIBUTING.md says how to update the locks."""
+    import tomllib
+
+    from packaging.requirements import Requirement
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    pins = locked(lock)
+    for line in project["dependencies"] + project["optional-dependencies"][extra]:
+        requirement = Requirement(line)
+        if requirement.marker is not None and not requirement.marker.evaluate():
+            continue
+        version = pins.get(_normal(requirement.name))
+        assert version is not None, f"{lock} does not pin {requirement.name}: update the lock (CONTRIBUTING.md)"
+        assert requirement.specifier.contains(version, prereleases=True), (
+            f"{lock} pins {requirement.name}=={version}, outside pyproject's {requirement}: update the lock"
+        )
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
