@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from providers.capabilities import Capability
@@ -45,6 +45,20 @@ class Serves:
 
 
 @dataclass(frozen=True)
+class Resource:
+    """An MCP resource (a URI template) a provider serves while it is configured (`needs`): `read` is called with
+    the provider's client and the URI's parameters, and returns the resource's text."""
+
+    uri: str
+    name: str
+    title: str
+    description: str
+    mime_type: str
+    read: str  # "module:function"
+    needs: Setting | None = None
+
+
+@dataclass(frozen=True)
 class Provider:
     name: str
     title: str
@@ -53,6 +67,11 @@ class Provider:
     capabilities: Mapping[Capability[Any, Any], Serves]
     settings: tuple[Setting, ...] = ()
     endpoints: tuple[Endpoint, ...] = ()
+    # What it offers the server besides tools (providers/services.py); each "module:attr", imported when used.
+    section: str | None = None  # the model of its config-file section, [<name>], validated at start
+    section_env: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # a variable -> the key it sets there
+    opens: str | None = None  # function(Host) -> async context manager of its client, kept for the server's life
+    resources: tuple[Resource, ...] = ()
 
     def supports(self, capability: Capability[Any, Any]) -> bool:
         return capability in self.capabilities
@@ -68,12 +87,16 @@ class Provider:
 
     def load_client(self) -> type:
         """The client class, imported now."""
-        module_name, _, attr = self.client.partition(":")
         try:
-            module = importlib.import_module(module_name)
+            cls: type = load(self.client)
         except ModuleNotFoundError as exc:
-            if exc.name != module_name:
+            if exc.name != self.client.partition(":")[0]:
                 raise
             raise Unsupported(self.name, f"the {self.title} client is not built yet in this version") from exc
-        cls: type = getattr(module, attr)
         return cls
+
+
+def load(reference: str) -> Any:
+    """What a "module:attr" reference names, imported now."""
+    module_name, _, attr = reference.partition(":")
+    return getattr(importlib.import_module(module_name), attr)

@@ -3,40 +3,24 @@
 from __future__ import annotations
 
 import gc
-import json
 import os
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
-from mcp.server.mcpserver import Context, MCPServer
-from mcp.server.mcpserver.exceptions import ResourceError
+from mcp.server.mcpserver import MCPServer
 from mcp.server.subscriptions import InMemorySubscriptionBus
-from mcp.types import (
-    CompleteRequestParams,
-    CompleteResult,
-    Completion,
-    EmptyResult,
-    ResourceTemplateReference,
-    SetLevelRequestParams,
-    SubscribeRequestParams,
-    UnsubscribeRequestParams,
-)
 
 from docs_topics.model import Availability
-from providers import computesdk
-from providers.errors import ProviderError
-from providers.models import event_page
 from providers.registry import PROVIDERS
 from server.config import Settings
 from server.docs_tool import ServerFacts, docs_tool, register_docs_resources
+from server.resources import register_resources
 from server.state import AppState, available_capabilities
 from server.tasks import TasksExtension, advertise_only_when_declared, serve_task_notifications
-from tools import build, sdk
+from tools import build
 from tools.catalog import ALL
 from tools.tasks import CallTaskRecords, LocalRunTasks
-
-RESOURCE_READ_CAP = 8 * 1024 * 1024
 
 INSTRUCTIONS = (
     "Run code and manage runtimes. Every tool takes `provider` (default: local, this machine). "
@@ -111,9 +95,7 @@ def create_server(
     )
     register_docs_resources(server, facts, availability(settings, offers))
     serve_task_notifications(server, tasks, bus)
-    if settings.is_set(computesdk.ACCESS_TOKEN):
-        _register_live_events(server)
-    _register_local_resources(server)
+    register_resources(server, settings)
     return server
 
 
@@ -180,90 +162,5 @@ def tasks_extension(offers: list[build.Offer], default_provider: str) -> TasksEx
     return TasksExtension(
         {name: "optional" for name in specs},
         durable=LocalRunTasks(specs, default_provider),
-        shared=lambda state: CallTaskRecords(state.local.store),  # so every worker and replica knows every task
+        shared=lambda state: CallTaskRecords(state.task_storage.call_tasks),  # every worker and replica knows them
     )
-
-
-def _state(ctx: Context[AppState, Any]) -> AppState:
-    return ctx.request_context.lifespan_context
-
-
-def _register_live_events(server: MCPServer[AppState]) -> None:
-    @server.resource(
-        "events://computesdk/{sandbox_id}",
-        name="computesdk-events",
-        title="Live events of a ComputeSDK sandbox",
-        description="Events received over ComputeSDK pub/sub since the first read; subscribe for updates.",
-        mime_type="application/json",
-    )
-    async def live_events(sandbox_id: str, ctx: Context[AppState, Any]) -> str:
-        try:
-            stream = await _state(ctx).live_events(sandbox_id)
-        except ProviderError as exc:
-            raise ResourceError(str(exc)) from None
-        events, cut = event_page(list(stream.recent), newest=True)
-        return json.dumps(
-            {
-                "sandbox_id": sandbox_id,
-                "state": stream.state,
-                "last_error": stream.last_error,
-                "events": [event.model_dump(mode="json") for event in events],
-                "truncated": cut,
-            }
-        )
-
-
-def _register_local_resources(server: MCPServer[AppState]) -> None:
-    @server.resource(
-        "events://{sandbox_id}",
-        name="events",
-        title="Events of a local sandbox",
-        description="The newest 100 events of a sandbox (local provider); subscribe for updates.",
-        mime_type="application/json",
-    )
-    async def events_resource(sandbox_id: str, ctx: Context[AppState, Any]) -> str:
-        events = await _state(ctx).local.get_events(sandbox_id=sandbox_id, limit=100)
-        return events.model_dump_json()
-
-    @server.resource(
-        "local://sessions/{session_id}/{stream}",
-        name="session-output",
-        title="Full output of a local session",
-        description="stdout or stderr of a local session, in full (up to 8 MiB).",
-        mime_type="text/plain",
-    )
-    async def session_output(session_id: str, stream: str, ctx: Context[AppState, Any]) -> str:
-        if stream not in ("stdout", "stderr"):
-            raise ResourceError(f"stream must be stdout or stderr, not {stream!r}")
-        try:
-            page = await _state(ctx).local.read_output(session_id, stream, 0, RESOURCE_READ_CAP)
-        except ProviderError as exc:
-            raise ResourceError(str(exc)) from None
-        if page.next_offset is not None:
-            return (
-                page.text
-                + f"\n[… first {RESOURCE_READ_CAP} of {page.size} bytes; read on with getSession stdout_offset …]\n"
-            )
-        return page.text
-
-    async def subscribe(ctx: Any, params: SubscribeRequestParams) -> Any:
-        return await ctx.lifespan_context.watchers.subscribe(ctx, params)
-
-    async def unsubscribe(ctx: Any, params: UnsubscribeRequestParams) -> Any:
-        return await ctx.lifespan_context.watchers.unsubscribe(ctx, params)
-
-    async def set_level(ctx: Any, params: SetLevelRequestParams) -> EmptyResult:
-        # Accepted so clients may set it; this server sends no log notifications (its logs go to stderr).
-        return EmptyResult()
-
-    async def complete(ctx: Any, params: CompleteRequestParams) -> CompleteResult:
-        values: list[str] = []
-        if isinstance(params.ref, ResourceTemplateReference):
-            values = await ctx.lifespan_context.local.complete(params.argument.name, params.argument.value)
-        return CompleteResult(completion=Completion(values=values, total=len(values), has_more=False))
-
-    # MCPServer 2.3 has no public hooks for these methods (and its completion decorator gives no context).
-    sdk.add_request_handler(server, "resources/subscribe", SubscribeRequestParams, subscribe)
-    sdk.add_request_handler(server, "resources/unsubscribe", UnsubscribeRequestParams, unsubscribe)
-    sdk.add_request_handler(server, "logging/setLevel", SetLevelRequestParams, set_level)
-    sdk.add_request_handler(server, "completion/complete", CompleteRequestParams, complete)

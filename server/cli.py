@@ -135,9 +135,9 @@ def _main(argv: list[str] | None) -> int:
 
 def _startup_error(exc: BaseException) -> str | None:
     """The one-line reason of a start-up failure the user can fix (e.g. an unusable data directory)."""
-    from providers.local.runtime import DataDirError
+    from providers.services import StartError
 
-    if isinstance(exc, DataDirError):
+    if isinstance(exc, StartError):
         return str(exc)
     if isinstance(exc, BaseExceptionGroup):
         for inner in exc.exceptions:

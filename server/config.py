@@ -19,8 +19,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
-from providers.local.config import LocalConfig
-from providers.provider import Provider, Setting
+from providers.provider import Provider, Setting, load
 from providers.registry import PROVIDERS
 from providers.values import comma_list
 
@@ -107,7 +106,6 @@ class Settings(BaseSettings):
         30, gt=0, validation_alias=AliasChoices("RUNTIMES_MCP_HTTP_TIMEOUT", "http_timeout_s")
     )
 
-    local: LocalConfig = Field(default_factory=LocalConfig)
     _config_file: Path | None = PrivateAttr(None)
 
     @property
@@ -186,6 +184,10 @@ class Settings(BaseSettings):
         values = {s.arg: getattr(self, s.key) for s in provider.settings}
         return {k: v.get_secret_value() if isinstance(v, SecretStr) else v for k, v in values.items()}
 
+    def section(self, provider: Provider) -> Any:
+        """The provider's config-file section ([local]), validated; None for a provider without one."""
+        return getattr(self, provider.name) if provider.section else None
+
     def secret_values(self) -> list[str]:
         """Every credential's value, so callers can make sure none leaks."""
         values = [getattr(self, name) for name in type(self).model_fields]
@@ -208,11 +210,18 @@ def _provider_field(setting: Setting) -> Any:
     return (str, Field(setting.default, validation_alias=alias, description=setting.description))
 
 
-# Settings with every registered provider's settings as fields (SPRITES_TOKEN is `sprites_token`, ...).
+def _section_field(provider: Provider) -> Any:
+    model = load(str(provider.section))
+    return (model, Field(default_factory=model))
+
+
+# Settings with every registered provider's settings as fields (SPRITES_TOKEN is `sprites_token`, ...), and its
+# config-file section, if it has one, under its name ([local] is `local`).
 WithProviders: type[Settings] = create_model(
     "Settings",
     __base__=Settings,
     **{s.key: _provider_field(s) for p in PROVIDERS.values() for s in p.settings},
+    **{p.name: _section_field(p) for p in PROVIDERS.values() if p.section},
 )
 
 
@@ -222,10 +231,6 @@ def _setting_name(field: str) -> str:
     if isinstance(alias, AliasChoices) and isinstance(alias.choices[0], str) and alias.choices[0] != field:
         return f"{alias.choices[0]} (config file: {field})"
     return field
-
-
-# Settings of the local provider that the environment may also set (it wins over the config file).
-LOCAL_ENV = {"RUNTIMES_MCP_ON_EXIT": ("on_exit",), "RUNTIMES_MCP_SANDBOX": ("sandbox", "mode")}
 
 
 def load_settings(config_path: str | os.PathLike[str] | None = None) -> Settings:
@@ -239,15 +244,16 @@ def load_settings(config_path: str | os.PathLike[str] | None = None) -> Settings
             raise ConfigError(f"config file not found: {path} (from --config or RUNTIMES_MCP_CONFIG)") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
-    from_env: dict[tuple[str, ...], str] = {}
-    for env_name, keys in LOCAL_ENV.items():
-        if os.environ.get(env_name):
-            section = file_values.setdefault("local", {})
-            for key in keys[:-1]:
-                section = section.setdefault(key, {}) if isinstance(section, dict) else section
-            if isinstance(section, dict):
-                section[keys[-1]] = os.environ[env_name]
-                from_env[keys] = env_name
+    from_env: dict[tuple[str, ...], str] = {}  # a section's key (with the section) -> the variable that set it
+    for provider in PROVIDERS.values():  # variables of a provider's section win over the config file too
+        for env_name, keys in provider.section_env.items():
+            if os.environ.get(env_name):
+                section = file_values.setdefault(provider.name, {})
+                for key in keys[:-1]:
+                    section = section.setdefault(key, {}) if isinstance(section, dict) else section
+                if isinstance(section, dict):
+                    section[keys[-1]] = os.environ[env_name]
+                    from_env[(provider.name, *keys)] = env_name
     try:
         settings = WithProviders(**file_values)
     except ValidationError as exc:
@@ -259,7 +265,7 @@ def load_settings(config_path: str | os.PathLike[str] | None = None) -> Settings
                 continue
             name = _setting_name(loc[0])
             where = ".".join([name, *loc[1:]])
-            from_env_name = from_env.get(tuple(loc[1:])) if loc[:1] == ["local"] else None
+            from_env_name = from_env.get(tuple(loc))
             if from_env_name:
                 where = f"{from_env_name} (config file: {'.'.join(loc)})"
             msg = "unknown setting" if err["type"] == "extra_forbidden" else err["msg"].removeprefix("Value error, ")

@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field
 
 from docs_topics import TOPICS, Topic, render
 from docs_topics.model import Availability
+from providers.services import DescribesItself
 from tools.build import strict_tool
 
 
@@ -35,11 +36,11 @@ TopicName = Literal[tuple(TOPICS)]  # type: ignore[valid-type]
 
 
 def this_server(topic: str, state: Any) -> str:
-    """What a topic says about the server that serves it (the local sandbox's status, for instance)."""
-    local = getattr(state, "local", None)
-    if topic != "local" or local is None:
+    """What a provider's topic says about it on the server that serves it (the local sandbox's status)."""
+    client = state.opened.get(topic) if state is not None else None
+    if not isinstance(client, DescribesItself):
         return ""
-    return f"\n## This server\n- Sandbox: {local.sandbox_status}\n"
+    return "\n## This server\n" + "".join(f"- {name}: {value}\n" for name, value in client.this_server().items())
 
 
 def docs_tool(availability: Availability | None = None) -> Tool:

@@ -6,6 +6,7 @@ import hmac
 import json
 import os
 import secrets
+import socket
 import sys
 from dataclasses import dataclass
 from typing import Any, TextIO
@@ -75,6 +76,28 @@ def announce(access: Access, host: str, port: int, stream: TextIO) -> None:
             file=stream,
         )
     stream.flush()
+
+
+def bind(host: str, port: int, *, listen: bool, shared: bool = True) -> socket.socket:
+    """A socket on host:port; `shared`: other processes of this user can bind it too (SO_REUSEPORT, for
+    --workers). The parent's is not listening: it only holds the port (a listening one would get its share of
+    the connections). A port in use is a ConfigError naming it."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    # IPPROTO_TCP named: asyncio turns Nagle off only for sockets that say they are TCP (else 40 ms stalls)
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if shared:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        sock.bind((host, port))
+        if listen:
+            sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(
+            f"cannot listen on {host}:{port} ({exc.strerror}); choose another --port, or stop what uses it"
+        ) from None
+    return sock
 
 
 class BearerAuth:
@@ -150,8 +173,6 @@ async def serve_http(
     insecure_no_auth: bool = False,
     unauthenticated_exec: bool = False,
 ) -> int:
-    from server.workers import bind
-
     access = decide_access(settings, insecure_no_auth, unauthenticated_exec)
     # The port first: one in use is a one-line error before anything starts.
     worker_port = os.environ.pop(WORKER_PORT_ENV, None)  # a worker of --workers: the parent announced

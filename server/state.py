@@ -1,9 +1,10 @@
-"""What lives as long as the server: the local runtime, remote clients, resource watchers."""
+"""What lives as long as the server: the providers it opens (the local runtime), remote clients, resource
+watchers."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 import anyio
@@ -11,8 +12,9 @@ from anyio.abc import TaskGroup
 
 from providers.capabilities import Capability
 from providers.errors import Busy, NotConfigured, Unavailable
-from providers.local.runtime import LocalRuntime
+from providers.provider import Provider, load
 from providers.registry import PROVIDERS
+from providers.services import Host, TaskStorage
 from server.config import Settings
 from server.watchers import ResourceWatchers
 
@@ -28,55 +30,67 @@ def available_capabilities(settings: Settings) -> dict[str, set[Capability[Any, 
 class AppState:
     """Open once per server process; tools reach providers through `provider(name)`."""
 
-    def __init__(self, settings: Settings, local: LocalRuntime, task_group: TaskGroup) -> None:
+    def __init__(
+        self, settings: Settings, opened: dict[str, Any], task_group: TaskGroup, watchers: ResourceWatchers
+    ) -> None:
         self.settings = settings
-        self.local = local
-        self.watchers = ResourceWatchers()
-        self._clients: dict[str, Any] = {}
+        self.watchers = watchers
+        self.opened = dict(opened)  # the providers' clients kept open for the server's life (Provider.opens)
+        self._clients: dict[str, Any] = {}  # remote clients, made on first use
         self._tg = task_group
-        self._live_events: Any = None  # providers.computesdk.EventStreams, made on first use
         # fast_acquire: a free slot is taken without yielding to the loop (a release still serves waiters first)
         self._calls = anyio.Semaphore(settings.max_concurrent_calls, fast_acquire=True)
         self._provider_gates: dict[str, anyio.Semaphore] = {}
         self._in_flight: set[anyio.CancelScope] = set()
         self.stopping = False
-        local.add_event_listener(lambda sandbox_id: self.watchers.changed(f"events://{sandbox_id}"))
 
     @classmethod
     @asynccontextmanager
     async def open(cls, settings: Settings, *, services: bool = True) -> AsyncIterator[AppState]:
-        hidden = (str(settings.config_file),) if settings.config_file else ()
+        """Open every configured provider that is kept open for the server's life; `services=False` for one-shot
+        commands, which must not start long-lived services (the local launchers)."""
+        watchers = ResourceWatchers()
         state_url = settings.state_url.get_secret_value() if settings.state_url else None
-        local_runtime = LocalRuntime.open(
-            settings.local, settings.data_dir, run_launchers=services, hidden=hidden, state_url=state_url
-        )
-        async with local_runtime as local, anyio.create_task_group() as tg:
-            state = cls(settings, local, tg)
-            try:
-                yield state
-            finally:
-                if state._live_events is not None:
-                    state._live_events.stop()
-                tg.cancel_scope.cancel()
-                with anyio.CancelScope(shield=True):
-                    for client in state._clients.values():
-                        await client.aclose()
+        hidden = (str(settings.config_file),) if settings.config_file else ()
+        async with anyio.create_task_group() as kept:  # what the providers run for the server's life
+            async with AsyncExitStack() as stack:
+                opened = {}
+                for provider in PROVIDERS.values():
+                    if provider.opens and _configured(settings, provider):
+                        host = Host(
+                            section=settings.section(provider),
+                            arguments=_arguments(settings, provider),
+                            data_dir=settings.data_dir,
+                            state_url=state_url,
+                            background=kept,
+                            changed=watchers.changed,
+                            hidden=hidden,
+                            services=services,
+                        )
+                        opened[provider.name] = await stack.enter_async_context(load(provider.opens)(host))
+                async with anyio.create_task_group() as tg:  # tool calls made as MCP tasks: they end first
+                    state = cls(settings, opened, tg, watchers)
+                    try:
+                        yield state
+                    finally:
+                        tg.cancel_scope.cancel()
+                        with anyio.CancelScope(shield=True):
+                            for client in state._clients.values():
+                                await client.aclose()
+            kept.cancel_scope.cancel()
 
     @property
     def background(self) -> TaskGroup:
         """Work that outlives the request that started it (tool calls made as MCP tasks)."""
         return self._tg
 
-    async def live_events(self, sandbox_id: str) -> Any:
-        """The ComputeSDK pub/sub stream of a sandbox, started on first use and kept while the server runs."""
-        if self._live_events is None:
-            from providers.computesdk.client import EventStreams
-
-            async def changed(sandbox: str) -> None:
-                await self.watchers.changed(f"events://computesdk/{sandbox}")
-
-            self._live_events = EventStreams(await self.provider("computesdk"), self._tg, changed)
-        return self._live_events.follow(sandbox_id)
+    @property
+    def task_storage(self) -> TaskStorage:
+        """Where MCP tasks are kept (the local provider's store): every server on the same state answers for them."""
+        storage = next((client for client in self.opened.values() if isinstance(client, TaskStorage)), None)
+        if storage is None:
+            raise RuntimeError("no provider keeps MCP tasks (providers.services.TaskStorage)")
+        return storage
 
     def stop_calls(self) -> None:
         """The server is shutting down: every tool call still running ends now with a clear error (instead of
@@ -146,18 +160,24 @@ class AppState:
             gate.release()
 
     async def provider(self, name: str) -> Any:
-        if name == "local":
-            return self.local
-        client = self._clients.get(name)
+        client = self.opened.get(name) or self._clients.get(name)
         if client is None:
             provider = PROVIDERS[name]
-            if not any(self.settings.is_set(serves.needs) for serves in provider.capabilities.values()):
+            if not _configured(self.settings, provider):
                 raise NotConfigured(
                     name,
                     f"{provider.title} has no credentials",
                     hint=f"Set {provider.credential_env} and restart the server.",
                 )
-            options = {"timeout_s": self.settings.http_timeout_s, "retries": self.settings.retries}
-            client = provider.load_client()(**self.settings.provider_arguments(provider), **options)
+            client = provider.load_client()(**_arguments(self.settings, provider))
             self._clients[name] = client
         return client
+
+
+def _configured(settings: Settings, provider: Provider) -> bool:
+    return any(settings.is_set(serves.needs) for serves in provider.capabilities.values())
+
+
+def _arguments(settings: Settings, provider: Provider) -> dict[str, Any]:
+    """A provider client's keyword arguments: its settings, and how long and how often to try a remote call."""
+    return {**settings.provider_arguments(provider), "timeout_s": settings.http_timeout_s, "retries": settings.retries}

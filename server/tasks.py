@@ -56,7 +56,6 @@ from pydantic import BaseModel, Field
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from providers.local.owners import this_process
 from tools import sdk
 from tools.tasks import TASK_CALL, TERMINAL, Status, TaskCall, TaskView
 
@@ -99,8 +98,8 @@ class DurableTasks(Protocol):
 class SharedTasks(Protocol):
     """In-memory tasks recorded where every server on the same state reads them (tools/tasks.py)."""
 
-    async def record(self, view: TaskView, owner: str) -> None:
-        """Committed before it returns: from then on any server answers for the task."""
+    async def record(self, view: TaskView) -> None:
+        """Committed before it returns: from then on any server answers for the task (run by this process)."""
 
     async def update(self, view: TaskView) -> None: ...
 
@@ -109,7 +108,7 @@ class SharedTasks(Protocol):
 
     async def ask_cancel(self, task_id: str) -> None: ...
 
-    async def beat(self, owner: str) -> list[str]:
+    async def beat(self) -> list[str]:
         """This process still runs its tasks; returns those a client asked (on any server) to cancel."""
 
 
@@ -239,7 +238,6 @@ class TasksExtension(Extension):
         self._shared = shared
         self._memory: dict[str, _MemoryTask] = {}
         self._beating = False
-        self.owner = this_process()
 
     def methods(self) -> Sequence[MethodBinding]:
         return (
@@ -313,7 +311,7 @@ class TasksExtension(Extension):
         assert self._shared is not None
         shared = self._shared(ctx.lifespan_context)
         task.shared = shared
-        await shared.record(task.view, self.owner)
+        await shared.record(task.view)
         if task.done.is_set():
             await task.publish()  # it ended while being recorded: its end may have found no row yet
         if not self._beating:
@@ -326,7 +324,7 @@ class TasksExtension(Extension):
             while any(t.shared is not None and not t.done.is_set() for t in self._memory.values()):
                 await anyio.sleep(BEAT_S)
                 try:
-                    asked = await shared.beat(self.owner)
+                    asked = await shared.beat()
                 except Exception:
                     logger.warning("runtimes-mcp: the heartbeat of this server's tasks could not be recorded")
                     continue

@@ -17,7 +17,6 @@ from __future__ import annotations
 import os
 import selectors
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -26,8 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from providers.registry import PROVIDERS
-from server.config import ConfigError, Settings
-from server.http import WORKER_PORT_ENV, announce, decide_access
+from server.config import Settings
+from server.http import WORKER_PORT_ENV, announce, bind, decide_access
 from server.parent_watch import PARENT_ENV, parent_spec
 
 BACKOFF_START_S = 0.25
@@ -49,28 +48,6 @@ BOOT = (
     "    sys.path.append(root)\n"
     "runpy.run_module('server.cli', run_name='__main__', alter_sys=True)\n"
 )
-
-
-def bind(host: str, port: int, *, listen: bool, shared: bool = True) -> socket.socket:
-    """A socket on host:port; `shared`: other processes of this user can bind it too (SO_REUSEPORT, for
-    --workers). The parent's is not listening: it only holds the port (a listening one would get its share of
-    the connections). A port in use is a ConfigError naming it."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    # IPPROTO_TCP named: asyncio turns Nagle off only for sockets that say they are TCP (else 40 ms stalls)
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    if shared:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    try:
-        sock.bind((host, port))
-        if listen:
-            sock.listen(2048)
-    except OSError as exc:
-        sock.close()
-        raise ConfigError(
-            f"cannot listen on {host}:{port} ({exc.strerror}); choose another --port, or stop what uses it"
-        ) from None
-    return sock
 
 
 def worker_command(argv: Sequence[str]) -> list[str]:

@@ -126,6 +126,63 @@ def test_layers_import_one_way_and_providers_know_nothing_of_mcp() -> None:
     assert not wrong, "\n".join(wrong)
 
 
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _our_imports(path: Path, modules: set[str]) -> set[str]:
+    """Our modules `path` imports, at any depth: `from a import b` counts as a.b when that is a module, else a."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found |= {
+                f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in modules else node.module for a in node.names
+            }
+    return found & modules
+
+
+def import_graph() -> dict[str, set[str]]:
+    paths = {_module_name(path): path for _, path in _sources()}
+    return {name: _our_imports(path, set(paths)) - {name} for name, path in paths.items()}
+
+
+def test_server_and_tools_import_no_particular_provider() -> None:
+    """They reach providers through the registry and the shared modules only (capabilities, services, models, ...):
+    a provider contributes its settings, what it opens, its resources and its task storage by declaring them."""
+    particular = {f"providers.{name}" for name in PROVIDERS}
+    wrong = [
+        f"{module} imports {target}"
+        for module, targets in import_graph().items()
+        if module.split(".")[0] in ("server", "tools")
+        for target in targets
+        if any(target == p or target.startswith(p + ".") for p in particular)
+    ]
+    assert not wrong, "\n".join(wrong)
+
+
+def test_no_two_modules_import_each_other_however_indirectly() -> None:
+    graph = import_graph()
+    cycles = []
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+
+    def visit(module: str, path: list[str]) -> None:
+        state[module] = 1
+        for target in sorted(graph[module]):
+            if state.get(target) == 1:
+                cycles.append(" -> ".join([*path[path.index(target) :], target]))
+            elif target not in state:
+                visit(target, [*path, target])
+        state[module] = 2
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module, [module])
+    assert not cycles, "import cycles:\n" + "\n".join(cycles)
+
+
 def test_sdk_and_uvicorn_internals_are_used_only_in_their_adapter_modules() -> None:
     sdk_internals = re.compile(
         r"\._lowlevel_server\b|\._connection\b|\.fn_metadata\b|__signature__|last_context|mcp\.shared\._|"

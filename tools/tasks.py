@@ -20,16 +20,13 @@ from pydantic import BaseModel
 
 from providers.capabilities import Capability
 from providers.errors import ProviderError
-from providers.local import owners
-from providers.local.output import newest_line
-from providers.local.store import CallTaskRow
+from providers.services import CallTasks, RunTask, TaskStorage
 from providers.values import iso_time
 from tools.results import as_tool_result
 
 if TYPE_CHECKING:
     from mcp.server.context import ServerRequestContext
 
-    from providers.local.store import Store, TaskRow
     from tools.spec import ToolSpec
 
 LOCAL = "local"
@@ -37,9 +34,6 @@ SESSION_POLL_MS = 1000
 WORKING_STATES = frozenset({"running", "pending"})
 CANCELLED_STATES = frozenset({"stopped", "failed", "skipped"})
 TERMINAL = frozenset({"completed", "failed", "cancelled"})
-# A process on another machine running a task has stopped when its heartbeat (server.tasks.BEAT_S) has not been
-# heard for this long; on this machine it is known at once.
-SILENT_FOR_S = 15.0
 Status = Literal["working", "input_required", "completed", "failed", "cancelled"]
 
 
@@ -95,7 +89,8 @@ class TaskView:
 def status_line(model: BaseModel) -> str | None:
     """The newest output line of a running session: a working task's statusMessage."""
     text = getattr(model, "stdout", None) or getattr(model, "output", None) or ""
-    return newest_line(str(text))[:200] or None
+    lines = [line for line in str(text).splitlines() if line.strip()]
+    return lines[-1][:200] if lines else None
 
 
 class LocalRunTasks:
@@ -115,30 +110,28 @@ class LocalRunTasks:
 
     async def create(self, ctx: ServerRequestContext[Any, Any], task_id: str, call: TaskCall) -> TaskView:
         assert call.started is not None
-        runtime = ctx.lifespan_context.local
         reader, ref, session_id = call.started
-        view = await self._view(runtime, await runtime.remember_task(task_id, reader.name, ref, session_id))
+        row = await _storage(ctx).remember_task(task_id, reader.name, ref, session_id)
+        view = await self._view(ctx, row)
         assert view is not None
         return view
 
     async def read(self, ctx: ServerRequestContext[Any, Any], task_id: str) -> TaskView | None:
-        runtime = ctx.lifespan_context.local
-        row = await runtime.recall_task(task_id)
-        return None if row is None else await self._view(runtime, row)
+        row = await _storage(ctx).recall_task(task_id)
+        return None if row is None else await self._view(ctx, row)
 
-    async def _view(self, runtime: Any, row: TaskRow) -> TaskView | None:
-        """The task as its run stands now: the run is read afresh from the runtime."""
+    async def _view(self, ctx: ServerRequestContext[Any, Any], row: RunTask) -> TaskView | None:
+        """The task as its run stands now: the run is read afresh from the local provider."""
         reader = self._readers.get(row.follow)
         if reader is None:
             return None  # written by a version of the server whose tools this one does not offer
         try:
-            model = await reader.bind(runtime)(row.ref)
+            model = await reader.bind(await ctx.lifespan_context.provider(LOCAL))(row.ref)
         except ProviderError:
             return None  # the run's record is gone (retention): so is the task
         state = getattr(model, "state", None) or getattr(model, "status", "")
-        view = TaskView(
-            row.id, "working", row.created_at, row.cancelled_at or row.created_at, runtime.task_ttl_ms, SESSION_POLL_MS
-        )
+        ttl_ms = _storage(ctx).task_ttl_ms
+        view = TaskView(row.id, "working", row.created_at, row.cancelled_at or row.created_at, ttl_ms, SESSION_POLL_MS)
         if state in WORKING_STATES:
             view.message = status_line(model)
             return view
@@ -151,58 +144,50 @@ class LocalRunTasks:
         return view
 
     async def cancel(self, ctx: ServerRequestContext[Any, Any], task_id: str) -> bool:
-        runtime = ctx.lifespan_context.local
-        row = await runtime.recall_task(task_id)
+        row = await _storage(ctx).recall_task(task_id)
         if row is None:
             return False
-        await runtime.cancel_task(row)
+        await _storage(ctx).cancel_task(row)
         return True
 
 
+def _storage(ctx: ServerRequestContext[Any, Any]) -> TaskStorage:
+    storage: TaskStorage = ctx.lifespan_context.task_storage
+    return storage
+
+
 class CallTaskRecords:
-    """server.tasks.SharedTasks over the local store: tool calls made as tasks, each running in one server
-    process, recorded where every server on the same state (data directory or PostgreSQL) reads them."""
+    """server.tasks.SharedTasks over a provider's CallTasks (the local store): tool calls made as tasks, each
+    running in one server process, recorded where every server on the same state reads them."""
 
-    def __init__(self, store: Store) -> None:
-        self._store = store
+    def __init__(self, tasks: CallTasks) -> None:
+        self._tasks = tasks
 
-    async def record(self, view: TaskView, owner: str) -> None:
-        now = time.time()
+    async def record(self, view: TaskView) -> None:
         expires = view.created_at + (view.ttl_ms or 0) / 1000
-        row = CallTaskRow(view.task_id, view.status, view.created_at, now, expires, owner, now, _stored(view))
-        await self._store.save_call_task(row)
+        await self._tasks.record(view.task_id, view.status, view.created_at, expires, dataclasses.asdict(view))
 
     async def update(self, view: TaskView) -> None:
-        await self._store.update_call_task(view.task_id, view.status, _stored(view), time.time())
+        await self._tasks.update(view.task_id, view.status, dataclasses.asdict(view))
 
     async def read(self, task_id: str) -> TaskView | None:
-        row = await self._store.get_call_task(task_id)
-        if row is None or row.expires_at < time.time():
+        found = await self._tasks.read(task_id)
+        if found is None:
             return None
-        view = TaskView(**row.view)
-        if view.status in TERMINAL or not _stopped(row):
+        view, stopped = TaskView(**found[0]), found[1]
+        if view.status in TERMINAL or stopped is None:
             return view
         view.status, view.updated_at = "failed", time.time()
         view.message = (
-            f"the server process running this task ({owners.describe(row.owner)}) stopped before the call ended; "
+            f"the server process running this task ({stopped}) stopped before the call ended; "
             "it may or may not have taken effect: check before calling again"
         )
         view.error, view.input_requests = {"code": INTERNAL_ERROR, "message": view.message}, None
-        await self._store.update_call_task(task_id, view.status, _stored(view), view.updated_at)
+        await self.update(view)
         return view
 
     async def ask_cancel(self, task_id: str) -> None:
-        await self._store.ask_to_cancel_call_task(task_id, time.time())
+        await self._tasks.ask_cancel(task_id)
 
-    async def beat(self, owner: str) -> list[str]:
-        return await self._store.beat_call_tasks(owner, time.time())
-
-
-def _stored(view: TaskView) -> dict[str, Any]:
-    return dataclasses.asdict(view)
-
-
-def _stopped(row: CallTaskRow) -> bool:
-    """The process that runs the task has stopped: seen from here, or not heard of for SILENT_FOR_S."""
-    ended = owners.ended(row.owner)
-    return ended if ended is not None else time.time() - row.alive_at > SILENT_FOR_S
+    async def beat(self) -> list[str]:
+        return await self._tasks.beat()

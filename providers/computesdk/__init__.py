@@ -2,7 +2,7 @@
 
 from providers import capabilities as c
 from providers.computesdk.endpoints import ENDPOINTS
-from providers.provider import Provider, Serves, Setting
+from providers.provider import Provider, Resource, Serves, Setting
 
 ACCESS_TOKEN = Setting("COMPUTESDK_ACCESS_TOKEN", "access_token", "Sandbox access token (stores events).")
 API_KEY = Setting("COMPUTESDK_API_KEY", "api_key", "Project API key (reads and follows events).")
@@ -23,4 +23,16 @@ PROVIDER = Provider(
     },
     settings=(ACCESS_TOKEN, API_KEY, GATEWAY_URL, PUBSUB_HOST, PUBSUB_PORT),
     endpoints=ENDPOINTS,
+    opens="providers.computesdk.client:open_client",
+    resources=(
+        Resource(
+            "events://computesdk/{sandbox_id}",
+            "computesdk-events",
+            "Live events of a ComputeSDK sandbox",
+            "Events received over ComputeSDK pub/sub since the first read; subscribe for updates.",
+            "application/json",
+            "providers.computesdk.client:read_live_events",
+            ACCESS_TOKEN,
+        ),
+    ),
 )

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
@@ -17,6 +19,7 @@ from providers.computesdk import endpoints as e
 from providers.errors import InvalidInput, NotConfigured, ProtocolError, ProviderError
 from providers.http import HttpProvider, int_or_none
 from providers.models import Event, EventList, StoredEvent, event_list, event_name_problem, event_page
+from providers.services import Host
 
 
 class ComputeSDKEventsClient(HttpProvider, c.StoreEvent, c.GetEvents):
@@ -38,6 +41,7 @@ class ComputeSDKEventsClient(HttpProvider, c.StoreEvent, c.GetEvents):
         self._api_key = api_key
         self.pubsub_host = pubsub_host
         self.pubsub_port = pubsub_port
+        self.live: EventStreams | None = None  # while the server keeps it open (open_client)
 
     def _needs(self, value: str | None, env: str, what: str) -> str:
         if not value:
@@ -259,3 +263,36 @@ class EventStreams:
     def stop(self) -> None:
         for stream in self.streams.values():
             stream.stop()
+
+
+@asynccontextmanager
+async def open_client(host: Host) -> AsyncIterator[ComputeSDKEventsClient]:
+    """The client for the server's whole life, its sandboxes' live streams running in the server's background."""
+    client = ComputeSDKEventsClient(**host.arguments)
+
+    async def changed(sandbox_id: str) -> None:
+        await host.changed(f"events://computesdk/{sandbox_id}")
+
+    client.live = EventStreams(client, host.background, changed)
+    try:
+        yield client
+    finally:
+        client.live.stop()
+        with anyio.CancelScope(shield=True):
+            await client.aclose()
+
+
+async def read_live_events(client: ComputeSDKEventsClient, sandbox_id: str) -> str:
+    """The newest page of the events heard on the sandbox's stream, which starts on its first read."""
+    assert client.live is not None, "the server opens this client (open_client) before reading its resources"
+    stream = client.live.follow(sandbox_id)
+    events, cut = event_page(list(stream.recent), newest=True)
+    return json.dumps(
+        {
+            "sandbox_id": sandbox_id,
+            "state": stream.state,
+            "last_error": stream.last_error,
+            "events": [event.model_dump(mode="json") for event in events],
+            "truncated": cut,
+        }
+    )

@@ -1,7 +1,7 @@
 """The built-in local provider: real processes, SQLite state, routines, launchers and events."""
 
 from providers import capabilities as c
-from providers.provider import Provider, Serves
+from providers.provider import Provider, Resource, Serves
 
 PROVIDER = Provider(
     name="local",
@@ -40,4 +40,25 @@ PROVIDER = Provider(
         c.LIST_WORKSPACES: Serves(()),
         c.DELETE_WORKSPACE: Serves(("workspace",)),
     },
+    section="providers.local.config:LocalConfig",
+    section_env={"RUNTIMES_MCP_ON_EXIT": ("on_exit",), "RUNTIMES_MCP_SANDBOX": ("sandbox", "mode")},
+    opens="providers.local.service:open_runtime",
+    resources=(
+        Resource(
+            "events://{sandbox_id}",
+            "events",
+            "Events of a local sandbox",
+            "The newest 100 events of a sandbox (local provider); subscribe for updates.",
+            "application/json",
+            "providers.local.service:read_events",
+        ),
+        Resource(
+            "local://sessions/{session_id}/{stream}",
+            "session-output",
+            "Full output of a local session",
+            "stdout or stderr of a local session, in full (up to 8 MiB).",
+            "text/plain",
+            "providers.local.service:read_output",
+        ),
+    ),
 )

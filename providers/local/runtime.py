@@ -17,7 +17,9 @@ from typing import Any, Literal
 import anyio
 
 from providers import capabilities as c
+from providers import services
 from providers.errors import InvalidInput, NotFound
+from providers.local.call_tasks import StoredCallTasks
 from providers.local.config import LocalConfig
 from providers.local.database import listen_for_events
 from providers.local.events import DEFAULT_SANDBOX, EventLog, Listener
@@ -59,6 +61,7 @@ from providers.models import (
     WorkspaceDeleted,
     WorkspaceList,
 )
+from providers.services import RunTask, StartError
 from providers.values import comma_list
 
 logger = logging.getLogger(__name__)
@@ -87,7 +90,7 @@ def _serve(data_dir: Path) -> int:
     return fd
 
 
-class DataDirError(Exception):
+class DataDirError(StartError):
     """The local runtime cannot start (an unusable data directory, a required sandbox that cannot run); the
     message says why and what to set."""
 
@@ -132,6 +135,9 @@ class LocalRuntime(
     c.ListFiles,
     c.ListWorkspaces,
     c.DeleteWorkspace,
+    services.TaskStorage,
+    services.Completes,
+    services.DescribesItself,
 ):
     """Open with `LocalRuntime.open(...)`. Sessions outlive it (see local.on_exit); its launchers outlive it only
     while another serving server is on the data directory."""
@@ -158,6 +164,7 @@ class LocalRuntime(
         self.routines = Routines(config.routines, sessions, store)
         self.launchers: dict[str, LauncherSupervisor] = {}
         self.sandbox_status = "off"
+        self.call_tasks = StoredCallTasks(store)
 
     @classmethod
     @asynccontextmanager
@@ -266,6 +273,9 @@ class LocalRuntime(
         if argument == "stream":
             return [s for s in ("stdout", "stderr") if s.startswith(prefix)]
         return []
+
+    def this_server(self) -> dict[str, str]:
+        return {"Sandbox": self.sandbox_status}
 
     def add_event_listener(self, listener: Listener) -> None:
         self.events.add_listener(listener)
@@ -478,11 +488,7 @@ class LocalRuntime(
     async def get_routine_run(self, run_id: str) -> RoutineRun:
         return await self.routines.get(run_id)
 
-    # --- MCP tasks that follow local runs ------------------------------------------------------------
-    @property
-    def store(self) -> Store:
-        """The shared state, where the server also records the tool calls it runs as MCP tasks."""
-        return self._store
+    # --- MCP tasks that follow local runs (providers.services.TaskStorage) ----------------------------
 
     @property
     def task_ttl_ms(self) -> int:
@@ -499,7 +505,7 @@ class LocalRuntime(
     async def recall_task(self, task_id: str) -> TaskRow | None:
         return await self._store.get_task(task_id)
 
-    async def cancel_task(self, task: TaskRow) -> None:
+    async def cancel_task(self, task: RunTask) -> None:
         """Mark the task cancelled and stop its session (harmless when it has already ended)."""
         await self._store.cancel_task(task.id, time.time())
         await self.sessions.stop(task.session_id)

@@ -1,0 +1,46 @@
+"""MCP tasks that are tool calls, each running in one server process, kept in the store where every server on the
+same state (data directory or PostgreSQL) reads them (providers.services.CallTasks)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from providers.local import owners
+from providers.local.store import CallTaskRow, Store
+
+# A process on another machine running a task has stopped when its heartbeat (server.tasks.BEAT_S) has not been
+# heard for this long; on this machine it is known at once.
+SILENT_FOR_S = 15.0
+
+
+class StoredCallTasks:
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._owner = owners.this_process()
+
+    async def record(self, task_id: str, status: str, created_at: float, expires_at: float, view: Any) -> None:
+        now = time.time()
+        row = CallTaskRow(task_id, status, created_at, now, expires_at, self._owner, now, view)
+        await self._store.save_call_task(row)
+
+    async def update(self, task_id: str, status: str, view: Any) -> None:
+        await self._store.update_call_task(task_id, status, view, time.time())
+
+    async def read(self, task_id: str) -> tuple[Any, str | None] | None:
+        row = await self._store.get_call_task(task_id)
+        if row is None or row.expires_at < time.time():
+            return None
+        return row.view, owners.describe(row.owner) if _stopped(row) else None
+
+    async def ask_cancel(self, task_id: str) -> None:
+        await self._store.ask_to_cancel_call_task(task_id, time.time())
+
+    async def beat(self) -> list[str]:
+        return await self._store.beat_call_tasks(self._owner, time.time())
+
+
+def _stopped(row: CallTaskRow) -> bool:
+    """The process that runs the task has stopped: seen from here, or not heard of for SILENT_FOR_S."""
+    ended = owners.ended(row.owner)
+    return ended if ended is not None else time.time() - row.alive_at > SILENT_FOR_S

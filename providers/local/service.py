@@ -1,0 +1,41 @@
+"""The local provider as the server uses it besides its tools (providers/services.py): its runtime, opened for the
+server's whole life, and its resources."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from providers.errors import InvalidInput
+from providers.local.ids import PROVIDER
+from providers.local.runtime import LocalRuntime
+from providers.services import Host
+
+RESOURCE_READ_CAP = 8 * 1024 * 1024  # what the session-output resource holds
+
+
+@asynccontextmanager
+async def open_runtime(host: Host) -> AsyncIterator[LocalRuntime]:
+    opening = LocalRuntime.open(
+        host.section, host.data_dir, run_launchers=host.services, hidden=host.hidden, state_url=host.state_url
+    )
+    async with opening as runtime:
+        runtime.add_event_listener(lambda sandbox_id: host.changed(f"events://{sandbox_id}"))
+        yield runtime
+
+
+async def read_events(runtime: LocalRuntime, sandbox_id: str) -> str:
+    """The newest 100 events of a sandbox."""
+    return (await runtime.get_events(sandbox_id=sandbox_id, limit=100)).model_dump_json()
+
+
+async def read_output(runtime: LocalRuntime, session_id: str, stream: str) -> str:
+    """A session's stdout or stderr, up to RESOURCE_READ_CAP, saying how to read on past it."""
+    if stream not in ("stdout", "stderr"):
+        raise InvalidInput(PROVIDER, f"stream must be stdout or stderr, not {stream!r}")
+    page = await runtime.read_output(session_id, stream, 0, RESOURCE_READ_CAP)
+    if page.next_offset is None:
+        return page.text
+    return (
+        page.text + f"\n[… first {RESOURCE_READ_CAP} of {page.size} bytes; read on with getSession stdout_offset …]\n"
+    )

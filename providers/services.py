@@ -1,0 +1,106 @@
+"""What a provider offers the server besides its tools' capabilities: a client opened for the server's whole life
+(Provider.opens, given a Host), MCP resources (Provider.resources), completions, facts for its docs topic, and
+where MCP tasks are kept. server/ and tools/ reach a provider's package only through the registry and these
+interfaces."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+from anyio.abc import TaskGroup
+
+
+class StartError(Exception):
+    """A provider cannot start (an unusable data directory, a required sandbox that cannot run): the server does
+    not start either, and says this one line (it names what to set)."""
+
+
+@dataclass(frozen=True)
+class Host:
+    """What the server hands a provider it opens for its whole life."""
+
+    section: Any  # its validated config-file section (Provider.section), or None
+    arguments: dict[str, Any]  # its client's keyword arguments: its settings, timeout_s and retries
+    data_dir: Path
+    state_url: str | None  # PostgreSQL to keep the state in, shared with other replicas (None: the data directory)
+    background: TaskGroup  # work that lives as long as the server
+    changed: Callable[[str], Awaitable[None]]  # a resource's content changed: its subscribers are told
+    hidden: tuple[str, ...] = ()  # more paths no command may see (the server's config file)
+    services: bool = True  # False for one-shot commands: no long-lived services (launchers)
+
+
+@runtime_checkable
+class Completes(Protocol):
+    async def complete(self, argument: str, prefix: str) -> list[str]:
+        """Values an agent may mean for an argument of one of the provider's resources."""
+        ...
+
+
+@runtime_checkable
+class DescribesItself(Protocol):
+    def this_server(self) -> dict[str, str]:
+        """Facts about it on this server, for its docs topic (e.g. whether the sandbox is on)."""
+        ...
+
+
+class RunTask(Protocol):
+    """An MCP task that follows a run: `follow` names the capability that reads `ref`."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def follow(self) -> str: ...
+    @property
+    def ref(self) -> str: ...
+    @property
+    def session_id(self) -> str: ...
+    @property
+    def created_at(self) -> float: ...
+    @property
+    def cancelled_at(self) -> float | None: ...
+    @property
+    def ended_at(self) -> float | None: ...
+
+
+class CallTasks(Protocol):
+    """MCP tasks that are tool calls, each running in one server process, recorded where every server on the same
+    state reads them. A task's `view` is what tasks/get shows, as JSON."""
+
+    async def record(self, task_id: str, status: str, created_at: float, expires_at: float, view: Any) -> None:
+        """Committed before it returns: from then on any server answers for the task (run by this process)."""
+        ...
+
+    async def update(self, task_id: str, status: str, view: Any) -> None: ...
+
+    async def read(self, task_id: str) -> tuple[Any, str | None] | None:
+        """The task's view as last recorded, and who ran it when that process has stopped (else None)."""
+        ...
+
+    async def ask_cancel(self, task_id: str) -> None: ...
+
+    async def beat(self) -> list[str]:
+        """This process still runs its tasks; returns those a client asked (on any server) to cancel."""
+        ...
+
+
+@runtime_checkable
+class TaskStorage(Protocol):
+    """A provider that keeps MCP tasks where every server on its state answers for them, restarts included."""
+
+    call_tasks: CallTasks
+
+    @property
+    def task_ttl_ms(self) -> int:
+        """How long a task that follows a run is kept."""
+        ...
+
+    async def remember_task(self, task_id: str, follow: str, ref: str, session_id: str) -> RunTask: ...
+
+    async def recall_task(self, task_id: str) -> RunTask | None: ...
+
+    async def cancel_task(self, task: RunTask) -> None:
+        """Mark the task cancelled and stop its run (harmless when it has already ended)."""
+        ...
