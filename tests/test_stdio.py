@@ -46,7 +46,7 @@ async def test_a_background_run_is_followed_from_the_default_tools() -> None:
         long = structured(await client.call_tool("execRun", {"command": "sleep 120", "wait_s": 2}))
         took = time.monotonic() - begun
         assert long["state"] == "running" and long["session_id"]
-        assert 1.5 < took < 10, took
+        assert 1.5 < took < 20, took  # its wait_s, not the default 30 s
         stopped = structured(await client.call_tool("stopSession", {"session_id": long["session_id"]}))
         assert stopped["state"] == "stopped"
 
