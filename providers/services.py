@@ -49,20 +49,13 @@ class DescribesItself(Protocol):
 class RunTask(Protocol):
     """An MCP task that follows a run: `follow` names the capability that reads `ref`."""
 
-    @property
-    def id(self) -> str: ...
-    @property
-    def follow(self) -> str: ...
-    @property
-    def ref(self) -> str: ...
-    @property
-    def session_id(self) -> str: ...
-    @property
-    def created_at(self) -> float: ...
-    @property
-    def cancelled_at(self) -> float | None: ...
-    @property
-    def ended_at(self) -> float | None: ...
+    id: str
+    follow: str
+    ref: str
+    session_id: str
+    created_at: float
+    cancelled_at: float | None
+    ended_at: float | None  # its run's
 
 
 class CallTasks(Protocol):
