@@ -82,16 +82,9 @@ async def _set_level(ctx: Any, params: SetLevelRequestParams) -> EmptyResult:
 async def _complete(ctx: Any, params: CompleteRequestParams) -> CompleteResult:
     """Values for an argument of a provider's resource, from the provider (when it completes them)."""
     values: list[str] = []
-    ref = params.ref
-    owner = next(
-        (
-            name
-            for name, provider in PROVIDERS.items()
-            if isinstance(ref, ResourceTemplateReference) and any(r.uri == ref.uri for r in provider.resources)
-        ),
-        None,
-    )
-    client = ctx.lifespan_context.opened.get(owner)
-    if isinstance(client, Completes):
-        values = await client.complete(params.argument.name, params.argument.value)
+    uri = params.ref.uri if isinstance(params.ref, ResourceTemplateReference) else None
+    for name, provider in PROVIDERS.items():
+        client = ctx.lifespan_context.opened.get(name)
+        if isinstance(client, Completes) and uri in {r.uri for r in provider.resources}:
+            values = await client.complete(params.argument.name, params.argument.value)
     return CompleteResult(completion=Completion(values=values, total=len(values), has_more=False))

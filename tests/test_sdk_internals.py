@@ -66,10 +66,14 @@ async def test_a_request_session_still_leads_to_its_connection() -> None:
 async def test_the_product_registers_its_handlers_through_the_adapter() -> None:
     async with connect(mode="legacy") as client:
         await client.subscribe_resource("events://local")
-        result = await client.complete(
+        await client.call_tool("storeEvent", {"type": "t", "data": {}, "sandbox_id": "box-7"})
+        unknown = await client.complete(
             {"type": "ref/resource", "uri": "sessions://{session_id}"}, {"name": "session_id", "value": ""}
         )
-    assert result.completion.values == []
+        known = await client.complete(
+            {"type": "ref/resource", "uri": "events://{sandbox_id}"}, {"name": "sandbox_id", "value": "box"}
+        )
+    assert unknown.completion.values == [] and known.completion.values == ["box-7"]
 
 
 def test_a_signature_given_to_a_function_is_what_the_sdk_builds_a_tool_from() -> None:
