@@ -234,7 +234,7 @@ def context_cost() -> list[Row]:
 
 def storage_throughput(quick: bool) -> list[Row]:
     from providers.local.config import LocalConfig
-    from providers.local.runtime import LocalRuntime
+    from providers.local.startup import open_runtime
 
     n = 500 if quick else 2000
 
@@ -259,7 +259,7 @@ def storage_throughput(quick: bool) -> list[Row]:
 
     async def ours(concurrency: int) -> float:
         with tempfile.TemporaryDirectory() as d:
-            async with LocalRuntime.open(LocalConfig(), Path(d)) as runtime:
+            async with open_runtime(LocalConfig(), Path(d)) as runtime:
                 per_task = n // concurrency
 
                 async def writer(k: int) -> None:
@@ -531,7 +531,7 @@ def postgres_throughput(quick: bool) -> list[Row]:
     import psycopg
 
     from providers.local.config import LocalConfig
-    from providers.local.runtime import LocalRuntime
+    from providers.local.startup import open_runtime
     from tests import postgres
 
     if postgres.server_binaries() is None:
@@ -561,7 +561,7 @@ def postgres_throughput(quick: bool) -> list[Row]:
 
         async def ours() -> float:
             with tempfile.TemporaryDirectory() as d:
-                async with LocalRuntime.open(LocalConfig(), Path(d), state_url=ours_url) as runtime:
+                async with open_runtime(LocalConfig(), Path(d), state_url=ours_url) as runtime:
 
                     async def writer(k: int) -> None:
                         for i in range(n // callers):

@@ -432,7 +432,8 @@ async def test_retention_counts_every_finished_session_however_many_and_prunes_b
     only, and stat'ed the rest on every pass); the oldest go first, those past retention_days always."""
     from providers.local.ids import place_of
     from providers.local.retention import Retention
-    from providers.local.store import SessionRow, Store
+    from providers.local.store import Store
+    from providers.local.tables import SessionRow
 
     store = await Store.open(tmp_path / "local.sqlite3")
     place, now = place_of(tmp_path), time.time()
@@ -462,7 +463,8 @@ async def test_retention_prunes_the_oldest_events_to_fit_and_counts_only_what_it
     """Events past the cap go oldest first; a pass that deletes nothing says 0 however many events arrive
     meanwhile (a difference of counts once made every pass fold the WAL back, on the event loop)."""
     from providers.local.retention import Retention
-    from providers.local.store import EventRow, Store
+    from providers.local.store import Store
+    from providers.local.tables import EventRow
 
     store = await Store.open(tmp_path / "local.sqlite3")
     now_ms = int(time.time() * 1000)

@@ -135,7 +135,8 @@ async def test_a_read_only_database_fails_writes_clearly_and_reads_still_work(tm
 async def test_a_version_4_database_gains_places_and_its_sessions_stay_this_machines(tmp_path: Path) -> None:
     import sqlite3
 
-    from providers.local.store import SCHEMA, SCHEMA_VERSION, Store
+    from providers.local.store import Store
+    from providers.local.tables import SCHEMA, SCHEMA_VERSION
 
     path = tmp_path / "local.sqlite3"
     old = sqlite3.connect(path, isolation_level=None)
@@ -160,7 +161,8 @@ async def test_a_refused_commit_leaves_no_transaction_open(tmp_path: Path) -> No
     import sqlite3
 
     from providers.local.database import _sqlite_transaction
-    from providers.local.store import EventRow, Store
+    from providers.local.store import Store
+    from providers.local.tables import EventRow
 
     store = await Store.open(tmp_path / "local.sqlite3")
     writer = store.db.writer  # type: ignore[attr-defined]

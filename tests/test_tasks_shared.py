@@ -116,7 +116,8 @@ def test_replicas_on_postgresql_answer_for_each_others_tasks(xano: FakeAPI, stat
 async def test_a_version_5_database_gains_the_call_tasks_table(tmp_path: Path) -> None:
     import sqlite3
 
-    from providers.local.store import SCHEMA, Store
+    from providers.local.store import Store
+    from providers.local.tables import SCHEMA
 
     path = tmp_path / "local.sqlite3"
     old = sqlite3.connect(path, isolation_level=None)
@@ -133,7 +134,8 @@ async def test_a_version_1_postgresql_schema_gains_the_call_tasks_table(state_ur
     import psycopg
 
     from providers.local.database import PG_TRIGGER
-    from providers.local.store import Store, postgres_schema
+    from providers.local.store import Store
+    from providers.local.tables import postgres_schema
 
     with psycopg.connect(state_url, autocommit=True) as conn:
         conn.execute(postgres_schema().split("CREATE TABLE IF NOT EXISTS call_tasks")[0] + PG_TRIGGER)

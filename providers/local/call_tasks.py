@@ -7,7 +7,8 @@ import time
 from typing import Any
 
 from providers.local import owners
-from providers.local.store import CallTaskRow, Store
+from providers.local.store import Store
+from providers.local.tables import CallTaskRow
 
 # A process on another machine running a task has stopped when its heartbeat (server.tasks.BEAT_S) has not been
 # heard for this long; on this machine it is known at once.

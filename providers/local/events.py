@@ -9,7 +9,8 @@ from typing import Any
 
 from providers.errors import InvalidInput
 from providers.local.ids import PROVIDER, new_id
-from providers.local.store import EventRow, Store
+from providers.local.store import Store
+from providers.local.tables import EventRow
 from providers.models import (
     MAX_PAGE_CHARS,
     Event,

@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 
 from providers.local.output import last_line
 from providers.local.session_records import SessionRecords
-from providers.local.store import SessionRow
+from providers.local.tables import SessionRow
 
 PROGRESS_TICK_S = 1.0  # a follower hears at least this often that the run goes on
 OUTPUT_POLL_S = 0.02  # while someone follows a run, its output is looked at this often

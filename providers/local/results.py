@@ -8,7 +8,7 @@ import time
 from providers.local.ids import PROVIDER
 from providers.local.output import EMPTY, read_from
 from providers.local.session_records import SessionRecords
-from providers.local.store import SessionRow
+from providers.local.tables import SessionRow
 from providers.models import ExecResult, SessionSummary
 from providers.values import iso_time
 

@@ -12,7 +12,8 @@ from providers.local.config import RoutineConfig
 from providers.local.ids import PROVIDER, new_id
 from providers.local.jobs import WorkDir
 from providers.local.sessions import SessionManager
-from providers.local.store import RunRow, Store
+from providers.local.store import Store
+from providers.local.tables import RunRow
 from providers.models import RoutineRun
 from providers.values import iso_time
 

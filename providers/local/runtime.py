@@ -2,45 +2,30 @@
 
 from __future__ import annotations
 
-import fcntl
 import logging
-import os
 import re
-import secrets
-import sqlite3
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, Literal
-
-import anyio
 
 from providers import capabilities as c
 from providers import services
 from providers.errors import InvalidInput, NotFound
 from providers.local.call_tasks import StoredCallTasks
 from providers.local.config import LocalConfig
-from providers.local.database import listen_for_events
 from providers.local.events import DEFAULT_SANDBOX, EventLog, Listener
 from providers.local.ids import PROVIDER
-from providers.local.jobs import SessionSettings, WorkDir
+from providers.local.jobs import WorkDir
 from providers.local.launchers import LauncherSupervisor, page_launchers
-from providers.local.network import NetworkError
-from providers.local.network import prepare as prepare_network
 from providers.local.output import read_from
 from providers.local.progress import Progress
 from providers.local.results import FOLLOW_HINT, ending, exec_result, summary
 from providers.local.retention import Retention
 from providers.local.routines import Routines
-from providers.local.run_as import ROOT_WARNING, RunAsError, open_the_way
-from providers.local.run_as import resolve as resolve_run_as
-from providers.local.sandbox import SandboxError, prepare
 from providers.local.session_records import STATES
 from providers.local.sessions import SessionManager
-from providers.local.spawner import Spawner
-from providers.local.store import SessionRow, Store, StoreError, TaskRow
-from providers.local.supervisor import records as sv
+from providers.local.store import Store
+from providers.local.tables import SessionRow, TaskRow
 from providers.local.workspaces import Workspaces
 from providers.models import (
     MAX_SESSIONS_PAGE,
@@ -61,7 +46,7 @@ from providers.models import (
     WorkspaceDeleted,
     WorkspaceList,
 )
-from providers.services import RunTask, StartError
+from providers.services import RunTask
 from providers.values import comma_list
 
 logger = logging.getLogger(__name__)
@@ -77,44 +62,6 @@ def _wait_s(wait_s: float | None) -> float:
     if not 0 <= wait_s <= MAX_WAIT_S:
         raise InvalidInput(PROVIDER, f"wait_s must be between 0 and {MAX_WAIT_S:g}, got {wait_s:g}")
     return wait_s
-
-
-SERVING_LOCK = "serving.lock"
-
-
-def _serve(data_dir: Path) -> int:
-    """Say this server serves (stdio or HTTP): a shared lock on `serving.lock`, held while it lives. Its
-    launchers' runs live while any server holds it (see launchers.py)."""
-    fd = os.open(data_dir / SERVING_LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    fcntl.flock(fd, fcntl.LOCK_SH)
-    return fd
-
-
-class DataDirError(StartError):
-    """The local runtime cannot start (an unusable data directory, a required sandbox that cannot run); the
-    message says why and what to set."""
-
-
-async def _open_store(data_dir: Path, state_url: str | None, replica: str) -> Store:
-    """The data directory, private to the server's user, and the database (SQLite in the data directory, or
-    PostgreSQL at `state_url`); a clear error when unusable."""
-    path = data_dir / "local.sqlite3"
-    try:
-        data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        if data_dir.stat().st_uid == os.getuid():
-            data_dir.chmod(0o700)
-        if state_url:
-            try:
-                return await Store.open_url(state_url, replica)
-            except StoreError as exc:
-                raise DataDirError(f"{exc.message} (RUNTIMES_MCP_STATE_URL)") from None
-        return await Store.open(path)
-    except (OSError, sqlite3.Error) as exc:
-        cause = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise DataDirError(
-            f"the data directory {data_dir} cannot be used ({cause}); set RUNTIMES_MCP_DATA_DIR to a directory "
-            f"this user can write, or move {path.name} aside if it is damaged"
-        ) from None
 
 
 class LocalRuntime(
@@ -139,8 +86,7 @@ class LocalRuntime(
     services.Completes,
     services.DescribesItself,
 ):
-    """Open with `LocalRuntime.open(...)`. Sessions outlive it (see local.on_exit); its launchers outlive it only
-    while another serving server is on the data directory."""
+    """Every capability over the parts `startup.open_runtime` assembles."""
 
     name = PROVIDER
 
@@ -165,104 +111,6 @@ class LocalRuntime(
         self.launchers: dict[str, LauncherSupervisor] = {}
         self.sandbox_status = "off"
         self.call_tasks = StoredCallTasks(store)
-
-    @classmethod
-    @asynccontextmanager
-    async def open(
-        cls,
-        config: LocalConfig,
-        data_dir: Path,
-        *,
-        run_launchers: bool = True,
-        hidden: tuple[str, ...] = (),
-        state_url: str | None = None,
-    ) -> AsyncIterator[LocalRuntime]:
-        """`run_launchers=False` for one-shot commands (`runtimes-mcp call`), which must not start services.
-        `hidden`: more paths no command may see (the server's config file). `state_url`: a PostgreSQL URL to
-        keep the state in, shared with other replicas (default: SQLite in the data directory)."""
-        replica = f"runtimes-mcp:{secrets.token_hex(4)}"
-        store = await _open_store(data_dir, state_url, replica)
-        try:
-            run_as = resolve_run_as(config.sandbox.run_as)
-            if run_as is not None:
-                open_the_way(run_as, data_dir)
-            sandbox, sandbox_status = prepare(config.sandbox, config.limits, data_dir, hidden, run_as)
-            network = prepare_network(config, data_dir, sandbox)
-        except (SandboxError, RunAsError, NetworkError) as exc:
-            await store.close()
-            raise DataDirError(str(exc)) from None
-        if sandbox is None and config.sandbox.mode != "off":
-            logger.warning("runtimes-mcp: sandbox %s", sandbox_status)
-        if run_as is None and os.geteuid() == 0:
-            logger.warning(ROOT_WARNING)
-        events = EventLog(store)
-        disk_mb = min(config.limits.disk_mb, config.max_data_mb)
-        serving = _serve(data_dir) if run_launchers else None
-        limits = config.limits.model_dump() | {"disk_mb": disk_mb, "run_as": run_as.ids() if run_as else None}
-        spawner = Spawner(data_dir, limits, network.zygote_message() if network.policy else None)
-        settings = SessionSettings(
-            output_cap=config.output_cap_bytes,
-            max_timeout_s=config.max_timeout_s,
-            max_output_bytes=config.max_output_mb * 1024 * 1024,
-            on_exit=config.on_exit,
-            sandbox=sandbox,
-            disk_bytes=disk_mb * 1024 * 1024,
-            cgroups=config.limits.cgroups,
-            cgroup_parent=config.limits.cgroup_parent,
-            network=network,
-            serving_lock=str(data_dir / SERVING_LOCK),
-        )
-        try:
-            async with anyio.create_task_group() as tg:
-                spawner.start(tg)
-                owner = sv.identity(os.getpid()) or f"pid:{os.getpid()}"
-                sessions = SessionManager(store, data_dir, tg, events, settings, owner, spawner)
-                workspaces = Workspaces(
-                    data_dir,
-                    max_mb=config.workspace_max_mb,
-                    max_count=config.max_workspaces,
-                    retention_days=config.workspace_retention_days,
-                    busy=sessions.works_in,
-                    owner_ids=(run_as.uid, run_as.gid) if run_as else None,
-                )
-                retention = Retention(store, data_dir, config.retention_days, config.max_data_mb, workspaces)
-
-                def ended(row: SessionRow) -> None:
-                    name = workspaces.name_of(row.cwd)
-                    if name is not None:  # what the run left in its workspace counts from now on
-                        tg.start_soon(workspaces.measure, name)
-                    if retention.note_ended((row.stdout_bytes or 0) + (row.stderr_bytes or 0)):
-                        tg.start_soon(retention.run_pass)
-
-                sessions.ended_listeners.append(ended)
-                if state_url:  # events other replicas store reach this one's subscribers
-                    tg.start_soon(listen_for_events, state_url, replica, events.notify)
-                await sessions.recover()
-                tg.start_soon(retention.run_pass)
-                runtime = cls(config, data_dir, store, events, sessions, retention, workspaces)
-                runtime.sandbox_status = sandbox_status
-                for name, launcher_config in config.launchers.items():
-                    supervisor = LauncherSupervisor(name, launcher_config, data_dir / "launchers", sessions, events)
-                    runtime.launchers[name] = supervisor
-                    if run_launchers:
-                        tg.start_soon(supervisor.run)
-                try:
-                    yield runtime
-                finally:
-                    with anyio.CancelScope(shield=True):
-                        await runtime._shutdown(spawner)
-                    tg.cancel_scope.cancel()
-        finally:
-            with anyio.CancelScope(shield=True):
-                if serving is not None:
-                    os.close(serving)  # the last serving server to go lets its launchers' runs end
-                await store.close()
-
-    async def _shutdown(self, spawner: Spawner) -> None:
-        for supervisor in self.launchers.values():
-            supervisor.stop()
-        await self.sessions.close()
-        await spawner.close()
 
     async def complete(self, argument: str, prefix: str, limit: int = 20) -> list[str]:
         """Values an agent may mean for a resource argument, newest first."""

@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from providers.errors import InvalidInput
 from providers.local.ids import PROVIDER
 from providers.local.runtime import LocalRuntime
+from providers.local.startup import open_runtime as open_local
 from providers.services import Host
 
 RESOURCE_READ_CAP = 8 * 1024 * 1024  # what the session-output resource holds
@@ -16,7 +17,7 @@ RESOURCE_READ_CAP = 8 * 1024 * 1024  # what the session-output resource holds
 
 @asynccontextmanager
 async def open_runtime(host: Host) -> AsyncIterator[LocalRuntime]:
-    opening = LocalRuntime.open(
+    opening = open_local(
         host.section, host.data_dir, run_launchers=host.services, hidden=host.hidden, state_url=host.state_url
     )
     async with opening as runtime:

@@ -25,10 +25,11 @@ from providers.local.jobs import STOP_GRACE_S, SessionSettings
 from providers.local.output import Output, read_capped
 from providers.local.processes import end_leftovers
 from providers.local.spawner import signal_supervisor
-from providers.local.store import EventRow, SessionRow, Store, StoreError
+from providers.local.store import Store, StoreError
 from providers.local.supervisor import records as sv
 from providers.local.supervisor.limits import CGROUP_NAME, remove_cgroup, sweep_cgroups
 from providers.local.supervisor.trees import remove_tree
+from providers.local.tables import EventRow, SessionRow
 from providers.models import InputSent
 from providers.values import now_ms
 

@@ -40,9 +40,10 @@ from providers.local.jobs import (
 from providers.local.progress import Progress, Reporter
 from providers.local.session_records import SessionRecords, end_data, end_event
 from providers.local.spawner import Spare, Spawner, SpawnerError, receive, send, signal_supervisor
-from providers.local.store import SessionRow, Store, StoreError
+from providers.local.store import Store, StoreError
 from providers.local.supervisor import records as sv
 from providers.local.supervisor.limits import sweep_cgroups
+from providers.local.tables import SessionRow
 
 FOLLOW_POLL_S = 0.1  # how often a session another server runs is looked at while following it
 STOP_WAIT_S = STOP_GRACE_S + 5.0

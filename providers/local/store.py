@@ -1,7 +1,7 @@
 """Durable state of the local provider: session records, routine runs, tasks and events, in SQLite (one file
-in the data directory, WAL) or PostgreSQL (shared by replicas); see database.py.
+in the data directory, WAL) or PostgreSQL (shared by replicas); see database.py, and tables.py for the schema.
 
-A session's own directory (job.json, result.json; see supervisor.py) is the truth about a local run; the
+A session's own directory (job.json, result.json; see supervisor/) is the truth about a local run; the
 sessions table is the index every server reads, kept in step by whichever server on the session's machine sees
 a change first (its `place`). Updates are conditional, so two servers recording the same end agree.
 """
@@ -10,231 +10,51 @@ from __future__ import annotations
 
 import functools
 import json
-import logging
-import sqlite3
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-import anyio
-import anyio.lowlevel
-
-from providers.local.database import Connection, Database, PostgresDatabase, SQLiteDatabase, StoreError
+from providers.local.commits import GroupCommit
+from providers.local.database import Connection, PostgresDatabase, SQLiteDatabase, StoreError
+from providers.local.tables import (
+    CALL_TASK_COLUMNS,
+    RUN_COLUMNS,
+    RUNNING_CALL,
+    SELECT_SESSION,
+    SESSION_COLUMNS,
+    CallTaskRow,
+    EventRow,
+    RunRow,
+    SessionRow,
+    TaskRow,
+    call_task_row,
+    call_task_values,
+    compact_json,
+    event_insert,
+    like_prefix,
+    migrate,
+    postgres_schema,
+    run_insert,
+    run_row,
+)
 from providers.models import fitting
 
-SCHEMA_VERSION = 6
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS sessions (
-    id TEXT PRIMARY KEY,
-    state TEXT NOT NULL,
-    command TEXT NOT NULL,
-    cwd TEXT NOT NULL,
-    origin TEXT NOT NULL,
-    owner TEXT,
-    supervisor TEXT,
-    pid INTEGER,
-    timeout_s REAL,
-    started_at REAL NOT NULL,
-    ended_at REAL,
-    exit_code INTEGER,
-    end_reason TEXT,
-    message TEXT,
-    stdout_bytes INTEGER,
-    stderr_bytes INTEGER,
-    disk_bytes INTEGER,
-    place TEXT
-);
-CREATE INDEX IF NOT EXISTS sessions_by_state ON sessions(state);
-CREATE INDEX IF NOT EXISTS sessions_by_end ON sessions(ended_at);
-CREATE TABLE IF NOT EXISTS routine_runs (
-    id TEXT PRIMARY KEY,
-    routine TEXT NOT NULL,
-    idempotency_key TEXT,
-    message_digest TEXT,
-    session_id TEXT,
-    metadata TEXT,
-    created_at REAL NOT NULL,
-    UNIQUE (routine, idempotency_key)
-);
-CREATE TABLE IF NOT EXISTS events (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    id TEXT NOT NULL UNIQUE,
-    sandbox_id TEXT NOT NULL,
-    type TEXT NOT NULL,
-    data TEXT NOT NULL,
-    timestamp INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS events_by_sandbox ON events(sandbox_id, timestamp);
-CREATE TABLE IF NOT EXISTS tasks (
-    id TEXT PRIMARY KEY,
-    follow TEXT NOT NULL,
-    ref TEXT NOT NULL,
-    session_id TEXT NOT NULL,
-    created_at REAL NOT NULL,
-    cancelled_at REAL
-);
-CREATE INDEX IF NOT EXISTS tasks_by_session ON tasks(session_id);
-CREATE TABLE IF NOT EXISTS call_tasks (
-    id TEXT PRIMARY KEY,
-    status TEXT NOT NULL,
-    created_at REAL NOT NULL,
-    updated_at REAL NOT NULL,
-    expires_at REAL NOT NULL,
-    owner TEXT NOT NULL,
-    alive_at REAL NOT NULL,
-    view TEXT NOT NULL,
-    cancel_asked_at REAL
-);
-CREATE INDEX IF NOT EXISTS call_tasks_by_owner ON call_tasks(owner, status);
-"""
-
-SESSION_COLUMNS = (
-    "id",
-    "state",
-    "command",
-    "cwd",
-    "origin",
-    "owner",
-    "supervisor",
-    "pid",
-    "timeout_s",
-    "started_at",
-    "ended_at",
-    "exit_code",
-    "end_reason",
-    "message",
-    "stdout_bytes",
-    "stderr_bytes",
-    "place",
-)
-SELECT_SESSION = f"SELECT rowid, {', '.join(SESSION_COLUMNS)} FROM sessions"
-LIVE_STATES = ("running",)
 FAILED_STATES = ("failed", "timed_out", "stopped", "lost")
-# Background commits wait this long for company: in a burst of short runs one commit records many.
-BACKGROUND_FLUSH_DELAY_S = 0.01
 # The finished sessions of one place (a data directory on one machine); its parameter: the place.
 ENDED_HERE = "state != 'running' AND (place = ? OR place IS NULL)"
-MAX_KEPT_STATEMENTS = 100_000  # writes kept for a later commit while the store refuses them (the newest)
 EVENT_ROW_BYTES = 100  # what an event row takes besides its data (ids, type, timestamp, index entries), roughly
-logger = logging.getLogger(__name__)
-# A write: SQL and its parameters, or a function run inside the commit's transaction.
-Sql = tuple[str, tuple[Any, ...]]
-Statement = Sql | Callable[[Connection], Any]
-T = TypeVar("T")
+__all__ = ["Store", "StoreError"]
 __all__ = ["Store", "StoreError"]
 
 
-@dataclass
-class _Batch:
-    done: anyio.Event = field(default_factory=anyio.Event)
-    error: BaseException | None = None
-
-
-@dataclass
-class SessionRow:
-    rowid: int
-    id: str
-    state: str
-    command: str
-    cwd: str
-    origin: str
-    owner: str | None = None
-    supervisor: str | None = None
-    pid: int | None = None
-    timeout_s: float | None = None
-    started_at: float = 0.0
-    ended_at: float | None = None
-    exit_code: int | None = None
-    end_reason: str | None = None
-    message: str | None = None
-    stdout_bytes: int | None = None
-    stderr_bytes: int | None = None
-    place: str | None = None  # the machine and data directory it runs in (host:/path)
-
-    def values(self) -> tuple[Any, ...]:
-        return tuple(getattr(self, name) for name in SESSION_COLUMNS)
-
-
-@dataclass
-class RunRow:
-    id: str
-    routine: str
-    idempotency_key: str | None
-    message_digest: str | None
-    session_id: str | None
-    metadata: dict[str, Any] | None
-    created_at: float
-
-
-@dataclass
-class TaskRow:
-    """An MCP task that follows a local run: `follow` names the runtime call that reads `ref`."""
-
-    id: str
-    follow: str
-    ref: str
-    session_id: str
-    created_at: float
-    cancelled_at: float | None = None
-    ended_at: float | None = None  # its session's
-
-
-@dataclass
-class CallTaskRow:
-    """An MCP task that is a tool call running in one server process (`owner`, see owners.py): `view` is the
-    task as tasks/get shows it (JSON), kept in step by its owner, which also beats (`alive_at`) while it runs."""
-
-    id: str
-    status: str
-    created_at: float
-    updated_at: float
-    expires_at: float
-    owner: str
-    alive_at: float
-    view: dict[str, Any]
-    cancel_asked_at: float | None = None
-
-
-CALL_TASK_COLUMNS = "id, status, created_at, updated_at, expires_at, owner, alive_at, view, cancel_asked_at"
-RUNNING_CALL = "status IN ('working', 'input_required')"
-
-
-@dataclass
-class EventRow:
-    id: str
-    sandbox_id: str
-    type: str
-    data: dict[str, Any]
-    timestamp: int
-
-
-class Store:
-    """The local state over a Database (database.py), used from the event loop.
-
-    Writes are *submitted*, and `flush()` commits everything pending in one transaction (group commit):
-    concurrent writers share a commit, a caller that needs durability awaits the flush (storeEvent, a finished
-    run), bookkeeping rides along with the next one. Every database error leaves as a StoreError that says what
-    to do.
-    """
-
-    def __init__(self, db: Database) -> None:
-        self.db = db
-        self._write_lock = anyio.Lock()
-        # Writes to commit, each with the session whose record it writes: a session's record is kept for the
-        # next commit when this one fails for now (the disk is full), anything else is dropped with the error.
-        self._pending: list[tuple[Statement, str | None]] = []
-        # Sessions whose latest state is not committed yet: reads include them, so that none disappears.
-        self._unsaved: dict[str, SessionRow] = {}
-        self._waiters: list[_Batch] = []
-        self._flushing = False
-        self._flush_scheduled = False
-        self._after_flush: list[Callable[[], Awaitable[None]]] = []
+class Store(GroupCommit):
+    """The local state over a Database (database.py), used from the event loop; writes are committed in groups
+    (commits.py)."""
 
     @classmethod
     async def open(cls, path: Path) -> Store:
         """Open (and create or migrate) the SQLite file; sqlite3 errors pass through for the caller to word."""
-        return cls(SQLiteDatabase.open(path, _migrate))
+        return cls(SQLiteDatabase.open(path, migrate))
 
     @classmethod
     async def open_url(cls, url: str, replica: str) -> Store:
@@ -247,109 +67,6 @@ class Store:
         except StoreError:
             pass  # what could not be written is still in the session directories
         await self.db.close()
-
-    # --- writing ----------------------------------------------------------------------------------
-    def submit(self, sql: str, params: tuple[Any, ...], session: SessionRow | None = None) -> None:
-        """Queue a write (of `session`'s record); the next flush (any caller's) commits it."""
-        self._pending.append(((sql, params), self._keep(session)))
-
-    def submit_work(self, work: Callable[[Connection], Any], session: SessionRow | None = None) -> None:
-        """Queue a function to run inside the next flush's transaction."""
-        self._pending.append((work, self._keep(session)))
-
-    def _keep(self, session: SessionRow | None) -> str | None:
-        if session is None:
-            return None
-        self._unsaved[session.id] = session
-        return session.id
-
-    async def flush(self, background: bool = False) -> None:
-        """Commit everything submitted so far; return when it is durable (or raise a StoreError). `background`:
-        the commit is made off the event loop (see Database.commit)."""
-        if not self._pending and not self._flushing:
-            return
-        batch = _Batch()
-        self._waiters.append(batch)
-        if not self._flushing:
-            self._flushing = True
-            # Shielded: once statements are taken from the queue their waiters must hear how it went.
-            with anyio.CancelScope(shield=True):
-                try:
-                    while self._waiters:
-                        await anyio.lowlevel.checkpoint()  # every task ready to write joins this batch
-                        pending, self._pending = self._pending, []
-                        waiters, self._waiters = self._waiters, []
-                        try:
-                            await self._commit(_executing([statement for statement, _ in pending]), background)
-                        except Exception as exc:
-                            error = self.db.error(exc)
-                            if error is None:
-                                raise
-                            if error.lasting:  # sessions' records are kept, in order, for the next commit
-                                self._pending[:0] = [p for p in pending if p[1] is not None][-MAX_KEPT_STATEMENTS:]
-                            for waiter in waiters:
-                                waiter.error = error
-                        else:
-                            still = {session_id for _, session_id in self._pending}
-                            for _, session_id in pending:
-                                if session_id is not None and session_id not in still:
-                                    self._unsaved.pop(session_id, None)
-                        for waiter in waiters:
-                            waiter.done.set()
-                finally:
-                    self._flushing = False
-        await batch.done.wait()
-        if batch.error is not None:
-            raise batch.error
-
-    def flush_soon(self, task_group: Any, after: Callable[[], Awaitable[None]] | None = None) -> None:
-        """Commit what is pending a little later, in the background, together with whatever else comes in
-        meanwhile (a burst of runs shares one commit); then run `after`. A failure is logged, not raised."""
-        if after is not None:
-            self._after_flush.append(after)
-        if self._flush_scheduled:
-            return
-        self._flush_scheduled = True
-
-        async def later() -> None:
-            await anyio.sleep(BACKGROUND_FLUSH_DELAY_S)
-            self._flush_scheduled = False
-            callbacks, self._after_flush = self._after_flush, []
-            try:
-                await self.flush(background=True)
-            except StoreError as exc:
-                logger.warning("runtimes-mcp: %s", exc)
-                return
-            for callback in callbacks:
-                await callback()
-
-        task_group.start_soon(later)
-
-    async def transaction(self, work: Callable[[Connection], T]) -> T:
-        """Run `work` in one write transaction of its own (after what is pending), and return its result."""
-        await self.flush()
-        try:
-            return await self._commit(work)
-        except Exception as exc:
-            error = self.db.error(exc)
-            if error is None:
-                raise
-            raise error from None
-
-    async def _commit(self, work: Callable[[Connection], T], background: bool = False) -> T:
-        async with self._write_lock:
-            return await self.db.commit(work, background)
-
-    async def _rows(
-        self, sql: str, params: Sequence[Any] = (), convert: Callable[[Sequence[Any]], Any] | None = None
-    ) -> list[Any]:
-        try:
-            return await self.db.rows(sql, tuple(params), convert)
-        except Exception as exc:
-            error = self.db.error(exc)
-            if error is None:
-                raise
-            raise error from None
 
     # --- sessions ---------------------------------------------------------------------------------
     def save_session(self, row: SessionRow) -> None:
@@ -436,7 +153,7 @@ class Store:
         """Newest session ids starting with `prefix` (for argument completion)."""
         await self.flush()
         sql = "SELECT id FROM sessions WHERE id LIKE ? ESCAPE '!' ORDER BY rowid DESC LIMIT ?"
-        return [r[0] for r in await self._rows(sql, (_like_prefix(prefix), limit))]
+        return [r[0] for r in await self._rows(sql, (like_prefix(prefix), limit))]
 
     async def all_session_ids(self) -> set[str]:
         await self.flush()
@@ -527,12 +244,12 @@ class Store:
                 (run.routine, run.idempotency_key),
             ).fetchone()
             if found is not None:
-                holder, state = _run_row(found[:-1]), found[-1]
+                holder, state = run_row(found[:-1]), found[-1]
                 never_started = holder.session_id is None and run.created_at - holder.created_at > stale_after_s
                 if state not in FAILED_STATES and not never_started:
                     return holder, state
                 db.execute("UPDATE routine_runs SET idempotency_key = NULL WHERE id = ?", (holder.id,))
-            db.execute(*_run_insert(run))
+            db.execute(*run_insert(run))
             return None, None
 
         return await self.transaction(work)
@@ -546,7 +263,7 @@ class Store:
     async def get_run(self, run_id: str) -> RunRow | None:
         await self.flush()
         found = await self._rows(f"SELECT {RUN_COLUMNS} FROM routine_runs r WHERE r.id = ?", (run_id,))
-        return _run_row(found[0]) if found else None
+        return run_row(found[0]) if found else None
 
     # --- tasks ------------------------------------------------------------------------------------
     async def save_task(self, task: TaskRow) -> None:
@@ -576,7 +293,7 @@ class Store:
         self.submit("DELETE FROM call_tasks WHERE expires_at < ?", (task.created_at,))
         self.submit(
             f"INSERT INTO call_tasks ({CALL_TASK_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            _call_task_values(task),
+            call_task_values(task),
         )
         await self.flush()
 
@@ -585,13 +302,13 @@ class Store:
         sql = (
             f"UPDATE call_tasks SET status = ?, view = ?, updated_at = ?, alive_at = ? WHERE id = ? AND {RUNNING_CALL}"
         )
-        params = (status, _json(view), at, at, task_id)
+        params = (status, compact_json(view), at, at, task_id)
         return bool(await self.transaction(lambda db: db.execute(sql, params).rowcount))
 
     async def get_call_task(self, task_id: str) -> CallTaskRow | None:
         await self.flush()
         found = await self._rows(f"SELECT {CALL_TASK_COLUMNS} FROM call_tasks WHERE id = ?", (task_id,))
-        return _call_task_row(found[0]) if found else None
+        return call_task_row(found[0]) if found else None
 
     async def beat_call_tasks(self, owner: str, at: float) -> list[str]:
         """The owner's heartbeat for its running tasks; the ones a client asked (anywhere) to cancel."""
@@ -612,7 +329,7 @@ class Store:
 
     # --- events -----------------------------------------------------------------------------------
     def insert_event(self, event: EventRow) -> None:
-        self.submit(*_event_insert(event))
+        self.submit(*event_insert(event))
 
     async def query_events(
         self, sandbox_id: str, type_: str | None, since: int | None, limit: int, max_chars: int
@@ -655,77 +372,7 @@ class Store:
     async def sandbox_ids(self, prefix: str, limit: int) -> list[str]:
         await self.flush()
         sql = "SELECT DISTINCT sandbox_id FROM events WHERE sandbox_id LIKE ? ESCAPE '!' ORDER BY sandbox_id LIMIT ?"
-        return [r[0] for r in await self._rows(sql, (_like_prefix(prefix), limit))]
-
-
-RUN_COLUMNS = "r.id, r.routine, r.idempotency_key, r.message_digest, r.session_id, r.metadata, r.created_at"
-
-
-def _run_row(row: Sequence[Any]) -> RunRow:
-    metadata = json.loads(row[5]) if row[5] is not None else None
-    return RunRow(row[0], row[1], row[2], row[3], row[4], metadata, row[6])
-
-
-def _run_insert(run: RunRow) -> Sql:
-    return (
-        "INSERT INTO routine_runs (id, routine, idempotency_key, message_digest, session_id, metadata, created_at)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?)",
-        (
-            run.id,
-            run.routine,
-            run.idempotency_key,
-            run.message_digest,
-            run.session_id,
-            json.dumps(run.metadata) if run.metadata is not None else None,
-            run.created_at,
-        ),
-    )
-
-
-def _json(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-
-
-def _call_task_values(task: CallTaskRow) -> tuple[Any, ...]:
-    return (
-        task.id,
-        task.status,
-        task.created_at,
-        task.updated_at,
-        task.expires_at,
-        task.owner,
-        task.alive_at,
-        _json(task.view),
-        task.cancel_asked_at,
-    )
-
-
-def _call_task_row(row: Sequence[Any]) -> CallTaskRow:
-    return CallTaskRow(row[0], row[1], row[2], row[3], row[4], row[5], row[6], json.loads(row[7]), row[8])
-
-
-def _event_insert(event: EventRow) -> Sql:
-    return (
-        "INSERT INTO events (id, sandbox_id, type, data, timestamp) VALUES (?, ?, ?, ?, ?)",
-        (
-            event.id,
-            event.sandbox_id,
-            event.type,
-            json.dumps(event.data, separators=(",", ":"), ensure_ascii=False),
-            event.timestamp,
-        ),
-    )
-
-
-def _executing(statements: list[Statement]) -> Callable[[Connection], None]:
-    def work(db: Connection) -> None:
-        for statement in statements:
-            if callable(statement):
-                statement(db)
-            else:
-                db.execute(*statement)
-
-    return work
+        return [r[0] for r in await self._rows(sql, (like_prefix(prefix), limit))]
 
 
 def _end(row: SessionRow, event: EventRow | None, db: Connection) -> bool:
@@ -741,57 +388,5 @@ def _end(row: SessionRow, event: EventRow | None, db: Connection) -> bool:
         f"UPDATE sessions SET {updates} WHERE id = ? AND state = 'running'", (*row.values()[1:], row.id)
     ).rowcount
     if changed and event is not None:
-        db.execute(*_event_insert(event))
+        db.execute(*event_insert(event))
     return bool(changed)
-
-
-def _migrate(db: sqlite3.Connection) -> None:
-    """Bring an older database to SCHEMA_VERSION (version 1: the first release; sessions were re-shaped)."""
-    version = db.execute("PRAGMA user_version").fetchone()[0]
-    if version >= SCHEMA_VERSION:
-        return
-    db.execute("BEGIN IMMEDIATE")
-    try:
-        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        if "sessions" in tables and 2 <= version < 5:
-            db.execute("ALTER TABLE sessions ADD COLUMN place TEXT")
-        if "sessions" in tables and version < 2:
-            db.execute("ALTER TABLE sessions RENAME TO sessions_v1")
-        if "routine_runs" in tables and version < 3:
-            db.execute("ALTER TABLE routine_runs RENAME TO routine_runs_v1")
-        for statement in SCHEMA.split(";"):
-            if statement.strip():
-                db.execute(statement)
-        if "sessions" in tables and version < 2:
-            db.execute(
-                "INSERT INTO sessions (id, state, command, cwd, origin, pid, timeout_s, started_at, ended_at,"
-                " exit_code, message) SELECT id, CASE state WHEN 'detached' THEN 'lost' ELSE state END, command, cwd,"
-                " origin, pid, timeout_s, started_at, coalesce(ended_at, started_at), exit_code, message"
-                " FROM sessions_v1 ORDER BY rowid"
-            )
-            db.execute("UPDATE sessions SET state = 'lost' WHERE state = 'running'")
-            db.execute("DROP TABLE sessions_v1")
-            db.execute("DROP TABLE IF EXISTS spare_slots")
-        if "routine_runs" in tables and version < 3:
-            db.execute(
-                "INSERT INTO routine_runs (id, routine, idempotency_key, session_id, metadata, created_at)"
-                " SELECT id, routine, idempotency_key, session_id, metadata, created_at FROM routine_runs_v1"
-            )
-            db.execute("DROP TABLE routine_runs_v1")
-        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
-    db.execute("COMMIT")
-
-
-def postgres_schema() -> str:
-    """SCHEMA in PostgreSQL's words: the same tables and indexes, PostgreSQL's types, and the sessions' rowid
-    (implicit in SQLite) made a column."""
-    schema = SCHEMA.replace("seq INTEGER PRIMARY KEY AUTOINCREMENT", "seq BIGSERIAL PRIMARY KEY")
-    schema = schema.replace(" REAL", " DOUBLE PRECISION").replace(" INTEGER", " BIGINT")
-    return schema.replace("sessions (\n", "sessions (\n    rowid BIGSERIAL UNIQUE,\n", 1)
-
-
-def _like_prefix(prefix: str) -> str:
-    return prefix.replace("!", "!!").replace("%", "!%").replace("_", "!_") + "%"

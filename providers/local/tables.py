@@ -1,0 +1,288 @@
+"""The local provider's tables: their schema (SQLite, and the same in PostgreSQL's words), the records read from
+them and the statements that write them."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+# A write: SQL and its parameters.
+Sql = tuple[str, tuple[Any, ...]]
+SCHEMA_VERSION = 6
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS sessions (
+    id TEXT PRIMARY KEY,
+    state TEXT NOT NULL,
+    command TEXT NOT NULL,
+    cwd TEXT NOT NULL,
+    origin TEXT NOT NULL,
+    owner TEXT,
+    supervisor TEXT,
+    pid INTEGER,
+    timeout_s REAL,
+    started_at REAL NOT NULL,
+    ended_at REAL,
+    exit_code INTEGER,
+    end_reason TEXT,
+    message TEXT,
+    stdout_bytes INTEGER,
+    stderr_bytes INTEGER,
+    disk_bytes INTEGER,
+    place TEXT
+);
+CREATE INDEX IF NOT EXISTS sessions_by_state ON sessions(state);
+CREATE INDEX IF NOT EXISTS sessions_by_end ON sessions(ended_at);
+CREATE TABLE IF NOT EXISTS routine_runs (
+    id TEXT PRIMARY KEY,
+    routine TEXT NOT NULL,
+    idempotency_key TEXT,
+    message_digest TEXT,
+    session_id TEXT,
+    metadata TEXT,
+    created_at REAL NOT NULL,
+    UNIQUE (routine, idempotency_key)
+);
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    sandbox_id TEXT NOT NULL,
+    type TEXT NOT NULL,
+    data TEXT NOT NULL,
+    timestamp INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_by_sandbox ON events(sandbox_id, timestamp);
+CREATE TABLE IF NOT EXISTS tasks (
+    id TEXT PRIMARY KEY,
+    follow TEXT NOT NULL,
+    ref TEXT NOT NULL,
+    session_id TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    cancelled_at REAL
+);
+CREATE INDEX IF NOT EXISTS tasks_by_session ON tasks(session_id);
+CREATE TABLE IF NOT EXISTS call_tasks (
+    id TEXT PRIMARY KEY,
+    status TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    expires_at REAL NOT NULL,
+    owner TEXT NOT NULL,
+    alive_at REAL NOT NULL,
+    view TEXT NOT NULL,
+    cancel_asked_at REAL
+);
+CREATE INDEX IF NOT EXISTS call_tasks_by_owner ON call_tasks(owner, status);
+"""
+
+SESSION_COLUMNS = (
+    "id",
+    "state",
+    "command",
+    "cwd",
+    "origin",
+    "owner",
+    "supervisor",
+    "pid",
+    "timeout_s",
+    "started_at",
+    "ended_at",
+    "exit_code",
+    "end_reason",
+    "message",
+    "stdout_bytes",
+    "stderr_bytes",
+    "place",
+)
+SELECT_SESSION = f"SELECT rowid, {', '.join(SESSION_COLUMNS)} FROM sessions"
+
+
+@dataclass
+class SessionRow:
+    rowid: int
+    id: str
+    state: str
+    command: str
+    cwd: str
+    origin: str
+    owner: str | None = None
+    supervisor: str | None = None
+    pid: int | None = None
+    timeout_s: float | None = None
+    started_at: float = 0.0
+    ended_at: float | None = None
+    exit_code: int | None = None
+    end_reason: str | None = None
+    message: str | None = None
+    stdout_bytes: int | None = None
+    stderr_bytes: int | None = None
+    place: str | None = None  # the machine and data directory it runs in (host:/path)
+
+    def values(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, name) for name in SESSION_COLUMNS)
+
+
+@dataclass
+class RunRow:
+    id: str
+    routine: str
+    idempotency_key: str | None
+    message_digest: str | None
+    session_id: str | None
+    metadata: dict[str, Any] | None
+    created_at: float
+
+
+@dataclass
+class TaskRow:
+    """An MCP task that follows a local run: `follow` names the runtime call that reads `ref`."""
+
+    id: str
+    follow: str
+    ref: str
+    session_id: str
+    created_at: float
+    cancelled_at: float | None = None
+    ended_at: float | None = None  # its session's
+
+
+@dataclass
+class CallTaskRow:
+    """An MCP task that is a tool call running in one server process (`owner`, see owners.py): `view` is the
+    task as tasks/get shows it (JSON), kept in step by its owner, which also beats (`alive_at`) while it runs."""
+
+    id: str
+    status: str
+    created_at: float
+    updated_at: float
+    expires_at: float
+    owner: str
+    alive_at: float
+    view: dict[str, Any]
+    cancel_asked_at: float | None = None
+
+
+CALL_TASK_COLUMNS = "id, status, created_at, updated_at, expires_at, owner, alive_at, view, cancel_asked_at"
+RUNNING_CALL = "status IN ('working', 'input_required')"
+
+
+@dataclass
+class EventRow:
+    id: str
+    sandbox_id: str
+    type: str
+    data: dict[str, Any]
+    timestamp: int
+
+
+RUN_COLUMNS = "r.id, r.routine, r.idempotency_key, r.message_digest, r.session_id, r.metadata, r.created_at"
+
+
+def run_row(row: Sequence[Any]) -> RunRow:
+    metadata = json.loads(row[5]) if row[5] is not None else None
+    return RunRow(row[0], row[1], row[2], row[3], row[4], metadata, row[6])
+
+
+def run_insert(run: RunRow) -> Sql:
+    return (
+        "INSERT INTO routine_runs (id, routine, idempotency_key, message_digest, session_id, metadata, created_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (
+            run.id,
+            run.routine,
+            run.idempotency_key,
+            run.message_digest,
+            run.session_id,
+            json.dumps(run.metadata) if run.metadata is not None else None,
+            run.created_at,
+        ),
+    )
+
+
+def compact_json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def call_task_values(task: CallTaskRow) -> tuple[Any, ...]:
+    return (
+        task.id,
+        task.status,
+        task.created_at,
+        task.updated_at,
+        task.expires_at,
+        task.owner,
+        task.alive_at,
+        compact_json(task.view),
+        task.cancel_asked_at,
+    )
+
+
+def call_task_row(row: Sequence[Any]) -> CallTaskRow:
+    return CallTaskRow(row[0], row[1], row[2], row[3], row[4], row[5], row[6], json.loads(row[7]), row[8])
+
+
+def event_insert(event: EventRow) -> Sql:
+    return (
+        "INSERT INTO events (id, sandbox_id, type, data, timestamp) VALUES (?, ?, ?, ?, ?)",
+        (
+            event.id,
+            event.sandbox_id,
+            event.type,
+            json.dumps(event.data, separators=(",", ":"), ensure_ascii=False),
+            event.timestamp,
+        ),
+    )
+
+
+def migrate(db: sqlite3.Connection) -> None:
+    """Bring an older database to SCHEMA_VERSION (version 1: the first release; sessions were re-shaped)."""
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    if version >= SCHEMA_VERSION:
+        return
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if "sessions" in tables and 2 <= version < 5:
+            db.execute("ALTER TABLE sessions ADD COLUMN place TEXT")
+        if "sessions" in tables and version < 2:
+            db.execute("ALTER TABLE sessions RENAME TO sessions_v1")
+        if "routine_runs" in tables and version < 3:
+            db.execute("ALTER TABLE routine_runs RENAME TO routine_runs_v1")
+        for statement in SCHEMA.split(";"):
+            if statement.strip():
+                db.execute(statement)
+        if "sessions" in tables and version < 2:
+            db.execute(
+                "INSERT INTO sessions (id, state, command, cwd, origin, pid, timeout_s, started_at, ended_at,"
+                " exit_code, message) SELECT id, CASE state WHEN 'detached' THEN 'lost' ELSE state END, command, cwd,"
+                " origin, pid, timeout_s, started_at, coalesce(ended_at, started_at), exit_code, message"
+                " FROM sessions_v1 ORDER BY rowid"
+            )
+            db.execute("UPDATE sessions SET state = 'lost' WHERE state = 'running'")
+            db.execute("DROP TABLE sessions_v1")
+            db.execute("DROP TABLE IF EXISTS spare_slots")
+        if "routine_runs" in tables and version < 3:
+            db.execute(
+                "INSERT INTO routine_runs (id, routine, idempotency_key, session_id, metadata, created_at)"
+                " SELECT id, routine, idempotency_key, session_id, metadata, created_at FROM routine_runs_v1"
+            )
+            db.execute("DROP TABLE routine_runs_v1")
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+
+
+def postgres_schema() -> str:
+    """SCHEMA in PostgreSQL's words: the same tables and indexes, PostgreSQL's types, and the sessions' rowid
+    (implicit in SQLite) made a column."""
+    schema = SCHEMA.replace("seq INTEGER PRIMARY KEY AUTOINCREMENT", "seq BIGSERIAL PRIMARY KEY")
+    schema = schema.replace(" REAL", " DOUBLE PRECISION").replace(" INTEGER", " BIGINT")
+    return schema.replace("sessions (\n", "sessions (\n    rowid BIGSERIAL UNIQUE,\n", 1)
+
+
+def like_prefix(prefix: str) -> str:
+    return prefix.replace("!", "!!").replace("%", "!%").replace("_", "!_") + "%"
