@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from types import UnionType
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
     AliasChoices,
@@ -23,7 +24,8 @@ from providers.provider import Provider, Setting, load
 from providers.registry import PROVIDERS
 from providers.values import comma_list
 
-TOOLSETS = ("sessions", "routines", "launchers", "events", "workspaces")
+TOOLSETS = ("sessions", "routines", "launchers", "workspaces")
+OFFERED_BY_DEFAULT = ("events",)  # toolsets of earlier releases whose tools are now offered by default
 LOOPBACK_ORIGINS = (
     "http://127.0.0.1:*",
     "http://localhost:*",
@@ -128,7 +130,7 @@ class Settings(BaseSettings):
     @field_validator("toolsets", mode="before")
     @classmethod
     def _parse_toolsets(cls, value: Any) -> list[str]:
-        names = comma_list(value)
+        names = [name for name in comma_list(value) if name not in OFFERED_BY_DEFAULT]
         if "all" in names:
             return list(TOOLSETS)
         unknown = sorted(set(names) - set(TOOLSETS))
@@ -233,6 +235,48 @@ def _setting_name(field: str) -> str:
     return field
 
 
+# What a config file must give where a strict type check failed (the environment's strings are converted).
+EXPECTED = {
+    "bool_type": "true or false (no quotes)",
+    "int_type": "a whole number (no quotes)",
+    "float_type": "a number (no quotes)",
+    "string_type": "a string (in quotes)",
+}
+_FITS: dict[type, tuple[str, tuple[type, ...]]] = {
+    bool: ("bool_type", (bool,)),
+    int: ("int_type", (int,)),
+    float: ("float_type", (int, float)),
+    str: ("string_type", (str,)),
+    Path: ("string_type", (str,)),
+    SecretStr: ("string_type", (str,)),
+}
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, bool):
+        return f"{str(value).lower()} (a boolean)"
+    if isinstance(value, str):
+        return f'"{value}" (a string)'
+    return f"{value} (a number)" if isinstance(value, int | float) else "a table or a list"
+
+
+def _file_type_problems(file_values: dict[str, Any]) -> list[str]:
+    """The config file's top-level values as strictly as tool arguments (`read_only = "yes"` is refused), while
+    the same settings from the environment are converted from their strings. Sections check themselves (their
+    models are strict)."""
+    problems = []
+    for key, value in file_values.items():
+        info = WithProviders.model_fields.get(key)
+        kind = info.annotation if info else None
+        kinds = [k for k in get_args(kind) if k is not type(None)] if isinstance(kind, UnionType) else [kind]
+        if len(kinds) != 1 or kinds[0] not in _FITS:
+            continue  # unknown keys, sections and lists are left to the model
+        wanted, fits = _FITS[kinds[0]]
+        if type(value) not in fits:
+            problems.append(f"{key}: expected {EXPECTED[wanted]}, got {_shown(value)}")
+    return problems
+
+
 def load_settings(config_path: str | os.PathLike[str] | None = None) -> Settings:
     """Read the TOML file (from the argument or RUNTIMES_MCP_CONFIG), overlay the environment, validate."""
     path = config_path or os.environ.get("RUNTIMES_MCP_CONFIG")
@@ -254,6 +298,9 @@ def load_settings(config_path: str | os.PathLike[str] | None = None) -> Settings
                 if isinstance(section, dict):
                     section[keys[-1]] = os.environ[env_name]
                     from_env[(provider.name, *keys)] = env_name
+    problems = _file_type_problems(file_values)
+    if problems:
+        raise ConfigError(f"invalid configuration ({path}): " + "; ".join(problems))
     try:
         settings = WithProviders(**file_values)
     except ValidationError as exc:
@@ -268,9 +315,15 @@ def load_settings(config_path: str | os.PathLike[str] | None = None) -> Settings
             from_env_name = from_env.get(tuple(loc))
             if from_env_name:
                 where = f"{from_env_name} (config file: {'.'.join(loc)})"
-            msg = "unknown setting" if err["type"] == "extra_forbidden" else err["msg"].removeprefix("Value error, ")
+            msg = err["msg"].removeprefix("Value error, ")
+            if err["type"] == "extra_forbidden":
+                msg = "unknown setting"
+            elif err["type"] in EXPECTED:
+                msg = f"expected {EXPECTED[err['type']]}, got {_shown(err['input'])}"
+            elif err["type"] == "literal_error":
+                msg = f"{msg}, got {_shown(err['input'])}"
             problems.append(f"{where}: {msg}")
-        raise ConfigError("invalid configuration: " + "; ".join(problems)) from None
+        raise ConfigError(f"invalid configuration{f' ({path})' if path else ''}: " + "; ".join(problems)) from None
     if path:
         settings._config_file = Path(path).resolve()
     return settings

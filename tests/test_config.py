@@ -26,7 +26,7 @@ def test_environment_sets_values(monkeypatch: pytest.MonkeyPatch, tmp_path: Path
     monkeypatch.setenv("XANO_RUN_BASE_URL", "http://127.0.0.1:9/api:run")
     settings = load_settings()
     assert settings.data_dir == tmp_path / "elsewhere"
-    assert settings.toolsets == ["sessions", "events"]
+    assert settings.toolsets == ["sessions"]  # events: offered by default now, still accepted
     assert settings.read_only is True
     assert settings.xano_access_token is not None and settings.xano_access_token.get_secret_value() == "tok"
     assert settings.xano_run_base_url == "http://127.0.0.1:9/api:run"
@@ -57,8 +57,8 @@ def test_config_file_is_read_and_environment_wins(monkeypatch: pytest.MonkeyPatc
 
 
 def test_config_path_from_environment(monkeypatch: pytest.MonkeyPatch, config_file) -> None:
-    monkeypatch.setenv("RUNTIMES_MCP_CONFIG", str(config_file('toolsets = "events"\n')))
-    assert load_settings().toolsets == ["events"]
+    monkeypatch.setenv("RUNTIMES_MCP_CONFIG", str(config_file('toolsets = "routines"\n')))
+    assert load_settings().toolsets == ["routines"]
 
 
 @pytest.mark.parametrize(
@@ -86,6 +86,40 @@ def test_unknown_key_in_file_is_named(config_file) -> None:
 def test_bad_routine_in_file_is_named(config_file) -> None:
     with pytest.raises(ConfigError, match=r"local\.routines\.x\.command"):
         load_settings(config_file("[local.routines.x]\ndescription = 'no command'\n"))
+
+
+@pytest.mark.parametrize(
+    ("line", "named", "expected"),
+    [
+        ('read_only = "yes"', "read_only", "true or false"),
+        ('max_sessions = "100"', "max_sessions", "a whole number"),
+        ("max_sessions = 1.5", "max_sessions", "a whole number"),
+        ('max_connections = "5"', "max_connections", "a whole number"),
+        ('http_timeout_s = "30"', "http_timeout_s", "a number"),
+        ("default_provider = 1", "default_provider", "a string"),
+        ('[local]\nmax_timeout_s = "100"', "local.max_timeout_s", "a number"),
+        ("[local]\noutput_cap_bytes = true", "local.output_cap_bytes", "a whole number"),
+        ('[local.limits]\ncgroups = "no"', "local.limits.cgroups", "true or false"),
+        ('[local.sandbox]\nnetwork = "yes"', "local.sandbox.network", "'none', 'allowlist' or 'host'"),
+        ('[local.routines.r]\ncommand = "cat"\nenv = {A = 1}', "local.routines.r.env.A", "a string"),
+    ],
+)
+def test_file_values_are_taken_as_strictly_as_tool_arguments(config_file, line: str, named: str, expected: str) -> None:
+    """A string where a boolean or number belongs stops start-up with one line naming the key and the type
+    (`network = "yes"` once turned the network on, `max_timeout_s = "100"` was taken)."""
+    with pytest.raises(ConfigError) as raised:
+        load_settings(config_file(line + "\n"))
+    message = str(raised.value)
+    assert "\n" not in message
+    assert f"{named}: expected {expected}" in message or (named in message and expected in message), message
+
+
+def test_environment_strings_are_still_converted(monkeypatch: pytest.MonkeyPatch, config_file) -> None:
+    monkeypatch.setenv("RUNTIMES_MCP_MAX_SESSIONS", "7")
+    monkeypatch.setenv("RUNTIMES_MCP_ON_EXIT", "stop")
+    settings = load_settings(config_file("read_only = true\n[local]\nmax_timeout_s = 100\n"))
+    assert (settings.max_sessions, settings.read_only, settings.local.max_timeout_s) == (7, True, 100.0)
+    assert settings.local.on_exit == "stop"
 
 
 def test_missing_and_malformed_files(tmp_path: Path, config_file) -> None:

@@ -50,7 +50,7 @@ def _existing_dir(value: str | None) -> str | None:
 
 
 class RoutineConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     command: str = Field(description="Shell command; gets the message on stdin and as $ROUTINE_MESSAGE.")
     description: str = ""
     timeout_s: float = Field(60, gt=0)
@@ -64,7 +64,7 @@ class RoutineConfig(BaseModel):
 
 
 class LauncherConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     command: str = Field(description="Shell command of a long-lived service.")
     description: str = ""
     cwd: str | None = None
@@ -80,7 +80,7 @@ class LauncherConfig(BaseModel):
 class SandboxConfig(BaseModel):
     """How an agent's command is confined (see providers/local/sandbox.py)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     mode: Literal["auto", "required", "off"] = Field(
         "auto", description="auto: sandboxed where the kernel allows it; required: refuse to start otherwise."
     )
@@ -152,7 +152,7 @@ class SandboxConfig(BaseModel):
 class SecretConfig(BaseModel):
     """A credential added on the way out (allowlist mode): the sandbox gets a placeholder in its variable."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     value_env: str = Field(description="The server's environment variable with the real value (the same name inside).")
     hosts: list[str] = Field(min_length=1, description="The hosts it is for (forms of local.sandbox.allow).")
     header: str | None = Field(None, description="Also set this header for those hosts.")
@@ -163,7 +163,7 @@ class SecretConfig(BaseModel):
 class LimitsConfig(BaseModel):
     """Upper bounds for every local session (rlimits always; cgroups where the host lets us make them)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     memory_mb: int = Field(4096, ge=64, description="Memory of a session (per process without cgroups).")
     cpu_s: int = Field(3600, ge=1, description="CPU seconds of a session (launchers: none).")
     processes: int = Field(512, ge=8, description="Processes a session may run at once.")
@@ -181,7 +181,7 @@ class LimitsConfig(BaseModel):
 
 
 class LocalConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     routines: dict[str, RoutineConfig] = Field(default_factory=dict)
     launchers: dict[str, LauncherConfig] = Field(default_factory=dict)
     max_timeout_s: float = Field(3600, gt=0, description="Largest timeout_s execRun accepts.")
