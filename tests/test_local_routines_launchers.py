@@ -298,7 +298,7 @@ async def test_a_launcher_lives_while_any_serving_server_does(tmp_path: Path) ->
             alive = processes_matching(mark)
             default = structured(await b.call_tool("listSessions", {}))["sessions"]
             with_launchers = structured(await b.call_tool("listSessions", {"include_launchers": True}))["sessions"]
-    assert alive, "the launcher lives on while a serving server does"
+    assert alive, ("the launcher lives on while a serving server does", [s.get("raw") for s in with_launchers])
     assert seen["state"] == after["state"] == "running"
     assert seen["running"] == after["running"] == started["running"]  # the same run, not a restart
     assert default == [] and [s["id"] for s in with_launchers] == [started["running"][0]["id"]]

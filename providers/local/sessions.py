@@ -248,6 +248,8 @@ class SessionManager(SessionRecords):
                 self._store.set_pid(live.id, live.row.pid)
                 self._store.flush_soon(self._tg)
                 message = None
+        if message is None and self._closed:
+            return False  # this server closed the socket on its way out: the supervisor carries on
         result = message or self.result(live.id)
         if result is None:
             result = {"reason": "lost", "detail": "its supervisor ended without recording the outcome"}
@@ -304,7 +306,7 @@ class SessionManager(SessionRecords):
                     live.following = False
             if live.done.is_set():
                 break
-            if deadline is not None and time.monotonic() >= deadline:
+            if self._closed or (deadline is not None and time.monotonic() >= deadline):
                 return False
             await reporter.report()
         return True

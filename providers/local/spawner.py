@@ -45,7 +45,10 @@ async def receive(sock: socket.socket, with_fds: bool = False) -> tuple[dict[str
         try:
             return channel.receive(sock, max_fds=1 if with_fds else 0)
         except BlockingIOError:
-            await anyio.wait_readable(sock)
+            try:
+                await anyio.wait_readable(sock)
+            except anyio.ClosedResourceError:  # closed by this server while we waited: its end too
+                return None, []
         except OSError:
             return None, []
 

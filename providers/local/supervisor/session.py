@@ -47,7 +47,7 @@ from .records import (
 from .spawn import spawn, spawn_sandbox
 
 MAX_JOBS = 200
-SERVING_CHECK_S = 1.0  # a supervisor is replaced after this many sessions
+SERVING_CHECK_S = 1.0  # how often an orphaned launcher's run looks for a serving server
 
 
 def nobody_serving(path: str) -> bool:
