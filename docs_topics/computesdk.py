@@ -9,7 +9,7 @@ COMPUTESDK = Topic(
     title="ComputeSDK: sandbox events",
     description=(
         "ComputeSDK keeps a log of events per sandbox. storeEvent writes one with the sandbox's access token "
-        "(`COMPUTESDK_ACCESS_TOKEN`; the token names the sandbox). getEvents (events toolset) reads them back "
+        "(`COMPUTESDK_ACCESS_TOKEN`; the token names the sandbox). getEvents reads them back "
         "with the API key (`COMPUTESDK_API_KEY`), filtered by type, `since` (unix ms) and limit (1 to 1000, "
         "default 100). Live events arrive over a pub/sub connection; this server exposes them as the resource "
         "`events://computesdk/{sandbox_id}`."

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
@@ -17,6 +18,11 @@ from tools.spec import Arg, ToolSpec
 # (tool, provider) -> None when this server offers that tool for that provider, else what would enable it.
 Availability = Callable[[str, str], str | None]
 SPECS = {spec.name: spec for spec in ALL}
+# A tool name in prose: a verb we name tools with, then a capital (getSession, listRoutineRuns, ...).
+TOOL_WORD = re.compile(
+    r"\b((?:list|get|exec|stop|invoke|store|set|update|check|send|delete|activate|pause|create|rename|write|read)"
+    r"[A-Z]\w*)\b"
+)
 
 # Plain frozen dataclasses: the topics are our own constant data, checked by mypy and by tests/test_docs.py,
 # so validating them at every start (pydantic) would only cost start-up time.
@@ -83,7 +89,9 @@ class Topic:
 def from_endpoint(endpoint: Endpoint) -> EndpointDoc:
     """A remote endpoint, as the client calls it (providers/endpoints.py is the single source)."""
     body = {
-        p.name: {"type": p.type, "required": p.required, "description": p.description} for p in endpoint.body_params
+        p.name: {"type": p.type, "required": p.required, "description": p.description}
+        | ({"default": p.default} if p.default is not None else {})
+        for p in endpoint.body_params
     }
     return EndpointDoc(
         method=endpoint.method,
@@ -188,9 +196,14 @@ def render(
     marks the tools it does not offer with what would enable them. `full` adds every tool's arguments as an
     agent sends them, then the provider's wire parameters, the schemas and the examples."""
     full = detail == "full"
-    out = [f"# {topic.title}", "", topic.description.strip(), ""]
+    told: set[str] = set()
+
+    def prose(text: str) -> str:
+        return _mark_unoffered(text, availability, told) if availability else text
+
+    out = [f"# {topic.title}", "", prose(topic.description.strip()), ""]
     if topic.ai_hints:
-        out += ["## Hints", *[f"- {h}" for h in topic.ai_hints], ""]
+        out += ["## Hints", *[f"- {prose(h)}" for h in topic.ai_hints], ""]
     if topic.endpoints:
         out.append("## Endpoints")
         for e in topic.endpoints:
@@ -218,8 +231,8 @@ def render(
         out.append("## Patterns")
         for pattern in topic.patterns:
             out.append(f"### {pattern.name}")
-            out.append(pattern.description)
-            out += [f"{i}. {step}" for i, step in enumerate(pattern.steps, 1)]
+            out.append(prose(pattern.description))
+            out += [f"{i}. {prose(step)}" for i, step in enumerate(pattern.steps, 1)]
             if full and pattern.example:
                 out += ["```", pattern.example.strip(), "```"]
             out.append("")
@@ -239,3 +252,20 @@ def render(
     if not full:
         out += ["", f"(Compact view. getDocs topic={topic.topic} detail=full adds parameters, schemas, examples.)"]
     return "\n".join(out).strip() + "\n"
+
+
+def _mark_unoffered(text: str, availability: Availability, told: set[str]) -> str:
+    """The first mention in a topic of a tool this server offers for no provider, followed by what would offer
+    it: a topic written for every server never suggests a tool this one lacks without saying so."""
+
+    def mark(match: re.Match[str]) -> str:
+        spec = SPECS.get(match.group(1))
+        if spec is None or spec.name in told:
+            return match.group(0)
+        told.add(spec.name)
+        missing = [availability(spec.name, provider) for provider in spec.providers]
+        if not missing or None in missing:
+            return match.group(0)
+        return f"{match.group(0)} (not offered here: {missing[0]})"
+
+    return TOOL_WORD.sub(mark, text)

@@ -84,7 +84,10 @@ class RunningItem(Shape):
 class Launcher(Shape):
     id: str
     name: str
-    state: str = Field(description="creating, active, deleting, recreating.")
+    state: str = Field(
+        description="local: starting, running, waiting, failed, stopped; decthings: creating, active, deleting, "
+        "recreating."
+    )
     previous: str | None = Field(None, description="When recreating: exit or unknown.")
     running: list[RunningItem] = Field(default_factory=list)
     created_at: int | None = Field(None, description="Unix ms.")
@@ -123,7 +126,7 @@ class EventList(Shape):
     sandbox_id: str
     events: list[Event]
     count: int
-    truncated: bool = Field(False, description="Some matching events left out for size; see message.")
+    truncated: bool = Field(False, description="Page cut for size; see message.")
     message: str | None = None
 
 
@@ -196,7 +199,7 @@ class SessionOutput(Shape):
     offset: int
     size: int = Field(description="Bytes captured so far in this stream.")
     text: str
-    next_offset: int | None = Field(None, description="Pass as offset to read on; null at the end.")
+    next_offset: int | None = Field(None, description="Pass as offset to read on; absent at the end.")
     state: str
 
 
@@ -235,7 +238,7 @@ class FileContent(Shape):
     offset: int
     size: int
     sha256: str
-    next_offset: int | None = Field(None, description="Where the next page starts; null at the end.")
+    next_offset: int | None = Field(None, description="Where the next page starts; absent at the end.")
     uri: str
 
 

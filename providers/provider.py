@@ -47,7 +47,7 @@ class Serves:
 @dataclass(frozen=True)
 class Resource:
     """An MCP resource (a URI template) a provider serves while it is configured (`needs`): `read` is called with
-    the provider's client and the URI's parameters, and returns the resource's text."""
+    the provider's client and the URI's parameters, and returns the resource's text (or bytes: a blob)."""
 
     uri: str
     name: str

@@ -63,7 +63,8 @@ def docs_tool(availability: Availability | None = None) -> Tool:
             result = DocsResult(topic=topic, markdown=markdown)
         # The markdown is the readable content; the same data is in structuredContent.
         return CallToolResult(
-            content=[TextContent(type="text", text=result.markdown)], structured_content=result.model_dump(mode="json")
+            content=[TextContent(type="text", text=result.markdown)],
+            structured_content=result.model_dump(mode="json", exclude_none=True),
         )
 
     return strict_tool(

@@ -41,21 +41,21 @@ def register_resources(server: MCPServer[AppState], settings: Settings) -> None:
 
 
 def _register(server: MCPServer[AppState], provider: str, resource: Resource) -> None:
-    async def read(**arguments: Any) -> str:
+    async def read(**arguments: Any) -> str | bytes:
         ctx: Context[AppState, Any] = arguments.pop("ctx")
         try:
             client = await ctx.request_context.lifespan_context.provider(provider)
-            text: str = await load(resource.read)(client, **arguments)
+            content: str | bytes = await load(resource.read)(client, **arguments)
         except ProviderError as exc:
             raise ResourceError(str(exc)) from None
-        return text
+        return content
 
     parameters = [
         inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=str)
-        for name in re.findall(r"{(\w+)}", resource.uri)
+        for name in re.findall(r"{[+#]?(\w+)}", resource.uri)
     ]
     sdk.with_signature(
-        read, [*parameters, inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY, annotation=Context)], str
+        read, [*parameters, inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY, annotation=Context)], str | bytes
     )
     server.resource(
         resource.uri,

@@ -105,6 +105,7 @@ DEFAULT_TOOLS = [
     "invokeRoutine",
     "getLaunchers",
     "storeEvent",
+    "getEvents",
     "writeFile",
     "readFile",
     "getDocs",

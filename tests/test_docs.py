@@ -9,8 +9,9 @@ import pytest
 from mcp import MCPError
 
 from docs_topics import TOPICS, Topic, render
+from docs_topics.model import TOOL_WORD
 from providers.registry import PROVIDERS
-from tests.conftest import connect, error_text, structured
+from tests.conftest import DEFAULT_TOOLS, connect, error_text, structured
 from tools.catalog import ALL, HEADLINE
 
 TOOL_NAMES = {spec.name for spec in ALL} | {"getDocs"}
@@ -57,7 +58,7 @@ async def test_get_docs_without_topic_is_the_table_of_contents() -> None:
     async with connect() as client:
         result = await client.call_tool("getDocs", {})
     data = structured(result)
-    assert data["topic"] is None
+    assert "topic" not in data  # an empty field is left out
     assert [t["topic"] for t in data["topics"]] == list(TOPICS)
     text = result.content[0].text  # type: ignore[union-attr]
     for name in ("local", "sprites", "xano", "archastro-routines", "decthings", "computesdk"):
@@ -81,12 +82,6 @@ async def test_docs_resources_are_listed_and_read() -> None:
         assert "storeEvent" in read.contents[0].text  # type: ignore[union-attr]
         with pytest.raises(MCPError):
             await client.read_resource("docs://missing")
-
-
-# A tool name in prose: a verb we name tools with, then a capital (getSession, listRoutineRuns, ...).
-TOOL_WORD = re.compile(
-    r"\b((?:list|get|exec|stop|invoke|store|set|update|check|send|delete|activate|pause|create|rename)[A-Z]\w*)\b"
-)
 
 
 def _prose(topic: Any) -> list[str]:
@@ -124,6 +119,23 @@ def prose_problems(topics: Any) -> list[str]:
 
 def test_topic_prose_names_only_real_tools_and_arguments_they_take() -> None:
     assert prose_problems(TOPICS.values()) == []
+
+
+async def test_prose_marks_a_suggested_tool_this_server_does_not_offer(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A topic suggests tools of every toolset and provider; on a server that does not offer one, its first
+    mention says what would (the run-and-watch topic once suggested getEvents to servers without it)."""
+    async with connect() as client:
+        for name, topic in TOPICS.items():
+            text = (await client.call_tool("getDocs", {"topic": name})).content[0].text  # type: ignore[union-attr]
+            mentioned = {m.group(1) for t in _prose(topic) for m in TOOL_WORD.finditer(t)} & TOOL_NAMES
+            for tool in mentioned - set(DEFAULT_TOOLS):
+                assert f"{tool} (not offered here: " in text, (name, tool)
+            for tool in mentioned & set(DEFAULT_TOOLS):
+                assert f"{tool} (not offered here" not in text, (name, tool)
+    monkeypatch.setenv("RUNTIMES_MCP_TOOLSETS", "all")
+    async with connect() as client:
+        text = (await client.call_tool("getDocs", {"topic": "workspaces"})).content[0].text  # type: ignore[union-attr]
+    assert "listFiles" in text and "(not offered here" not in text
 
 
 def test_the_prose_check_catches_a_renamed_tool_and_a_foreign_argument() -> None:

@@ -39,7 +39,8 @@ LOCAL_CASES: list[tuple[str, dict[str, Any], str]] = [
     ("getDocs", {"topic": "nope"}, "topic: input should be 'overview'"),
     ("getDocs", {"detail": "everything"}, "detail: input should be 'compact' or 'full'"),
     ("getLaunchers", {"sort_direction": "sideways"}, "sort_direction: input should be 'asc' or 'desc'"),
-    ("getEvents", {}, "it is in the `events` toolset"),
+    ("getEvents", {"limit": 0}, "limit: input should be greater than or equal to 1"),
+    ("listFiles", {"workspace": "w"}, "it is in the `workspaces` toolset"),
     ("noSuchTool", {}, "Unknown tool noSuchTool"),
 ]
 

@@ -66,7 +66,7 @@ async def test_sprites_list_sessions(api: FakeAPI) -> None:
         "2026-01-15T10:30:00Z",
         "python server.py",
     )
-    assert (second["id"], second["status"], second["command"]) == ("8", "completed", None)
+    assert (second["id"], second["status"], second.get("command")) == ("8", "completed", None)
     assert first["raw"]["workdir"] == "/app"
 
 

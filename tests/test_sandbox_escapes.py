@@ -11,11 +11,13 @@ import socket
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 
+from providers.local.spawner import IDLE_SUPERVISORS
 from providers.local.supervisor.trees import TooMany, remove_tree, tree_size
 from server.config import load_settings
-from tests.conftest import appears, connect, marker, structured, wait_until_gone
+from tests.conftest import appears, connect, marker, wait_until_gone
 from tests.test_sandbox import run, sandbox_works
 
 pytestmark = pytest.mark.skipif(not sandbox_works(), reason="this machine refuses unprivileged user namespaces")
@@ -143,9 +145,10 @@ async def test_credentials_made_after_start_linked_or_uvs_stay_hidden(
 
 
 async def test_values_that_look_like_separators_or_are_huge_in_json_start_cleanly() -> None:
-    async with connect() as client:
-        dashes = await run(client, 'printf "%s|%s" "$A" "$B"', env={"A": "--", "B": "--setenv"})
-        emoji = await run(client, "echo " + "\U0001f600" * 16_000 + " | wc -c")
+    with anyio.fail_after(60):  # a start that hangs on them fails here, not at the suite's timeout
+        async with connect() as client:
+            dashes = await run(client, 'printf "%s|%s" "$A" "$B"', env={"A": "--", "B": "--setenv"})
+            emoji = await run(client, "echo " + "\U0001f600" * 16_000 + " | wc -c")
     assert dashes["stdout"] == "--|--setenv"
     assert emoji["exit_code"] == 0 and int(emoji["stdout"]) == 16_000 * 4 + 1
 
@@ -176,13 +179,26 @@ def limits_of(pid: int) -> dict[str, str]:
 
 
 async def test_a_killed_zygote_is_started_again() -> None:
+    """More runs at once than there are idle supervisors need the zygote to fork more: a new one does."""
+    mark = marker()
+    many = IDLE_SUPERVISORS + 3
     async with connect() as client:
         await run(client, "true")
-        zygotes = [p for p in _own_processes() if b"zygote" in _cmdline(p) and _parent(p) == os.getpid()]
-        assert len(zygotes) == 1
-        os.kill(zygotes[0], signal.SIGKILL)
-        results = [structured(await client.call_tool("execRun", {"command": "echo again"})) for _ in range(6)]
-    assert all(r["stdout"] == "again\n" for r in results)
+        killed, before = _zygotes(), set(_own_processes())
+        assert len(killed) == 1
+        os.kill(killed[0], signal.SIGKILL)
+        started = [await run(client, f"sleep {mark}", wait=False) for _ in range(many)]
+        sleeping = await appears(mark, at_least=many, within_s=60)
+        replaced = [p for p in _zygotes() if p not in before]  # its orphaned supervisors come to us: not new
+        for session in started:
+            await client.call_tool("stopSession", {"session_id": session["session_id"]})
+    assert all(s["state"] in ("running", "starting") for s in started), started
+    assert len(sleeping) >= many and len(replaced) == 1
+    assert await wait_until_gone(mark) == []
+
+
+def _zygotes() -> list[int]:
+    return [p for p in _own_processes() if b"zygote" in _cmdline(p) and _parent(p) == os.getpid()]
 
 
 async def test_many_files_end_a_run_with_the_disk_limit(config_file: Any) -> None:

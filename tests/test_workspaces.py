@@ -13,6 +13,7 @@ from typing import Any
 import anyio
 import pytest
 from mcp import Client
+from mcp.shared.exceptions import MCPError
 
 from server.config import load_settings
 from tests.conftest import connect, error_text, stdio_params, structured
@@ -71,7 +72,7 @@ async def test_the_coding_loop_over_stdio_with_the_default_tools_across_a_restar
     expected = png_bytes()
     assert read["encoding"] == "base64" and base64.b64decode(read["content"]) == expected
     assert read["sha256"] == hashlib.sha256(expected).hexdigest() and read["size"] == len(expected)
-    assert read["next_offset"] is None
+    assert "next_offset" not in read  # the end
 
 
 async def test_a_prompting_program_gets_its_answer_from_a_later_call_through_another_server(
@@ -202,7 +203,7 @@ async def test_files_in_and_out_with_their_bounds(config_file: Any) -> None:
                 )
             )
             pages.append(base64.b64decode(page["content"]))
-            offset = page["next_offset"]
+            offset = page.get("next_offset")
         listing = structured(await client.call_tool("listFiles", {"workspace": "w", "depth": 3}))
         errors = {
             "too big": await client.call_tool(
@@ -263,3 +264,34 @@ async def test_a_run_in_a_workspace_is_bounded_by_its_size_and_a_workspace_in_us
     assert result["state"] == "failed" and "local.workspace_max_mb=2" in result["message"], result
     assert refused.is_error and "in use" in refused.content[0].text  # type: ignore[union-attr]
     assert deleted["deleted"] is True and not (settings.data_dir / "workspaces" / "local" / "w").exists()
+
+
+async def test_a_file_is_a_resource_and_the_results_that_name_one_link_it() -> None:
+    async with connect() as client:
+        path = "notes/a b#?é.txt"
+        written = await client.call_tool("writeFile", {"workspace": "w", "path": path, "content": "hi ü\n"})
+        read = await client.call_tool("readFile", {"workspace": "w", "path": path})
+        links = [block for result in (written, read) for block in result.content if block.type == "resource_link"]
+        text = await client.read_resource(links[0].uri)
+        image = base64.b64encode(png_bytes()).decode()
+        png = await client.call_tool(
+            "writeFile", {"workspace": "w", "path": "plot.png", "content": image, "encoding": "base64"}
+        )
+        blob = await client.read_resource(structured(png)["uri"])
+        big = f"{PYTHON} -c \"open('big', 'w').write('x' * (4 * 1024 * 1024 + 1))\"; ln -s /etc/hostname out"
+        structured(await client.call_tool("execRun", {"command": big, "workspace": "w"}))
+        refused = {}
+        for name in ("big", "out", "missing", "notes"):
+            with pytest.raises(MCPError) as caught:
+                await client.read_resource(f"workspace://w/{name}")
+            refused[name] = caught.value.error.message
+        with pytest.raises(MCPError):
+            await client.read_resource("workspace://w/../w/notes/x")
+        templates = (await client.list_resource_templates()).resource_templates
+    assert [link.uri for link in links] == ["workspace://w/notes/a%20b%23%3F%C3%A9.txt"] * 2
+    assert links[0].name == path and links[0].size == len("hi ü\n".encode())
+    assert text.contents[0].text == "hi ü\n"  # type: ignore[union-attr]
+    assert base64.b64decode(blob.contents[0].blob) == png_bytes()  # type: ignore[union-attr]
+    assert "4194305 bytes" in refused["big"] and "readFile" in refused["big"], refused
+    assert all("Next:" in message for message in refused.values()), refused
+    assert "workspace://{name}/{+path}" in {t.uri_template for t in templates}

@@ -259,11 +259,11 @@ def strict_tool(
         ),
     )
     tool.explain_unknown = explain_unknown
-    tool.parameters = compact_schema(drop_titles(tool.parameters), optional_means_absent=True)
+    tool.parameters = compact_schema(drop_titles(tool.parameters))
     tool.parameters["additionalProperties"] = False
     generated = generated_output_schema(tool)
     if generated is not None:
-        compact = compact_schema(drop_titles(generated), optional_means_absent=False)
+        compact = compact_schema(drop_titles(generated))
         publish_output_schema(tool, inline_single_use_defs(drop_raw(compact)))
     return tool
 

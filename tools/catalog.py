@@ -29,7 +29,7 @@ RUN_STATUS = Arg("status", Literal["pending", "running", "completed", "failed", 
 ROUTINE_RUNS = Arg("routine_run", list[str], "Only sessions of these routine runs (up to 100).")
 EXCLUDE_SYSTEM = Arg("exclude_system", bool, "true: omit sessions the platform started.")
 COMMAND = Arg("command", str, "Shell command (/bin/sh -c).")
-CWD = Arg("cwd", str, "Working directory (default: a new one).")
+CWD = Arg("cwd", str, "Working directory (default: a new one); writable, unlike the rest of the host.")
 WORKSPACE = Arg("workspace", str, "Run here: a named directory kept across runs.")
 FILE_WORKSPACE = Arg("workspace", str, "Workspace name.")
 INTERACTIVE = Arg("interactive", bool, "true: stdin stays open for sendInput.")
@@ -48,11 +48,8 @@ ENV = Arg("env", dict[str, Any], "Variables to add.")
 STDIN = Arg("stdin", str, "Text for its stdin.")
 TIMEOUT = Arg("timeout_s", Annotated[float, Ge(0.001)], "Seconds before it is ended (default 60).")
 WAIT = Arg("wait", bool, "false: return at once.")
-WAIT_S = Arg(
-    "wait_s",
-    Annotated[float, Ge(0), Le(600)],
-    "Longest wait for the end (default 30).",
-)
+WAIT_S = Arg("wait_s", Annotated[float, Ge(0), Le(600)], "Longest wait for the end (default 30).")
+FOLLOW_WAIT_S = Arg("wait_s", Annotated[float, Ge(0), Le(600)], "Wait up to this long for its end (default 0).")
 STDOUT_OFFSET = Arg("stdout_offset", Annotated[int, Ge(0), Le(MAX_INT)], "Return stdout from this byte on.")
 STDERR_OFFSET = Arg("stderr_offset", Annotated[int, Ge(0), Le(MAX_INT)], "Return stderr from this byte on.")
 DOC = Arg("doc", str, "XanoScript document.")
@@ -163,7 +160,8 @@ HEADLINE: tuple[ToolSpec, ...] = (
         task_follow=(c.GET_SESSION, "session_id"),
         examples=({"command": "echo hello"}, {"command": "sleep 300", "wait": False, "timeout_s": 600}),
         notes={
-            "local": "local: a shell command; waits up to wait_s, then answers with it still running.",
+            "local": "local: a shell command, sandboxed (only cwd or workspace is writable and kept); waits up to "
+            "wait_s, then answers with it still running.",
             "xano": "xano: a XanoScript doc, a saved run_id, or a doc inside an existing session_id.",
         },
     ),
@@ -172,7 +170,7 @@ HEADLINE: tuple[ToolSpec, ...] = (
         "Get a session",
         "A session's state and output; wait_s waits for its end, offsets give new output only.",
         c.GET_SESSION,
-        (SESSION_ID, WAIT_S, STDOUT_OFFSET, STDERR_OFFSET),
+        (SESSION_ID, FOLLOW_WAIT_S, STDOUT_OFFSET, STDERR_OFFSET),
         progress=True,
     ),
     ToolSpec(
@@ -214,6 +212,13 @@ HEADLINE: tuple[ToolSpec, ...] = (
         (EVENT_TYPE, DATA, SANDBOX_ID),
         read_only=False,
         idempotent=False,
+    ),
+    ToolSpec(
+        "getEvents",
+        "Get events",
+        "Stored events of a sandbox, oldest first; filter by type and time.",
+        c.GET_EVENTS,
+        (SANDBOX_ID, EVENT_TYPE, SINCE, LIMIT),
     ),
 )
 
@@ -472,15 +477,6 @@ TOOLSETS: tuple[ToolSpec, ...] = (
         c.GET_LAUNCHER,
         (LAUNCHER_ID,),
         toolset="launchers",
-    ),
-    # events
-    ToolSpec(
-        "getEvents",
-        "Get events",
-        "Stored events of a sandbox, oldest first; filter by type and time.",
-        c.GET_EVENTS,
-        (SANDBOX_ID, EVENT_TYPE, SINCE, LIMIT),
-        toolset="events",
     ),
 )
 

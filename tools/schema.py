@@ -52,26 +52,20 @@ def _drop_raw(schema: Any) -> None:
             _drop_raw(item)
 
 
-def compact_schema(schema: Any, *, optional_means_absent: bool) -> Any:
+def compact_schema(schema: Any) -> Any:
     """Shorter, equivalent-for-clients JSON schemas (every tools/list costs an agent tokens):
-    - `anyOf: [T, null]` becomes T for an input (an optional argument is one you leave out; an explicit null
-      is still accepted) and `type: [T, "null"]` for an output;
+    - `anyOf: [T, null]` becomes T: an optional argument is one you leave out (an explicit null is still
+      accepted), and an empty field of a result is left out of it (tools/results.py);
     - `default: null` and the JSON Schema default `additionalProperties: true` are dropped, and so is a
       default that is the enum's only value (an optional argument that can take one value: that one)."""
     if isinstance(schema, list):
-        return [compact_schema(item, optional_means_absent=optional_means_absent) for item in schema]
+        return [compact_schema(item) for item in schema]
     if not isinstance(schema, dict):
         return schema
     options = schema.get("anyOf")
     if isinstance(options, list) and len(options) == 2 and {"type": "null"} in options:
         other = next(o for o in options if o != {"type": "null"})
-        rest = {k: v for k, v in schema.items() if k not in ("anyOf", "default")}
-        if optional_means_absent:
-            schema = {**other, **rest}
-        elif set(other) <= {"type", "additionalProperties"} and isinstance(other.get("type"), str):
-            schema = {**other, "type": [other["type"], "null"], **rest}
-        else:
-            schema = {**schema, "default": schema.get("default")} if "default" in schema else schema
+        schema = {**other, **{k: v for k, v in schema.items() if k not in ("anyOf", "default")}}
     compacted: dict[str, Any] = {}
     for key, value in schema.items():
         if key == "default" and (value is None or schema.get("enum") == [value]):
@@ -83,13 +77,11 @@ def compact_schema(schema: Any, *, optional_means_absent: bool) -> Any:
         if key == "type" and "enum" in schema:
             continue  # the enum's values say the type
         if key in ("properties", "$defs"):
-            compacted[key] = {
-                name: compact_schema(sub, optional_means_absent=optional_means_absent) for name, sub in value.items()
-            }
+            compacted[key] = {name: compact_schema(sub) for name, sub in value.items()}
         elif key == "enum":
             compacted[key] = value
         else:
-            compacted[key] = compact_schema(value, optional_means_absent=optional_means_absent)
+            compacted[key] = compact_schema(value)
     return compacted
 
 

@@ -60,5 +60,13 @@ PROVIDER = Provider(
             "text/plain",
             "providers.local.service:read_output",
         ),
+        Resource(
+            "workspace://{name}/{+path}",  # workspaces.uri_of makes them
+            "workspace-file",
+            "A file in a local workspace",
+            "A workspace file whole (up to 4 MiB): text, or a blob when not UTF-8.",
+            "application/octet-stream",
+            "providers.local.service:read_workspace_file",
+        ),
     ),
 )

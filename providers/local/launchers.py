@@ -134,9 +134,8 @@ class LauncherSupervisor:
         """Its state: from this server's own run, or from the newest run's record (another server's, or none)."""
         row = await self._sessions.latest(f"launcher:{self.name}")
         running = row is not None and row.state == "running"
-        state = self.state
-        if self.state in ("stopped", "waiting"):
-            state = "running" if running else "stopped"
+        # Its record decides once the command runs (ours may not have heard yet); otherwise our own progress.
+        state = "running" if running else self.state if self.state in ("starting", "failed") else "stopped"
         ports = self._sessions.network_of(row.id)[0] if running and row is not None else None
         raw: dict[str, Any] = {
             "command": self.config.command,

@@ -22,6 +22,7 @@ import stat
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from urllib.parse import quote
 
 import anyio.to_thread
 
@@ -45,7 +46,6 @@ OWNER = "local"  # the owner of every workspace until sign-in names owners
 READ_DEFAULT = 64 * 1024  # bytes a readFile returns unless asked for more
 READ_MOST = 4 * 1024 * 1024
 LIST_MOST = 1000
-URI = "workspace://{name}/{path}"
 MIB = 1024 * 1024
 Busy = Callable[[str], Awaitable[bool]]  # is a running session working in this directory?
 
@@ -245,7 +245,7 @@ class Workspaces:
             size=written,
             sha256=hashlib.sha256(data).hexdigest(),
             replaced=old is not None,
-            uri=URI.format(name=workspace, path=relative),
+            uri=uri_of(workspace, relative),
         )
 
     async def read_file(
@@ -289,7 +289,7 @@ class Workspaces:
             size=size,
             sha256=digest,
             next_offset=end if end < size else None,
-            uri=URI.format(name=workspace, path=relative),
+            uri=uri_of(workspace, relative),
         )
 
     async def list_files(self, workspace: str, path: str | None = None, depth: int | None = None) -> FileList:
@@ -365,6 +365,10 @@ def _decode(content: str, encoding: str) -> bytes:
                 PROVIDER, "content is not valid base64", hint='Send base64 (RFC 4648) or use encoding "utf-8".'
             ) from None
     raise InvalidInput(PROVIDER, f"encoding {encoding!r} is not known", hint='Use "utf-8" or "base64".')
+
+
+def uri_of(workspace: str, relative: str) -> str:
+    return f"workspace://{workspace}/{quote(relative, safe='/')}"
 
 
 def _outside(workspace: str, path: str) -> InvalidInput:
