@@ -30,10 +30,12 @@ OVERVIEW = Topic(
     topic="overview",
     title="runtimes-mcp: one tool surface over code-execution runtimes",
     description=(
-        "Six tools cover the jobs; the `provider` argument picks the runtime. `local` (this machine) is the "
-        "default and needs no account; remote providers appear once their credentials are set.\n\n"
+        "Seven tools cover the jobs; the `provider` argument picks the runtime. `local` (this machine) is the "
+        "default and needs no account; remote providers appear once their credentials are set. writeFile and "
+        "readFile move files in and out of local workspaces.\n\n"
         "| job | tool |\n|---|---|\n"
         "| run code, a script or a saved run | execRun |\n"
+        "| follow a run: its state and new output | getSession |\n"
         "| see what is running or ran | listSessions |\n"
         "| end a run | stopSession |\n"
         "| run a named routine with a message | invokeRoutine |\n"

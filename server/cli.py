@@ -35,7 +35,7 @@ examples:
 
 configuration: environment variables (RUNTIMES_MCP_DATA_DIR, RUNTIMES_MCP_DEFAULT_PROVIDER,
 RUNTIMES_MCP_TOOLSETS, RUNTIMES_MCP_READ_ONLY, provider credentials and base URLs) and an
-optional TOML file (--config or RUNTIMES_MCP_CONFIG). The README has the full table.
+optional TOML file (--config or RUNTIMES_MCP_CONFIG). docs/configuration.md has the full table.
 """
 
 

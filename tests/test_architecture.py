@@ -234,8 +234,16 @@ def test_readme_tables_match_the_registry() -> None:
     for spec in HEADLINE:
         row = next((line for line in readme.splitlines() if line.startswith(f"| `{spec.name}` |")), "")
         assert row.endswith(f"| {', '.join(spec.providers)} |"), f"README's tools table, {spec.name}: {row!r}"
+    toolsets: dict[str, list[str]] = {}
+    for spec in ALL:
+        if spec.toolset:
+            toolsets.setdefault(spec.toolset, []).append(spec.name)
+    for toolset, names in toolsets.items():
+        row = next((line for line in readme.splitlines() if line.startswith(f"| `{toolset}` |")), "")
+        assert sorted(re.findall(r"`(\w+)`", row)[1:]) == sorted(names), f"README's toolsets table, {toolset}: {row!r}"
+    configuration = (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
     for provider in PROVIDERS.values():
         for setting in provider.settings:
-            assert f"`{setting.env}`" in readme, f"README's configuration table lacks {setting.env}"
+            assert f"`{setting.env}`" in configuration, f"docs/configuration.md's table lacks {setting.env}"
             if setting.default is not None:
-                assert f"`{setting.default}`" in readme, f"README does not give {setting.env}'s default"
+                assert f"`{setting.default}`" in configuration, f"docs/configuration.md lacks {setting.env}'s default"
