@@ -183,6 +183,15 @@ def test_no_two_modules_import_each_other_however_indirectly() -> None:
     assert not cycles, "import cycles:\n" + "\n".join(cycles)
 
 
+def test_no_module_of_the_local_runtime_is_over_400_lines() -> None:
+    long = {
+        str(path.relative_to(ROOT)): n
+        for path in (ROOT / "providers" / "local").rglob("*.py")
+        if (n := len(path.read_text().splitlines())) > 400
+    }
+    assert long == {}, f"split these by concern (CONTRIBUTING.md): {long}"
+
+
 def test_sdk_and_uvicorn_internals_are_used_only_in_their_adapter_modules() -> None:
     sdk_internals = re.compile(
         r"\._lowlevel_server\b|\._connection\b|\.fn_metadata\b|__signature__|last_context|mcp\.shared\._|"

@@ -95,3 +95,23 @@ class Monitor:
         if self.cut:
             return "output_limit", f"{' and '.join(self.cut)} passed {self.cap // MIB} MiB (local.max_output_mb)"
         return None
+
+
+def output_size(path: str) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return 0
+
+
+def cut_output(path: str, cap: int) -> int:
+    """Cut a stream the run wrote past its cap back to the cap, saying so at the end; its size then."""
+    try:
+        if os.stat(path).st_size > cap:
+            with open(path, "r+b") as f:
+                f.truncate(cap)
+                f.seek(cap)
+                f.write(f"\n[runtimes-mcp: output cut here at {cap} bytes (local.max_output_mb)]\n".encode())
+    except OSError:
+        pass
+    return output_size(path)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import fcntl
 import json
 import os
 import secrets
@@ -176,3 +177,18 @@ def remove_unused(directory: str) -> None:
     for path in (os.path.join(directory, WORKDIR), directory):
         with contextlib.suppress(OSError):
             os.rmdir(path)
+
+
+def nobody_serving(path: str) -> bool:
+    """Does no server hold `serving.lock` any more (a shared lock each serving server keeps)?"""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(fd)
+    return True

@@ -12,7 +12,6 @@ server has gone it finishes the run it has and leaves.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import select
 import signal
@@ -22,7 +21,7 @@ from typing import Any
 
 from .channel import receive, send
 from .limits import Limits, cgroup_name
-from .monitor import Monitor
+from .monitor import Monitor, cut_output, output_size
 from .network import RunNetwork
 from .reaping import reap, signal_all, sweep
 from .records import (
@@ -39,6 +38,7 @@ from .records import (
     disk_full,
     identity,
     make_session_dir,
+    nobody_serving,
     prctl,
     read_json,
     remove_unused,
@@ -48,21 +48,6 @@ from .spawn import spawn, spawn_sandbox
 
 MAX_JOBS = 200
 SERVING_CHECK_S = 1.0  # how often an orphaned launcher's run looks for a serving server
-
-
-def nobody_serving(path: str) -> bool:
-    """Does no server hold `serving.lock` any more (a shared lock each serving server keeps)?"""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        return True
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return False
-    finally:
-        os.close(fd)
-    return True
 
 
 class Supervisor:
@@ -368,7 +353,7 @@ class Supervisor:
         sandboxed = bool(self.job.get("sandboxed"))
         if not sandboxed:
             self.sweep()
-        cap = self.job.get("max_output_bytes")
+        cap = int(self.job.get("max_output_bytes") or 0)
         code = os.waitstatus_to_exitcode(self.status)
         if self.reason is None:
             hit = self.limits.after_exit(code, self.path("stderr"))
@@ -389,17 +374,8 @@ class Supervisor:
             if self.denied:
                 result["network_denied"] = self.denied
         for stream, path in zip(STREAMS, self.streams, strict=True):
-            try:
-                size = os.stat(path).st_size
-                if self.monitor and stream in self.monitor.cut and cap and size > cap:
-                    with open(path, "r+b") as f:
-                        f.truncate(cap)
-                        f.seek(cap)
-                        f.write(f"\n[runtimes-mcp: output cut here at {cap} bytes (local.max_output_mb)]\n".encode())
-                    size = os.stat(path).st_size
-            except OSError:
-                size = 0
-            result[f"{stream}_bytes"] = size
+            cut = self.monitor is not None and stream in self.monitor.cut and cap
+            result[f"{stream}_bytes"] = cut_output(path, cap) if cut else output_size(path)
         retiring = self.jobs >= MAX_JOBS  # then the server must not hand this supervisor another job
         self.record["pid"] = self.pid
         self.record["result"] = result
