@@ -12,8 +12,9 @@ RUN_AND_WATCH = Topic(
         "Follow with getSession session_id wait_s=... stdout_offset=<stdout_next_offset>: it waits for the end "
         "(progress notifications carry the newest line) and returns only new output. Repeat until state is "
         "not running.",
-        "Clients that speak MCP Tasks (io.modelcontextprotocol/tasks) get a task handle from execRun and "
-        "invokeRoutine instead, and poll tasks/get; the task follows the run and survives server restarts.",
+        "Clients that speak MCP Tasks (the io.modelcontextprotocol/tasks extension, or the 2025-11-25 tasks "
+        "capability) may run execRun and invokeRoutine as tasks and poll tasks/get; the task follows the run "
+        "and survives server restarts.",
         "Events of sandbox `local` tell you when local sessions start and end.",
     ],
     patterns=[

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 from anyio.abc import TaskGroup
 
@@ -58,6 +58,12 @@ class RunTask(Protocol):
     ended_at: float | None  # its run's
 
 
+class CallTaskRecord(NamedTuple):
+    view: Any  # as last recorded by the process running it
+    stopped: str | None  # who ran it, when that process has stopped (else None)
+    cancel_asked_at: float | None  # when a client asked, while it was going, to cancel it
+
+
 class CallTasks(Protocol):
     """MCP tasks that are tool calls, each running in one server process, recorded where every server on the same
     state reads them. A task's `view` is what tasks/get shows, as JSON."""
@@ -68,8 +74,8 @@ class CallTasks(Protocol):
 
     async def update(self, task_id: str, status: str, view: Any) -> None: ...
 
-    async def read(self, task_id: str) -> tuple[Any, str | None] | None:
-        """The task's view as last recorded, and who ran it when that process has stopped (else None)."""
+    async def read(self, task_id: str) -> CallTaskRecord | None:
+        """The task as last recorded (None once it has expired)."""
         ...
 
     async def ask_cancel(self, task_id: str) -> None: ...

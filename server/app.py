@@ -17,7 +17,7 @@ from server.config import Settings
 from server.docs_tool import ServerFacts, docs_tool, register_docs_resources
 from server.resources import register_resources
 from server.state import AppState, available_capabilities
-from server.tasks import TasksExtension, advertise_only_when_declared, serve_task_notifications
+from server.tasks import TasksExtension, serve_task_notifications
 from tools import build
 from tools.catalog import ALL
 from tools.tasks import CallTaskRecords, LocalRunTasks
@@ -91,7 +91,7 @@ def create_server(
         log_level=settings.log_level,
         tools=[*build.tools_for(offers), docs_tool(availability(settings, offers))],
         extensions=[tasks],
-        middleware=[advertise_only_when_declared, explain_unknown_tools(settings, offers)],
+        middleware=[*tasks.middleware(), explain_unknown_tools(settings, offers)],
     )
     register_docs_resources(server, facts, availability(settings, offers))
     serve_task_notifications(server, tasks, bus)

@@ -49,6 +49,7 @@ from mcp_types import (
     HEADER_MISMATCH,
     INTERNAL_ERROR,
     INVALID_PARAMS,
+    METHOD_NOT_FOUND,
     MISSING_REQUIRED_CLIENT_CAPABILITY,
 )
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
@@ -56,6 +57,7 @@ from pydantic import BaseModel, Field
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from server import tasks_2025
 from tools import sdk
 from tools.tasks import TASK_CALL, TERMINAL, Status, TaskCall, TaskView
 
@@ -128,6 +130,7 @@ class _MemoryTask:
     answers: dict[str, Any] = field(default_factory=dict)
     answered: dict[str, anyio.Event] = field(default_factory=dict)
     next_key: int = 0
+    outcome: list[HandlerResult] = field(default_factory=list)  # the call's own answer, once it has one
     shared: SharedTasks | None = None  # where the task is recorded for other servers, once it is
 
     async def publish(self) -> None:
@@ -155,6 +158,12 @@ class _MemoryTask:
         await self.publish()
         await self.answered[key].wait()
         return self.answers.pop(key)
+
+    def cancel(self) -> None:
+        """Cancel the call (it ends `cancelled` unless it has ended already)."""
+        if not self.done.is_set() and self.view.cancel_asked_at is None:
+            self.view.cancel_asked_at = time.time()
+        self.scope.cancel()
 
     def answer(self, responses: Mapping[str, Any]) -> None:
         for key, response in responses.items():
@@ -197,7 +206,7 @@ def missing_capability() -> MCPError:
 def _not_found(task_id: str) -> MCPError:
     return MCPError(
         code=INVALID_PARAMS,
-        message=f"no task {task_id!r}: it never existed here or has expired (ttlMs after its creation)",
+        message=f"no task {task_id!r}: it never existed here or has expired (its ttl after its creation has passed)",
     )
 
 
@@ -244,13 +253,22 @@ class TasksExtension(Extension):
             MethodBinding("tasks/get", TaskParams, self._get),
             MethodBinding("tasks/update", UpdateParams, self._update),
             MethodBinding("tasks/cancel", TaskParams, self._cancel),
+            # the 2025-11-25 form only (server/tasks_2025.py): the extension inlines results in tasks/get
+            MethodBinding("tasks/result", TaskParams, self._result, frozenset({tasks_2025.VERSION})),
         )
+
+    def middleware(self) -> list[Any]:
+        """Server middleware to install with the extension: each client sees the form of tasks it negotiated."""
+        return [advertise_only_when_declared, tasks_2025.middleware(self.support)]
 
     # --- tools/call -------------------------------------------------------------------------------
     async def intercept_tool_call(
         self, params: CallToolRequestParams, ctx: ServerRequestContext[Any, Any], call_next: CallNext
     ) -> HandlerResult:
         support = self.support.get(params.name)
+        request = tasks_2025.REQUESTED.get() if tasks_2025.speaks(ctx) else None
+        if request is not None:  # a 2025-11-25 connection, and the server serves that form
+            return await self._intercept_2025(params, ctx, call_next, support, request)
         if support is None:
             return await call_next(ctx)
         # A task handle only exists on the 2026-07-28 wire (older wires cannot carry resultType "task").
@@ -265,15 +283,62 @@ class TasksExtension(Extension):
         finally:
             TASK_CALL.reset(token)
 
-    async def _start(
-        self, ctx: ServerRequestContext[Any, Any], call_next: CallNext, call: TaskCall, support: Support
+    async def _intercept_2025(
+        self,
+        params: CallToolRequestParams,
+        ctx: ServerRequestContext[Any, Any],
+        call_next: CallNext,
+        support: Support | None,
+        request: tasks_2025.TaskRequest,
     ) -> HandlerResult:
-        if self.durable is not None and self.durable.follows(call.params):
-            return await self._start_durable(ctx, call_next, call)
+        """tools/call on a 2025-11-25 connection: with `task`, the task is created (always: that form has no
+        immediate-result shortcut) and handed to the middleware, which answers its CreateTaskResult."""
+        if params.task is None:
+            if support == "required":
+                raise MCPError(code=METHOD_NOT_FOUND, message=f"{params.name} runs only as a task: call it with `task`")
+            return await call_next(ctx)
+        if support is None:
+            raise tasks_2025.not_a_task_tool(params.name)
+        call = TaskCall(params)
+        token = TASK_CALL.set(call)
+        try:
+            if self.durable is not None and self.durable.follows(params):
+                request.created = await self._create_durable(ctx, call_next, call)
+            else:
+                ttl = tasks_2025.ttl_ms(params.task.ttl, MEMORY_TTL_MS)
+                task = self._spawn(ctx, call_next, call, ttl, asks=False)
+                await self._keep(ctx, task)
+                request.created = task.view
+        finally:
+            TASK_CALL.reset(token)
+        return {"content": []}  # replaced by the CreateTaskResult on the way out (tasks_2025.middleware)
+
+    async def _create_durable(
+        self, ctx: ServerRequestContext[Any, Any], call_next: CallNext, call: TaskCall
+    ) -> TaskView:
+        """The tool starts its run and answers at once; the task follows the run. When nothing was started (bad
+        input, a provider error) the answer is the task's result: a task already ended."""
+        assert self.durable is not None
+        result = await call_next(ctx)
+        if call.started is not None and not _dump(result).get("isError"):
+            return await self.durable.create(ctx, new_task_id(), call)
         now = time.time()
-        task = _MemoryTask(TaskView(new_task_id(), "working", now, now, MEMORY_TTL_MS, MEMORY_POLL_MS))
-        call.ask = task.ask
-        outcome: list[HandlerResult] = []
+        task = _MemoryTask(TaskView(new_task_id(), "completed", now, now, MEMORY_TTL_MS, MEMORY_POLL_MS))
+        task.view.result = _dump(result)
+        task.done.set()
+        await self._keep(ctx, task)
+        return task.view
+
+    def _spawn(
+        self, ctx: ServerRequestContext[Any, Any], call_next: CallNext, call: TaskCall, ttl_ms: int, asks: bool
+    ) -> _MemoryTask:
+        """Start the call in the background of this process, as an in-memory task (not yet kept: see _keep).
+        `asks`: it may park on input requests (the extension's tasks/update answers them)."""
+        now = time.time()
+        task = _MemoryTask(TaskView(new_task_id(), "working", now, now, ttl_ms, MEMORY_POLL_MS))
+        if asks:
+            call.ask = task.ask
+        outcome = task.outcome
 
         async def run() -> None:
             with task.scope:
@@ -293,16 +358,29 @@ class TasksExtension(Extension):
             await task.publish()
 
         self._background(ctx.lifespan_context).start_soon(run)
+        return task
+
+    async def _keep(self, ctx: ServerRequestContext[Any, Any], task: _MemoryTask) -> None:
+        """From now on the task is answered for: here, and (with shared state) by every server."""
+        self._forget_expired()
+        self._memory[task.view.task_id] = task
+        if self._shared is not None:
+            await self._share(ctx, task)
+
+    async def _start(
+        self, ctx: ServerRequestContext[Any, Any], call_next: CallNext, call: TaskCall, support: Support
+    ) -> HandlerResult:
+        if self.durable is not None and self.durable.follows(call.params):
+            return await self._start_durable(ctx, call_next, call)
+        task = self._spawn(ctx, call_next, call, MEMORY_TTL_MS, asks=True)
+        outcome = task.outcome
         with anyio.move_on_after(IMMEDIATE_S):
             await task.done.wait()
         if outcome and isinstance(outcome[0], InputRequiredResult):
             return outcome[0]  # the first round's input request (SEP-2322) goes back before any task exists
         if outcome and support == "optional":
             return outcome[0]  # done already: the immediate-result shortcut
-        self._forget_expired()
-        self._memory[task.view.task_id] = task
-        if self._shared is not None:
-            await self._share(ctx, task)
+        await self._keep(ctx, task)
         return {"resultType": "task", **task.view.wire()}
 
     async def _share(self, ctx: ServerRequestContext[Any, Any], task: _MemoryTask) -> None:
@@ -330,7 +408,7 @@ class TasksExtension(Extension):
                     continue
                 for task_id in asked:
                     if task_id in self._memory:
-                        self._memory[task_id].scope.cancel()
+                        self._memory[task_id].cancel()
         finally:
             self._beating = False
 
@@ -370,15 +448,29 @@ class TasksExtension(Extension):
         return None, "here"
 
     async def _view(self, ctx: ServerRequestContext[Any, Any], params: TaskParams) -> tuple[TaskView, Kind]:
-        if not client_declared(ctx, params):
+        if not tasks_2025.speaks(ctx) and not client_declared(ctx, params):
             raise missing_capability()
         view, kind = await self._find(ctx, params.task_id)
         if view is None:
             raise _not_found(params.task_id)
+        if kind == "here" and tasks_2025.speaks(ctx):
+            await self._cancel_asked_elsewhere(self._memory[view.task_id])
         return view, kind
+
+    async def _cancel_asked_elsewhere(self, task: _MemoryTask) -> None:
+        """A task running here that a client asked another server to cancel is cancelled now, not at the next
+        heartbeat: the 2025-11-25 form shows it cancelled from the moment of asking, on every server."""
+        if task.shared is None or task.done.is_set() or task.view.cancel_asked_at is not None:
+            return
+        recorded = await task.shared.read(task.view.task_id)
+        if recorded is not None and recorded.cancel_asked_at is not None:
+            task.view.cancel_asked_at = recorded.cancel_asked_at
+            task.cancel()
 
     async def _get(self, ctx: ServerRequestContext[Any, Any], params: TaskParams) -> dict[str, Any]:
         view, _ = await self._view(ctx, params)
+        if tasks_2025.speaks(ctx):
+            return tasks_2025.task(view)
         return {"resultType": "complete", **view.wire()}
 
     async def _update(self, ctx: ServerRequestContext[Any, Any], params: UpdateParams) -> dict[str, Any]:
@@ -393,15 +485,38 @@ class TasksExtension(Extension):
 
     async def _cancel(self, ctx: ServerRequestContext[Any, Any], params: TaskParams) -> dict[str, Any]:
         view, kind = await self._view(ctx, params)
+        if tasks_2025.speaks(ctx) and tasks_2025.status(view) in TERMINAL:
+            raise tasks_2025.cannot_cancel(view)
         if kind == "durable":
             assert self.durable is not None
             await self.durable.cancel(ctx, view.task_id)
         elif kind == "here":
-            self._memory[view.task_id].scope.cancel()
+            task = self._memory[view.task_id]
+            task.cancel()
+            if task.shared is not None:
+                await task.shared.ask_cancel(view.task_id)  # so every server shows it cancelled (2025-11-25 form)
         elif view.status not in TERMINAL:
             assert self._shared is not None
             await self._shared(ctx.lifespan_context).ask_cancel(view.task_id)  # its process cancels it
-        return {"resultType": "complete"}
+        if not tasks_2025.speaks(ctx):
+            return {"resultType": "complete"}
+        view = (await self._find(ctx, view.task_id))[0] or view  # cancelled now, in this form (a MUST)
+        view.cancel_asked_at = view.cancel_asked_at or time.time()
+        return tasks_2025.task(view)
+
+    async def _result(self, ctx: ServerRequestContext[Any, Any], params: TaskParams) -> dict[str, Any]:
+        """tasks/result (2025-11-25 form): waits for the task to end, then answers what the tools/call would have."""
+        wait_s = 0.05
+        while True:
+            view, kind = await self._view(ctx, params)
+            if tasks_2025.status(view) in TERMINAL:
+                return tasks_2025.payload(view)
+            with anyio.move_on_after(wait_s):
+                if kind == "here":
+                    await self._memory[view.task_id].done.wait()
+                else:
+                    await anyio.sleep_forever()  # read again: it is kept elsewhere (the store, another server)
+            wait_s = min(wait_s * 2, 1.0)
 
 
 def routing_header_mismatch(body: Any, headers: Mapping[str, str]) -> str | None:

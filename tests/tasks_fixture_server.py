@@ -1,4 +1,5 @@
-"""Test-only MCP server: the conformance suite's Tasks fixture tools on the product's Tasks extension.
+"""Test-only MCP server: the conformance suite's Tasks fixture tools on the product's Tasks extension
+(and its 2025-11-25 form: tests/test_tasks_2025.py runs it in-process).
 
 `python -m tests.tasks_fixture_server PORT` serves Streamable HTTP at http://127.0.0.1:PORT/mcp. The tools
 are the ones the `tasks-*` scenarios of @modelcontextprotocol/conformance call; the Tasks code (server/tasks.py
@@ -23,6 +24,7 @@ from mcp.shared.exceptions import MCPError
 from mcp.types import InputRequiredResult
 from mcp_types import INTERNAL_ERROR
 
+from server import tasks_2025
 from server.tasks import TaskRoutingHeaders, TasksExtension
 from tools.tasks import TASK_CALL
 
@@ -67,7 +69,13 @@ def build(task_group: TaskGroup) -> MCPServer[Background]:
     async def lifespan(_: MCPServer[Background]) -> AsyncIterator[Background]:
         yield Background(task_group)
 
-    server: MCPServer[Background] = MCPServer("tasks-fixtures", lifespan=lifespan, extensions=[TasksExtension(SUPPORT)])
+    extension = TasksExtension(SUPPORT)
+    server: MCPServer[Background] = MCPServer(
+        "tasks-fixtures",
+        lifespan=lifespan,
+        extensions=[extension],
+        middleware=[tasks_2025.middleware(extension.support)],  # the 2025-11-25 form too (tests/test_tasks_2025.py)
+    )
 
     @server.tool()
     def greet(name: str) -> str:

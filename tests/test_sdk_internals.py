@@ -164,3 +164,64 @@ async def test_subscriptions_listen_is_the_sdks_to_wrap_and_keeps_task_ids() -> 
     assert sdk.unmodelled_field(params.notifications, "taskIds") == ["task_1"], (
         "SubscriptionFilter drops fields it does not model: update tools/sdk.unmodelled_field (server/tasks.TaskListen)"
     )
+
+
+async def test_a_middleware_sees_the_wire_result_and_what_it_returns_is_sent_unsieved() -> None:
+    """server/tasks_2025.py answers a 2025-11-25 `tools/call` made as a task with a CreateTaskResult, which the SDK's
+    schema for that answer (CallToolResult) would drop: only a server middleware can send it, and it adds the
+    `tasks` capability and `execution.taskSupport` the same way. Its interceptor reads the call's `task`."""
+    from mcp.server.context import CallNext, ServerRequestContext
+    from mcp.server.extension import Extension
+    from mcp.types import CallToolRequestParams
+
+    from tests.test_tasks_2025 import raw
+
+    seen: dict[str, Any] = {}
+
+    class Probe(Extension):
+        identifier = "com.example/probe"
+
+        async def intercept_tool_call(
+            self, params: CallToolRequestParams, ctx: ServerRequestContext[Any, Any], call_next: CallNext
+        ) -> Any:
+            seen["task"], seen["version"] = params.task, ctx.protocol_version
+            return {"content": [], "resultType": "complete"}
+
+    async def middleware(ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> Any:
+        answer = sdk.wire_result(await call_next(ctx))
+        seen.setdefault("wire", {})[ctx.method] = answer
+        if ctx.method == "tools/call" and answer is not None:
+            return {"task": {"taskId": "t1"}}
+        if ctx.method == "tools/list" and answer is not None:
+            return {**answer, "tools": [{**t, "execution": {"taskSupport": "optional"}} for t in answer["tools"]]}
+        return answer
+
+    def build(_: Any) -> MCPServer[Any]:
+        server: MCPServer[Any] = MCPServer("probe", extensions=[Probe()], middleware=[middleware])
+
+        @server.tool()
+        def echo(text: str) -> str:
+            return text
+
+        return server
+
+    async with raw(build=build) as client:
+        listed = await client.result("tools/list")
+        called = await client.result("tools/call", {"name": "echo", "arguments": {"text": "x"}, "task": {"ttl": 5}})
+    wire = seen["wire"]
+    assert isinstance(wire.get("tools/list"), dict) and isinstance(wire.get("tools/call"), dict), (
+        f"a middleware no longer gets a spec method's result as its wire dict ({wire}): update tools/sdk.wire_result "
+        "(server/tasks_2025.middleware)"
+    )
+    assert "resultType" not in wire["tools/call"], (
+        "the SDK no longer sieves handler results: simplify server/tasks_2025"
+    )
+    assert listed["tools"][0]["execution"] == {"taskSupport": "optional"} and called == {"task": {"taskId": "t1"}}, (
+        "what a middleware returns is no longer sent as it is: update tools/sdk.wire_result (the 2025-11-25 "
+        "CreateTaskResult, `tasks` capability and execution.taskSupport of server/tasks_2025.py ride on it)"
+    )
+    assert seen["version"] == "2025-11-25" and seen["task"] is not None and seen["task"].ttl == 5, (
+        f"the tools/call interceptor no longer sees the 2025-11-25 `task` ({seen}): update server/tasks.py"
+    )
+    shaped = sdk.shaped_for("2025-11-25", "tools/call", {"content": [], "resultType": "complete", "isError": True})
+    assert shaped == {"content": [], "isError": True}, f"update tools/sdk.shaped_for: {shaped}"

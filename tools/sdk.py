@@ -18,6 +18,7 @@ from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.mcpserver.tools import Tool
 from mcp.shared.message import SessionMessage
+from mcp_types.methods import serialize_server_result
 from pydantic import BaseModel, Field, ValidationError
 
 
@@ -42,6 +43,23 @@ def wrap_request_handler(
     if entry is None:
         raise RuntimeError(f"the SDK no longer serves {method}: update tools/sdk.py (tests/test_sdk_internals.py)")
     lowlevel(server).add_request_handler(method, entry.params_type, wrap(entry.handler))
+
+
+def wire_result(result: Any) -> dict[str, Any] | None:
+    """A request's result as a server middleware sees it after `call_next`. MCPServer 2.3 hands middleware a spec
+    method's result already shaped for the connection's protocol version (a dict, sieved by that version's schema),
+    and sends what the middleware returns as it is, unsieved: so only a middleware can add what the version's
+    schema would drop from a handler's result (a 2025-11-25 CreateTaskResult in answer to tools/call). None when
+    the result is not such a dict (another middleware answered otherwise)."""
+    return result if isinstance(result, dict) else None
+
+
+def shaped_for(version: str, method: str, result: dict[str, Any]) -> dict[str, Any]:
+    """`result` as the SDK would send it in answer to `method` on a `version` connection (validated, and what that
+    version's schema does not know dropped): `mcp_types.methods.serialize_server_result`, what the runner applies to
+    a handler's result."""
+    shaped: dict[str, Any] = serialize_server_result(method, version, result)
+    return shaped
 
 
 def unmodelled_field(model: BaseModel, name: str) -> Any:

@@ -65,6 +65,9 @@ class TaskView:
     result: dict[str, Any] | None = None
     error: dict[str, Any] | None = None
     input_requests: dict[str, Any] | None = None
+    # When a client asked to cancel it while it was still going. The 2026-07-28 form cancels cooperatively (the
+    # task may still complete); the 2025-11-25 form shows it cancelled from then on (server/tasks_2025.py).
+    cancel_asked_at: float | None = None
 
     def wire(self) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -132,12 +135,15 @@ class LocalRunTasks:
         state = getattr(model, "state", None) or getattr(model, "status", "")
         ttl_ms = _storage(ctx).task_ttl_ms
         view = TaskView(row.id, "working", row.created_at, row.cancelled_at or row.created_at, ttl_ms, SESSION_POLL_MS)
+        if row.cancelled_at is not None and (row.ended_at is None or row.ended_at >= row.cancelled_at):
+            view.cancel_asked_at = row.cancelled_at  # asked while the run was going (not after its end)
         if state in WORKING_STATES:
             view.message = status_line(model)
             return view
         view.updated_at = row.ended_at or view.updated_at
         if row.cancelled_at is not None and state in CANCELLED_STATES:
-            view.status, view.message = "cancelled", "cancelled by the client; the run was stopped"
+            view.status = "cancelled"
+            view.message = f"cancelled by the client; its run (session {row.session_id}) was stopped"
             return view
         view.status = "completed"
         view.result = as_tool_result(model).model_dump(by_alias=True, mode="json", exclude_none=True)
@@ -156,6 +162,14 @@ def _storage(ctx: ServerRequestContext[Any, Any]) -> TaskStorage:
     return storage
 
 
+# What a shared task's recorded view holds: a cancel request is kept beside it by the store (CallTasks.ask_cancel).
+_STORED = frozenset(f.name for f in dataclasses.fields(TaskView)) - {"cancel_asked_at"}
+
+
+def _stored(view: TaskView) -> dict[str, Any]:
+    return {k: v for k, v in dataclasses.asdict(view).items() if k in _STORED}
+
+
 class CallTaskRecords:
     """server.tasks.SharedTasks over a provider's CallTasks (the local store): tool calls made as tasks, each
     running in one server process, recorded where every server on the same state reads them."""
@@ -165,16 +179,17 @@ class CallTaskRecords:
 
     async def record(self, view: TaskView) -> None:
         expires = view.created_at + (view.ttl_ms or 0) / 1000
-        await self._tasks.record(view.task_id, view.status, view.created_at, expires, dataclasses.asdict(view))
+        await self._tasks.record(view.task_id, view.status, view.created_at, expires, _stored(view))
 
     async def update(self, view: TaskView) -> None:
-        await self._tasks.update(view.task_id, view.status, dataclasses.asdict(view))
+        await self._tasks.update(view.task_id, view.status, _stored(view))
 
     async def read(self, task_id: str) -> TaskView | None:
         found = await self._tasks.read(task_id)
         if found is None:
             return None
-        view, stopped = TaskView(**found[0]), found[1]
+        view = TaskView(**{k: v for k, v in found.view.items() if k in _STORED})
+        view.cancel_asked_at, stopped = found.cancel_asked_at, found.stopped
         if view.status in TERMINAL or stopped is None:
             return view
         view.status, view.updated_at = "failed", time.time()

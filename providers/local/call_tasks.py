@@ -9,6 +9,7 @@ from typing import Any
 from providers.local import owners
 from providers.local.store import Store
 from providers.local.tables import CallTaskRow
+from providers.services import CallTaskRecord
 
 # A process on another machine running a task has stopped when its heartbeat (server.tasks.BEAT_S) has not been
 # heard for this long; on this machine it is known at once.
@@ -28,11 +29,11 @@ class StoredCallTasks:
     async def update(self, task_id: str, status: str, view: Any) -> None:
         await self._store.update_call_task(task_id, status, view, time.time())
 
-    async def read(self, task_id: str) -> tuple[Any, str | None] | None:
+    async def read(self, task_id: str) -> CallTaskRecord | None:
         row = await self._store.get_call_task(task_id)
         if row is None or row.expires_at < time.time():
             return None
-        return row.view, owners.describe(row.owner) if _stopped(row) else None
+        return CallTaskRecord(row.view, owners.describe(row.owner) if _stopped(row) else None, row.cancel_asked_at)
 
     async def ask_cancel(self, task_id: str) -> None:
         await self._store.ask_to_cancel_call_task(task_id, time.time())
