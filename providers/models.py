@@ -88,7 +88,7 @@ class Launcher(Shape):
         description="local: starting, running, waiting, failed, stopped; decthings: creating, active, deleting, "
         "recreating."
     )
-    previous: str | None = Field(None, description="When recreating: exit or unknown.")
+    previous: str | None = None  # decthings, when recreating: exit or unknown
     running: list[RunningItem] = Field(default_factory=list)
     created_at: int | None = Field(None, description="Unix ms.")
     description: str | None = None
@@ -99,7 +99,7 @@ class Launcher(Shape):
 class LauncherList(Shape):
     provider: str
     launchers: list[Launcher]
-    total: int = Field(description="Over all pages.")
+    total: int
     offset: int
     limit: int
 
@@ -238,7 +238,7 @@ class FileContent(Shape):
     offset: int
     size: int
     sha256: str
-    next_offset: int | None = Field(None, description="Where the next page starts; absent at the end.")
+    next_offset: int | None = Field(None, description="Next page's offset; absent at the end.")
     uri: str
 
 

@@ -260,17 +260,16 @@ async def print_tools(settings: Any) -> int:
 
 
 def _hints(annotations: Any) -> list[str]:
-    """The tool's hints in words, the MCP defaults filled in (an absent destructive hint means destructive)."""
+    """The tool's hints in words, the MCP defaults filled in (an absent destructive hint means destructive).
+    open-world is left out: this server never states it (tools/build.annotations_for)."""
     if annotations is None:
-        return ["destructive", "open-world"]
+        return ["destructive"]
     if annotations.read_only_hint:
         flags = ["read-only"]
     else:
         flags = ["changes things" if annotations.destructive_hint is False else "destructive"]
     if annotations.idempotent_hint:
         flags.append("idempotent")
-    if annotations.open_world_hint is not False:
-        flags.append("open-world")
     return flags
 
 

@@ -70,9 +70,8 @@ def docs_tool(availability: Availability | None = None) -> Tool:
     return strict_tool(
         getDocs,
         name="getDocs",
-        title="Read the docs",
         description="Guides: no topic lists them; a topic returns one.",
-        annotations=ToolAnnotations(read_only_hint=True, idempotent_hint=True, open_world_hint=False),
+        annotations=ToolAnnotations(read_only_hint=True),
     )
 
 

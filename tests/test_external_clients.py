@@ -98,7 +98,9 @@ def check_session(output: str) -> None:
     assert report["server"]["name"] == "runtimes-mcp"
     names = [t["name"] for t in report["tools"]]
     assert names == DEFAULT_TOOLS
-    assert all(t["hasOutputSchema"] and t["annotations"] for t in report["tools"])
+    assert all(t["hasOutputSchema"] for t in report["tools"])
+    # a tool that runs a command has every hint at its default (destructive, not idempotent): none is sent
+    assert [t["name"] for t in report["tools"] if not t["annotations"]] == ["execRun", "invokeRoutine"]
     assert "local" in report["docsTopics"] and "computesdk" in report["docsTopics"]
     assert report["execStdout"] == "from-typescript\n" and not report["execIsError"]
     assert report["badIsError"] and "command" in report["badText"] and "Traceback" not in report["badText"]

@@ -194,9 +194,10 @@ def test_the_tools_command_gives_each_argument_its_json_type_allowed_values_and_
     lines = out.stdout.splitlines()
     assert "storeEvent  (changes things)" in lines
     assert "stopSession  (destructive, idempotent)" in lines
+    assert "execRun  (destructive)" in lines and "listSessions  (read-only)" in lines
     assert "    - sort_direction (one of asc, desc, optional): Sort direction." in lines
     assert "    - command (string, required): Shell command (/bin/sh -c)." in lines
     assert "    - wait_s (number 0–600, optional): Longest wait for the end (default 30)." in lines
     assert "    - ids (array of string, optional): Only these ids." in lines
-    assert "    - provider (one of local, optional)" in lines
+    assert not any(line.startswith("    - provider ") for line in lines)  # one provider: nothing to choose
     assert not any(line.endswith("()") for line in lines)

@@ -19,7 +19,7 @@ async def test_stdio_client_sees_the_default_tools_with_schemas_and_annotations(
     async with Client(stdio_params()) as client:
         tools = (await client.list_tools()).tools
         assert [t.name for t in tools] == DEFAULT_TOOLS
-        assert all(t.output_schema and t.annotations and t.title for t in tools)
+        assert all(t.output_schema and t.annotations for t in tools)
         result = structured(await client.call_tool("execRun", {"command": "printf stdio-ok"}))
         assert result["stdout"] == "stdio-ok"
         read = await client.read_resource("docs://overview")

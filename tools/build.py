@@ -126,8 +126,7 @@ def _parameters(offer: Offer) -> list[inspect.Parameter]:
     """The tool function's parameters: flat, described, and strict (JSON types as the schema says: "5" is not a
     number and "false" not a boolean)."""
     spec = offer.spec
-    # With one provider configured the enum says it all; with several, a word on what it picks.
-    provider_desc = "Which runtime serves the call." if len(offer.providers) > 1 else None
+    provider_desc = "Which runtime serves the call."
     params = [
         inspect.Parameter(
             "provider",
@@ -230,15 +229,15 @@ def _unexpected(tool: str, provider: str, exc: Exception) -> ToolError:
 
 def annotations_for(offer: Offer) -> ToolAnnotations:
     """Truthful hints, each stated only where it differs from the spec's default (readOnly false, destructive
-    true, idempotent false, openWorld true): an absent hint means that default, and every byte of tools/list
-    is paid for by the agent."""
+    true, idempotent false): an absent hint means that default, and every byte of tools/list is paid for. A
+    command that is run may delete what it can write, so it is never called non-destructive. openWorld is left
+    at its default ("may" reach the outside), which is true of every tool a remote provider or a run serves,
+    and of the rest not worth its bytes: no client we know acts on it."""
     spec = offer.spec
-    open_world = spec.runs_code or any(p != LOCAL for p in offer.providers)
     return ToolAnnotations(
         read_only_hint=True if spec.read_only else None,
-        destructive_hint=False if not spec.read_only and not spec.destructive else None,
-        idempotent_hint=True if spec.idempotent else None,
-        open_world_hint=False if not open_world else None,
+        destructive_hint=False if not spec.read_only and not spec.destructive and not spec.runs_code else None,
+        idempotent_hint=True if spec.idempotent and not spec.read_only else None,  # the spec: meaningless then
     )
 
 
@@ -246,21 +245,24 @@ def strict_tool(
     fn: Any,
     *,
     name: str,
-    title: str,
     description: str,
     annotations: ToolAnnotations,
     explain_unknown: Callable[[dict[str, Any]], str | None] | None = None,
+    single_provider: bool = False,
 ) -> Tool:
     """A StrictTool with compact schemas (see compact_schema)."""
     tool = cast(
         StrictTool,
         StrictTool.from_function(
-            fn, name=name, title=title, description=description, annotations=annotations, structured_output=True
+            fn, name=name, description=description, annotations=annotations, structured_output=True
         ),
     )
     tool.explain_unknown = explain_unknown
     tool.parameters = compact_schema(drop_titles(tool.parameters))
     tool.parameters["additionalProperties"] = False
+    if single_provider:  # nothing to choose: left out of tools/list, still taken (an agent may name it)
+        del tool.parameters["properties"]["provider"]
+        tool.unlisted = frozenset({"provider"})
     generated = generated_output_schema(tool)
     if generated is not None:
         compact = compact_schema(drop_titles(generated))
@@ -273,10 +275,10 @@ def tools_for(offers: Iterable[Offer]) -> list[Tool]:
         strict_tool(
             make_handler(o),
             name=o.spec.name,
-            title=o.spec.title,
             description=o.spec.described_for(o.providers),
             annotations=annotations_for(o),
             explain_unknown=_unconfigured_provider(o),
+            single_provider=len(o.providers) == 1 and len(o.spec.providers) > 0,
         )
         for o in offers
     ]

@@ -29,7 +29,7 @@ RUN_STATUS = Arg("status", Literal["pending", "running", "completed", "failed", 
 ROUTINE_RUNS = Arg("routine_run", list[str], "Only sessions of these routine runs (up to 100).")
 EXCLUDE_SYSTEM = Arg("exclude_system", bool, "true: omit sessions the platform started.")
 COMMAND = Arg("command", str, "Shell command (/bin/sh -c).")
-CWD = Arg("cwd", str, "Working directory (default: a new one); writable, unlike the rest of the host.")
+CWD = Arg("cwd", str, "Working directory, writable (default: a new one).")
 WORKSPACE = Arg("workspace", str, "Run here: a named directory kept across runs.")
 FILE_WORKSPACE = Arg("workspace", str, "Workspace name.")
 INTERACTIVE = Arg("interactive", bool, "true: stdin stays open for sendInput.")
@@ -110,7 +110,6 @@ AGENT_ID = Arg("agent", str, "Agent id (agi_...).")
 HEADLINE: tuple[ToolSpec, ...] = (
     ToolSpec(
         "listSessions",
-        "List sessions",
         "Sessions (runs), newest first, with status and command.",
         c.LIST_SESSIONS,
         (
@@ -130,7 +129,6 @@ HEADLINE: tuple[ToolSpec, ...] = (
     ),
     ToolSpec(
         "execRun",
-        "Run code",
         "Run code.",
         c.EXEC_RUN,
         (
@@ -167,7 +165,6 @@ HEADLINE: tuple[ToolSpec, ...] = (
     ),
     ToolSpec(
         "getSession",
-        "Get a session",
         "A session's state and output; wait_s waits for its end, offsets give new output only.",
         c.GET_SESSION,
         (SESSION_ID, FOLLOW_WAIT_S, STDOUT_OFFSET, STDERR_OFFSET),
@@ -175,8 +172,7 @@ HEADLINE: tuple[ToolSpec, ...] = (
     ),
     ToolSpec(
         "stopSession",
-        "Stop a session",
-        "Stop a running session; stopping a finished one is harmless.",
+        "Stop a session; stopping a finished one is harmless.",
         c.STOP_SESSION,
         (SESSION_ID, PROJECT_ID, RUN_ID, SPRITE, SIGNAL, KILL_TIMEOUT),
         read_only=False,
@@ -185,8 +181,7 @@ HEADLINE: tuple[ToolSpec, ...] = (
     ),
     ToolSpec(
         "invokeRoutine",
-        "Invoke a routine",
-        "Run a named routine with a message; pass idempotency_key to make retries safe.",
+        "Run a named routine with a message; idempotency_key makes retries safe.",
         c.INVOKE_ROUTINE,
         (ROUTINE, MESSAGE, IDEMPOTENCY_KEY, METADATA, SESSION_KEY, THREAD_ID, USER, WAIT_S, WORKSPACE),
         read_only=False,
@@ -199,14 +194,12 @@ HEADLINE: tuple[ToolSpec, ...] = (
     ),
     ToolSpec(
         "getLaunchers",
-        "List launchers",
         "Long-lived services (launchers): state and what runs under each.",
         c.GET_LAUNCHERS,
         (OFFSET, LIMIT, IDS, SEARCH_NAME, SORT, SORT_DIRECTION),
     ),
     ToolSpec(
         "storeEvent",
-        "Store an event",
         "Record an event {type, data} for a sandbox.",
         c.STORE_EVENT,
         (EVENT_TYPE, DATA, SANDBOX_ID),
@@ -215,7 +208,6 @@ HEADLINE: tuple[ToolSpec, ...] = (
     ),
     ToolSpec(
         "getEvents",
-        "Get events",
         "Stored events of a sandbox, oldest first; filter by type and time.",
         c.GET_EVENTS,
         (SANDBOX_ID, EVENT_TYPE, SINCE, LIMIT),
@@ -225,8 +217,7 @@ HEADLINE: tuple[ToolSpec, ...] = (
 FILES: tuple[ToolSpec, ...] = (
     ToolSpec(
         "writeFile",
-        "Write a file",
-        "Write a file into a workspace (made on first use); replaces the whole file.",
+        "Write a whole file into a workspace (made on first use).",
         c.WRITE_FILE,
         (FILE_WORKSPACE, FILE_PATH, FILE_CONTENT, ENCODING, MODE),
         read_only=False,
@@ -235,8 +226,7 @@ FILES: tuple[ToolSpec, ...] = (
     ),
     ToolSpec(
         "readFile",
-        "Read a file",
-        "Read a page of a file in a workspace, with the whole file's size and sha256.",
+        "Read a file in a workspace by pages, with its size and sha256.",
         c.READ_FILE,
         (FILE_WORKSPACE, FILE_PATH, FILE_OFFSET, READ_LENGTH),
     ),
@@ -246,7 +236,6 @@ TOOLSETS: tuple[ToolSpec, ...] = (
     # sessions
     ToolSpec(
         "setSessionAccess",
-        "Set session access",
         "Make a Xano session public or private.",
         c.SET_SESSION_ACCESS,
         (SESSION_ID, ACCESS),
@@ -255,7 +244,6 @@ TOOLSETS: tuple[ToolSpec, ...] = (
     ),
     ToolSpec(
         "updateSessionRun",
-        "Rename a session's run",
         "Rename the run behind a Xano session.",
         c.UPDATE_SESSION_RUN,
         (SESSION_ID, RUN_NAME),
@@ -264,7 +252,6 @@ TOOLSETS: tuple[ToolSpec, ...] = (
     ),
     ToolSpec(
         "listRuns",
-        "List runs",
         "A Xano project's run history: the run_id execRun re-executes and stopSession needs.",
         c.LIST_RUNS,
         (PROJECT_ID, PAGE),
@@ -272,7 +259,6 @@ TOOLSETS: tuple[ToolSpec, ...] = (
     ),
     ToolSpec(
         "createAgentSession",
-        "Start an agent session",
         "Start an ArchAstro agent session on a task.",
         c.CREATE_AGENT_SESSION,
         (
@@ -295,7 +281,6 @@ TOOLSETS: tuple[ToolSpec, ...] = (
     ),
     ToolSpec(
         "updateAgentSession",
-        "Update an agent session",
         "Replace an ArchAstro agent session's metadata.",
         c.UPDATE_AGENT_SESSION,
         (SESSION_ID, REPLACED_METADATA),
@@ -304,7 +289,6 @@ TOOLSETS: tuple[ToolSpec, ...] = (
     ),
     ToolSpec(
         "getSessionSink",
-        "Export session data",
         "Export all data of a hibernated Xano session.",
         c.GET_SESSION_SINK,
         (SESSION_ID,),
@@ -312,7 +296,6 @@ TOOLSETS: tuple[ToolSpec, ...] = (
     ),
     ToolSpec(
         "checkXanoDoc",
-        "Validate XanoScript",
         "Validate a XanoScript document before running it.",
         c.CHECK_XANO_DOC,
         (PROJECT_ID, DOC),
@@ -320,7 +303,6 @@ TOOLSETS: tuple[ToolSpec, ...] = (
     ),
     ToolSpec(
         "sendSessionMessage",
-        "Message an agent session",
         "Add a message to an ArchAstro agent session's inbox; a waiting session resumes.",
         c.SEND_SESSION_MESSAGE,
         (SESSION_ID, CONTENT, METADATA, ROLE),
@@ -330,7 +312,6 @@ TOOLSETS: tuple[ToolSpec, ...] = (
     ),
     ToolSpec(
         "deleteSession",
-        "Delete an agent session",
         "Delete a finished ArchAstro agent session for good.",
         c.DELETE_SESSION,
         (SESSION_ID,),
@@ -340,7 +321,6 @@ TOOLSETS: tuple[ToolSpec, ...] = (
     ),
     ToolSpec(
         "sendInput",
-        "Send input",
         "Write to a running interactive session's stdin (execRun interactive=true).",
         c.SEND_INPUT,
         (SESSION_ID, INPUT_TEXT, EOF),
@@ -351,7 +331,6 @@ TOOLSETS: tuple[ToolSpec, ...] = (
     # workspaces
     ToolSpec(
         "listFiles",
-        "List files",
         "A workspace's files: type, size, mtime.",
         c.LIST_FILES,
         (FILE_WORKSPACE, DIR_PATH, DEPTH),
@@ -359,7 +338,6 @@ TOOLSETS: tuple[ToolSpec, ...] = (
     ),
     ToolSpec(
         "listWorkspaces",
-        "List workspaces",
         "Workspaces with their size and last use.",
         c.LIST_WORKSPACES,
         (),
@@ -367,7 +345,6 @@ TOOLSETS: tuple[ToolSpec, ...] = (
     ),
     ToolSpec(
         "deleteWorkspace",
-        "Delete a workspace",
         "Delete a workspace and all its files (refused while a session runs in it).",
         c.DELETE_WORKSPACE,
         (FILE_WORKSPACE,),
@@ -378,7 +355,6 @@ TOOLSETS: tuple[ToolSpec, ...] = (
     # routines
     ToolSpec(
         "listRoutines",
-        "List routines",
         "List the routines that invokeRoutine can run.",
         c.LIST_ROUTINES,
         (AGENT, EVENT_TYPE_FILTER),
@@ -386,7 +362,6 @@ TOOLSETS: tuple[ToolSpec, ...] = (
     ),
     ToolSpec(
         "getRoutine",
-        "Get a routine",
         "One ArchAstro routine's configuration and status.",
         c.GET_ROUTINE,
         (ROUTINE,),
@@ -394,7 +369,6 @@ TOOLSETS: tuple[ToolSpec, ...] = (
     ),
     ToolSpec(
         "listRoutinePresets",
-        "List routine presets",
         "Routine presets available to the ArchAstro app.",
         c.LIST_ROUTINE_PRESETS,
         (),
@@ -402,7 +376,6 @@ TOOLSETS: tuple[ToolSpec, ...] = (
     ),
     ToolSpec(
         "activateRoutine",
-        "Activate a routine",
         "Set an ArchAstro routine active.",
         c.ACTIVATE_ROUTINE,
         (ROUTINE,),
@@ -411,7 +384,6 @@ TOOLSETS: tuple[ToolSpec, ...] = (
     ),
     ToolSpec(
         "pauseRoutine",
-        "Pause a routine",
         "Pause an ArchAstro routine without deleting it.",
         c.PAUSE_ROUTINE,
         (ROUTINE,),
@@ -420,7 +392,6 @@ TOOLSETS: tuple[ToolSpec, ...] = (
     ),
     ToolSpec(
         "updateRoutine",
-        "Update a routine",
         "Change an ArchAstro routine's settings; what you leave out stays.",
         c.UPDATE_ROUTINE,
         (
@@ -445,7 +416,6 @@ TOOLSETS: tuple[ToolSpec, ...] = (
     ),
     ToolSpec(
         "deleteRoutine",
-        "Delete a routine",
         "Delete an ArchAstro routine for good.",
         c.DELETE_ROUTINE,
         (ROUTINE,),
@@ -455,7 +425,6 @@ TOOLSETS: tuple[ToolSpec, ...] = (
     ),
     ToolSpec(
         "getRoutineRun",
-        "Get a routine run",
         "One routine run: status, output, session.",
         c.GET_ROUTINE_RUN,
         (RUN_ID,),
@@ -463,7 +432,6 @@ TOOLSETS: tuple[ToolSpec, ...] = (
     ),
     ToolSpec(
         "listRoutineRuns",
-        "List routine runs",
         "Runs of an ArchAstro routine, newest first.",
         c.LIST_ROUTINE_RUNS,
         (ROUTINE, RUN_STATUS, RUNS_LIMIT, CURSOR, AFTER_CURSOR),
@@ -472,7 +440,6 @@ TOOLSETS: tuple[ToolSpec, ...] = (
     # launchers
     ToolSpec(
         "getLauncher",
-        "Get a launcher",
         "One launcher in full: state, previous exit, running items.",
         c.GET_LAUNCHER,
         (LAUNCHER_ID,),

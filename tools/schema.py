@@ -29,8 +29,8 @@ JSON_SAFE_MAX = 2**53 - 1
 
 def drop_raw(schema: Any) -> Any:
     """Leave out of published output schemas what tells a client nothing it can use: the free-form `raw` (a
-    provider's own record, an open object) anywhere, and the top level's `provider` (the one the call named,
-    or the default). An output schema allows properties it does not list; results keep both."""
+    provider's own record, an open object) and defaults anywhere, and the top level's `provider` (the one the
+    call named, or the default). An output schema allows properties it does not list; results keep both."""
     if isinstance(schema, dict):
         properties = schema.get("properties")
         if isinstance(properties, dict) and "provider" in properties and "required" in schema:
@@ -42,6 +42,7 @@ def drop_raw(schema: Any) -> Any:
 
 def _drop_raw(schema: Any) -> None:
     if isinstance(schema, dict):
+        schema.pop("default", None)  # the server fills a result: a default tells a client nothing
         properties = schema.get("properties")
         if isinstance(properties, dict):
             properties.pop("raw", None)

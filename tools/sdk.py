@@ -153,10 +153,11 @@ class StrictTool(Tool):
     this server has not configured, say)."""
 
     explain_unknown: Callable[[dict[str, Any]], str | None] | None = Field(default=None, exclude=True)
+    unlisted: frozenset[str] = Field(default=frozenset(), exclude=True)  # taken, though not in the schema
 
     async def run(self, arguments: dict[str, Any], context: Any, convert_result: bool = False) -> Any:
         known = self.parameters.get("properties", {})
-        unknown = sorted(set(arguments) - set(known))
+        unknown = sorted(set(arguments) - set(known) - self.unlisted)
         explained = self.explain_unknown(arguments) if unknown and self.explain_unknown else None
         if explained:
             raise ToolError(f"Error executing tool {self.name}: {explained}")

@@ -22,7 +22,6 @@ class Arg:
 @dataclass(frozen=True)
 class ToolSpec:
     name: str
-    title: str
     description: str
     capability: Capability[Any, Any]  # what a provider implements to serve it
     args: tuple[Arg, ...]
