@@ -440,7 +440,9 @@ async def test_a_run_that_fills_its_directory_is_ended_with_the_disk_limit(confi
         result = await run(client, writer, timeout_s=60)
     session = await session_record(None, result["session_id"], settings)
     written_mib = int(result["stdout"].split()[-1])  # it says each file it has written
-    assert session["raw"]["end_reason"] == "disk_limit" and "local.limits.disk_mb=4" in result["message"], result
+    assert (
+        session["raw"]["end_reason"] == "disk_limit" and "over its 4 MiB (local.limits.disk_mb)" in result["message"]
+    ), result
     assert result["state"] == "failed" and written_mib <= 4 + 20, written_mib
 
 

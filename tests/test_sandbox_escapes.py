@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 import signal
 import socket
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Any
 import anyio
 import pytest
 
+from providers.local.sandbox import TOOLCHAIN_PATHS
 from providers.local.spawner import IDLE_SUPERVISORS
 from providers.local.supervisor.trees import TooMany, remove_tree, tree_size
 from server.config import load_settings
@@ -226,3 +228,19 @@ def _parent(pid: int) -> int:
 
     fields = stat_fields(pid)
     return int(fields[1]) if len(fields) > 1 else 0
+
+
+@pytest.mark.parametrize("home", ["elsewhere", "/"])
+async def test_the_accounts_own_home_stays_hidden_whatever_home_says(
+    home: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    account = Path(pwd.getpwuid(os.geteuid()).pw_dir).resolve()
+    if account == Path("/") or not account.is_dir():
+        pytest.skip("this user has no home of its own")
+    monkeypatch.setenv("HOME", str(tmp_path) if home == "elsewhere" else "/")
+    async with connect() as client:
+        listing = await run(client, f"ls -A {account}")
+        refused = await client.call_tool("execRun", {"command": "true", "cwd": str(account)})
+    toolchains = {Path(rel).parts[0] for rel in TOOLCHAIN_PATHS}
+    assert set(listing["stdout"].split()) <= toolchains, listing  # what it holds is not shown, toolchains aside
+    assert refused.is_error and "hidden" in refused.content[0].text  # type: ignore[union-attr]

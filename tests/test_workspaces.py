@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
 import struct
 import zlib
 from pathlib import Path
@@ -261,7 +262,7 @@ async def test_a_run_in_a_workspace_is_bounded_by_its_size_and_a_workspace_in_us
         await client.call_tool("stopSession", {"session_id": running["session_id"]})
         deleted = structured(await client.call_tool("deleteWorkspace", {"workspace": "w"}))
     result = structured(filler)
-    assert result["state"] == "failed" and "local.workspace_max_mb=2" in result["message"], result
+    assert result["state"] == "failed" and "over its 2 MiB (local.workspace_max_mb)" in result["message"], result
     assert refused.is_error and "in use" in refused.content[0].text  # type: ignore[union-attr]
     assert deleted["deleted"] is True and not (settings.data_dir / "workspaces" / "local" / "w").exists()
 
@@ -295,3 +296,57 @@ async def test_a_file_is_a_resource_and_the_results_that_name_one_link_it() -> N
     assert "4194305 bytes" in refused["big"] and "readFile" in refused["big"], refused
     assert all("Next:" in message for message in refused.values()), refused
     assert "workspace://{name}/{+path}" in {t.uri_template for t in templates}
+
+
+async def test_a_fifo_a_long_name_or_a_way_out_is_a_clear_error_that_leaves_nothing(config_file: Any) -> None:
+    settings = load_settings(config_file('toolsets = ["workspaces"]\n'))
+    async with connect(settings) as client:
+        structured(await client.call_tool("execRun", {"command": "mkfifo f", "workspace": "w"}))
+        # no writer: an open that waited for one would hold up the whole server, every client
+        fifo = error_text(await client.call_tool("readFile", {"workspace": "w", "path": "f"}))
+        with pytest.raises(MCPError) as as_resource:
+            await client.read_resource("workspace://w/f")
+        long = error_text(await client.call_tool("writeFile", {"workspace": "w", "path": "x" * 300, "content": "x"}))
+        escape = error_text(
+            await client.call_tool("writeFile", {"workspace": "w", "path": "a/../../x", "content": "x"})
+        )
+        inside = structured(
+            await client.call_tool("writeFile", {"workspace": "w", "path": "b/../c.txt", "content": "x"})
+        )
+    assert "not a regular file" in fifo and "Next:" in fifo
+    assert "not a regular file" in as_resource.value.error.message
+    assert "too long" in long and "Next:" in long and "bug" not in long
+    assert "leads out of workspace" in escape
+    assert inside["path"] == "c.txt"
+    assert sorted(os.listdir(settings.data_dir / "workspaces" / "local" / "w")) == ["c.txt", "f"]  # no a/, no b/
+
+
+async def test_writes_at_once_and_all_the_workspaces_stay_within_their_caps(config_file: Any) -> None:
+    settings = load_settings(config_file('toolsets = ["workspaces"]\n[local]\nworkspace_max_mb = 2\nmax_data_mb = 5\n'))
+    data = base64.b64encode(os.urandom(1_500_000)).decode()
+
+    def write(workspace: str, path: str) -> dict[str, Any]:
+        return {"workspace": workspace, "path": path, "content": data, "encoding": "base64"}
+
+    async with connect(settings) as client:
+        answers = []
+
+        async def one(i: int) -> None:
+            answers.append(await client.call_tool("writeFile", write("cap", f"f{i}")))
+
+        async with anyio.create_task_group() as group:
+            for i in range(6):
+                group.start_soon(one, i)
+        listed = structured(await client.call_tool("listWorkspaces", {}))
+        structured(await client.call_tool("writeFile", write("b", "f")))
+        structured(await client.call_tool("writeFile", write("c", "f")))
+        refused = error_text(await client.call_tool("writeFile", write("d", "f")))
+        command = "head -c 1500000 /dev/zero > big && sleep 60"
+        run = structured(await client.call_tool("execRun", {"command": command, "workspace": "e", "timeout_s": 90}))
+    on_disk = sum(p.stat().st_size for p in (settings.data_dir / "workspaces" / "local" / "cap").iterdir())
+    assert sum(not a.is_error for a in answers) == 1 and on_disk == 1_500_000  # 2 MiB holds one, not six
+    assert [w["size_bytes"] for w in listed["workspaces"] if w["name"] == "cap"] == [on_disk]
+    assert all("local.workspace_max_mb" in a.content[0].text for a in answers if a.is_error)  # type: ignore[union-attr]
+    # 4.5 MB in three workspaces: a fourth 1.5 MB would pass max_data_mb, and so does a run that writes it
+    assert "local.max_data_mb" in refused and "Next:" in refused
+    assert run["state"] == "failed" and "local.max_data_mb, less the other workspaces" in run["message"], run

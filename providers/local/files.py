@@ -8,9 +8,11 @@ turn with O_NOFOLLOW beneath the one before, so no symlink is followed at all.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import ctypes
 import errno
+import hashlib
 import os
 import secrets
 import stat
@@ -189,3 +191,37 @@ def _scan(directory: int, prefix: str, depth: int) -> Iterator[Entry]:
                 yield from _scan(below, relative + "/", depth - 1)
             finally:
                 os.close(below)
+
+
+# A file read page by page is hashed once: its digest is kept while it stays the same file, unchanged.
+_digests: dict[tuple[int, int, int, int], str] = {}
+
+
+def read_page(fd: int, offset: int, length: int) -> tuple[bytes, int, str]:
+    """(the bytes asked for, the file's size, the whole file's sha256), from one open descriptor."""
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        raise IsADirectoryError(errno.EISDIR, "not a regular file")
+    key = (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns)
+    digest = _digests.get(key)
+    if digest is None:
+        hasher = hashlib.sha256()
+        while block := os.read(fd, 1024 * 1024):
+            hasher.update(block)
+        digest = hasher.hexdigest()
+        if len(_digests) > 256:
+            _digests.clear()
+        _digests[key] = digest
+    return os.pread(fd, length, offset), info.st_size, digest
+
+
+def as_text(chunk: bytes, more: bool) -> tuple[str, str, bytes]:
+    """(content, encoding, the bytes it holds): UTF-8 text when the bytes are, cut before a character split at
+    the end of a page; base64 otherwise."""
+    for cut in range(4 if more else 1):
+        piece = chunk[: len(chunk) - cut] if cut else chunk
+        try:
+            return piece.decode("utf-8"), "utf-8", piece
+        except UnicodeDecodeError:
+            continue
+    return base64.b64encode(chunk).decode(), "base64", chunk

@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import pwd
 import shutil
 import subprocess
 from collections.abc import Iterable, Mapping, Sequence
@@ -254,8 +255,7 @@ def mounts(
     resolv = Path("/etc/resolv.conf").resolve()
     if config.network == "host" and str(resolv).startswith("/run/") and resolv.is_file():
         out.append(Mount(str(resolv), "ro"))
-    home = Path.home().resolve()
-    if home != Path("/") and home.is_dir():
+    for home in homes():
         out.append(Mount(str(home), "hidden", tmp))
         # a run_as user is shown the toolchains it can reach (bubblewrap, as that user, could not bind the others)
         tools = [home / rel for rel in TOOLCHAIN_PATHS if (home / rel).is_dir()]
@@ -263,7 +263,7 @@ def mounts(
     out += [Mount(path, "ro") for path in config.readable_paths]
     out += [Mount(path, "rw") for path in config.writable_paths]
     hidden = [str(data_dir.resolve()), *extra_hidden, *config.hidden_paths]
-    hidden += [str(home / rel) for rel in CREDENTIAL_PATHS]
+    hidden += [str(home / rel) for home in homes() for rel in CREDENTIAL_PATHS]
     if os.geteuid() == 0:
         hidden += list(ROOT_ONLY_PATHS)
     # Hidden where they lead, too: ~/.cargo may be a link to a directory the host view shows elsewhere.
@@ -274,6 +274,24 @@ def mounts(
         showing = Sandbox("", tuple(out), config.network).shows(path) in ("ro", "rw")
         out.append(Mount(path, "hidden", rendered=showing and os.path.lexists(path)))
     return out
+
+
+def homes() -> list[Path]:
+    """The server user's home directories: $HOME, and the account's own where HOME points elsewhere (a server
+    started with HOME=/tmp/x or HOME=/ keeps its real home's secrets all the same)."""
+    found = []
+    for home in (os.environ.get("HOME"), _account_home()):
+        path = Path(home).resolve() if home else None
+        if path is not None and path != Path("/") and path.is_dir() and path not in found:
+            found.append(path)
+    return found
+
+
+def _account_home() -> str | None:
+    try:
+        return pwd.getpwuid(os.geteuid()).pw_dir
+    except KeyError:
+        return None
 
 
 def build(

@@ -100,6 +100,7 @@ async def open_runtime(
                 max_count=config.max_workspaces,
                 retention_days=config.workspace_retention_days,
                 busy=sessions.works_in,
+                max_data_mb=config.max_data_mb,
                 owner_ids=(run_as.uid, run_as.gid) if run_as else None,
             )
             retention = Retention(store, data_dir, config.retention_days, config.max_data_mb, workspaces)

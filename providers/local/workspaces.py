@@ -14,20 +14,29 @@ import base64
 import binascii
 import contextlib
 import errno
+import fcntl
 import hashlib
 import json
 import os
+import posixpath
 import re
-import stat
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import Literal
 from urllib.parse import quote
 
 import anyio.to_thread
 
 from providers.errors import InvalidInput, NotFound
-from providers.local.files import Outside, list_beneath, open_beneath, write_atomically
+from providers.local.files import (
+    Outside,
+    as_text,
+    list_beneath,
+    open_beneath,
+    read_page,
+    write_atomically,
+)
 from providers.local.ids import PROVIDER
 from providers.local.supervisor.trees import remove_tree, tree_bytes
 from providers.models import (
@@ -59,12 +68,14 @@ class Workspaces:
         max_count: int,
         retention_days: float,
         busy: Busy,
+        max_data_mb: int | None = None,
         owner_ids: tuple[int, int] | None = None,
     ) -> None:
         self.root = data_dir / "workspaces" / OWNER
         self.meta = data_dir / "workspaces" / OWNER / ".meta"
         self.max_bytes = max_mb * MIB
         self.max_mb, self.max_count = max_mb, max_count
+        self.max_data_bytes = max_data_mb * MIB if max_data_mb else None  # all workspaces count toward it
         self.retention_s = retention_days * 86_400
         self.busy = busy
         self.owner_ids = owner_ids  # local.sandbox.run_as: what runs and writes make belongs to that user
@@ -202,7 +213,10 @@ class Workspaces:
             if path != root and not path.startswith(root + "/"):
                 raise _outside(workspace, path)
             path = path[len(root) :]
-        return path.strip("/") or "."
+        relative = posixpath.normpath(path.strip("/") or ".")
+        if relative == ".." or relative.startswith("../"):
+            raise _outside(workspace, path)  # before any directory of it is made
+        return relative
 
     async def write_file(
         self, workspace: str, path: str, content: str, encoding: str | None = None, mode: int | None = None
@@ -210,34 +224,14 @@ class Workspaces:
         data = _decode(content, encoding or "utf-8")
         self.ensure(workspace)
         relative = self.relative(workspace, path)
-        used = int(self._record(workspace).get("size_bytes", 0))
-        if used + len(data) > self.max_bytes:
-            raise InvalidInput(
-                PROVIDER,
-                f"workspace {workspace!r} would pass local.workspace_max_mb={self.max_mb} ({used // MIB} MiB used, "
-                f"{len(data)} bytes more)",
-                hint="Delete files you no longer need (execRun rm ...), or write less.",
-            )
         root = self._open(workspace)
         try:
-            written, old = await anyio.to_thread.run_sync(
-                lambda: write_atomically(root, relative, data, 0o644 if mode is None else mode, self.owner_ids)
-            )
-        except Outside:
-            raise _outside(workspace, path) from None
-        except IsADirectoryError:
-            raise InvalidInput(
-                PROVIDER, f"{path!r} is a directory in workspace {workspace!r}", hint="Give a file's path."
-            ) from None
-        except NotADirectoryError:
-            raise InvalidInput(
-                PROVIDER,
-                f"a part of {path!r} is a file, not a directory",
-                hint="Give a path whose parents are directories.",
-            ) from None
+            with _path_errors(workspace, path, "file"):
+                written, old = await anyio.to_thread.run_sync(
+                    lambda: self._write(workspace, root, relative, data, 0o644 if mode is None else mode)
+                )
         finally:
             os.close(root)
-        self._save(workspace, size_bytes=max(0, used + written - (old or 0)), last_used_at=time.time())
         return FileWritten(
             provider=PROVIDER,
             workspace=workspace,
@@ -246,6 +240,50 @@ class Workspaces:
             sha256=hashlib.sha256(data).hexdigest(),
             replaced=old is not None,
             uri=uri_of(workspace, relative),
+        )
+
+    def _write(self, workspace: str, root: int, relative: str, data: bytes, mode: int) -> tuple[int, int | None]:
+        """Check the bounds and write, holding the workspace's lock: writes at once (from any server) are
+        counted one after the other, not each against the size before all of them."""
+        self.meta.mkdir(parents=True, exist_ok=True, mode=0o700)
+        lock = os.open(self.meta / f"{workspace}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            used = int(self._record(workspace).get("size_bytes", 0))
+            self._check_room(workspace, used, len(data))
+            written, old = write_atomically(root, relative, data, mode, self.owner_ids)
+            self._save(workspace, size_bytes=max(0, used + written - (old or 0)), last_used_at=time.time())
+            return written, old
+        finally:
+            os.close(lock)
+
+    def _check_room(self, workspace: str, used: int, more: int) -> None:
+        if used + more > self.max_bytes:
+            raise InvalidInput(
+                PROVIDER,
+                f"workspace {workspace!r} would pass local.workspace_max_mb={self.max_mb} ({used // MIB} MiB used, "
+                f"{more} bytes more)",
+                hint="Delete files you no longer need (execRun rm ...), or write less.",
+            )
+        if self.max_data_bytes is not None and self.total_bytes() + more > self.max_data_bytes:
+            raise InvalidInput(
+                PROVIDER,
+                f"the workspaces would pass local.max_data_mb={self.max_data_bytes // MIB} "
+                f"({self.total_bytes() // MIB} MiB in all workspaces, {more} bytes more)",
+                hint="Delete a workspace you no longer need (deleteWorkspace), or ask the operator to raise it.",
+            )
+
+    def run_room(self, workspace: str) -> tuple[int, str]:
+        """How large a run may make the workspace, and the setting that says so: local.workspace_max_mb, or
+        less when the other workspaces leave less of local.max_data_mb."""
+        if self.max_data_bytes is None:
+            return self.max_bytes, "local.workspace_max_mb"
+        others = self.total_bytes() - int(self._record(workspace).get("size_bytes", 0))
+        room = max(0, self.max_data_bytes - others)
+        return (
+            (self.max_bytes, "local.workspace_max_mb")
+            if self.max_bytes <= room
+            else (room, "local.max_data_mb, less the other workspaces")
         )
 
     async def read_file(
@@ -259,24 +297,15 @@ class Workspaces:
         relative = self.relative(workspace, path)
         root = self._open(workspace)
         try:
-            fd = open_beneath(root, relative, os.O_RDONLY)
-            try:
-                chunk, size, digest = await anyio.to_thread.run_sync(_read, fd, offset, length)
-            finally:
-                os.close(fd)
-        except Outside:
-            raise _outside(workspace, path) from None
-        except FileNotFoundError:
-            raise NotFound(
-                PROVIDER, f"no file {path!r} in workspace {workspace!r}", hint="listFiles shows what is there."
-            ) from None
-        except IsADirectoryError:
-            raise InvalidInput(
-                PROVIDER, f"{path!r} is not a file", hint="Give a file's path, or list a directory with listFiles."
-            ) from None
+            with _path_errors(workspace, path, "file"):
+                fd = open_beneath(root, relative, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO must not block the server
+                try:
+                    chunk, size, digest = await anyio.to_thread.run_sync(read_page, fd, offset, length)
+                finally:
+                    os.close(fd)
         finally:
             os.close(root)
-        text, encoding, chunk = _as_text(chunk, more=offset + len(chunk) < size)
+        text, encoding, chunk = as_text(chunk, more=offset + len(chunk) < size)
         end = offset + len(chunk)
         self._save(workspace, last_used_at=time.time())
         return FileContent(
@@ -299,15 +328,8 @@ class Workspaces:
         relative = self.relative(workspace, path or ".")
         root = self._open(workspace)
         try:
-            entries, cut = await anyio.to_thread.run_sync(list_beneath, root, relative, depth, LIST_MOST)
-        except Outside:
-            raise _outside(workspace, path or ".") from None
-        except FileNotFoundError:
-            raise NotFound(
-                PROVIDER, f"no directory {path!r} in workspace {workspace!r}", hint="List its parent."
-            ) from None
-        except NotADirectoryError:
-            raise InvalidInput(PROVIDER, f"{path!r} is a file", hint="readFile reads a file.") from None
+            with _path_errors(workspace, path or ".", "directory"):
+                entries, cut = await anyio.to_thread.run_sync(list_beneath, root, relative, depth, LIST_MOST)
         finally:
             os.close(root)
         return FileList(
@@ -318,40 +340,6 @@ class Workspaces:
             count=len(entries),
             truncated=cut,
         )
-
-
-# A file read page by page is hashed once: its digest is kept while it stays the same file, unchanged.
-_digests: dict[tuple[int, int, int, int], str] = {}
-
-
-def _read(fd: int, offset: int, length: int) -> tuple[bytes, int, str]:
-    """(the bytes asked for, the file's size, the whole file's sha256), from one open descriptor."""
-    info = os.fstat(fd)
-    if not stat.S_ISREG(info.st_mode):
-        raise IsADirectoryError(errno.EISDIR, "not a regular file")
-    key = (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns)
-    digest = _digests.get(key)
-    if digest is None:
-        hasher = hashlib.sha256()
-        while block := os.read(fd, 1024 * 1024):
-            hasher.update(block)
-        digest = hasher.hexdigest()
-        if len(_digests) > 256:
-            _digests.clear()
-        _digests[key] = digest
-    return os.pread(fd, length, offset), info.st_size, digest
-
-
-def _as_text(chunk: bytes, more: bool) -> tuple[str, str, bytes]:
-    """(content, encoding, the bytes it holds): UTF-8 text when the bytes are, cut before a character split at
-    the end of a page; base64 otherwise."""
-    for cut in range(4 if more else 1):
-        piece = chunk[: len(chunk) - cut] if cut else chunk
-        try:
-            return piece.decode("utf-8"), "utf-8", piece
-        except UnicodeDecodeError:
-            continue
-    return base64.b64encode(chunk).decode(), "base64", chunk
 
 
 def _decode(content: str, encoding: str) -> bytes:
@@ -369,6 +357,32 @@ def _decode(content: str, encoding: str) -> bytes:
 
 def uri_of(workspace: str, relative: str) -> str:
     return f"workspace://{workspace}/{quote(relative, safe='/')}"
+
+
+@contextlib.contextmanager
+def _path_errors(workspace: str, path: str, expected: Literal["file", "directory"]) -> Iterator[None]:
+    """What went wrong with a path, as the agent's error (the lookup is the kernel's: see files.py)."""
+    try:
+        yield
+    except Outside:
+        raise _outside(workspace, path) from None
+    except FileNotFoundError:
+        hint = "listFiles shows what is there." if expected == "file" else "List its parent."
+        raise NotFound(PROVIDER, f"no {expected} {path!r} in workspace {workspace!r}", hint=hint) from None
+    except IsADirectoryError:
+        raise InvalidInput(
+            PROVIDER, f"{path!r} is not a regular file", hint="Give a file's path; listFiles lists a directory."
+        ) from None
+    except NotADirectoryError:
+        if expected == "directory":
+            raise InvalidInput(PROVIDER, f"{path!r} is a file", hint="readFile reads a file.") from None
+        hint = "Give a path whose parents are directories."
+        raise InvalidInput(PROVIDER, f"a part of {path!r} is a file, not a directory", hint=hint) from None
+    except OSError as exc:
+        if exc.errno != errno.ENAMETOOLONG:
+            raise
+        hint = "Keep each name under 256 bytes and the whole path under 4096."
+        raise InvalidInput(PROVIDER, f"path {path[:80]!r}... is too long", hint=hint) from None
 
 
 def _outside(workspace: str, path: str) -> InvalidInput:

@@ -78,7 +78,7 @@ class Monitor:
             self.disk_bytes = size
             if size > self.disk_cap:
                 cap = self.disk_cap // MIB
-                return "disk_limit", f"its directory took {size // MIB} MiB ({self.disk_setting}={cap})"
+                return "disk_limit", f"its directory took {size // MIB} MiB, over its {cap} MiB ({self.disk_setting})"
         return None
 
     def _output(self, now: float) -> tuple[str, str] | None:
