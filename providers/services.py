@@ -1,16 +1,82 @@
 """What a provider offers the server besides its tools' capabilities: a client opened for the server's whole life
 (Provider.opens, given a Host), MCP resources (Provider.resources), completions, facts for its docs topic, and
-where MCP tasks are kept. server/ and tools/ reach a provider's package only through the registry and these
-interfaces."""
+where MCP tasks are kept; and who is calling (`caller()`). server/ and tools/ reach a provider's package only
+through the registry and these interfaces."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 from anyio.abc import TaskGroup
+
+# --- who is calling ---------------------------------------------------------------------------------
+READ = "runtimes:read"  # list, get, docs, read files
+RUN = "runtimes:run"  # run commands and routines, send input, write files, store events (and all of READ)
+ADMIN = "runtimes:admin"  # see and act on everyone's runs, workspaces, events and tasks (and all of RUN)
+SCOPES = (READ, RUN, ADMIN)
+LOCAL_OWNER = "local"  # stdio, the static HTTP token, and records made before owners were recorded (by default)
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who a call is made for: `owner` names whose runs, workspaces, events and tasks it sees and makes (`local`,
+    or a signed-in user as `owner_of(iss, sub)`); `scopes` are what its token grants, implied ones included (RUN
+    brings READ, ADMIN brings both)."""
+
+    owner: str
+    scopes: frozenset[str]
+
+    @property
+    def admin(self) -> bool:
+        """Sees and acts on every owner's things, not only its own."""
+        return ADMIN in self.scopes
+
+    def sees(self, principal: str) -> bool:
+        """May this caller see a record of `principal`?"""
+        return self.admin or principal == self.owner
+
+
+LOCAL = Caller(LOCAL_OWNER, frozenset(SCOPES))
+_CALLER: ContextVar[Caller] = ContextVar("runtimes_mcp_caller", default=LOCAL)
+
+
+def caller() -> Caller:
+    """The caller of the tool call (or resource read, or task) being served; LOCAL outside any (stdio, the static
+    token, the server's own work such as launchers and retention)."""
+    return _CALLER.get()
+
+
+@contextmanager
+def acting_as(who: Caller) -> Iterator[Caller]:
+    """Serve what runs inside as `who` (work started inside, such as an MCP task, keeps it)."""
+    token = _CALLER.set(who)
+    try:
+        yield who
+    finally:
+        _CALLER.reset(token)
+
+
+def owner_of(issuer: str, subject: str) -> str:
+    """A signed-in user's owner: `ISSUER#SUBJECT`. Unambiguous: an issuer URL has no fragment (RFC 8414, OIDC
+    Discovery), so the first `#` ends it; and it never equals LOCAL_OWNER, which has none."""
+    if "#" in issuer:
+        raise ValueError("an issuer URL has no fragment ('#')")
+    return f"{issuer}#{subject}"
+
+
+def with_implied(scopes: Iterable[str]) -> frozenset[str]:
+    """The scopes with the ones they imply: ADMIN brings RUN, RUN brings READ."""
+    granted = set(scopes)
+    if ADMIN in granted:
+        granted.add(RUN)
+    if RUN in granted:
+        granted.add(READ)
+    return frozenset(granted)
 
 
 class StartError(Exception):
@@ -30,6 +96,7 @@ class Host:
     changed: Callable[[str], Awaitable[None]]  # a resource's content changed: its subscribers are told
     hidden: tuple[str, ...] = ()  # more paths no command may see (the server's config file)
     services: bool = True  # False for one-shot commands: no long-lived services (launchers)
+    earlier_owner: str = LOCAL_OWNER  # who owns the records made before owners were recorded
 
 
 @runtime_checkable
