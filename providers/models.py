@@ -265,6 +265,7 @@ class WorkspaceInfo(Shape):
     last_used_at: str | None = None
     in_use: bool = Field(False, description="A running session works in it.")
     path: str = Field(description="Where runs see it.")
+    owner: str | None = Field(None, description="Whose it is (listed for an admin, who sees everyone's).")
 
 
 class WorkspaceList(Shape):

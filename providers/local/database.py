@@ -200,7 +200,7 @@ def _sqlite_transaction(db: sqlite3.Connection, work: Work[T], busy_ms: int) -> 
 # --- PostgreSQL ------------------------------------------------------------------------------------
 
 EVENTS_CHANNEL = "runtimes_mcp_events"
-PG_SCHEMA_VERSION = 2  # 2: call_tasks
+PG_SCHEMA_VERSION = 3  # 2: call_tasks; 3: principal (tables.POSTGRES_UPGRADE)
 PG_TRIGGER = f"""
 CREATE OR REPLACE FUNCTION runtimes_mcp_event_stored() RETURNS trigger AS $$
 BEGIN

@@ -19,6 +19,7 @@ from providers.models import (
     event_list,
     event_name_problem,
 )
+from providers.services import caller
 from providers.values import now_ms
 
 DEFAULT_SANDBOX = "local"
@@ -42,9 +43,16 @@ class EventLog:
         return await self.record(type_, data, sandbox_id, durable=True)
 
     async def record(
-        self, type_: str, data: dict[str, Any], sandbox_id: str = DEFAULT_SANDBOX, *, durable: bool = False
+        self,
+        type_: str,
+        data: dict[str, Any],
+        sandbox_id: str = DEFAULT_SANDBOX,
+        *,
+        durable: bool = False,
+        principal: str | None = None,
     ) -> StoredEvent:
-        """Queue an event (the runtime's own lifecycle events ride along with the next commit)."""
+        """Queue an event (the runtime's own lifecycle events ride along with the next commit), in the event
+        stream of `principal` (default: the caller's)."""
         if not type_.strip():
             raise InvalidInput(PROVIDER, "type is empty", hint="Name the event, e.g. 'build.finished'.")
         if not sandbox_id.strip():
@@ -61,7 +69,7 @@ class EventLog:
                 f"event data is {size:,} characters as JSON; an event holds at most {MAX_EVENT_CHARS:,}",
                 hint="Store the large part elsewhere (a file, a session's output) and put a reference in data.",
             )
-        row = EventRow(new_id("evt"), sandbox_id, type_, data, now_ms())
+        row = EventRow(new_id("evt"), sandbox_id, type_, data, now_ms(), principal or caller().owner)
         self._store.insert_event(row)
         if durable:
             await self._store.flush()
@@ -85,12 +93,12 @@ class EventLog:
         since: int | None = None,
         limit: int = 100,
     ) -> EventList:
-        """A page of events, oldest first (see Store.query_events)."""
+        """A page of the caller's events (everyone's, for an admin), oldest first (see Store.query_events)."""
         if not 1 <= limit <= 1000:
             raise InvalidInput(PROVIDER, f"limit must be 1 to 1000, got {limit}")
         if (problem := event_name_problem(type_, sandbox_id)) is not None:
             raise InvalidInput(PROVIDER, problem)
-        rows, cut = await self._store.query_events(sandbox_id, type_, since, limit, MAX_PAGE_CHARS)
+        rows, cut = await self._store.query_events(sandbox_id, type_, since, limit, MAX_PAGE_CHARS, caller())
         events = [
             Event(id=r.id, sandbox_id=r.sandbox_id, type=r.type, data=r.data, timestamp=r.timestamp) for r in rows
         ]

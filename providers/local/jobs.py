@@ -83,6 +83,7 @@ class Job:
     directory: Path
     owner: str | None
     workdir: WorkDir | None
+    principal: str | None = None  # whose run it is (providers.services.Caller.owner)
 
 
 def check_start(
@@ -233,6 +234,7 @@ def build_job(settings: SessionSettings, request: Request, job: Job, quiet: bool
             "cwd": cwd,
             "origin": request.origin,
             "owner": job.owner,
+            "principal": job.principal,
             "timeout_s": request.timeout_s,
             "on_server_exit": request.on_exit,
             "interactive": request.interactive,

@@ -15,6 +15,7 @@ from providers.local.sessions import SessionManager
 from providers.local.store import Store
 from providers.local.tables import RunRow
 from providers.models import RoutineRun
+from providers.services import caller
 from providers.values import iso_time
 
 # Session state -> routine run status (ArchAstro's vocabulary).
@@ -56,7 +57,9 @@ class Routines:
         cfg = self.config(routine)
         if idempotency_key is not None and not idempotency_key.strip():
             raise InvalidInput(PROVIDER, "idempotency_key is empty; omit it or pass a non-empty key")
-        run = RunRow(new_id("run"), routine, idempotency_key, digest(message), None, metadata, time.time())
+        run = RunRow(
+            new_id("run"), routine, idempotency_key, digest(message), None, metadata, time.time(), caller().owner
+        )
         if idempotency_key is not None:
             holder, _ = await self._store.claim_run(run, NEVER_STARTED_S)
             if holder is not None:
@@ -105,7 +108,7 @@ class Routines:
         return await self.describe(run)
 
     async def get(self, run_id: str) -> RoutineRun:
-        run = await self._store.get_run(run_id)
+        run = await self._store.get_run(run_id, caller())
         if run is None:
             raise NotFound(PROVIDER, f"no local routine run {run_id!r}")
         return await self.describe(run)

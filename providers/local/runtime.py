@@ -46,7 +46,7 @@ from providers.models import (
     WorkspaceDeleted,
     WorkspaceList,
 )
-from providers.services import RunTask
+from providers.services import RunTask, caller
 from providers.values import comma_list
 
 logger = logging.getLogger(__name__)
@@ -115,9 +115,9 @@ class LocalRuntime(
     async def complete(self, argument: str, prefix: str, limit: int = 20) -> list[str]:
         """Values an agent may mean for a resource argument, newest first."""
         if argument == "session_id":
-            return await self._store.session_ids(prefix, limit)
+            return await self._store.session_ids(prefix, limit, caller())
         if argument == "sandbox_id":
-            return await self._store.sandbox_ids(prefix, limit)
+            return await self._store.sandbox_ids(prefix, limit, caller())
         if argument == "stream":
             return [s for s in ("stdout", "stderr") if s.startswith(prefix)]
         return []
@@ -151,7 +151,7 @@ class LocalRuntime(
                 before = -1
             if not 0 < before < 2**63:
                 raise InvalidInput(PROVIDER, f"cursor {cursor!r} is not one this server returned")
-        rows = await self._store.list_sessions(states, limit + 1, before, bool(include_launchers))
+        rows = await self._store.list_sessions(states, limit + 1, before, bool(include_launchers), caller())
         more = len(rows) > limit
         rows = [await self.sessions.reconcile(r) for r in rows[:limit]]  # running = its process is alive
         if states:
@@ -346,12 +346,13 @@ class LocalRuntime(
     async def remember_task(self, task_id: str, follow: str, ref: str, session_id: str) -> TaskRow:
         """Record that MCP task `task_id` follows `ref` (read with capability `follow`); any server on this data
         directory can answer for it from now on."""
-        task = TaskRow(task_id, follow, ref, session_id, created_at=time.time())
+        task = TaskRow(task_id, follow, ref, session_id, created_at=time.time(), principal=caller().owner)
         await self._store.save_task(task)
         return task
 
     async def recall_task(self, task_id: str) -> TaskRow | None:
-        return await self._store.get_task(task_id)
+        """The caller's task (anyone's, for an admin); another owner's reads as one that does not exist."""
+        return await self._store.get_task(task_id, caller())
 
     async def cancel_task(self, task: RunTask) -> None:
         """Mark the task cancelled and stop its session (harmless when it has already ended)."""

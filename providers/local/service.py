@@ -20,7 +20,12 @@ RESOURCE_READ_CAP = 8 * 1024 * 1024  # what the session-output resource holds
 @asynccontextmanager
 async def open_runtime(host: Host) -> AsyncIterator[LocalRuntime]:
     opening = open_local(
-        host.section, host.data_dir, run_launchers=host.services, hidden=host.hidden, state_url=host.state_url
+        host.section,
+        host.data_dir,
+        run_launchers=host.services,
+        hidden=host.hidden,
+        state_url=host.state_url,
+        earlier_owner=host.earlier_owner,
     )
     async with opening as runtime:
         runtime.add_event_listener(lambda sandbox_id: host.changed(f"events://{sandbox_id}"))

@@ -31,6 +31,7 @@ from providers.local.supervisor.limits import CGROUP_NAME, remove_cgroup, sweep_
 from providers.local.supervisor.trees import remove_tree
 from providers.local.tables import EventRow, SessionRow
 from providers.models import InputSent
+from providers.services import caller
 from providers.values import now_ms
 
 TERMINAL_STATES = ("completed", "failed", "timed_out", "stopped", "lost")
@@ -91,11 +92,18 @@ class SessionRecords:
         self.live_rows: dict[str, SessionRow] = {}
         self.ended_listeners: list[Callable[[SessionRow], None]] = []
 
-    async def get_row(self, session_id: str) -> SessionRow:
+    def live_row(self, session_id: str) -> SessionRow | None:
+        """The record of a session this server follows itself, if the caller sees it."""
         live = self.live_rows.get(session_id)
+        return live if live is not None and self._store.sees(caller(), live.principal) else None
+
+    async def get_row(self, session_id: str) -> SessionRow:
+        """The caller's session (any session, for an admin). Another owner's reads as one that does not exist,
+        after the same work: the store's query filters it out."""
+        live = self.live_row(session_id)
         if live is not None:
             return live
-        row = await self._store.get_session(session_id)
+        row = await self._store.get_session(session_id, caller())
         if row is None:
             row = await self._adopt(session_id)
         if row is None:
@@ -127,13 +135,18 @@ class SessionRecords:
             remove_cgroup([str(path) for path in record.get("cgroup") or [] if CGROUP_NAME in str(path)])
         return ended
 
-    async def _adopt(self, session_id: str) -> SessionRow | None:
-        """A session directory with no record (its server died before committing it): record it from its files."""
+    async def _adopt(self, session_id: str, everyone: bool = False) -> SessionRow | None:
+        """A session directory with no record (its server died before committing it): record it from its files.
+        Only the caller's (`everyone`: the server's own recovery), so that another owner's record is never
+        overwritten from here."""
         if "/" in session_id or session_id in ("", ".", ".."):
             return None
         job = sv.read_json(str(self.path(session_id, sv.RECORD)))
         if job is None or "command" not in job:
             return None  # a spare slot (or one being written)
+        principal = job.get("principal")
+        if not everyone and not self._store.sees(caller(), principal):
+            return None
         row = SessionRow(
             rowid=0,
             id=session_id,
@@ -147,6 +160,7 @@ class SessionRecords:
             timeout_s=job.get("timeout_s"),
             started_at=float(job.get("started_at") or time.time()),
             place=self.place,
+            principal=principal,
         )
         self._store.save_session(row)
         return row
@@ -167,7 +181,7 @@ class SessionRecords:
         for entry in entries:
             if entry.name in known or not entry.name.startswith("ses_") or not entry.is_dir():
                 continue
-            adopted = await self._adopt(entry.name)
+            adopted = await self._adopt(entry.name, everyone=True)
             if adopted is not None:
                 await self.reconcile(adopted)
                 continue
@@ -202,7 +216,7 @@ class SessionRecords:
     async def record(self, row: SessionRow, result: dict[str, Any]) -> None:
         """Record the end of a run no task of ours followed (another server's, or one that ran while none did)."""
         self.apply(row, result)
-        event = end_event(f"session.{row.state}", end_data(row))
+        event = end_event(f"session.{row.state}", end_data(row), row.principal)
         try:
             if await self._store.record_end(row, event):
                 await self._events.notify(event.sandbox_id)
@@ -305,8 +319,9 @@ def end_data(row: SessionRow) -> dict[str, Any]:
     return {"session_id": row.id, "exit_code": row.exit_code, "reason": row.end_reason}
 
 
-def end_event(type_: str, data: dict[str, Any]) -> EventRow:
-    return EventRow(new_id("evt"), "local", type_, data, now_ms())
+def end_event(type_: str, data: dict[str, Any], principal: str | None) -> EventRow:
+    """A session's end, in its owner's event stream (whoever saw the end)."""
+    return EventRow(new_id("evt"), "local", type_, data, now_ms(), principal)
 
 
 def _older_than(path: str, seconds: float) -> bool:

@@ -44,6 +44,7 @@ from providers.local.store import Store, StoreError
 from providers.local.supervisor import records as sv
 from providers.local.supervisor.limits import sweep_cgroups
 from providers.local.tables import SessionRow
+from providers.services import caller
 
 FOLLOW_POLL_S = 0.1  # how often a session another server runs is looked at while following it
 STOP_WAIT_S = STOP_GRACE_S + 5.0
@@ -142,6 +143,7 @@ class SessionManager(SessionRecords):
             timeout_s=request.timeout_s,
             started_at=time.time(),
             place=self.place,
+            principal=caller().owner,
         )
         live = LiveSession(row, spare.channel, time.monotonic(), request.on_exit, kind=spare.kind)
         tries = 0
@@ -149,7 +151,7 @@ class SessionManager(SessionRecords):
             while True:
                 workdir = workspace or WorkDir(str(spare.dir / sv.WORKDIR), self.settings.disk_bytes, DISK_SETTING)
                 row.cwd = request.place.path if request.place is not None else workdir.path
-                job = Job(row.id, spare.dir, row.owner, workdir if request.place is None else None)
+                job = Job(row.id, spare.dir, row.owner, workdir if request.place is None else None, row.principal)
                 message, fds = build_job(self.settings, request, job, quiet=not durable)
                 if send(spare.channel, message, fds=fds):
                     break
@@ -181,7 +183,7 @@ class SessionManager(SessionRecords):
             live.channel.close()
         self._store.save_session(row)
         started = {"session_id": row.id, "command": request.command, "origin": request.origin}
-        await self._events.record("session.started", started)
+        await self._events.record("session.started", started, principal=row.principal)
         if durable:
             self._tg.start_soon(self._follow, live)
             try:
@@ -257,7 +259,7 @@ class SessionManager(SessionRecords):
         self.apply(live.row, result)
         self._close(live, healthy=message is not None and not message.get("retiring"))
         # The end is durable in the session's record already; the index follows in the background.
-        event = end_event(f"session.{live.row.state}", end_data(live.row))
+        event = end_event(f"session.{live.row.state}", end_data(live.row), live.row.principal)
         self._store.save_end(live.row, event)
         row = live.row
 
@@ -314,7 +316,7 @@ class SessionManager(SessionRecords):
     async def follow(self, session_id: str, wait_s: float, progress: Progress | None = None) -> SessionRow:
         """Wait up to `wait_s` for a session to end, whoever started it, telling `progress` what it prints as it
         prints it (see Reporter); the session's record, ended or still running."""
-        live = self._live.get(session_id)
+        live = self._live.get(session_id) if self.live_row(session_id) is not None else None
         if live is not None:
             await self.wait(live, wait_s, progress)
             return live.row
@@ -334,7 +336,7 @@ class SessionManager(SessionRecords):
 
     async def stop(self, session_id: str, reason: str = "stop") -> tuple[bool, SessionRow]:
         """Stop a running session, whoever started it; (False, row) when it had already ended."""
-        live = self._live.get(session_id)
+        live = self._live.get(session_id) if self.live_row(session_id) is not None else None
         if live is not None:
             if not live.done.is_set():
                 send(live.channel, {"op": "stop", "reason": reason})

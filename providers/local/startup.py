@@ -32,7 +32,7 @@ from providers.local.store import Store, StoreError
 from providers.local.supervisor import records as sv
 from providers.local.tables import SessionRow
 from providers.local.workspaces import Workspaces
-from providers.services import StartError
+from providers.services import LOCAL_OWNER, StartError
 
 logger = logging.getLogger(__name__)
 SERVING_LOCK = "serving.lock"
@@ -51,14 +51,17 @@ async def open_runtime(
     run_launchers: bool = True,
     hidden: tuple[str, ...] = (),
     state_url: str | None = None,
+    earlier_owner: str = LOCAL_OWNER,
 ) -> AsyncIterator[LocalRuntime]:
     """`run_launchers=False` for one-shot commands (`runtimes-mcp call`), which must not start services.
     `hidden`: more paths no command may see (the server's config file). `state_url`: a PostgreSQL URL to keep
-    the state in, shared with other replicas (default: SQLite in the data directory). Sessions outlive the
+    the state in, shared with other replicas (default: SQLite in the data directory). `earlier_owner`: who owns
+    the records and workspaces made before owners were recorded. Sessions outlive the
     runtime (see local.on_exit); its launchers outlive it only while another serving server is on the data
     directory."""
     replica = f"runtimes-mcp:{secrets.token_hex(4)}"
     store = await _open_store(data_dir, state_url, replica)
+    store.earlier_owner = earlier_owner
     try:
         run_as = resolve_run_as(config.sandbox.run_as)
         if run_as is not None:
@@ -102,13 +105,14 @@ async def open_runtime(
                 busy=sessions.works_in,
                 max_data_mb=config.max_data_mb,
                 owner_ids=(run_as.uid, run_as.gid) if run_as else None,
+                earlier_owner=earlier_owner,
             )
             retention = Retention(store, data_dir, config.retention_days, config.max_data_mb, workspaces)
 
             def ended(row: SessionRow) -> None:
-                name = workspaces.name_of(row.cwd)
-                if name is not None:  # what the run left in its workspace counts from now on
-                    tg.start_soon(workspaces.measure, name)
+                workspace = workspaces.name_of(row.cwd)
+                if workspace is not None:  # what the run left in its workspace counts from now on
+                    tg.start_soon(workspaces.measure, *workspace)
                 if retention.note_ended((row.stdout_bytes or 0) + (row.stderr_bytes or 0)):
                     tg.start_soon(retention.run_pass)
 

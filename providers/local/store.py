@@ -9,13 +9,12 @@ a change first (its `place`). Updates are conditional, so two servers recording 
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from providers.local.commits import GroupCommit
 from providers.local.database import Connection, PostgresDatabase, SQLiteDatabase, StoreError
+from providers.local.owned import OwnedRecords
 from providers.local.tables import (
     CALL_TASK_COLUMNS,
     RUN_COLUMNS,
@@ -37,19 +36,17 @@ from providers.local.tables import (
     run_insert,
     run_row,
 )
-from providers.models import fitting
+from providers.services import Caller
 
 FAILED_STATES = ("failed", "timed_out", "stopped", "lost")
 # The finished sessions of one place (a data directory on one machine); its parameter: the place.
 ENDED_HERE = "state != 'running' AND (place = ? OR place IS NULL)"
-EVENT_ROW_BYTES = 100  # what an event row takes besides its data (ids, type, timestamp, index entries), roughly
-__all__ = ["Store", "StoreError"]
 __all__ = ["Store", "StoreError"]
 
 
-class Store(GroupCommit):
+class Store(OwnedRecords):
     """The local state over a Database (database.py), used from the event loop; writes are committed in groups
-    (commits.py)."""
+    (commits.py); reads made for a caller see only its own records (owned.py)."""
 
     @classmethod
     async def open(cls, path: Path) -> Store:
@@ -100,34 +97,44 @@ class Store(GroupCommit):
             if not exc.lasting:
                 raise
 
-    async def get_session(self, session_id: str) -> SessionRow | None:
+    async def get_session(self, session_id: str, who: Caller | None = None) -> SessionRow | None:
         await self._flush_for_reading()
-        if session_id in self._unsaved:
-            return self._unsaved[session_id]
-        found = await self._rows(f"{SELECT_SESSION} WHERE id = ?", (session_id,))
+        unsaved = self._unsaved.get(session_id)
+        if unsaved is not None and self.sees(who, unsaved.principal):
+            return unsaved
+        mine, params = self.mine(who)
+        found = await self._rows(f"{SELECT_SESSION} WHERE id = ? AND {mine}", (session_id, *params))
         return SessionRow(*found[0]) if found else None
 
     async def list_sessions(
-        self, states: Sequence[str], limit: int, before_rowid: int | None, launchers: bool = False
+        self,
+        states: Sequence[str],
+        limit: int,
+        before_rowid: int | None,
+        launchers: bool = False,
+        who: Caller | None = None,
     ) -> list[SessionRow]:
         """Newest first; `launchers`: launchers' runs too (else they are left out)."""
         await self._flush_for_reading()
-        rows = await self._list_sessions(states, limit, before_rowid, launchers)
+        rows = await self._list_sessions(states, limit, before_rowid, launchers, who)
         if not self._unsaved:
             return rows
         unsaved = [
             r
             for r in self._unsaved.values()
-            if (not states or r.state in states) and (launchers or not r.origin.startswith("launcher:"))
+            if (not states or r.state in states)
+            and (launchers or not r.origin.startswith("launcher:"))
+            and self.sees(who, r.principal)
         ]
         first = sorted(unsaved, key=lambda r: r.started_at, reverse=True) if before_rowid is None else []
         return (first + [r for r in rows if r.id not in self._unsaved])[:limit]
 
     async def _list_sessions(
-        self, states: Sequence[str], limit: int, before_rowid: int | None, launchers: bool
+        self, states: Sequence[str], limit: int, before_rowid: int | None, launchers: bool, who: Caller | None
     ) -> list[SessionRow]:
-        where: list[str] = [] if launchers else ["origin NOT LIKE 'launcher:%'"]
-        args: list[Any] = []
+        mine, params = self.mine(who)
+        where: list[str] = [mine] if launchers else [mine, "origin NOT LIKE 'launcher:%'"]
+        args: list[Any] = list(params)
         if states:
             where.append(f"state IN ({', '.join('?' * len(states))})")
             args.extend(states)
@@ -149,11 +156,12 @@ class Store(GroupCommit):
         sql = f"{SELECT_SESSION} WHERE state = 'running' AND (place = ? OR place IS NULL)"
         return [SessionRow(*r) for r in await self._rows(sql, (place,))]
 
-    async def session_ids(self, prefix: str, limit: int) -> list[str]:
+    async def session_ids(self, prefix: str, limit: int, who: Caller | None = None) -> list[str]:
         """Newest session ids starting with `prefix` (for argument completion)."""
         await self.flush()
-        sql = "SELECT id FROM sessions WHERE id LIKE ? ESCAPE '!' ORDER BY rowid DESC LIMIT ?"
-        return [r[0] for r in await self._rows(sql, (like_prefix(prefix), limit))]
+        mine, params = self.mine(who)
+        sql = f"SELECT id FROM sessions WHERE id LIKE ? ESCAPE '!' AND {mine} ORDER BY rowid DESC LIMIT ?"
+        return [r[0] for r in await self._rows(sql, (like_prefix(prefix), *params, limit))]
 
     async def all_session_ids(self) -> set[str]:
         await self.flush()
@@ -193,25 +201,6 @@ class Store(GroupCommit):
             self.submit("DELETE FROM routine_runs WHERE session_id = ?", (session_id,))
             self.submit("DELETE FROM tasks WHERE session_id = ?", (session_id,))
 
-    async def delete_events_before(self, timestamp_ms: int) -> int:
-        """Delete the events older than this; how many there were."""
-        sql = "DELETE FROM events WHERE timestamp < ?"
-        return await self.transaction(lambda db: db.execute(sql, (timestamp_ms,)).rowcount)
-
-    async def delete_oldest_events(self, free_bytes: int, most: int) -> int:
-        """Delete the oldest events that hold about `free_bytes` (at least one, at most `most`); how many went."""
-
-        def work(db: Connection) -> int:
-            last, held = None, 0
-            oldest = db.execute("SELECT seq, length(data) FROM events ORDER BY seq LIMIT ?", (most,)).fetchall()
-            for seq, size in oldest:
-                last, held = seq, held + size + EVENT_ROW_BYTES
-                if held >= free_bytes:
-                    break
-            return 0 if last is None else db.execute("DELETE FROM events WHERE seq <= ?", (last,)).rowcount
-
-        return await self.transaction(work)
-
     async def database_bytes(self) -> int:
         """Bytes of this machine's disk the database holds that retention can lower."""
         try:
@@ -237,11 +226,12 @@ class Store(GroupCommit):
         up to `run` in the same transaction, so concurrent retries after a failure start exactly one run."""
 
         def work(db: Connection) -> tuple[RunRow | None, str | None]:
-            self.db.serialize(db, f"routine-key:{run.routine}:{run.idempotency_key}")
+            # Keys are per principal: another owner's key of the same name is not this one.
+            self.db.serialize(db, f"routine-key:{run.principal}:{run.routine}:{run.idempotency_key}")
             found = db.execute(
                 f"SELECT {RUN_COLUMNS}, s.state FROM routine_runs r LEFT JOIN sessions s ON s.id = r.session_id"
-                " WHERE r.routine = ? AND r.idempotency_key = ?",
-                (run.routine, run.idempotency_key),
+                " WHERE r.routine = ? AND r.idempotency_key = ? AND COALESCE(r.principal, ?) = ?",
+                (run.routine, run.idempotency_key, self.earlier_owner, run.principal or self.earlier_owner),
             ).fetchone()
             if found is not None:
                 holder, state = run_row(found[:-1]), found[-1]
@@ -260,26 +250,29 @@ class Store(GroupCommit):
     def set_run_session(self, run_id: str, session_id: str) -> None:
         self.submit("UPDATE routine_runs SET session_id = ? WHERE id = ?", (session_id, run_id))
 
-    async def get_run(self, run_id: str) -> RunRow | None:
+    async def get_run(self, run_id: str, who: Caller | None = None) -> RunRow | None:
         await self.flush()
-        found = await self._rows(f"SELECT {RUN_COLUMNS} FROM routine_runs r WHERE r.id = ?", (run_id,))
+        mine, params = self.mine(who, "r.principal")
+        sql = f"SELECT {RUN_COLUMNS} FROM routine_runs r WHERE r.id = ? AND {mine}"
+        found = await self._rows(sql, (run_id, *params))
         return run_row(found[0]) if found else None
 
     # --- tasks ------------------------------------------------------------------------------------
     async def save_task(self, task: TaskRow) -> None:
         """Committed before it returns: a task id handed to a client resolves on every server at once."""
         self.submit(
-            "INSERT INTO tasks (id, follow, ref, session_id, created_at) VALUES (?, ?, ?, ?, ?)",
-            (task.id, task.follow, task.ref, task.session_id, task.created_at),
+            "INSERT INTO tasks (id, follow, ref, session_id, created_at, principal) VALUES (?, ?, ?, ?, ?, ?)",
+            (task.id, task.follow, task.ref, task.session_id, task.created_at, task.principal),
         )
         await self.flush()
 
-    async def get_task(self, task_id: str) -> TaskRow | None:
+    async def get_task(self, task_id: str, who: Caller | None = None) -> TaskRow | None:
         await self.flush()
+        mine, params = self.mine(who, "t.principal")
         found = await self._rows(
-            "SELECT t.id, t.follow, t.ref, t.session_id, t.created_at, t.cancelled_at, s.ended_at FROM tasks t"
-            " LEFT JOIN sessions s ON s.id = t.session_id WHERE t.id = ?",
-            (task_id,),
+            "SELECT t.id, t.follow, t.ref, t.session_id, t.created_at, t.cancelled_at, s.ended_at, t.principal"
+            f" FROM tasks t LEFT JOIN sessions s ON s.id = t.session_id WHERE t.id = ? AND {mine}",
+            (task_id, *params),
         )
         return TaskRow(*found[0]) if found else None
 
@@ -292,7 +285,7 @@ class Store(GroupCommit):
         """Committed before it returns, as save_task; expired ones are let go on the way."""
         self.submit("DELETE FROM call_tasks WHERE expires_at < ?", (task.created_at,))
         self.submit(
-            f"INSERT INTO call_tasks ({CALL_TASK_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT INTO call_tasks ({CALL_TASK_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             call_task_values(task),
         )
         await self.flush()
@@ -305,9 +298,11 @@ class Store(GroupCommit):
         params = (status, compact_json(view), at, at, task_id)
         return bool(await self.transaction(lambda db: db.execute(sql, params).rowcount))
 
-    async def get_call_task(self, task_id: str) -> CallTaskRow | None:
+    async def get_call_task(self, task_id: str, who: Caller | None = None) -> CallTaskRow | None:
         await self.flush()
-        found = await self._rows(f"SELECT {CALL_TASK_COLUMNS} FROM call_tasks WHERE id = ?", (task_id,))
+        mine, params = self.mine(who)
+        sql = f"SELECT {CALL_TASK_COLUMNS} FROM call_tasks WHERE id = ? AND {mine}"
+        found = await self._rows(sql, (task_id, *params))
         return call_task_row(found[0]) if found else None
 
     async def beat_call_tasks(self, owner: str, at: float) -> list[str]:
@@ -326,53 +321,6 @@ class Store(GroupCommit):
     async def ask_to_cancel_call_task(self, task_id: str, at: float) -> None:
         self.submit(f"UPDATE call_tasks SET cancel_asked_at = ? WHERE id = ? AND {RUNNING_CALL}", (at, task_id))
         await self.flush()
-
-    # --- events -----------------------------------------------------------------------------------
-    def insert_event(self, event: EventRow) -> None:
-        self.submit(*event_insert(event))
-
-    async def query_events(
-        self, sandbox_id: str, type_: str | None, since: int | None, limit: int, max_chars: int
-    ) -> tuple[list[EventRow], bool]:
-        """Matching events, oldest first: the newest `limit` of them, or with `since` the first `limit` after it;
-        fewer when their data would pass `max_chars`. Returns (events, whether some were left out for size).
-
-        Two queries: the page is chosen from the events' sizes alone, and only its events' data is read. (One
-        query with a running sum over the data made the database hold several copies of every candidate's data
-        at once: a 1 MiB page took 8 MiB.)"""
-        await self.flush()
-        where: list[str] = ["sandbox_id = ?"]
-        args: list[Any] = [sandbox_id]
-        if type_ is not None:
-            where.append("type = ?")
-            args.append(type_)
-        if since is not None:
-            where.append("timestamp > ?")
-            args.append(since)
-        order = "ASC" if since is not None else "DESC"
-        sizes = await self._rows(
-            f"SELECT seq, length(data) FROM events WHERE {' AND '.join(where)} ORDER BY seq {order} LIMIT ?",
-            (*args, limit),
-        )
-        chosen = sizes[: fitting((size for _, size in sizes), max_chars)]
-        if not chosen:
-            return [], False
-        marks = ", ".join("?" * len(chosen))
-
-        def parsed(r: Sequence[Any]) -> EventRow:
-            return EventRow(r[0], r[1], r[2], json.loads(r[3]), r[4])
-
-        rows = await self._rows(
-            f"SELECT id, sandbox_id, type, data, timestamp FROM events WHERE seq IN ({marks}) ORDER BY seq ASC",
-            tuple(seq for seq, _ in chosen),
-            parsed,
-        )
-        return rows, len(chosen) < len(sizes)
-
-    async def sandbox_ids(self, prefix: str, limit: int) -> list[str]:
-        await self.flush()
-        sql = "SELECT DISTINCT sandbox_id FROM events WHERE sandbox_id LIKE ? ESCAPE '!' ORDER BY sandbox_id LIMIT ?"
-        return [r[0] for r in await self._rows(sql, (like_prefix(prefix), limit))]
 
 
 def _end(row: SessionRow, event: EventRow | None, db: Connection) -> bool:

@@ -11,7 +11,10 @@ from typing import Any
 
 # A write: SQL and its parameters.
 Sql = tuple[str, tuple[Any, ...]]
-SCHEMA_VERSION = 6
+# 7: `principal`, the owner a record belongs to (providers.services.Caller.owner), in every table; routine runs'
+# idempotency keys are per principal. (`owner` in sessions and call_tasks is the server process that runs it.)
+SCHEMA_VERSION = 7
+PRINCIPAL_TABLES = ("sessions", "routine_runs", "events", "tasks", "call_tasks")
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS sessions (
     id TEXT PRIMARY KEY,
@@ -31,7 +34,8 @@ CREATE TABLE IF NOT EXISTS sessions (
     stdout_bytes INTEGER,
     stderr_bytes INTEGER,
     disk_bytes INTEGER,
-    place TEXT
+    place TEXT,
+    principal TEXT
 );
 CREATE INDEX IF NOT EXISTS sessions_by_state ON sessions(state);
 CREATE INDEX IF NOT EXISTS sessions_by_end ON sessions(ended_at);
@@ -43,15 +47,17 @@ CREATE TABLE IF NOT EXISTS routine_runs (
     session_id TEXT,
     metadata TEXT,
     created_at REAL NOT NULL,
-    UNIQUE (routine, idempotency_key)
+    principal TEXT
 );
+CREATE UNIQUE INDEX IF NOT EXISTS routine_runs_by_key ON routine_runs(routine, idempotency_key, principal);
 CREATE TABLE IF NOT EXISTS events (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     id TEXT NOT NULL UNIQUE,
     sandbox_id TEXT NOT NULL,
     type TEXT NOT NULL,
     data TEXT NOT NULL,
-    timestamp INTEGER NOT NULL
+    timestamp INTEGER NOT NULL,
+    principal TEXT
 );
 CREATE INDEX IF NOT EXISTS events_by_sandbox ON events(sandbox_id, timestamp);
 CREATE TABLE IF NOT EXISTS tasks (
@@ -60,7 +66,8 @@ CREATE TABLE IF NOT EXISTS tasks (
     ref TEXT NOT NULL,
     session_id TEXT NOT NULL,
     created_at REAL NOT NULL,
-    cancelled_at REAL
+    cancelled_at REAL,
+    principal TEXT
 );
 CREATE INDEX IF NOT EXISTS tasks_by_session ON tasks(session_id);
 CREATE TABLE IF NOT EXISTS call_tasks (
@@ -72,7 +79,8 @@ CREATE TABLE IF NOT EXISTS call_tasks (
     owner TEXT NOT NULL,
     alive_at REAL NOT NULL,
     view TEXT NOT NULL,
-    cancel_asked_at REAL
+    cancel_asked_at REAL,
+    principal TEXT
 );
 CREATE INDEX IF NOT EXISTS call_tasks_by_owner ON call_tasks(owner, status);
 """
@@ -95,6 +103,7 @@ SESSION_COLUMNS = (
     "stdout_bytes",
     "stderr_bytes",
     "place",
+    "principal",
 )
 SELECT_SESSION = f"SELECT rowid, {', '.join(SESSION_COLUMNS)} FROM sessions"
 
@@ -119,6 +128,7 @@ class SessionRow:
     stdout_bytes: int | None = None
     stderr_bytes: int | None = None
     place: str | None = None  # the machine and data directory it runs in (host:/path)
+    principal: str | None = None  # whose it is (None: made before owners were recorded)
 
     def values(self) -> tuple[Any, ...]:
         return tuple(getattr(self, name) for name in SESSION_COLUMNS)
@@ -133,6 +143,7 @@ class RunRow:
     session_id: str | None
     metadata: dict[str, Any] | None
     created_at: float
+    principal: str | None = None
 
 
 @dataclass
@@ -146,6 +157,7 @@ class TaskRow:
     created_at: float
     cancelled_at: float | None = None
     ended_at: float | None = None  # its session's
+    principal: str | None = None
 
 
 @dataclass
@@ -162,9 +174,10 @@ class CallTaskRow:
     alive_at: float
     view: dict[str, Any]
     cancel_asked_at: float | None = None
+    principal: str | None = None
 
 
-CALL_TASK_COLUMNS = "id, status, created_at, updated_at, expires_at, owner, alive_at, view, cancel_asked_at"
+CALL_TASK_COLUMNS = "id, status, created_at, updated_at, expires_at, owner, alive_at, view, cancel_asked_at, principal"
 RUNNING_CALL = "status IN ('working', 'input_required')"
 
 
@@ -175,20 +188,24 @@ class EventRow:
     type: str
     data: dict[str, Any]
     timestamp: int
+    principal: str | None = None
 
 
-RUN_COLUMNS = "r.id, r.routine, r.idempotency_key, r.message_digest, r.session_id, r.metadata, r.created_at"
+RUN_COLUMNS = (
+    "r.id, r.routine, r.idempotency_key, r.message_digest, r.session_id, r.metadata, r.created_at, r.principal"
+)
 
 
 def run_row(row: Sequence[Any]) -> RunRow:
     metadata = json.loads(row[5]) if row[5] is not None else None
-    return RunRow(row[0], row[1], row[2], row[3], row[4], metadata, row[6])
+    return RunRow(row[0], row[1], row[2], row[3], row[4], metadata, row[6], row[7])
 
 
 def run_insert(run: RunRow) -> Sql:
     return (
-        "INSERT INTO routine_runs (id, routine, idempotency_key, message_digest, session_id, metadata, created_at)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO routine_runs"
+        " (id, routine, idempotency_key, message_digest, session_id, metadata, created_at, principal)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         (
             run.id,
             run.routine,
@@ -197,6 +214,7 @@ def run_insert(run: RunRow) -> Sql:
             run.session_id,
             json.dumps(run.metadata) if run.metadata is not None else None,
             run.created_at,
+            run.principal,
         ),
     )
 
@@ -216,28 +234,31 @@ def call_task_values(task: CallTaskRow) -> tuple[Any, ...]:
         task.alive_at,
         compact_json(task.view),
         task.cancel_asked_at,
+        task.principal,
     )
 
 
 def call_task_row(row: Sequence[Any]) -> CallTaskRow:
-    return CallTaskRow(row[0], row[1], row[2], row[3], row[4], row[5], row[6], json.loads(row[7]), row[8])
+    return CallTaskRow(row[0], row[1], row[2], row[3], row[4], row[5], row[6], json.loads(row[7]), row[8], row[9])
 
 
 def event_insert(event: EventRow) -> Sql:
     return (
-        "INSERT INTO events (id, sandbox_id, type, data, timestamp) VALUES (?, ?, ?, ?, ?)",
+        "INSERT INTO events (id, sandbox_id, type, data, timestamp, principal) VALUES (?, ?, ?, ?, ?, ?)",
         (
             event.id,
             event.sandbox_id,
             event.type,
             json.dumps(event.data, separators=(",", ":"), ensure_ascii=False),
             event.timestamp,
+            event.principal,
         ),
     )
 
 
 def migrate(db: sqlite3.Connection) -> None:
-    """Bring an older database to SCHEMA_VERSION (version 1: the first release; sessions were re-shaped)."""
+    """Bring an older database to SCHEMA_VERSION (version 1: the first release; sessions were re-shaped). Records
+    made before version 7 keep `principal` NULL: they belong to the owner the operator names (Store.earlier_owner)."""
     version = db.execute("PRAGMA user_version").fetchone()[0]
     if version >= SCHEMA_VERSION:
         return
@@ -250,9 +271,18 @@ def migrate(db: sqlite3.Connection) -> None:
             db.execute("ALTER TABLE sessions RENAME TO sessions_v1")
         if "routine_runs" in tables and version < 3:
             db.execute("ALTER TABLE routine_runs RENAME TO routine_runs_v1")
+        if "routine_runs" in tables and 3 <= version < 7:  # its UNIQUE (routine, idempotency_key) goes: a rebuild
+            db.execute("ALTER TABLE routine_runs RENAME TO routine_runs_v6")
+        for table in ("sessions", "events", "tasks", "call_tasks"):
+            if table in tables and (table != "sessions" or version >= 2) and "principal" not in _columns(db, table):
+                db.execute(f"ALTER TABLE {table} ADD COLUMN principal TEXT")
         for statement in SCHEMA.split(";"):
             if statement.strip():
                 db.execute(statement)
+        if "routine_runs" in tables and 3 <= version < 7:
+            columns = "id, routine, idempotency_key, message_digest, session_id, metadata, created_at"
+            db.execute(f"INSERT INTO routine_runs ({columns}) SELECT {columns} FROM routine_runs_v6")
+            db.execute("DROP TABLE routine_runs_v6")
         if "sessions" in tables and version < 2:
             db.execute(
                 "INSERT INTO sessions (id, state, command, cwd, origin, pid, timeout_s, started_at, ended_at,"
@@ -276,12 +306,25 @@ def migrate(db: sqlite3.Connection) -> None:
     db.execute("COMMIT")
 
 
+# What tables made by an earlier PostgreSQL schema lack (each statement harmless when they have it already).
+POSTGRES_UPGRADE = "".join(
+    f"ALTER TABLE IF EXISTS {t} ADD COLUMN IF NOT EXISTS principal TEXT;\n" for t in PRINCIPAL_TABLES
+)
+POSTGRES_UPGRADE += (
+    "ALTER TABLE IF EXISTS routine_runs DROP CONSTRAINT IF EXISTS routine_runs_routine_idempotency_key_key;\n"
+)
+
+
+def _columns(db: sqlite3.Connection, table: str) -> set[str]:
+    return {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+
+
 def postgres_schema() -> str:
     """SCHEMA in PostgreSQL's words: the same tables and indexes, PostgreSQL's types, and the sessions' rowid
-    (implicit in SQLite) made a column."""
+    (implicit in SQLite) made a column; preceded by POSTGRES_UPGRADE for a database an earlier version made."""
     schema = SCHEMA.replace("seq INTEGER PRIMARY KEY AUTOINCREMENT", "seq BIGSERIAL PRIMARY KEY")
     schema = schema.replace(" REAL", " DOUBLE PRECISION").replace(" INTEGER", " BIGINT")
-    return schema.replace("sessions (\n", "sessions (\n    rowid BIGSERIAL UNIQUE,\n", 1)
+    return POSTGRES_UPGRADE + schema.replace("sessions (\n", "sessions (\n    rowid BIGSERIAL UNIQUE,\n", 1)
 
 
 def like_prefix(prefix: str) -> str:

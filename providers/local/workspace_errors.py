@@ -1,0 +1,62 @@
+"""What goes wrong with a workspace file's path or content, as the agent's error (the lookup is the kernel's:
+providers/local/files.py)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import errno
+from collections.abc import Iterator
+from typing import Literal
+
+from providers.errors import InvalidInput, NotFound
+from providers.local.files import Outside
+from providers.local.ids import PROVIDER
+
+
+def decode(content: str, encoding: str) -> bytes:
+    if encoding == "utf-8":
+        return content.encode("utf-8", "replace")
+    if encoding == "base64":
+        try:
+            return base64.b64decode(content, validate=True)
+        except (binascii.Error, ValueError):
+            raise InvalidInput(
+                PROVIDER, "content is not valid base64", hint='Send base64 (RFC 4648) or use encoding "utf-8".'
+            ) from None
+    raise InvalidInput(PROVIDER, f"encoding {encoding!r} is not known", hint='Use "utf-8" or "base64".')
+
+
+@contextlib.contextmanager
+def path_errors(workspace: str, path: str, expected: Literal["file", "directory"]) -> Iterator[None]:
+    """What went wrong with a path, as the agent's error."""
+    try:
+        yield
+    except Outside:
+        raise outside(workspace, path) from None
+    except FileNotFoundError:
+        hint = "listFiles shows what is there." if expected == "file" else "List its parent."
+        raise NotFound(PROVIDER, f"no {expected} {path!r} in workspace {workspace!r}", hint=hint) from None
+    except IsADirectoryError:
+        raise InvalidInput(
+            PROVIDER, f"{path!r} is not a regular file", hint="Give a file's path; listFiles lists a directory."
+        ) from None
+    except NotADirectoryError:
+        if expected == "directory":
+            raise InvalidInput(PROVIDER, f"{path!r} is a file", hint="readFile reads a file.") from None
+        hint = "Give a path whose parents are directories."
+        raise InvalidInput(PROVIDER, f"a part of {path!r} is a file, not a directory", hint=hint) from None
+    except OSError as exc:
+        if exc.errno != errno.ENAMETOOLONG:
+            raise
+        hint = "Keep each name under 256 bytes and the whole path under 4096."
+        raise InvalidInput(PROVIDER, f"path {path[:80]!r}... is too long", hint=hint) from None
+
+
+def outside(workspace: str, path: str) -> InvalidInput:
+    return InvalidInput(
+        PROVIDER,
+        f"path {path[:200]!r} leads out of workspace {workspace!r}",
+        hint="Give a path relative to the workspace, without '..' or links that leave it.",
+    )
