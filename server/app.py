@@ -13,6 +13,7 @@ from mcp.server.subscriptions import InMemorySubscriptionBus
 
 from docs_topics.model import Availability
 from providers.registry import PROVIDERS
+from server.callers import serve_as_caller
 from server.config import Settings
 from server.docs_tool import ServerFacts, docs_tool, register_docs_resources
 from server.resources import register_resources
@@ -91,7 +92,7 @@ def create_server(
         log_level=settings.log_level,
         tools=[*build.tools_for(offers), docs_tool(availability(settings, offers))],
         extensions=[tasks],
-        middleware=[*tasks.middleware(), explain_unknown_tools(settings, offers)],
+        middleware=[serve_as_caller, *tasks.middleware(), explain_unknown_tools(settings, offers)],
     )
     register_docs_resources(server, facts, availability(settings, offers))
     serve_task_notifications(server, tasks, bus)

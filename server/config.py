@@ -23,6 +23,7 @@ from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource
 from providers.provider import Provider, Setting, load
 from providers.registry import PROVIDERS
 from providers.values import comma_list
+from server.sign_in_settings import OAUTH_ENV, OAuthSettings, env_name, http_url
 
 TOOLSETS = ("sessions", "routines", "launchers", "workspaces")
 OFFERED_BY_DEFAULT = ("events",)  # toolsets of earlier releases whose tools are now offered by default
@@ -107,6 +108,10 @@ class Settings(BaseSettings):
     http_timeout_s: float = Field(
         30, gt=0, validation_alias=AliasChoices("RUNTIMES_MCP_HTTP_TIMEOUT", "http_timeout_s")
     )
+    # This server's canonical URL as clients reach it (e.g. https://mcp.example.com/mcp): OAuth's default audience
+    # and the `resource` of its protected-resource metadata.
+    public_url: str | None = _env("RUNTIMES_MCP_PUBLIC_URL", "public_url")
+    oauth: OAuthSettings = Field(default_factory=OAuthSettings)
 
     _config_file: Path | None = PrivateAttr(None)
 
@@ -155,6 +160,11 @@ class Settings(BaseSettings):
         host) means no token, not a token nobody can send."""
         return None if isinstance(value, str) and not value.strip() else value
 
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str | None) -> str | None:
+        return http_url(value) if value is not None and value.strip() else None
+
     @field_validator("allowed_origins", "allowed_hosts", mode="before")
     @classmethod
     def _parse_list(cls, value: Any) -> list[str]:
@@ -178,6 +188,56 @@ class Settings(BaseSettings):
             )
         return self
 
+    @model_validator(mode="after")
+    def _sign_in_settings_fit(self) -> Settings:
+        """The [oauth] settings that only make sense together, and the audience and resource URL they need."""
+        oauth = self.oauth
+
+        def name(key: str) -> str:
+            return f"{env_name(key)} (config file: oauth.{key})"
+
+        if not oauth.enabled:
+            given = [k for k in ("audience", "introspection_url", "client_id", "client_secret") if getattr(oauth, k)]
+            if given:
+                raise ValueError(
+                    f"{name(given[0])} is set but {name('issuer')} is not: set the issuer to sign users in with "
+                    f"OAuth, or unset {env_name(given[0])}"
+                )
+            return self
+        if oauth.audience is None and self.public_url is None:
+            raise ValueError(
+                f"{name('issuer')} needs an audience: set RUNTIMES_MCP_PUBLIC_URL (config file: public_url) to this "
+                "server's URL as clients reach it (e.g. https://mcp.example.com/mcp), or set "
+                f"{env_name('audience')}"
+            )
+        if self.resource_url is None:
+            raise ValueError(
+                f"{name('audience')} is not a URL, so it cannot name this server in its protected-resource metadata: "
+                "set RUNTIMES_MCP_PUBLIC_URL (config file: public_url) to this server's URL as clients reach it"
+            )
+        if oauth.introspection_url is not None and (oauth.client_id is None or oauth.client_secret is None):
+            missing = "client_id" if oauth.client_id is None else "client_secret"
+            raise ValueError(
+                f"{name('introspection_url')} needs {name(missing)}: the credentials this server authenticates "
+                "with at the introspection endpoint"
+            )
+        return self
+
+    @property
+    def audience(self) -> str | None:
+        """What access tokens must name in `aud`."""
+        return self.oauth.audience or self.public_url
+
+    @property
+    def resource_url(self) -> str | None:
+        """This server as a protected resource (RFC 9728): the public URL, else an audience that is a URL."""
+        if self.public_url is not None:
+            return self.public_url
+        try:
+            return http_url(self.oauth.audience) if self.oauth.audience else None
+        except ValueError:
+            return None
+
     def is_set(self, setting: Setting | None) -> bool:
         return setting is None or getattr(self, setting.key) is not None
 
@@ -192,7 +252,7 @@ class Settings(BaseSettings):
 
     def secret_values(self) -> list[str]:
         """Every credential's value, so callers can make sure none leaks."""
-        values = [getattr(self, name) for name in type(self).model_fields]
+        values = [getattr(self, name) for name in type(self).model_fields] + [self.oauth.client_secret]
         return [v.get_secret_value() for v in values if isinstance(v, SecretStr) and v.get_secret_value()]
 
 
@@ -289,15 +349,18 @@ def load_settings(config_path: str | os.PathLike[str] | None = None) -> Settings
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
     from_env: dict[tuple[str, ...], str] = {}  # a section's key (with the section) -> the variable that set it
-    for provider in PROVIDERS.values():  # variables of a provider's section win over the config file too
-        for env_name, keys in provider.section_env.items():
-            if os.environ.get(env_name):
-                section = file_values.setdefault(provider.name, {})
+    sections = [(p.name, p.section_env) for p in PROVIDERS.values()] + [
+        ("oauth", {k: (v,) for k, v in OAUTH_ENV.items()})
+    ]
+    for table, section_env in sections:  # variables of a section ([local], [oauth]) win over the config file too
+        for variable, keys in section_env.items():
+            if os.environ.get(variable):
+                section = file_values.setdefault(table, {})
                 for key in keys[:-1]:
                     section = section.setdefault(key, {}) if isinstance(section, dict) else section
                 if isinstance(section, dict):
-                    section[keys[-1]] = os.environ[env_name]
-                    from_env[(provider.name, *keys)] = env_name
+                    section[keys[-1]] = os.environ[variable]
+                    from_env[(table, *keys)] = variable
     problems = _file_type_problems(file_values)
     if problems:
         raise ConfigError(f"invalid configuration ({path}): " + "; ".join(problems))

@@ -1,4 +1,5 @@
-"""Streamable HTTP serving: bearer auth, Host/Origin checks, limits, /healthz, one shared state."""
+"""Streamable HTTP serving: bearer auth (a static token, or signing in with the team's identity provider),
+Host/Origin checks, limits, /healthz, one shared state."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any, TextIO
 
+import httpx
 from mcp.server.mcpserver import MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.applications import Starlette
@@ -22,9 +24,12 @@ from server import uvicorn_adapter
 from server.app import create_server, freeze_startup_objects, version
 from server.config import LOOPBACK_HOSTS, ConfigError, Settings
 from server.host_check import ExactHostCheck
+from server.sign_in import ASKED_SCOPES, SignIn, Verifier
 from server.state import AppState
 from server.tasks import TaskRoutingHeaders
+from server.tokens import TIMEOUT, Keys, TokenChecker, Unavailable, discover
 from server.unreadable import UnreadableRequests
+from tools import sdk
 
 MCP_PATH = "/mcp"
 WORKER_PORT_ENV = "RUNTIMES_MCP_WORKER_PORT"  # set by server/workers.py: a worker of --workers on this port
@@ -38,6 +43,7 @@ class Access:
     token: str | None
     generated: bool
     local_code: bool  # offer the tools that run commands on this machine
+    issuer: str | None = None  # users sign in with this identity provider (RUNTIMES_MCP_OAUTH_ISSUER)
 
 
 def decide_access(settings: Settings, insecure_no_auth: bool, unauthenticated_exec: bool) -> Access:
@@ -46,6 +52,14 @@ def decide_access(settings: Settings, insecure_no_auth: bool, unauthenticated_ex
     are not offered unless the operator opts in once more (--unauthenticated-local-exec)."""
     if unauthenticated_exec and not insecure_no_auth:
         raise ConfigError("--unauthenticated-local-exec only makes sense with --insecure-no-auth")
+    if settings.oauth.issuer is not None:  # no token is made up then: users sign in, the operator may add one
+        if insecure_no_auth:
+            raise ConfigError(
+                "--insecure-no-auth and RUNTIMES_MCP_OAUTH_ISSUER contradict each other: choose one (unset the issuer "
+                "to serve without authentication)"
+            )
+        token = settings.http_token.get_secret_value() if settings.http_token is not None else None
+        return Access(token, False, True, settings.oauth.issuer)
     if settings.http_token is not None:
         if insecure_no_auth:
             raise ConfigError("--insecure-no-auth and RUNTIMES_MCP_HTTP_TOKEN contradict each other: choose one")
@@ -59,7 +73,10 @@ def announce(access: Access, host: str, port: int, stream: TextIO) -> None:
     """Say where the server is and how to reach it, in a few lines a person can copy from."""
     shown = f"[{host}]" if ":" in host else host
     url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else shown}:{port}{MCP_PATH}"
-    if access.token is None:
+    if access.issuer is not None:
+        static = " (or the static token RUNTIMES_MCP_HTTP_TOKEN)" if access.token is not None else ""
+        print(f"runtimes-mcp: serving MCP at {url}; users sign in with {access.issuer}{static}", file=stream)
+    elif access.token is None:
         exec_note = "" if access.local_code else "; tools that run commands on this machine are off"
         print(f"runtimes-mcp: serving MCP at {url} without authentication (--insecure-no-auth{exec_note})", file=stream)
     elif not access.generated:
@@ -129,7 +146,14 @@ class BearerAuth:
 
 
 def build_http_app(
-    server: MCPServer[Any], settings: Settings, *, host: str, stateless: bool, json_response: bool, token: str | None
+    server: MCPServer[Any],
+    settings: Settings,
+    *,
+    host: str,
+    stateless: bool,
+    json_response: bool,
+    token: str | None,
+    verifier: Verifier | None = None,
 ) -> ASGIApp:
     @server.custom_route("/healthz", methods=["GET"])  # type: ignore[untyped-decorator]
     async def healthz(_: Request) -> Response:
@@ -159,9 +183,39 @@ def build_http_app(
         security.allowed_hosts,
         security.allowed_origins,
     )
+    if verifier is not None and settings.resource_url is not None and settings.oauth.issuer is not None:
+        resource = settings.resource_url
+        app.router.routes.extend(
+            sdk.protected_resource_routes(resource, settings.oauth.issuer, list(ASKED_SCOPES), "runtimes-mcp")
+        )
+        return SignIn(routed, verifier, sdk.resource_metadata_url(resource), MCP_PATH, limit)
     if token is None:
         return routed
     return BearerAuth(routed, token)
+
+
+async def token_checker(settings: Settings, client: httpx.AsyncClient) -> TokenChecker:
+    """The checker of the issuer's access tokens, its keys found by discovery now: an issuer that cannot be used is
+    a ConfigError naming RUNTIMES_MCP_OAUTH_ISSUER."""
+    oauth, audience = settings.oauth, settings.audience
+    assert oauth.issuer is not None and audience is not None
+    try:
+        metadata = await discover(oauth.issuer, client)
+    except Unavailable as exc:
+        raise ConfigError(
+            f"RUNTIMES_MCP_OAUTH_ISSUER: no usable metadata for {oauth.issuer} ({exc}); check the issuer URL "
+            "(exactly as the identity provider names itself), and that this machine reaches it"
+        ) from None
+    if metadata.jwks_uri is None and oauth.introspection_url is None:
+        raise ConfigError(
+            f"RUNTIMES_MCP_OAUTH_ISSUER: {oauth.issuer} publishes no jwks_uri, so its tokens cannot be checked here; "
+            "set RUNTIMES_MCP_OAUTH_INTROSPECTION_URL (with its client id and secret) to check them by introspection"
+        )
+    keys = Keys(metadata.jwks_uri, client) if metadata.jwks_uri is not None else None
+    introspection = None
+    if oauth.introspection_url is not None and oauth.client_id is not None and oauth.client_secret is not None:
+        introspection = (oauth.introspection_url, oauth.client_id, oauth.client_secret.get_secret_value())
+    return TokenChecker(oauth.issuer, audience, keys, client, introspection)
 
 
 async def serve_http(
@@ -182,21 +236,31 @@ async def serve_http(
     else:
         port = int(worker_port)
         sockets = [bind(host, port, listen=True)]
-    async with AppState.open(settings) as state:
-        server = create_server(settings, state, local_code=access.local_code)
-        app = build_http_app(
-            server, settings, host=host, stateless=stateless, json_response=json_response, token=access.token
-        )
-        freeze_startup_objects()
-        if worker_port is None:
-            announce(access, host, port, sys.stderr)
-        await uvicorn_adapter.serve(
-            app,
-            sockets,
-            header_timeout_s=settings.header_timeout_s,
-            max_connections=settings.max_connections or uvicorn_adapter.default_max_connections(),
-            grace_s=settings.shutdown_grace_s,
-            # calls in flight answer now, not at the grace's end
-            on_stop=state.stop_calls,
-        )
+    async with httpx.AsyncClient(timeout=TIMEOUT, follow_redirects=False) as client:
+        verifier = None
+        if access.issuer is not None:  # before anything starts: an issuer that cannot be used stops start-up
+            verifier = Verifier(await token_checker(settings, client), access.token)
+        async with AppState.open(settings) as state:
+            server = create_server(settings, state, local_code=access.local_code)
+            app = build_http_app(
+                server,
+                settings,
+                host=host,
+                stateless=stateless,
+                json_response=json_response,
+                token=access.token,
+                verifier=verifier,
+            )
+            freeze_startup_objects()
+            if worker_port is None:
+                announce(access, host, port, sys.stderr)
+            await uvicorn_adapter.serve(
+                app,
+                sockets,
+                header_timeout_s=settings.header_timeout_s,
+                max_connections=settings.max_connections or uvicorn_adapter.default_max_connections(),
+                grace_s=settings.shutdown_grace_s,
+                # calls in flight answer now, not at the grace's end
+                on_stop=state.stop_calls,
+            )
     return 0

@@ -66,6 +66,7 @@ class AppState:
                             changed=watchers.changed,
                             hidden=hidden,
                             services=services,
+                            earlier_owner=settings.oauth.earlier_owner,
                         )
                         opened[provider.name] = await stack.enter_async_context(load(provider.opens)(host))
                 async with anyio.create_task_group() as tg:  # tool calls made as MCP tasks: they end first

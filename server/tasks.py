@@ -57,6 +57,7 @@ from pydantic import BaseModel, Field
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from providers.services import caller
 from server import tasks_2025
 from tools import sdk
 from tools.tasks import TASK_CALL, TERMINAL, Status, TaskCall, TaskView
@@ -132,6 +133,9 @@ class _MemoryTask:
     next_key: int = 0
     outcome: list[HandlerResult] = field(default_factory=list)  # the call's own answer, once it has one
     shared: SharedTasks | None = None  # where the task is recorded for other servers, once it is
+    # Whose task it is (providers.services.Caller.owner): the call runs as its creator, and only it (or an admin)
+    # sees the task.
+    owner: str = field(default_factory=lambda: caller().owner)
 
     async def publish(self) -> None:
         """Record the task as it stands now for the other servers (a failure is logged: the task goes on)."""
@@ -436,9 +440,11 @@ class TasksExtension(Extension):
         return (await self._find(ctx, task_id))[0]
 
     async def _find(self, ctx: ServerRequestContext[Any, Any], task_id: str) -> tuple[TaskView | None, Kind]:
-        """The task and where it lives: in this process, a durable local run, or another server's call."""
+        """The caller's task (anyone's, for an admin) and where it lives: in this process, a durable local run, or
+        another server's call. Another owner's task here is looked for further, as an unknown id is, and not
+        found there either: it reads as one that does not exist."""
         task = self._memory.get(task_id)
-        if task is not None:
+        if task is not None and caller().sees(task.owner):
             return task.view, "here"
         view = await self.durable.read(ctx, task_id) if self.durable is not None else None
         if view is not None:

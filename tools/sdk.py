@@ -13,13 +13,20 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import mcp_types
+from mcp.server.auth.middleware.auth_context import AuthContextMiddleware
+from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
+from mcp.server.auth.provider import AccessToken
+from mcp.server.auth.routes import build_resource_metadata_url, create_protected_resource_routes
 from mcp.server.lowlevel import Server
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.mcpserver.tools import Tool
 from mcp.shared.message import SessionMessage
 from mcp_types.methods import serialize_server_result
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from starlette.authentication import AuthCredentials
+from starlette.routing import BaseRoute
+from starlette.types import ASGIApp, Scope
 
 
 def lowlevel(server: MCPServer[Any]) -> Server[Any]:
@@ -173,3 +180,52 @@ class StrictTool(Tool):
             if isinstance(cause, ValidationError) and cause.title.endswith("Arguments"):
                 raise ToolError(f"Error executing tool {self.name}: {invalid_arguments(cause)}") from None
             raise
+
+
+# --- signing in over HTTP (server/sign_in.py) ------------------------------------------------------------
+def sign_in(scope: Scope, token: AccessToken) -> None:
+    """Mark an HTTP request as made with `token`, as the SDK's own authentication middleware does (`user`, `auth`
+    in the ASGI scope): its transport then binds a stateful MCP session to the credential that opened it (another
+    credential's request for that session gets 404), and `get_access_token()` finds it."""
+    scope["user"] = AuthenticatedUser(token)
+    scope["auth"] = AuthCredentials(list(token.scopes))
+
+
+def with_access_token_context(app: ASGIApp) -> ASGIApp:
+    """`app` with the SDK's AuthContextMiddleware: `get_access_token()` works inside it."""
+    return AuthContextMiddleware(app)
+
+
+def access_token_of(ctx: Any) -> AccessToken | None:
+    """The access token an HTTP request was made with (see sign_in), from a request's context: the SDK hands a
+    handler or middleware the transport's request (`ctx.request`, a Starlette Request; None on stdio)."""
+    request = getattr(ctx, "request", None)
+    scope = getattr(request, "scope", None)
+    user = scope.get("user") if isinstance(scope, dict) else None
+    return user.access_token if isinstance(user, AuthenticatedUser) else None
+
+
+def protected_resource_routes(resource: str, issuer: str, scopes: list[str], name: str) -> list[BaseRoute]:
+    """The SDK's RFC 9728 protected-resource metadata route for `resource` (at its well-known URL, the resource's
+    path inserted), naming `issuer` as its authorization server."""
+    routes = create_protected_resource_routes(
+        resource_url=_url(resource),
+        authorization_servers=[_url(issuer)],
+        scopes_supported=scopes,
+        resource_name=name,
+    )
+    return list(routes)
+
+
+def resource_metadata_url(resource: str) -> str:
+    """Where protected_resource_routes serves the metadata of `resource` (RFC 9728 section 3.1)."""
+    return str(build_resource_metadata_url(_url(resource)))
+
+
+# An issuer or resource is compared as a string (RFC 8414, RFC 9728): "https://idp.example" must not become
+# "https://idp.example/", as a plain AnyHttpUrl makes it. (The SDK's metadata models keep empty paths too.)
+_URL = TypeAdapter(AnyHttpUrl, config=ConfigDict(url_preserve_empty_path=True))
+
+
+def _url(value: str) -> AnyHttpUrl:
+    return _URL.validate_python(value)
