@@ -220,6 +220,20 @@ def state_url(postgres_server: Any, request: pytest.FixtureRequest, monkeypatch:
     return url
 
 
+# --- a real OAuth 2.0 / OIDC authorization server for the session (tests/oidc_server.py) -----------------------
+@pytest.fixture(scope="session")
+def identity_provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    from tests import oidc_server
+
+    if not oidc_server.node_available():
+        pytest.skip("node/npm not found: install Node.js to run the sign-in tests")
+    provider = oidc_server.start(tmp_path_factory.mktemp("oidc"))
+    try:
+        yield provider
+    finally:
+        provider.stop()
+
+
 class RawStdio:
     """A real `runtimes-mcp` over stdio, spoken to line by line (raw bytes both ways), initialized with the
     legacy handshake. For what a client library would hide: the exact bytes on the wire, unparsable input."""
