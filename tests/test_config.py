@@ -133,3 +133,62 @@ def test_secret_values_lists_every_credential(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv("ARCHASTRO_API_KEY", "sk_one")
     monkeypatch.setenv("COMPUTESDK_API_KEY", "two")
     assert sorted(load_settings().secret_values()) == ["sk_one", "two"]
+
+
+# --- signing in with the team's identity provider ([oauth], RUNTIMES_MCP_OAUTH_*) ---------------------------
+def test_oauth_from_the_file_and_the_environment(monkeypatch: pytest.MonkeyPatch, config_file) -> None:
+    path = config_file(
+        """
+        public_url = "https://mcp.example.com/mcp"
+        [oauth]
+        issuer = "https://idp.example.com/realms/team"
+        earlier_owner = "https://idp.example.com/realms/team#f00d"
+        """
+    )
+    settings = load_settings(path)
+    assert settings.oauth.issuer == "https://idp.example.com/realms/team"
+    assert settings.audience == settings.resource_url == "https://mcp.example.com/mcp"
+    assert settings.oauth.earlier_owner == "https://idp.example.com/realms/team#f00d"
+    monkeypatch.setenv("RUNTIMES_MCP_OAUTH_AUDIENCE", "api://runtimes")
+    monkeypatch.setenv("RUNTIMES_MCP_OAUTH_INTROSPECTION_URL", "https://idp.example.com/introspect")
+    monkeypatch.setenv("RUNTIMES_MCP_OAUTH_CLIENT_ID", "runtimes-mcp")
+    monkeypatch.setenv("RUNTIMES_MCP_OAUTH_CLIENT_SECRET", "introspection-SECRET")
+    settings = load_settings(path)
+    assert settings.audience == "api://runtimes" and settings.resource_url == "https://mcp.example.com/mcp"
+    assert "introspection-SECRET" in settings.secret_values()  # so the log redacts it
+
+
+@pytest.mark.parametrize(
+    ("env", "named", "says"),
+    [
+        ({"RUNTIMES_MCP_OAUTH_ISSUER": "https://idp.example"}, "RUNTIMES_MCP_OAUTH_ISSUER", "RUNTIMES_MCP_PUBLIC_URL"),
+        ({"RUNTIMES_MCP_OAUTH_ISSUER": "http://idp.example"}, "RUNTIMES_MCP_OAUTH_ISSUER", "https://"),
+        ({"RUNTIMES_MCP_OAUTH_ISSUER": "https://idp.example#x"}, "RUNTIMES_MCP_OAUTH_ISSUER", "fragment"),
+        ({"RUNTIMES_MCP_OAUTH_AUDIENCE": "https://m.example"}, "RUNTIMES_MCP_OAUTH_AUDIENCE", "ISSUER"),
+        (
+            {"RUNTIMES_MCP_OAUTH_ISSUER": "https://idp.example", "RUNTIMES_MCP_OAUTH_AUDIENCE": "api-x"},
+            "RUNTIMES_MCP_OAUTH_AUDIENCE",
+            "RUNTIMES_MCP_PUBLIC_URL",
+        ),
+        (
+            {
+                "RUNTIMES_MCP_OAUTH_ISSUER": "https://idp.example",
+                "RUNTIMES_MCP_PUBLIC_URL": "https://m.example/mcp",
+                "RUNTIMES_MCP_OAUTH_INTROSPECTION_URL": "https://idp.example/introspect",
+            },
+            "RUNTIMES_MCP_OAUTH_CLIENT_ID",
+            "introspection",
+        ),
+        ({"RUNTIMES_MCP_OAUTH_EARLIER_OWNER": "alice"}, "RUNTIMES_MCP_OAUTH_EARLIER_OWNER", "ISSUER#SUBJECT"),
+        ({"RUNTIMES_MCP_PUBLIC_URL": "mcp.example.com"}, "RUNTIMES_MCP_PUBLIC_URL", "https://"),
+    ],
+)
+def test_a_wrong_or_missing_oauth_combination_is_one_line_naming_the_setting(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], named: str, says: str
+) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError) as refused:
+        load_settings()
+    message = str(refused.value)
+    assert named in message and says in message and "\n" not in message

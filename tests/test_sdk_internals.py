@@ -225,3 +225,70 @@ async def test_a_middleware_sees_the_wire_result_and_what_it_returns_is_sent_uns
     )
     shaped = sdk.shaped_for("2025-11-25", "tools/call", {"content": [], "resultType": "complete", "isError": True})
     assert shaped == {"content": [], "isError": True}, f"update tools/sdk.shaped_for: {shaped}"
+
+
+async def test_a_signed_in_request_carries_its_token_to_handlers_and_binds_a_stateful_session() -> None:
+    """server/sign_in.py marks a request as the SDK's authentication middleware would (sdk.sign_in); the SDK then
+    hands handlers the request (sdk.access_token_of) and refuses a session to any other credential (404)."""
+    import httpx
+    from mcp.server.auth.middleware.auth_context import get_access_token
+    from mcp.server.auth.provider import AccessToken
+    from starlette.types import Receive, Scope, Send
+
+    seen: list[tuple[str | None, str | None]] = []
+
+    async def who(ctx: Any, call_next: Any) -> Any:
+        token, current = sdk.access_token_of(ctx), get_access_token()
+        seen.append((token.client_id if token else None, current.client_id if current else None))
+        return await call_next(ctx)
+
+    server: MCPServer[Any] = MCPServer("probe", middleware=[who])
+    app = server.streamable_http_app(stateless_http=False, json_response=True)
+
+    async def signing_in(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            name = dict(scope["headers"]).get(b"x-who", b"").decode()
+            sdk.sign_in(scope, AccessToken(token="", client_id=name, scopes=["s"], subject=name))
+        await sdk.with_access_token_context(app)(scope, receive, send)
+
+    headers = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
+    hello = {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=signing_in)
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:8000") as client:
+            opened = await client.post(
+                "/mcp",
+                json={"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": hello},
+                headers={**headers, "x-who": "alice"},
+            )
+            session = {
+                **headers,
+                "mcp-session-id": opened.headers["mcp-session-id"],
+                "mcp-protocol-version": "2025-06-18",
+            }
+            ping = {"jsonrpc": "2.0", "id": 2, "method": "ping"}
+            mine = await client.post("/mcp", json=ping, headers={**session, "x-who": "alice"})
+            theirs = await client.post("/mcp", json=ping, headers={**session, "x-who": "bob"})
+    assert seen and seen[0] == ("alice", "alice"), f"{seen}: update tools/sdk.access_token_of or sdk.sign_in"
+    assert mine.status_code == 200
+    assert theirs.status_code == 404, (
+        "the SDK no longer binds a stateful session to the credential that opened it (scope['user']): update "
+        "tools/sdk.sign_in, and say in docs/team-sign-in.md that sessions are not bound"
+    )
+
+
+async def test_the_protected_resource_metadata_route_is_where_its_url_says() -> None:
+    import httpx
+    from starlette.applications import Starlette
+
+    routes = sdk.protected_resource_routes("http://127.0.0.1:8000/mcp", "https://idp.example", ["a", "b"], "probe")
+    url = sdk.resource_metadata_url("http://127.0.0.1:8000/mcp")
+    assert url == "http://127.0.0.1:8000/.well-known/oauth-protected-resource/mcp", "update tools/sdk.py"
+    transport = httpx.ASGITransport(app=Starlette(routes=routes))
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:8000") as client:
+        metadata = (await client.get(url)).json()
+    assert metadata["resource"] == "http://127.0.0.1:8000/mcp"
+    assert metadata["authorization_servers"] == ["https://idp.example"], (
+        f"{metadata}: the issuer must stay exactly as configured (no slash added): update tools/sdk._url"
+    )
+    assert metadata["scopes_supported"] == ["a", "b"] and metadata["resource_name"] == "probe"
