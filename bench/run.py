@@ -736,6 +736,26 @@ def remote_overhead(quick: bool) -> list[Row]:
     ]
 
 
+def sign_in_overhead(quick: bool) -> list[Row]:
+    from bench import auth
+
+    static, same, fresh = auth.measure(calls=300 if quick else 1000)
+    return [
+        Row(
+            f"HTTP tool call signed in with a JWT vs the static token, p50 ({way.way})",
+            way.p50_ms,
+            static.p50_ms,
+            "ms",
+            f"{target} (measured {way.p50_ms - static.p50_ms:+.3f} ms)",
+            ok,
+        )
+        for way, target, ok in (
+            (same, "<= +0.2 ms", same.p50_ms - static.p50_ms <= 0.2),
+            (fresh, "info", None),
+        )
+    ]
+
+
 def machine() -> str:
     cpu = "unknown CPU"
     try:
@@ -800,6 +820,7 @@ def main() -> int:
             lambda: storage_throughput(args.quick),
             lambda: postgres_throughput(args.quick),
             lambda: remote_overhead(args.quick),
+            lambda: sign_in_overhead(args.quick),
             remote_answer_memory,
             event_page_memory,
         ]
