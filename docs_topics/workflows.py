@@ -131,7 +131,8 @@ WORKSPACES = Topic(
         "`execRun workspace=NAME` works in it, under the same sandbox as any run, and what it writes there "
         "(source files, a `.venv`, build outputs) is there for the next run, after a server restart, and for every "
         "server on the data directory. It is made on first use. Several runs may use one workspace at once, as "
-        "two shells may share a directory. A run without `workspace` gets a fresh directory of its own.\n\n"
+        "two shells may share a directory. A run without `workspace` gets a fresh directory of its own. Where users "
+        "sign in, names are per user: each has their own workspaces.\n\n"
         '- **Files in and out**: writeFile (text, or `encoding: base64` for bytes; `mode` like "755"; parent '
         "directories made; a file is replaced whole, never left half-written) and readFile (a page of "
         "`length` bytes, 64 KiB by default, from `offset`; base64 when the bytes are not UTF-8 text; the whole "
@@ -143,7 +144,7 @@ WORKSPACES = Topic(
         "- **Input while it runs**: `execRun interactive=true` keeps the run's stdin open; sendInput writes to it "
         "(end lines with \\n) and `eof: true` closes it. Any server on the machine can send it.\n"
         "- **Bounds**: a workspace holds at most `local.workspace_max_mb` (1024 MiB; a run that passes it is "
-        "ended, a write that would is refused); there are at most `local.max_workspaces` (100); one unused for "
+        "ended, a write that would is refused); each owner has at most `local.max_workspaces` (100); one unused for "
         "`local.workspace_retention_days` (30) is deleted, never one in use; all of them count toward "
         "`local.max_data_mb`."
     ),

@@ -195,7 +195,7 @@ class LocalConfig(BaseModel):
     max_data_mb: int = Field(1024, ge=1, description="The data directory is kept under this, oldest runs first.")
     max_output_mb: int = Field(64, ge=1, description="Per stream, the output a session may write before it is ended.")
     workspace_max_mb: int = Field(1024, ge=1, description="Largest size of one workspace (writes and runs).")
-    max_workspaces: int = Field(100, ge=1, description="How many workspaces the data directory may hold.")
+    max_workspaces: int = Field(100, ge=1, description="How many workspaces each owner may have.")
     workspace_retention_days: float = Field(
         30, gt=0, description="A workspace unused this long is deleted (never one a running session uses)."
     )

@@ -344,14 +344,13 @@ class LocalRuntime(
         return int(self.config.retention_days * 86_400_000)
 
     async def remember_task(self, task_id: str, follow: str, ref: str, session_id: str) -> TaskRow:
-        """Record that MCP task `task_id` follows `ref` (read with capability `follow`); any server on this data
-        directory can answer for it from now on."""
+        """Record that MCP task `task_id` (the caller's) follows `ref` (read with capability `follow`); any server on
+        this data directory answers for it from now on. recall_task finds another owner's as one that does not exist."""
         task = TaskRow(task_id, follow, ref, session_id, created_at=time.time(), principal=caller().owner)
         await self._store.save_task(task)
         return task
 
     async def recall_task(self, task_id: str) -> TaskRow | None:
-        """The caller's task (anyone's, for an admin); another owner's reads as one that does not exist."""
         return await self._store.get_task(task_id, caller())
 
     async def cancel_task(self, task: RunTask) -> None:
