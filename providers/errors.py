@@ -91,6 +91,11 @@ class NotConfigured(ProviderError):
     default_hint = "Set the provider's credentials in the environment and restart the server."
 
 
+class NotAllowed(ProviderError):
+    kind = "not allowed"
+    default_hint = "Ask the server's operator for the access this needs."
+
+
 class Unsupported(ProviderError):
     kind = "not supported"
     default_hint = "Use a provider that supports this operation (see getDocs topic 'overview')."

@@ -197,29 +197,30 @@ class Settings(BaseSettings):
             return f"{env_name(key)} (config file: oauth.{key})"
 
         if not oauth.enabled:
-            given = [k for k in ("audience", "introspection_url", "client_id", "client_secret") if getattr(oauth, k)]
+            keys = ("audience", "introspection_url", "client_id", "client_secret", "shared_providers")
+            given = [k for k in keys if getattr(oauth, k)]
             if given:
                 raise ValueError(
-                    f"{name(given[0])} is set but {name('issuer')} is not: set the issuer to sign users in with "
-                    f"OAuth, or unset {env_name(given[0])}"
+                    f"{name(given[0])} is set but {name('issuer')} is not. Next: set the issuer to sign users in "
+                    f"with OAuth, or unset {env_name(given[0])}"
                 )
             return self
         if oauth.audience is None and self.public_url is None:
             raise ValueError(
-                f"{name('issuer')} needs an audience: set RUNTIMES_MCP_PUBLIC_URL (config file: public_url) to this "
-                "server's URL as clients reach it (e.g. https://mcp.example.com/mcp), or set "
-                f"{env_name('audience')}"
+                f"{name('issuer')} needs an audience, and neither RUNTIMES_MCP_PUBLIC_URL nor "
+                f"{env_name('audience')} is set. Next: set RUNTIMES_MCP_PUBLIC_URL (config file: public_url) to this "
+                "server's URL as clients reach it (e.g. https://mcp.example.com/mcp)"
             )
         if self.resource_url is None:
             raise ValueError(
-                f"{name('audience')} is not a URL, so it cannot name this server in its protected-resource metadata: "
-                "set RUNTIMES_MCP_PUBLIC_URL (config file: public_url) to this server's URL as clients reach it"
+                f"{name('audience')} is not a URL, so it cannot name this server in its protected-resource metadata. "
+                "Next: set RUNTIMES_MCP_PUBLIC_URL (config file: public_url) to this server's URL as clients reach it"
             )
         if oauth.introspection_url is not None and (oauth.client_id is None or oauth.client_secret is None):
             missing = "client_id" if oauth.client_id is None else "client_secret"
             raise ValueError(
-                f"{name('introspection_url')} needs {name(missing)}: the credentials this server authenticates "
-                "with at the introspection endpoint"
+                f"{name('introspection_url')} needs {name(missing)}, the credentials this server authenticates "
+                f"with at the introspection endpoint. Next: set {env_name(missing)}"
             )
         return self
 

@@ -12,6 +12,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any, TextIO
 
+import anyio
 import httpx
 from mcp.server.mcpserver import MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
@@ -55,8 +56,8 @@ def decide_access(settings: Settings, insecure_no_auth: bool, unauthenticated_ex
     if settings.oauth.issuer is not None:  # no token is made up then: users sign in, the operator may add one
         if insecure_no_auth:
             raise ConfigError(
-                "--insecure-no-auth and RUNTIMES_MCP_OAUTH_ISSUER contradict each other: choose one (unset the issuer "
-                "to serve without authentication)"
+                "--insecure-no-auth and RUNTIMES_MCP_OAUTH_ISSUER contradict each other. Next: drop "
+                "--insecure-no-auth to sign users in, or unset the issuer to serve without authentication"
             )
         token = settings.http_token.get_secret_value() if settings.http_token is not None else None
         return Access(token, False, True, settings.oauth.issuer)
@@ -203,19 +204,31 @@ async def token_checker(settings: Settings, client: httpx.AsyncClient) -> TokenC
         metadata = await discover(oauth.issuer, client)
     except Unavailable as exc:
         raise ConfigError(
-            f"RUNTIMES_MCP_OAUTH_ISSUER: no usable metadata for {oauth.issuer} ({exc}); check the issuer URL "
-            "(exactly as the identity provider names itself), and that this machine reaches it"
+            f"RUNTIMES_MCP_OAUTH_ISSUER: no usable metadata for {oauth.issuer} ({exc}). Next: check the issuer URL "
+            "(exactly as the identity provider names itself in `iss`) and that this machine reaches it"
         ) from None
     if metadata.jwks_uri is None and oauth.introspection_url is None:
         raise ConfigError(
-            f"RUNTIMES_MCP_OAUTH_ISSUER: {oauth.issuer} publishes no jwks_uri, so its tokens cannot be checked here; "
-            "set RUNTIMES_MCP_OAUTH_INTROSPECTION_URL (with its client id and secret) to check them by introspection"
+            f"RUNTIMES_MCP_OAUTH_ISSUER: {oauth.issuer} publishes no jwks_uri, so its tokens cannot be checked here. "
+            "Next: set RUNTIMES_MCP_OAUTH_INTROSPECTION_URL (with its client id and secret) to check them by "
+            "introspection"
         )
     keys = Keys(metadata.jwks_uri, client) if metadata.jwks_uri is not None else None
     introspection = None
     if oauth.introspection_url is not None and oauth.client_id is not None and oauth.client_secret is not None:
         introspection = (oauth.introspection_url, oauth.client_id, oauth.client_secret.get_secret_value())
     return TokenChecker(oauth.issuer, audience, keys, client, introspection)
+
+
+def check_issuer(settings: Settings) -> None:
+    """Read the issuer's metadata once, now (a ConfigError says why it cannot be used): the parent of --workers
+    does, so that a wrong issuer stops it with one line instead of failing every worker at its start."""
+
+    async def check() -> None:
+        async with httpx.AsyncClient(timeout=TIMEOUT, follow_redirects=False) as client:
+            await token_checker(settings, client)
+
+    anyio.run(check)
 
 
 async def serve_http(

@@ -20,7 +20,6 @@ import hmac
 import json
 from dataclasses import dataclass
 
-from mcp.server.auth.provider import AccessToken
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from providers.services import LOCAL, READ, RUN, SCOPES, Caller, owner_of
@@ -34,7 +33,8 @@ ASKED_SCOPES = (READ, RUN)  # what a client asks for at first; ADMIN is the oper
 
 
 class Verifier:
-    """Takes a bearer token: the static token, or one the issuer made for this server (the SDK's TokenVerifier)."""
+    """Takes a bearer token: the static token, or one the issuer made for this server. (Not the SDK's TokenVerifier,
+    whose None for a refused token would lose why it was refused.)"""
 
     def __init__(self, checker: TokenChecker | None, static_token: str | None) -> None:
         self.checker = checker
@@ -49,12 +49,6 @@ class Verifier:
         identity = await self.checker.check(token)
         who = Caller(owner_of(identity.issuer, identity.subject), identity.scopes)
         return _token(identity.client_id, identity.issuer, identity.subject, who, self.checker.audience)
-
-    async def verify_token(self, token: str) -> AccessToken | None:
-        try:
-            return await self.caller_token(token)
-        except (Refused, Unavailable):
-            return None
 
 
 def _token(

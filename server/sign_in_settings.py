@@ -18,8 +18,10 @@ OAUTH_ENV = {
     "RUNTIMES_MCP_OAUTH_CLIENT_ID": "client_id",
     "RUNTIMES_MCP_OAUTH_CLIENT_SECRET": "client_secret",
     "RUNTIMES_MCP_OAUTH_EARLIER_OWNER": "earlier_owner",
+    "RUNTIMES_MCP_OAUTH_SHARED_PROVIDERS": "shared_providers",
 }
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+LOCAL_PROVIDER = "local"  # the one provider whose records name their owner
 
 
 def env_name(key: str) -> str:
@@ -27,19 +29,17 @@ def env_name(key: str) -> str:
     return next(name for name, k in OAUTH_ENV.items() if k == key)
 
 
-def http_url(value: str, *, allow_path: bool = True) -> str:
+def http_url(value: str) -> str:
     """An http(s) URL without query or fragment; plain http only on loopback (a token must not cross a network in
     the clear). A ValueError says what is wrong."""
     value = value.strip()
     parts = urlsplit(value)
     if parts.scheme not in ("https", "http") or not parts.hostname:
-        raise ValueError(f"{value!r} is not an https:// URL")
+        raise ValueError(f"{value!r} is not an https:// URL. Next: give the whole URL, starting with https://")
     if parts.scheme == "http" and parts.hostname not in LOOPBACK:
-        raise ValueError(f"{value!r} must use https:// (plain http is accepted on loopback only)")
+        raise ValueError(f"{value!r} is plain http on a network. Next: use https:// (http is for loopback only)")
     if parts.query or parts.fragment or "#" in value:
-        raise ValueError(f"{value!r} must have no query (?) or fragment (#)")
-    if not allow_path and parts.path not in ("", "/"):
-        raise ValueError(f"{value!r} must have no path")
+        raise ValueError(f"{value!r} has a query (?) or fragment (#). Next: give the URL without it")
     return value
 
 
@@ -64,6 +64,28 @@ class OAuthSettings(BaseModel):
         "`local` (stdio and the static token) or a signed-in user as ISSUER#SUBJECT.",
     )
 
+    shared_providers: list[str] = Field(
+        default_factory=list,
+        description="Remote providers whose account every signed-in user may use (e.g. xano,sprites): this server "
+        "does not divide a remote account between users, so without this only runtimes:admin uses them.",
+    )
+
+    @field_validator("shared_providers", mode="before")
+    @classmethod
+    def _comma_list(cls, value: object) -> object:
+        return [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) else value
+
+    @field_validator("shared_providers")
+    @classmethod
+    def _remote_providers(cls, value: list[str]) -> list[str]:
+        from providers.registry import PROVIDERS
+
+        remote = sorted(name for name in PROVIDERS if name != LOCAL_PROVIDER)
+        for name in value:
+            if name not in remote:
+                raise ValueError(f"{name!r} is not a remote provider. Next: list some of {', '.join(remote)}")
+        return value
+
     @field_validator("issuer", "introspection_url", "audience", "client_id", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
@@ -81,7 +103,10 @@ class OAuthSettings(BaseModel):
             return value
         issuer, hash_sign, subject = value.partition("#")
         if not hash_sign or not subject:
-            raise ValueError(f"{value!r} is neither `local` nor ISSUER#SUBJECT (e.g. https://idp.example#a1b2)")
+            raise ValueError(
+                f"{value!r} is neither `local` nor a user. Next: give `local`, or ISSUER#SUBJECT as tokens name the "
+                "user (e.g. https://idp.example#a1b2)"
+            )
         http_url(issuer)
         return value
 

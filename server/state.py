@@ -11,10 +11,10 @@ import anyio
 from anyio.abc import TaskGroup
 
 from providers.capabilities import Capability
-from providers.errors import Busy, NotConfigured, Unavailable
+from providers.errors import Busy, NotAllowed, NotConfigured, Unavailable
 from providers.provider import Provider, load
 from providers.registry import PROVIDERS
-from providers.services import Host, TaskStorage
+from providers.services import LOCAL_OWNER, Host, TaskStorage, caller
 from server.config import Settings
 from server.watchers import ResourceWatchers
 
@@ -161,6 +161,8 @@ class AppState:
             gate.release()
 
     async def provider(self, name: str) -> Any:
+        """The client of a configured provider, for the caller (providers.services.caller)."""
+        self._check_shared(name)
         client = self.opened.get(name) or self._clients.get(name)
         if client is None:
             provider = PROVIDERS[name]
@@ -173,6 +175,21 @@ class AppState:
             client = provider.load_client()(**_arguments(self.settings, provider))
             self._clients[name] = client
         return client
+
+    def _check_shared(self, name: str) -> None:
+        """A remote provider's account is the deployment's, and this server does not keep who made what in it: a
+        signed-in user without runtimes:admin uses it only when the operator shares it (oauth.shared_providers).
+        The local runtime keeps each user's own; stdio and the static token are the operator."""
+        who = caller()
+        if name == "local" or who.admin or who.owner == LOCAL_OWNER or name in self.settings.oauth.shared_providers:
+            return
+        raise NotAllowed(
+            name,
+            f"{PROVIDERS[name].title} works with this deployment's account, which this server does not divide "
+            "between users, so a signed-in user uses it only with runtimes:admin",
+            hint=f"Ask the operator for runtimes:admin, or to add {name} to RUNTIMES_MCP_OAUTH_SHARED_PROVIDERS "
+            "(config file: oauth.shared_providers) if every user may see and act on everything in that account",
+        )
 
 
 def _configured(settings: Settings, provider: Provider) -> bool:

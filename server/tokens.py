@@ -110,8 +110,8 @@ async def discover(issuer: str, client: httpx.AsyncClient) -> IssuerMetadata:
         jwks_uri = metadata.get("jwks_uri")
         try:
             return IssuerMetadata(http_url(jwks_uri) if isinstance(jwks_uri, str) else None)
-        except ValueError as exc:
-            problems.append(f"{url}: jwks_uri {exc}")
+        except ValueError:
+            problems.append(f"{url}: its jwks_uri {jwks_uri!r} is not an https:// URL")
     raise Unavailable("; ".join(problems))
 
 

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from providers.registry import PROVIDERS
 from server.config import Settings
-from server.http import WORKER_PORT_ENV, announce, bind, decide_access
+from server.http import WORKER_PORT_ENV, announce, bind, check_issuer, decide_access
 from server.parent_watch import PARENT_ENV, parent_spec
 
 BACKOFF_START_S = 0.25
@@ -182,6 +182,8 @@ def serve_workers(
 ) -> int:
     """Run `workers` copies of this command (`argv` without --workers) on one socket until a signal."""
     access = decide_access(settings, insecure_no_auth, unauthenticated_exec)
+    if access.issuer is not None:
+        check_issuer(settings)  # each worker reads it again at its start
     reserved = bind(host, port, listen=False)
     port = reserved.getsockname()[1]
     read_fd, write_fd = os.pipe()  # the write end stays here: workers see end-of-file when this process is gone

@@ -156,6 +156,9 @@ def test_oauth_from_the_file_and_the_environment(monkeypatch: pytest.MonkeyPatch
     settings = load_settings(path)
     assert settings.audience == "api://runtimes" and settings.resource_url == "https://mcp.example.com/mcp"
     assert "introspection-SECRET" in settings.secret_values()  # so the log redacts it
+    assert settings.oauth.shared_providers == []
+    monkeypatch.setenv("RUNTIMES_MCP_OAUTH_SHARED_PROVIDERS", " xano, sprites ")
+    assert load_settings(path).oauth.shared_providers == ["xano", "sprites"]
 
 
 @pytest.mark.parametrize(
@@ -180,6 +183,16 @@ def test_oauth_from_the_file_and_the_environment(monkeypatch: pytest.MonkeyPatch
             "introspection",
         ),
         ({"RUNTIMES_MCP_OAUTH_EARLIER_OWNER": "alice"}, "RUNTIMES_MCP_OAUTH_EARLIER_OWNER", "ISSUER#SUBJECT"),
+        (
+            {
+                "RUNTIMES_MCP_OAUTH_ISSUER": "https://idp.example",
+                "RUNTIMES_MCP_PUBLIC_URL": "https://m.example/mcp",
+                "RUNTIMES_MCP_OAUTH_SHARED_PROVIDERS": "xano,local",
+            },
+            "RUNTIMES_MCP_OAUTH_SHARED_PROVIDERS",
+            "'local' is not a remote provider",
+        ),
+        ({"RUNTIMES_MCP_OAUTH_SHARED_PROVIDERS": "xano"}, "RUNTIMES_MCP_OAUTH_SHARED_PROVIDERS", "ISSUER"),
         ({"RUNTIMES_MCP_PUBLIC_URL": "mcp.example.com"}, "RUNTIMES_MCP_PUBLIC_URL", "https://"),
     ],
 )
@@ -191,4 +204,4 @@ def test_a_wrong_or_missing_oauth_combination_is_one_line_naming_the_setting(
     with pytest.raises(ConfigError) as refused:
         load_settings()
     message = str(refused.value)
-    assert named in message and says in message and "\n" not in message
+    assert named in message and says in message and "Next: " in message and "\n" not in message

@@ -211,3 +211,32 @@ async def test_nothing_about_a_token_is_logged(issuer: Issuer, caplog: pytest.Lo
         for part in token.split("."):
             assert part not in logged
     assert "alice" not in logged
+
+
+async def test_an_identity_provider_that_does_not_answer_is_503_with_retry_after_not_401() -> None:
+    """The token may well be valid: the client is told to retry (not to sign in again), and the request goes no
+    further."""
+    from starlette.types import Receive, Scope, Send
+
+    from server.sign_in import SignIn, Verifier
+
+    def down(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(503)
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        raise AssertionError("a request whose token could not be checked reached the server")
+
+    client = httpx.AsyncClient(transport=httpx.MockTransport(down))
+    checker = TokenChecker(ISSUER, AUDIENCE, Keys("https://idp.test/keys", client), client)
+    sign_in = SignIn(app, Verifier(checker, None), f"{AUDIENCE}/metadata", "/mcp", 1 << 20)
+    token = sign(rsa.generate_private_key(public_exponent=65537, key_size=2048), "k1")()
+    transport = httpx.ASGITransport(app=sign_in)
+    async with httpx.AsyncClient(transport=transport, base_url="https://mcp.test") as http:
+        answer = await http.post(
+            "/mcp", json={"jsonrpc": "2.0", "id": 1, "method": "ping"}, headers={"Authorization": f"Bearer {token}"}
+        )
+    assert answer.status_code == 503 and answer.headers["retry-after"] == "5"
+    assert "www-authenticate" not in answer.headers
+    body = answer.json()
+    assert body["error"] == "temporarily_unavailable" and "Next: retry" in body["error_description"]
+    assert token not in answer.text
