@@ -76,8 +76,8 @@ def test_official_conformance_suite_passes_every_protocol_scenario() -> None:
     assert result.returncode == 0, summary + result.stderr[-2000:]
 
 
-@pytest.fixture(scope="module")
-def ts_client() -> Path:
+def ts_sdk_script(name: str) -> Path:
+    """tests/clients/NAME beside the official TypeScript SDK (installed in the cache once), to run with node."""
     prefix = CACHE / "ts-sdk"
     prefix.mkdir(parents=True, exist_ok=True)
     if not (prefix / "node_modules" / "@modelcontextprotocol" / "sdk").exists():
@@ -88,9 +88,14 @@ def ts_client() -> Path:
             timeout=600,
             env=npm_env(),
         )
-    script = prefix / "ts_client.mjs"
-    shutil.copyfile(ROOT / "tests" / "clients" / "ts_client.mjs", script)
+    script = prefix / name
+    shutil.copyfile(ROOT / "tests" / "clients" / name, script)
     return script
+
+
+@pytest.fixture(scope="module")
+def ts_client() -> Path:
+    return ts_sdk_script("ts_client.mjs")
 
 
 def check_session(output: str) -> None:

@@ -233,7 +233,8 @@ def test_a_remote_call_made_as_a_task_runs_as_its_creator_and_is_its_creators(
             "XANO_ACCESS_TOKEN": "tok-xano",
             "XANO_RUN_BASE_URL": api.url("/xano"),
         }
-        server = serve(identity_provider, tmp_path, "--stateless", env=env)
+        shared = 'shared_providers = ["xano"]'  # every user may use the deployment's Xano account
+        server = serve(identity_provider, tmp_path, "--stateless", env=env, oauth=shared)
         try:
             alice, bob, admin = (identity_provider.token(who, server.resource) for who in ("alice", "bob", "admin"))
             task = WireAs(server.base, alice).call("execRun", SLOW)["taskId"]
@@ -244,5 +245,87 @@ def test_a_remote_call_made_as_a_task_runs_as_its_creator_and_is_its_creators(
             assert WireAs(server.base, bob).task("tasks/cancel", task)["error"]["message"] == hidden
             assert WireAs(server.base, admin).task("tasks/get", task)["result"]["status"] == "working"
             assert "result" in WireAs(server.base, alice).task("tasks/cancel", task)
+        finally:
+            stop_server(server.process)
+
+
+def completions(url: str, token: str, template: str, argument: str, prefix: str) -> list[str]:
+    ref = {"type": "ref/resource", "uri": template}
+    answer = message(
+        rpc(url, token, "completion/complete", {"ref": ref, "argument": {"name": argument, "value": prefix}})
+    )
+    return list(answer["result"]["completion"]["values"])
+
+
+def test_launchers_are_the_deployments_and_completions_offer_only_ones_own(
+    identity_provider: IdentityProvider, tmp_path: Path
+) -> None:
+    """Every user lists the operator's launchers (runtimes:read); their runs belong to the deployment (`local`), so
+    only an admin sees and stops them. Completing a session or sandbox id offers a user only their own."""
+    env = {"RUNTIMES_MCP_TOOLSETS": "all", "RUNTIMES_MCP_ON_EXIT": "stop", "RUNTIMES_MCP_DATA_DIR": str(tmp_path / "d")}
+    launcher = '[local.launchers.web]\ncommand = "sleep 300"\n'
+    server = serve(
+        identity_provider, tmp_path, "--stateless", env=env, oauth=f'audience = "{AUDIENCE}"', config=launcher
+    )
+    try:
+        url = server.resource
+        alice, bob, admin = (identity_provider.token(who, AUDIENCE) for who in ("alice", "bob", "admin"))
+        deadline = time.monotonic() + 30
+        while not (web := call(url, bob, "getLauncher", {"launcher_id": "web"}))["running"]:
+            assert time.monotonic() < deadline, web
+            time.sleep(0.05)  # polled: the launcher starts with the server
+        running = web["running"][0]["id"]
+        assert [x["id"] for x in call(url, bob, "getLaunchers", {})["launchers"]] == ["web"]
+
+        assert running not in ids(call(url, bob, "listSessions", {"include_launchers": True}))
+        for tool in ("getSession", "stopSession"):
+            same_answer(
+                call(url, bob, tool, {"session_id": running})["error"],
+                call(url, bob, tool, {"session_id": like(running)})["error"],
+                running,
+                like(running),
+            )
+        mine = call(url, alice, "execRun", {"command": "true"})["session_id"]
+        call(url, alice, "storeEvent", {"type": "note", "data": {}, "sandbox_id": "alices-box"})
+        sessions, boxes = "local://sessions/{session_id}/{stream}", "events://{sandbox_id}"
+        assert completions(url, alice, sessions, "session_id", "ses_") == [mine]
+        assert completions(url, bob, sessions, "session_id", "ses_") == []
+        assert completions(url, admin, sessions, "session_id", "ses_") == [mine, running]
+        assert completions(url, bob, boxes, "sandbox_id", "alice") == []
+        assert completions(url, alice, boxes, "sandbox_id", "alice") == ["alices-box"]
+
+        assert running in ids(call(url, admin, "listSessions", {"include_launchers": True}))
+        assert call(url, admin, "stopSession", {"session_id": running})["stopped"] is True
+    finally:
+        stop_server(server.process)
+
+
+def test_a_remote_providers_account_is_used_only_by_an_admin_unless_the_operator_shares_it(
+    identity_provider: IdentityProvider, tmp_path: Path
+) -> None:
+    """This server does not divide a remote account between users: a signed-in user without runtimes:admin is told
+    so (naming the setting that shares it), and nothing reaches the provider; an admin and the static token use it."""
+    from tests.fakes import Reply, fake_api
+
+    with fake_api() as api:
+        api.routes[("GET", "/xano/project/p/run/session")] = Reply(body={"items": []})
+        env = {
+            "RUNTIMES_MCP_DATA_DIR": str(tmp_path / "data"),
+            "RUNTIMES_MCP_HTTP_TOKEN": "static-SECRET-token",
+            "XANO_ACCESS_TOKEN": "tok-xano",
+            "XANO_RUN_BASE_URL": api.url("/xano"),
+        }
+        server = serve(identity_provider, tmp_path, "--stateless", "--json-response", env=env)
+        try:
+            alice, admin = (identity_provider.token(who, server.resource) for who in ("alice", "admin"))
+            arguments = {"provider": "xano", "project_id": "p"}
+            refused = call(server.resource, alice, "listSessions", arguments)["error"]
+            assert "xano: not allowed: Xano Run API works with this deployment's account" in refused
+            assert "Next: Ask the operator" in refused and "RUNTIMES_MCP_OAUTH_SHARED_PROVIDERS" in refused
+            assert api.requests == []
+            assert call(server.resource, alice, "listSessions", {})["sessions"] == []  # her own local runs: fine
+            assert call(server.resource, admin, "listSessions", arguments)["sessions"] == []
+            assert call(server.resource, "static-SECRET-token", "listSessions", arguments)["sessions"] == []
+            assert len(api.requests) == 2
         finally:
             stop_server(server.process)

@@ -5,6 +5,7 @@ opaque tokens, the static token beside OAuth, and no token in the logs."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -17,6 +18,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from tests.oidc_server import (
+    CLIENTS,
     IdentityProvider,
     Served,
     call,
@@ -26,6 +28,7 @@ from tests.oidc_server import (
     stop_server,
     unsigned,
 )
+from tests.test_external_clients import npm_env, ts_sdk_script
 
 STATIC = "static-token-SECRET-5e1d"
 SERVED = "Terminating session: None"  # the SDK's INFO line at the end of each stateless request
@@ -213,18 +216,20 @@ def test_nothing_about_a_token_is_logged(server: Served, identity_provider: Iden
                 assert part not in logged, "a token (or a part of one) was logged"
 
 
-def test_an_issuer_that_cannot_be_used_stops_start_up_with_one_line(tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", [(), ("--stateless", "--workers", "2")])
+def test_an_issuer_that_cannot_be_used_stops_start_up_with_one_line(tmp_path: Path, workers: tuple[str, ...]) -> None:
+    """Also with --workers: the parent reads the issuer's metadata before it starts any worker."""
     config = tmp_path / "runtimes.toml"
     config.write_text('public_url = "http://127.0.0.1:8000/mcp"\n[oauth]\nissuer = "http://127.0.0.1:9/nothing"\n')
     result = subprocess.run(
-        [sys.executable, "-m", "server.cli", "--transport", "http", "--port", "0", "--config", str(config)],
+        [sys.executable, "-m", "server.cli", "--transport", "http", "--port", "0", "--config", str(config), *workers],
         capture_output=True,
         text=True,
         timeout=60,
     )
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and "RUNTIMES_MCP_OAUTH_ISSUER" in lines[0] and "check the issuer URL" in lines[0]
+    assert len(lines) == 1 and "RUNTIMES_MCP_OAUTH_ISSUER" in lines[0] and "Next: check the issuer URL" in lines[0]
 
 
 def test_oauth_and_no_authentication_contradict_each_other(tmp_path: Path) -> None:
@@ -237,3 +242,72 @@ def test_oauth_and_no_authentication_contradict_each_other(tmp_path: Path) -> No
         timeout=60,
     )
     assert result.returncode == 2 and "--insecure-no-auth and RUNTIMES_MCP_OAUTH_ISSUER" in result.stderr
+
+
+@pytest.fixture(scope="module")
+def ts_sign_in() -> Path:
+    return ts_sdk_script("ts_sign_in.mjs")
+
+
+def test_the_official_typescript_client_signs_in_by_itself(
+    identity_provider: IdentityProvider, ts_sign_in: Path, tmp_path: Path
+) -> None:
+    """Given only the URL and its client credentials, the official SDK client finds where to sign in (401, the
+    protected-resource metadata the challenge names, the issuer's metadata), gets a token for this server and keeps
+    a stateful MCP session with it. A reader's execRun meets 403 insufficient_scope naming runtimes:run; the client
+    signs in again (step-up), is still a reader, and nothing runs."""
+    served = serve(identity_provider, tmp_path, env={"RUNTIMES_MCP_DATA_DIR": str(tmp_path / "data")})
+    try:
+        reports = {}
+        for who in ("alice", "reader"):
+            secret, scope, _ = CLIENTS[who]
+            argv = ["node", str(ts_sign_in), served.resource, who, secret, identity_provider.issuer, scope]
+            result = subprocess.run(argv, capture_output=True, text=True, timeout=120, env=npm_env())
+            assert result.returncode == 0, result.stderr[-2000:]
+            reports[who] = json.loads(result.stdout.strip().splitlines()[-1])
+    finally:
+        stop_server(served.process)
+    alice, reader = reports["alice"], reports["reader"]
+    asked = [(r["method"], r["path"], r["status"], r.get("scope")) for r in alice["requests"]]
+    assert asked[:4] == [
+        ("POST", "/mcp", 401, "runtimes:read runtimes:run"),
+        ("GET", "/.well-known/oauth-protected-resource/mcp", 200, None),
+        ("GET", "/.well-known/oauth-authorization-server", 200, None),
+        ("POST", "/token", 200, None),
+    ]
+    assert all(status < 400 for _, _, status, _ in asked[4:]), alice
+    assert alice["sessionId"] and set(alice["scope"].split()) == {"runtimes:read", "runtimes:run"}
+    assert alice["tools"] == ALL_TOOLS and alice["execStdout"] == "signed-in-by-itself\n"
+    assert len(alice["sessions"]) == 1
+    assert reader["scope"] == "runtimes:read" and reader["tools"] == READ_TOOLS
+    assert "execStdout" not in reader and "403" in reader["execThrew"]
+    refused = [(r["path"], r["status"], r.get("scope")) for r in reader["requests"] if r["status"] == 403]
+    assert refused[0] == ("/mcp", 403, "runtimes:run")
+    assert ("POST", "/token", 200, None) in [
+        (r["method"], r["path"], r["status"], r.get("scope")) for r in reader["requests"][-4:]
+    ], "the client signed in again (step-up)"
+
+
+def test_workers_each_check_tokens_and_keep_users_apart(identity_provider: IdentityProvider, tmp_path: Path) -> None:
+    """`--workers 2`: whichever worker answers, a user signs in, sees their own runs only, and a bad token is
+    refused."""
+    from tests.test_workers import ROOT, health_pid, wait_for
+
+    installed = subprocess.run(
+        [sys.executable, "-I", "-c", "import server; print(server.__file__)"], capture_output=True, text=True, cwd="/"
+    )
+    if not installed.stdout.startswith(str(ROOT)):  # e.g. a git worktree beside an editable install of another
+        pytest.skip(f"workers run the installed package ({installed.stdout.strip()}), which is not this tree")
+    env = {"RUNTIMES_MCP_DATA_DIR": str(tmp_path / "data"), "RUNTIMES_MCP_ON_EXIT": "stop"}
+    served = serve(identity_provider, tmp_path, "--stateless", "--json-response", "--workers", "2", env=env)
+    try:
+        wait_for(lambda: len({health_pid(served.base) for _ in range(20)} - {None}) == 2)
+        alice, bob = (identity_provider.token(who, served.resource) for who in ("alice", "bob"))
+        mine = {call(served.resource, alice, "execRun", {"command": "true"})["session_id"] for _ in range(4)}
+        for _ in range(4):  # each answered by either worker
+            assert {s["id"] for s in call(served.resource, alice, "listSessions", {})["sessions"]} == mine
+            assert call(served.resource, bob, "listSessions", {})["sessions"] == []
+            assert rpc(served.resource, alice[:-4] + "AAAA", "tools/list").status_code == 401
+    finally:
+        stop_server(served.process)
+    assert "users sign in with" in served.stderr() and "2 worker processes" in served.stderr()
