@@ -46,7 +46,7 @@ def http_url(value: str) -> str:
 class OAuthSettings(BaseModel):
     """`[oauth]`: users sign in with an OAuth 2.0 / OIDC identity provider; this server is its resource server."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     issuer: str | None = Field(
         None, description="The identity provider's issuer URL (OIDC or RFC 8414 discovery at its well-known URL)."
     )

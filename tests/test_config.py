@@ -205,3 +205,11 @@ def test_a_wrong_or_missing_oauth_combination_is_one_line_naming_the_setting(
         load_settings()
     message = str(refused.value)
     assert named in message and says in message and "Next: " in message and "\n" not in message
+
+
+def test_the_oauth_table_is_as_strict_as_the_rest_of_the_file(config_file) -> None:
+    path = config_file('public_url = "https://m.example/mcp"\n[oauth]\nissuer = 5\nscopes = ["a"]\n')
+    with pytest.raises(ConfigError) as refused:
+        load_settings(path)
+    assert "oauth.issuer: expected a string (in quotes), got 5" in str(refused.value)
+    assert "oauth.scopes: unknown setting" in str(refused.value)

@@ -43,6 +43,7 @@ import pytest
 from providers.registry import PROVIDERS
 from server.cli import parser as cli_parser
 from server.config import ConfigError, WithProviders, load_settings
+from server.sign_in_settings import OAUTH_ENV
 from tools.catalog import ALL
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -164,7 +165,7 @@ def setting_names() -> set[str]:
         names.update(c for c in getattr(alias, "choices", ()) if isinstance(c, str) and c.isupper())
     for provider in PROVIDERS.values():
         names.update(provider.section_env)
-    return names
+    return names | set(OAUTH_ENV)
 
 
 def settings_problem(env: dict[str, str], tmp_path: Path) -> str | None:

@@ -118,6 +118,12 @@ def test_one_users_things_are_invisible_to_another_and_the_admin_sees_both(
     assert WireAs(b.base, bob).task("tasks/cancel", task)["error"]["message"] == hidden_task
 
     assert call(url, bob, "listWorkspaces", {})["workspaces"] == []
+    same_answer(
+        read_resource(url, bob, "workspace://app/who.txt"),
+        read_resource(url, bob, "workspace://zzz/who.txt"),
+        "app",
+        "zzz",
+    )
     for tool, args in (("readFile", {"path": "who.txt"}), ("listFiles", {})):
         same_answer(
             call(url, bob, tool, {"workspace": "app", **args})["error"],

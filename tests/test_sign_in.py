@@ -17,6 +17,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from tests.conftest import DEFAULT_TOOLS
 from tests.oidc_server import (
     CLIENTS,
     IdentityProvider,
@@ -32,19 +33,8 @@ from tests.test_external_clients import npm_env, ts_sdk_script
 
 STATIC = "static-token-SECRET-5e1d"
 SERVED = "Terminating session: None"  # the SDK's INFO line at the end of each stateless request
-READ_TOOLS = ["listSessions", "getSession", "getLaunchers", "readFile", "getDocs"]
-ALL_TOOLS = [
-    "listSessions",
-    "execRun",
-    "getSession",
-    "stopSession",
-    "invokeRoutine",
-    "getLaunchers",
-    "storeEvent",
-    "writeFile",
-    "readFile",
-    "getDocs",
-]
+READ_TOOLS = ["listSessions", "getSession", "getLaunchers", "getEvents", "readFile", "getDocs"]
+ALL_TOOLS = DEFAULT_TOOLS
 
 
 @pytest.fixture(scope="module")
