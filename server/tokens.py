@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import logging
+import re
 import time
 from collections import OrderedDict
 from collections.abc import Iterable
@@ -47,6 +49,7 @@ KEYS_FRESH_S = 3600.0  # keys older than this are fetched again before use (the 
 VERIFIED_KEPT = 4096  # tokens already verified, kept until they expire (a client sends the same one each call)
 INTROSPECTED_FOR_S = 30.0  # an active introspection answer is trusted this long (revocation shows after it)
 TIMEOUT = httpx.Timeout(5.0, connect=3.0)
+BASE64URL = re.compile(r"[A-Za-z0-9_-]+")
 NOT_FOR_US = "it was not issued for this server (its audience is not RUNTIMES_MCP_OAUTH_AUDIENCE)"
 
 
@@ -209,10 +212,7 @@ class TokenChecker:
 
     async def _check_jwt(self, token: str) -> tuple[Identity, float]:
         assert self.keys is not None
-        try:
-            header = jwt.get_unverified_header(token)
-        except jwt.PyJWTError:
-            raise Refused("it is not a well-formed JWT") from None
+        header = _header(token)
         alg, typ, kid = header.get("alg"), header.get("typ"), header.get("kid")
         if not isinstance(alg, str) or alg not in ALGORITHMS:
             raise Refused(f"its algorithm is not one of {', '.join(ALGORITHMS)}")
@@ -297,6 +297,22 @@ class TokenChecker:
             client_id=str(client_id),
             scopes=with_implied(_scopes(claims)),
         )
+
+
+def _header(token: str) -> dict[str, Any]:
+    """A JWT's header, to choose the key by (jwt.decode then checks the whole token, header included). Read here
+    rather than with jwt.get_unverified_header, which checks every character of the whole token in Python once
+    more: a quarter of what verifying a new token takes."""
+    head = token.partition(".")[0]
+    if not BASE64URL.fullmatch(head):
+        raise Refused("it is not a well-formed JWT")
+    try:
+        header = json.loads(base64.urlsafe_b64decode(head + "=" * (-len(head) % 4)))
+    except ValueError:  # binascii.Error and JSONDecodeError are ValueErrors
+        raise Refused("it is not a well-formed JWT") from None
+    if not isinstance(header, dict):
+        raise Refused("it is not a well-formed JWT")
+    return header
 
 
 def _scopes(claims: dict[str, Any]) -> list[str]:

@@ -240,3 +240,13 @@ async def test_an_identity_provider_that_does_not_answer_is_503_with_retry_after
     body = answer.json()
     assert body["error"] == "temporarily_unavailable" and "Next: retry" in body["error_description"]
     assert token not in answer.text
+
+
+async def test_a_header_that_is_not_base64url_json_is_refused_as_malformed(issuer: Issuer) -> None:
+    issuer.add_key("k1")
+    check = checker(issuer)
+    for header in ("!!!!", "W10", "bm90IGpzb24", "e30=", ""):  # not base64url, a list, not JSON, padded, empty
+        with pytest.raises(Refused, match="not a well-formed JWT"):
+            await check.check(f"{header}.eyJzdWIiOiJhIn0.c2ln")
+    with pytest.raises(Refused, match="algorithm is not one of"):
+        await check.check("e30.eyJzdWIiOiJhIn0.c2ln")  # {}: well formed, and no algorithm
