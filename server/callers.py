@@ -37,11 +37,12 @@ async def serve_as_caller(ctx: ServerRequestContext[Any, Any], call_next: CallNe
         if not every_tool:
             _refuse_beyond_scopes(ctx, who)
         result = await call_next(ctx)
-    if ctx.method == "tools/list" and not every_tool and isinstance(result, dict):
+    listed = sdk.wire_result(result) if ctx.method == "tools/list" and not every_tool else None
+    if listed is not None:
         tools = [
-            t for t in result.get("tools") or [] if isinstance(t, Mapping) and scopes.allowed(t["name"], who.scopes)
+            t for t in listed.get("tools") or [] if isinstance(t, Mapping) and scopes.allowed(t["name"], who.scopes)
         ]
-        result = {**result, "tools": tools}
+        result = {**listed, "tools": tools}
     return result
 
 

@@ -11,9 +11,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
-from tests.oidc_server import IdentityProvider, Served, call, message, rpc, serve, stop_server
+from tests.oidc_server import JSON_HEADERS, IdentityProvider, Served, call, message, rpc, serve, stop_server
 from tests.test_tasks_e2e import Wire
 
 AUDIENCE = "https://runtimes.team.example/mcp"  # the deployment's one URL (behind its load balancer)
@@ -224,6 +225,13 @@ async def test_another_owners_id_costs_the_same_work_as_an_id_that_does_not_exis
             assert (await runtime.stop_session(followed)).stopped
 
 
+def as_2025(url: str, token: str, method: str, params: dict[str, Any]) -> dict[str, Any]:
+    """One request of a 2025-11-25 client (stateless: the version rides in its header)."""
+    headers = {**JSON_HEADERS, "Authorization": f"Bearer {token}", "MCP-Protocol-Version": "2025-11-25"}
+    body = {"jsonrpc": "2.0", "id": 1, "method": method, "params": params}
+    return message(httpx.post(url, json=body, headers=headers, timeout=60))
+
+
 def test_a_remote_call_made_as_a_task_runs_as_its_creator_and_is_its_creators(
     identity_provider: IdentityProvider, tmp_path: Path
 ) -> None:
@@ -251,6 +259,17 @@ def test_a_remote_call_made_as_a_task_runs_as_its_creator_and_is_its_creators(
             assert WireAs(server.base, bob).task("tasks/cancel", task)["error"]["message"] == hidden
             assert WireAs(server.base, admin).task("tasks/get", task)["result"]["status"] == "working"
             assert "result" in WireAs(server.base, alice).task("tasks/cancel", task)
+
+            # the same in the 2025-11-25 form of tasks (tools/call with `task`, tasks/get, tasks/result)
+            created = as_2025(server.resource, alice, "tools/call", {"name": "execRun", "arguments": SLOW, "task": {}})
+            old = created["result"]["task"]["taskId"]
+            assert as_2025(server.resource, alice, "tasks/get", {"taskId": old})["result"]["status"] == "working"
+            for method in ("tasks/get", "tasks/result", "tasks/cancel"):
+                hidden = as_2025(server.resource, bob, method, {"taskId": old})["error"]["message"]
+                missing = as_2025(server.resource, bob, method, {"taskId": like(old)})["error"]["message"]
+                same_answer(hidden, missing, old, like(old))
+            assert as_2025(server.resource, admin, "tasks/get", {"taskId": old})["result"]["status"] == "working"
+            assert as_2025(server.resource, alice, "tasks/cancel", {"taskId": old})["result"]["status"] == "cancelled"
         finally:
             stop_server(server.process)
 
