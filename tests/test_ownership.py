@@ -93,7 +93,8 @@ def test_one_users_things_are_invisible_to_another_and_the_admin_sees_both(
     call(a.resource, alice, "writeFile", {"workspace": "app", "path": "who.txt", "content": "alice"})
     call(a.resource, alice, "storeEvent", {"type": "note", "data": {"by": "alice"}, "sandbox_id": "shared"})
     run = call(a.resource, alice, "invokeRoutine", {"routine": "echo", "message": "a", "idempotency_key": "k1"})
-    task = WireAs(a.base, alice).call("execRun", {"command": "echo tasked"})["taskId"]
+    # a run that is still going when the task is made (one that ended by then is answered directly)
+    task = WireAs(a.base, alice).call("execRun", {"command": "sleep 120"})["taskId"]
 
     # bob, on the other server, sees none of it, and asking for it answers as for an id that does not exist
     url, fake = b.resource, like(session)
@@ -157,7 +158,8 @@ def test_one_users_things_are_invisible_to_another_and_the_admin_sees_both(
     assert len(call(url, admin, "getEvents", {"sandbox_id": "shared"})["events"]) == 1
     assert WireAs(b.base, admin).task("tasks/get", task)["result"]["taskId"] == task
 
-    # alice still has all of it, and ends her session
+    # alice still has all of it, and ends her session and her task
+    assert "result" in WireAs(a.base, alice).task("tasks/cancel", task)
     assert session in ids(call(a.resource, alice, "listSessions", {}))
     assert call(a.resource, alice, "sendInput", {"session_id": session, "eof": True})["closed"] is True
     deadline = time.monotonic() + 20
