@@ -97,6 +97,7 @@ class Host:
     hidden: tuple[str, ...] = ()  # more paths no command may see (the server's config file)
     services: bool = True  # False for one-shot commands: no long-lived services (launchers)
     earlier_owner: str = LOCAL_OWNER  # who owns the records made before owners were recorded
+    listening: tuple[int, ...] = ()  # the TCP ports the server serves on (none of its runs may take one)
 
 
 @runtime_checkable

@@ -253,7 +253,7 @@ async def serve_http(
         verifier = None
         if access.issuer is not None:  # before anything starts: an issuer that cannot be used stops start-up
             verifier = Verifier(await token_checker(settings, client), access.token)
-        async with AppState.open(settings) as state:
+        async with AppState.open(settings, listening=(port,)) as state:
             server = create_server(settings, state, local_code=access.local_code)
             app = build_http_app(
                 server,

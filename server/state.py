@@ -46,9 +46,12 @@ class AppState:
 
     @classmethod
     @asynccontextmanager
-    async def open(cls, settings: Settings, *, services: bool = True) -> AsyncIterator[AppState]:
+    async def open(
+        cls, settings: Settings, *, services: bool = True, listening: tuple[int, ...] = ()
+    ) -> AsyncIterator[AppState]:
         """Open every configured provider that is kept open for the server's life; `services=False` for one-shot
-        commands, which must not start long-lived services (the local launchers)."""
+        commands, which must not start long-lived services (the local launchers). `listening`: the ports this
+        server serves on."""
         watchers = ResourceWatchers()
         state_url = settings.state_url.get_secret_value() if settings.state_url else None
         hidden = (str(settings.config_file),) if settings.config_file else ()
@@ -67,6 +70,7 @@ class AppState:
                             hidden=hidden,
                             services=services,
                             earlier_owner=settings.oauth.earlier_owner,
+                            listening=listening,
                         )
                         opened[provider.name] = await stack.enter_async_context(load(provider.opens)(host))
                 async with anyio.create_task_group() as tg:  # tool calls made as MCP tasks: they end first

@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 
 from server.config import load_settings
 from tests.conftest import connect, structured
+from tests.test_sandbox import PYTHON
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="only a server started as root can change user")
 USER = "nobody"
@@ -96,3 +100,40 @@ async def test_a_workspace_and_the_files_written_into_it_belong_to_the_run_as_us
     for path in (workspace, workspace / "src", workspace / "src" / "a.py"):
         assert path.stat().st_uid == 65534, path
     assert (workspace / "src" / "a.py").read_text() == "xy\n"
+
+
+async def test_a_run_as_users_run_reaches_the_proxy_and_publishes_a_port(reachable: Path, config_file: Any) -> None:
+    """The relay, as that user, gets the proxy's socket and its ports' sockets as descriptors: nothing of the
+    supervisor's (root's) network directory has to be reachable by it."""
+    serve = "import socket; c, _ = socket.create_server(('127.0.0.1', 8999)).accept(); c.sendall(b'inside')"
+    with socket.create_server(("127.0.0.1", 0)) as web:
+        port = web.getsockname()[1]
+        body = (
+            f'[local.sandbox]\nrun_as = "{USER}"\nnetwork = "allowlist"\n'
+            f'allow = ["web.test:{port}"]\n[local.sandbox.hosts]\n"web.test" = "127.0.0.1"\n'
+        )
+        settings = load_settings(config_file(body))
+        async with connect(settings) as client:
+            command = f'{PYTHON} -c "{serve}" & curl -sS -m 5 http://web.test:{port}/ -o /dev/null; wait'
+            started = structured(
+                await client.call_tool("execRun", {"command": command, "ports": [8999], "wait": False})
+            )
+            web.settimeout(30)
+            conn, _ = await anyio.to_thread.run_sync(web.accept)  # the proxy connected on the run's behalf
+            conn.close()
+            answer = await anyio.to_thread.run_sync(read_until_answered, started["ports"]["8999"])
+            ended = structured(
+                await client.call_tool("getSession", {"session_id": started["session_id"], "wait_s": 30})
+            )
+    assert answer == b"inside" and ended["state"] == "completed", (answer, ended)
+
+
+def read_until_answered(port: int, within_s: float = 30) -> bytes:
+    """What the service behind a published port says, once it listens (until then the relay closes at once)."""
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
+            if said := conn.recv(100):
+                return said
+        time.sleep(0.02)
+    return b""

@@ -11,6 +11,7 @@ from providers.local.supervisor.egress.policy import Policy
 
 NetworkMode = Literal["none", "allowlist", "host"]
 Port = Annotated[int, Field(ge=1, le=65535)]
+MAX_PORTS = 16  # published ports per run or launcher
 # `allow = ["@packages"]`: what installing packages needs (PyPI, npm, crates.io, the Go module proxy).
 PRESETS = {
     "@packages": (
@@ -70,11 +71,21 @@ class LauncherConfig(BaseModel):
     cwd: str | None = None
     env: dict[str, str] = Field(default_factory=dict)
     network: NetworkMode | None = Field(None, description="Its network, where it differs from local.sandbox's.")
-    ports: list[Port] = Field(default_factory=list, description="Its ports, reachable on the host's loopback.")
+    ports: list[Port] = Field(
+        default_factory=list, max_length=MAX_PORTS, description="Its ports, reachable on the host's loopback."
+    )
 
     _command = field_validator("command")(_real_command)
     _cwd = field_validator("cwd")(_existing_dir)
     _network = field_validator("network", mode="before")(_network)
+
+    @field_validator("ports")
+    @classmethod
+    def _distinct(cls, ports: list[int]) -> list[int]:
+        twice = sorted({port for port in ports if ports.count(port) > 1})
+        if twice:
+            raise ValueError(f"lists {', '.join(map(str, twice))} more than once")
+        return ports
 
 
 class SandboxConfig(BaseModel):

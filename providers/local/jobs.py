@@ -199,9 +199,7 @@ def build_job(settings: SessionSettings, request: Request, job: Job, quiet: bool
     if place is not None and sandbox is None:  # unconfined: the supervisor goes there
         fds["cwd"] = place.fd
     argv, bwrap = ["/bin/sh", "-c", request.command], None
-    network, options, net_env, prefix = settings.network.for_run(
-        request.network, list(request.ports), job.directory, sandbox
-    )
+    network, options, net_env, prefix = settings.network.for_run(request.network, list(request.ports), sandbox)
     if sandbox is not None:
         workdir_path = cwd if place is None else None
         share = network["mode"] == "host"

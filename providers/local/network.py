@@ -11,9 +11,12 @@ Worked out once per server here; the supervisors get the policy (secrets include
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import subprocess
 import sys
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,15 +24,19 @@ from typing import Any
 import cryptography
 import h11
 
-from providers.local.config import LocalConfig
+from providers.errors import InvalidInput
+from providers.local.config import MAX_PORTS, LocalConfig
+from providers.local.ids import PROVIDER
+from providers.local.run_as import RunAs, can_reach
 from providers.local.sandbox import Sandbox
 from providers.local.supervisor import relay
 from providers.local.supervisor.egress import Policy, proxy_environment, write_trust_bundle
 from providers.local.supervisor.egress.ca import CertificateAuthority
+from providers.local.supervisor.egress.policy import DEFAULT_PORTS
 
 INSIDE = "/run/runtimes-mcp"  # in the sandbox's private /run
-RELAY, NET, BUNDLE = f"{INSIDE}/relay.py", f"{INSIDE}/net", f"{INSIDE}/ca.pem"
-NET_DIR = "net"  # in the session's directory: the proxy's socket and the ports' sockets
+RELAY, BUNDLE = f"{INSIDE}/relay.py", f"{INSIDE}/ca.pem"
+SYSTEM_PYTHONS = ("/usr/bin/python3", "/usr/local/bin/python3")
 
 
 class NetworkError(Exception):
@@ -43,9 +50,13 @@ class Network:
     environment: dict[str, str] = field(default_factory=dict)  # an allowlist run's: the CA bundle, placeholders
     ca_dir: str | None = None
     bundle: str | None = None
-    python: str = sys.executable
+    python: str | None = sys.executable  # None: the run_as user can run none (a run that needs the relay fails)
+    relay_file: str = relay.__file__  # its code, where bubblewrap (as the run_as user) can read it
     python_prefix: str | None = None  # bound into a sandbox that would not show the interpreter
     ca_file: str | None = None  # the operator's CAs for allowed hosts (an internal CA)
+    # Host ports no run publishes on (its inside port then gets one the kernel picks): those the proxy may
+    # connect to on the host's loopback, and the server's own.
+    reserved: frozenset[int] = frozenset()
 
     def zygote_message(self) -> dict[str, Any]:
         """What the zygote passes on to every supervisor: the policy, and where the proxy's packages are."""
@@ -54,19 +65,20 @@ class Network:
         return message | {"ca_file": self.ca_file}
 
     def for_run(
-        self, mode: str | None, ports: list[int], session_dir: Path, sandbox: Sandbox | None
+        self, mode: str | None, ports: list[int], sandbox: Sandbox | None
     ) -> tuple[dict[str, Any], list[str], dict[str, str], list[str] | None]:
         """(the job's `network`, bwrap options, variables, the command's prefix) of one run."""
         mode = "host" if sandbox is None else mode or self.default  # unconfined, a run has the host's network
         spec: dict[str, Any] = {"mode": mode, "ports": ports}
         if sandbox is None or mode == "host" or (mode == "none" and not ports):
             return spec, [], {}, None
-        net = session_dir / NET_DIR
-        inside: dict[str, Any] = {"ports": {str(port): f"{NET}/port-{port}.sock" for port in ports}}
-        options = ["--ro-bind", relay.__file__, RELAY, "--bind", str(net), NET]
+        assert self.python is not None  # see check
+        if ports:
+            spec["reserved"] = sorted(self.reserved)
+        inside = relay.descriptors(mode == "allowlist", ports)  # what the supervisor hands it, no file
+        options = ["--ro-bind", self.relay_file, RELAY]
         environment: dict[str, str] = {}
         if mode == "allowlist":
-            inside["egress"] = f"{NET}/egress.sock"
             options += ["--ro-bind", str(self.bundle), BUNDLE]
             environment = self.environment
         if self.python_prefix is not None:
@@ -74,19 +86,97 @@ class Network:
         prefix = [self.python, "-I", "-S", RELAY, json.dumps(inside), "--"]
         return spec, options, environment, prefix
 
+    def check(self, mode: str | None, ports: Sequence[int], sandbox: Sandbox | None) -> None:
+        """Refuse, as invalid input, a run whose network cannot be: too many ports, or a relay its user cannot
+        run."""
+        if len(ports) > MAX_PORTS:
+            raise InvalidInput(
+                PROVIDER,
+                f"ports names {len(ports)} ports; a run publishes at most {MAX_PORTS}",
+                hint=f"Publish only the ports a client on the host must reach (at most {MAX_PORTS}), e.g. "
+                "ports=[8080].",
+            )
+        mode = mode or self.default
+        if self.python is None and sandbox is not None and (mode == "allowlist" or (mode == "none" and ports)):
+            raise InvalidInput(
+                PROVIDER,
+                f"this run's network ({mode}{' with ports' if ports else ''}) needs a Python 3.9 or later that "
+                "the local.sandbox.run_as user can run, and the server's is out of that user's reach",
+                hint="Ask the operator to install /usr/bin/python3; or run without ports, in network mode none.",
+            )
 
-def prepare(config: LocalConfig, data_dir: Path, sandbox: Sandbox | None) -> Network:
+
+def loopback_targets(policy: Policy) -> frozenset[int]:
+    """The ports the proxy may connect to on the host's loopback: every port `allow` names (80 and 443 for an
+    entry without one) once any loopback address is named (literally or as a `hosts` target), since a listed
+    name may then lead there, through DNS too. A run must not serve on them: the proxy would bring it what the
+    sandboxes send to that host."""
+    if not any(address.is_loopback for address in policy.named_addresses):
+        return frozenset()
+    return frozenset(port for entry in policy.allow for port in ((entry.port,) if entry.port else DEFAULT_PORTS))
+
+
+def relay_python(sandbox: Sandbox | None, run_as: RunAs | None) -> tuple[str | None, str | None]:
+    """The Python the relay runs with (None: none its user can run) and a directory to show for it (None: the
+    sandbox shows it). Ours, unless the run_as user cannot reach it (a pyenv under a 0700 /root): then the
+    system's, which the relay's standard library code runs with too (3.9 or later)."""
+    python = os.path.realpath(sys.executable)
+    prefix = None
+    if sandbox is not None and sandbox.shows(python) not in ("ro", "rw"):
+        prefix = os.path.realpath(sys.base_prefix)  # a Python in the hidden home or /tmp: shown for the relay
+    if run_as is None or can_reach(run_as, Path(prefix or python) / "x"):
+        return python, prefix
+    for system in SYSTEM_PYTHONS:
+        found = os.path.realpath(system)
+        shown = sandbox is None or sandbox.shows(found) in ("ro", "rw")
+        if shown and os.path.isfile(found) and can_reach(run_as, Path(found)) and _recent(found):
+            return found, None
+    return None, None
+
+
+def _copy_relay(data_dir: Path) -> Path:
+    """The relay's code in the data directory (which the run_as user can pass), named by its content: servers
+    of other versions on the same directory each bind their own."""
+    code = Path(relay.__file__).read_bytes()
+    target = data_dir / f"relay-{hashlib.sha256(code).hexdigest()[:16]}.py"
+    if not target.exists():
+        temporary = target.with_suffix(f".{os.getpid()}.tmp")
+        temporary.write_bytes(code)
+        temporary.chmod(0o644)
+        temporary.replace(target)
+    return target
+
+
+def _recent(python: str) -> bool:
+    check = "import sys; sys.exit(sys.version_info < (3, 9))"
+    try:
+        return subprocess.run([python, "-I", "-S", "-c", check], capture_output=True, timeout=10).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return False
+
+
+def prepare(
+    config: LocalConfig,
+    data_dir: Path,
+    sandbox: Sandbox | None,
+    listening: Iterable[int] = (),
+    run_as: RunAs | None = None,
+) -> Network:
     """The server's network set-up: the policy with the secrets' values (read from its environment), the CA
     and the trust bundle a sandbox gets. Raises NetworkError naming what is wrong."""
     overrides = [launcher.network for launcher in config.launchers.values()]
     overrides += [routine.network for routine in config.routines.values()]
     modes = {config.sandbox.network, *(mode for mode in overrides if mode)}
-    python = os.path.realpath(sys.executable)
-    prefix = None
-    if sandbox is not None and sandbox.shows(python) not in ("ro", "rw"):
-        prefix = os.path.realpath(sys.base_prefix)  # a Python in the hidden home or /tmp: shown for the relay
+    python, prefix = relay_python(sandbox, run_as)
+    relay_file = str(_copy_relay(data_dir)) if run_as is not None else relay.__file__
     if "allowlist" not in modes:
-        return Network(config.sandbox.network, python=python, python_prefix=prefix)
+        return Network(
+            config.sandbox.network,
+            python=python,
+            relay_file=relay_file,
+            python_prefix=prefix,
+            reserved=frozenset(listening),
+        )
     secrets: dict[str, Any] = {}
     for name, secret in config.secrets.items():
         value = os.environ.get(secret.value_env)
@@ -110,8 +200,19 @@ def prepare(config: LocalConfig, data_dir: Path, sandbox: Sandbox | None) -> Net
     ca_dir = data_dir / "egress"
     CertificateAuthority.load_or_create(ca_dir)
     extra = [config.sandbox.ca_file] if config.sandbox.ca_file else []
-    bundle = write_trust_bundle(ca_dir, ca_dir / "bundle.pem", extra)
+    # Beside the CA's private directory, not in it: bubblewrap binds it as the run's user (run_as) may be.
+    bundle = write_trust_bundle(ca_dir, data_dir / "egress-bundle.pem", extra)
     environment = {k: v for k, v in proxy_environment(0, BUNDLE, policy).items() if not k.lower().endswith("_proxy")}
+    reserved = loopback_targets(policy) | frozenset(listening)
     return Network(
-        config.sandbox.network, data, environment, str(ca_dir), str(bundle), python, prefix, config.sandbox.ca_file
+        config.sandbox.network,
+        data,
+        environment,
+        str(ca_dir),
+        str(bundle),
+        python=python,
+        relay_file=relay_file,
+        python_prefix=prefix,
+        ca_file=config.sandbox.ca_file,
+        reserved=reserved,
     )

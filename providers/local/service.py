@@ -26,6 +26,7 @@ async def open_runtime(host: Host) -> AsyncIterator[LocalRuntime]:
         hidden=host.hidden,
         state_url=host.state_url,
         earlier_owner=host.earlier_owner,
+        listening=host.listening,
     )
     async with opening as runtime:
         runtime.add_event_listener(lambda sandbox_id: host.changed(f"events://{sandbox_id}"))

@@ -111,6 +111,7 @@ class SessionManager(SessionRecords):
         in a new directory of its own. `interactive`: its stdin stays open for sendInput. With `durable` its
         record is committed before this returns; else within a few milliseconds (or with its end, if first)."""
         check_start(command, cwd, env, timeout_s, self.settings.max_timeout_s)
+        self.settings.network.check(network, ports, self.settings.sandbox)
         if interactive and stdin and len(stdin.encode()) > PIPE_BYTES:
             raise InvalidInput(
                 PROVIDER,

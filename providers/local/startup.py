@@ -52,13 +52,14 @@ async def open_runtime(
     hidden: tuple[str, ...] = (),
     state_url: str | None = None,
     earlier_owner: str = LOCAL_OWNER,
+    listening: tuple[int, ...] = (),
 ) -> AsyncIterator[LocalRuntime]:
     """`run_launchers=False` for one-shot commands (`runtimes-mcp call`), which must not start services.
     `hidden`: more paths no command may see (the server's config file). `state_url`: a PostgreSQL URL to keep
     the state in, shared with other replicas (default: SQLite in the data directory). `earlier_owner`: who owns
     the records and workspaces made before owners were recorded. Sessions outlive the
     runtime (see local.on_exit); its launchers outlive it only while another serving server is on the data
-    directory."""
+    directory. `listening`: the server's own ports, which no run publishes on."""
     replica = f"runtimes-mcp:{secrets.token_hex(4)}"
     store = await _open_store(data_dir, state_url, replica)
     store.earlier_owner = earlier_owner
@@ -67,7 +68,7 @@ async def open_runtime(
         if run_as is not None:
             open_the_way(run_as, data_dir)
         sandbox, sandbox_status = prepare(config.sandbox, config.limits, data_dir, hidden, run_as)
-        network = prepare_network(config, data_dir, sandbox)
+        network = prepare_network(config, data_dir, sandbox, listening, run_as)
     except (SandboxError, RunAsError, NetworkError) as exc:
         await store.close()
         raise DataDirError(str(exc)) from None

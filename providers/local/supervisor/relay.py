@@ -3,10 +3,13 @@
     python3 -I -S relay.py SPEC_JSON -- /bin/sh -c COMMAND
 
 The sandbox has a network namespace of its own with nothing but loopback. The relay listens on its
-127.0.0.1 for the egress proxy (`egress`: the proxy's Unix socket, bound into the sandbox by the supervisor;
-the command gets http_proxy and the like pointing here) and on a Unix socket in the shared directory for
-each published port (`ports`: a connection from the host, carried to the command's 127.0.0.1:PORT). It
-forwards bytes only: what is allowed is the proxy's business. It exits with its command's status.
+127.0.0.1 for the egress proxy (`egress`: a descriptor of the proxy's Unix socket, opened with O_PATH by the
+supervisor, which the relay connects to through /proc/self/fd; the command gets http_proxy and the like
+pointing here), and accepts on a listening Unix socket for each published port (`ports`: descriptors the
+supervisor bound and listens on; a connection from the host, carried to the command's 127.0.0.1:PORT). Both
+are descriptors it inherits (from FIRST_FD on, see `descriptors`): no file of the network is in the sandbox,
+so a run can neither write there nor change what the supervisor connects to. It forwards bytes only: what
+is allowed is the proxy's business. It exits with its command's status.
 
 Standard library only; it runs from a copy bound into the sandbox, under the sandbox's rules.
 """
@@ -27,6 +30,16 @@ from typing import Any
 CHUNK = 65536
 BUFFERED = 4 * CHUNK  # a side that cannot take more stops being read from
 PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy")
+FIRST_FD = 3  # the descriptors the supervisor hands the relay start here, after stdin, stdout and stderr
+
+
+def descriptors(egress: bool, ports: list[int]) -> dict[str, Any]:
+    """The relay's spec: which inherited descriptor is what. The egress proxy's socket first (allowlist mode),
+    then one listening socket per published port, in the order of `ports` (the supervisor hands them so)."""
+    spec: dict[str, Any] = {"egress": FIRST_FD} if egress else {}
+    first = FIRST_FD + len(spec)
+    spec["ports"] = {str(port): first + i for i, port in enumerate(ports)}
+    return spec
 
 
 def unix_address(path: str) -> tuple[str, int]:
@@ -35,6 +48,18 @@ def unix_address(path: str) -> tuple[str, int]:
     close it once the socket is bound or connected)."""
     directory = os.open(os.path.dirname(path), os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     return f"/proc/self/fd/{directory}/{os.path.basename(path)}", directory
+
+
+def connect_fd(fd: int) -> socket.socket:
+    """A Unix stream socket connected to the socket `fd` was opened on (O_PATH): by that descriptor, never by
+    a path someone else could change."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.connect(f"/proc/self/fd/{fd}")
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
 def unix_socket(path: str, listen: bool) -> socket.socket:
@@ -137,15 +162,17 @@ class Relay:
         self.listeners: dict[socket.socket, tuple[str, Any]] = {}
         self.environment: dict[str, str] = {}
         egress = spec.get("egress")
-        if egress:
+        if egress is not None:
+            os.set_inheritable(int(egress), False)
             listener = socket.create_server(("127.0.0.1", 0))
-            self.listen(listener, ("unix", egress))
+            self.listen(listener, ("fd", int(egress)))
             url = f"http://127.0.0.1:{listener.getsockname()[1]}"
             for name in PROXY_VARIABLES:
                 self.environment[name] = self.environment[name.upper()] = url
             self.environment["no_proxy"] = self.environment["NO_PROXY"] = "localhost,127.0.0.1,::1"
-        for port, path in (spec.get("ports") or {}).items():
-            self.listen(unix_socket(path, listen=True), ("tcp", int(port)))
+        for port, fd in (spec.get("ports") or {}).items():
+            os.set_inheritable(int(fd), False)  # the command gets none of them
+            self.listen(socket.socket(fileno=int(fd)), ("tcp", int(port)))
 
     def listen(self, listener: socket.socket, target: tuple[str, Any]) -> None:
         listener.setblocking(False)
@@ -159,8 +186,8 @@ class Relay:
             return
         kind, where = self.listeners[listener]
         try:
-            if kind == "unix":
-                server = unix_socket(where, listen=False)
+            if kind == "fd":
+                server = connect_fd(where)
             else:
                 server = socket.create_connection(("127.0.0.1", where), timeout=5)
                 server.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

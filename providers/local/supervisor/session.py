@@ -178,6 +178,8 @@ class Supervisor:
             for fd in fds:
                 os.close(fd)
             raise
+        if self.network is not None:
+            fds += self.network.hand_over()  # the relay's, from relay.FIRST_FD on
         cgroup, user = self.limits.cgroup, self.limits.limits.get("run_as")
         cwd = self.fds.get("cwd")
         if job.get("sandboxed"):
