@@ -30,7 +30,7 @@ OVERVIEW = Topic(
     topic="overview",
     title="runtimes-mcp: one tool surface over code-execution runtimes",
     description=(
-        "Seven tools cover the jobs; the `provider` argument picks the runtime. `local` (this machine) is the "
+        "Eight tools cover the jobs; the `provider` argument picks the runtime. `local` (this machine) is the "
         "default and needs no account; remote providers appear once their credentials are set. writeFile and "
         "readFile move files in and out of local workspaces.\n\n"
         "| job | tool |\n|---|---|\n"
@@ -40,7 +40,8 @@ OVERVIEW = Topic(
         "| end a run | stopSession |\n"
         "| run a named routine with a message | invokeRoutine |\n"
         "| see long-lived services | getLaunchers |\n"
-        "| record an event | storeEvent |\n\n"
+        "| record an event | storeEvent |\n"
+        "| read events back | getEvents |\n\n"
         "## Providers\n" + _matrix() + "\n\n"
         "## Optional toolsets (RUNTIMES_MCP_TOOLSETS=name,name or all)\n" + _toolsets() + "\n\n"
         "## Configuration\n"

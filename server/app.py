@@ -115,6 +115,12 @@ def why_not_offered(name: str, settings: Settings, offers: list[build.Offer]) ->
         return (
             f"Unknown tool {name}: it changes things, and this server is read-only. Next: unset RUNTIMES_MCP_READ_ONLY."
         )
+    if "local" in spec.providers and spec.runs_code:
+        return (
+            f"Unknown tool {name}: this HTTP server runs without authentication (--insecure-no-auth), so it runs "
+            "no command on this machine. Next: serve with a token or sign-in (drop --insecure-no-auth), or add "
+            "--unauthenticated-local-exec if something in front of it authenticates every caller."
+        )
     needs = " or ".join(
         sorted({PROVIDERS[p].credential_env for p in spec.providers if p in PROVIDERS and p != "local"})
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import os
 import tomllib
 from pathlib import Path
@@ -303,6 +304,11 @@ EXPECTED = {
     "float_type": "a number (no quotes)",
     "string_type": "a string (in quotes)",
 }
+PARSED = {
+    "bool_parsing": "1, 0, true or false",
+    "int_parsing": "a whole number",
+    "float_parsing": "a number",
+}
 _FITS: dict[type, tuple[str, tuple[type, ...]]] = {
     bool: ("bool_type", (bool,)),
     int: ("int_type", (int,)),
@@ -338,8 +344,37 @@ def _file_type_problems(file_values: dict[str, Any]) -> list[str]:
     return problems
 
 
+# Set by the server for its own processes (--workers), or by the tests: not settings, and not refused.
+INTERNAL_VARIABLES = {"RUNTIMES_MCP_WORKER_PORT", "RUNTIMES_MCP_WORKER_PARENT", "RUNTIMES_MCP_TEST_CACHE"}
+
+
+def setting_variables() -> set[str]:
+    """Every environment variable the server reads as a setting."""
+    names = {"RUNTIMES_MCP_CONFIG"}
+    for field in WithProviders.model_fields.values():
+        alias = field.validation_alias
+        names.update(c for c in getattr(alias, "choices", ()) if isinstance(c, str) and c.isupper())
+    for provider in PROVIDERS.values():
+        names.update(provider.section_env)
+    return names | set(OAUTH_ENV)
+
+
+def _unknown_variables() -> list[str]:
+    """RUNTIMES_MCP_* variables that are no setting: a misspelt one (RUNTIMES_MCP_READONLY) would otherwise
+    be ignored without a word."""
+    known = setting_variables() | INTERNAL_VARIABLES
+    problems = []
+    for name in sorted(n for n in os.environ if n.startswith("RUNTIMES_MCP_") and n not in known):
+        close = difflib.get_close_matches(name, known, n=1)
+        problems.append(f"{name}: not a setting" + (f" (did you mean {close[0]}?)" if close else ""))
+    return problems
+
+
 def load_settings(config_path: str | os.PathLike[str] | None = None) -> Settings:
     """Read the TOML file (from the argument or RUNTIMES_MCP_CONFIG), overlay the environment, validate."""
+    unknown = _unknown_variables()
+    if unknown:
+        raise ConfigError("invalid configuration: " + "; ".join(unknown) + ". Next: fix or unset it")
     path = config_path or os.environ.get("RUNTIMES_MCP_CONFIG")
     file_values: dict[str, Any] = {}
     if path:
@@ -384,6 +419,8 @@ def load_settings(config_path: str | os.PathLike[str] | None = None) -> Settings
                 msg = "unknown setting"
             elif err["type"] in EXPECTED:
                 msg = f"expected {EXPECTED[err['type']]}, got {_shown(err['input'])}"
+            elif err["type"] in PARSED:  # a variable's text that is no such value
+                msg = f"expected {PARSED[err['type']]}, got {err['input']!r}"
             elif err["type"] == "literal_error":
                 msg = f"{msg}, got {_shown(err['input'])}"
             problems.append(f"{where}: {msg}")

@@ -213,3 +213,21 @@ def test_the_oauth_table_is_as_strict_as_the_rest_of_the_file(config_file) -> No
         load_settings(path)
     assert "oauth.issuer: expected a string (in quotes), got 5" in str(refused.value)
     assert "oauth.scopes: unknown setting" in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "said"),
+    [
+        ("RUNTIMES_MCP_READONLY", "1", "RUNTIMES_MCP_READONLY: not a setting (did you mean RUNTIMES_MCP_READ_ONLY?)"),
+        ("RUNTIMES_MCP_TOOLSET", "workspaces", "(did you mean RUNTIMES_MCP_TOOLSETS?)"),
+        ("RUNTIMES_MCP_READ_ONLY", "maybe", "RUNTIMES_MCP_READ_ONLY: expected 1, 0, true or false, got 'maybe'"),
+        ("RUNTIMES_MCP_MAX_SESSIONS", "many", "expected a whole number, got 'many'"),
+    ],
+)
+def test_a_misspelt_or_unreadable_variable_stops_the_start(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, said: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    assert said in str(caught.value) and "\n" not in str(caught.value)

@@ -40,10 +40,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from providers.registry import PROVIDERS
 from server.cli import parser as cli_parser
-from server.config import ConfigError, WithProviders, load_settings
-from server.sign_in_settings import OAUTH_ENV
+from server.config import ConfigError, load_settings, setting_variables
 from tools.catalog import ALL
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -158,14 +156,7 @@ def container_argv_problem(command: list[str]) -> str | None:
 
 
 def setting_names() -> set[str]:
-    """Every environment variable the server reads as a setting."""
-    names = {"RUNTIMES_MCP_CONFIG"}
-    for field in WithProviders.model_fields.values():
-        alias = field.validation_alias
-        names.update(c for c in getattr(alias, "choices", ()) if isinstance(c, str) and c.isupper())
-    for provider in PROVIDERS.values():
-        names.update(provider.section_env)
-    return names | set(OAUTH_ENV)
+    return setting_variables()
 
 
 def settings_problem(env: dict[str, str], tmp_path: Path) -> str | None:

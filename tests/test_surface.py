@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from mcp import Client
 from mcp.types import Tool
 
 from providers.registry import PROVIDERS
+from server.app import create_server
 from server.config import load_settings
 from tests.conftest import CREDENTIAL_ENV, connect, error_text, structured
 from tools.catalog import ALL, HEADLINE
@@ -216,3 +218,9 @@ async def test_a_tool_this_server_does_not_offer_is_explained(monkeypatch: pytes
     assert unknown.startswith("Unknown tool launchRocket. Next: call one of listSessions, execRun")
     assert "no provider that serves it is configured" in provider and "ARCHASTRO_API_KEY" in provider
     assert "read-only" in read_only and "RUNTIMES_MCP_READ_ONLY" in read_only
+
+
+async def test_a_server_without_authentication_says_why_it_runs_no_command() -> None:
+    async with Client(create_server(load_settings(), local_code=False)) as client:
+        text = error_text(await client.call_tool("execRun", {"command": "true"}))
+    assert "--insecure-no-auth" in text and "--unauthenticated-local-exec" in text and "XANO" not in text
