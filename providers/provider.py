@@ -23,6 +23,8 @@ class Setting:
     default: str | int | None = None  # None: a credential, secret, and unset until given
     minimum: int | None = None
     maximum: int | None = None
+    aliases: tuple[str, ...] = ()  # more variables that set it, read after `env` (a tool's own, e.g. RAY_ADDRESS)
+    section_key: str | None = None  # also settable as this key of the provider's config-file section
 
     @property
     def key(self) -> str:
@@ -72,6 +74,12 @@ class Provider:
     section_env: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # a variable -> the key it sets there
     opens: str | None = None  # function(Host) -> async context manager of its client, kept for the server's life
     resources: tuple[Resource, ...] = ()
+    # It runs agents' commands on machines of this server's operator (this one, a cluster's nodes): a server without
+    # authentication offers its code-running tools only when told to (--unauthenticated-local-exec).
+    runs_commands: bool = False
+    # An optional install (`pip install 'runtimes-mcp[<extra>]'`): off and out of the default surface unless
+    # configured; documented in docs/<name>.md rather than the README.
+    extra: str | None = None
 
     def supports(self, capability: Capability[Any, Any]) -> bool:
         return capability in self.capabilities
@@ -82,15 +90,23 @@ class Provider:
 
     @property
     def credential_env(self) -> str:
-        """The variable to name when the provider is not configured."""
-        return " or ".join(s.env for s in self.credentials)
+        """The variable to name when the provider is not configured: those that switch its capabilities on."""
+        switches = dict.fromkeys(s.needs.env for s in self.capabilities.values() if s.needs is not None)
+        return " or ".join(switches) or " or ".join(s.env for s in self.credentials)
 
     def load_client(self) -> type:
         """The client class, imported now."""
         try:
             cls: type = load(self.client)
         except ModuleNotFoundError as exc:
-            if exc.name != self.client.partition(":")[0]:
+            module = self.client.partition(":")[0]
+            if self.extra is not None and exc.name != module:
+                raise Unsupported(
+                    self.name,
+                    f"{self.title} needs the `{self.extra}` extra, which is not installed ({exc.name} is missing)",
+                    hint=f"pip install 'runtimes-mcp[{self.extra}]' and restart the server.",
+                ) from exc
+            if exc.name != module:
                 raise
             raise Unsupported(self.name, f"the {self.title} client is not built yet in this version") from exc
         return cls

@@ -181,7 +181,8 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _default_provider_is_configured(self) -> Settings:
         provider = PROVIDERS[self.default_provider]
-        credentials = [s for s in provider.credentials if s.key in type(self).model_fields]
+        switches = [s.needs for s in provider.capabilities.values() if s.needs is not None]
+        credentials = [s for s in switches if s.key in type(self).model_fields]
         if credentials and not any(self.is_set(s) for s in credentials):
             raise ValueError(
                 f"RUNTIMES_MCP_DEFAULT_PROVIDER is {provider.name}, which has no credentials: set "
@@ -259,7 +260,7 @@ class Settings(BaseSettings):
 
 
 def _provider_field(setting: Setting) -> Any:
-    alias = AliasChoices(setting.env, setting.key)
+    alias = AliasChoices(setting.env, *setting.aliases, setting.key)
     if setting.secret:
         return (SecretStr | None, Field(None, validation_alias=alias, description=setting.description))
     if isinstance(setting.default, int):
@@ -397,6 +398,11 @@ def load_settings(config_path: str | os.PathLike[str] | None = None) -> Settings
                 if isinstance(section, dict):
                     section[keys[-1]] = os.environ[variable]
                     from_env[(table, *keys)] = variable
+    for provider in PROVIDERS.values():  # `[ray] address` is the file's runtimes_mcp_ray_address too
+        section = file_values.get(provider.name)
+        for setting in provider.settings:
+            if setting.section_key and isinstance(section, dict) and setting.section_key in section:
+                file_values.setdefault(setting.key, section.pop(setting.section_key))
     problems = _file_type_problems(file_values)
     if problems:
         raise ConfigError(f"invalid configuration ({path}): " + "; ".join(problems))

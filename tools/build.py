@@ -66,7 +66,8 @@ def plan_offers(
         providers = tuple(
             p
             for p in spec.providers
-            if spec.capability in available.get(p, set()) and (local_code or p != LOCAL or not spec.runs_code)
+            if spec.capability in available.get(p, set())
+            and (local_code or not PROVIDERS[p].runs_commands or not spec.runs_code)
         )
         if not providers:
             continue
