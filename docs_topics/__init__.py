@@ -18,4 +18,12 @@ def _provider_topics() -> list[Topic]:
 
 TOPICS: dict[str, Topic] = {t.topic: t for t in (overview.OVERVIEW, *_provider_topics(), *workflows.TOPICS)}
 
-__all__ = ["TOPICS", "Topic", "render"]
+
+def offered(configured: set[str]) -> dict[str, Topic]:
+    """The topics a server offers: all but those of optional-extra providers it has not configured (they are for
+    operators, in docs/<name>.md; to an agent they would describe tools it cannot call, in every tools/list)."""
+    hidden = {name for name, p in PROVIDERS.items() if p.extra is not None and name not in configured}
+    return {key: t for key, t in TOPICS.items() if key.split("-")[0] not in hidden}
+
+
+__all__ = ["TOPICS", "Topic", "offered", "render"]

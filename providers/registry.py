@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from providers import archastro, computesdk, decthings, local, sprites, xano
+from providers import archastro, computesdk, decthings, local, ray, sprites, xano
 from providers.provider import Provider
 
 PROVIDERS: dict[str, Provider] = {
@@ -14,5 +14,6 @@ PROVIDERS: dict[str, Provider] = {
         archastro.PROVIDER,
         decthings.PROVIDER,
         computesdk.PROVIDER,
+        ray.PROVIDER,
     )
 }

@@ -11,6 +11,7 @@ from typing import Any
 from mcp.server.mcpserver import MCPServer
 from mcp.server.subscriptions import InMemorySubscriptionBus
 
+from docs_topics import offered
 from docs_topics.model import Availability
 from providers.registry import PROVIDERS
 from server.callers import serve_as_caller
@@ -82,6 +83,7 @@ def create_server(
         local_code=local_code,
     )
     tasks = tasks_extension(offers, settings.default_provider)
+    topics = offered({p for p, capabilities in available_capabilities(settings).items() if capabilities})
     server: MCPServer[AppState] = MCPServer(
         "runtimes-mcp",
         title="Runtimes MCP",
@@ -90,11 +92,11 @@ def create_server(
         lifespan=lifespan,
         subscriptions=bus,
         log_level=settings.log_level,
-        tools=[*build.tools_for(offers), docs_tool(availability(settings, offers))],
+        tools=[*build.tools_for(offers), docs_tool(availability(settings, offers), topics)],
         extensions=[tasks],
         middleware=[serve_as_caller, *tasks.middleware(), explain_unknown_tools(settings, offers)],
     )
-    register_docs_resources(server, facts, availability(settings, offers))
+    register_docs_resources(server, facts, availability(settings, offers), topics)
     serve_task_notifications(server, tasks, bus)
     register_resources(server, settings)
     return server

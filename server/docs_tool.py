@@ -25,14 +25,11 @@ class DocsResult(BaseModel):
     topics: list[TopicEntry] = Field(default_factory=list)
 
 
-def table_of_contents() -> tuple[str, list[TopicEntry]]:
-    entries = [TopicEntry(topic=t.topic, title=t.title, summary=t.summary) for t in TOPICS.values()]
+def table_of_contents(topics: dict[str, Topic] = TOPICS) -> tuple[str, list[TopicEntry]]:
+    entries = [TopicEntry(topic=t.topic, title=t.title, summary=t.summary) for t in topics.values()]
     lines = ["# Documentation topics", "", "Call getDocs with one of these topics:", ""]
     lines += [f"- `{e.topic}`: {e.summary}" for e in entries]
     return "\n".join(lines) + "\n", entries
-
-
-TopicName = Literal[tuple(TOPICS)]  # type: ignore[valid-type]
 
 
 def this_server(topic: str, state: Any) -> str:
@@ -43,7 +40,9 @@ def this_server(topic: str, state: Any) -> str:
     return "\n## This server\n" + "".join(f"- {name}: {value}\n" for name, value in client.this_server().items())
 
 
-def docs_tool(availability: Availability | None = None) -> Tool:
+def docs_tool(availability: Availability | None = None, topics: dict[str, Topic] = TOPICS) -> Tool:
+    TopicName = Literal[tuple(topics)]  # type: ignore[valid-type]
+
     async def getDocs(
         ctx: Context[Any, Any],
         topic: Annotated[
@@ -55,10 +54,10 @@ def docs_tool(availability: Availability | None = None) -> Tool:
         ] = "compact",
     ) -> Annotated[CallToolResult, DocsResult]:
         if topic is None:
-            markdown, entries = table_of_contents()
+            markdown, entries = table_of_contents(topics)
             result = DocsResult(markdown=markdown, topics=entries)
         else:
-            markdown = render(TOPICS[topic], detail, availability)
+            markdown = render(topics[topic], detail, availability)
             markdown += this_server(topic, ctx.request_context.lifespan_context)
             result = DocsResult(topic=topic, markdown=markdown)
         # The markdown is the readable content; the same data is in structuredContent.
@@ -83,9 +82,12 @@ class ServerFacts:
 
 
 def register_docs_resources(
-    server: MCPServer[Any], facts: ServerFacts, availability: Availability | None = None
+    server: MCPServer[Any],
+    facts: ServerFacts,
+    availability: Availability | None = None,
+    topics: dict[str, Topic] = TOPICS,
 ) -> None:
-    for topic in TOPICS.values():
+    for topic in topics.values():
         _register_topic_resource(server, topic, facts, availability)
 
 

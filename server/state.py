@@ -134,7 +134,9 @@ class AppState:
             "server",
             f"{settings.max_concurrent_calls} tool calls are in flight (RUNTIMES_MCP_MAX_CONCURRENT_CALLS)",
         ):
-            if provider == "local":
+            # Providers that run commands on our own machines (the local runtime, Ray's node agents) are not
+            # remote APIs to shield the others from, and their calls wait for runs by design (wait_s).
+            if provider in PROVIDERS and PROVIDERS[provider].runs_commands:
                 yield
                 return
             gate = self._provider_gates.setdefault(

@@ -72,6 +72,8 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]
     for name in list(os.environ):
         if name.startswith(("RUNTIMES_MCP_", "COMPUTESDK_")) or name in CREDENTIAL_ENV or name.endswith("_BASE_URL"):
             monkeypatch.delenv(name, raising=False)
+        if name in ("RAY_ADDRESS", "RAY_AUTH_TOKEN", "RAY_AUTH_MODE"):  # the ray provider honours them
+            monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("RUNTIMES_MCP_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("RUNTIMES_MCP_ON_EXIT", "stop")
     yield

@@ -213,24 +213,50 @@ def _normal(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
+def _names(requirements: list[str]) -> set[str]:
+    return {_normal(re.split(r"[<>=!~;\[ ]", d, maxsplit=1)[0]) for d in requirements}
+
+
 def test_every_imported_package_is_declared() -> None:
+    """In the dependencies; an optional-extra provider's package may also import what its extra installs."""
     project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
-    declared = {_normal(re.split(r"[<>=!~;\[ ]", d, maxsplit=1)[0]) for d in project["dependencies"]}
+    declared = _names(project["dependencies"])
+    extras = {
+        ROOT / "providers" / name: _names(project["optional-dependencies"][p.extra])
+        for name, p in PROVIDERS.items()
+        if p.extra is not None
+    }
     distributions = packages_distributions()
     missing = set()
     for _, path in _sources():
+        allowed = declared | next((names for where, names in extras.items() if where in path.parents), set())
         for name in _imports(path) - set(LAYERS) - set(sys.stdlib_module_names) - {"__future__"}:
             owners = {_normal(d) for d in distributions.get(name, [name])}
-            if not owners & declared:
+            if not owners & allowed:
                 missing.add(f"{name} ({path.relative_to(ROOT)})")
     assert not missing, f"imported but not in pyproject's dependencies: {sorted(missing)}"
 
 
-def readme_matrix() -> str:
+def test_the_default_install_imports_no_optional_extra() -> None:
+    """An optional-extra provider's package imports its extra only where it is used (not at start-up)."""
+    import subprocess
+
+    probe = "import sys, server.cli, docs_topics; from server.config import load_settings; load_settings(); "
+    probe += "print(sorted(m for m in ('ray',) if m in sys.modules))"
+    done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip() == "[]", done.stderr
+
+
+# The default install's providers are documented in the README; an optional extra's in docs/<name>.md.
+INSTALLED = [p for p in PROVIDERS.values() if p.extra is None]
+OPTIONAL = [p for p in PROVIDERS.values() if p.extra is not None]
+
+
+def readme_matrix(providers: list[Any] = INSTALLED) -> str:
     """The README's provider matrix, as the registry and the tool specs say it is."""
     header = "| provider | needs | " + " | ".join(spec.name for spec in HEADLINE) + " |"
     rows = [header, "|---" * (len(HEADLINE) + 2) + "|"]
-    for provider in PROVIDERS.values():
+    for provider in providers:
         needs = ", ".join(f"`{s.env}`" for s in provider.credentials) or "nothing"
         marks = " | ".join("✓" if provider.name in spec.providers else "" for spec in HEADLINE)
         rows.append(re.sub(r"\|  (?=\|)", "| ", f"| {provider.name} | {needs} | {marks} |"))
@@ -240,9 +266,11 @@ def readme_matrix() -> str:
 def test_readme_tables_match_the_registry() -> None:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     assert readme_matrix() in readme, f"README's provider matrix is stale; it should read:\n{readme_matrix()}"
+    installed = {p.name for p in INSTALLED}
     for spec in HEADLINE:
         row = next((line for line in readme.splitlines() if line.startswith(f"| `{spec.name}` |")), "")
-        assert row.endswith(f"| {', '.join(spec.providers)} |"), f"README's tools table, {spec.name}: {row!r}"
+        names = [p for p in spec.providers if p in installed]
+        assert row.endswith(f"| {', '.join(names)} |"), f"README's tools table, {spec.name}: {row!r}"
     toolsets: dict[str, list[str]] = {}
     for spec in ALL:
         if spec.toolset:
@@ -251,8 +279,22 @@ def test_readme_tables_match_the_registry() -> None:
         row = next((line for line in readme.splitlines() if line.startswith(f"| `{toolset}` |")), "")
         assert sorted(re.findall(r"`(\w+)`", row)[1:]) == sorted(names), f"README's toolsets table, {toolset}: {row!r}"
     configuration = (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
-    for provider in PROVIDERS.values():
+    for provider in INSTALLED:
         for setting in provider.settings:
             assert f"`{setting.env}`" in configuration, f"docs/configuration.md's table lacks {setting.env}"
             if setting.default is not None:
                 assert f"`{setting.default}`" in configuration, f"docs/configuration.md lacks {setting.env}'s default"
+
+
+@pytest.mark.parametrize("provider", OPTIONAL, ids=lambda p: p.name)
+def test_an_optional_provider_has_its_page_with_its_settings_tools_and_a_readme_link(provider: Any) -> None:
+    page = ROOT / "docs" / f"{provider.name}.md"
+    text = page.read_text(encoding="utf-8")
+    assert f"docs/{provider.name}.md" in (ROOT / "README.md").read_text(encoding="utf-8")
+    assert f"pip install 'runtimes-mcp[{provider.extra}]'" in text
+    row = readme_matrix([provider]).splitlines()[-1]
+    assert row in text, f"{page.name} lacks its provider matrix row:\n{row}"
+    for setting in provider.settings:
+        assert f"`{setting.env}`" in text, f"{page.name} lacks {setting.env}"
+        if setting.default is not None:
+            assert f"`{setting.default}`" in text, f"{page.name} does not give {setting.env}'s default"

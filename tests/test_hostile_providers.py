@@ -20,10 +20,13 @@ from tests.fakes import FakeAPI, Recorded, Reply, decthings_frame, fake_api
 from tests.test_computesdk_pubsub import FakePubSub, read_line, serve, until
 from tools.catalog import ALL
 
-# Each credential of every provider, with characters that change when percent-encoded.
+# The providers reached over HTTP (ray's agents are reached through Ray: tests/test_ray.py).
+HTTP_PROVIDERS = {name for name, provider in PROVIDERS.items() if provider.endpoints}
+# Each credential of every HTTP provider, with characters that change when percent-encoded.
 CREDENTIALS = {
     setting.env: f"{setting.env.lower()}+Sec/ret=9"
     for provider in PROVIDERS.values()
+    if provider.name in HTTP_PROVIDERS
     for setting in provider.credentials
 }
 BASE_URLS = {
@@ -58,7 +61,7 @@ def remote_calls() -> list[tuple[str, str, dict[str, Any]]]:
     calls = []
     for spec in ALL:
         for provider in spec.providers:
-            if provider == "local":
+            if provider not in HTTP_PROVIDERS:
                 continue
             required, _ = spec.takes(provider)
             arguments = {name: sample(spec.arg(name).type) for name in sorted(required)}

@@ -37,6 +37,7 @@ async def test_every_tool_schema_matches_its_snapshot(monkeypatch: pytest.Monkey
     monkeypatch.setenv("RUNTIMES_MCP_TOOLSETS", "all")
     for name in CREDENTIAL_ENV:
         monkeypatch.setenv(name, "x")
+    monkeypatch.setenv("RUNTIMES_MCP_RAY_ADDRESS", "127.0.0.1:6379")  # connected on first use: not here
     tools = await published_tools()
     SNAPSHOTS.mkdir(exist_ok=True)
     changed = []

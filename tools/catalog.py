@@ -50,6 +50,10 @@ TIMEOUT = Arg("timeout_s", Annotated[float, Ge(0.001)], "Seconds before it is en
 WAIT = Arg("wait", bool, "false: return at once.")
 WAIT_S = Arg("wait_s", Annotated[float, Ge(0), Le(600)], "Longest wait for the end (default 30).")
 FOLLOW_WAIT_S = Arg("wait_s", Annotated[float, Ge(0), Le(600)], "Wait up to this long for its end (default 0).")
+NUM_CPUS = Arg("num_cpus", Annotated[float, Ge(0)], "CPUs the cluster holds for it while it runs (default 0).")
+MEMORY_MB = Arg("memory_mb", Annotated[int, Ge(1), Le(MAX_INT)], "Memory the cluster holds for it, in MiB.")
+RESOURCES = Arg("resources", dict[str, float], 'Custom resources it needs, e.g. {"gpu": 1}.')
+LABELS = Arg("labels", dict[str, str], "Only on a node with these labels.")
 STDOUT_OFFSET = Arg("stdout_offset", Annotated[int, Ge(0), Le(MAX_INT)], "Return stdout from this byte on.")
 STDERR_OFFSET = Arg("stderr_offset", Annotated[int, Ge(0), Le(MAX_INT)], "Return stderr from this byte on.")
 DOC = Arg("doc", str, "XanoScript document.")
@@ -148,6 +152,10 @@ HEADLINE: tuple[ToolSpec, ...] = (
             RUN_ID,
             SESSION_ID,
             XANO_TEMPLATE,
+            NUM_CPUS,
+            MEMORY_MB,
+            RESOURCES,
+            LABELS,
         ),
         read_only=False,
         idempotent=False,
@@ -161,6 +169,7 @@ HEADLINE: tuple[ToolSpec, ...] = (
             "local": "local: a shell command, sandboxed (only cwd or workspace is writable and kept); waits up to "
             "wait_s, then answers with it still running.",
             "xano": "xano: a XanoScript doc, a saved run_id, or a doc inside an existing session_id.",
+            "ray": "ray: a shell command on a cluster node (its workspace's, else one with what it asks for).",
         },
     ),
     ToolSpec(
