@@ -1,11 +1,12 @@
 """A real Ray cluster on this machine for the tests and the bench: a head and a second node with a custom resource
-(`special`) and a label (`pool: special`), on loopback, in a temporary directory of its own. Shut down by its own
-handle (never `ray stop`, which ends every Ray process on the machine), and checked: no process started in that
-directory outlives it."""
+(`special`) and a label (`pool: special`), on loopback, with token authentication (RAY_AUTH_MODE=token), in a
+temporary directory of its own. Shut down by its own handle (never `ray stop`, which ends every Ray process on the
+machine), and checked: no process started in that directory outlives it."""
 
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import tempfile
 import time
@@ -27,6 +28,7 @@ class RayCluster:
     handle: Any  # ray.cluster_utils.Cluster
     special: Any  # the second node, with resource `special` and label pool=special
     base: Path  # RAY_TMPDIR, and the agents' node directories (base / "nodes")
+    token: str  # its token authentication's (RAY_AUTH_MODE=token)
 
     @property
     def address(self) -> str:
@@ -44,14 +46,17 @@ class RayCluster:
             LOOPBACK_ONLY_ENV: "0",
             "RUNTIMES_MCP_RAY_ADDRESS": self.address,
             "RUNTIMES_MCP_RAY_NODE_DATA_DIR": str(self.base / "nodes"),
+            "RUNTIMES_MCP_RAY_TOKEN": self.token,
         }
 
 
 @contextmanager
 def ray_cluster(num_cpus: int = 1) -> Iterator[RayCluster]:
     base = Path(tempfile.mkdtemp(prefix="rt-ray-", dir="/tmp"))  # short: Ray's socket paths live under it
-    saved = {name: os.environ.get(name) for name in ("RAY_TMPDIR", LOOPBACK_ONLY_ENV)}
-    os.environ.update({"RAY_TMPDIR": str(base), LOOPBACK_ONLY_ENV: "0"})
+    token = secrets.token_hex(16)
+    ours = {"RAY_TMPDIR": str(base), LOOPBACK_ONLY_ENV: "0", "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token}
+    saved = {name: os.environ.get(name) for name in ours}
+    os.environ.update(ours)  # the cluster's processes take them (and a driver in this process, the bench's)
     try:
         from ray.cluster_utils import Cluster
 
@@ -61,7 +66,7 @@ def ray_cluster(num_cpus: int = 1) -> Iterator[RayCluster]:
             special = cluster.add_node(
                 node_ip_address="127.0.0.1", num_cpus=num_cpus, resources={"special": 1}, labels={"pool": "special"}
             )
-            yield RayCluster(cluster, special, base)
+            yield RayCluster(cluster, special, base, token)
         finally:
             cluster.shutdown()
             deadline = time.monotonic() + 30

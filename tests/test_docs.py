@@ -124,6 +124,7 @@ def test_topic_prose_names_only_real_tools_and_arguments_they_take() -> None:
 async def test_prose_marks_a_suggested_tool_this_server_does_not_offer(monkeypatch: pytest.MonkeyPatch) -> None:
     """A topic suggests tools of every toolset and provider; on a server that does not offer one, its first
     mention says what would (the run-and-watch topic once suggested getEvents to servers without it)."""
+    monkeypatch.setenv("RUNTIMES_MCP_RAY_ADDRESS", "127.0.0.1:6379")  # its topic is offered when it is configured
     async with connect() as client:
         for name, topic in TOPICS.items():
             text = (await client.call_tool("getDocs", {"topic": name})).content[0].text  # type: ignore[union-attr]

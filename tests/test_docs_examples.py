@@ -52,7 +52,7 @@ HOW_TO_MARK = (
     "checks each kind (its docstring says how)"
 )
 # Programs of shell examples that are not run here; a `runtimes-mcp` command line inside them is parsed.
-NOT_RUN = {"python3", "python", "pip", "pipx", "uvx", "docker", "claude", "openssl", "pytest", "git", "cd"}
+NOT_RUN = {"python3", "python", "pip", "pipx", "uvx", "docker", "claude", "openssl", "pytest", "git", "cd", "ray"}
 # Calls that may run here, in a temp data directory: quick, and nothing is left behind.
 HARMLESS_CALLS = {"listSessions", "getDocs", "getLaunchers", "getSession", "writeFile", "readFile"}
 TOOLS = {spec.name: spec for spec in ALL}

@@ -124,6 +124,31 @@ async def test_a_workspace_stays_on_the_node_it_was_made_on(ray_env: RayCluster)
         assert "no node of the cluster has" in error_text(refused) and "Next:" in error_text(refused)
 
 
+async def test_files_go_in_and_out_of_a_workspace_on_its_node_from_any_server(
+    ray_env: RayCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RUNTIMES_MCP_TOOLSETS", "sessions,workspaces")
+    async with server() as first, server() as second:
+        # made on the special node by its first run; files written later land there
+        await call(first, "execRun", command="true", workspace="w-files", labels={"pool": "special"})
+        written = await call(second, "writeFile", workspace="w-files", path="app/run.sh", content="echo ran >> log\n")
+        assert (written["provider"], written["path"], written["size"]) == ("ray", "app/run.sh", 16)
+        ran = await call(first, "execRun", command="sh app/run.sh && sh app/run.sh", workspace="w-files")
+        assert (ran["state"], ran["node_id"]) == ("completed", ray_env.special_id)
+        log = await call(second, "readFile", workspace="w-files", path="log")
+        assert log["content"] == "ran\nran\n"
+        listed = await call(first, "listFiles", workspace="w-files", depth=2)
+        assert {e["path"] for e in listed["entries"]} >= {"app", "app/run.sh", "log"}
+        mine = await call(second, "listWorkspaces")
+        assert "w-files" in [w["name"] for w in mine["workspaces"]]
+        # a workspace that does not exist yet is made by writeFile, on a node of the cluster
+        await call(first, "writeFile", workspace="w-new", path="x", content="1")
+        assert (await call(second, "execRun", command="cat x", workspace="w-new"))["stdout"] == "1"
+        assert (await call(second, "deleteWorkspace", workspace="w-files"))["deleted"] is True
+        gone = await first.call_tool("readFile", {"provider": "ray", "workspace": "w-files", "path": "log"})
+        assert "no ray workspace 'w-files'" in error_text(gone) and "Next:" in error_text(gone)
+
+
 async def test_each_server_s_runs_keep_its_own_node_settings_on_a_shared_node(
     ray_env: RayCluster, config_file: Any
 ) -> None:
@@ -164,6 +189,17 @@ async def test_resources_are_held_while_a_run_runs_and_freed_when_it_ends(
         beside = await call(client, "execRun", command="echo beside", labels={"pool": "special"})
         assert (beside["stdout"], beside["node_id"]) == ("beside\n", ray_env.special_id)
         await call(client, "stopSession", session_id=holder["session_id"])
+
+
+async def test_a_wrong_token_is_said_plainly_and_at_once(ray_env: RayCluster, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RUNTIMES_MCP_RAY_TOKEN", "not-" + ray_env.token)
+    async with server() as client:
+        started = time.monotonic()
+        refused = error_text(await client.call_tool("execRun", {"provider": "ray", "command": "true"}))
+        assert time.monotonic() - started < 15  # not Ray's twenty attempts
+    assert "did not let this server in: its token authentication refused the token set" in refused, refused
+    assert "Next: Set RUNTIMES_MCP_RAY_TOKEN" in refused
+    assert ray_env.token not in refused
 
 
 async def test_killing_a_node_s_raylet_ends_its_sessions_as_lost_naming_the_node(ray_env: RayCluster) -> None:

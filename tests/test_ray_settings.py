@@ -5,6 +5,7 @@ shared state (SQLite and PostgreSQL), and how a node's answers are worded as thi
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -231,7 +232,12 @@ async def test_an_unreachable_cluster_is_a_clear_error_and_the_server_answers_on
             assert f"127.0.0.1:{port} refused the connection (Connection refused)" in said and "Next:" in said
             assert "RUNTIMES_MCP_RAY_ADDRESS" in said
         assert time.monotonic() - started < 10  # not Ray's own minutes of retries
-        # the records are in the shared state: with nothing running there, listing needs no cluster
+        # the records are in the shared state: listing needs no cluster (running ones as last seen)
         assert structured(await client.call_tool("listSessions", {"provider": "ray"}))["count"] == 0
+        records = await Records.open(Path(os.environ["RUNTIMES_MCP_DATA_DIR"]), None, "test")
+        await records.add(session("ses_away"))
+        await records.close()
+        listed = structured(await client.call_tool("listSessions", {"provider": "ray", "status": "running"}))
+        assert [s["id"] for s in listed["sessions"]] == ["ses_away"]
         local = structured(await client.call_tool("execRun", {"command": "echo still here"}))
         assert local["stdout"] == "still here\n"

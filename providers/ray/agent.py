@@ -25,6 +25,7 @@ from providers.ray import cluster
 
 logger = logging.getLogger(__name__)
 Answer = dict[str, Any]
+WORKSPACE_CALLS = ("write_file", "read_file", "list_files", "list_workspaces", "delete_workspace")
 
 
 def default_data_root() -> Path:
@@ -131,6 +132,12 @@ class NodeAgent:
 
     async def send_input(self, session_id: str, text: str | None, eof: bool | None) -> Answer:
         return await self._answer(lambda runtime: runtime.send_input(session_id, text=text, eof=eof))
+
+    async def workspace(self, method: str, arguments: list[Any]) -> Answer:
+        """A workspace call of the node's runtime (its files in and out, its list, a delete)."""
+        if method not in WORKSPACE_CALLS:
+            return {"error": {"kind": "InvalidInput", "message": f"no workspace call {method!r}", "hint": None}}
+        return await self._answer(lambda runtime: getattr(runtime, method)(*arguments))
 
     async def states(self, session_ids: list[str]) -> Answer:
         """How each of these sessions stands (those this node does not know are left out)."""

@@ -22,6 +22,7 @@ import anyio.to_thread
 AGENT_PROTOCOL = 1  # in the agents' names: a server never talks to an agent of another protocol
 NODES_FRESH_S = 0.5  # how long a look at the cluster's nodes is reused
 CONNECT_TIMEOUT_S = 30.0
+GCS_ATTEMPTS = 3
 PROBE_TIMEOUT_S = 5.0  # a TCP connection to the address first: Ray itself retries an absent cluster for minutes
 # Ray rewrites a loopback address to this machine's routable IP before connecting (services.
 # resolve_ip_for_localhost), where a cluster started on 127.0.0.1 does not listen; this keeps loopback loopback.
@@ -37,6 +38,20 @@ class Unreachable(Exception):
         super().__init__(cause)
         self.node_id = node_id
         self.cause = cause
+
+
+class Gone(Exception):
+    """The agent that runs a session (or keeps a workspace) is no more (its node has left the cluster, or it was
+    removed): `why`."""
+
+    def __init__(self, why: str, node_left: bool) -> None:
+        super().__init__(why)
+        self.why = why
+        self.node_left = node_left
+
+
+class TokenRefused(Unreachable):
+    """The cluster's token authentication refused this server."""
 
 
 class AgentGone(Unreachable):
@@ -143,6 +158,9 @@ class Cluster:
         except TimeoutError:
             raise Unreachable("", f"no answer within {CONNECT_TIMEOUT_S:g} s") from None
         except Exception as exc:  # Ray's ConnectionError, AuthenticationError, ...
+            if _refused_token(exc):
+                given = "the token set" if self._token else "no token (none is set)"
+                raise TokenRefused("", f"its token authentication refused {given}") from None
             raise Unreachable("", _first_line(exc)) from None
         return self._ray
 
@@ -169,6 +187,9 @@ class Cluster:
             if self._token:
                 os.environ["RAY_AUTH_MODE"] = "token"
                 os.environ["RAY_AUTH_TOKEN"] = self._token
+            # Attempts at the cluster's GCS before Ray gives up (default 20, one a second): a refused token or a
+            # GCS that does not answer is said in seconds (the address answered the probe already).
+            os.environ.setdefault("RAY_gcs_server_port_wait_time_s", str(GCS_ATTEMPTS))
             import ray
 
             _quiet_ray_logs()
@@ -305,6 +326,16 @@ class Cluster:
     async def release(self, name: str) -> None:
         await self.connect()
         await anyio.to_thread.run_sync(release_reservation, name)
+
+
+def _refused_token(exc: BaseException) -> bool:
+    """Did Ray's token authentication refuse us? (Ray says so only deep in the chain of its ConnectionError.)"""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if "InvalidAuthToken" in str(seen) or "Unauthenticated" in str(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def _first_line(exc: BaseException) -> str:

@@ -17,7 +17,7 @@ class RayConfig(BaseModel):
     """`[ray]`: where the node agents keep their sessions, how long a run may wait for resources, and `[ray.node]`,
     the local runtime's settings on every node (sandbox, limits, output caps), as `[local]` takes them."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     node_data_dir: str | None = Field(
         None,
         description="On each node, the directory under which its agent keeps sessions (in NAMESPACE/NODE_ID); "

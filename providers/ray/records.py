@@ -193,6 +193,18 @@ class Records:
 
         await self._write(insert)
 
+    async def forget_workspace(self, name: str, owner: str | None) -> None:
+        def delete(db: Connection) -> None:
+            db.execute("DELETE FROM ray_workspaces WHERE name = ? AND owner = ?", (name, owner or ""))
+
+        await self._write(delete)
+
+    async def workspaces(self, owner: str | None) -> list[tuple[str, str, str]]:
+        """(name, node id, node ip) of the workspaces `owner` sees (None: every one)."""
+        where, params = ("", ()) if owner is None else (" WHERE owner = ?", (owner,))
+        rows = await self._read(f"SELECT name, node_id, node_ip FROM ray_workspaces{where} ORDER BY name", params)
+        return [(str(name), str(node_id), str(node_ip)) for name, node_id, node_ip in rows]
+
 
 def _open_sqlite(data_dir: Path) -> SQLiteDatabase:
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)

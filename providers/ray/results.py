@@ -10,6 +10,7 @@ from pydantic import Field
 
 from providers import errors
 from providers.models import ExecResult, InputSent, SessionSummary, StopResult
+from providers.ray.cluster import AgentRef, TokenRefused, Unreachable
 from providers.ray.records import RaySession
 from providers.values import iso_time
 
@@ -111,3 +112,24 @@ def summary(session: RaySession) -> SessionSummary:
 
 def node_name(node_id: str, node_ip: str) -> str:
     return f"{node_id[:12]} ({node_ip})"
+
+
+def agent_of(session: RaySession) -> AgentRef:
+    """The agent that runs a session: the one its record names."""
+    return AgentRef(session.namespace, session.agent, session.node_id)
+
+
+def cluster_away(exc: Unreachable) -> errors.Unavailable:
+    """The cluster cannot be reached (or refused us), as this provider's error."""
+    if isinstance(exc, TokenRefused):
+        return errors.Unavailable(
+            PROVIDER,
+            f"the Ray cluster did not let this server in: {exc.cause}",
+            hint="Set RUNTIMES_MCP_RAY_TOKEN (or RAY_AUTH_TOKEN) to the token the cluster was started with, and "
+            "restart the server.",
+        )
+    return errors.Unavailable(
+        PROVIDER,
+        f"the Ray cluster did not answer ({exc.cause})",
+        hint="Check that the cluster is up and RUNTIMES_MCP_RAY_ADDRESS (and its token) are right; retry.",
+    )

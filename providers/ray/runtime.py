@@ -4,24 +4,36 @@ recorded in the shared state so that every server on it lists, follows and stops
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 from collections import defaultdict
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import anyio
 
 from providers import capabilities as c
 from providers import services
 from providers.errors import InvalidInput, NotFound, ProviderError, Unavailable
-from providers.models import MAX_SESSIONS_PAGE, InputSent, SessionList
-from providers.ray.cluster import AgentGone, AgentRef, Cluster, Unreachable
+from providers.models import (
+    MAX_SESSIONS_PAGE,
+    FileContent,
+    FileList,
+    FileWritten,
+    InputSent,
+    SessionList,
+    WorkspaceDeleted,
+    WorkspaceList,
+)
+from providers.ray.cluster import AgentGone, AgentRef, Cluster, Gone, Unreachable
 from providers.ray.config import RayConfig
 from providers.ray.placement import Placer, bundle_of, labels_of
 from providers.ray.records import RaySession, Records
 from providers.ray.results import (
     RayExecResult,
     RayStopResult,
+    agent_of,
+    cluster_away,
     exec_result,
     from_record,
     input_sent,
@@ -30,9 +42,12 @@ from providers.ray.results import (
     stop_result,
     summary,
 )
+from providers.ray.workspaces import RayWorkspaces
 from providers.values import comma_list
 
 PROVIDER = "ray"
+T = TypeVar("T")
+logger = logging.getLogger(__name__)
 STATES = ("running", "completed", "failed", "timed_out", "stopped", "lost")
 DEFAULT_WAIT_S = 30.0  # as the local runtime's
 MAX_WAIT_S = 600.0
@@ -40,28 +55,19 @@ MAX_WAIT_S = 600.0
 FIRST_WAIT_S = 1.0
 
 
-class Gone(Exception):
-    """The agent that runs a session is no more (its node has left the cluster, or it was removed): `why`."""
-
-    def __init__(self, why: str, node_left: bool) -> None:
-        super().__init__(why)
-        self.why = why
-        self.node_left = node_left
-
-
-def cluster_away(exc: Unreachable) -> Unavailable:
-    return Unavailable(
-        PROVIDER,
-        f"the Ray cluster did not answer ({exc.cause})",
-        hint="Check that the cluster is up and RUNTIMES_MCP_RAY_ADDRESS (and its token) are right; retry.",
-    )
-
-
-def agent_of(session: RaySession) -> AgentRef:
-    return AgentRef(session.namespace, session.agent, session.node_id)
-
-
-class RayRuntime(c.ListSessions, c.ExecRun, c.GetSession, c.StopSession, c.SendInput, services.DescribesItself):
+class RayRuntime(
+    c.ListSessions,
+    c.ExecRun,
+    c.GetSession,
+    c.StopSession,
+    c.SendInput,
+    c.WriteFile,
+    c.ReadFile,
+    c.ListFiles,
+    c.ListWorkspaces,
+    c.DeleteWorkspace,
+    services.DescribesItself,
+):
     name = PROVIDER
 
     def __init__(
@@ -83,6 +89,8 @@ class RayRuntime(c.ListSessions, c.ExecRun, c.GetSession, c.StopSession, c.SendI
         self._placer = Placer(cluster, records, config.placement_timeout_s)
         self._node_labels = dict(config.node_labels)  # every run's, beside its own
         self._owner = owner  # whose sessions the current call may see and act on (None: every one)
+        limits = (config.node.max_workspaces, config.node.workspace_max_mb)
+        self.workspaces = RayWorkspaces(cluster, records, self._placer, self._call, self._node_labels, limits)
 
     def this_server(self) -> dict[str, str]:
         return {
@@ -311,7 +319,11 @@ class RayRuntime(c.ListSessions, c.ExecRun, c.GetSession, c.StopSession, c.SendI
         """Bring running records up to date: one call to each of their nodes' agents; gone nodes' sessions are lost."""
         if not running:
             return
-        nodes = await self._nodes(fresh=True)
+        try:
+            nodes = await self._nodes(fresh=True)
+        except Unavailable as exc:  # the records as last seen: a listing does not need the cluster
+            logger.warning("runtimes-mcp: listing ray sessions as last recorded: %s", exc.message)
+            return
         by_agent: dict[AgentRef, list[RaySession]] = defaultdict(list)
         for session in running:
             by_agent[agent_of(session)].append(session)
@@ -352,3 +364,31 @@ class RayRuntime(c.ListSessions, c.ExecRun, c.GetSession, c.StopSession, c.SendI
                 f"session {session_id} is lost: {gone.why}",
                 hint="Start it again with execRun provider=ray.",
             ) from None
+
+    # --- workspaces: on the node of their first use ---------------------------------------------------------------
+    async def _reaching(self, call: Awaitable[T]) -> T:
+        try:
+            return await call
+        except Unreachable as exc:
+            raise cluster_away(exc) from None
+        except Gone as gone:
+            raise Unavailable(PROVIDER, f"the workspace's agent is no more: {gone.why}", hint="Retry.") from None
+
+    async def write_file(
+        self, workspace: str, path: str, content: str, encoding: str | None = None, mode: str | None = None
+    ) -> FileWritten:
+        return await self._reaching(self.workspaces.write_file(self._owner(), workspace, path, content, encoding, mode))
+
+    async def read_file(
+        self, workspace: str, path: str, offset: int | None = None, length: int | None = None
+    ) -> FileContent:
+        return await self._reaching(self.workspaces.read_file(self._owner(), workspace, path, offset, length))
+
+    async def list_files(self, workspace: str, path: str | None = None, depth: int | None = None) -> FileList:
+        return await self._reaching(self.workspaces.list_files(self._owner(), workspace, path, depth))
+
+    async def list_workspaces(self) -> WorkspaceList:
+        return await self._reaching(self.workspaces.list_workspaces(self._owner()))
+
+    async def delete_workspace(self, workspace: str) -> WorkspaceDeleted:
+        return await self._reaching(self.workspaces.delete_workspace(self._owner(), workspace))
