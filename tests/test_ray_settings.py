@@ -77,9 +77,9 @@ def test_node_settings_refuse_what_does_not_run_on_nodes(config_file: Any) -> No
 
 
 def test_only_a_loopback_address_goes_without_a_token() -> None:
-    for loopback in ("127.0.0.1:6379", "localhost:6379", "[::1]:6379", "ray://127.0.0.1:10001"):
+    for loopback in ("127.0.0.1:6379", "localhost:6379", "[::1]:6379"):
         assert check_address(loopback, None).loopback
-    for remote in ("10.0.0.5:6379", "ray-head:6379", "ray://head.internal:10001"):
+    for remote in ("10.0.0.5:6379", "ray-head:6379", "head.internal:6379"):
         with pytest.raises(AddressError, match="RUNTIMES_MCP_RAY_TOKEN") as refused:
             check_address(remote, None)
         assert "untrusted networks" in str(refused.value) and "Next:" in str(refused.value)
@@ -87,6 +87,9 @@ def test_only_a_loopback_address_goes_without_a_token() -> None:
     for wrong in ("auto", "local", "head", "head:port"):
         with pytest.raises(AddressError, match="not host:port"):
             check_address(wrong, None)
+    with pytest.raises(AddressError, match="a Ray Client address") as client:
+        check_address("ray://head.internal:10001", "t0ken")
+    assert "Next: set it to the head's GCS address" in str(client.value)
 
 
 def cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:

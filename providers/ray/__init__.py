@@ -8,7 +8,7 @@ from providers.provider import Provider, Serves, Setting
 ADDRESS = Setting(
     "RUNTIMES_MCP_RAY_ADDRESS",
     "address",
-    "The Ray cluster's address (host:port of its GCS, or ray://host:port); switches the ray provider on.",
+    "The Ray cluster's address (host:port of its head's GCS); switches the ray provider on.",
     aliases=("RAY_ADDRESS",),
     section_key="address",
 )

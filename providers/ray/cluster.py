@@ -166,7 +166,7 @@ class Cluster:
 
     async def _probe(self) -> None:
         """Unreachable at once when nothing listens at the address (Ray would retry for minutes)."""
-        host, _, port = self.address.removeprefix("ray://").rpartition(":")
+        host, _, port = self.address.rpartition(":")
         try:
             with anyio.fail_after(PROBE_TIMEOUT_S):
                 stream = await anyio.connect_tcp(host.strip("[]"), int(port))

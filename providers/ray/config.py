@@ -61,14 +61,18 @@ def check_address(address: str, token: str | None) -> Address:
     """The address, parsed; refused when it is not one Ray connects to, or when it leaves this machine without a
     token (a Ray cluster runs whatever any client that reaches it sends)."""
     text = address.strip()
-    rest = text.removeprefix("ray://")
-    host, colon, port = rest.rpartition(":")
+    if text.startswith("ray://"):
+        raise AddressError(
+            f"ray: RUNTIMES_MCP_RAY_ADDRESS (or RAY_ADDRESS, [ray] address) is {text!r}, a Ray Client address: the "
+            "server joins the cluster as a driver, through its GCS. Next: set it to the head's GCS address (e.g. "
+            "10.0.0.5:6379) and run the server where it reaches the cluster's nodes"
+        )
+    host, colon, port = text.rpartition(":")
     host = host.strip("[]")
     if not colon or not host or not port.isdigit():
         raise AddressError(
             f"ray: RUNTIMES_MCP_RAY_ADDRESS (or RAY_ADDRESS, [ray] address) is {text!r}, not host:port; the server "
-            "does not look clusters up by itself. Next: set it to the head's GCS address (e.g. 10.0.0.5:6379) or "
-            "to ray://host:10001"
+            "does not look clusters up by itself. Next: set it to the head's GCS address (e.g. 10.0.0.5:6379)"
         )
     loopback = host == "localhost" or _is_loopback_ip(host)
     if not loopback and not token:
