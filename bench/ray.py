@@ -61,7 +61,7 @@ def agents_memory(cluster: RayCluster, namespace: str) -> dict[str, dict[str, An
     found = {}
     alive = {node["NodeID"] for node in ray.nodes() if node["Alive"]}
     for named in ray.util.list_named_actors(all_namespaces=True):
-        node_id = named["name"].removeprefix("runtimes-mcp-agent-v1-").rpartition("-")[0]
+        node_id = named["name"].removeprefix("runtimes-mcp-agent-v2-").rpartition("-")[0]
         if named["namespace"] == namespace and node_id in alive:
             agent = ray.get_actor(named["name"], namespace=namespace)
             found[node_id] = ray.get(agent.memory.remote())["ok"]

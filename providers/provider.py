@@ -77,6 +77,9 @@ class Provider:
     # It runs agents' commands on machines of this server's operator (this one, a cluster's nodes): a server without
     # authentication offers its code-running tools only when told to (--unauthenticated-local-exec).
     runs_commands: bool = False
+    # Its records name their owner (providers.services.Caller): each signed-in user sees and acts on their own (an
+    # admin on all), so signed-in users use it without runtimes:admin, unlike a remote account (oauth.shared_providers).
+    owners: bool = False
     # An optional install (`pip install 'runtimes-mcp[<extra>]'`): off and out of the default surface unless
     # configured; documented in docs/<name>.md rather than the README.
     extra: str | None = None

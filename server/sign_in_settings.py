@@ -21,7 +21,6 @@ OAUTH_ENV = {
     "RUNTIMES_MCP_OAUTH_SHARED_PROVIDERS": "shared_providers",
 }
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
-LOCAL_PROVIDER = "local"  # the one provider whose records name their owner
 
 
 def env_name(key: str) -> str:
@@ -80,7 +79,7 @@ class OAuthSettings(BaseModel):
     def _remote_providers(cls, value: list[str]) -> list[str]:
         from providers.registry import PROVIDERS
 
-        remote = sorted(name for name in PROVIDERS if name != LOCAL_PROVIDER)
+        remote = sorted(name for name, provider in PROVIDERS.items() if not provider.owners)
         for name in value:
             if name not in remote:
                 raise ValueError(f"{name!r} is not a remote provider. Next: list some of {', '.join(remote)}")

@@ -185,9 +185,14 @@ class AppState:
     def _check_shared(self, name: str) -> None:
         """A remote provider's account is the deployment's, and this server does not keep who made what in it: a
         signed-in user without runtimes:admin uses it only when the operator shares it (oauth.shared_providers).
-        The local runtime keeps each user's own; stdio and the static token are the operator."""
+        The local runtime (and ray) keeps each user's own; stdio and the static token are the operator."""
         who = caller()
-        if name == "local" or who.admin or who.owner == LOCAL_OWNER or name in self.settings.oauth.shared_providers:
+        if (
+            PROVIDERS[name].owners
+            or who.admin
+            or who.owner == LOCAL_OWNER
+            or name in self.settings.oauth.shared_providers
+        ):
             return
         raise NotAllowed(
             name,

@@ -8,6 +8,7 @@ it ends every Ray process on the machine); its temporary directory, and every pr
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -147,6 +148,67 @@ async def test_files_go_in_and_out_of_a_workspace_on_its_node_from_any_server(
         assert (await call(second, "deleteWorkspace", workspace="w-files"))["deleted"] is True
         gone = await first.call_tool("readFile", {"provider": "ray", "workspace": "w-files", "path": "log"})
         assert "no ray workspace 'w-files'" in error_text(gone) and "Next:" in error_text(gone)
+
+
+async def test_each_user_sees_and_acts_on_their_own_sessions_and_workspaces_an_admin_on_all(
+    ray_env: RayCluster, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Ownership as on local (signed-in users, #35): the records name the owner and the node's runtime serves each
+    call as its caller, so another user's session or workspace reads as one that does not exist, on the server and
+    on the node; an admin sees and acts on all. (In process: the callers are set as sign-in sets them.)"""
+    from providers.errors import NotFound
+    from providers.ray.config import RayConfig
+    from providers.ray.results import agent_of
+    from providers.ray.service import open_ray
+    from providers.services import ADMIN, RUN, Caller, Host, acting_as, with_implied
+
+    for name, value in ray_env.env.items():
+        monkeypatch.setenv(name, value)
+    for name in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN"):  # what connecting sets in this process, put back after
+        monkeypatch.setenv(name, os.environ.get(name, ""))
+    alice, bob = (Caller(f"https://idp.example#{who}", with_implied({RUN})) for who in ("alice", "bob"))
+    admin = Caller("https://idp.example#admin", with_implied({ADMIN}))
+    mark = marker()
+
+    async def changed(uri: str) -> None:
+        pass
+
+    async with anyio.create_task_group() as tg:
+        host = Host(
+            section=RayConfig.model_validate({"node_data_dir": str(ray_env.base / "nodes")}),
+            arguments={"address": ray_env.address, "token": ray_env.token, "namespace": "runtimes-mcp"},
+            data_dir=tmp_path / "data",
+            state_url=None,
+            background=tg,
+            changed=changed,
+        )
+        async with open_ray(host) as ray:
+            with acting_as(alice):
+                started = await ray.exec_run(command=f"sleep {mark}", wait=False)
+                await ray.write_file("w-own", "who", "alice")
+            with acting_as(bob):
+                await ray.write_file("w-own", "who", "bob")  # the same name, his own
+                assert (await ray.read_file("w-own", "who")).content == "bob"
+                assert started.session_id not in [s.id for s in (await ray.list_sessions()).sessions]
+                for act in (ray.get_session, ray.stop_session, ray.send_input):
+                    with pytest.raises(NotFound, match=f"no ray session '{started.session_id}'"):
+                        await act(started.session_id)
+                assert [w.name for w in (await ray.list_workspaces()).workspaces] == ["w-own"]
+                # and on the node: its runtime serves bob as bob
+                session = await ray._records.get(started.session_id, None)
+                assert session is not None
+                with pytest.raises(NotFound):
+                    await ray._call(agent_of(session), session.node_ip, "get_session", session.id, 0, None, None)
+            with acting_as(admin):
+                assert (await ray.get_session(started.session_id)).state == "running"
+                everyone = (await ray.list_workspaces()).workspaces
+                assert sorted((w.name, w.owner) for w in everyone) == [("w-own", alice.owner), ("w-own", bob.owner)]
+            with acting_as(alice):
+                assert (await ray.read_file("w-own", "who")).content == "alice"
+                assert started.session_id in [s.id for s in (await ray.list_sessions()).sessions]
+                assert (await ray.stop_session(started.session_id)).state == "stopped"
+        tg.cancel_scope.cancel()
+    assert await wait_until_gone(mark) == []
 
 
 async def test_each_server_s_runs_keep_its_own_node_settings_on_a_shared_node(

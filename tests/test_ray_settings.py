@@ -18,6 +18,7 @@ import pytest
 from providers.ray.config import AddressError, check_address
 from providers.ray.records import RaySession, Records
 from providers.ray.results import on_ray
+from providers.services import ADMIN, LOCAL_OWNER, RUN, Caller, with_implied
 from server.config import load_settings
 from tests.conftest import connect, error_text, structured
 
@@ -156,23 +157,34 @@ def session(session_id: str, node: str = "n1", owner: str | None = None) -> RayS
 
 
 async def check_records(records: Records) -> None:
+    """Reads are made for a caller: its own records (a record of no owner is the earlier owner's), or all for an
+    admin or the server's own work (None)."""
+    alice, bob = (Caller(name, with_implied({RUN})) for name in ("alice", "bob"))
+    admin = Caller("root", with_implied({ADMIN}))
     for n in range(3):
         await records.add(session(f"ses_{n}", node="n1" if n < 2 else "n2", owner="alice" if n else "bob"))
-    assert await records.running_per_node() == {"n1": 2, "n2": 1}
-    newest = await records.page([], 2, None)
-    assert [s.id for s in newest] == ["ses_2", "ses_1"]
-    older = await records.page([], 2, newest[-1].seq)
-    assert [s.id for s in older] == ["ses_0"]
-    assert [s.id for s in await records.page([], 10, None, owner="bob")] == ["ses_0"]
-    assert await records.get("ses_0", owner="alice") is None and await records.get("ses_0") is not None
+    await records.add(session("ses_old", node="n2"))  # made before owners were recorded: the earlier owner's
+    assert await records.running_per_node() == {"n1": 2, "n2": 2}
+    newest = await records.page([], 2, None, None)
+    assert [s.id for s in newest] == ["ses_old", "ses_2"]
+    older = await records.page([], 3, newest[-1].seq, admin)
+    assert [s.id for s in older] == ["ses_1", "ses_0"]
+    assert [s.id for s in await records.page([], 10, None, bob)] == ["ses_0"]
+    assert [s.id for s in await records.page([], 10, None, Caller(LOCAL_OWNER, alice.scopes))] == ["ses_old"]
+    assert await records.get("ses_0", alice) is None and await records.get("ses_0", bob) is not None
+    assert await records.get("ses_0", admin) is not None
     ended = session("ses_1")
     ended.state, ended.exit_code, ended.ended_at = "completed", 0, time.time()
     assert await records.end(ended) is True
     assert await records.end(ended) is False  # another server recorded it first
-    assert [s.id for s in await records.page(["completed"], 10, None)] == ["ses_1"]
+    assert [s.id for s in await records.page(["completed"], 10, None, alice)] == ["ses_1"]
     await records.place_workspace("w", "alice", "n2", "10.0.0.8", time.time())
     await records.place_workspace("w", "alice", "n1", "10.0.0.7", time.time())  # the first place stays
+    await records.place_workspace("w", "bob", "n1", "10.0.0.7", time.time())  # names are per owner
     assert await records.workspace_node("w", "alice") == ("n2", "10.0.0.8")
+    assert await records.workspaces(bob) == [("w", "bob", "n1", "10.0.0.7")]
+    assert [owner for _, owner, _, _ in await records.workspaces(admin)] == ["alice", "bob"]
+    await records.forget_workspace("w", "bob")
     assert await records.workspace_node("w", "bob") is None
 
 

@@ -44,6 +44,7 @@ PROVIDER = Provider(
     section_env={"RUNTIMES_MCP_ON_EXIT": ("on_exit",), "RUNTIMES_MCP_SANDBOX": ("sandbox", "mode")},
     opens="providers.local.service:open_runtime",
     runs_commands=True,
+    owners=True,
     resources=(
         Resource(
             "events://{sandbox_id}",

@@ -65,5 +65,6 @@ PROVIDER = Provider(
     section_env={"RUNTIMES_MCP_RAY_NODE_DATA_DIR": ("node_data_dir",)},
     opens="providers.ray.service:open_ray",
     runs_commands=True,
+    owners=True,
     extra="ray",
 )

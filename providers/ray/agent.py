@@ -22,9 +22,11 @@ from providers.local.startup import open_runtime
 from providers.local.supervisor import records
 from providers.local.tables import SessionRow
 from providers.ray import cluster
+from providers.services import LOCAL, Caller, acting_as
 
 logger = logging.getLogger(__name__)
 Answer = dict[str, Any]
+Who = list[Any]  # the caller, as the server sends it: [owner, [scopes]]
 WORKSPACE_CALLS = ("write_file", "read_file", "list_files", "list_workspaces", "delete_workspace")
 
 
@@ -85,9 +87,13 @@ class NodeAgent:
             raise self._failure or ProviderError("ray", "the node's local runtime has closed")
         return self._runtime
 
-    async def _answer(self, call: Callable[[LocalRuntime], Awaitable[Any]]) -> Answer:
+    async def _answer(self, call: Callable[[LocalRuntime], Awaitable[Any]], who: Who | None = None) -> Answer:
+        """The call's answer, made as `who` (the server's caller: the node's runtime records and checks whose each
+        session and workspace is, as on the server's own machine); None: the server's own work."""
         try:
-            result = await call(await self._ready())
+            runtime = await self._ready()
+            with acting_as(LOCAL if who is None else Caller(str(who[0]), frozenset(who[1]))):
+                result = await call(runtime)
         except ProviderError as exc:
             return {"error": {"kind": type(exc).__name__, "message": exc.message, "hint": exc.hint}}
         return {"ok": result.model_dump() if hasattr(result, "model_dump") else result}
@@ -102,7 +108,7 @@ class NodeAgent:
 
         return await self._answer(facts)
 
-    async def exec_run(self, arguments: dict[str, Any], reservation: str | None) -> Answer:
+    async def exec_run(self, who: Who, arguments: dict[str, Any], reservation: str | None) -> Answer:
         async def run(runtime: LocalRuntime) -> Any:
             try:
                 result = await runtime.exec_run(**arguments)
@@ -116,30 +122,31 @@ class NodeAgent:
                     self._release(reservation)
             return result
 
-        return await self._answer(run)
+        return await self._answer(run, who)
 
     async def get_session(
-        self, session_id: str, wait_s: float | None, stdout_offset: int | None, stderr_offset: int | None
+        self, who: Who, session_id: str, wait_s: float | None, stdout_offset: int | None, stderr_offset: int | None
     ) -> Answer:
         return await self._answer(
             lambda runtime: runtime.get_session(
                 session_id, wait_s=wait_s, stdout_offset=stdout_offset, stderr_offset=stderr_offset
-            )
+            ),
+            who,
         )
 
-    async def stop_session(self, session_id: str) -> Answer:
-        return await self._answer(lambda runtime: runtime.stop_session(session_id))
+    async def stop_session(self, who: Who, session_id: str) -> Answer:
+        return await self._answer(lambda runtime: runtime.stop_session(session_id), who)
 
-    async def send_input(self, session_id: str, text: str | None, eof: bool | None) -> Answer:
-        return await self._answer(lambda runtime: runtime.send_input(session_id, text=text, eof=eof))
+    async def send_input(self, who: Who, session_id: str, text: str | None, eof: bool | None) -> Answer:
+        return await self._answer(lambda runtime: runtime.send_input(session_id, text=text, eof=eof), who)
 
-    async def workspace(self, method: str, arguments: list[Any]) -> Answer:
+    async def workspace(self, who: Who, method: str, arguments: list[Any]) -> Answer:
         """A workspace call of the node's runtime (its files in and out, its list, a delete)."""
         if method not in WORKSPACE_CALLS:
             return {"error": {"kind": "InvalidInput", "message": f"no workspace call {method!r}", "hint": None}}
-        return await self._answer(lambda runtime: getattr(runtime, method)(*arguments))
+        return await self._answer(lambda runtime: getattr(runtime, method)(*arguments), who)
 
-    async def states(self, session_ids: list[str]) -> Answer:
+    async def states(self, who: Who, session_ids: list[str]) -> Answer:
         """How each of these sessions stands (those this node does not know are left out)."""
 
         async def look(runtime: LocalRuntime) -> dict[str, dict[str, Any]]:
@@ -158,7 +165,7 @@ class NodeAgent:
                 }
             return found
 
-        return await self._answer(look)
+        return await self._answer(look, who)
 
     async def memory(self) -> Answer:
         """This agent's PSS and that of what it runs (its zygote, the supervisors, their sandboxes and commands)."""

@@ -19,7 +19,7 @@ from typing import Any
 import anyio
 import anyio.to_thread
 
-AGENT_PROTOCOL = 1  # in the agents' names: a server never talks to an agent of another protocol
+AGENT_PROTOCOL = 2  # in the agents' names: a server never talks to an agent of another protocol
 NODES_FRESH_S = 0.5  # how long a look at the cluster's nodes is reused
 CONNECT_TIMEOUT_S = 30.0
 GCS_ATTEMPTS = 3

@@ -71,9 +71,7 @@ class Placer:
         """A run placed by `place` is recorded (or failed): it no longer counts as being placed."""
         self._placing[node_id] -= 1
 
-    async def place(
-        self, bundle: dict[str, float], labels: dict[str, str], workspace: str | None, owner: str | None
-    ) -> Place:
+    async def place(self, bundle: dict[str, float], labels: dict[str, str], workspace: str | None, owner: str) -> Place:
         """Where to run; the caller calls `started(node.id)` once the run is recorded or has failed."""
         nodes = await self._cluster.nodes()
         home = await self._records.workspace_node(workspace, owner) if workspace is not None else None

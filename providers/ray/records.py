@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 import anyio.to_thread
 
 from providers.local.database import Connection, Database, PostgresDatabase, SQLiteDatabase, StoreError, Work
+from providers.services import LOCAL_OWNER, Caller
 
 PROVIDER = "ray"
 FILE = "ray.sqlite3"
@@ -85,17 +86,23 @@ def _row(values: Sequence[Any]) -> RaySession:
 
 
 class Records:
-    def __init__(self, db: Database) -> None:
+    """Every read is made for a caller (providers.services.Caller): its own records, or every one for an admin
+    (`who=None`: the server's own work). A record made before owners were recorded belongs to `earlier_owner`."""
+
+    def __init__(self, db: Database, earlier_owner: str = LOCAL_OWNER) -> None:
         self.db = db
+        self.earlier_owner = earlier_owner
 
     @classmethod
-    async def open(cls, data_dir: Path, state_url: str | None, replica: str) -> Records:
+    async def open(
+        cls, data_dir: Path, state_url: str | None, replica: str, earlier_owner: str = LOCAL_OWNER
+    ) -> Records:
         """Our tables in PostgreSQL at `state_url`, else in the data directory's ray.sqlite3; a StoreError says why
         they cannot be used."""
         try:
             if state_url:
-                return cls(await _open_postgres(state_url, replica))
-            return cls(await anyio.to_thread.run_sync(_open_sqlite, data_dir))
+                return cls(await _open_postgres(state_url, replica), earlier_owner)
+            return cls(await anyio.to_thread.run_sync(_open_sqlite, data_dir), earlier_owner)
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(
                 PROVIDER,
@@ -135,15 +142,19 @@ class Records:
 
         await self._write(insert)
 
-    async def get(self, session_id: str, owner: str | None = None) -> RaySession | None:
-        """The session, if `owner` may see it (None: any)."""
-        where, params = _visible(owner)
+    def _visible(self, who: Caller | None) -> tuple[str, tuple[Any, ...]]:
+        """The condition that keeps rows to those `who` sees: its own, or every one for an admin (or None)."""
+        if who is None or who.admin:
+            return "", ()
+        return " AND COALESCE(owner, ?) = ?", (self.earlier_owner, who.owner)
+
+    async def get(self, session_id: str, who: Caller | None) -> RaySession | None:
+        """The session, if `who` sees it (another owner's reads as one that does not exist)."""
+        where, params = self._visible(who)
         rows = await self._read(f"{SELECT} WHERE id = ?{where}", (session_id, *params))
         return _row(rows[0]) if rows else None
 
-    async def page(
-        self, states: Sequence[str], limit: int, before: int | None, owner: str | None = None
-    ) -> list[RaySession]:
+    async def page(self, states: Sequence[str], limit: int, before: int | None, who: Caller | None) -> list[RaySession]:
         """Newest first: at most `limit` sessions in `states` (all when empty) older than cursor `before`."""
         conditions: list[str] = ["1 = 1"]
         params: list[Any] = []
@@ -153,7 +164,7 @@ class Records:
         if before is not None:
             conditions.append("seq < ?")
             params.append(before)
-        where, visible = _visible(owner)
+        where, visible = self._visible(who)
         sql = f"{SELECT} WHERE {' AND '.join(conditions)}{where} ORDER BY seq DESC LIMIT ?"
         return [_row(r) for r in await self._read(sql, (*params, *visible, limit))]
 
@@ -176,34 +187,34 @@ class Records:
         return bool(await self._write(update))
 
     # --- workspaces -------------------------------------------------------------------------------------
-    async def workspace_node(self, name: str, owner: str | None) -> tuple[str, str] | None:
-        """(node id, node ip) of the node a workspace lives on, if it has been used."""
+    async def workspace_node(self, name: str, owner: str) -> tuple[str, str] | None:
+        """(node id, node ip) of the node `owner`'s workspace lives on (names are per owner), if it has been used."""
         rows = await self._read(
-            "SELECT node_id, node_ip FROM ray_workspaces WHERE name = ? AND owner = ?", (name, owner or "")
+            "SELECT node_id, node_ip FROM ray_workspaces WHERE name = ? AND owner = ?", (name, owner)
         )
         return (str(rows[0][0]), str(rows[0][1])) if rows else None
 
-    async def place_workspace(self, name: str, owner: str | None, node_id: str, node_ip: str, now: float) -> None:
+    async def place_workspace(self, name: str, owner: str, node_id: str, node_ip: str, now: float) -> None:
         def insert(db: Connection) -> None:
             db.execute(
                 "INSERT INTO ray_workspaces (name, owner, node_id, node_ip, created_at) VALUES (?, ?, ?, ?, ?) "
                 "ON CONFLICT (name, owner) DO NOTHING",
-                (name, owner or "", node_id, node_ip, now),
+                (name, owner, node_id, node_ip, now),
             )
 
         await self._write(insert)
 
-    async def forget_workspace(self, name: str, owner: str | None) -> None:
+    async def forget_workspace(self, name: str, owner: str) -> None:
         def delete(db: Connection) -> None:
-            db.execute("DELETE FROM ray_workspaces WHERE name = ? AND owner = ?", (name, owner or ""))
+            db.execute("DELETE FROM ray_workspaces WHERE name = ? AND owner = ?", (name, owner))
 
         await self._write(delete)
 
-    async def workspaces(self, owner: str | None) -> list[tuple[str, str, str]]:
-        """(name, node id, node ip) of the workspaces `owner` sees (None: every one)."""
-        where, params = ("", ()) if owner is None else (" WHERE owner = ?", (owner,))
-        rows = await self._read(f"SELECT name, node_id, node_ip FROM ray_workspaces{where} ORDER BY name", params)
-        return [(str(name), str(node_id), str(node_ip)) for name, node_id, node_ip in rows]
+    async def workspaces(self, who: Caller | None) -> list[tuple[str, str, str, str]]:
+        """(name, owner, node id, node ip) of the workspaces `who` sees (every owner's for an admin)."""
+        where, params = self._visible(who)
+        sql = f"SELECT name, owner, node_id, node_ip FROM ray_workspaces WHERE 1 = 1{where} ORDER BY name, owner"
+        return [(str(n), str(o), str(node), str(ip)) for n, o, node, ip in await self._read(sql, params)]
 
 
 def _open_sqlite(data_dir: Path) -> SQLiteDatabase:
@@ -213,11 +224,6 @@ def _open_sqlite(data_dir: Path) -> SQLiteDatabase:
 
 def _create(db: sqlite3.Connection) -> None:
     db.executescript(SCHEMA)
-
-
-def _visible(owner: str | None) -> tuple[str, tuple[Any, ...]]:
-    """The condition that keeps rows to those `owner` may see (None: every row)."""
-    return ("", ()) if owner is None else (" AND owner = ?", (owner,))
 
 
 async def _open_postgres(url: str, replica: str) -> PostgresDatabase:

@@ -7,7 +7,7 @@ import contextlib
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from typing import Any, TypeVar
 
 import anyio
@@ -43,6 +43,7 @@ from providers.ray.results import (
     summary,
 )
 from providers.ray.workspaces import RayWorkspaces
+from providers.services import caller
 from providers.values import comma_list
 
 PROVIDER = "ray"
@@ -79,7 +80,6 @@ class RayRuntime(
         cluster: Cluster,
         records: Records,
         config: RayConfig,
-        owner: Callable[[], str | None] = lambda: None,
     ) -> None:
         self.address = address
         self.namespace = namespace
@@ -88,7 +88,6 @@ class RayRuntime(
         self._records = records
         self._placer = Placer(cluster, records, config.placement_timeout_s)
         self._node_labels = dict(config.node_labels)  # every run's, beside its own
-        self._owner = owner  # whose sessions the current call may see and act on (None: every one)
         limits = (config.node.max_workspaces, config.node.workspace_max_mb)
         self.workspaces = RayWorkspaces(cluster, records, self._placer, self._call, self._node_labels, limits)
 
@@ -102,7 +101,8 @@ class RayRuntime(
     async def _call(self, agent: AgentRef, node_ip: str, method: str, *arguments: Any) -> Any:
         """The agent's answer; its error as ours. Gone when its node has left the cluster or it no longer exists."""
         try:
-            answer = await self.cluster.call(agent, method, *arguments)
+            who = caller()  # the node's runtime serves the call as the same caller (its records name it too)
+            answer = await self.cluster.call(agent, method, [who.owner, sorted(who.scopes)], *arguments)
         except Unreachable as exc:
             where = node_name(agent.node_id, node_ip)
             if agent.node_id not in await self._nodes(fresh=True):
@@ -125,7 +125,7 @@ class RayRuntime(
             raise cluster_away(exc) from None
 
     async def _session(self, session_id: str) -> RaySession:
-        session = await self._records.get(session_id, self._owner())
+        session = await self._records.get(session_id, caller())
         if session is None:
             raise NotFound(PROVIDER, f"no ray session {session_id!r}", hint="Call listSessions provider=ray.")
         return session
@@ -178,7 +178,7 @@ class RayRuntime(
             raise InvalidInput(PROVIDER, f"wait_s must be between 0 and {MAX_WAIT_S:g}, got {wait_s:g}")
         if cwd is not None and workspace is not None:
             raise InvalidInput(PROVIDER, "cwd and workspace both name where to run", hint="Pass one of them.")
-        owner = self._owner()
+        owner = caller().owner
         bundle, wanted = bundle_of(num_cpus, memory_mb, resources), labels_of(labels) | self._node_labels
         waiting = 0.0 if wait is False else (DEFAULT_WAIT_S if wait_s is None else wait_s)
         first_wait = min(waiting, FIRST_WAIT_S)
@@ -303,7 +303,7 @@ class RayRuntime(
             before = int(cursor) if cursor.isdigit() else -1
             if not 0 < before < 2**63:
                 raise InvalidInput(PROVIDER, f"cursor {cursor!r} is not one this server returned")
-        rows = await self._records.page(states, limit + 1, before, self._owner())
+        rows = await self._records.page(states, limit + 1, before, caller())
         more = len(rows) > limit
         rows = rows[:limit]
         await self._refresh([r for r in rows if r.state == "running"])
@@ -377,18 +377,18 @@ class RayRuntime(
     async def write_file(
         self, workspace: str, path: str, content: str, encoding: str | None = None, mode: str | None = None
     ) -> FileWritten:
-        return await self._reaching(self.workspaces.write_file(self._owner(), workspace, path, content, encoding, mode))
+        return await self._reaching(self.workspaces.write_file(workspace, path, content, encoding, mode))
 
     async def read_file(
         self, workspace: str, path: str, offset: int | None = None, length: int | None = None
     ) -> FileContent:
-        return await self._reaching(self.workspaces.read_file(self._owner(), workspace, path, offset, length))
+        return await self._reaching(self.workspaces.read_file(workspace, path, offset, length))
 
     async def list_files(self, workspace: str, path: str | None = None, depth: int | None = None) -> FileList:
-        return await self._reaching(self.workspaces.list_files(self._owner(), workspace, path, depth))
+        return await self._reaching(self.workspaces.list_files(workspace, path, depth))
 
     async def list_workspaces(self) -> WorkspaceList:
-        return await self._reaching(self.workspaces.list_workspaces(self._owner()))
+        return await self._reaching(self.workspaces.list_workspaces())
 
     async def delete_workspace(self, workspace: str) -> WorkspaceDeleted:
-        return await self._reaching(self.workspaces.delete_workspace(self._owner(), workspace))
+        return await self._reaching(self.workspaces.delete_workspace(workspace))

@@ -33,7 +33,8 @@ async def open_ray(host: Host) -> AsyncIterator[RayRuntime]:
     address = check_address(str(arguments["address"]), token)
     config: RayConfig = host.section if isinstance(host.section, RayConfig) else RayConfig()
     try:
-        records = await Records.open(host.data_dir, host.state_url, f"runtimes-mcp-ray:{secrets.token_hex(4)}")
+        replica = f"runtimes-mcp-ray:{secrets.token_hex(4)}"
+        records = await Records.open(host.data_dir, host.state_url, replica, host.earlier_owner)
     except StoreError as exc:
         raise StartError(str(exc)) from None
     node_settings = config.node.model_dump(mode="json", exclude={"routines", "launchers", "on_exit"})

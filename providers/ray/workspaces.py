@@ -14,6 +14,7 @@ from providers.ray.cluster import AgentRef, Cluster, Gone
 from providers.ray.placement import Placer
 from providers.ray.records import Records
 from providers.ray.results import node_name
+from providers.services import caller
 
 PROVIDER = "ray"
 # Calls an agent: (agent, node ip, method, arguments...) -> its answer's "ok" (errors raised as ours).
@@ -37,9 +38,10 @@ class RayWorkspaces:
         self._node_labels = node_labels
         self._limits = limits  # [ray.node] max_workspaces, workspace_max_mb
 
-    async def _home(self, workspace: str, owner: str | None, make: bool = False) -> tuple[AgentRef, str]:
-        """(this server's agent on the workspace's node, that node's ip); a new workspace is placed first when
-        `make`, else NotFound."""
+    async def _home(self, workspace: str, make: bool = False) -> tuple[AgentRef, str]:
+        """(this server's agent on the node of the caller's workspace, that node's ip); a new workspace is placed
+        first when `make`, else NotFound. Names are per owner, as on local (an admin's are its own too)."""
+        owner = caller().owner
         home = await self._records.workspace_node(workspace, owner)
         if home is None:
             if not make:
@@ -65,27 +67,26 @@ class RayWorkspaces:
         return self._cluster.ours(home[0]), home[1]
 
     async def write_file(
-        self, owner: str | None, workspace: str, path: str, content: str, encoding: str | None, mode: str | None
+        self, workspace: str, path: str, content: str, encoding: str | None, mode: str | None
     ) -> FileWritten:
-        agent, ip = await self._home(workspace, owner, make=True)
+        agent, ip = await self._home(workspace, make=True)
         answer = await self._call(agent, ip, "workspace", "write_file", [workspace, path, content, encoding, mode])
         return FileWritten.model_validate(answer | {"provider": PROVIDER, "uri": ""})
 
-    async def read_file(
-        self, owner: str | None, workspace: str, path: str, offset: int | None, length: int | None
-    ) -> FileContent:
-        agent, ip = await self._home(workspace, owner)
+    async def read_file(self, workspace: str, path: str, offset: int | None, length: int | None) -> FileContent:
+        agent, ip = await self._home(workspace)
         answer = await self._call(agent, ip, "workspace", "read_file", [workspace, path, offset, length])
         return FileContent.model_validate(answer | {"provider": PROVIDER, "uri": ""})
 
-    async def list_files(self, owner: str | None, workspace: str, path: str | None, depth: int | None) -> FileList:
-        agent, ip = await self._home(workspace, owner)
+    async def list_files(self, workspace: str, path: str | None, depth: int | None) -> FileList:
+        agent, ip = await self._home(workspace)
         answer = await self._call(agent, ip, "workspace", "list_files", [workspace, path, depth])
         return FileList.model_validate(answer | {"provider": PROVIDER})
 
-    async def delete_workspace(self, owner: str | None, workspace: str) -> WorkspaceDeleted:
+    async def delete_workspace(self, workspace: str) -> WorkspaceDeleted:
+        owner = caller().owner
         try:
-            agent, ip = await self._home(workspace, owner)
+            agent, ip = await self._home(workspace)
         except Unavailable:  # its node has gone, and its files with it: only the record is left to remove
             await self._records.forget_workspace(workspace, owner)
             return WorkspaceDeleted(
@@ -97,11 +98,13 @@ class RayWorkspaces:
         await self._records.forget_workspace(workspace, owner)
         return WorkspaceDeleted.model_validate(answer | {"provider": PROVIDER})
 
-    async def list_workspaces(self, owner: str | None) -> WorkspaceList:
-        """Each node's own list, of the workspaces recorded there (those of nodes that have left are not shown)."""
-        by_node: dict[tuple[str, str], set[str]] = defaultdict(set)
-        for name, node_id, node_ip in await self._records.workspaces(owner):
-            by_node[(node_id, node_ip)].add(name)
+    async def list_workspaces(self) -> WorkspaceList:
+        """Each node's own list, of the workspaces recorded there (those of nodes that have left are not shown):
+        the caller's, or every owner's for an admin."""
+        who = caller()
+        by_node: dict[tuple[str, str], set[tuple[str, str | None]]] = defaultdict(set)
+        for name, owner, node_id, node_ip in await self._records.workspaces(who):
+            by_node[(node_id, node_ip)].add((name, owner if who.admin else None))
         infos: list[WorkspaceInfo] = []
         nodes = await self._cluster.nodes(fresh=True) if by_node else {}
         for (node_id, node_ip), names in sorted(by_node.items()):
@@ -113,7 +116,7 @@ class RayWorkspaces:
                 )
             except (Gone, ProviderError):
                 continue  # it left (or does not answer) as we asked: its workspaces cannot be shown now
-            infos += [info for info in listed.workspaces if info.name in names]
+            infos += [info for info in listed.workspaces if (info.name, info.owner) in names]
         infos.sort(key=lambda info: info.name)
         return WorkspaceList(
             provider=PROVIDER,
