@@ -20,9 +20,10 @@ import hmac
 import json
 from dataclasses import dataclass
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from providers.services import LOCAL, READ, RUN, SCOPES, Caller, owner_of
+from server.bodies import hold_body
 from server.callers import CallerToken
 from server.tokens import Refused, TokenChecker, Unavailable
 from tools import sdk
@@ -128,18 +129,10 @@ class SignIn:
 
     async def _within_scopes(self, scope: Scope, receive: Receive, send: Send, who: Caller) -> None:
         """Answer 403 to a request its caller's scopes do not allow; pass the others on with their body."""
-        chunks: list[bytes] = []
-        size, more = 0, True
-        while more and size <= self.max_body:
-            message = await receive()
-            if message["type"] != "http.request":
-                break
-            chunks.append(message.get("body", b""))
-            size += len(chunks[-1])
-            more = message.get("more_body", False)
-        raw = b"".join(chunks)
+        request = await hold_body(receive, self.max_body)
+        raw = request.body
         try:
-            needs = needed_by_body(json.loads(raw)) if raw and size <= self.max_body else []
+            needs = needed_by_body(json.loads(raw)) if raw and not request.more else []
         except (ValueError, RecursionError):  # not JSON, or nested too deep to read: the SDK answers for it
             needs = []
         missing = [s for s in needs if s not in who.scopes]
@@ -152,16 +145,7 @@ class SignIn:
             header = self.challenge.header("insufficient_scope", description, " ".join(needs))
             await _answer(send, 403, header, _body("insufficient_scope", description))
             return
-        replayed = False
-
-        async def replay() -> Message:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": raw, "more_body": more}
-            return await receive()
-
-        await self.app(scope, replay, send)
+        await self.app(scope, request.replay(receive), send)
 
 
 def _bearer(scope: Scope) -> str | None:

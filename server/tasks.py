@@ -55,10 +55,11 @@ from mcp_types import (
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import BaseModel, Field
 from starlette.responses import JSONResponse
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from providers.services import caller
 from server import tasks_2025
+from server.bodies import hold_body
 from tools import sdk
 from tools.tasks import TASK_CALL, TERMINAL, Status, TaskCall, TaskView
 
@@ -553,18 +554,9 @@ class TaskRoutingHeaders:
         if "mcp-name" not in headers:
             await self.app(scope, receive, send)
             return
-        chunks: list[bytes] = []
-        size, more = 0, True
-        while more and size <= self.max_body:
-            message = await receive()
-            if message["type"] != "http.request":
-                break
-            chunks.append(message.get("body", b""))
-            size += len(chunks[-1])
-            more = message.get("more_body", False)
-        raw = b"".join(chunks)
+        request = await hold_body(receive, self.max_body)
         try:
-            body = json.loads(raw) if size <= self.max_body else None
+            body = json.loads(request.body) if not request.more else None
         except (ValueError, RecursionError):  # not JSON, or nested too deep to read: the SDK answers for it
             body = None
         reason = routing_header_mismatch(body, headers)
@@ -572,16 +564,7 @@ class TaskRoutingHeaders:
             error = {"jsonrpc": "2.0", "id": body.get("id"), "error": {"code": HEADER_MISMATCH, "message": reason}}
             await JSONResponse(error, status_code=400)(scope, receive, send)
             return
-        replayed = False
-
-        async def replay() -> Message:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": raw, "more_body": more}
-            return await receive()
-
-        await self.app(scope, replay, send)
+        await self.app(scope, request.replay(receive), send)
 
 
 async def advertise_only_when_declared(ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:

@@ -14,6 +14,7 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from providers.answers import safe_value
+from server.bodies import HeldBody, hold_body
 from tools.sdk import is_unreadable_body_answer
 
 REQUEST_DEPTH = 200  # a mended request nested deeper than this is refused, as the transport's reader refuses
@@ -72,39 +73,18 @@ class UnreadableRequests:
         if scope["type"] != "http" or scope["method"] != "POST" or not scope["path"].startswith(self.path):
             await self.app(scope, receive, send)
             return
-        chunks: list[bytes] = []
-        size, more, trailing = 0, True, None
-        while more and size <= self.max_body:
-            message = await receive()
-            if message["type"] != "http.request":
-                trailing = message
-                break
-            chunks.append(message.get("body", b""))
-            size += len(chunks[-1])
-            more = message.get("more_body", False)
-        body = b"".join(chunks)
+        request = await hold_body(receive, self.max_body)
         held = _HeldParseError(send)
-        await self.app(scope, _replay(body, more, trailing, receive), held)
+        await self.app(scope, request.replay(receive), held)
         if held.status is None:
             return
-        text = body.decode("utf-8", "replace")
-        mended = mended_message(text) if not more else None
+        text = request.body.decode("utf-8", "replace")
+        mended = mended_message(text) if not request.more else None
         if mended is not None:
             again = json.dumps(mended, ensure_ascii=False).encode()
-            await self.app(scope, _replay(again, False, None, receive), send)
+            await self.app(scope, HeldBody(again, False, None).replay(receive), send)
             return
-        await held.release(request_id(text) if not more else None)
-
-
-def _replay(body: bytes, more: bool, trailing: Message | None, receive: Receive) -> Receive:
-    pending: list[Message] = [{"type": "http.request", "body": body, "more_body": more}]
-    if trailing is not None:
-        pending.append(trailing)
-
-    async def replayed() -> Message:
-        return pending.pop(0) if pending else await receive()
-
-    return replayed
+        await held.release(request_id(text) if not request.more else None)
 
 
 class _HeldParseError:
