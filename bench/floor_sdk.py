@@ -1,5 +1,6 @@
 """Floor: a bare `mcp` SDK server with an echo tool (stdio, or HTTP with `http PORT`), and a naive `run` tool
-that starts a shell command and waits for it: no record, no supervisor, no output files, no sandbox."""
+that starts a shell command and waits for it (and `spawn`, the same for an argv, e.g. a bare bwrap): no record,
+no supervisor, no output files, no sandbox of its own."""
 
 from __future__ import annotations
 
@@ -22,6 +23,13 @@ async def echo(text: str = "") -> str:
 async def run(command: str) -> int:
     """Run a shell command; its exit code."""
     process = await asyncio.create_subprocess_shell(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return await process.wait()
+
+
+@server.tool()
+async def spawn(argv: list[str]) -> int:
+    """Run a program with its arguments; its exit code."""
+    process = await asyncio.create_subprocess_exec(*argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return await process.wait()
 
 

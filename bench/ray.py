@@ -22,8 +22,8 @@ from typing import Any
 import anyio
 from mcp import Client, StdioServerParameters
 
+from bench.common import OURS, PY, ROOT, SDK_FLOOR, StdioPeer, timed_calls
 from bench.load_http import rss_kib
-from bench.run import OURS, PY, ROOT, SDK_FLOOR, StdioPeer, timed_calls
 from tests.ray_cluster import RayCluster, ray_cluster
 
 NAMESPACE = "runtimes-mcp"
