@@ -9,6 +9,7 @@ goes over them. N, M = 1,000, 100,000 (--quick: 100, 10,000).
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 from pathlib import Path
@@ -119,6 +120,29 @@ def session_memory(server_pid: int) -> tuple[list[dict[str, int]], int, int]:
     return [memories[pid] for pid in supervisors if memories[pid]], total, len(tree)
 
 
+def cpu_ticks(pids: list[int]) -> dict[int, int]:
+    """User + system CPU time (clock ticks) each process has used so far."""
+    out = {}
+    for pid in pids:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_bytes()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(b")") + 2 :].split()
+        out[pid] = int(fields[11]) + int(fields[12])
+    return out
+
+
+def idle_cpu(server_pid: int, seconds: float) -> float:
+    """The share of one core (%) a server and everything it started use over `seconds` while nobody calls."""
+    pids = [server_pid, *descendants(server_pid)]
+    before = cpu_ticks(pids)
+    time.sleep(seconds)
+    after = cpu_ticks(pids)
+    used = sum(after[pid] - before[pid] for pid in after.keys() & before.keys())
+    return used / os.sysconf("SC_CLK_TCK") / seconds * 100
+
+
 def scale(quick: bool) -> list[Row]:
     live, records, window = (100, 10_000, 20) if quick else (1000, 100_000, 50)
     rounds, per_round, warm = (5, 10, 2) if quick else (10, 20, 2)
@@ -150,6 +174,7 @@ def scale(quick: bool) -> list[Row]:
             raise RuntimeError(f"{running} sessions run, not {live}")
 
         supervisors, total_kib, processes = session_memory(busy.pid)
+        idle = idle_cpu(busy.pid, 2 if quick else 5)
         measured = Rounds()
         for _ in range(rounds):
             measured.add("empty", timed_calls(empty, "listSessions", LISTING, per_round, warm))
@@ -197,6 +222,7 @@ def scale(quick: bool) -> list[Row]:
         )
     )
     rows.append(info(f"memory of {live} live `sleep` sessions: PSS of all, total", total_kib / 1024, "MiB"))
+    rows.append(info(f"CPU of {live} live `sleep` sessions while nobody calls (server, supervisors)", idle, "% core"))
     for level, per_s in rate.items():
         rows.append(info(f"start rate of `sleep` sessions (wait: false) at {level} live, {window} starts", per_s, "/s"))
     rows.append(info(f"stopSession of {len(ids)} live sessions, one after another: all stopped in", stop_s, "s"))
