@@ -252,6 +252,27 @@ def descendants(pid: int) -> dict[int, int]:
     return found
 
 
+def tree_cpu(pid: int) -> dict[tuple[int, int], int]:
+    """(pid, start ticks) -> CPU ticks (user + system, with those of its children that ended and were waited
+    for: a run's command counts in its waiter's) of a process and each of its live descendants."""
+    out = {}
+    for member in [pid, *descendants(pid)]:
+        try:
+            stat = Path(f"/proc/{member}/stat").read_bytes()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(b")") + 2 :].split()
+        out[member, int(fields[19])] = sum(int(field) for field in fields[11:15])
+    return out
+
+
+def cpu_used_ms(before: dict[tuple[int, int], int], after: dict[tuple[int, int], int]) -> float:
+    """CPU ms used between two tree_cpu() readings by the processes alive at the second (a process that ended
+    in between is left out: a supervisor retiring after its 200th run)."""
+    ticks = sum(used - before.get(member, 0) for member, used in after.items())
+    return ticks * 1000 / os.sysconf("SC_CLK_TCK")
+
+
 def cmdline(pid: int) -> str:
     try:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")

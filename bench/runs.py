@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import statistics
 from pathlib import Path
+from typing import Any
 
 from bench.common import (
     OURS,
@@ -15,6 +16,7 @@ from bench.common import (
     Rounds,
     Row,
     StdioPeer,
+    cpu_used_ms,
     info,
     owned,
     pct,
@@ -22,9 +24,18 @@ from bench.common import (
     skipped,
     timed,
     timed_calls,
+    tree_cpu,
 )
 
 TRUE = {"command": "true"}
+
+
+def calls_with_cpu(measured: Rounds, name: str, peer: StdioPeer, tool: str, arguments: dict[str, Any], n: int) -> None:
+    """`n` timed calls after 3 untimed ones, and the CPU time per call of the server and all below it."""
+    timed_calls(peer, tool, arguments, 3)
+    before = tree_cpu(peer.pid)
+    measured.add(name, timed_calls(peer, tool, arguments, n))
+    measured.add(f"{name} cpu", [cpu_used_ms(before, tree_cpu(peer.pid)) / n])
 
 
 def bare_bwrap_argv(data_dir: Path) -> list[str] | None:
@@ -68,11 +79,11 @@ def exec_run(quick: bool) -> list[Row]:
             allow = _server(mine, mine.directory("allowlist"), config=config)
         measured = Rounds()
         for _ in range(rounds):
-            measured.add("sdk run", timed_calls(sdk, "run", TRUE, n, warm))
-            measured.add("plain", timed_calls(plain, "execRun", TRUE, n, warm))
+            calls_with_cpu(measured, "sdk run", sdk, "run", TRUE, n)
+            calls_with_cpu(measured, "plain", plain, "execRun", TRUE, n)
             if bwrap is not None and allow is not None:
-                measured.add("sdk bwrap", timed_calls(sdk, "spawn", {"argv": bwrap}, n, warm))
-                measured.add("sandboxed", timed_calls(ours, "execRun", TRUE, n, warm))
+                calls_with_cpu(measured, "sdk bwrap", sdk, "spawn", {"argv": bwrap}, n)
+                calls_with_cpu(measured, "sandboxed", ours, "execRun", TRUE, n)
                 measured.add("workspace", timed_calls(ours, "execRun", {**TRUE, "workspace": "bench"}, n, warm))
                 measured.add("allowlist", timed_calls(allow, "execRun", TRUE, max(2, n // 4), warm))
     rows = [
@@ -85,6 +96,7 @@ def exec_run(quick: bool) -> list[Row]:
             spread=measured.spread("plain", "sdk run"),
         ),
         info("execRun `true` p99, unsandboxed", pct(measured.all("plain"), 0.99), "ms"),
+        _cpu_row(measured, "plain", "sdk run", "unsandboxed (server, supervisor and command; vs the bare SDK tool's)"),
     ]
     if bwrap is None:
         return [*rows, skipped("execRun `true` p50, sandboxed", "the sandbox cannot run on this host")]
@@ -99,6 +111,7 @@ def exec_run(quick: bool) -> list[Row]:
             spread=measured.spread("sandboxed", "sdk bwrap"),
         ),
         info("execRun `true` p99, sandboxed", pct(measured.all("sandboxed"), 0.99), "ms"),
+        _cpu_row(measured, "sandboxed", "sdk bwrap", "sandboxed (vs the bare SDK tool running bwrap)"),
         ratio_row(
             "execRun `true` p50 in a workspace (vs in its own directory; both sandboxed)",
             measured.p50("workspace"),
@@ -116,6 +129,19 @@ def exec_run(quick: bool) -> list[Row]:
             spread=measured.spread("allowlist", "sandboxed"),
         ),
     ]
+
+
+def _cpu_row(measured: Rounds, ours: str, floor: str, what: str) -> Row:
+    """CPU time per call (a steadier figure than wall time on a busy host: it leaves out waiting for a core)."""
+    cpu = f"{ours} cpu", f"{floor} cpu"
+    return ratio_row(
+        f"CPU per execRun `true`, {what}",
+        statistics.mean(measured.all(cpu[0])),
+        statistics.mean(measured.all(cpu[1])),
+        "ms",
+        None,
+        spread=measured.spread(*cpu),
+    )
 
 
 LAST_LINE = re.compile(r"last line: (\d+\.\d+)$")
