@@ -135,6 +135,8 @@ def call_latency(quick: bool) -> list[Row]:
             ratio_row(f"{name} p50 over stdio, {calls} calls (vs SDK echo)", p50, echo_p50, "ms", 1.3, spread=spread)
         )
         rows.append(Row(f"{name} p99 / p50", p99 / p50, None, "x", "<= 2x", p99 / p50 <= 2))
+    echo = measured.all("echo")
+    rows.append(info("SDK echo p99 / p50 (the floor's own, the same rounds)", pct(echo, 0.99) / echo_p50, "x"))
     rows.append(
         ratio_row(
             "A/A: SDK echo p50 against a second SDK echo server (the host's noise)",
