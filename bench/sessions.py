@@ -71,6 +71,7 @@ def write_records(data_dir: Path, count: int) -> None:
                     stdout_bytes=12,
                     stderr_bytes=0,
                     place=place,
+                    principal="local",  # the caller over stdio
                 )
                 store.save_session(row)
                 store.set_disk_bytes(session_id, 0)
