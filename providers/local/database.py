@@ -234,19 +234,29 @@ class PostgresDatabase:
         self._pool = pool
 
     @classmethod
-    async def open(cls, url: str, replica: str, schema: str) -> PostgresDatabase:
-        """Connect, and create or migrate the tables (`schema`: the Store's, in PostgreSQL's words)."""
+    async def open(
+        cls,
+        url: str,
+        replica: str,
+        prepare: Callable[[Any], None],
+        *,
+        lock: int = 7253,
+        max_size: int = 8,
+        provider: str = "local",
+    ) -> PostgresDatabase:
+        """Connect, and `prepare` the tables (create or migrate them) in a transaction that holds the advisory
+        `lock`, one process at a time; then open a pool of up to `max_size` connections."""
         import psycopg
         from psycopg_pool import ConnectionPool
 
         def connect() -> Any:
             with psycopg.connect(url, connect_timeout=5, application_name=replica) as conn, conn.transaction():
-                conn.execute("SELECT pg_advisory_xact_lock(7253)")  # one migration at a time
-                _pg_migrate(conn, schema)
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (lock,))
+                prepare(conn)
             pool = ConnectionPool(
                 url,
                 min_size=1,
-                max_size=8,
+                max_size=max_size,
                 kwargs={"application_name": replica, "connect_timeout": 5},
                 timeout=2,  # a call waits this long for a connection, then fails with "retry"
                 open=False,
@@ -259,8 +269,13 @@ class PostgresDatabase:
             pool = await anyio.to_thread.run_sync(connect)
         except Exception as exc:  # psycopg.Error, PoolTimeout, a malformed URL
             cause = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise StoreError("local", f"PostgreSQL at {_safe(url)} cannot be used ({cause})", hint=_PG_HINT) from None
+            raise StoreError(provider, f"PostgreSQL at {_safe(url)} cannot be used ({cause})", hint=_PG_HINT) from None
         return cls(url, pool, replica)
+
+    @staticmethod
+    def migrating(schema: str) -> Callable[[Any], None]:
+        """The Store's `prepare`: create or migrate its tables (`schema`, in PostgreSQL's words)."""
+        return lambda conn: _pg_migrate(conn, schema)
 
     async def rows(
         self, sql: str, params: tuple[Any, ...] = (), convert: Callable[[Any], Any] | None = None

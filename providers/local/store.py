@@ -56,7 +56,7 @@ class Store(OwnedRecords):
     @classmethod
     async def open_url(cls, url: str, replica: str) -> Store:
         """Open (and create or migrate) a PostgreSQL database; a StoreError says why it cannot be used."""
-        return cls(await PostgresDatabase.open(url, replica, postgres_schema()))
+        return cls(await PostgresDatabase.open(url, replica, PostgresDatabase.migrating(postgres_schema())))
 
     async def close(self) -> None:
         try:

@@ -228,32 +228,6 @@ def _create(db: sqlite3.Connection) -> None:
 
 async def _open_postgres(url: str, replica: str) -> PostgresDatabase:
     """A small pool of our own and our tables (the local store's migration, with its version row, is its own)."""
-    import psycopg
-    from psycopg_pool import ConnectionPool
-
-    def connect() -> Any:
-        with psycopg.connect(url, connect_timeout=5, application_name=replica) as conn, conn.transaction():
-            conn.execute("SELECT pg_advisory_xact_lock(7254)")  # one creation at a time
-            conn.execute(postgres_schema())
-        pool = ConnectionPool(
-            url,
-            min_size=1,
-            max_size=4,
-            kwargs={"application_name": replica, "connect_timeout": 5},
-            timeout=2,
-            open=False,
-            reconnect_timeout=0,
-        )
-        pool.open(wait=True, timeout=10)
-        return pool
-
-    try:
-        pool = await anyio.to_thread.run_sync(connect)
-    except Exception as exc:  # psycopg.Error, PoolTimeout, a malformed URL
-        cause = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise StoreError(
-            PROVIDER,
-            f"its tables in PostgreSQL cannot be used ({cause})",
-            hint="Check that PostgreSQL is up and RUNTIMES_MCP_STATE_URL is right, then restart the server.",
-        ) from None
-    return PostgresDatabase(url, pool, replica)
+    return await PostgresDatabase.open(
+        url, replica, lambda conn: conn.execute(postgres_schema()), lock=7254, max_size=4, provider=PROVIDER
+    )
