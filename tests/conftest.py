@@ -98,8 +98,8 @@ async def connect(settings: Settings | None = None, **client_options: Any) -> As
         yield client
 
 
-# The default tools/list, in order: the headline tools, getSession to follow a run, and getDocs.
-DEFAULT_TOOLS = [
+# The headline tools: the seed tools, getSession to follow a run, getEvents to read back what storeEvent keeps.
+HEADLINE_NAMES = [
     "listSessions",
     "execRun",
     "getSession",
@@ -108,10 +108,9 @@ DEFAULT_TOOLS = [
     "getLaunchers",
     "storeEvent",
     "getEvents",
-    "writeFile",
-    "readFile",
-    "getDocs",
 ]
+# The default tools/list, in order: the headline tools, the workspace file tools, and getDocs.
+DEFAULT_TOOLS = [*HEADLINE_NAMES, "writeFile", "readFile", "getDocs"]
 
 
 def stdio_params(*args: str, env: dict[str, str] | None = None) -> StdioServerParameters:

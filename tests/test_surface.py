@@ -9,25 +9,14 @@ from mcp.types import Tool
 from providers.registry import PROVIDERS
 from server.app import create_server
 from server.config import load_settings
-from tests.conftest import CREDENTIAL_ENV, connect, error_text, structured
+from tests.conftest import CREDENTIAL_ENV, DEFAULT_TOOLS, HEADLINE_NAMES, connect, error_text, structured
 from tools.catalog import ALL, HEADLINE
-
-HEADLINE_NAMES = [
-    "listSessions",
-    "execRun",
-    "getSession",
-    "stopSession",
-    "invokeRoutine",
-    "getLaunchers",
-    "storeEvent",
-    "getEvents",
-]
 
 
 async def test_default_surface_is_the_headline_tools_getsession_and_docs() -> None:
     async with connect() as client:
         tools = (await client.list_tools()).tools
-    assert [t.name for t in tools] == [*HEADLINE_NAMES, "writeFile", "readFile", "getDocs"]
+    assert [t.name for t in tools] == DEFAULT_TOOLS
 
 
 async def test_every_tool_has_schemas_and_truthful_annotations() -> None:
