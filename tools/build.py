@@ -127,14 +127,14 @@ def _parameters(offer: Offer) -> list[inspect.Parameter]:
     """The tool function's parameters: flat, described, and strict (JSON types as the schema says: "5" is not a
     number and "false" not a boolean)."""
     spec = offer.spec
-    provider_desc = "Which runtime serves the call."
     params = [
         inspect.Parameter(
             "provider",
             inspect.Parameter.KEYWORD_ONLY,
             default=offer.default,
             annotation=Annotated[
-                str, Field(description=provider_desc, json_schema_extra={"enum": list(offer.providers)})
+                str,
+                Field(description="Which runtime serves the call.", json_schema_extra={"enum": list(offer.providers)}),
             ],
         )
     ]
@@ -279,7 +279,7 @@ def tools_for(offers: Iterable[Offer]) -> list[Tool]:
             description=o.spec.described_for(o.providers),
             annotations=annotations_for(o),
             explain_unknown=_unconfigured_provider(o),
-            single_provider=len(o.providers) == 1 and len(o.spec.providers) > 0,
+            single_provider=len(o.providers) == 1,
         )
         for o in offers
     ]

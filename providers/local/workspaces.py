@@ -300,11 +300,14 @@ class Workspaces:
                 f"{more} bytes more)",
                 hint="Delete files you no longer need (execRun rm ...), or write less.",
             )
-        if self.max_data_bytes is not None and self.total_bytes() + more > self.max_data_bytes:
+        if self.max_data_bytes is None:
+            return
+        total = self.total_bytes()  # every workspace's record: read once
+        if total + more > self.max_data_bytes:
             raise InvalidInput(
                 PROVIDER,
                 f"the workspaces would pass local.max_data_mb={self.max_data_bytes // MIB} "
-                f"({self.total_bytes() // MIB} MiB in all workspaces, {more} bytes more)",
+                f"({total // MIB} MiB in all workspaces, {more} bytes more)",
                 hint="Delete a workspace you no longer need (deleteWorkspace), or ask the operator to raise it.",
             )
 
