@@ -117,7 +117,8 @@ def why_not_offered(name: str, settings: Settings, offers: list[build.Offer]) ->
         return (
             f"Unknown tool {name}: it changes things, and this server is read-only. Next: unset RUNTIMES_MCP_READ_ONLY."
         )
-    if "local" in spec.providers and spec.runs_code:
+    available = {p for p, capabilities in available_capabilities(settings).items() if capabilities}
+    if spec.runs_code and any(PROVIDERS[p].runs_commands for p in spec.providers if p in available):  # build's rule
         return (
             f"Unknown tool {name}: this HTTP server runs without authentication (--insecure-no-auth), so it runs "
             "no command on this machine. Next: serve with a token or sign-in (drop --insecure-no-auth), or add "
