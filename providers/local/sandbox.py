@@ -255,7 +255,8 @@ def mounts(
     resolv = Path("/etc/resolv.conf").resolve()
     if config.network == "host" and str(resolv).startswith("/run/") and resolv.is_file():
         out.append(Mount(str(resolv), "ro"))
-    for home in homes():
+    home_dirs = homes()
+    for home in home_dirs:
         out.append(Mount(str(home), "hidden", tmp))
         # a run_as user is shown the toolchains it can reach (bubblewrap, as that user, could not bind the others)
         tools = [home / rel for rel in TOOLCHAIN_PATHS if (home / rel).is_dir()]
@@ -263,7 +264,7 @@ def mounts(
     out += [Mount(path, "ro") for path in config.readable_paths]
     out += [Mount(path, "rw") for path in config.writable_paths]
     hidden = [str(data_dir.resolve()), *extra_hidden, *config.hidden_paths]
-    hidden += [str(home / rel) for home in homes() for rel in CREDENTIAL_PATHS]
+    hidden += [str(home / rel) for home in home_dirs for rel in CREDENTIAL_PATHS]
     if os.geteuid() == 0:
         hidden += list(ROOT_ONLY_PATHS)
     # Hidden where they lead, too: ~/.cargo may be a link to a directory the host view shows elsewhere.
