@@ -20,7 +20,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from providers.local.supervisor.egress import Policy, start_proxy, write_trust_bundle
+from providers.local.supervisor.egress.ca import write_trust_bundle
+from providers.local.supervisor.egress.policy import Policy
+from providers.local.supervisor.egress.service import start_proxy
 from tests.egress_servers import echo_server, make_test_certificates
 
 NAME = "bench.test"

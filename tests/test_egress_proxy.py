@@ -20,18 +20,12 @@ from typing import Any
 
 import pytest
 
-from providers.local.supervisor.egress import (
-    Bounds,
-    CertificateAuthority,
-    Policy,
-    ProxyHandle,
-    Refused,
-    proxy_environment,
-    start_proxy,
-    write_trust_bundle,
-)
 from providers.local.supervisor.egress import proxy as egress_proxy
 from providers.local.supervisor.egress.addresses import forbidden_kind
+from providers.local.supervisor.egress.ca import CertificateAuthority, write_trust_bundle
+from providers.local.supervisor.egress.http1 import Bounds
+from providers.local.supervisor.egress.policy import Policy, Refused
+from providers.local.supervisor.egress.service import ProxyHandle, proxy_environment, start_proxy
 from providers.local.supervisor.egress.substitute import BodyRewriter
 from tests.egress_servers import EchoServer, ServerCertificates, echo_server, make_test_certificates
 

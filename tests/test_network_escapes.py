@@ -229,7 +229,7 @@ def test_the_host_side_of_a_port_connects_to_the_socket_it_bound_whatever_its_pa
 
 def test_ports_the_proxy_may_connect_to_on_the_hosts_loopback_are_reserved() -> None:
     from providers.local.network import loopback_targets
-    from providers.local.supervisor.egress import Policy
+    from providers.local.supervisor.egress.policy import Policy
 
     named = Policy.parse(allow=["svc.test:5432", "pypi.org", "10.0.0.7:8080"], hosts={"svc.test": "127.0.0.1"})
     assert loopback_targets(named) == {5432, 80, 443, 8080}  # a listed name may lead to loopback through DNS

@@ -12,6 +12,7 @@ Worked out once per server here; the supervisors get the policy (secrets include
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import os
 import subprocess
@@ -21,18 +22,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import cryptography
-import h11
-
 from providers.errors import InvalidInput
 from providers.local.config import MAX_PORTS, LocalConfig
 from providers.local.ids import PROVIDER
 from providers.local.run_as import RunAs, can_reach
 from providers.local.sandbox import Sandbox
 from providers.local.supervisor import relay
-from providers.local.supervisor.egress import Policy, proxy_environment, write_trust_bundle
-from providers.local.supervisor.egress.ca import CertificateAuthority
-from providers.local.supervisor.egress.policy import DEFAULT_PORTS
+from providers.local.supervisor.egress.policy import DEFAULT_PORTS, Policy
 
 INSIDE = "/run/runtimes-mcp"  # in the sandbox's private /run
 RELAY, BUNDLE = f"{INSIDE}/relay.py", f"{INSIDE}/ca.pem"
@@ -60,7 +56,7 @@ class Network:
 
     def zygote_message(self) -> dict[str, Any]:
         """What the zygote passes on to every supervisor: the policy, and where the proxy's packages are."""
-        paths = sorted({str(Path(module.__file__ or "").parent.parent) for module in (h11, cryptography)})
+        paths = sorted({str(Path(_origin(name)).parent.parent) for name in ("h11", "cryptography")})
         message = {"op": "network", "policy": self.policy, "ca_dir": self.ca_dir, "paths": paths}
         return message | {"ca_file": self.ca_file}
 
@@ -104,6 +100,13 @@ class Network:
                 "the local.sandbox.run_as user can run, and the server's is out of that user's reach",
                 hint="Ask the operator to install /usr/bin/python3; or run without ports, in network mode none.",
             )
+
+
+def _origin(package: str) -> str:
+    spec = importlib.util.find_spec(package)
+    if spec is None or spec.origin is None:
+        raise NetworkError(f"local.sandbox.network: the egress proxy needs {package}; reinstall runtimes-mcp")
+    return spec.origin
 
 
 def loopback_targets(policy: Policy) -> frozenset[int]:
@@ -197,8 +200,11 @@ def prepare(
             secret.name: {**secrets[secret.name], "placeholder": secret.placeholder} for secret in policy.secrets
         },
     }
+    # Here, not at the top: only an allow-list server pays for loading cryptography and h11.
+    from providers.local.supervisor.egress.ca import write_trust_bundle
+    from providers.local.supervisor.egress.service import proxy_environment
+
     ca_dir = data_dir / "egress"
-    CertificateAuthority.load_or_create(ca_dir)
     extra = [config.sandbox.ca_file] if config.sandbox.ca_file else []
     # Beside the CA's private directory, not in it: bubblewrap binds it as the run's user (run_as) may be.
     bundle = write_trust_bundle(ca_dir, data_dir / "egress-bundle.pem", extra)

@@ -78,7 +78,8 @@ class RunNetwork:
         return passed
 
     def _start_proxy(self) -> None:
-        from .egress import Policy, start_proxy
+        from .egress.policy import Policy
+        from .egress.service import start_proxy
 
         path = os.path.join(self.directory, "egress.sock")
         listener = unix_socket(path, listen=True)

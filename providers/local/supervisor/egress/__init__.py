@@ -9,20 +9,3 @@
 
 Runs inside a session supervisor: relative imports only, and of third-party packages only h11 and cryptography.
 """
-
-from .ca import CertificateAuthority, write_trust_bundle
-from .http1 import Bounds
-from .policy import Policy, Refused, Secret
-from .service import ProxyHandle, proxy_environment, start_proxy
-
-__all__ = [
-    "Bounds",
-    "CertificateAuthority",
-    "Policy",
-    "ProxyHandle",
-    "Refused",
-    "Secret",
-    "proxy_environment",
-    "start_proxy",
-    "write_trust_bundle",
-]
