@@ -43,8 +43,11 @@ class ConfigError(Exception):
     """A setting is missing or wrong; the message names it."""
 
 
-def _env(*names: str) -> Any:
-    return Field(None, validation_alias=AliasChoices(*names))
+def _env(variable: str, key: str, default: Any = None, **constraints: Any) -> Any:
+    """A setting read from RUNTIMES_MCP_* `variable` or the config file's `key`."""
+    if "default_factory" not in constraints:
+        constraints["default"] = default
+    return Field(validation_alias=AliasChoices(variable, key), **constraints)
 
 
 def default_data_dir() -> Path:
@@ -56,59 +59,33 @@ def default_data_dir() -> Path:
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(extra="forbid", populate_by_name=True)
 
-    data_dir: Path = Field(
-        default_factory=default_data_dir, validation_alias=AliasChoices("RUNTIMES_MCP_DATA_DIR", "data_dir")
-    )
-    default_provider: str = Field(
-        "local", validation_alias=AliasChoices("RUNTIMES_MCP_DEFAULT_PROVIDER", "default_provider")
-    )
-    toolsets: Annotated[list[str], NoDecode] = Field(
-        default_factory=list, validation_alias=AliasChoices("RUNTIMES_MCP_TOOLSETS", "toolsets")
-    )
-    read_only: bool = Field(False, validation_alias=AliasChoices("RUNTIMES_MCP_READ_ONLY", "read_only"))
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
-        "WARNING", validation_alias=AliasChoices("RUNTIMES_MCP_LOG_LEVEL", "log_level")
+    data_dir: Path = _env("RUNTIMES_MCP_DATA_DIR", "data_dir", default_factory=default_data_dir)
+    default_provider: str = _env("RUNTIMES_MCP_DEFAULT_PROVIDER", "default_provider", "local")
+    toolsets: Annotated[list[str], NoDecode] = _env("RUNTIMES_MCP_TOOLSETS", "toolsets", default_factory=list)
+    read_only: bool = _env("RUNTIMES_MCP_READ_ONLY", "read_only", False)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = _env(
+        "RUNTIMES_MCP_LOG_LEVEL", "log_level", "WARNING"
     )
     http_token: SecretStr | None = _env("RUNTIMES_MCP_HTTP_TOKEN", "http_token")
     # Secret: a PostgreSQL URL may hold a password.
     state_url: SecretStr | None = _env("RUNTIMES_MCP_STATE_URL", "state_url")
-    allowed_origins: Annotated[list[str], NoDecode] = Field(
-        default_factory=lambda: list(LOOPBACK_ORIGINS),
-        validation_alias=AliasChoices("RUNTIMES_MCP_ALLOWED_ORIGINS", "allowed_origins"),
+    allowed_origins: Annotated[list[str], NoDecode] = _env(
+        "RUNTIMES_MCP_ALLOWED_ORIGINS", "allowed_origins", default_factory=lambda: list(LOOPBACK_ORIGINS)
     )
-    allowed_hosts: Annotated[list[str], NoDecode] = Field(
-        default_factory=lambda: list(LOOPBACK_HOSTS),
-        validation_alias=AliasChoices("RUNTIMES_MCP_ALLOWED_HOSTS", "allowed_hosts"),
+    allowed_hosts: Annotated[list[str], NoDecode] = _env(
+        "RUNTIMES_MCP_ALLOWED_HOSTS", "allowed_hosts", default_factory=lambda: list(LOOPBACK_HOSTS)
     )
-    max_request_bytes: int = Field(
-        4 * 1024 * 1024, ge=1024, validation_alias=AliasChoices("RUNTIMES_MCP_MAX_REQUEST_BYTES", "max_request_bytes")
-    )
-    max_concurrent_calls: int = Field(
-        64, ge=1, validation_alias=AliasChoices("RUNTIMES_MCP_MAX_CONCURRENT_CALLS", "max_concurrent_calls")
-    )
-    queue_timeout_s: float = Field(
-        10, ge=0, validation_alias=AliasChoices("RUNTIMES_MCP_QUEUE_TIMEOUT", "queue_timeout_s")
-    )
-    provider_concurrency: int = Field(
-        16, ge=1, validation_alias=AliasChoices("RUNTIMES_MCP_PROVIDER_CONCURRENCY", "provider_concurrency")
-    )
-    retries: int = Field(2, ge=0, le=10, validation_alias=AliasChoices("RUNTIMES_MCP_RETRIES", "retries"))
-    header_timeout_s: float = Field(
-        10, gt=0, validation_alias=AliasChoices("RUNTIMES_MCP_HEADER_TIMEOUT", "header_timeout_s")
-    )
-    max_connections: int | None = Field(
-        None, ge=1, validation_alias=AliasChoices("RUNTIMES_MCP_MAX_CONNECTIONS", "max_connections")
-    )
-    max_sessions: int = Field(1000, ge=1, validation_alias=AliasChoices("RUNTIMES_MCP_MAX_SESSIONS", "max_sessions"))
-    session_idle_timeout_s: float = Field(
-        600, gt=0, validation_alias=AliasChoices("RUNTIMES_MCP_SESSION_IDLE_TIMEOUT", "session_idle_timeout_s")
-    )
-    shutdown_grace_s: int = Field(
-        10, ge=0, validation_alias=AliasChoices("RUNTIMES_MCP_SHUTDOWN_GRACE", "shutdown_grace_s")
-    )
-    http_timeout_s: float = Field(
-        30, gt=0, validation_alias=AliasChoices("RUNTIMES_MCP_HTTP_TIMEOUT", "http_timeout_s")
-    )
+    max_request_bytes: int = _env("RUNTIMES_MCP_MAX_REQUEST_BYTES", "max_request_bytes", 4 * 1024 * 1024, ge=1024)
+    max_concurrent_calls: int = _env("RUNTIMES_MCP_MAX_CONCURRENT_CALLS", "max_concurrent_calls", 64, ge=1)
+    queue_timeout_s: float = _env("RUNTIMES_MCP_QUEUE_TIMEOUT", "queue_timeout_s", 10, ge=0)
+    provider_concurrency: int = _env("RUNTIMES_MCP_PROVIDER_CONCURRENCY", "provider_concurrency", 16, ge=1)
+    retries: int = _env("RUNTIMES_MCP_RETRIES", "retries", 2, ge=0, le=10)
+    header_timeout_s: float = _env("RUNTIMES_MCP_HEADER_TIMEOUT", "header_timeout_s", 10, gt=0)
+    max_connections: int | None = _env("RUNTIMES_MCP_MAX_CONNECTIONS", "max_connections", ge=1)
+    max_sessions: int = _env("RUNTIMES_MCP_MAX_SESSIONS", "max_sessions", 1000, ge=1)
+    session_idle_timeout_s: float = _env("RUNTIMES_MCP_SESSION_IDLE_TIMEOUT", "session_idle_timeout_s", 600, gt=0)
+    shutdown_grace_s: int = _env("RUNTIMES_MCP_SHUTDOWN_GRACE", "shutdown_grace_s", 10, ge=0)
+    http_timeout_s: float = _env("RUNTIMES_MCP_HTTP_TIMEOUT", "http_timeout_s", 30, gt=0)
     # This server's canonical URL as clients reach it (e.g. https://mcp.example.com/mcp): OAuth's default audience
     # and the `resource` of its protected-resource metadata.
     public_url: str | None = _env("RUNTIMES_MCP_PUBLIC_URL", "public_url")

@@ -24,10 +24,9 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 import anyio
-from anyio.abc import TaskGroup
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.extension import Extension, MethodBinding
 from mcp.server.mcpserver import MCPServer
@@ -61,7 +60,7 @@ from providers.services import caller
 from server import tasks_2025
 from server.bodies import hold_body
 from tools import sdk
-from tools.tasks import TASK_CALL, TERMINAL, Status, TaskCall, TaskView
+from tools.tasks import TASK_CALL, TERMINAL, CallTaskRecords, LocalRunTasks, Status, TaskCall, TaskView
 
 EXTENSION = "io.modelcontextprotocol/tasks"
 TASK_METHODS = ("tasks/get", "tasks/update", "tasks/cancel")
@@ -85,44 +84,6 @@ class UpdateParams(TaskParams):
     input_responses: dict[str, Any] = Field(default_factory=dict, alias="inputResponses")
 
 
-class DurableTasks(Protocol):
-    """Tasks that follow a run kept outside this process (the local provider's store)."""
-
-    def follows(self, params: CallToolRequestParams) -> bool:
-        """This call, made as a task, starts such a run (and answers at once) instead of waiting for it."""
-        ...
-
-    async def create(self, ctx: ServerRequestContext[Any, Any], task_id: str, call: TaskCall) -> TaskView: ...
-
-    async def read(self, ctx: ServerRequestContext[Any, Any], task_id: str) -> TaskView | None: ...
-
-    async def cancel(self, ctx: ServerRequestContext[Any, Any], task_id: str) -> bool: ...
-
-
-class SharedTasks(Protocol):
-    """In-memory tasks recorded where every server on the same state reads them (tools/tasks.py)."""
-
-    async def record(self, view: TaskView) -> None:
-        """Committed before it returns: from then on any server answers for the task (run by this process)."""
-
-    async def update(self, view: TaskView) -> None: ...
-
-    async def read(self, task_id: str) -> TaskView | None:
-        """The task as last recorded (failed, saying why, when the process running it has stopped)."""
-
-    async def ask_cancel(self, task_id: str) -> None: ...
-
-    async def beat(self) -> list[str]:
-        """This process still runs its tasks; returns those a client asked (on any server) to cancel."""
-
-
-class HasBackground(Protocol):
-    """The lifespan context: a task group that lives as long as the server (not the request)."""
-
-    @property
-    def background(self) -> TaskGroup: ...
-
-
 @dataclass
 class _MemoryTask:
     view: TaskView
@@ -133,7 +94,7 @@ class _MemoryTask:
     answered: dict[str, anyio.Event] = field(default_factory=dict)
     next_key: int = 0
     outcome: list[HandlerResult] = field(default_factory=list)  # the call's own answer, once it has one
-    shared: SharedTasks | None = None  # where the task is recorded for other servers, once it is
+    shared: CallTaskRecords | None = None  # where the task is recorded for other servers, once it is
     # Whose task it is (providers.services.Caller.owner): the call runs as its creator, and only it (or an admin)
     # sees the task.
     owner: str = field(default_factory=lambda: caller().owner)
@@ -241,14 +202,12 @@ class TasksExtension(Extension):
     def __init__(
         self,
         support: Mapping[str, Support],
-        durable: DurableTasks | None = None,
-        background: Callable[[Any], TaskGroup] | None = None,
-        shared: Callable[[Any], SharedTasks] | None = None,
+        durable: LocalRunTasks | None = None,
+        shared: Callable[[Any], CallTaskRecords] | None = None,
     ) -> None:
         """`shared`, given the lifespan context, is where in-memory tasks are recorded for other servers."""
         self.support = dict(support)
         self.durable = durable
-        self._background = background or (lambda lifespan: lifespan.background)
         self._shared = shared
         self._memory: dict[str, _MemoryTask] = {}
         self._beating = False
@@ -362,7 +321,7 @@ class TasksExtension(Extension):
             task.done.set()
             await task.publish()
 
-        self._background(ctx.lifespan_context).start_soon(run)
+        ctx.lifespan_context.background.start_soon(run)
         return task
 
     async def _keep(self, ctx: ServerRequestContext[Any, Any], task: _MemoryTask) -> None:
@@ -399,9 +358,9 @@ class TasksExtension(Extension):
             await task.publish()  # it ended while being recorded: its end may have found no row yet
         if not self._beating:
             self._beating = True
-            self._background(ctx.lifespan_context).start_soon(self._beat, shared)
+            ctx.lifespan_context.background.start_soon(self._beat, shared)
 
-    async def _beat(self, shared: SharedTasks) -> None:
+    async def _beat(self, shared: CallTaskRecords) -> None:
         """While this process runs shared tasks: say so, and cancel those a client asked another server to."""
         try:
             while any(t.shared is not None and not t.done.is_set() for t in self._memory.values()):

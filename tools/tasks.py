@@ -97,7 +97,7 @@ def status_line(model: BaseModel) -> str | None:
 
 
 class LocalRunTasks:
-    """DurableTasks over the local provider: a task row per run, the run read afresh on every tasks/get."""
+    """Durable tasks (server/tasks.py): a task row per local run, the run read afresh on every tasks/get."""
 
     def __init__(self, specs: Mapping[str, ToolSpec], default_provider: str) -> None:
         self._specs = {name: spec for name, spec in specs.items() if spec.task_follow is not None}
@@ -171,13 +171,14 @@ def _stored(view: TaskView) -> dict[str, Any]:
 
 
 class CallTaskRecords:
-    """server.tasks.SharedTasks over a provider's CallTasks (the local store): tool calls made as tasks, each
+    """In-memory tasks (server/tasks.py) over a provider's CallTasks (the local store): tool calls made as tasks, each
     running in one server process, recorded where every server on the same state reads them."""
 
     def __init__(self, tasks: CallTasks) -> None:
         self._tasks = tasks
 
     async def record(self, view: TaskView) -> None:
+        """Committed before it returns: from then on any server answers for the task (run by this process)."""
         expires = view.created_at + (view.ttl_ms or 0) / 1000
         await self._tasks.record(view.task_id, view.status, view.created_at, expires, _stored(view))
 
@@ -205,4 +206,5 @@ class CallTaskRecords:
         await self._tasks.ask_cancel(task_id)
 
     async def beat(self) -> list[str]:
+        """This process still runs its tasks; returns those a client asked (on any server) to cancel."""
         return await self._tasks.beat()
