@@ -5,7 +5,7 @@ from __future__ import annotations
 import gc
 import os
 from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from typing import Any
 
 from mcp.server.mcpserver import MCPServer
@@ -18,7 +18,7 @@ from server.callers import serve_as_caller
 from server.config import Settings
 from server.docs_tool import ServerFacts, docs_tool, register_docs_resources
 from server.resources import register_resources
-from server.state import AppState, available_capabilities
+from server.state import AppState, available_capabilities, configured_providers
 from server.tasks import TasksExtension, serve_task_notifications
 from tools import build
 from tools.catalog import ALL
@@ -62,12 +62,10 @@ def create_server(
 
     @asynccontextmanager
     async def lifespan(_: MCPServer[AppState]) -> AsyncIterator[AppState]:
-        if state is not None:
-            state.watchers.add_bus(bus)
-            facts.state = state
-            yield state
-            return
-        async with AppState.open(settings, services=services) as own:
+        opened: AbstractAsyncContextManager[AppState] = (
+            nullcontext(state) if state is not None else AppState.open(settings, services=services)
+        )
+        async with opened as own:
             own.watchers.add_bus(bus)
             facts.state = own
             yield own
@@ -83,7 +81,8 @@ def create_server(
         local_code=local_code,
     )
     tasks = tasks_extension(offers, settings.default_provider)
-    topics = offered({p for p, capabilities in available_capabilities(settings).items() if capabilities})
+    topics = offered(configured_providers(settings))
+    docs_availability = availability(settings, offers)
     server: MCPServer[AppState] = MCPServer(
         "runtimes-mcp",
         title="Runtimes MCP",
@@ -92,11 +91,11 @@ def create_server(
         lifespan=lifespan,
         subscriptions=bus,
         log_level=settings.log_level,
-        tools=[*build.tools_for(offers), docs_tool(availability(settings, offers), topics)],
+        tools=[*build.tools_for(offers), docs_tool(docs_availability, topics)],
         extensions=[tasks],
         middleware=[serve_as_caller, *tasks.middleware(), explain_unknown_tools(settings, offers)],
     )
-    register_docs_resources(server, facts, availability(settings, offers), topics)
+    register_docs_resources(server, facts, docs_availability, topics)
     serve_task_notifications(server, tasks, bus)
     register_resources(server, settings)
     return server
@@ -117,7 +116,7 @@ def why_not_offered(name: str, settings: Settings, offers: list[build.Offer]) ->
         return (
             f"Unknown tool {name}: it changes things, and this server is read-only. Next: unset RUNTIMES_MCP_READ_ONLY."
         )
-    available = {p for p, capabilities in available_capabilities(settings).items() if capabilities}
+    available = configured_providers(settings)
     if spec.runs_code and any(PROVIDERS[p].runs_commands for p in spec.providers if p in available):  # build's rule
         return (
             f"Unknown tool {name}: this HTTP server runs without authentication (--insecure-no-auth), so it runs "
@@ -134,7 +133,7 @@ def availability(settings: Settings, offers: list[build.Offer]) -> Availability:
     """For the docs: None when this server offers `tool` for `provider`, else what would offer it."""
     offered = {(o.spec.name, p) for o in offers for p in o.providers}
     specs = {spec.name: spec for spec in ALL}
-    available_providers = {p for p, capabilities in available_capabilities(settings).items() if capabilities}
+    available_providers = configured_providers(settings)
 
     def missing(tool: str, provider: str) -> str | None:
         if (tool, provider) in offered or tool not in specs:

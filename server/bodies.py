@@ -14,11 +14,9 @@ class HeldBody:
     more: bool  # the client had more to send when reading stopped
     trailing: Message | None  # what came instead of more body (a disconnect): handed on too
 
-    def replay(self, receive: Receive, body: bytes | None = None) -> Receive:
-        """A `receive` for the app: the body held (or `body` in its place), then whatever follows."""
-        pending: list[Message] = [
-            {"type": "http.request", "body": self.body if body is None else body, "more_body": self.more}
-        ]
+    def replay(self, receive: Receive) -> Receive:
+        """A `receive` for the app: the body held, then whatever follows."""
+        pending: list[Message] = [{"type": "http.request", "body": self.body, "more_body": self.more}]
         if self.trailing is not None:
             pending.append(self.trailing)
 

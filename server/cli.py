@@ -106,16 +106,11 @@ def _main(argv: list[str] | None) -> int:
     args = parser().parse_args(argv)
     args.argv = argv
     from server.config import ConfigError, load_settings
+    from server.logs import configure_logging
 
     try:
         settings = load_settings(args.config)
-    except ConfigError as exc:
-        print(f"runtimes-mcp: {exc}", file=sys.stderr)
-        return 2
-    from server.logs import configure_logging
-
-    configure_logging(settings.log_level, settings.secret_values())
-    try:
+        configure_logging(settings.log_level, settings.secret_values())
         return _dispatch(args, settings)
     except ConfigError as exc:
         print(f"runtimes-mcp: {exc}", file=sys.stderr)
@@ -181,7 +176,7 @@ def _serve_workers(args: argparse.Namespace, settings: Any) -> int:
     from server.config import ConfigError
     from server.workers import serve_workers
 
-    if args.transport != "http" or not args.stateless or args.command:
+    if args.transport != "http" or not args.stateless:
         raise ConfigError("--workers needs --transport http --stateless (each request may reach any worker)")
     if not 1 <= args.workers <= 64:
         raise ConfigError(f"--workers must be between 1 and 64, got {args.workers}")

@@ -3,7 +3,6 @@ Host/Origin checks, limits, /healthz, one shared state."""
 
 from __future__ import annotations
 
-import hmac
 import json
 import os
 import secrets
@@ -19,7 +18,7 @@ from mcp.server.transport_security import TransportSecuritySettings
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp
 
 from server import uvicorn_adapter
 from server.app import create_server, freeze_startup_objects, version
@@ -118,34 +117,6 @@ def bind(host: str, port: int, *, listen: bool, shared: bool = True) -> socket.s
     return sock
 
 
-class BearerAuth:
-    """ASGI middleware: every request to /mcp needs `Authorization: Bearer <token>` (constant-time compare)."""
-
-    def __init__(self, app: ASGIApp, token: str) -> None:
-        self.app = app
-        self._expected = f"Bearer {token}".encode()
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith(MCP_PATH):
-            await self.app(scope, receive, send)
-            return
-        given = dict(scope["headers"]).get(b"authorization")
-        if given is not None and hmac.compare_digest(given, self._expected):
-            await self.app(scope, receive, send)
-            return
-        challenge = 'Bearer realm="runtimes-mcp"' + ("" if given is None else ', error="invalid_token"')
-        body = {
-            "error": "unauthorized",
-            "message": "send Authorization: Bearer <RUNTIMES_MCP_HTTP_TOKEN>"
-            if given is None
-            else "the bearer token is not valid",
-        }
-        response = Response(
-            json.dumps(body), status_code=401, media_type="application/json", headers={"WWW-Authenticate": challenge}
-        )
-        await response(scope, receive, send)
-
-
 def build_http_app(
     server: MCPServer[Any],
     settings: Settings,
@@ -184,15 +155,16 @@ def build_http_app(
         security.allowed_hosts,
         security.allowed_origins,
     )
+    metadata_url = None
     if verifier is not None and settings.resource_url is not None and settings.oauth.issuer is not None:
         resource = settings.resource_url
         app.router.routes.extend(
             sdk.protected_resource_routes(resource, settings.oauth.issuer, list(ASKED_SCOPES), "runtimes-mcp")
         )
-        return SignIn(routed, verifier, sdk.resource_metadata_url(resource), MCP_PATH, limit)
-    if token is None:
+        metadata_url = sdk.resource_metadata_url(resource)
+    if verifier is None and token is None:
         return routed
-    return BearerAuth(routed, token)
+    return SignIn(routed, verifier or Verifier(None, token), metadata_url, MCP_PATH, limit)
 
 
 async def token_checker(settings: Settings, client: httpx.AsyncClient) -> TokenChecker:
@@ -243,12 +215,8 @@ async def serve_http(
     access = decide_access(settings, insecure_no_auth, unauthenticated_exec)
     # The port first: one in use is a one-line error before anything starts.
     worker_port = os.environ.pop(WORKER_PORT_ENV, None)  # a worker of --workers: the parent announced
-    if worker_port is None:
-        sockets = [bind(host, port, listen=True, shared=False)]
-        port = sockets[0].getsockname()[1]
-    else:
-        port = int(worker_port)
-        sockets = [bind(host, port, listen=True)]
+    sockets = [bind(host, int(worker_port or port), listen=True, shared=worker_port is not None)]
+    port = sockets[0].getsockname()[1]
     async with httpx.AsyncClient(timeout=TIMEOUT, follow_redirects=False) as client:
         verifier = None
         if access.issuer is not None:  # before anything starts: an issuer that cannot be used stops start-up

@@ -1,28 +1,23 @@
-"""A `--workers` worker ends with its parent (server/workers.py), however the parent ends.
-
-Two ways, because each has a gap: the kernel sends SIGTERM when the parent dies (PR_SET_PDEATHSIG, set as the
-worker starts, too late if the parent died while the worker was still starting), and a pipe whose only
-writer is the parent reads end-of-file once the parent is gone, whenever that was. SIGTERM starts the
-worker's graceful stop; if that has not ended the worker `stop_s` later, it exits at once.
+"""A `--workers` worker ends with its parent (server/workers.py), however the parent ends: a pipe whose only
+writer is the parent reads end-of-file once the parent is gone, whenever that was (before the worker started
+watching included). That starts the worker's graceful stop; if that has not ended the worker `stop_s` later,
+it exits at once.
 
 Imported first thing by the CLI, before anything heavy: no imports beyond the standard library."""
 
 from __future__ import annotations
 
-import ctypes
 import os
 import signal
-import sys
 import threading
 import time
 
-PARENT_ENV = "RUNTIMES_MCP_WORKER_PARENT"  # "<parent pid>:<pipe fd>:<seconds a graceful stop may take>"
-PR_SET_PDEATHSIG = 1
+PARENT_ENV = "RUNTIMES_MCP_WORKER_PARENT"  # "<pipe fd>:<seconds a graceful stop may take>"
 
 
 def parent_spec(read_fd: int, stop_s: float) -> str:
     """What the parent puts in PARENT_ENV for its workers."""
-    return f"{os.getpid()}:{read_fd}:{stop_s:g}"
+    return f"{read_fd}:{stop_s:g}"
 
 
 def follow_parent() -> None:
@@ -30,14 +25,9 @@ def follow_parent() -> None:
     spec = os.environ.pop(PARENT_ENV, None)
     if not spec:
         return
-    pid, fd, stop_s = spec.split(":")
-    if sys.platform.startswith("linux"):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+    fd, stop_s = spec.split(":")
     os.set_inheritable(int(fd), False)  # the worker's own children must not keep the parent's pipe open
     threading.Thread(target=_watch, args=(int(fd), float(stop_s)), name="parent-watch", daemon=True).start()
-    if os.getppid() != int(pid):  # gone already, before the death signal was asked for
-        _stop()
 
 
 def _watch(fd: int, stop_s: float) -> None:

@@ -69,19 +69,21 @@ def _token(
 
 @dataclass(frozen=True)
 class Challenge:
-    """What a refusal says in `WWW-Authenticate` and its body."""
+    """What a refusal says in `WWW-Authenticate`: where to sign in (the protected-resource metadata), or with the
+    static token alone (no issuer) only the realm."""
 
-    metadata_url: str
+    metadata_url: str | None
 
     def header(self, error: str | None = None, description: str | None = None, scope: str | None = None) -> str:
-        parts = []
+        parts = [] if self.metadata_url else ['realm="runtimes-mcp"']
         if error:
             parts.append(f'error="{error}"')
         if description:
             parts.append(f'error_description="{_quotable(description)}"')
-        if scope:
+        if scope and self.metadata_url:
             parts.append(f'scope="{scope}"')
-        parts.append(f'resource_metadata="{self.metadata_url}"')
+        if self.metadata_url:
+            parts.append(f'resource_metadata="{self.metadata_url}"')
         return "Bearer " + ", ".join(parts)
 
 
@@ -92,7 +94,7 @@ def _quotable(text: str) -> str:
 class SignIn:
     """ASGI middleware in front of /mcp: a request signs in with its bearer token (see the module's docstring)."""
 
-    def __init__(self, app: ASGIApp, verifier: Verifier, metadata_url: str, path: str, max_body: int) -> None:
+    def __init__(self, app: ASGIApp, verifier: Verifier, metadata_url: str | None, path: str, max_body: int) -> None:
         self.app = sdk.with_access_token_context(app)
         self.verifier = verifier
         self.challenge = Challenge(metadata_url)
@@ -106,7 +108,8 @@ class SignIn:
         bearer = _bearer(scope)
         if bearer is None:
             header = self.challenge.header(scope=" ".join(ASKED_SCOPES))
-            body = {"error": "unauthorized", "error_description": "send Authorization: Bearer <access token>"}
+            wanted = "access token" if self.challenge.metadata_url else "RUNTIMES_MCP_HTTP_TOKEN"
+            body = {"error": "unauthorized", "error_description": f"send Authorization: Bearer <{wanted}>"}
             await _answer(send, 401, header, body)
             return
         try:

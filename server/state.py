@@ -27,6 +27,11 @@ def available_capabilities(settings: Settings) -> dict[str, set[Capability[Any, 
     }
 
 
+def configured_providers(settings: Settings) -> set[str]:
+    """The providers whose credentials are set (at least one capability is on)."""
+    return {name for name, capabilities in available_capabilities(settings).items() if capabilities}
+
+
 class AppState:
     """Open once per server process; tools reach providers through `provider(name)`."""
 
@@ -37,7 +42,7 @@ class AppState:
         self.watchers = watchers
         self.opened = dict(opened)  # the providers' clients kept open for the server's life (Provider.opens)
         self._clients: dict[str, Any] = {}  # remote clients, made on first use
-        self._tg = task_group
+        self.background = task_group  # work that outlives the request that started it (tool calls as MCP tasks)
         # fast_acquire: a free slot is taken without yielding to the loop (a release still serves waiters first)
         self._calls = anyio.Semaphore(settings.max_concurrent_calls, fast_acquire=True)
         self._provider_gates: dict[str, anyio.Semaphore] = {}
@@ -83,11 +88,6 @@ class AppState:
                             for client in state._clients.values():
                                 await client.aclose()
             kept.cancel_scope.cancel()
-
-    @property
-    def background(self) -> TaskGroup:
-        """Work that outlives the request that started it (tool calls made as MCP tasks)."""
-        return self._tg
 
     @property
     def task_storage(self) -> TaskStorage:

@@ -64,7 +64,7 @@ def remote_calls() -> list[tuple[str, str, dict[str, Any]]]:
             if provider not in HTTP_PROVIDERS:
                 continue
             required, _ = spec.takes(provider)
-            arguments = {name: sample(spec.arg(name).type) for name in sorted(required)}
+            arguments = {name: sample(next(a for a in spec.args if a.name == name).type) for name in sorted(required)}
             arguments.update(REACHING.get((spec.name, provider), {}))
             calls.append((spec.name, provider, {"provider": provider, **arguments}))
     return calls

@@ -152,10 +152,10 @@ print(child.pid, flush=True)
 """
 
 
-@pytest.mark.parametrize("watch_first", [False, True], ids=["parent-gone-before-prctl", "parent-gone-after"])
+@pytest.mark.parametrize("watch_first", [False, True], ids=["parent-gone-before-watching", "parent-gone-after"])
 def test_a_worker_ends_when_its_parent_died_before_or_after_it_asked_to_be_told(watch_first: bool) -> None:
     script = PARENT_DIES_FIRST if not watch_first else PARENT_DIES_FIRST.replace("time.sleep(1.5); ", "")
-    if watch_first:  # the parent waits until the child watches, then dies: only the signal or the pipe tells it
+    if watch_first:  # the parent waits until the child watches, then dies: only the pipe tells it
         script = script.replace(
             "print(child.pid, flush=True)", "print(child.pid, flush=True); import time; time.sleep(1.5)"
         )

@@ -108,19 +108,20 @@ def valid_arguments(given: dict[str, Any]) -> dict[str, Any]:
         ) from None
 
 
-def check_provider(offer: Offer, provider: str) -> None:
+def provider_problem(offer: Offer, provider: str) -> str | None:
+    """Why this tool cannot be served by `provider` here, and what to pass instead (None: it can)."""
     if provider in offer.providers:
-        return
+        return None
     name, offered = offer.spec.name, ", ".join(offer.providers)
     info = PROVIDERS.get(provider)
     if info is None:
-        raise ToolError(f"unknown provider {provider!r}. Next: pass one of {offered}.")
+        return f"unknown provider {provider!r}. Next: pass one of {offered}."
     if provider in offer.spec.providers:
-        raise ToolError(
+        return (
             f"{provider}: not configured on this server. Next: set {info.credential_env} and restart the server, "
             f"or pass one of {offered}."
         )
-    raise ToolError(f"provider {provider!r} does not support {name}. Next: pass one of {offered}.")
+    return f"provider {provider!r} does not support {name}. Next: pass one of {offered}."
 
 
 def _parameters(offer: Offer) -> list[inspect.Parameter]:
@@ -142,18 +143,16 @@ def _parameters(offer: Offer) -> list[inspect.Parameter]:
         users = [p for p in offer.providers if arg.name in {n.rstrip("?") for n in spec.providers[p]}]
         if not users:
             continue
-        needed_by_all = all(arg.name in spec.takes(p)[0] for p in offer.providers)
+        optional = not all(arg.name in spec.takes(p)[0] for p in offer.providers)
         description = arg.description
         if len(users) < len(offer.providers):
             description += f" ({', '.join(users)})"
-        if needed_by_all:
-            annotation: Any = Annotated[arg.type, Field(description=description, strict=_scalar(arg.type))]
-            params.append(inspect.Parameter(arg.name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation))
-        else:
-            annotation = Annotated[arg.type | None, Field(description=description, strict=_scalar(arg.type))]
-            params.append(
-                inspect.Parameter(arg.name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation)
-            )
+        field = Field(description=description, strict=_scalar(arg.type))
+        annotation: Any = Annotated[arg.type | None, field] if optional else Annotated[arg.type, field]
+        default = None if optional else inspect.Parameter.empty
+        params.append(
+            inspect.Parameter(arg.name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+        )
     params.append(inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY, annotation=Context))
     return params
 
@@ -181,7 +180,8 @@ def make_handler(offer: Offer) -> Any:
     async def handler(**kwargs: Any) -> Any:
         ctx: Context = kwargs.pop("ctx")
         provider = valid_text(kwargs.pop("provider"))
-        check_provider(offer, provider)
+        if problem := provider_problem(offer, provider):
+            raise ToolError(problem)
         arguments = select_arguments(spec, provider, valid_arguments(kwargs))
         source = cast(ProviderSource, ctx.request_context.lifespan_context)
         try:
@@ -199,9 +199,7 @@ def make_handler(offer: Offer) -> Any:
                 capability, ref = follow
                 task.started = (capability, getattr(result, ref), result.session_id)
             return as_tool_result(result)
-        except ProviderError as exc:
-            raise ToolError(valid_text(str(exc))) from None
-        except ToolError as exc:
+        except (ProviderError, ToolError) as exc:
             raise ToolError(valid_text(str(exc))) from None
         except ValidationError as exc:
             if provider == LOCAL:
@@ -291,12 +289,10 @@ def _unconfigured_provider(offer: Offer) -> Callable[[dict[str, Any]], str | Non
 
     def explain(arguments: dict[str, Any]) -> str | None:
         provider = arguments.get("provider")
-        if not isinstance(provider, str) or provider not in offer.spec.providers or provider in offer.providers:
-            return None
-        try:
-            check_provider(offer, provider)
-        except ToolError as exc:
-            return str(exc)
-        return None
+        return (
+            provider_problem(offer, provider)
+            if isinstance(provider, str) and provider in offer.spec.providers
+            else None
+        )
 
     return explain

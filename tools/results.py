@@ -21,8 +21,7 @@ def as_tool_result(result: BaseModel) -> CallToolResult:
     try:
         text = result.model_dump_json(exclude_none=True)  # NaN and Infinity come out as null
     except ValueError:  # pydantic's serialization error: text that is not valid Unicode. Mend it, then write it
-        mended = safe_value(result.model_dump(exclude_none=True))
-        text = json.dumps(mended, ensure_ascii=False, separators=(",", ":"))
+        text = json.dumps(structured, ensure_ascii=False, separators=(",", ":"))
     content: list[ContentBlock] = [TextContent(type="text", text=text)]
     uri, path, size = (getattr(result, name, None) for name in ("uri", "path", "size"))
     if isinstance(uri, str) and isinstance(path, str):  # a file: handed over the spec's way too, to read whole

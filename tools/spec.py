@@ -61,6 +61,3 @@ class ToolSpec:
         """(required, optional) argument names of `provider`."""
         names = self.providers[provider]
         return {n for n in names if not n.endswith("?")}, {n.rstrip("?") for n in names if n.endswith("?")}
-
-    def arg(self, name: str) -> Arg:
-        return next(a for a in self.args if a.name == name)
