@@ -13,14 +13,14 @@ from providers.answers import safe_value
 def as_tool_result(result: BaseModel) -> CallToolResult:
     """structuredContent and the text an agent reads: compact JSON without the empty fields (the SDK's default
     is indented JSON with every null, which costs tokens on every call; the output schemas declare an empty
-    field as absent, never as null: tools/build.py). Both are valid JSON
-    whatever came from outside: text with lone surrogates is mended, NaN and Infinity are null (providers'
-    answers are made so as they are read; this is the last check before the wire)."""
-    # python mode: pydantic's json mode would mend keys with a lone surrogate its own way (three U+FFFD)
-    structured = safe_value(result.model_dump(exclude_none=True))
+    field as absent, never as null: tools/build.py). Both are valid JSON whatever came from outside: NaN and
+    Infinity are null, and text with lone surrogates is mended (providers' answers are made so as they are read;
+    this is the last check before the wire)."""
     try:
         text = result.model_dump_json(exclude_none=True)  # NaN and Infinity come out as null
+        structured = json.loads(text)  # in C, unlike a walk over the dump: a third of a 50-session listing's cost
     except ValueError:  # pydantic's serialization error: text that is not valid Unicode. Mend it, then write it
+        structured = safe_value(result.model_dump(exclude_none=True))
         text = json.dumps(structured, ensure_ascii=False, separators=(",", ":"))
     content: list[ContentBlock] = [TextContent(type="text", text=text)]
     uri, path, size = (getattr(result, name, None) for name in ("uri", "path", "size"))
