@@ -208,7 +208,7 @@ def test_the_ca_is_made_once_its_key_private_and_the_bundle_adds_it_to_the_syste
     combined.write_bytes(certificates.key_file.read_bytes() + certificates.ca_file.read_bytes())
     bundle = write_trust_bundle(tmp_path / "ca", tmp_path / "bundle.pem", [str(combined)])
     text = bundle.read_text()
-    assert first.cert_path.read_text().strip() in text and certificates.ca_file.read_text().strip() in text
+    assert (tmp_path / "ca" / "ca.pem").read_text().strip() in text and certificates.ca_file.read_text().strip() in text
     assert "PRIVATE KEY" not in text
     system = ssl.get_default_verify_paths().cafile or "/etc/ssl/certs/ca-certificates.crt"
     assert Path(system).read_text().split("-----END CERTIFICATE-----")[0] in text
