@@ -93,13 +93,8 @@ class RunNetwork:
             raise
         policy = Policy.from_data(SETTINGS.get("policy") or {})
         extra = SETTINGS.get("ca_file")
-        self.proxy = start_proxy(
-            policy, str(SETTINGS["ca_dir"]), listener, extra, on_denied=self._denied, on_notice=self._say
-        )
-
-    def _denied(self, target: str, message: str) -> None:
-        """A refusal also goes to the run's stderr: a client that only says 403 leaves the reason unread."""
-        self._say(message)
+        # A refusal also goes to the run's stderr: a client that only says 403 leaves the reason unread.
+        self.proxy = start_proxy(policy, str(SETTINGS["ca_dir"]), listener, extra, on_notice=self._say)
 
     def _say(self, message: str) -> None:
         with contextlib.suppress(OSError):
