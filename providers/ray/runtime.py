@@ -74,12 +74,15 @@ class RayRuntime(
     def __init__(
         self,
         *,
+        address: str,
         token: str | None = None,
+        namespace: str = "runtimes-mcp",
         cluster: Cluster,
         records: Records,
         config: RayConfig,
     ) -> None:
-        self.namespace = cluster.namespace
+        self.address = address
+        self.namespace = namespace
         self._token_set = bool(token)
         self.cluster = cluster
         self._records = records

@@ -41,7 +41,9 @@ async def open_ray(host: Host) -> AsyncIterator[RayRuntime]:
     namespace = str(arguments["namespace"])
     agent_arguments = (node_settings, config.node_data_dir, namespace)
     cluster = Cluster(address.text, address.loopback, namespace, token, NodeAgent, agent_arguments)
-    runtime = RayRuntime(token=token, cluster=cluster, records=records, config=config)
+    runtime = RayRuntime(
+        address=address.text, token=token, namespace=namespace, cluster=cluster, records=records, config=config
+    )
     try:
         yield runtime
     finally:
