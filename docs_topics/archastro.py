@@ -1,6 +1,6 @@
 """ArchAstro: agent routines, their runs, and agent sessions."""
 
-from docs_topics.model import Pattern, Topic, from_endpoint
+from docs_topics.model import Pattern, Topic
 from providers.archastro import endpoints as e
 
 ROUTINES = Topic(
@@ -23,19 +23,16 @@ ROUTINES = Topic(
         "more frequent than hourly is refused (422). deleteRoutine cannot be undone.",
     ],
     endpoints=[
-        from_endpoint(x)
-        for x in (
-            e.ARCHASTRO_INVOKE,
-            e.ARCHASTRO_GET_RUN,
-            e.ARCHASTRO_LIST_RUNS,
-            e.ARCHASTRO_LIST_ROUTINES,
-            e.ARCHASTRO_GET_ROUTINE,
-            e.ARCHASTRO_PRESETS,
-            e.ARCHASTRO_ACTIVATE,
-            e.ARCHASTRO_PAUSE,
-            e.ARCHASTRO_UPDATE_ROUTINE,
-            e.ARCHASTRO_DELETE_ROUTINE,
-        )
+        e.ARCHASTRO_INVOKE,
+        e.ARCHASTRO_GET_RUN,
+        e.ARCHASTRO_LIST_RUNS,
+        e.ARCHASTRO_LIST_ROUTINES,
+        e.ARCHASTRO_GET_ROUTINE,
+        e.ARCHASTRO_PRESETS,
+        e.ARCHASTRO_ACTIVATE,
+        e.ARCHASTRO_PAUSE,
+        e.ARCHASTRO_UPDATE_ROUTINE,
+        e.ARCHASTRO_DELETE_ROUTINE,
     ],
     patterns=[
         Pattern(
@@ -70,16 +67,13 @@ SESSIONS = Topic(
         "Only finished sessions can be deleted (422 otherwise); cancel first.",
     ],
     endpoints=[
-        from_endpoint(x)
-        for x in (
-            e.ARCHASTRO_LIST_SESSIONS,
-            e.ARCHASTRO_GET_SESSION,
-            e.ARCHASTRO_CANCEL_SESSION,
-            e.ARCHASTRO_MESSAGE_SESSION,
-            e.ARCHASTRO_DELETE_SESSION,
-            e.ARCHASTRO_CREATE_SESSION,
-            e.ARCHASTRO_UPDATE_SESSION,
-        )
+        e.ARCHASTRO_LIST_SESSIONS,
+        e.ARCHASTRO_GET_SESSION,
+        e.ARCHASTRO_CANCEL_SESSION,
+        e.ARCHASTRO_MESSAGE_SESSION,
+        e.ARCHASTRO_DELETE_SESSION,
+        e.ARCHASTRO_CREATE_SESSION,
+        e.ARCHASTRO_UPDATE_SESSION,
     ],
     related_topics=["archastro-routines", "errors"],
 )

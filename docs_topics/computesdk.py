@@ -1,6 +1,6 @@
 """ComputeSDK sandbox events."""
 
-from docs_topics.model import Topic, from_endpoint, schema_of
+from docs_topics.model import Topic, schema_of
 from providers import models as m
 from providers.computesdk import endpoints as e
 
@@ -22,7 +22,7 @@ COMPUTESDK = Topic(
         "without since the newest that fit, with since the first after it. When truncated is true, message "
         "says how to read on (since=<the last timestamp>). The same holds for the local provider.",
     ],
-    endpoints=[from_endpoint(e.COMPUTESDK_STORE_EVENT), from_endpoint(e.COMPUTESDK_GET_EVENTS)],
+    endpoints=[e.COMPUTESDK_STORE_EVENT, e.COMPUTESDK_GET_EVENTS],
     schemas={"StoredEvent": schema_of(m.StoredEvent), "Event": schema_of(m.Event)},
     related_topics=["local", "run-and-watch"],
 )

@@ -1,6 +1,6 @@
 """Decthings persistent launchers."""
 
-from docs_topics.model import Topic, from_endpoint, schema_of
+from docs_topics.model import Topic, schema_of
 from providers import models as m
 from providers.decthings import endpoints as e
 
@@ -21,7 +21,7 @@ DECTHINGS = Topic(
         "An invalid_parameter error names the parameter and the reason; fix that argument.",
         "getLauncher (launchers toolset) returns one launcher in full, spec included.",
     ],
-    endpoints=[from_endpoint(e.DECTHINGS_GET_LAUNCHERS)],
+    endpoints=[e.DECTHINGS_GET_LAUNCHERS],
     schemas={"Launcher": schema_of(m.Launcher), "RunningItem": schema_of(m.RunningItem)},
     related_topics=["overview", "errors"],
 )

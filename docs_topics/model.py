@@ -29,28 +29,6 @@ TOOL_WORD = re.compile(
 
 
 @dataclass(frozen=True, kw_only=True)
-class ParamDoc:
-    name: str
-    type: str
-    required: bool = False
-    in_: str = "path"
-    default: Any = None
-    description: str = ""
-
-
-@dataclass(frozen=True, kw_only=True)
-class EndpointDoc:
-    method: str
-    path: str
-    tool_name: str
-    description: str
-    provider: str | None = None
-    parameters: list[ParamDoc] = field(default_factory=list)
-    request_body: dict[str, Any] | None = None
-    example: dict[str, Any] | None = None
-
-
-@dataclass(frozen=True, kw_only=True)
 class Example:
     title: str
     description: str = ""
@@ -72,7 +50,7 @@ class Topic:
     title: str
     description: str
     ai_hints: list[str] = field(default_factory=list)
-    endpoints: list[EndpointDoc] = field(default_factory=list)
+    endpoints: list[Endpoint] = field(default_factory=list)
     schemas: dict[str, Any] = field(default_factory=dict)
     examples: list[Example] = field(default_factory=list)
     patterns: list[Pattern] = field(default_factory=list)
@@ -86,60 +64,9 @@ class Topic:
         return first[: end + 1] if end != -1 else first
 
 
-def from_endpoint(endpoint: Endpoint) -> EndpointDoc:
-    """A remote endpoint, as the client calls it (providers/endpoints.py is the single source)."""
-    body = {
-        p.name: {"type": p.type, "required": p.required, "description": p.description}
-        | ({"default": p.default} if p.default is not None else {})
-        for p in endpoint.body_params
-    }
-    return EndpointDoc(
-        method=endpoint.method,
-        path=endpoint.path,
-        tool_name=endpoint.tool_name,
-        description=endpoint.description,
-        provider=endpoint.provider,
-        parameters=[
-            ParamDoc(
-                name=p.name,
-                type=p.type,
-                required=p.required,
-                in_=p.location,
-                default=p.default,
-                description=p.description,
-            )
-            for p in endpoint.params
-            if p.location != "body"
-        ],
-        request_body={"type": "application/json", "properties": body} if body else None,
-        example=endpoint.example,
-    )
-
-
-def from_tool(spec: ToolSpec, provider: str) -> EndpointDoc:
+def from_tool(spec: ToolSpec, provider: str) -> Endpoint:
     """A tool as one provider takes it (used where there is no HTTP endpoint, e.g. the local runtime)."""
-    required, optional = spec.takes(provider)
-    params = [
-        ParamDoc(
-            name=a.name,
-            type=json_type(a.type),
-            required=a.name in required,
-            in_="arguments",
-            description=a.description,
-        )
-        for a in spec.args
-        if a.name in required | optional
-    ]
-    example = next((e for e in spec.examples if e.get("provider", provider) == provider), None)
-    return EndpointDoc(
-        method="TOOL",
-        path=f"{spec.name} provider={provider}",
-        tool_name=spec.name,
-        description=spec.description,
-        provider=provider,
-        parameters=params,
-        example=example,
-    )
+    return Endpoint(provider, "TOOL", f"{spec.name} provider={provider}", spec.name, spec.description)
 
 
 def schema_of(model: type[BaseModel]) -> dict[str, str]:
@@ -207,7 +134,7 @@ def render(
     if topic.endpoints:
         out.append("## Endpoints")
         for e in topic.endpoints:
-            missing = availability(e.tool_name, e.provider) if availability and e.provider else None
+            missing = availability(e.tool_name, e.provider) if availability else None
             note = f" (not offered here: {missing})" if missing else ""
             where = "" if e.method == "TOOL" else f"`{e.method} {e.path}` → "
             out.append(f"- {where}tool `{e.tool_name}`{note}: {e.description}")
@@ -215,8 +142,7 @@ def render(
             if full and spec is not None and e.provider in spec.providers:
                 out += call_lines(spec, e.provider)
             if full and e.method != "TOOL":
-                wire = [f"`{p.name}` ({p.in_})" for p in e.parameters]
-                wire += [f"`{name}` (body)" for name in (e.request_body or {}).get("properties", {})]
+                wire = [f"`{p.name}` ({p.location})" for p in e.params]
                 if wire:
                     out.append("  - on the wire: " + ", ".join(wire))
                 if e.example:

@@ -1,6 +1,6 @@
 """Sprites exec sessions."""
 
-from docs_topics.model import Topic, from_endpoint, schema_of
+from docs_topics.model import Topic, schema_of
 from providers import models as m
 from providers.sprites import endpoints as e
 
@@ -19,7 +19,7 @@ SPRITES = Topic(
         "with stopped=false.",
         "A 404 means the sprite name is wrong; a 401 means SPRITES_TOKEN is missing or expired.",
     ],
-    endpoints=[from_endpoint(e.SPRITES_LIST_EXEC), from_endpoint(e.SPRITES_KILL_EXEC)],
+    endpoints=[e.SPRITES_LIST_EXEC, e.SPRITES_KILL_EXEC],
     schemas={"SessionSummary": schema_of(m.SessionSummary)},
     related_topics=["overview", "errors"],
 )

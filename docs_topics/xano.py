@@ -1,6 +1,6 @@
 """Xano Run API: sessions, exec and stop."""
 
-from docs_topics.model import Example, Pattern, Topic, from_endpoint
+from docs_topics.model import Example, Pattern, Topic
 from providers.xano import endpoints as e
 
 XANO = Topic(
@@ -22,7 +22,7 @@ XANO = Topic(
         "Export data with getSessionSink only after the session has hibernated or been stopped.",
         "listRuns (sessions toolset) gives the run ids that execRun with run_id and stopSession take.",
     ],
-    endpoints=[from_endpoint(x) for x in e.ENDPOINTS],
+    endpoints=list(e.ENDPOINTS),
     schemas={
         "Session": {
             "type": "object",

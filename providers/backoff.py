@@ -1,12 +1,11 @@
-"""Restarting something that keeps ending (a reconnecting stream, a launcher's process), with tenacity's
-exponential wait between runs."""
+"""Restarting something that keeps ending (a reconnecting stream, a launcher's process), with an exponential wait
+between runs that fail in a row."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
 import anyio
-from tenacity import AsyncRetrying, retry_if_result, wait_exponential
 
 
 async def keep_running(
@@ -19,18 +18,8 @@ async def keep_running(
 ) -> None:
     """Call `run_once` again and again while `running()`. After a run that went well (it returns True) the next
     starts `start_s` later; each run in a row that did not doubles the wait, up to `max_s`."""
+    failures = 0
     while running():
-        retrying = AsyncRetrying(
-            wait=wait_exponential(multiplier=start_s, max=max_s),
-            retry=retry_if_result(lambda went_well: not went_well and running()),
-            sleep=sleep,
-            reraise=True,
-        )
-        went_well = False
-        async for attempt in retrying:
-            with attempt:
-                went_well = await run_once()
-            if attempt.retry_state.outcome is not None and not attempt.retry_state.outcome.failed:
-                attempt.retry_state.set_result(went_well)
-        if went_well and running():
-            await sleep(start_s)
+        failures = 0 if await run_once() else min(failures + 1, 32)  # capped: the power never overflows
+        if running():
+            await sleep(min(max_s, start_s * 2 ** max(failures - 1, 0)))  # the first failure waits start_s too

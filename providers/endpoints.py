@@ -52,10 +52,6 @@ class Endpoint:
                 )
         return self.path.format(**{k: quote(str(v), safe="") for k, v in path_params.items()})
 
-    @property
-    def body_params(self) -> tuple[Param, ...]:
-        return tuple(p for p in self.params if p.location == "body")
-
 
 def path_param(name: str, description: str, type_: str = "string") -> Param:
     return Param(name, type_, description, required=True, location="path")

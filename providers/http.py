@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import time
 from collections.abc import Mapping
 from typing import Any, Self
@@ -122,32 +121,27 @@ class HttpProvider:
         """Send one documented request; any failure becomes a ProviderError that says what to do.
         Requests that are safe to repeat (reads; writes with an idempotency key, via `retry_safe`) are retried
         on connection failures, 5xx and 429 with exponential backoff and jitter; others are sent once."""
-        once = functools.partial(
-            self._send_once,
-            endpoint,
-            path=path,
-            query=query,
-            body=body,
-            content=content,
-            headers=headers,
-            credential_env=credential_env,
-        )
         safe = endpoint.retry_safe if retry_safe is None else retry_safe
         deadline = time.monotonic() + self.deadline_s
         where = f"{endpoint.method} {endpoint.path}"
+        url = endpoint.url_path(**(path or {}))
+        params = {k: v for k, v in (query or {}).items() if v is not None}
+        kwargs: dict[str, Any] = {"params": params or None, "headers": headers}
+        if body is not NO_BODY:
+            kwargs["json"] = body
+        if content is not None:
+            kwargs["content"] = content
+        request = self._http.build_request(endpoint.method, url, **kwargs)
 
         async def bounded() -> httpx.Response:
             # httpx's timeout is per read: a provider trickling bytes could hold a call for ever without this.
             left = min(self.timeout_s, deadline - time.monotonic())
             with anyio.move_on_after(max(0.0, left)) as scope:
-                return await once()
+                return await self._send_once(request, endpoint, path or {}, credential_env or self.credential_env)
             assert scope.cancel_called
             raise Timeout(
                 self.name, f"{where} did not complete within {self.timeout_s:g} s (RUNTIMES_MCP_HTTP_TIMEOUT)"
             )
-
-        if not safe or self.retries == 0:
-            return await bounded()
 
         def wait(state: RetryCallState) -> float:
             delay = _backoff(state)
@@ -157,7 +151,7 @@ class HttpProvider:
             return delay
 
         retrying = AsyncRetrying(
-            stop=stop_after_attempt(1 + self.retries),
+            stop=stop_after_attempt(1 + (self.retries if safe else 0)),
             retry=retry_if_exception(_transient),
             wait=wait,
             sleep=anyio.sleep,
@@ -169,26 +163,11 @@ class HttpProvider:
         raise AssertionError("unreachable: tenacity re-raises the last failure")
 
     async def _send_once(
-        self,
-        endpoint: Endpoint,
-        *,
-        path: Mapping[str, str] | None,
-        query: Mapping[str, Any] | None,
-        body: Any,
-        content: bytes | None,
-        headers: Mapping[str, str] | None,
-        credential_env: str | None,
+        self, request: httpx.Request, endpoint: Endpoint, ids: Mapping[str, str], credential_env: str
     ) -> httpx.Response:
-        url = endpoint.url_path(**(path or {}))
-        params = {k: v for k, v in (query or {}).items() if v is not None}
-        kwargs: dict[str, Any] = {"params": params or None, "headers": headers}
-        if body is not NO_BODY:
-            kwargs["json"] = body
-        if content is not None:
-            kwargs["content"] = content
         where = f"{endpoint.method} {endpoint.path}"
         try:
-            response = await self._read_capped(self._http.build_request(endpoint.method, url, **kwargs), where)
+            response = await self._read_capped(request, where)
         except httpx.TimeoutException:
             raise Timeout(self.name, f"{where} got no answer within {self.timeout_s:g} s") from None
         except httpx.HTTPError as exc:
@@ -198,7 +177,7 @@ class HttpProvider:
                 hint="Check the network and the provider's base URL setting, then retry.",
             ) from None
         if response.status_code >= 400:
-            raise self.error_for(response, endpoint, path or {}, credential_env or self.credential_env)
+            raise self.error_for(response, endpoint, ids, credential_env)
         if 300 <= response.status_code < 400:
             raise self._redirected(response, where)
         return response
@@ -257,9 +236,7 @@ class HttpProvider:
             ) from None
 
     async def call_json(self, endpoint: Endpoint, **kwargs: Any) -> Any:
-        return self.decode(await self.send(endpoint, **kwargs), endpoint)
-
-    def decode(self, response: httpx.Response, endpoint: Endpoint) -> Any:
+        response = await self.send(endpoint, **kwargs)
         if not response.content:
             return None
         try:

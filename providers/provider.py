@@ -102,16 +102,13 @@ class Provider:
         try:
             cls: type = load(self.client)
         except ModuleNotFoundError as exc:
-            module = self.client.partition(":")[0]
-            if self.extra is not None and exc.name != module:
-                raise Unsupported(
-                    self.name,
-                    f"{self.title} needs the `{self.extra}` extra, which is not installed ({exc.name} is missing)",
-                    hint=f"pip install 'runtimes-mcp[{self.extra}]' and restart the server.",
-                ) from exc
-            if exc.name != module:
+            if self.extra is None or exc.name == self.client.partition(":")[0]:
                 raise
-            raise Unsupported(self.name, f"the {self.title} client is not built yet in this version") from exc
+            raise Unsupported(
+                self.name,
+                f"{self.title} needs the `{self.extra}` extra, which is not installed ({exc.name} is missing)",
+                hint=f"pip install 'runtimes-mcp[{self.extra}]' and restart the server.",
+            ) from exc
         return cls
 
 

@@ -68,14 +68,14 @@ class PingerClient(HttpProvider, c.ListSessions):
 """
 
 DOCS = """
-from docs_topics.model import Topic, from_endpoint
+from docs_topics.model import Topic
 from providers.pinger import endpoints as e
 
 PINGER = Topic(
     topic="pinger",
     title="Pinger: runs",
     description="Lists the runs of the Pinger service. Set `PINGER_TOKEN`.",
-    endpoints=[from_endpoint(x) for x in e.ENDPOINTS],
+    endpoints=list(e.ENDPOINTS),
     related_topics=["overview"],
 )
 TOPICS = (PINGER,)

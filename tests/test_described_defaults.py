@@ -36,11 +36,7 @@ def contract_default(tool: str, arg: str) -> Any:
         for endpoint in topic.endpoints:
             if endpoint.tool_name != tool:
                 continue
-            params = {p.name: p.default for p in endpoint.parameters}
-            params |= {
-                name: schema.get("default")
-                for name, schema in (endpoint.request_body or {}).get("properties", {}).items()
-            }
+            params = {p.name: p.default for p in endpoint.params}
             for name in (arg, arg.removesuffix("_s")):
                 if params.get(name) is not None:
                     return params[name]

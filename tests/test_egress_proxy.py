@@ -80,7 +80,13 @@ class Proxies:
         return handle, policy, port
 
     def environment(self, port: int, policy: Policy) -> dict[str, str]:
-        return {"PATH": os.environ["PATH"], **proxy_environment(port, self.bundle, policy)}
+        url = f"http://127.0.0.1:{port}"  # in a sandbox, the relay sets these
+        return {
+            "PATH": os.environ["PATH"],
+            "http_proxy": url,
+            "https_proxy": url,
+            **proxy_environment(port, self.bundle, policy),
+        }
 
     def curl(
         self, port: int, policy: Policy, url: str, *args: str, input_text: str | None = None
@@ -208,7 +214,7 @@ def test_the_ca_is_made_once_its_key_private_and_the_bundle_adds_it_to_the_syste
     combined.write_bytes(certificates.key_file.read_bytes() + certificates.ca_file.read_bytes())
     bundle = write_trust_bundle(tmp_path / "ca", tmp_path / "bundle.pem", [str(combined)])
     text = bundle.read_text()
-    assert first.cert_path.read_text().strip() in text and certificates.ca_file.read_text().strip() in text
+    assert (tmp_path / "ca" / "ca.pem").read_text().strip() in text and certificates.ca_file.read_text().strip() in text
     assert "PRIVATE KEY" not in text
     system = ssl.get_default_verify_paths().cafile or "/etc/ssl/certs/ca-certificates.crt"
     assert Path(system).read_text().split("-----END CERTIFICATE-----")[0] in text
@@ -288,10 +294,8 @@ def test_the_proxy_serves_a_unix_socket(tmp_path: Path, certificates: ServerCert
 def test_an_unlisted_name_gets_a_403_that_says_what_would_allow_it_and_is_recorded_once(
     proxies: Proxies, web: EchoServer
 ) -> None:
-    heard: list[tuple[str, str]] = []
-    handle, policy, port = proxies.start(
-        [f"web.test:{web.port}"], on_denied=lambda target, message: heard.append((target, message))
-    )
+    heard: list[str] = []
+    handle, policy, port = proxies.start([f"web.test:{web.port}"], on_notice=heard.append)
     result = proxies.curl(port, policy, "http://other.test/", "-w", "%{http_code}")
     assert result.stdout == (
         "runtimes-mcp: other.test:80 is not in local.sandbox.allow (the sandbox's network is an allow-list); "
@@ -302,13 +306,13 @@ def test_an_unlisted_name_gets_a_403_that_says_what_would_allow_it_and_is_record
     proxies.curl(port, policy, "http://other.test/")
     assert proxies.curl(port, policy, f"http://web.test:{web.port + 1}/").stdout.startswith("runtimes-mcp: web.test:")
     assert handle.denied == ["other.test:80", "other.test:443", f"web.test:{web.port + 1}"]
-    assert [target for target, _ in heard] == [
+    assert [line.split()[1] for line in heard] == [
         "other.test:80",
         "other.test:443",
         "other.test:80",
         f"web.test:{web.port + 1}",
     ]
-    assert "not in local.sandbox.allow" in heard[1][1]
+    assert "not in local.sandbox.allow" in heard[1]
 
 
 def test_a_listed_name_that_resolves_to_the_metadata_address_is_refused(proxies: Proxies) -> None:
@@ -533,12 +537,9 @@ def test_close_ends_the_thread_every_connection_and_the_listening_socket(
     wait_until(lambda: open_sockets() == before)  # the echo server's side of the tunnel closes in its own thread
 
 
-def test_the_sandbox_environment_names_the_proxy_the_bundle_and_the_placeholders(tmp_path: Path) -> None:
+def test_the_sandbox_environment_names_the_bundle_and_the_placeholders(tmp_path: Path) -> None:
     policy = Policy.parse(allow=["api.test"], secrets=secret_for("api.test"))
     environment = proxy_environment(3128, tmp_path / "bundle.pem", policy)
-    for name in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
-        assert environment[name] == "http://127.0.0.1:3128"
-    assert environment["no_proxy"] == environment["NO_PROXY"] == "localhost,127.0.0.1,::1"
     for name in ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "NODE_EXTRA_CA_CERTS", "GIT_SSL_CAINFO"):
         assert environment[name] == str(tmp_path / "bundle.pem")
     assert environment["GITHUB_TOKEN"] == policy.secrets[0].placeholder
@@ -574,7 +575,7 @@ def test_a_client_waiting_for_100_continue_is_not_kept_waiting(
 def test_the_denied_record_is_bounded(proxies: Proxies, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(egress_proxy, "MAX_DENIED", 2)
     heard: list[str] = []
-    handle, policy, port = proxies.start(["web.test"], on_denied=lambda target, _: heard.append(target))
+    handle, policy, port = proxies.start(["web.test"], on_notice=lambda line: heard.append(line.split()[1]))
     for name in ("one.test", "two.test", "three.test"):
         assert "403" in proxies.curl(port, policy, f"http://{name}/", "-w", "%{http_code}").stdout
     assert handle.denied == ["one.test:80", "two.test:80"]

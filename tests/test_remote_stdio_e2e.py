@@ -163,7 +163,7 @@ async def test_every_table_row_over_stdio_with_exact_requests_and_no_leaked_toke
                 outputs.append(launchers.content[0].text)  # type: ignore[union-attr]
                 assert not launchers.is_error
                 framed = api.last().body
-                assert framed[0] == 0 and decode_response(framed[1:])[0] == {"offset": 5, "limit": 2}
+                assert framed[0] == 0 and decode_response(framed[1:]) == {"offset": 5, "limit": 2}
                 assert api.last().headers["content-type"] == "application/octet-stream"
 
                 denied = await client.call_tool("listSessions", {"provider": "sprites", "sprite": "nope"})

@@ -456,8 +456,8 @@ async def test_decthings_get_launchers_framed_request_and_response(api: FakeAPI)
     rec = api.last()
     assert_request(rec, "POST", route[1], auth=BEARER["DECTHINGS_API_KEY"])
     assert rec.headers["content-type"] == "application/octet-stream"
-    params, blobs = decode_response(rec.body[1:])  # first byte: blob count
-    assert rec.body[0] == 0 and blobs == []
+    params = decode_response(rec.body[1:])
+    assert rec.body[0] == 0  # the blob count
     assert params == {
         "offset": 2,
         "limit": 1,
@@ -480,7 +480,7 @@ async def test_decthings_defaults_send_an_empty_object_and_get_launcher_filters_
     async with connect() as client:
         missing = await client.call_tool("getLauncher", {"provider": "decthings", "launcher_id": "pl-9"})
     assert missing.is_error and "no persistent launcher 'pl-9'" in missing.content[0].text  # type: ignore[union-attr]
-    assert decode_response(api.last().body[1:])[0] == {"filter": {"ids": ["pl-9"]}}
+    assert decode_response(api.last().body[1:]) == {"filter": {"ids": ["pl-9"]}}
 
 
 # --- ComputeSDK ------------------------------------------------------------------------------------

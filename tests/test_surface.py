@@ -6,7 +6,6 @@ import pytest
 from mcp import Client
 from mcp.types import Tool
 
-from providers.registry import PROVIDERS
 from server.app import create_server
 from server.config import load_settings
 from tests.conftest import CREDENTIAL_ENV, DEFAULT_TOOLS, HEADLINE_NAMES, connect, error_text, structured
@@ -107,15 +106,6 @@ async def test_provider_errors_say_what_to_do(monkeypatch: pytest.MonkeyPatch) -
     assert "unknown provider 'mars'" in unknown
     assert "needs sprite" in missing
     assert "does not use sprite" in foreign and "status, limit, cursor" in foreign
-
-
-async def test_provider_not_built_yet_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    info = PROVIDERS["sprites"]
-    monkeypatch.setitem(PROVIDERS, "sprites", type(info)(**{**info.__dict__, "client": "providers.not_here:Client"}))
-    monkeypatch.setenv("SPRITES_TOKEN", "s")
-    async with connect() as client:
-        text = error_text(await client.call_tool("listSessions", {"provider": "sprites", "sprite": "box"}))
-    assert "not built yet" in text and "sprites" in text
 
 
 async def test_toolsets_add_tools_and_read_only_removes_writers(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
-from anyio.abc import SocketStream, TaskGroup
+from anyio.abc import SocketStream
 
 from providers import capabilities as c
 from providers.answers import Redactor, parse_answer, valid_text
@@ -41,7 +41,8 @@ class ComputeSDKEventsClient(HttpProvider, c.StoreEvent, c.GetEvents):
         self._api_key = api_key
         self.pubsub_host = pubsub_host
         self.pubsub_port = pubsub_port
-        self.live: EventStreams | None = None  # while the server keeps it open (open_client)
+        self.host: Host | None = None  # while the server keeps it open (open_client)
+        self.streams: dict[str, EventStream] = {}
 
     def _needs(self, value: str | None, env: str, what: str) -> str:
         if not value:
@@ -110,6 +111,20 @@ class ComputeSDKEventsClient(HttpProvider, c.StoreEvent, c.GetEvents):
         return EventStream(
             self.pubsub_host, self.pubsub_port, token, sandbox_id, on_event, parse=self.read_json, clean=self.clean
         )
+
+    def follow(self, sandbox_id: str) -> EventStream:
+        """The sandbox's stream, started on first use in the server's background."""
+        host = self.host
+        assert host is not None, "the server opens this client (open_client) before reading its resources"
+        stream = self.streams.get(sandbox_id)
+        if stream is None:
+
+            async def notify(_: Event) -> None:
+                await host.changed(f"events://computesdk/{sandbox_id}")
+
+            stream = self.streams[sandbox_id] = self.stream(sandbox_id, notify)
+            host.background.start_soon(stream.run)
+        return stream
 
 
 def to_event(item: dict[str, Any]) -> Event:
@@ -237,55 +252,23 @@ class EventStream:
                 await self._on_event(event)
 
 
-class EventStreams:
-    """One stream per sandbox, started on first use in the given task group."""
-
-    def __init__(
-        self, client: ComputeSDKEventsClient, task_group: TaskGroup, on_event: Callable[[str], Awaitable[None]]
-    ) -> None:
-        self._client = client
-        self._tg = task_group
-        self._on_event = on_event
-        self.streams: dict[str, EventStream] = {}
-
-    def follow(self, sandbox_id: str) -> EventStream:
-        stream = self.streams.get(sandbox_id)
-        if stream is None:
-
-            async def notify(_: Event) -> None:
-                await self._on_event(sandbox_id)
-
-            stream = self._client.stream(sandbox_id, notify)
-            self.streams[sandbox_id] = stream
-            self._tg.start_soon(stream.run)
-        return stream
-
-    def stop(self) -> None:
-        for stream in self.streams.values():
-            stream.stop()
-
-
 @asynccontextmanager
 async def open_client(host: Host) -> AsyncIterator[ComputeSDKEventsClient]:
     """The client for the server's whole life, its sandboxes' live streams running in the server's background."""
     client = ComputeSDKEventsClient(**host.arguments)
-
-    async def changed(sandbox_id: str) -> None:
-        await host.changed(f"events://computesdk/{sandbox_id}")
-
-    client.live = EventStreams(client, host.background, changed)
+    client.host = host
     try:
         yield client
     finally:
-        client.live.stop()
+        for stream in client.streams.values():
+            stream.stop()
         with anyio.CancelScope(shield=True):
             await client.aclose()
 
 
 async def read_live_events(client: ComputeSDKEventsClient, sandbox_id: str) -> str:
     """The newest page of the events heard on the sandbox's stream, which starts on its first read."""
-    assert client.live is not None, "the server opens this client (open_client) before reading its resources"
-    stream = client.live.follow(sandbox_id)
+    stream = client.follow(sandbox_id)
     events, cut = event_page(list(stream.recent), newest=True)
     return json.dumps(
         {

@@ -30,8 +30,6 @@ CONTENT_TYPE = "application/octet-stream"
 # --- framing ----------------------------------------------------------------------------------------
 def encode_varint(value: int) -> bytes:
     """Below 253 one byte; else a 253/254/255 prefix and a big-endian u16/u32/u64."""
-    if value < 0:
-        raise ValueError("varint must not be negative")
     if value < 253:
         return bytes([value])
     if value < 1 << 16:
@@ -41,43 +39,31 @@ def encode_varint(value: int) -> bytes:
     return b"\xff" + struct.pack(">Q", value)
 
 
-def decode_varint(data: bytes, pos: int = 0) -> tuple[int, int]:
+def decode_varint(data: bytes) -> tuple[int, int]:
     """(value, position after it)."""
-    if pos >= len(data):
+    if not data:
         raise ValueError("truncated varint")
-    first = data[pos]
-    if first < 253:
-        return first, pos + 1
-    size, fmt = {253: (2, ">H"), 254: (4, ">I"), 255: (8, ">Q")}[first]
-    end = pos + 1 + size
-    if end > len(data):
+    if data[0] < 253:
+        return data[0], 1
+    size, fmt = {253: (2, ">H"), 254: (4, ">I"), 255: (8, ">Q")}[data[0]]
+    if 1 + size > len(data):
         raise ValueError("truncated varint")
-    return struct.unpack(fmt, data[pos + 1 : end])[0], end
+    return struct.unpack(fmt, data[1 : 1 + size])[0], 1 + size
 
 
-def encode_request(params: Any, blobs: list[bytes] | None = None) -> bytes:
-    """Blob count (u8), JSON length, one length per blob, the JSON, the blobs."""
-    blobs = blobs or []
+def encode_request(params: Any) -> bytes:
+    """Blob count (u8: the client sends none), JSON length, the JSON."""
     message = json.dumps(params, separators=(",", ":")).encode()
-    head = bytes([len(blobs)]) + encode_varint(len(message)) + b"".join(encode_varint(len(b)) for b in blobs)
-    return head + message + b"".join(blobs)
+    return b"\x00" + encode_varint(len(message)) + message
 
 
-def decode_response(data: bytes, loads: Callable[[bytes], Any] = json.loads) -> tuple[Any, list[bytes]]:
-    """JSON length, the JSON (read with `loads`), then (length, blob) pairs."""
+def decode_response(data: bytes, loads: Callable[[bytes], Any] = json.loads) -> Any:
+    """The JSON of a response (JSON length, the JSON, read with `loads`). The (length, blob) pairs after it are
+    left unread: no answer the client uses has one."""
     length, pos = decode_varint(data)
     if pos + length > len(data):
         raise ValueError("the JSON part is longer than the body")
-    response = loads(data[pos : pos + length])
-    pos += length
-    blobs = []
-    while pos < len(data):
-        size, pos = decode_varint(data, pos)
-        if pos + size > len(data):
-            raise ValueError("a blob is longer than the body")
-        blobs.append(data[pos : pos + size])
-        pos += size
-    return response, blobs
+    return loads(data[pos : pos + length])
 
 
 # --- client -----------------------------------------------------------------------------------------
@@ -96,7 +82,7 @@ class DecthingsClient(HttpProvider, c.GetLaunchers, c.GetLauncher):
                 self.name, f"expected Content-Type {CONTENT_TYPE}, got {response.headers.get('content-type') or 'none'}"
             )
         try:
-            answer, _ = decode_response(response.content, self.read_json)
+            answer = decode_response(response.content, self.read_json)
         except (ValueError, KeyError) as exc:
             raise ProtocolError(self.name, f"the response frame could not be read: {exc}") from None
         if not isinstance(answer, dict):

@@ -99,15 +99,6 @@ class NodeAgent:
         return {"ok": result.model_dump() if hasattr(result, "model_dump") else result}
 
     # --- what servers call ----------------------------------------------------------------------------------
-    async def start(self) -> Answer:
-        """Open the node's runtime (once); this node's facts."""
-
-        async def facts(runtime: LocalRuntime) -> dict[str, Any]:
-            node_id, node_ip = cluster.this_node_id(), cluster.this_node_ip()
-            return {"node_id": node_id, "node_ip": node_ip, "pid": os.getpid(), "sandbox": runtime.sandbox_status}
-
-        return await self._answer(facts)
-
     async def exec_run(self, who: Who, arguments: dict[str, Any], reservation: str | None) -> Answer:
         async def run(runtime: LocalRuntime) -> Any:
             try:

@@ -87,13 +87,6 @@ def this_node_id() -> str:
     return node_id
 
 
-def this_node_ip() -> str:
-    import ray.util
-
-    ip: str = ray.util.get_node_ip_address()  # type: ignore[no-untyped-call]
-    return ip
-
-
 def release_reservation(name: str) -> None:
     """Remove a placement group by name (nothing happens when it has gone already). Blocking: call in a thread."""
     import ray.util

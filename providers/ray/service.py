@@ -38,21 +38,11 @@ async def open_ray(host: Host) -> AsyncIterator[RayRuntime]:
     except StoreError as exc:
         raise StartError(str(exc)) from None
     node_settings = config.node.model_dump(mode="json", exclude={"routines", "launchers", "on_exit"})
-    cluster = Cluster(
-        address.text,
-        address.loopback,
-        str(arguments["namespace"]),
-        token,
-        NodeAgent,
-        (node_settings, config.node_data_dir, str(arguments["namespace"])),
-    )
+    namespace = str(arguments["namespace"])
+    agent_arguments = (node_settings, config.node_data_dir, namespace)
+    cluster = Cluster(address.text, address.loopback, namespace, token, NodeAgent, agent_arguments)
     runtime = RayRuntime(
-        address=address.text,
-        token=token,
-        namespace=str(arguments["namespace"]),
-        cluster=cluster,
-        records=records,
-        config=config,
+        address=address.text, token=token, namespace=namespace, cluster=cluster, records=records, config=config
     )
     try:
         yield runtime

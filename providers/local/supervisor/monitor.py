@@ -83,12 +83,7 @@ class Monitor:
 
     def _output(self, now: float) -> tuple[str, str] | None:
         assert self.output is not None and self.cap is not None
-        sizes = []
-        for path in self.streams:
-            try:
-                sizes.append(os.stat(path).st_size)
-            except OSError:
-                sizes.append(0)
+        sizes = [output_size(path) for path in self.streams]
         self.output.done(now, sizes != self.sizes)
         self.sizes = sizes
         self.cut = [stream for stream, size in zip(STREAMS, sizes, strict=True) if size > self.cap]

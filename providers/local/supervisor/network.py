@@ -82,7 +82,7 @@ class RunNetwork:
         from .egress.service import start_proxy
 
         path = os.path.join(self.directory, "egress.sock")
-        listener = unix_socket(path, listen=True)
+        listener = unix_socket(path)
         try:
             # connect() needs write permission on the socket: the run's user may be another (run_as); the
             # directory, the supervisor's alone, keeps everyone else away from it.
@@ -93,13 +93,8 @@ class RunNetwork:
             raise
         policy = Policy.from_data(SETTINGS.get("policy") or {})
         extra = SETTINGS.get("ca_file")
-        self.proxy = start_proxy(
-            policy, str(SETTINGS["ca_dir"]), listener, extra, on_denied=self._denied, on_notice=self._say
-        )
-
-    def _denied(self, target: str, message: str) -> None:
-        """A refusal also goes to the run's stderr: a client that only says 403 leaves the reason unread."""
-        self._say(message)
+        # A refusal also goes to the run's stderr: a client that only says 403 leaves the reason unread.
+        self.proxy = start_proxy(policy, str(SETTINGS["ca_dir"]), listener, extra, on_notice=self._say)
 
     def _say(self, message: str) -> None:
         with contextlib.suppress(OSError):
@@ -117,7 +112,7 @@ class RunNetwork:
         self.forwarder = forwarder  # closed with the rest, whatever fails below
         for port in self.ports:
             path = os.path.join(self.directory, f"port-{port}.sock")
-            inside = unix_socket(path, listen=True)
+            inside = unix_socket(path)
             self.passed.append(inside.detach())
             opened = _opened_socket(path)
             self.held.append(opened)

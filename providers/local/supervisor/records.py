@@ -8,10 +8,10 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import fcntl
+import functools
 import json
 import os
 import secrets
-import sys
 from typing import Any
 
 # A session directory: its record, its output, its input, and what another server leaves to stop it.
@@ -27,18 +27,14 @@ DISK_FULL = (
 PR_SET_CHILD_SUBREAPER = 36
 PR_SET_PDEATHSIG = 1
 
-_BOOT_ID: str | None = None
 
-
+@functools.cache
 def boot_id() -> str:
-    global _BOOT_ID
-    if _BOOT_ID is None:
-        try:
-            with open("/proc/sys/kernel/random/boot_id") as f:
-                _BOOT_ID = f.read().strip()[:8]
-        except OSError:
-            _BOOT_ID = "noboot"
-    return _BOOT_ID
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            return f.read().strip()[:8]
+    except OSError:
+        return "noboot"
 
 
 def stat_fields(pid: int) -> list[bytes]:
@@ -124,17 +120,14 @@ def read_json(path: str) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-_libc: Any = None
+@functools.cache
+def _libc() -> Any:
+    return ctypes.CDLL(None, use_errno=True)
 
 
 def prctl(option: int, value: int) -> bool:
-    global _libc
-    if not sys.platform.startswith("linux"):
-        return False
     try:
-        if _libc is None:
-            _libc = ctypes.CDLL(None, use_errno=True)
-        return bool(_libc.prctl(option, value, 0, 0, 0) == 0)
+        return bool(_libc().prctl(option, value, 0, 0, 0) == 0)
     except (OSError, AttributeError):
         return False
 

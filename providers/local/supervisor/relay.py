@@ -17,7 +17,6 @@ Standard library only; it runs from a copy bound into the sandbox, under the san
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
 import os
 import selectors
@@ -62,16 +61,13 @@ def connect_fd(fd: int) -> socket.socket:
     return sock
 
 
-def unix_socket(path: str, listen: bool) -> socket.socket:
-    """A Unix stream socket bound and listening at `path`, or connected to it."""
+def unix_socket(path: str) -> socket.socket:
+    """A Unix stream socket bound and listening at `path`."""
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     address, directory = unix_address(path)
     try:
-        if listen:
-            sock.bind(address)
-            sock.listen(128)
-        else:
-            sock.connect(address)
+        sock.bind(address)
+        sock.listen(128)
     except OSError:
         sock.close()
         raise
@@ -261,12 +257,8 @@ def _reaped(child: int) -> int | None:
     while True:
         try:
             pid, code = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
+        except OSError:  # ChildProcessError: none left (EINTR never reaches us: Python retries it)
             return status
-        except OSError as exc:
-            if exc.errno != errno.EINTR:
-                return status
-            continue
         if pid == 0:
             return status
         if pid == child:

@@ -271,7 +271,7 @@ class Supervisor:
                         self.close_input()
                 elif self.channel is not None:
                     self.on_message(poller)
-            self.reap()
+            self.status = reap(self.pid)
             if self.status is not None:
                 return
             now = time.monotonic()
@@ -337,11 +337,6 @@ class Supervisor:
 
     def signal_all(self, sig: int) -> None:
         signal_all(self.pid, bool(self.job.get("sandboxed")), sig)
-
-    def reap(self) -> None:
-        status = reap(self.pid)
-        if status is not None:
-            self.status = status
 
     def sweep(self) -> None:
         sweep(self.pid, bool(self.job.get("sandboxed")), float(self.job.get("grace_s", 2.0)))

@@ -24,14 +24,13 @@ def spawn(
     argv: list[str],
     env: dict[str, str],
     fds: list[int],
-    cgroup: Cgroup | None = None,
-    user: list[int] | None = None,
-    rlimits: Rlimits | None = None,
+    cgroup: Cgroup | None,
+    user: list[int] | None,
+    rlimits: Rlimits,
 ) -> int:
     """Start `argv` with `fds` as its descriptors 0, 1, 2, 3… and no other (everything the supervisor holds
     is close-on-exec), with `rlimits` of its own. `user`: [uid, gid] to run as. The given descriptors are
     closed, whatever happens."""
-    rlimits = rlimits or []
     try:
         high = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, HIGH_FD) for fd in fds]
     finally:
@@ -108,9 +107,9 @@ def spawn_sandbox(
     options: list[str],
     command: list[str],
     fds: list[int],
-    cgroup: Cgroup | None = None,
-    user: list[int] | None = None,
-    rlimits: Rlimits | None = None,
+    cgroup: Cgroup | None,
+    user: list[int] | None,
+    rlimits: Rlimits,
 ) -> int:
     """Start bubblewrap (`options[0]`) with its `options` and `command`, on the host with an empty environment:
     what the command is to get is set inside the sandbox by the options. They reach bwrap through a descriptor

@@ -9,7 +9,6 @@ import datetime
 import fcntl
 import os
 import ssl
-import tempfile
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -38,9 +37,7 @@ _SYSTEM_BUNDLES = (
 class CertificateAuthority:
     """A CA in a directory, with per-host server contexts for TLS termination (cached in memory)."""
 
-    def __init__(self, directory: Path, certificate: x509.Certificate, key: ec.EllipticCurvePrivateKey) -> None:
-        self.directory = directory
-        self.cert_path = directory / CERT_FILE
+    def __init__(self, certificate: x509.Certificate, key: ec.EllipticCurvePrivateKey) -> None:
         self.certificate = certificate
         self._key = key
         # One key for every leaf: making a key per host would cost more than signing does, for nothing.
@@ -67,7 +64,7 @@ class CertificateAuthority:
             certificate = x509.load_pem_x509_certificate((path / CERT_FILE).read_bytes())
         if not isinstance(key, ec.EllipticCurvePrivateKey):
             raise ValueError(f"the egress CA key {key_path} is not an EC key; remove {path} to make a new CA")
-        return cls(path, certificate, key)
+        return cls(certificate, key)
 
     def server_context(self, host: str) -> ssl.SSLContext:
         """A TLS server context presenting a certificate for `host` (a name or an address) signed by this CA."""
@@ -110,35 +107,24 @@ class CertificateAuthority:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.minimum_version = ssl.TLSVersion.TLSv1_2
         context.set_alpn_protocols(["http/1.1"])  # the proxy reads HTTP/1.1 only
-        with _secret_file(pem, self.directory) as path:
+        with _secret_file(pem) as path:
             context.load_cert_chain(path)
         return context, expires
-
-    def write_trust_bundle(self, path: str | os.PathLike[str], extra_ca_files: Sequence[str] = ()) -> Path:
-        """Write what a sandboxed client should trust to `path`: the system's bundle, this CA and the
-        certificates in `extra_ca_files` (nothing else they hold, such as a key). Replaced whole, mode 0644."""
-        parts = [_system_bundle(), self.certificate.public_bytes(serialization.Encoding.PEM)]
-        for extra in extra_ca_files:
-            parts.extend(_certificates(extra))
-        target = Path(path)
-        fd, temporary = tempfile.mkstemp(dir=target.parent, prefix=".bundle-")
-        try:
-            with os.fdopen(fd, "wb") as file:
-                file.write(b"\n".join(part.strip() for part in parts if part.strip()) + b"\n")
-            os.chmod(temporary, 0o644)
-            os.replace(temporary, target)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(temporary)
-            raise
-        return target
 
 
 def write_trust_bundle(
     ca_dir: str | os.PathLike[str], path: str | os.PathLike[str], extra_ca_files: Sequence[str] = ()
 ) -> Path:
-    """The CA bundle a sandbox trusts, written to `path` (the CA in `ca_dir` is made first if need be)."""
-    return CertificateAuthority.load_or_create(ca_dir).write_trust_bundle(path, extra_ca_files)
+    """Write what a sandboxed client should trust to `path`: the system's bundle, the CA in `ca_dir` (made first if
+    need be) and the certificates in `extra_ca_files` (nothing else they hold, such as a key). Replaced whole, mode
+    0644."""
+    certificate = CertificateAuthority.load_or_create(ca_dir).certificate
+    parts = [_system_bundle(), certificate.public_bytes(serialization.Encoding.PEM)]
+    for extra in extra_ca_files:
+        parts.extend(_certificates(extra))
+    target = Path(path)
+    _write_new(target, b"\n".join(part.strip() for part in parts if part.strip()) + b"\n", 0o644)
+    return target
 
 
 def upstream_context(extra_ca_file: str | None = None) -> ssl.SSLContext:
@@ -226,24 +212,14 @@ def _locked(path: Path) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _secret_file(data: bytes, directory: Path) -> Iterator[str]:
-    """A path `ssl` can load a key from (it takes only paths): an anonymous memory file where there is one,
-    else a 0600 file in the CA's own directory, gone once loaded."""
-    if hasattr(os, "memfd_create") and os.path.isdir("/proc/self/fd"):
-        fd = os.memfd_create("egress-leaf", os.MFD_CLOEXEC)
-        try:
-            os.write(fd, data)
-            yield f"/proc/self/fd/{fd}"
-        finally:
-            os.close(fd)
-        return
-    fd, name = tempfile.mkstemp(dir=directory, prefix=".leaf-")
+def _secret_file(data: bytes) -> Iterator[str]:
+    """A path `ssl` can load a key from (it takes only paths): an anonymous memory file, never on a disk."""
+    fd = os.memfd_create("egress-leaf", os.MFD_CLOEXEC)
     try:
         os.write(fd, data)
-        os.close(fd)
-        yield name
+        yield f"/proc/self/fd/{fd}"
     finally:
-        os.unlink(name)
+        os.close(fd)
 
 
 def _system_bundle() -> bytes:

@@ -54,14 +54,12 @@ class HttpStream:
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
         role: type[h11.CLIENT] | type[h11.SERVER],
-        *,
-        max_head: int,
-        idle_timeout: float,
+        bounds: Bounds,
     ) -> None:
         self.reader = reader
         self.writer = writer
-        self.conn = h11.Connection(role, max_incomplete_event_size=max_head)
-        self.idle_timeout = idle_timeout
+        self.conn = h11.Connection(role, max_incomplete_event_size=bounds.max_head_bytes)
+        self.idle_timeout = bounds.idle_timeout
 
     async def next_event(self) -> Any:
         """The next h11 event (Request, Response, Data, EndOfMessage, ConnectionClosed, ...). Raises

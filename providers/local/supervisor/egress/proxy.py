@@ -31,9 +31,8 @@ from .substitute import Substitution
 
 logger = logging.getLogger(__name__)
 
-# Called (in the proxy's thread) with "host:port" and the line the client was answered.
-OnDenied = Callable[[str, str], None]
-OnNotice = Callable[[str], None]  # a line for the run's stderr
+# Called (in the proxy's thread) with a line for the run's stderr: each refusal's, and what else it should know.
+OnNotice = Callable[[str], None]
 MAX_DENIED = 1000
 _BUSY = b"runtimes-mcp: the egress proxy has too many connections open; retry shortly\n"
 
@@ -48,7 +47,6 @@ class EgressProxy:
         upstream_tls: ssl.SSLContext,
         bounds: Bounds | None = None,
         lookup: Lookup | None = None,
-        on_denied: OnDenied | None = None,
         on_notice: OnNotice | None = None,
     ) -> None:
         self.policy = policy
@@ -58,7 +56,6 @@ class EgressProxy:
         self.resolver = Resolver(policy, lookup, timeout=self.bounds.connect_timeout)
         self.denied: list[str] = []
         self._denied_set: set[str] = set()
-        self._on_denied = on_denied
         self._on_notice = on_notice
         self._noticed: set[str] = set()
         self._server: asyncio.Server | None = None
@@ -86,11 +83,7 @@ class EgressProxy:
         if refusal.target not in self._denied_set and len(self.denied) < MAX_DENIED:
             self._denied_set.add(refusal.target)
             self.denied.append(refusal.target)
-        if self._on_denied is not None:
-            try:
-                self._on_denied(refusal.target, refusal.message)
-            except Exception:
-                logger.exception("egress proxy: the on_denied callback failed")
+        self._tell(refusal.message)
 
     def notice(self, key: str, message: str) -> None:
         """Tell the run `message`, once per `key` (and at most MAX_DENIED keys)."""
@@ -98,6 +91,9 @@ class EgressProxy:
             return
         self._noticed.add(key)
         logger.info("egress proxy: %s", message)
+        self._tell(message)
+
+    def _tell(self, message: str) -> None:
         if self._on_notice is not None:
             try:
                 self._on_notice(message)
@@ -120,9 +116,7 @@ class EgressProxy:
         task = asyncio.current_task()
         assert task is not None
         self._connections.add(task)
-        client = HttpStream(
-            reader, writer, h11.SERVER, max_head=self.bounds.max_head_bytes, idle_timeout=self.bounds.idle_timeout
-        )
+        client = HttpStream(reader, writer, h11.SERVER, self.bounds)
         graceful = True
         try:
             await ClientConnection(self, client).serve()
@@ -195,7 +189,7 @@ class ClientConnection:
             self.client.resume_reading()
             await self._answer(error.status, error.message, error.proxy_error)
             return self.client.reusable()
-        up = self._upstream_stream(reader, writer)
+        up = HttpStream(reader, writer, h11.CLIENT, self.bounds)
         try:
             await self.client.send(h11.Response(status_code=200, headers=[], reason=b"Connection established"))
             early, _ = self.client.conn.trailing_data
@@ -218,13 +212,7 @@ class ClientConnection:
             await self.client.writer.start_tls(context, ssl_handshake_timeout=self.bounds.handshake_timeout)
         except (OSError, TimeoutError, ssl.SSLError):
             return  # typically: the client does not trust our CA (it was not given the bundle)
-        inner = HttpStream(
-            self.client.reader,
-            self.client.writer,
-            h11.SERVER,
-            max_head=self.bounds.max_head_bytes,
-            idle_timeout=self.bounds.idle_timeout,
-        )
+        inner = HttpStream(self.client.reader, self.client.writer, h11.SERVER, self.bounds)
         host_header = _host_header(host, port, 443)
         upstream: HttpStream | None = up
         try:
@@ -253,7 +241,7 @@ class ClientConnection:
                     except (Refused, LookupFailed, UpstreamError) as error:
                         await self._answer(502, _message(error), "destination_unavailable", inner)
                         return
-                    upstream = self._upstream_stream(reader, writer)
+                    upstream = HttpStream(reader, writer, h11.CLIENT, self.bounds)
                 if not await self._exchange(inner, event, event.target, host_header, upstream, substitution):
                     return
                 if not upstream.reusable():
@@ -296,7 +284,7 @@ class ClientConnection:
             except UpstreamError as error:
                 await self._answer(error.status, error.message, error.proxy_error)
                 return True
-            self.upstream, self.upstream_for = self._upstream_stream(reader, writer), (host, port)
+            self.upstream, self.upstream_for = HttpStream(reader, writer, h11.CLIENT, self.bounds), (host, port)
         host_header = _host_header(host, port, 80)
         self._plain_http(host, port, request, target)
         if not await self._exchange(self.client, request, target, host_header, self.upstream, Substitution(())):
@@ -320,11 +308,6 @@ class ClientConnection:
                 f"local.secrets.{', '.join(named)} as it is (a secret is added only to HTTPS requests, whose server "
                 f"the proxy verifies); use https://{where}",
             )
-
-    def _upstream_stream(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> HttpStream:
-        return HttpStream(
-            reader, writer, h11.CLIENT, max_head=self.bounds.max_head_bytes, idle_timeout=self.bounds.idle_timeout
-        )
 
     async def _exchange(
         self,

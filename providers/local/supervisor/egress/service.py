@@ -8,7 +8,6 @@ import contextlib
 import os
 import socket
 import threading
-import time
 from collections.abc import Coroutine
 from typing import Any
 
@@ -16,9 +15,9 @@ from .addresses import Lookup
 from .ca import CertificateAuthority, upstream_context
 from .http1 import Bounds
 from .policy import Policy
-from .proxy import EgressProxy, OnDenied, OnNotice
+from .proxy import EgressProxy, OnNotice
 
-NO_PROXY = "localhost,127.0.0.1,::1"
+START_TIMEOUT_S = 10.0
 # Each of these replaces its tool's trust store rather than adding to it; the bundle has the system's
 # certificates too, so hosts the proxy only tunnels still verify.
 CA_VARIABLES = (
@@ -78,22 +77,19 @@ def start_proxy(
     extra_ca_file: str | None = None,
     *,
     bounds: Bounds | None = None,
-    on_denied: OnDenied | None = None,
     on_notice: OnNotice | None = None,
     lookup: Lookup | None = None,
-    start_timeout: float = 10.0,
 ) -> ProxyHandle:
     """Serve `policy` on `listen_socket` (bound and listening, Unix or TCP; the proxy owns it from here) from a
     daemon thread. The CA in `ca_dir` is made if there is none; the servers behind terminated TLS are verified
-    with the system's trust store plus `extra_ca_file`. `on_denied(target, message)` is called in the proxy's
-    thread at each refusal, `on_notice(line)` with what else the run should know (a placeholder sent over plain
-    HTTP); `lookup` replaces DNS (tests). Raises what the start raised."""
+    with the system's trust store plus `extra_ca_file`. `on_notice(line)` is called in the proxy's thread with
+    each refusal's line and what else the run should know (a placeholder sent over plain HTTP); `lookup` replaces
+    DNS (tests). Raises what the start raised."""
     ca = CertificateAuthority.load_or_create(ca_dir)
-    proxy = EgressProxy(policy, ca, upstream_context(extra_ca_file), bounds, lookup, on_denied, on_notice)
+    proxy = EgressProxy(policy, ca, upstream_context(extra_ca_file), bounds, lookup, on_notice)
     loop = asyncio.new_event_loop()
     started = threading.Event()
     failure: list[BaseException] = []
-    handle_box: list[ProxyHandle] = []
 
     async def main() -> None:
         try:
@@ -104,7 +100,7 @@ def start_proxy(
             return
         finally:
             started.set()
-        await handle_box[0]._stop.wait()
+        await handle._stop.wait()
         await proxy.aclose()
 
     def run() -> None:
@@ -119,14 +115,12 @@ def start_proxy(
 
     thread = threading.Thread(target=run, name="egress-proxy", daemon=True)
     handle = ProxyHandle(proxy, loop, thread)
-    handle_box.append(handle)
     thread.start()
-    deadline = time.monotonic() + start_timeout
-    if not started.wait(max(0.0, deadline - time.monotonic())):
+    if not started.wait(START_TIMEOUT_S):
         handle.close()
         raise TimeoutError("the egress proxy did not start in time")
     if failure:
-        thread.join(start_timeout)
+        thread.join(START_TIMEOUT_S)
         raise failure[0]
     return handle
 
@@ -137,17 +131,8 @@ async def _bounded(awaitable: Coroutine[Any, Any, None], seconds: float) -> None
             await awaitable
 
 
-def proxy_environment(port: int, ca_bundle: str | os.PathLike[str], policy: Policy | None = None) -> dict[str, str]:
-    """The variables a sandboxed process gets for a proxy at http://127.0.0.1:`port`: the proxy in both cases
-    (curl reads only lowercase http_proxy), its own loopback left direct, the CA bundle for every tool that
-    takes one, and each secret's variable holding its placeholder."""
-    url = f"http://127.0.0.1:{port}"
-    environment: dict[str, str] = {}
-    for name in ("http_proxy", "https_proxy", "all_proxy"):
-        environment[name] = environment[name.upper()] = url
-    environment["no_proxy"] = environment["NO_PROXY"] = NO_PROXY
-    for name in CA_VARIABLES:
-        environment[name] = os.fspath(ca_bundle)
-    if policy is not None:
-        environment.update(policy.environment())
-    return environment
+def proxy_environment(_port: int, ca_bundle: str | os.PathLike[str], policy: Policy) -> dict[str, str]:
+    """What a sandboxed process gets beside the proxy's address (the relay sets http_proxy and the like): the CA
+    bundle for every tool that takes one, and each secret's variable holding its placeholder. `_port` is unused
+    (kept while providers/local/network.py passes it)."""
+    return dict.fromkeys(CA_VARIABLES, os.fspath(ca_bundle)) | policy.environment()
