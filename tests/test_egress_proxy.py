@@ -25,7 +25,7 @@ from providers.local.supervisor.egress.addresses import forbidden_kind
 from providers.local.supervisor.egress.ca import CertificateAuthority, write_trust_bundle
 from providers.local.supervisor.egress.http1 import Bounds
 from providers.local.supervisor.egress.policy import Policy, Refused
-from providers.local.supervisor.egress.service import ProxyHandle, proxy_environment, start_proxy
+from providers.local.supervisor.egress.service import ProxyHandle, sandbox_environment, start_proxy
 from providers.local.supervisor.egress.substitute import BodyRewriter
 from tests.egress_servers import EchoServer, ServerCertificates, echo_server, make_test_certificates
 
@@ -85,7 +85,7 @@ class Proxies:
             "PATH": os.environ["PATH"],
             "http_proxy": url,
             "https_proxy": url,
-            **proxy_environment(port, self.bundle, policy),
+            **sandbox_environment(self.bundle, policy),
         }
 
     def curl(
@@ -539,7 +539,7 @@ def test_close_ends_the_thread_every_connection_and_the_listening_socket(
 
 def test_the_sandbox_environment_names_the_bundle_and_the_placeholders(tmp_path: Path) -> None:
     policy = Policy.parse(allow=["api.test"], secrets=secret_for("api.test"))
-    environment = proxy_environment(3128, tmp_path / "bundle.pem", policy)
+    environment = sandbox_environment(tmp_path / "bundle.pem", policy)
     for name in ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "NODE_EXTRA_CA_CERTS", "GIT_SSL_CAINFO"):
         assert environment[name] == str(tmp_path / "bundle.pem")
     assert environment["GITHUB_TOKEN"] == policy.secrets[0].placeholder

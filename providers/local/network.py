@@ -202,13 +202,13 @@ def prepare(
     }
     # Here, not at the top: only an allow-list server pays for loading cryptography and h11.
     from providers.local.supervisor.egress.ca import write_trust_bundle
-    from providers.local.supervisor.egress.service import proxy_environment
+    from providers.local.supervisor.egress.service import sandbox_environment
 
     ca_dir = data_dir / "egress"
     extra = [config.sandbox.ca_file] if config.sandbox.ca_file else []
     # Beside the CA's private directory, not in it: bubblewrap binds it as the run's user (run_as) may be.
     bundle = write_trust_bundle(ca_dir, data_dir / "egress-bundle.pem", extra)
-    environment = {k: v for k, v in proxy_environment(0, BUNDLE, policy).items() if not k.lower().endswith("_proxy")}
+    environment = sandbox_environment(BUNDLE, policy)
     reserved = loopback_targets(policy) | frozenset(listening)
     return Network(
         config.sandbox.network,

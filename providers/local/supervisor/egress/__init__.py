@@ -5,7 +5,7 @@
 - `ca`: the per-data-directory CA for the HTTPS the proxy must read to add a secret, and the trust bundle;
 - `substitute`: placeholders replaced by the secrets' values, for their own hosts only;
 - `http1`, `forward`, `proxy`: HTTP/1.1 (h11) over asyncio, one request through, the server;
-- `service`: `start_proxy` (a thread of its own, for synchronous callers) and `proxy_environment`.
+- `service`: `start_proxy` (a thread of its own, for synchronous callers) and `sandbox_environment`.
 
 Runs inside a session supervisor: relative imports only, and of third-party packages only h11 and cryptography.
 """

@@ -131,8 +131,7 @@ async def _bounded(awaitable: Coroutine[Any, Any, None], seconds: float) -> None
             await awaitable
 
 
-def proxy_environment(_port: int, ca_bundle: str | os.PathLike[str], policy: Policy) -> dict[str, str]:
+def sandbox_environment(ca_bundle: str | os.PathLike[str], policy: Policy) -> dict[str, str]:
     """What a sandboxed process gets beside the proxy's address (the relay sets http_proxy and the like): the CA
-    bundle for every tool that takes one, and each secret's variable holding its placeholder. `_port` is unused
-    (kept while providers/local/network.py passes it)."""
+    bundle for every tool that takes one, and each secret's variable holding its placeholder."""
     return dict.fromkeys(CA_VARIABLES, os.fspath(ca_bundle)) | policy.environment()
