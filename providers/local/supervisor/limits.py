@@ -172,6 +172,8 @@ class Limits:
         self.kind = kind
         self.cgroup: Cgroup | None = None
         self.baseline: dict[str, int] = {}
+        self.counted: dict[str, int] = {}  # the counters at the last check
+        self.changed = True  # since the check before it
         self.cpu_done = 0.0
         self.for_runs: list[tuple[int, tuple[int, int]]] = []  # rlimits set on each run's process, not ours
 
@@ -207,6 +209,7 @@ class Limits:
         if not self.limits:
             return None
         counters = self.cgroup.counters(cpu) if self.cgroup else {}
+        self.changed, self.counted = counters != self.counted or not counters, counters
         if counters.get("oom", 0) > self.baseline.get("oom", 0):
             return "memory_limit", f"a process ran out of memory (local.limits.memory_mb={self.limits['memory_mb']})"
         if counters.get("pids_max", 0) > self.baseline.get("pids_max", 0) or len(tree) > int(self.limits["processes"]):

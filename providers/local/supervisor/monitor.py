@@ -18,6 +18,9 @@ from .trees import TooMany, tree_size
 FIRST_S = 0.1  # the first look, and the shortest gap between two
 OUTPUT_MOST_S = 1.0  # output that has not grown is looked at this seldom at most
 LIMITS_S = 0.5  # memory, processes and CPU: counters the kernel keeps (or, without cgroups, the process tree)
+# With a cgroup the kernel enforces memory and processes itself, so counters that stay put are read this seldom at
+# most (a fork bomb without one must be caught within LIMITS_S).
+LIMITS_MOST_S = 2.0
 DISK_MOST_S = 2.0  # a directory that has not grown is measured this seldom at most
 DISK_SHARE = 10  # and at most a tenth of the time goes to measuring it (a large tree is measured less often)
 
@@ -50,10 +53,11 @@ class Monitor:
         self.cut: list[str] = []  # the streams that passed the cap
         self.output = Backoff(started, OUTPUT_MOST_S) if self.cap else None
         self.disk = Backoff(started, DISK_MOST_S) if self.disk_path and self.disk_cap else None
-        self.limits_at = started + FIRST_S if limits.limits else None
+        most = LIMITS_S if limits.cgroup is None else LIMITS_MOST_S
+        self.limit_checks = Backoff(started, most) if limits.limits else None
 
     def next_at(self) -> float | None:
-        times = [t for t in (self.limits_at, *(b.at for b in (self.output, self.disk) if b)) if t is not None]
+        times = [b.at for b in (self.limit_checks, self.output, self.disk) if b is not None]
         return min(times) if times else None
 
     def check(self, now: float) -> tuple[str, str] | None:
@@ -62,12 +66,12 @@ class Monitor:
             hit = self._output(now)
             if hit is not None:
                 return hit
-        if self.limits_at is not None and now >= self.limits_at:
-            self.limits_at = now + LIMITS_S
+        if self.limit_checks is not None and now >= self.limit_checks.at:
             tree = [] if self.limits.cgroup is not None else descendants(os.getpid())  # the kernel counts
             hit = self.limits.check(tree)
             if hit is not None:
                 return hit
+            self.limit_checks.done(now, self.limits.changed, least=LIMITS_S)
         if self.disk is not None and now >= self.disk.at:
             try:
                 size, _ = tree_size(str(self.disk_path), most=self.files)
