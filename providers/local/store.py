@@ -27,9 +27,9 @@ from providers.local.tables import (
     SessionRow,
     TaskRow,
     call_task_row,
-    call_task_values,
     compact_json,
     event_insert,
+    insert,
     like_prefix,
     migrate,
     postgres_schema,
@@ -293,10 +293,7 @@ class Store(OwnedRecords):
     async def save_call_task(self, task: CallTaskRow) -> None:
         """Committed before it returns, as save_task; expired ones are let go on the way."""
         self.submit("DELETE FROM call_tasks WHERE expires_at < ?", (task.created_at,))
-        self.submit(
-            f"INSERT INTO call_tasks ({CALL_TASK_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            call_task_values(task),
-        )
+        self.submit(*insert("call_tasks", task, view=compact_json(task.view)))
         await self.flush()
 
     async def update_call_task(self, task_id: str, status: str, view: dict[str, Any], at: float) -> bool:
