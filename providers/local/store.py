@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from providers.local.database import Connection, PostgresDatabase, SQLiteDatabase, StoreError
+from providers.local.database import Connection, PostgresDatabase, SQLiteDatabase, StoreError, pg_migrate
 from providers.local.owned import OwnedRecords
 from providers.local.tables import (
     CALL_TASK_COLUMNS,
@@ -57,7 +57,7 @@ class Store(OwnedRecords):
     @classmethod
     async def open_url(cls, url: str, replica: str) -> Store:
         """Open (and create or migrate) a PostgreSQL database; a StoreError says why it cannot be used."""
-        return cls(await PostgresDatabase.open(url, replica, PostgresDatabase.migrating(postgres_schema())))
+        return cls(await PostgresDatabase.open(url, replica, lambda conn: pg_migrate(conn, postgres_schema())))
 
     async def close(self) -> None:
         try:

@@ -9,6 +9,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
+from providers.local.database import PostgresDatabase
+
 # A write: SQL and its parameters.
 Sql = tuple[str, tuple[Any, ...]]
 # 7: `principal`, the owner a record belongs to (providers.services.Caller.owner), in every table; routine runs'
@@ -267,8 +269,7 @@ def _columns(db: sqlite3.Connection, table: str) -> set[str]:
 def postgres_schema() -> str:
     """SCHEMA in PostgreSQL's words: the same tables and indexes, PostgreSQL's types, and the sessions' rowid
     (implicit in SQLite) made a column; preceded by POSTGRES_UPGRADE for a database an earlier version made."""
-    schema = SCHEMA.replace("seq INTEGER PRIMARY KEY AUTOINCREMENT", "seq BIGSERIAL PRIMARY KEY")
-    schema = schema.replace(" REAL", " DOUBLE PRECISION").replace(" INTEGER", " BIGINT")
+    schema = PostgresDatabase.dialect(SCHEMA)
     return POSTGRES_UPGRADE + schema.replace("sessions (\n", "sessions (\n    rowid BIGSERIAL UNIQUE,\n", 1)
 
 
