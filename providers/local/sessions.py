@@ -39,7 +39,7 @@ from providers.local.jobs import (
 )
 from providers.local.progress import Progress, Reporter
 from providers.local.session_records import SessionRecords, end_event
-from providers.local.spawner import Spare, Spawner, SpawnerError, receive, send, signal_supervisor
+from providers.local.spawner import Spawner, receive, send, signal_supervisor
 from providers.local.store import Store, StoreError
 from providers.local.supervisor import records as sv
 from providers.local.supervisor.limits import sweep_cgroups
@@ -131,7 +131,7 @@ class SessionManager(SessionRecords):
 
     async def _start(self, request: Request, workspace: WorkDir | None, durable: bool, launcher: bool) -> LiveSession:
         kind = "launcher" if launcher and request.origin.startswith("launcher:") else "session"
-        spare = await self._take(kind)
+        spare = await self._spawner.take(kind)
         row = SessionRow(
             rowid=0,
             id=spare.id,
@@ -164,7 +164,7 @@ class SessionManager(SessionRecords):
                         hint="Retry; if it persists, restart the server and report it with that log.",
                     )
                 spare.channel.close()  # that supervisor has gone (it should not have): take another
-                spare = await self._take(spare.kind)
+                spare = await self._spawner.take(spare.kind)
                 row.id, row.supervisor, live.channel = spare.id, spare.supervisor, spare.channel
             self._spawner.refill(spare.kind)
             if durable:  # the caller returns at once: it must know the command runs
@@ -194,16 +194,6 @@ class SessionManager(SessionRecords):
         else:
             self._store.flush_soon(self._tg)
         return live
-
-    async def _take(self, kind: str) -> Spare:
-        try:
-            return await self._spawner.take(kind)
-        except SpawnerError as exc:
-            raise Unavailable(
-                PROVIDER,
-                str(exc),
-                hint="Free space or fix permissions in the data directory (RUNTIMES_MCP_DATA_DIR), then retry.",
-            ) from None
 
     async def _started(self, live: LiveSession) -> None:
         """Wait for the supervisor's first word: the command runs (or could not start)."""
