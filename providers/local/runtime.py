@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import re
 import time
-from pathlib import Path
 from typing import Any, Literal
 
 from providers import capabilities as c
@@ -13,14 +12,13 @@ from providers import services
 from providers.errors import InvalidInput, NotFound
 from providers.local.call_tasks import StoredCallTasks
 from providers.local.config import LocalConfig
-from providers.local.events import DEFAULT_SANDBOX, EventLog, Listener
+from providers.local.events import DEFAULT_SANDBOX, EventLog
 from providers.local.ids import PROVIDER
 from providers.local.jobs import WorkDir
 from providers.local.launchers import LauncherSupervisor, page_launchers
 from providers.local.output import read_from
 from providers.local.progress import Progress
 from providers.local.results import FOLLOW_HINT, ending, exec_result, summary
-from providers.local.retention import Retention
 from providers.local.routines import Routines
 from providers.local.session_records import STATES
 from providers.local.sessions import SessionManager
@@ -93,20 +91,16 @@ class LocalRuntime(
     def __init__(
         self,
         config: LocalConfig,
-        data_dir: Path,
         store: Store,
         events: EventLog,
         sessions: SessionManager,
-        retention: Retention,
         workspaces: Workspaces,
     ) -> None:
         self.config = config
         self.workspaces = workspaces
-        self.data_dir = data_dir
         self._store = store
         self.events = events
         self.sessions = sessions
-        self.retention = retention
         self.routines = Routines(config.routines, sessions, store)
         self.launchers: dict[str, LauncherSupervisor] = {}
         self.sandbox_status = "off"
@@ -124,9 +118,6 @@ class LocalRuntime(
 
     def this_server(self) -> dict[str, str]:
         return {"Sandbox": self.sandbox_status}
-
-    def add_event_listener(self, listener: Listener) -> None:
-        self.events.add_listener(listener)
 
     # --- headline capabilities --------------------------------------------------------------------
     async def list_sessions(
