@@ -212,19 +212,15 @@ class Store(OwnedRecords):
 
     async def database_bytes(self) -> int:
         """Bytes of this machine's disk the database holds that retention can lower."""
-        try:
+        with self.worded():
             return await self.db.used_bytes()
-        except Exception as exc:
-            raise self.db.error(exc) or exc from None
 
     async def checkpoint(self) -> None:
         """Give back the space deleted rows took (SQLite: fold the WAL into the file)."""
         await self.flush()
-        try:
+        with self.worded():
             async with self._write_lock:
                 await self.db.checkpoint()
-        except Exception as exc:
-            raise self.db.error(exc) or exc from None
 
     # --- routine runs -----------------------------------------------------------------------------
     async def claim_run(self, run: RunRow, stale_after_s: float) -> tuple[RunRow | None, str | None]:
