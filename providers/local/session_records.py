@@ -35,7 +35,6 @@ from providers.services import caller
 from providers.values import now_ms
 
 TERMINAL_STATES = ("completed", "failed", "timed_out", "stopped", "lost")
-STATES = ("running", *TERMINAL_STATES)
 # Why a run ended -> the state it ends in (an exit is completed or failed by its code).
 REASON_STATE = {
     "timeout": "timed_out",
