@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterable
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from providers.errors import InvalidInput
+from providers.values import comma_list
 
 Raw = dict[str, Any] | None
 RAW_DESCRIPTION = "The provider's own record."
@@ -132,6 +136,41 @@ class EventList(Shape):
 
 # The largest page of sessions any provider lists (the local store's; ArchAstro's own maximum is lower).
 MAX_SESSIONS_PAGE = 500
+SESSION_STATES = ("running", "completed", "failed", "timed_out", "stopped", "lost")  # of a local or ray session
+# How long a call waits for a run by default: below the 60 s after which most MCP clients give up on a call
+# (the TypeScript SDK's default request timeout), with room for the call's own round trip.
+DEFAULT_WAIT_S = 30.0
+MAX_WAIT_S = 600.0
+
+
+def page_arguments(
+    provider: str, status: str | None, limit: int | None, cursor: str | None
+) -> tuple[list[str], int, int | None]:
+    """listSessions' arguments, checked: (the states asked for, the page's size, the rowid to list before)."""
+    states = comma_list(status)
+    unknown = sorted(set(states) - set(SESSION_STATES))
+    if unknown:
+        raise InvalidInput(provider, f"unknown status {', '.join(unknown)}; use {', '.join(SESSION_STATES)}")
+    limit = 50 if limit is None else limit
+    if not 1 <= limit <= MAX_SESSIONS_PAGE:
+        raise InvalidInput(provider, f"limit must be 1 to {MAX_SESSIONS_PAGE}, got {limit}")
+    if not cursor:
+        return states, limit, None
+    with contextlib.suppress(ValueError):
+        if 0 < (before := int(cursor)) < 2**63:
+            return states, limit, before
+    raise InvalidInput(provider, f"cursor {cursor!r} is not one this server returned")
+
+
+def wait_seconds(provider: str, wait_s: float | None) -> float:
+    """How long a call waits for a run: `wait_s`, checked, or DEFAULT_WAIT_S."""
+    if wait_s is None:
+        return DEFAULT_WAIT_S
+    if not 0 <= wait_s <= MAX_WAIT_S:
+        raise InvalidInput(provider, f"wait_s must be between 0 and {MAX_WAIT_S:g}, got {wait_s:g}")
+    return wait_s
+
+
 # What an event is filed under, for every provider: bounded, so that an id or a type is a name, not a payload.
 MAX_EVENT_TYPE_CHARS = 200
 SANDBOX_ID_PATTERN = r"^[A-Za-z0-9._:@-]{1,200}$"

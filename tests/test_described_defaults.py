@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from docs_topics import TOPICS
-from providers.local import runtime
+from providers import models
 from server.config import load_settings
 from tests.conftest import connect, structured
 from tools.catalog import ALL
@@ -96,9 +96,9 @@ def settings(monkeypatch: pytest.MonkeyPatch, config_file: Any) -> Any:
 
 async def test_local_defaults_are_what_the_descriptions_say(settings: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     stated = described_defaults()
-    assert float(stated[("execRun", "wait_s")]) == float(stated[("invokeRoutine", "wait_s")]) == runtime.DEFAULT_WAIT_S
+    assert float(stated[("execRun", "wait_s")]) == float(stated[("invokeRoutine", "wait_s")]) == models.DEFAULT_WAIT_S
     # The waits themselves, shortened so the test does not sit out 30 s: leaving wait_s out uses this constant.
-    monkeypatch.setattr(runtime, "DEFAULT_WAIT_S", 0.2)
+    monkeypatch.setattr(models, "DEFAULT_WAIT_S", 0.2)
     async with connect(settings) as client:
 
         async def call(tool: str, arguments: dict[str, Any]) -> dict[str, Any]:

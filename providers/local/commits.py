@@ -4,8 +4,9 @@ rides along with the next one."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -127,13 +128,8 @@ class GroupCommit:
     async def transaction(self, work: Callable[[Connection], T]) -> T:
         """Run `work` in one write transaction of its own (after what is pending), and return its result."""
         await self.flush()
-        try:
+        with self.worded():
             return await self._commit(work)
-        except Exception as exc:
-            error = self.db.error(exc)
-            if error is None:
-                raise
-            raise error from None
 
     async def _commit(self, work: Callable[[Connection], T], background: bool = False) -> T:
         async with self._write_lock:
@@ -142,8 +138,14 @@ class GroupCommit:
     async def _rows(
         self, sql: str, params: Sequence[Any] = (), convert: Callable[[Sequence[Any]], Any] | None = None
     ) -> list[Any]:
-        try:
+        with self.worded():
             return await self.db.rows(sql, tuple(params), convert)
+
+    @contextlib.contextmanager
+    def worded(self) -> Iterator[None]:
+        """A failure of the database leaves as the StoreError that says what to do."""
+        try:
+            yield
         except Exception as exc:
             error = self.db.error(exc)
             if error is None:

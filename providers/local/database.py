@@ -70,8 +70,6 @@ class Database(Protocol):
     def serialize(self, db: Connection, key: str) -> None:
         """Make transactions that pass the same key run one after the other (SQLite: they all do)."""
 
-    def is_conflict(self, exc: BaseException) -> bool: ...
-
     def error(self, exc: BaseException) -> StoreError | None:
         """The StoreError for a failure of this database, or None if `exc` is not one."""
 
@@ -140,9 +138,6 @@ class SQLiteDatabase:
 
     def serialize(self, db: Connection, key: str) -> None:
         pass  # BEGIN IMMEDIATE: one writer at a time
-
-    def is_conflict(self, exc: BaseException) -> bool:
-        return isinstance(exc, sqlite3.IntegrityError)
 
     def error(self, exc: BaseException) -> StoreError | None:
         if not isinstance(exc, sqlite3.Error):
@@ -273,9 +268,10 @@ class PostgresDatabase:
         return cls(url, pool, replica)
 
     @staticmethod
-    def migrating(schema: str) -> Callable[[Any], None]:
-        """The Store's `prepare`: create or migrate its tables (`schema`, in PostgreSQL's words)."""
-        return lambda conn: _pg_migrate(conn, schema)
+    def dialect(schema: str) -> str:
+        """A SQLite schema in PostgreSQL's words: its types, and BIGSERIAL for an AUTOINCREMENT key."""
+        schema = schema.replace("INTEGER PRIMARY KEY AUTOINCREMENT", "BIGSERIAL PRIMARY KEY")
+        return schema.replace(" REAL", " DOUBLE PRECISION").replace(" INTEGER", " BIGINT")
 
     async def rows(
         self, sql: str, params: tuple[Any, ...] = (), convert: Callable[[Any], Any] | None = None
@@ -296,11 +292,6 @@ class PostgresDatabase:
 
     def serialize(self, db: Connection, key: str) -> None:
         db.execute("SELECT pg_advisory_xact_lock(hashtext(?))", (key,))
-
-    def is_conflict(self, exc: BaseException) -> bool:
-        import psycopg
-
-        return isinstance(exc, psycopg.IntegrityError)
 
     def error(self, exc: BaseException) -> StoreError | None:
         import psycopg
@@ -336,7 +327,8 @@ def _safe(url: str) -> str:
     return f"{parts.scheme}://{host}{port}{parts.path}"
 
 
-def _pg_migrate(conn: Any, schema: str) -> None:
+def pg_migrate(conn: Any, schema: str) -> None:
+    """The Store's `prepare`: create or migrate its tables (`schema`, in PostgreSQL's words)."""
     conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
     found = conn.execute("SELECT max(version) FROM schema_version").fetchone()[0]
     if found is not None and found >= PG_SCHEMA_VERSION:

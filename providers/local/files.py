@@ -164,20 +164,15 @@ def list_beneath(root: int, path: str, depth: int, most: int) -> tuple[list[Entr
     return sorted(found, key=lambda e: e.path), cut
 
 
+KINDS = {stat.S_IFDIR: "directory", stat.S_IFREG: "file", stat.S_IFLNK: "symlink"}
+
+
 def _scan(directory: int, prefix: str, depth: int) -> Iterator[Entry]:
     with os.scandir(directory) as entries:
         children = sorted(entries, key=lambda e: e.name)
     for child in children:
         info = child.stat(follow_symlinks=False)
-        kind = (
-            "directory"
-            if stat.S_ISDIR(info.st_mode)
-            else "file"
-            if stat.S_ISREG(info.st_mode)
-            else "symlink"
-            if stat.S_ISLNK(info.st_mode)
-            else "other"
-        )
+        kind = KINDS.get(stat.S_IFMT(info.st_mode), "other")
         relative = f"{prefix}{child.name}"
         yield Entry(relative, kind, info.st_size if kind == "file" else 0, info.st_mtime)
         if kind == "directory" and depth > 1:

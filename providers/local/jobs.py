@@ -94,27 +94,31 @@ def check_start(
         raise InvalidInput(PROVIDER, "command is empty", hint="Pass a shell command line, e.g. 'echo hello'.")
     texts = {"command": command, "cwd": cwd, **{f"env value {k!r}": v for k, v in (env or {}).items()}}
     for what, value in {**texts, **{f"env name {k!r}": k for k in env or {}}}.items():
-        if value is not None and not value.isascii() and not _encodable(value):
+        if value is None:
+            continue
+        try:
+            size = len(value.encode())
+        except UnicodeEncodeError:
             raise InvalidInput(
                 PROVIDER,
                 f"{what[:200]} holds text that is not valid Unicode (a lone surrogate)",
                 hint="Send valid UTF-8 text; to pass binary data, use base64 in stdin or a file.",
-            )
-        if value is not None and "\0" in value:
+            ) from None
+        if "\0" in value:
             raise InvalidInput(
                 PROVIDER,
                 f"{what} contains a NUL character (\\0), which no command line, variable or path can hold",
                 hint="Remove the NUL character; to pass binary data, use stdin or a file.",
             )
-        if value is not None and len(value.encode()) > MAX_ARGUMENT:
+        if size > MAX_ARGUMENT:
             raise InvalidInput(
                 PROVIDER,
-                f"{what} is too large for the operating system to start ({len(value.encode())} bytes; Linux takes "
+                f"{what} is too large for the operating system to start ({size} bytes; Linux takes "
                 f"up to {MAX_ARGUMENT} per argument or variable)",
                 hint="Pass a long script on stdin instead, e.g. command='sh' with the script as stdin.",
             )
     for name in env or {}:
-        if not name or "=" in name or "\0" in name:
+        if not name or "=" in name:  # (a NUL in it is refused above)
             raise InvalidInput(
                 PROVIDER,
                 f"env name {name!r} cannot be a variable name",
@@ -125,14 +129,6 @@ def check_start(
             PROVIDER,
             f"timeout_s must be between 0 and {max_timeout_s:g} (the local.max_timeout_s cap), got {timeout_s:g}",
         )
-
-
-def _encodable(text: str) -> bool:
-    try:
-        text.encode()
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def open_cwd(cwd: str, sandbox: Sandbox | None) -> Cwd:

@@ -166,16 +166,15 @@ def page_launchers(
     search_name: str | None,
     sort: str | None,
     sort_direction: Literal["asc", "desc"] | None,
-    provider: str = PROVIDER,
 ) -> LauncherList:
     """Decthings' paging and filter semantics over an in-memory list."""
     offset = 0 if offset is None else offset
     limit = 20 if limit is None else limit
     if offset < 0 or limit < 1:
-        raise InvalidInput(provider, "offset must be >= 0 and limit >= 1")
+        raise InvalidInput(PROVIDER, "offset must be >= 0 and limit >= 1")
     sort = sort or "createdAt"
     if sort not in SORT_KEYS:
-        raise InvalidInput(provider, f"sort must be one of {', '.join(SORT_KEYS)}, got {sort!r}")
+        raise InvalidInput(PROVIDER, f"sort must be one of {', '.join(SORT_KEYS)}, got {sort!r}")
     selected = [
         item
         for item in launchers
@@ -184,7 +183,7 @@ def page_launchers(
     attr = {"createdAt": "created_at", "name": "name", "id": "id"}[sort]
     selected.sort(key=lambda item: (getattr(item, attr) or 0, item.name), reverse=sort_direction == "desc")
     return LauncherList(
-        provider=provider,
+        provider=PROVIDER,
         launchers=selected[offset : offset + limit],
         total=len(selected),
         offset=offset,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,19 +47,13 @@ def read_from(path: Path, offset: int, limit: int) -> tuple[str, int, int]:
             chunk = f.read(limit)
     except OSError:
         return "", offset, 0
-    if offset + len(chunk) < size:  # more follows: do not end inside a character
-        for back in range(1, min(4, len(chunk)) + 1):
-            lead = chunk[-back]
-            if lead & 0xC0 != 0x80:  # the first byte of the last character
-                width = 1 if lead < 0x80 else 2 if lead >> 5 == 0b110 else 3 if lead >> 4 == 0b1110 else 4
-                if width > back:
-                    chunk = chunk[:-back]
-                break
-    return chunk.decode("utf-8", "replace"), offset + len(chunk), size
+    decoder = codecs.getincrementaldecoder("utf-8")("replace")
+    text = decoder.decode(chunk, final=offset + len(chunk) >= size)  # more follows: keep a split character back
+    return text, offset + len(chunk) - len(decoder.getstate()[0]), size
 
 
 def last_line(path: Path, limit: int = 200) -> str:
-    """The newest complete-or-not line of an output file, at most `limit` characters."""
+    """The newest line of an output file that is not blank, complete or not, at most `limit` characters."""
     try:
         with path.open("rb") as f:
             size = os.fstat(f.fileno()).st_size
@@ -66,10 +61,5 @@ def last_line(path: Path, limit: int = 200) -> str:
             tail = f.read()
     except OSError:
         return ""
-    return newest_line(tail.decode("utf-8", "replace"))[-limit:]
-
-
-def newest_line(text: str) -> str:
-    """The last line of `text` that is not blank ("" when there is none)."""
-    lines = [line for line in text.splitlines() if line.strip()]
-    return lines[-1] if lines else ""
+    lines = [line for line in tail.decode("utf-8", "replace").splitlines() if line.strip()]
+    return lines[-1][-limit:] if lines else ""

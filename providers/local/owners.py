@@ -11,6 +11,8 @@ import os
 import socket
 from pathlib import Path
 
+from providers.local.supervisor.records import stat_fields
+
 
 @functools.cache
 def _boot_id() -> str:
@@ -30,12 +32,8 @@ def _pid_namespace() -> str:
 
 def _start(pid: int) -> str | None:
     """The process's start time (clock ticks after boot), or None when it has ended (a zombie has)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_bytes()
-    except OSError:
-        return None
-    fields = stat[stat.rfind(b")") + 2 :].split()
-    return None if fields[0] in (b"Z", b"X") else fields[19].decode()
+    fields = stat_fields(pid)
+    return None if len(fields) < 20 or fields[0] in (b"Z", b"X") else fields[19].decode()
 
 
 def this_process() -> str:

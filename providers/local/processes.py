@@ -10,6 +10,8 @@ from pathlib import Path
 
 import anyio
 
+from providers.local.supervisor.records import stat_fields
+
 # The child gets these from the server's environment, and nothing else of it.
 BASE_ENV_DEFAULTS = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/", "LANG": "C.UTF-8", "TMPDIR": "/tmp"}
 POLL_S = 0.02
@@ -34,18 +36,11 @@ def group_members(pgid: int) -> dict[int, float]:
     members: dict[int, float] = {}
     ticks = os.sysconf("SC_CLK_TCK")
     boot: float | None = None
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_bytes()
-        except OSError:
-            continue
-        # After the parenthesised command: state(0) ppid(1) pgrp(2) ... starttime(19)
-        fields = stat[stat.rfind(b")") + 2 :].split()
+    for name in os.listdir("/proc"):
+        fields = stat_fields(int(name)) if name.isdigit() else []
         if len(fields) > 19 and int(fields[2]) == pgid and fields[0] not in (b"Z", b"X"):
             boot = _boot_time() if boot is None else boot
-            members[int(entry.name)] = boot + int(fields[19]) / ticks
+            members[int(name)] = boot + int(fields[19]) / ticks
     return members
 
 

@@ -16,13 +16,6 @@ REPORT_GAP_S = 0.25  # and told at most this often
 Progress = Callable[[float, float | None, str], Awaitable[None]]
 
 
-def progress_message(records: SessionRecords, session_id: str, elapsed: float) -> str:
-    """How long it has run, how much it printed, its newest line."""
-    message = f"running {elapsed:.0f}s, {records.output_size(session_id)} bytes of stdout"
-    last = last_line(records.path(session_id, "stdout"))
-    return f"{message}; last line: {last}" if last else message
-
-
 class Reporter:
     """Progress for a caller following a run: a notification soon after the run prints something (its output
     is looked at every OUTPUT_POLL_S while someone follows), at most one every REPORT_GAP_S while it keeps
@@ -50,4 +43,6 @@ class Reporter:
             return
         self.size, self.sent = size, now
         elapsed = time.time() - self.started
-        await self.progress(elapsed, self.row.timeout_s, progress_message(self.records, self.row.id, elapsed))
+        message = f"running {elapsed:.0f}s, {size} bytes of stdout"  # how long it has run, what it printed
+        last = last_line(self.records.path(self.row.id, "stdout"))
+        await self.progress(elapsed, self.row.timeout_s, f"{message}; last line: {last}" if last else message)

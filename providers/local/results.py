@@ -96,7 +96,7 @@ def exec_result(
             streams[stream] = (out.text, out.size, out.size)
             truncated = truncated or out.truncated
         else:
-            path = records.output_path(row.id, stream)
+            path = records.path(row.id, stream)
             text, next_offset, size = read_from(path, offset, records.output_cap)
             streams[stream] = (text, size, next_offset)
             truncated = truncated or next_offset < size

@@ -106,8 +106,14 @@ class Retention:
         total = live_bytes + workspace_bytes + await store.ended_bytes(self.place) + await store.database_bytes()
         doomed: list[str] = []
         cutoff = time.time() - self.max_age_s
-        total = await self._choose(doomed, total, before=cutoff)  # past their age: all
-        total = await self._choose(doomed, total, fits=self.max_bytes)  # then the oldest, until the rest fits
+        after, fits = (float("-inf"), 0), False
+        while not fits and (batch := await store.oldest_ended(self.place, DELETE_BATCH, after)):
+            after = batch[-1][2:]
+            for session_id, size, ended_at, _ in batch:  # all past their age, then the oldest until the rest fits
+                if fits := ended_at >= cutoff and total <= self.max_bytes:
+                    break
+                doomed.append(session_id)
+                total -= size
         with anyio.CancelScope(shield=True):  # a record and its directory go together, even at shutdown
             await anyio.to_thread.run_sync(self._remove, doomed)  # one trip: under load each trip waits its turn
             store.delete_sessions(doomed)
@@ -117,24 +123,6 @@ class Retention:
         if doomed or events:
             await store.checkpoint()
         return len(doomed), events
-
-    async def _choose(
-        self, doomed: list[str], total: int, *, before: float | None = None, fits: int | None = None
-    ) -> int:
-        """Add finished sessions to `doomed`, oldest first: every one that ended `before`, or as many as it takes
-        for `total` to come down to `fits`. Returns what the total is then."""
-        while fits is None or total > fits:
-            gone = set(doomed)
-            batch = await self._store.oldest_ended(self.place, len(doomed) + DELETE_BATCH, before)
-            batch = [entry for entry in batch if entry[0] not in gone]
-            if not batch:
-                break
-            for session_id, size in batch:
-                if fits is not None and total <= fits:
-                    break
-                doomed.append(session_id)
-                total -= size
-        return total
 
     async def _prune_events(self, cutoff: float, total: int) -> int:
         """Delete the events past their age, then the oldest until the total fits; how many went. (Counted as

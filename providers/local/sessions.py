@@ -38,8 +38,8 @@ from providers.local.jobs import (
     spawn_error,
 )
 from providers.local.progress import Progress, Reporter
-from providers.local.session_records import SessionRecords, end_data, end_event
-from providers.local.spawner import Spare, Spawner, SpawnerError, receive, send, signal_supervisor
+from providers.local.session_records import SessionRecords, end_event
+from providers.local.spawner import Spawner, receive, send, signal_supervisor
 from providers.local.store import Store, StoreError
 from providers.local.supervisor import records as sv
 from providers.local.supervisor.limits import sweep_cgroups
@@ -131,7 +131,7 @@ class SessionManager(SessionRecords):
 
     async def _start(self, request: Request, workspace: WorkDir | None, durable: bool, launcher: bool) -> LiveSession:
         kind = "launcher" if launcher and request.origin.startswith("launcher:") else "session"
-        spare = await self._take(kind)
+        spare = await self._spawner.take(kind)
         row = SessionRow(
             rowid=0,
             id=spare.id,
@@ -164,7 +164,7 @@ class SessionManager(SessionRecords):
                         hint="Retry; if it persists, restart the server and report it with that log.",
                     )
                 spare.channel.close()  # that supervisor has gone (it should not have): take another
-                spare = await self._take(spare.kind)
+                spare = await self._spawner.take(spare.kind)
                 row.id, row.supervisor, live.channel = spare.id, spare.supervisor, spare.channel
             self._spawner.refill(spare.kind)
             if durable:  # the caller returns at once: it must know the command runs
@@ -194,16 +194,6 @@ class SessionManager(SessionRecords):
         else:
             self._store.flush_soon(self._tg)
         return live
-
-    async def _take(self, kind: str) -> Spare:
-        try:
-            return await self._spawner.take(kind)
-        except SpawnerError as exc:
-            raise Unavailable(
-                PROVIDER,
-                str(exc),
-                hint="Free space or fix permissions in the data directory (RUNTIMES_MCP_DATA_DIR), then retry.",
-            ) from None
 
     async def _started(self, live: LiveSession) -> None:
         """Wait for the supervisor's first word: the command runs (or could not start)."""
@@ -260,7 +250,7 @@ class SessionManager(SessionRecords):
         self.apply(live.row, result)
         self._close(live, healthy=message is not None and not message.get("retiring"))
         # The end is durable in the session's record already; the index follows in the background.
-        event = end_event(f"session.{live.row.state}", end_data(live.row), live.row.principal)
+        event = end_event(live.row)
         self._store.save_end(live.row, event)
         row = live.row
 
@@ -330,7 +320,7 @@ class SessionManager(SessionRecords):
             if time.monotonic() >= look_at:
                 look_at = time.monotonic() + FOLLOW_POLL_S
                 # another server's run: its record says when it ends (read afresh if it runs on another machine)
-                row = await self.reconcile(row) if not self.elsewhere(row) else await self.reread(row)
+                row = await (self._store.get_session(row.id) if self.elsewhere(row) else self.reconcile(row)) or row
             if row.state == "running":
                 await reporter.report()
         return row
@@ -349,12 +339,9 @@ class SessionManager(SessionRecords):
         row = await self.get_row(session_id)
         if row.state != "running":
             return False, row
-        if self.elsewhere(row):
-            raise InvalidInput(
-                PROVIDER,
-                f"session {session_id} runs on {row.place}, not on this server's machine ({self.place})",
-                hint="Send stopSession to a server on that machine (any server on that data directory can stop it).",
-            )
+        self.refuse_elsewhere(
+            row, "Send stopSession to a server on that machine (any server on that data directory can stop it)."
+        )
         directory = self._dir / row.id
         with contextlib.suppress(OSError):
             sv.write_json(str(directory / sv.STOP), {"reason": reason, "by": self.owner})

@@ -22,6 +22,8 @@ from typing import Any
 
 import anyio
 
+from providers.errors import Unavailable
+from providers.local.ids import PROVIDER
 from providers.local.supervisor import channel, records
 
 logger = logging.getLogger(__name__)
@@ -35,8 +37,10 @@ ZYGOTE_RESTARTS = 5  # in a minute
 ZYGOTE_ENV = ("PATH", "LANG", "LC_ALL", "TZ")
 
 
-class SpawnerError(Exception):
-    """No supervisor or session directory could be had: the message says why (e.g. the disk is full)."""
+def _no_supervisor(cause: str) -> Unavailable:
+    """No supervisor or session directory could be had: `cause` says why (e.g. the disk is full)."""
+    hint = "Free space or fix permissions in the data directory (RUNTIMES_MCP_DATA_DIR), then retry."
+    return Unavailable(PROVIDER, cause, hint=hint)
 
 
 async def receive(sock: socket.socket, with_fds: bool = False) -> tuple[dict[str, Any] | None, list[int]]:
@@ -176,7 +180,7 @@ class Spawner:
 
     async def take(self, kind: str = "session") -> Spare:
         """A ready supervisor (of a session or a launcher: a launcher's has no CPU limit) and its session
-        directory. Raises SpawnerError with the cause when none can be had."""
+        directory. Raises Unavailable with the cause when none can be had."""
         self._waiting[kind] += 1
         try:
             with anyio.fail_after(READY_WAIT_S):
@@ -185,7 +189,9 @@ class Spawner:
                     if spare is not None:
                         return spare
         except TimeoutError:
-            raise SpawnerError(self._error or f"no session supervisor became ready within {READY_WAIT_S:g} s") from None
+            raise _no_supervisor(
+                self._error or f"no session supervisor became ready within {READY_WAIT_S:g} s"
+            ) from None
         finally:
             self._waiting[kind] -= 1
 
@@ -196,7 +202,7 @@ class Spawner:
             self._fork(missing, kind)  # one for each caller waiting
         while not idle:
             if self._error is not None and not self._forks_asked[kind]:
-                raise SpawnerError(self._error)
+                raise _no_supervisor(self._error)
             await self._ready.wait()
         supervisor, sock = idle.pop()  # the one back last: its memory is the likeliest in the caches
         try:
@@ -210,7 +216,7 @@ class Spawner:
         if ready.get("error"):
             sock.close()
             self._error = str(ready["error"])
-            raise SpawnerError(self._error)
+            raise _no_supervisor(self._error)
         self._error = None
         session_id = str(ready["id"])
         return Spare(session_id, self._sessions / session_id, supervisor, sock, kind)

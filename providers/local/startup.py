@@ -122,7 +122,7 @@ async def open_runtime(
                 tg.start_soon(listen_for_events, state_url, replica, events.notify)
             await sessions.recover()
             tg.start_soon(retention.run_pass)
-            runtime = LocalRuntime(config, data_dir, store, events, sessions, retention, workspaces)
+            runtime = LocalRuntime(config, store, events, sessions, workspaces)
             runtime.sandbox_status = sandbox_status
             for name, launcher_config in config.launchers.items():
                 supervisor = LauncherSupervisor(name, launcher_config, data_dir / "launchers", sessions, events)

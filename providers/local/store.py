@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from providers.local.database import Connection, PostgresDatabase, SQLiteDatabase, StoreError
+from providers.local.database import Connection, PostgresDatabase, SQLiteDatabase, StoreError, pg_migrate
 from providers.local.owned import OwnedRecords
 from providers.local.tables import (
     CALL_TASK_COLUMNS,
@@ -27,9 +27,9 @@ from providers.local.tables import (
     SessionRow,
     TaskRow,
     call_task_row,
-    call_task_values,
     compact_json,
     event_insert,
+    insert,
     like_prefix,
     migrate,
     postgres_schema,
@@ -41,6 +41,7 @@ from providers.services import Caller
 FAILED_STATES = ("failed", "timed_out", "stopped", "lost")
 # The finished sessions of one place (a data directory on one machine); its parameter: the place.
 ENDED_HERE = "state != 'running' AND (place = ? OR place IS NULL)"
+DELETE_CHUNK = 500  # ids in one DELETE (SQLite binds at most 32,766 parameters)
 __all__ = ["Store", "StoreError"]
 
 
@@ -56,7 +57,7 @@ class Store(OwnedRecords):
     @classmethod
     async def open_url(cls, url: str, replica: str) -> Store:
         """Open (and create or migrate) a PostgreSQL database; a StoreError says why it cannot be used."""
-        return cls(await PostgresDatabase.open(url, replica, PostgresDatabase.migrating(postgres_schema())))
+        return cls(await PostgresDatabase.open(url, replica, lambda conn: pg_migrate(conn, postgres_schema())))
 
     async def close(self) -> None:
         try:
@@ -180,13 +181,18 @@ class Store(OwnedRecords):
         sql = f"SELECT COALESCE(SUM(disk_bytes), 0) FROM sessions WHERE {ENDED_HERE}"
         return int((await self._rows(sql, (place,)))[0][0])
 
-    async def oldest_ended(self, place: str, limit: int, before: float | None = None) -> list[tuple[str, int]]:
-        """(id, disk_bytes) of the finished sessions of one place, oldest end first (`before`: ended earlier)."""
+    async def oldest_ended(
+        self, place: str, limit: int, after: tuple[float, int] = (float("-inf"), 0)
+    ) -> list[tuple[str, int, float, int]]:
+        """(id, disk_bytes, ended_at, rowid) of the finished sessions of one place, oldest end first, from just
+        past `after` (the ended_at and rowid of the last one read)."""
         await self.flush()
-        where = ENDED_HERE + (" AND ended_at < ?" if before is not None else "")
-        args = (place, before, limit) if before is not None else (place, limit)
-        sql = f"SELECT id, COALESCE(disk_bytes, 0) FROM sessions WHERE {where} ORDER BY ended_at LIMIT ?"
-        return [(r[0], int(r[1])) for r in await self._rows(sql, args)]
+        sql = (
+            f"SELECT id, COALESCE(disk_bytes, 0), ended_at, rowid FROM sessions WHERE {ENDED_HERE}"
+            " AND ended_at >= ? AND (ended_at > ? OR rowid > ?) ORDER BY ended_at, rowid LIMIT ?"
+        )
+        rows = await self._rows(sql, (place, after[0], after[0], after[1], limit))
+        return [(r[0], int(r[1]), float(r[2]), int(r[3])) for r in rows]
 
     def set_disk_bytes(self, session_id: str, size: int) -> None:
         self.submit("UPDATE sessions SET disk_bytes = ? WHERE id = ?", (size, session_id))
@@ -197,25 +203,24 @@ class Store(OwnedRecords):
         condition = "" if running_too else " AND state != 'running'"
         for session_id in ids:
             self._unsaved.pop(session_id, None)
-            self.submit(f"DELETE FROM sessions WHERE id = ?{condition}", (session_id,))
-            self.submit("DELETE FROM routine_runs WHERE session_id = ?", (session_id,))
-            self.submit("DELETE FROM tasks WHERE session_id = ?", (session_id,))
+        for start in range(0, len(ids), DELETE_CHUNK):
+            chunk = tuple(ids[start : start + DELETE_CHUNK])
+            marks = ", ".join("?" * len(chunk))
+            self.submit(f"DELETE FROM sessions WHERE id IN ({marks}){condition}", chunk)
+            self.submit(f"DELETE FROM routine_runs WHERE session_id IN ({marks})", chunk)
+            self.submit(f"DELETE FROM tasks WHERE session_id IN ({marks})", chunk)
 
     async def database_bytes(self) -> int:
         """Bytes of this machine's disk the database holds that retention can lower."""
-        try:
+        with self.worded():
             return await self.db.used_bytes()
-        except Exception as exc:
-            raise self.db.error(exc) or exc from None
 
     async def checkpoint(self) -> None:
         """Give back the space deleted rows took (SQLite: fold the WAL into the file)."""
         await self.flush()
-        try:
+        with self.worded():
             async with self._write_lock:
                 await self.db.checkpoint()
-        except Exception as exc:
-            raise self.db.error(exc) or exc from None
 
     # --- routine runs -----------------------------------------------------------------------------
     async def claim_run(self, run: RunRow, stale_after_s: float) -> tuple[RunRow | None, str | None]:
@@ -284,10 +289,7 @@ class Store(OwnedRecords):
     async def save_call_task(self, task: CallTaskRow) -> None:
         """Committed before it returns, as save_task; expired ones are let go on the way."""
         self.submit("DELETE FROM call_tasks WHERE expires_at < ?", (task.created_at,))
-        self.submit(
-            f"INSERT INTO call_tasks ({CALL_TASK_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            call_task_values(task),
-        )
+        self.submit(*insert("call_tasks", task, view=compact_json(task.view)))
         await self.flush()
 
     async def update_call_task(self, task_id: str, status: str, view: dict[str, Any], at: float) -> bool:

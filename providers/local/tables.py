@@ -6,8 +6,10 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
+
+from providers.local.database import PostgresDatabase
 
 # A write: SQL and its parameters.
 Sql = tuple[str, tuple[Any, ...]]
@@ -85,28 +87,6 @@ CREATE TABLE IF NOT EXISTS call_tasks (
 CREATE INDEX IF NOT EXISTS call_tasks_by_owner ON call_tasks(owner, status);
 """
 
-SESSION_COLUMNS = (
-    "id",
-    "state",
-    "command",
-    "cwd",
-    "origin",
-    "owner",
-    "supervisor",
-    "pid",
-    "timeout_s",
-    "started_at",
-    "ended_at",
-    "exit_code",
-    "end_reason",
-    "message",
-    "stdout_bytes",
-    "stderr_bytes",
-    "place",
-    "principal",
-)
-SELECT_SESSION = f"SELECT rowid, {', '.join(SESSION_COLUMNS)} FROM sessions"
-
 
 @dataclass
 class SessionRow:
@@ -177,7 +157,6 @@ class CallTaskRow:
     principal: str | None = None
 
 
-CALL_TASK_COLUMNS = "id, status, created_at, updated_at, expires_at, owner, alive_at, view, cancel_asked_at, principal"
 RUNNING_CALL = "status IN ('working', 'input_required')"
 
 
@@ -191,69 +170,37 @@ class EventRow:
     principal: str | None = None
 
 
-RUN_COLUMNS = (
-    "r.id, r.routine, r.idempotency_key, r.message_digest, r.session_id, r.metadata, r.created_at, r.principal"
-)
+# The columns are the records' fields, in order (a session's rowid is SQLite's own, a column in PostgreSQL).
+SESSION_COLUMNS = tuple(f.name for f in fields(SessionRow))[1:]
+SELECT_SESSION = f"SELECT rowid, {', '.join(SESSION_COLUMNS)} FROM sessions"
+RUN_COLUMNS = ", ".join(f"r.{f.name}" for f in fields(RunRow))
+CALL_TASK_COLUMNS = ", ".join(f.name for f in fields(CallTaskRow))
+
+
+def insert(table: str, row: Any, **encoded: Any) -> Sql:
+    """The INSERT of a record, its fields in `encoded` as given there (encoded for their column)."""
+    values = {f.name: getattr(row, f.name) for f in fields(row)} | encoded
+    return f"INSERT INTO {table} ({', '.join(values)}) VALUES ({', '.join('?' * len(values))})", tuple(values.values())
 
 
 def run_row(row: Sequence[Any]) -> RunRow:
-    metadata = json.loads(row[5]) if row[5] is not None else None
-    return RunRow(row[0], row[1], row[2], row[3], row[4], metadata, row[6], row[7])
+    return RunRow(*[*row[:5], json.loads(row[5]) if row[5] is not None else None, *row[6:]])
 
 
 def run_insert(run: RunRow) -> Sql:
-    return (
-        "INSERT INTO routine_runs"
-        " (id, routine, idempotency_key, message_digest, session_id, metadata, created_at, principal)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        (
-            run.id,
-            run.routine,
-            run.idempotency_key,
-            run.message_digest,
-            run.session_id,
-            json.dumps(run.metadata) if run.metadata is not None else None,
-            run.created_at,
-            run.principal,
-        ),
-    )
+    return insert("routine_runs", run, metadata=json.dumps(run.metadata) if run.metadata is not None else None)
 
 
 def compact_json(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
-def call_task_values(task: CallTaskRow) -> tuple[Any, ...]:
-    return (
-        task.id,
-        task.status,
-        task.created_at,
-        task.updated_at,
-        task.expires_at,
-        task.owner,
-        task.alive_at,
-        compact_json(task.view),
-        task.cancel_asked_at,
-        task.principal,
-    )
-
-
 def call_task_row(row: Sequence[Any]) -> CallTaskRow:
-    return CallTaskRow(row[0], row[1], row[2], row[3], row[4], row[5], row[6], json.loads(row[7]), row[8], row[9])
+    return CallTaskRow(*[*row[:7], json.loads(row[7]), *row[8:]])
 
 
 def event_insert(event: EventRow) -> Sql:
-    return (
-        "INSERT INTO events (id, sandbox_id, type, data, timestamp, principal) VALUES (?, ?, ?, ?, ?, ?)",
-        (
-            event.id,
-            event.sandbox_id,
-            event.type,
-            json.dumps(event.data, separators=(",", ":"), ensure_ascii=False),
-            event.timestamp,
-            event.principal,
-        ),
-    )
+    return insert("events", event, data=json.dumps(event.data, separators=(",", ":"), ensure_ascii=False))
 
 
 def migrate(db: sqlite3.Connection) -> None:
@@ -322,8 +269,7 @@ def _columns(db: sqlite3.Connection, table: str) -> set[str]:
 def postgres_schema() -> str:
     """SCHEMA in PostgreSQL's words: the same tables and indexes, PostgreSQL's types, and the sessions' rowid
     (implicit in SQLite) made a column; preceded by POSTGRES_UPGRADE for a database an earlier version made."""
-    schema = SCHEMA.replace("seq INTEGER PRIMARY KEY AUTOINCREMENT", "seq BIGSERIAL PRIMARY KEY")
-    schema = schema.replace(" REAL", " DOUBLE PRECISION").replace(" INTEGER", " BIGINT")
+    schema = PostgresDatabase.dialect(SCHEMA)
     return POSTGRES_UPGRADE + schema.replace("sessions (\n", "sessions (\n    rowid BIGSERIAL UNIQUE,\n", 1)
 
 

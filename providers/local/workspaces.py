@@ -98,7 +98,7 @@ class Workspaces:
 
     # --- the workspaces -------------------------------------------------------------------------------
     def check_name(self, name: str) -> str:
-        if not NAME.fullmatch(name) or name in (".", ".."):
+        if not NAME.fullmatch(name):  # (it starts with a letter or digit: never . or ..)
             raise InvalidInput(
                 PROVIDER,
                 f"workspace {name[:80]!r} is not a workspace name",
@@ -119,7 +119,7 @@ class Workspaces:
     def ensure(self, name: str) -> Path:
         """The caller's workspace's directory, made on first use (within local.max_workspaces); marked as used."""
         path = self.path(name)
-        root = path.parent
+        root, made = path.parent, dict[str, float | str]()
         if not path.is_dir():
             root.mkdir(parents=True, exist_ok=True, mode=0o700)
             count = sum(1 for entry in os.scandir(root) if entry.is_dir() and not entry.name.startswith("."))
@@ -133,8 +133,8 @@ class Workspaces:
                 path.mkdir(mode=0o700)
                 if self.owner_ids is not None:
                     os.chown(path, *self.owner_ids)
-            self._save(root, name, created_at=time.time(), principal=caller().owner)
-        self._save(root, name, last_used_at=time.time())
+            made = {"created_at": time.time(), "principal": caller().owner}
+        self._save(root, name, **made, last_used_at=time.time())  # one write of the record
         return path
 
     def _record(self, root: Path, name: str) -> dict[str, Any]:
@@ -314,15 +314,12 @@ class Workspaces:
     def run_room(self, workspace: str) -> tuple[int, str]:
         """How large a run may make the workspace, and the setting that says so: local.workspace_max_mb, or
         less when the other workspaces leave less of local.max_data_mb."""
-        if self.max_data_bytes is None:
-            return self.max_bytes, "local.workspace_max_mb"
-        others = self.total_bytes() - int(self._record(self.root, workspace).get("size_bytes", 0))
-        room = max(0, self.max_data_bytes - others)
-        return (
-            (self.max_bytes, "local.workspace_max_mb")
-            if self.max_bytes <= room
-            else (room, "local.max_data_mb, less the other workspaces")
-        )
+        if self.max_data_bytes is not None:
+            others = self.total_bytes() - int(self._record(self.root, workspace).get("size_bytes", 0))
+            room = max(0, self.max_data_bytes - others)
+            if room < self.max_bytes:
+                return room, "local.max_data_mb, less the other workspaces"
+        return self.max_bytes, "local.workspace_max_mb"
 
     async def read_file(
         self, workspace: str, path: str, offset: int | None = None, length: int | None = None

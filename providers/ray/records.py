@@ -52,11 +52,6 @@ T = TypeVar("T")
 logger = logging.getLogger(__name__)
 
 
-def postgres_schema() -> str:
-    schema = SCHEMA.replace("seq INTEGER PRIMARY KEY AUTOINCREMENT", "seq BIGSERIAL PRIMARY KEY")
-    return schema.replace(" REAL", " DOUBLE PRECISION").replace(" INTEGER", " BIGINT")
-
-
 @dataclass
 class RaySession:
     id: str
@@ -228,6 +223,7 @@ def _create(db: sqlite3.Connection) -> None:
 
 async def _open_postgres(url: str, replica: str) -> PostgresDatabase:
     """A small pool of our own and our tables (the local store's migration, with its version row, is its own)."""
+    schema = PostgresDatabase.dialect(SCHEMA)
     return await PostgresDatabase.open(
-        url, replica, lambda conn: conn.execute(postgres_schema()), lock=7254, max_size=4, provider=PROVIDER
+        url, replica, lambda conn: conn.execute(schema), lock=7254, max_size=4, provider=PROVIDER
     )

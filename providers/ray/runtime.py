@@ -16,7 +16,6 @@ from providers import capabilities as c
 from providers import services
 from providers.errors import InvalidInput, NotFound, ProviderError, Unavailable
 from providers.models import (
-    MAX_SESSIONS_PAGE,
     FileContent,
     FileList,
     FileWritten,
@@ -24,6 +23,8 @@ from providers.models import (
     SessionList,
     WorkspaceDeleted,
     WorkspaceList,
+    page_arguments,
+    wait_seconds,
 )
 from providers.ray.cluster import AgentGone, AgentRef, Cluster, Gone, Unreachable
 from providers.ray.config import RayConfig
@@ -44,14 +45,10 @@ from providers.ray.results import (
 )
 from providers.ray.workspaces import RayWorkspaces
 from providers.services import caller
-from providers.values import comma_list
 
 PROVIDER = "ray"
 T = TypeVar("T")
 logger = logging.getLogger(__name__)
-STATES = ("running", "completed", "failed", "timed_out", "stopped", "lost")
-DEFAULT_WAIT_S = 30.0  # as the local runtime's
-MAX_WAIT_S = 600.0
 # A waited run is recorded once this has passed (or at its end, if sooner): other servers see it from then on.
 FIRST_WAIT_S = 1.0
 
@@ -174,13 +171,12 @@ class RayRuntime(
     ) -> RayExecResult:
         """Run a command on a node; wait for its end at most `wait_s` (30), as the local runtime does. Placed on
         its workspace's node, else by the resources it asks for, else on the least busy node."""
-        if wait_s is not None and not 0 <= wait_s <= MAX_WAIT_S:
-            raise InvalidInput(PROVIDER, f"wait_s must be between 0 and {MAX_WAIT_S:g}, got {wait_s:g}")
+        waiting = wait_seconds(PROVIDER, wait_s)  # checked even when the call does not wait
         if cwd is not None and workspace is not None:
             raise InvalidInput(PROVIDER, "cwd and workspace both name where to run", hint="Pass one of them.")
         owner = caller().owner
         bundle, wanted = bundle_of(num_cpus, memory_mb, resources), labels_of(labels) | self._node_labels
-        waiting = 0.0 if wait is False else (DEFAULT_WAIT_S if wait_s is None else wait_s)
+        waiting = 0.0 if wait is False else waiting
         first_wait = min(waiting, FIRST_WAIT_S)
         arguments = {
             "command": command,
@@ -291,18 +287,7 @@ class RayRuntime(
     async def list_sessions(
         self, status: str | None = None, limit: int | None = None, cursor: str | None = None
     ) -> SessionList:
-        states = comma_list(status)
-        unknown = sorted(set(states) - set(STATES))
-        if unknown:
-            raise InvalidInput(PROVIDER, f"unknown status {', '.join(unknown)}; use {', '.join(STATES)}")
-        limit = 50 if limit is None else limit
-        if not 1 <= limit <= MAX_SESSIONS_PAGE:
-            raise InvalidInput(PROVIDER, f"limit must be 1 to {MAX_SESSIONS_PAGE}, got {limit}")
-        before = None
-        if cursor:
-            before = int(cursor) if cursor.isdigit() else -1
-            if not 0 < before < 2**63:
-                raise InvalidInput(PROVIDER, f"cursor {cursor!r} is not one this server returned")
+        states, limit, before = page_arguments(PROVIDER, status, limit, cursor)
         rows = await self._records.page(states, limit + 1, before, caller())
         more = len(rows) > limit
         rows = rows[:limit]
