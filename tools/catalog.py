@@ -128,7 +128,6 @@ HEADLINE: tuple[ToolSpec, ...] = (
             CURSOR,
             INCLUDE_LAUNCHERS,
         ),
-        examples=({"provider": "local", "status": "running"},),
     ),
     ToolSpec(
         "execRun",
@@ -163,7 +162,6 @@ HEADLINE: tuple[ToolSpec, ...] = (
         task=True,
         task_start={"wait": False},
         task_follow=(c.GET_SESSION, "session_id"),
-        examples=({"command": "echo hello"}, {"command": "sleep 300", "wait": False, "timeout_s": 600}),
         notes={
             "local": "local: a shell command, sandboxed (only cwd or workspace is writable and kept); waits up to "
             "wait_s, then answers with it still running.",
@@ -185,7 +183,6 @@ HEADLINE: tuple[ToolSpec, ...] = (
         (SESSION_ID, PROJECT_ID, RUN_ID, SPRITE, SIGNAL, KILL_TIMEOUT),
         read_only=False,
         destructive=True,
-        idempotent=True,
     ),
     ToolSpec(
         "invokeRoutine",
@@ -229,7 +226,6 @@ FILES: tuple[ToolSpec, ...] = (
         c.WRITE_FILE,
         (FILE_WORKSPACE, FILE_PATH, FILE_CONTENT, ENCODING, MODE),
         read_only=False,
-        idempotent=True,
         destructive=True,
     ),
     ToolSpec(
