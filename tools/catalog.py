@@ -9,10 +9,10 @@ from pydantic import StringConstraints
 
 from providers import capabilities as c
 from providers.models import MAX_EVENT_TYPE_CHARS, MAX_SESSIONS_PAGE, SANDBOX_ID_PATTERN
+from tools.schema import JSON_SAFE_MAX as MAX_INT
 from tools.spec import Arg, ToolSpec
 
 # --- arguments, described once and shared by the tools that take them ---------------------------
-MAX_INT = 2**53 - 1  # the largest integer JSON carries safely (and far inside SQLite's 64 bits)
 SPRITE = Arg("sprite", str, "Sprite name.")
 PROJECT_ID = Arg("project_id", str, "Xano project UUID.")
 RUN_ID = Arg("run_id", str, "Run id: a Xano saved run, or a routine run.")

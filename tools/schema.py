@@ -24,7 +24,7 @@ def drop_titles(schema: Any) -> Any:
     return schema
 
 
-JSON_SAFE_MAX = 2**53 - 1
+JSON_SAFE_MAX = 2**53 - 1  # the largest integer JSON carries safely (and far inside SQLite's 64 bits)
 
 
 def drop_raw(schema: Any) -> Any:
