@@ -175,7 +175,7 @@ class Settings(BaseSettings):
         def name(key: str) -> str:
             return f"{env_name(key)} (config file: oauth.{key})"
 
-        if not oauth.enabled:
+        if oauth.issuer is None:
             keys = ("audience", "introspection_url", "client_id", "client_secret", "shared_providers")
             given = [k for k in keys if getattr(oauth, k)]
             if given:

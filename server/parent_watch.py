@@ -36,10 +36,6 @@ def _watch(fd: int, stop_s: float) -> None:
             pass
     except OSError:
         pass
-    _stop()
+    os.kill(os.getpid(), signal.SIGTERM)
     time.sleep(stop_s)
     os._exit(1)  # the graceful stop did not end the process in time
-
-
-def _stop() -> None:
-    os.kill(os.getpid(), signal.SIGTERM)
