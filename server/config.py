@@ -327,7 +327,6 @@ INTERNAL_VARIABLES = {"RUNTIMES_MCP_WORKER_PORT", "RUNTIMES_MCP_WORKER_PARENT", 
 
 
 def setting_variables() -> set[str]:
-    """Every environment variable the server reads as a setting."""
     names = {"RUNTIMES_MCP_CONFIG"}
     for field in WithProviders.model_fields.values():
         alias = field.validation_alias

@@ -16,7 +16,6 @@ PARENT_ENV = "RUNTIMES_MCP_WORKER_PARENT"  # "<pipe fd>:<seconds a graceful stop
 
 
 def parent_spec(read_fd: int, stop_s: float) -> str:
-    """What the parent puts in PARENT_ENV for its workers."""
     return f"{read_fd}:{stop_s:g}"
 
 

@@ -20,7 +20,6 @@ from server.watchers import ResourceWatchers
 
 
 def available_capabilities(settings: Settings) -> dict[str, set[Capability[Any, Any]]]:
-    """provider -> the capabilities its configured credentials switch on."""
     return {
         name: {cap for cap, serves in provider.capabilities.items() if settings.is_set(serves.needs)}
         for name, provider in PROVIDERS.items()
@@ -28,7 +27,6 @@ def available_capabilities(settings: Settings) -> dict[str, set[Capability[Any, 
 
 
 def configured_providers(settings: Settings) -> set[str]:
-    """The providers whose credentials are set (at least one capability is on)."""
     return {name for name, capabilities in available_capabilities(settings).items() if capabilities}
 
 

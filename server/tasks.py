@@ -157,7 +157,6 @@ def client_declared(ctx: ServerRequestContext[Any, Any], params: RequestParams |
 
 
 def _declares(capabilities: Any) -> bool:
-    """Raw client capabilities (a `_meta` or initialize object) name the extension."""
     return isinstance(capabilities, Mapping) and EXTENSION in (capabilities.get("extensions") or {})
 
 

@@ -249,7 +249,6 @@ def strict_tool(
     explain_unknown: Callable[[dict[str, Any]], str | None] | None = None,
     single_provider: bool = False,
 ) -> Tool:
-    """A StrictTool with compact schemas (see compact_schema)."""
     tool = cast(
         StrictTool,
         StrictTool.from_function(
