@@ -5,25 +5,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-
-def drop_titles(schema: Any) -> Any:
-    """Remove pydantic's generated `title` annotations (they repeat the property names and cost an agent
-    tokens on every tools/list). Property *names* are never touched, even one called "title"."""
-    if isinstance(schema, dict):
-        if isinstance(schema.get("title"), str):
-            del schema["title"]
-        for key, value in schema.items():
-            if key in ("properties", "$defs"):
-                for sub in value.values():
-                    drop_titles(sub)
-            elif key != "enum":
-                drop_titles(value)
-    elif isinstance(schema, list):
-        for item in schema:
-            drop_titles(item)
-    return schema
-
-
 JSON_SAFE_MAX = 2**53 - 1  # the largest integer JSON carries safely (and far inside SQLite's 64 bits)
 
 
@@ -55,6 +36,7 @@ def _drop_raw(schema: Any) -> None:
 
 def compact_schema(schema: Any) -> Any:
     """Shorter, equivalent-for-clients JSON schemas (every tools/list costs an agent tokens):
+    - pydantic's generated `title`s go: they repeat the property names (a property *named* title stays);
     - `anyOf: [T, null]` becomes T: an optional argument is one you leave out (an explicit null is still
       accepted), and an empty field of a result is left out of it (tools/results.py);
     - `default: null` and the JSON Schema default `additionalProperties: true` are dropped, and so is a
@@ -72,6 +54,8 @@ def compact_schema(schema: Any) -> Any:
         if key == "default" and (value is None or schema.get("enum") == [value]):
             continue
         if key == "additionalProperties" and value is True:
+            continue
+        if key == "title" and isinstance(value, str):
             continue
         if key == "maximum" and value == JSON_SAFE_MAX:
             continue  # any integer JSON carries safely: saying so costs 30 bytes an argument
