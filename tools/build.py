@@ -20,7 +20,7 @@ from providers.capabilities import Capability
 from providers.errors import ProtocolError, ProviderError
 from providers.registry import PROVIDERS
 from tools.results import as_tool_result
-from tools.schema import compact_schema, drop_raw, inline_single_use_defs
+from tools.schema import compact_schema, drop_provider, inline_single_use_defs
 from tools.sdk import StrictTool, generated_output_schema, publish_output_schema, with_signature
 from tools.spec import ToolSpec
 from tools.tasks import TASK_CALL
@@ -263,8 +263,8 @@ def strict_tool(
         tool.unlisted = frozenset({"provider"})
     generated = generated_output_schema(tool)
     if generated is not None:
-        compact = compact_schema(generated)
-        publish_output_schema(tool, inline_single_use_defs(drop_raw(compact)))
+        compact = compact_schema(generated, result=True)
+        publish_output_schema(tool, inline_single_use_defs(drop_provider(compact)))
     return tool
 
 
