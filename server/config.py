@@ -237,19 +237,10 @@ class Settings(BaseSettings):
 
 
 def _provider_field(setting: Setting) -> Any:
+    kind: Any = SecretStr | None if setting.secret else int if isinstance(setting.default, int) else str
+    bounds: dict[str, Any] = {"ge": setting.minimum, "le": setting.maximum} if kind is int else {}
     alias = AliasChoices(setting.env, *setting.aliases, setting.key)
-    if setting.secret:
-        return (SecretStr | None, Field(None, validation_alias=alias, description=setting.description))
-    if isinstance(setting.default, int):
-        field = Field(
-            setting.default,
-            validation_alias=alias,
-            description=setting.description,
-            ge=setting.minimum,
-            le=setting.maximum,
-        )
-        return (int, field)
-    return (str, Field(setting.default, validation_alias=alias, description=setting.description))
+    return (kind, Field(setting.default, validation_alias=alias, description=setting.description, **bounds))
 
 
 def _section_field(provider: Provider) -> Any:
