@@ -13,6 +13,7 @@ from pydantic import BaseModel, TypeAdapter
 
 from providers.endpoints import Endpoint
 from tools.catalog import ALL
+from tools.schema import JSON_SAFE_MAX
 from tools.spec import Arg, ToolSpec
 
 # (tool, provider) -> None when this server offers that tool for that provider, else what would enable it.
@@ -98,8 +99,8 @@ def describe_schema(schema: dict[str, Any]) -> str:
     if kind == "array":
         return f"array of {describe_schema(schema.get('items', {}))}"
     low, high = schema.get("minimum"), schema.get("maximum")
-    if high is not None and high >= 2**53 - 1:
-        high = None  # the largest integer JSON carries: no bound worth reading
+    if high is not None and high >= JSON_SAFE_MAX:
+        high = None  # no bound worth reading
     if low is not None and high is not None:
         return f"{kind} {low}–{high}"
     return f"{kind} ≥ {low}" if low is not None else kind

@@ -193,7 +193,6 @@ def _serve_workers(args: argparse.Namespace, settings: Any) -> int:
 
 
 def _is_workers_option(argv: list[str], i: int) -> bool:
-    """argv[i] is `--workers`, its value, or `--workers=N`."""
     return argv[i] == "--workers" or argv[i].startswith("--workers=") or (i > 0 and argv[i - 1] == "--workers")
 
 

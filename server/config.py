@@ -175,7 +175,7 @@ class Settings(BaseSettings):
         def name(key: str) -> str:
             return f"{env_name(key)} (config file: oauth.{key})"
 
-        if not oauth.enabled:
+        if oauth.issuer is None:
             keys = ("audience", "introspection_url", "client_id", "client_secret", "shared_providers")
             given = [k for k in keys if getattr(oauth, k)]
             if given:
@@ -237,19 +237,10 @@ class Settings(BaseSettings):
 
 
 def _provider_field(setting: Setting) -> Any:
+    kind: Any = SecretStr | None if setting.secret else int if isinstance(setting.default, int) else str
+    bounds: dict[str, Any] = {"ge": setting.minimum, "le": setting.maximum} if kind is int else {}
     alias = AliasChoices(setting.env, *setting.aliases, setting.key)
-    if setting.secret:
-        return (SecretStr | None, Field(None, validation_alias=alias, description=setting.description))
-    if isinstance(setting.default, int):
-        field = Field(
-            setting.default,
-            validation_alias=alias,
-            description=setting.description,
-            ge=setting.minimum,
-            le=setting.maximum,
-        )
-        return (int, field)
-    return (str, Field(setting.default, validation_alias=alias, description=setting.description))
+    return (kind, Field(setting.default, validation_alias=alias, description=setting.description, **bounds))
 
 
 def _section_field(provider: Provider) -> Any:
@@ -327,7 +318,6 @@ INTERNAL_VARIABLES = {"RUNTIMES_MCP_WORKER_PORT", "RUNTIMES_MCP_WORKER_PARENT", 
 
 
 def setting_variables() -> set[str]:
-    """Every environment variable the server reads as a setting."""
     names = {"RUNTIMES_MCP_CONFIG"}
     for field in WithProviders.model_fields.values():
         alias = field.validation_alias

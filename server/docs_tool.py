@@ -7,7 +7,7 @@ from mcp.server.mcpserver.tools import Tool
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field
 
-from docs_topics import TOPICS, Topic, render
+from docs_topics import Topic, render
 from docs_topics.model import Availability
 from providers.services import DescribesItself
 from tools.build import strict_tool
@@ -25,7 +25,7 @@ class DocsResult(BaseModel):
     topics: list[TopicEntry] = Field(default_factory=list)
 
 
-def table_of_contents(topics: dict[str, Topic] = TOPICS) -> tuple[str, list[TopicEntry]]:
+def table_of_contents(topics: dict[str, Topic]) -> tuple[str, list[TopicEntry]]:
     entries = [TopicEntry(topic=t.topic, title=t.title, summary=t.summary) for t in topics.values()]
     lines = ["# Documentation topics", "", "Call getDocs with one of these topics:", ""]
     lines += [f"- `{e.topic}`: {e.summary}" for e in entries]
@@ -40,7 +40,7 @@ def this_server(topic: str, state: Any) -> str:
     return "\n## This server\n" + "".join(f"- {name}: {value}\n" for name, value in client.this_server().items())
 
 
-def docs_tool(availability: Availability | None = None, topics: dict[str, Topic] = TOPICS) -> Tool:
+def docs_tool(availability: Availability, topics: dict[str, Topic]) -> Tool:
     TopicName = Literal[tuple(topics)]  # type: ignore[valid-type]
 
     async def getDocs(
@@ -82,17 +82,14 @@ class ServerFacts:
 
 
 def register_docs_resources(
-    server: MCPServer[Any],
-    facts: ServerFacts,
-    availability: Availability | None = None,
-    topics: dict[str, Topic] = TOPICS,
+    server: MCPServer[Any], facts: ServerFacts, availability: Availability, topics: dict[str, Topic]
 ) -> None:
     for topic in topics.values():
         _register_topic_resource(server, topic, facts, availability)
 
 
 def _register_topic_resource(
-    server: MCPServer[Any], topic: Topic, facts: ServerFacts, availability: Availability | None
+    server: MCPServer[Any], topic: Topic, facts: ServerFacts, availability: Availability
 ) -> None:
     def read() -> str:
         return render(topic, "full", availability) + this_server(topic.topic, facts.state)

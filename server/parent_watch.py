@@ -16,7 +16,6 @@ PARENT_ENV = "RUNTIMES_MCP_WORKER_PARENT"  # "<pipe fd>:<seconds a graceful stop
 
 
 def parent_spec(read_fd: int, stop_s: float) -> str:
-    """What the parent puts in PARENT_ENV for its workers."""
     return f"{read_fd}:{stop_s:g}"
 
 
@@ -36,10 +35,6 @@ def _watch(fd: int, stop_s: float) -> None:
             pass
     except OSError:
         pass
-    _stop()
+    os.kill(os.getpid(), signal.SIGTERM)
     time.sleep(stop_s)
     os._exit(1)  # the graceful stop did not end the process in time
-
-
-def _stop() -> None:
-    os.kill(os.getpid(), signal.SIGTERM)

@@ -108,7 +108,3 @@ class OAuthSettings(BaseModel):
             )
         http_url(issuer)
         return value
-
-    @property
-    def enabled(self) -> bool:
-        return self.issuer is not None

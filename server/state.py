@@ -20,7 +20,6 @@ from server.watchers import ResourceWatchers
 
 
 def available_capabilities(settings: Settings) -> dict[str, set[Capability[Any, Any]]]:
-    """provider -> the capabilities its configured credentials switch on."""
     return {
         name: {cap for cap, serves in provider.capabilities.items() if settings.is_set(serves.needs)}
         for name, provider in PROVIDERS.items()
@@ -28,7 +27,6 @@ def available_capabilities(settings: Settings) -> dict[str, set[Capability[Any, 
 
 
 def configured_providers(settings: Settings) -> set[str]:
-    """The providers whose credentials are set (at least one capability is on)."""
     return {name for name, capabilities in available_capabilities(settings).items() if capabilities}
 
 
@@ -64,7 +62,7 @@ class AppState:
             async with AsyncExitStack() as stack:
                 opened = {}
                 for provider in PROVIDERS.values():
-                    if provider.opens and _configured(settings, provider):
+                    if provider.opens and provider.name in configured_providers(settings):
                         host = Host(
                             section=settings.section(provider),
                             arguments=_arguments(settings, provider),
@@ -92,10 +90,7 @@ class AppState:
     @property
     def task_storage(self) -> TaskStorage:
         """Where MCP tasks are kept (the local provider's store): every server on the same state answers for them."""
-        storage = next((client for client in self.opened.values() if isinstance(client, TaskStorage)), None)
-        if storage is None:
-            raise RuntimeError("no provider keeps MCP tasks (providers.services.TaskStorage)")
-        return storage
+        return next(client for client in self.opened.values() if isinstance(client, TaskStorage))
 
     def stop_calls(self) -> None:
         """The server is shutting down: every tool call still running ends now with a clear error (instead of
@@ -172,7 +167,7 @@ class AppState:
         client = self.opened.get(name) or self._clients.get(name)
         if client is None:
             provider = PROVIDERS[name]
-            if not _configured(self.settings, provider):
+            if name not in configured_providers(self.settings):
                 raise NotConfigured(
                     name,
                     f"{provider.title} has no credentials",
@@ -201,10 +196,6 @@ class AppState:
             hint=f"Ask the operator for runtimes:admin, or to add {name} to RUNTIMES_MCP_OAUTH_SHARED_PROVIDERS "
             "(config file: oauth.shared_providers) if every user may see and act on everything in that account",
         )
-
-
-def _configured(settings: Settings, provider: Provider) -> bool:
-    return any(settings.is_set(serves.needs) for serves in provider.capabilities.values())
 
 
 def _arguments(settings: Settings, provider: Provider) -> dict[str, Any]:

@@ -92,7 +92,6 @@ def serialized(message: Any) -> bytes:
 
 
 def parse_error_line(detail: str) -> bytes:
-    """A JSON-RPC parse error (-32700, id null) as one line of the stdio wire."""
     error = {"jsonrpc": "2.0", "id": None, "error": {"code": -32700, "message": f"Parse error: {detail}"}}
     return json.dumps(error).encode() + b"\n"
 

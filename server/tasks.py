@@ -157,7 +157,6 @@ def client_declared(ctx: ServerRequestContext[Any, Any], params: RequestParams |
 
 
 def _declares(capabilities: Any) -> bool:
-    """Raw client capabilities (a `_meta` or initialize object) name the extension."""
     return isinstance(capabilities, Mapping) and EXTENSION in (capabilities.get("extensions") or {})
 
 
@@ -262,14 +261,19 @@ class TasksExtension(Extension):
                 raise MCPError(code=METHOD_NOT_FOUND, message=f"{params.name} runs only as a task: call it with `task`")
             return await call_next(ctx)
         if support is None:
-            raise tasks_2025.not_a_task_tool(params.name)
+            raise MCPError(
+                code=METHOD_NOT_FOUND,
+                message=f"{params.name} does not run as a task here (tools/list gives it no execution.taskSupport): "
+                "call it without `task`",
+            )
         call = TaskCall(params)
         token = TASK_CALL.set(call)
         try:
             if self.durable is not None and self.durable.follows(params):
                 request.created = await self._create_durable(ctx, call_next, call)
             else:
-                ttl = tasks_2025.ttl_ms(params.task.ttl, MEMORY_TTL_MS)
+                asked = MEMORY_TTL_MS if params.task.ttl is None else params.task.ttl
+                ttl = max(tasks_2025.MIN_TTL_MS, min(asked, MEMORY_TTL_MS))
                 task = self._spawn(ctx, call_next, call, ttl, asks=False)
                 await self._keep(ctx, task)
                 request.created = task.view
@@ -452,7 +456,8 @@ class TasksExtension(Extension):
     async def _cancel(self, ctx: ServerRequestContext[Any, Any], params: TaskParams) -> dict[str, Any]:
         view, kind = await self._view(ctx, params)
         if tasks_2025.speaks(ctx) and tasks_2025.status(view) in TERMINAL:
-            raise tasks_2025.cannot_cancel(view)
+            shown = tasks_2025.status(view)
+            raise MCPError(code=INVALID_PARAMS, message=f"Cannot cancel task: already in terminal status '{shown}'")
         if kind == "durable":
             assert self.durable is not None
             await self.durable.cancel(ctx, view.task_id)

@@ -22,7 +22,7 @@ from typing import Any
 
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.shared.exceptions import MCPError
-from mcp_types import INTERNAL_ERROR, INVALID_PARAMS, METHOD_NOT_FOUND
+from mcp_types import INTERNAL_ERROR
 
 from providers.values import iso_time
 from tools import sdk
@@ -102,23 +102,6 @@ def payload(view: TaskView) -> dict[str, Any]:
         raise MCPError(code=error.get("code", INTERNAL_ERROR), message=error.get("message", ""), data=error.get("data"))
     result = sdk.shaped_for(VERSION, "tools/call", view.result or {})
     return {**result, "_meta": {**(result.get("_meta") or {}), **related}}
-
-
-def ttl_ms(requested: int | None, longest: int) -> int:
-    """The ttl an in-memory task gets: what the client asked, within [MIN_TTL_MS, longest]."""
-    return longest if requested is None else max(MIN_TTL_MS, min(requested, longest))
-
-
-def not_a_task_tool(name: str) -> MCPError:
-    return MCPError(
-        code=METHOD_NOT_FOUND,
-        message=f"{name} does not run as a task here (tools/list gives it no execution.taskSupport): "
-        "call it without `task`",
-    )
-
-
-def cannot_cancel(view: TaskView) -> MCPError:
-    return MCPError(code=INVALID_PARAMS, message=f"Cannot cancel task: already in terminal status '{status(view)}'")
 
 
 def middleware(support: Mapping[str, str]) -> Any:

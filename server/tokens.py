@@ -63,8 +63,6 @@ class Unavailable(Exception):
 
 @dataclass(frozen=True)
 class Identity:
-    """Who a valid token is for."""
-
     issuer: str
     subject: str
     client_id: str

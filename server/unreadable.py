@@ -112,7 +112,6 @@ class _HeldParseError:
         await self._flush()
 
     async def release(self, request_id: str | int | None) -> None:
-        """Send the held error, with the request's id when it is known."""
         if request_id is not None:
             error = json.loads(self._body)
             self._body = json.dumps({**error, "id": request_id}).encode()

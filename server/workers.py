@@ -97,7 +97,6 @@ class WorkerPool:
         return worker
 
     def pump(self, timeout_s: float) -> None:
-        """Pass on what the workers wrote to stderr, waiting up to `timeout_s` for some."""
         for key, _ in self.selector.select(timeout_s):
             self._read(key.data)
 

@@ -20,7 +20,7 @@ from providers.capabilities import Capability
 from providers.errors import ProtocolError, ProviderError
 from providers.registry import PROVIDERS
 from tools.results import as_tool_result
-from tools.schema import compact_schema, drop_raw, drop_titles, inline_single_use_defs
+from tools.schema import compact_schema, drop_provider, inline_single_use_defs
 from tools.sdk import StrictTool, generated_output_schema, publish_output_schema, with_signature
 from tools.spec import ToolSpec
 from tools.tasks import TASK_CALL
@@ -249,7 +249,6 @@ def strict_tool(
     explain_unknown: Callable[[dict[str, Any]], str | None] | None = None,
     single_provider: bool = False,
 ) -> Tool:
-    """A StrictTool with compact schemas (see compact_schema)."""
     tool = cast(
         StrictTool,
         StrictTool.from_function(
@@ -257,15 +256,15 @@ def strict_tool(
         ),
     )
     tool.explain_unknown = explain_unknown
-    tool.parameters = compact_schema(drop_titles(tool.parameters))
+    tool.parameters = compact_schema(tool.parameters)
     tool.parameters["additionalProperties"] = False
     if single_provider:  # nothing to choose: left out of tools/list, still taken (an agent may name it)
         del tool.parameters["properties"]["provider"]
         tool.unlisted = frozenset({"provider"})
     generated = generated_output_schema(tool)
     if generated is not None:
-        compact = compact_schema(drop_titles(generated))
-        publish_output_schema(tool, inline_single_use_defs(drop_raw(compact)))
+        compact = compact_schema(generated, result=True)
+        publish_output_schema(tool, inline_single_use_defs(drop_provider(compact)))
     return tool
 
 

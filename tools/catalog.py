@@ -9,10 +9,10 @@ from pydantic import StringConstraints
 
 from providers import capabilities as c
 from providers.models import MAX_EVENT_TYPE_CHARS, MAX_SESSIONS_PAGE, SANDBOX_ID_PATTERN
+from tools.schema import JSON_SAFE_MAX as MAX_INT
 from tools.spec import Arg, ToolSpec
 
 # --- arguments, described once and shared by the tools that take them ---------------------------
-MAX_INT = 2**53 - 1  # the largest integer JSON carries safely (and far inside SQLite's 64 bits)
 SPRITE = Arg("sprite", str, "Sprite name.")
 PROJECT_ID = Arg("project_id", str, "Xano project UUID.")
 RUN_ID = Arg("run_id", str, "Run id: a Xano saved run, or a routine run.")
@@ -128,7 +128,6 @@ HEADLINE: tuple[ToolSpec, ...] = (
             CURSOR,
             INCLUDE_LAUNCHERS,
         ),
-        examples=({"provider": "local", "status": "running"},),
     ),
     ToolSpec(
         "execRun",
@@ -163,7 +162,6 @@ HEADLINE: tuple[ToolSpec, ...] = (
         task=True,
         task_start={"wait": False},
         task_follow=(c.GET_SESSION, "session_id"),
-        examples=({"command": "echo hello"}, {"command": "sleep 300", "wait": False, "timeout_s": 600}),
         notes={
             "local": "local: a shell command, sandboxed (only cwd or workspace is writable and kept); waits up to "
             "wait_s, then answers with it still running.",
@@ -185,7 +183,6 @@ HEADLINE: tuple[ToolSpec, ...] = (
         (SESSION_ID, PROJECT_ID, RUN_ID, SPRITE, SIGNAL, KILL_TIMEOUT),
         read_only=False,
         destructive=True,
-        idempotent=True,
     ),
     ToolSpec(
         "invokeRoutine",
@@ -229,7 +226,6 @@ FILES: tuple[ToolSpec, ...] = (
         c.WRITE_FILE,
         (FILE_WORKSPACE, FILE_PATH, FILE_CONTENT, ENCODING, MODE),
         read_only=False,
-        idempotent=True,
         destructive=True,
     ),
     ToolSpec(

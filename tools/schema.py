@@ -5,62 +5,30 @@ from __future__ import annotations
 import json
 from typing import Any
 
+JSON_SAFE_MAX = 2**53 - 1  # the largest integer JSON carries safely (and far inside SQLite's 64 bits)
 
-def drop_titles(schema: Any) -> Any:
-    """Remove pydantic's generated `title` annotations (they repeat the property names and cost an agent
-    tokens on every tools/list). Property *names* are never touched, even one called "title"."""
-    if isinstance(schema, dict):
-        if isinstance(schema.get("title"), str):
-            del schema["title"]
-        for key, value in schema.items():
-            if key in ("properties", "$defs"):
-                for sub in value.values():
-                    drop_titles(sub)
-            elif key != "enum":
-                drop_titles(value)
-    elif isinstance(schema, list):
-        for item in schema:
-            drop_titles(item)
+
+def drop_provider(schema: Any) -> Any:
+    """An output schema without the top level's `provider` (the one the call named, or the default): it tells a
+    client nothing it can use. An output schema allows properties it does not list; results keep it."""
+    properties = schema.get("properties") if isinstance(schema, dict) else None
+    if isinstance(properties, dict) and "provider" in properties and "required" in schema:
+        properties.pop("provider")
+        schema["required"] = [name for name in schema["required"] if name != "provider"]
     return schema
 
 
-JSON_SAFE_MAX = 2**53 - 1
-
-
-def drop_raw(schema: Any) -> Any:
-    """Leave out of published output schemas what tells a client nothing it can use: the free-form `raw` (a
-    provider's own record, an open object) and defaults anywhere, and the top level's `provider` (the one the
-    call named, or the default). An output schema allows properties it does not list; results keep both."""
-    if isinstance(schema, dict):
-        properties = schema.get("properties")
-        if isinstance(properties, dict) and "provider" in properties and "required" in schema:
-            properties.pop("provider")
-            schema["required"] = [name for name in schema["required"] if name != "provider"]
-        _drop_raw(schema)
-    return schema
-
-
-def _drop_raw(schema: Any) -> None:
-    if isinstance(schema, dict):
-        schema.pop("default", None)  # the server fills a result: a default tells a client nothing
-        properties = schema.get("properties")
-        if isinstance(properties, dict):
-            properties.pop("raw", None)
-        for value in schema.values():
-            _drop_raw(value)
-    elif isinstance(schema, list):
-        for item in schema:
-            _drop_raw(item)
-
-
-def compact_schema(schema: Any) -> Any:
+def compact_schema(schema: Any, result: bool = False) -> Any:
     """Shorter, equivalent-for-clients JSON schemas (every tools/list costs an agent tokens):
+    - pydantic's generated `title`s go: they repeat the property names (a property *named* title stays);
     - `anyOf: [T, null]` becomes T: an optional argument is one you leave out (an explicit null is still
       accepted), and an empty field of a result is left out of it (tools/results.py);
     - `default: null` and the JSON Schema default `additionalProperties: true` are dropped, and so is a
-      default that is the enum's only value (an optional argument that can take one value: that one)."""
+      default that is the enum's only value (an optional argument that can take one value: that one);
+    - in a `result`'s schema, every default (the server fills a result: a default tells a client nothing) and
+      the free-form `raw` (a provider's own record, an open object) go too; results keep `raw`."""
     if isinstance(schema, list):
-        return [compact_schema(item) for item in schema]
+        return [compact_schema(item, result) for item in schema]
     if not isinstance(schema, dict):
         return schema
     options = schema.get("anyOf")
@@ -69,20 +37,23 @@ def compact_schema(schema: Any) -> Any:
         schema = {**other, **{k: v for k, v in schema.items() if k not in ("anyOf", "default")}}
     compacted: dict[str, Any] = {}
     for key, value in schema.items():
-        if key == "default" and (value is None or schema.get("enum") == [value]):
+        if key == "default" and (result or value is None or schema.get("enum") == [value]):
             continue
         if key == "additionalProperties" and value is True:
+            continue
+        if key == "title" and isinstance(value, str):
             continue
         if key == "maximum" and value == JSON_SAFE_MAX:
             continue  # any integer JSON carries safely: saying so costs 30 bytes an argument
         if key == "type" and "enum" in schema:
             continue  # the enum's values say the type
         if key in ("properties", "$defs"):
-            compacted[key] = {name: compact_schema(sub) for name, sub in value.items()}
+            dropped = "raw" if result and key == "properties" else None
+            compacted[key] = {name: compact_schema(sub, result) for name, sub in value.items() if name != dropped}
         elif key == "enum":
             compacted[key] = value
         else:
-            compacted[key] = compact_schema(value)
+            compacted[key] = compact_schema(value, result)
     return compacted
 
 

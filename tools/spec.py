@@ -37,7 +37,6 @@ class ToolSpec:
     # then follows the run with (provider capability, result field holding the id it takes).
     task_start: dict[str, Any] = field(default_factory=dict, compare=False)
     task_follow: tuple[Capability[Any, Any], str] | None = None
-    examples: tuple[dict[str, Any], ...] = field(default=(), compare=False)
     # provider -> a sentence added to the description when that provider is offered
     notes: dict[str, str] = field(default_factory=dict, compare=False)
 

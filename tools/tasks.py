@@ -149,12 +149,10 @@ class LocalRunTasks:
         view.result = as_tool_result(model).model_dump(by_alias=True, mode="json", exclude_none=True)
         return view
 
-    async def cancel(self, ctx: ServerRequestContext[Any, Any], task_id: str) -> bool:
+    async def cancel(self, ctx: ServerRequestContext[Any, Any], task_id: str) -> None:
         row = await _storage(ctx).recall_task(task_id)
-        if row is None:
-            return False
-        await _storage(ctx).cancel_task(row)
-        return True
+        if row is not None:  # expired since it was read
+            await _storage(ctx).cancel_task(row)
 
 
 def _storage(ctx: ServerRequestContext[Any, Any]) -> TaskStorage:
