@@ -46,6 +46,5 @@ class StoredCallTasks:
 
 
 def _stopped(row: CallTaskRow) -> bool:
-    """The process that runs the task has stopped: seen from here, or not heard of for SILENT_FOR_S."""
     ended = owners.ended(row.owner)
     return ended if ended is not None else time.time() - row.alive_at > SILENT_FOR_S

@@ -79,7 +79,6 @@ class EventLog:
         )
 
     async def notify(self, sandbox_id: str) -> None:
-        """Tell the listeners that `sandbox_id` has a new event."""
         for listener in self._listeners:
             try:
                 await listener(sandbox_id)

@@ -60,8 +60,6 @@ class WorkDir:
 
 @dataclass(frozen=True)
 class Request:
-    """What a caller asked to run."""
-
     command: str
     env: Mapping[str, str] | None
     stdin: str | None

@@ -97,7 +97,6 @@ class OwnedRecords(GroupCommit):
         return [r[0] for r in await self._rows(sql, (like_prefix(prefix), *params, limit))]
 
     async def delete_events_before(self, timestamp_ms: int) -> int:
-        """Delete the events older than this; how many there were."""
         sql = "DELETE FROM events WHERE timestamp < ?"
         return await self.transaction(lambda db: db.execute(sql, (timestamp_ms,)).rowcount)
 

@@ -42,7 +42,6 @@ def this_process() -> str:
 
 
 def describe(owner: str) -> str:
-    """The owner in words: `pid 123 on host`."""
     host, _, _, pid, _ = (owner.split("/") + ["?"] * 5)[:5]
     return f"pid {pid} on {host}"
 

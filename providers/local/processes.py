@@ -18,7 +18,6 @@ POLL_S = 0.02
 
 
 def child_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """A minimal environment: PATH, HOME, LANG, TMPDIR, plus what the caller asked for."""
     env = {name: os.environ.get(name, default) for name, default in BASE_ENV_DEFAULTS.items()}
     env.update(extra or {})
     return env

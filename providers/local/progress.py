@@ -43,6 +43,6 @@ class Reporter:
             return
         self.size, self.sent = size, now
         elapsed = time.time() - self.started
-        message = f"running {elapsed:.0f}s, {size} bytes of stdout"  # how long it has run, what it printed
+        message = f"running {elapsed:.0f}s, {size} bytes of stdout"
         last = last_line(self.records.path(self.row.id, "stdout"))
         await self.progress(elapsed, self.row.timeout_s, f"{message}; last line: {last}" if last else message)

@@ -88,8 +88,6 @@ class Retention:
         return sessions, events
 
     async def _pass(self) -> tuple[int, int]:
-        """Sizes come from the database (each finished session is measured once), so a pass costs a few queries
-        and the directories it deletes, however many sessions are kept."""
         store = self._store
         workspace_bytes = 0
         if self._workspaces is not None:  # unused ones go by age; the others count toward the cap

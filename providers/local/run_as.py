@@ -36,7 +36,6 @@ class RunAs:
 
 
 def resolve(name: str | None) -> RunAs | None:
-    """The user named by `run_as`, checked; None when none is."""
     if name is None:
         return None
     if os.geteuid() != 0:
@@ -63,7 +62,6 @@ def can_pass(user: RunAs, info: os.stat_result) -> bool:
 
 
 def can_reach(user: RunAs, path: Path) -> bool:
-    """May `user` reach `path` (pass through every directory above it)?"""
     try:
         return all(can_pass(user, parent.stat()) for parent in path.parents)
     except OSError:

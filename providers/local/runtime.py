@@ -320,7 +320,7 @@ class LocalRuntime(
         return await self._store.get_task(task_id, caller())
 
     async def cancel_task(self, task: RunTask) -> None:
-        """Mark the task cancelled and stop its session (harmless when it has already ended)."""
+        """Harmless when its session has already ended."""
         await self._store.cancel_task(task.id, time.time())
         await self.sessions.stop(task.session_id)
 

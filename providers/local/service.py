@@ -34,12 +34,10 @@ async def open_runtime(host: Host) -> AsyncIterator[LocalRuntime]:
 
 
 async def read_events(runtime: LocalRuntime, sandbox_id: str) -> str:
-    """The newest 100 events of a sandbox."""
     return (await runtime.get_events(sandbox_id=sandbox_id, limit=100)).model_dump_json()
 
 
 async def read_output(runtime: LocalRuntime, session_id: str, stream: str) -> str:
-    """A session's stdout or stderr, up to RESOURCE_READ_CAP, saying how to read on past it."""
     if stream not in ("stdout", "stderr"):
         raise InvalidInput(PROVIDER, f"stream must be stdout or stderr, not {stream!r}")
     page = await runtime.read_output(session_id, stream, 0, RESOURCE_READ_CAP)

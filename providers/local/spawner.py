@@ -199,7 +199,7 @@ class Spawner:
         idle = self._idle[kind]
         missing = self._waiting[kind] - len(idle) - self._forks_asked[kind]
         if missing > 0:
-            self._fork(missing, kind)  # one for each caller waiting
+            self._fork(missing, kind)
         while not idle:
             if self._error is not None and not self._forks_asked[kind]:
                 raise _no_supervisor(self._error)

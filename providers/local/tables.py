@@ -11,7 +11,6 @@ from typing import Any
 
 from providers.local.database import PostgresDatabase
 
-# A write: SQL and its parameters.
 Sql = tuple[str, tuple[Any, ...]]
 # 7: `principal`, the owner a record belongs to (providers.services.Caller.owner), in every table; routine runs'
 # idempotency keys are per principal. (`owner` in sessions and call_tasks is the server process that runs it.)

@@ -30,7 +30,6 @@ def decode(content: str, encoding: str) -> bytes:
 
 @contextlib.contextmanager
 def path_errors(workspace: str, path: str, expected: Literal["file", "directory"]) -> Iterator[None]:
-    """What went wrong with a path, as the agent's error."""
     try:
         yield
     except Outside:

@@ -382,7 +382,6 @@ def uri_of(workspace: str, relative: str) -> str:
 
 
 def _names(root: Path) -> list[str]:
-    """The workspaces in an owner's folder."""
     try:
         return sorted(entry.name for entry in os.scandir(root) if NAME.fullmatch(entry.name) and entry.is_dir())
     except OSError:
