@@ -44,7 +44,6 @@ class ConfigError(Exception):
 
 
 def _env(variable: str, key: str, default: Any = None, **constraints: Any) -> Any:
-    """A setting read from RUNTIMES_MCP_* `variable` or the config file's `key`."""
     if "default_factory" not in constraints:
         constraints["default"] = default
     return Field(validation_alias=AliasChoices(variable, key), **constraints)

@@ -126,7 +126,7 @@ class _MemoryTask:
         return self.answers.pop(key)
 
     def cancel(self) -> None:
-        """Cancel the call (it ends `cancelled` unless it has ended already)."""
+        """It ends `cancelled` unless it has ended already."""
         if not self.done.is_set() and self.view.cancel_asked_at is None:
             self.view.cancel_asked_at = time.time()
         self.scope.cancel()
