@@ -74,7 +74,6 @@ class Supervisor:
         self.input: int | None = None  # the writing end of an interactive run's stdin
         self.serving_check_at: float | None = None  # an orphaned launcher's run: when to look for servers
         self.network: RunNetwork | None = None
-        self.denied: list[str] = []
         self.fds: dict[str, int] = {}  # descriptors that came with the job, by what they are for
         self.announced = False
 
@@ -219,7 +218,6 @@ class Supervisor:
 
     def close_network(self) -> None:
         if self.network is not None:
-            self.denied = self.network.denied
             self.network.close()
             self.network = None
 
@@ -367,9 +365,9 @@ class Supervisor:
             "ended_at": time.time(),
         }
         if self.network is not None:
+            if denied := self.network.denied:
+                result["network_denied"] = denied
             self.close_network()  # the command has ended: nothing more goes out or comes in
-            if self.denied:
-                result["network_denied"] = self.denied
         for stream, path in zip(STREAMS, self.streams, strict=True):
             cut = self.monitor is not None and stream in self.monitor.cut and cap
             result[f"{stream}_bytes"] = cut_output(path, cap) if cut else output_size(path)

@@ -46,7 +46,6 @@ class ProxyHandle:
 
     @property
     def connections(self) -> int:
-        """Connections from the sandbox open now."""
         return self._proxy.connections
 
     @property
