@@ -31,21 +31,13 @@ class XanoRunClient(
         super().__init__(base_url=base_url, headers={"Authorization": f"Bearer {token}"}, **options)
 
     async def list_sessions(self, project_id: str, run_id: str | None = None, page: int | None = None) -> SessionList:
-        if run_id is None:
-            body = await self.call_json(e.XANO_PROJECT_SESSIONS, path={"project_id": project_id}, query={"page": page})
-        else:
-            body = await self.call_json(
-                e.XANO_RUN_SESSIONS, path={"project_id": project_id, "run_id": run_id}, query={"page": page}
-            )
+        endpoint, path = e.XANO_PROJECT_SESSIONS, {"project_id": project_id}
+        if run_id is not None:
+            endpoint, path = e.XANO_RUN_SESSIONS, path | {"run_id": run_id}
+        body = await self.call_json(endpoint, path=path, query={"page": page})
         items = self.entries(body, "items", "the session page")
         sessions = [_summary(self.identity(item, "a session"), item) for item in items]
-        next_page = body.get("nextPage") if isinstance(body, dict) else None
-        return SessionList(
-            provider=self.name,
-            sessions=sessions,
-            count=len(sessions),
-            next_cursor=str(next_page) if next_page else None,
-        )
+        return SessionList(provider=self.name, sessions=sessions, count=len(sessions), next_cursor=_next_page(body))
 
     async def exec_run(
         self,
@@ -128,10 +120,7 @@ class XanoRunClient(
     async def list_runs(self, project_id: str, page: int | None = None) -> RecordList:
         body = await self.call_json(e.XANO_RUNS, path={"project_id": project_id}, query={"page": page})
         records = self.entries(body, "items", "the run history")
-        next_page = body.get("nextPage") if isinstance(body, dict) else None
-        return RecordList(
-            provider=self.name, items=records, count=len(records), next_cursor=str(next_page) if next_page else None
-        )
+        return RecordList(provider=self.name, items=records, count=len(records), next_cursor=_next_page(body))
 
     async def get_session_sink(self, session_id: str) -> ProviderRecord:
         return self.record(await self.call_json(e.XANO_SINK, path={"session_id": session_id}))
@@ -145,6 +134,11 @@ def _exec_usage(problem: str) -> InvalidInput:
         "xano",
         f"execRun takes one of: doc with project_id, run_id with project_id, or session_id with doc; {problem}",
     )
+
+
+def _next_page(body: Any) -> str | None:
+    next_page = body.get("nextPage") if isinstance(body, dict) else None
+    return str(next_page) if next_page else None
 
 
 def _summary(session_id: str, item: dict[str, Any]) -> SessionSummary:
