@@ -331,7 +331,6 @@ def _str(value: Any) -> str | None:
 
 
 def without_userinfo(url: str) -> str:
-    """The URL without `user:password@`."""
     from urllib.parse import urlsplit, urlunsplit
 
     parts = urlsplit(url)
@@ -367,10 +366,8 @@ def text_or_none(value: Any) -> str | None:
 
 
 def int_or_none(value: Any) -> int | None:
-    """An integer field of an answer, or None when absent or not an integer."""
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def compact(**values: Any) -> dict[str, Any]:
-    """The given keyword arguments without those that are None (optional body fields left out)."""
     return {k: v for k, v in values.items() if v is not None}
