@@ -119,10 +119,8 @@ class Pipe:
             self.shut(end)
 
     def shut(self, end: socket.socket) -> None:
-        try:
+        with contextlib.suppress(OSError):
             end.shutdown(socket.SHUT_WR)
-        except OSError:
-            pass
 
     def rearm(self) -> None:
         for end in self.ends:
