@@ -139,10 +139,9 @@ class RayRuntime(
         session.message = state.get("message")
         await self._records.end(session)
         if session.reservation is not None:
-            try:
+            # The cluster may be away: its agent releases it too, and so does the next server to look.
+            with contextlib.suppress(Unreachable):
                 await self.cluster.release(session.reservation)
-            except Unreachable:
-                pass  # the cluster is away; its agent releases it too, and so does the next server to look
 
     async def _lost(self, session: RaySession, gone: Gone | None = None) -> RayExecResult:
         """What the shared record says of a session whose agent is no more (by default: its node has left)."""
