@@ -170,7 +170,8 @@ class Supervisor:
         write_json(self.path(RECORD), self.record)  # before the process exists: no crash leaves it unrecorded
         self.started = time.monotonic()
         self.streams = [self.path(s) for s in STREAMS]
-        fds = [self.open_input() if job.get("interactive") else self.open_stdin()]
+        stdin = self.path(STDIN) if job.get("stdin") else os.devnull
+        fds = [self.open_input() if job.get("interactive") else os.open(stdin, os.O_RDONLY | os.O_CLOEXEC)]
         try:
             fds += [os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC) for path in self.streams]
         except OSError:
@@ -194,9 +195,6 @@ class Supervisor:
                 os.chdir("/")
         if not job.get("quiet_start_s"):
             self.announce()
-
-    def open_stdin(self) -> int:
-        return os.open(self.path(STDIN) if self.job.get("stdin") else os.devnull, os.O_RDONLY | os.O_CLOEXEC)
 
     def open_input(self) -> int:
         """An interactive run's stdin: a FIFO any server on this machine writes to (sendInput). The supervisor
