@@ -248,13 +248,11 @@ class Supervisor:
         monitor = self.monitor = Monitor(self.job, self.limits, self.streams, self.started)
         while True:
             now = time.monotonic()
-            if self.reason is not None:
-                deadline = None  # ending already; only the kill deadline counts now
-            check_at = monitor.next_at() if self.reason is None else None
-            serving_at = self.serving_check_at if self.reason is None else None
-            waits = [t - now for t in (deadline, self.kill_at, check_at, serving_at) if t is not None]
+            # Once ending, only the kill time counts.
+            due = [self.kill_at] if self.reason is not None else [deadline, monitor.next_at(), self.serving_check_at]
             if not self.announced:
-                waits.append(announce_at - now)
+                due.append(announce_at)
+            waits = [t - now for t in due if t is not None]
             timeout_ms = max(0, int(min(waits) * 1000) + 1) if waits else -1
             for fd, _ in poller.poll(timeout_ms):
                 if fd == self.wake_r:
