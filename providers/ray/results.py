@@ -132,12 +132,12 @@ def cluster_away(exc: Unreachable) -> errors.Unavailable:
     if isinstance(exc, TokenRefused):
         return errors.Unavailable(
             PROVIDER,
-            f"the Ray cluster did not let this server in: {exc.cause}",
+            f"the Ray cluster did not let this server in: {exc}",
             hint="Set RUNTIMES_MCP_RAY_TOKEN (or RAY_AUTH_TOKEN) to the token the cluster was started with, and "
             "restart the server.",
         )
     return errors.Unavailable(
         PROVIDER,
-        f"the Ray cluster did not answer ({exc.cause})",
+        f"the Ray cluster did not answer ({exc})",
         hint="Check that the cluster is up and RUNTIMES_MCP_RAY_ADDRESS (and its token) are right; retry.",
     )

@@ -111,7 +111,7 @@ class RayRuntime(
                 raise Gone(f"its agent on node {where} no longer exists (it was removed)", node_left=False) from None
             raise Unavailable(
                 PROVIDER,
-                f"the agent on node {where} did not answer ({exc.cause})",
+                f"the agent on node {where} did not answer ({exc})",
                 hint="Retry in a moment; if it persists, see the node's Ray logs.",
             ) from None
         if "error" in answer:
