@@ -49,9 +49,6 @@ class XanoRunClient(
         session_id: str | None = None,
         template: str | None = None,
     ) -> ExecResult:
-        modes = [
-            name for name, value in (("doc", doc), ("run_id", run_id), ("session_id", session_id)) if value is not None
-        ]
         body = compact(doc=doc, args=args, env=env)
         if template is not None and (doc is None or run_id is not None or session_id is not None):
             raise _exec_usage("template goes with a new doc only (not with run_id or session_id)")
@@ -69,7 +66,7 @@ class XanoRunClient(
             body = compact(**body, template=template)
             answer = await self.call_json(e.XANO_EXEC_DOC, path={"project_id": project_id}, body=body)
         else:
-            raise _exec_usage(f"got {', '.join(modes) or 'none of doc, run_id, session_id'}")
+            raise _exec_usage("got none of doc, run_id, session_id")
         return self._exec_result(answer)
 
     async def stop_session(self, project_id: str, run_id: str, session_id: str) -> StopResult:
