@@ -23,13 +23,16 @@ Method = Callable[..., Awaitable[Result]]
 
 @dataclass(frozen=True, eq=False)
 class Capability(Generic[Client, Result]):
-    """A capability: its name (the method's), the interface a provider implements, the result it returns, and
-    how to reach the method on a client of that interface (a typed accessor, checked by mypy)."""
+    """A capability: the interface a provider implements (its one method names the capability), the result it
+    returns, and how to reach the method on a client of that interface (a typed accessor, checked by mypy)."""
 
-    name: str
     interface: type[Client]
     result: type[Result]
     method: Callable[[Client], Method[Result]]
+
+    @property
+    def name(self) -> str:
+        return next(iter(self.interface.__annotations__))
 
     def bind(self, client: Any) -> Method[Result]:
         """The capability's method on `client` (the registry lists the providers that implement `interface`,
@@ -174,48 +177,36 @@ class DeleteWorkspace(Protocol):
 
 
 # The capabilities, by the method that serves each.
-LIST_SESSIONS = Capability("list_sessions", ListSessions, m.SessionList, lambda c: c.list_sessions)
-EXEC_RUN = Capability("exec_run", ExecRun, m.ExecResult, lambda c: c.exec_run)
-GET_SESSION = Capability("get_session", GetSession, m.ExecResult, lambda c: c.get_session)
-STOP_SESSION = Capability("stop_session", StopSession, m.StopResult, lambda c: c.stop_session)
-INVOKE_ROUTINE = Capability("invoke_routine", InvokeRoutine, m.RoutineRun, lambda c: c.invoke_routine)
-GET_LAUNCHERS = Capability("get_launchers", GetLaunchers, m.LauncherList, lambda c: c.get_launchers)
-STORE_EVENT = Capability("store_event", StoreEvent, m.StoredEvent, lambda c: c.store_event)
-SET_SESSION_ACCESS = Capability(
-    "set_session_access", SetSessionAccess, m.ProviderRecord, lambda c: c.set_session_access
-)
-UPDATE_SESSION_RUN = Capability(
-    "update_session_run", UpdateSessionRun, m.ProviderRecord, lambda c: c.update_session_run
-)
-LIST_RUNS = Capability("list_runs", ListRuns, m.RecordList, lambda c: c.list_runs)
-CREATE_AGENT_SESSION = Capability(
-    "create_agent_session", CreateAgentSession, m.ProviderRecord, lambda c: c.create_agent_session
-)
-UPDATE_AGENT_SESSION = Capability(
-    "update_agent_session", UpdateAgentSession, m.ProviderRecord, lambda c: c.update_agent_session
-)
-UPDATE_ROUTINE = Capability("update_routine", UpdateRoutine, m.ProviderRecord, lambda c: c.update_routine)
-DELETE_ROUTINE = Capability("delete_routine", DeleteRoutine, m.ProviderRecord, lambda c: c.delete_routine)
-GET_SESSION_SINK = Capability("get_session_sink", GetSessionSink, m.ProviderRecord, lambda c: c.get_session_sink)
-CHECK_XANO_DOC = Capability("check_xano_doc", CheckXanoDoc, m.ProviderRecord, lambda c: c.check_xano_doc)
-SEND_SESSION_MESSAGE = Capability(
-    "send_session_message", SendSessionMessage, m.ProviderRecord, lambda c: c.send_session_message
-)
-DELETE_SESSION = Capability("delete_session", DeleteSession, m.ProviderRecord, lambda c: c.delete_session)
-LIST_ROUTINES = Capability("list_routines", ListRoutines, m.RecordList, lambda c: c.list_routines)
-GET_ROUTINE = Capability("get_routine", GetRoutine, m.ProviderRecord, lambda c: c.get_routine)
-LIST_ROUTINE_PRESETS = Capability(
-    "list_routine_presets", ListRoutinePresets, m.RecordList, lambda c: c.list_routine_presets
-)
-ACTIVATE_ROUTINE = Capability("activate_routine", ActivateRoutine, m.ProviderRecord, lambda c: c.activate_routine)
-PAUSE_ROUTINE = Capability("pause_routine", PauseRoutine, m.ProviderRecord, lambda c: c.pause_routine)
-GET_ROUTINE_RUN = Capability("get_routine_run", GetRoutineRun, m.RoutineRun, lambda c: c.get_routine_run)
-LIST_ROUTINE_RUNS = Capability("list_routine_runs", ListRoutineRuns, m.RecordList, lambda c: c.list_routine_runs)
-GET_LAUNCHER = Capability("get_launcher", GetLauncher, m.Launcher, lambda c: c.get_launcher)
-GET_EVENTS = Capability("get_events", GetEvents, m.EventList, lambda c: c.get_events)
-SEND_INPUT = Capability("send_input", SendInput, m.InputSent, lambda c: c.send_input)
-WRITE_FILE = Capability("write_file", WriteFile, m.FileWritten, lambda c: c.write_file)
-READ_FILE = Capability("read_file", ReadFile, m.FileContent, lambda c: c.read_file)
-LIST_FILES = Capability("list_files", ListFiles, m.FileList, lambda c: c.list_files)
-LIST_WORKSPACES = Capability("list_workspaces", ListWorkspaces, m.WorkspaceList, lambda c: c.list_workspaces)
-DELETE_WORKSPACE = Capability("delete_workspace", DeleteWorkspace, m.WorkspaceDeleted, lambda c: c.delete_workspace)
+LIST_SESSIONS = Capability(ListSessions, m.SessionList, lambda c: c.list_sessions)
+EXEC_RUN = Capability(ExecRun, m.ExecResult, lambda c: c.exec_run)
+GET_SESSION = Capability(GetSession, m.ExecResult, lambda c: c.get_session)
+STOP_SESSION = Capability(StopSession, m.StopResult, lambda c: c.stop_session)
+INVOKE_ROUTINE = Capability(InvokeRoutine, m.RoutineRun, lambda c: c.invoke_routine)
+GET_LAUNCHERS = Capability(GetLaunchers, m.LauncherList, lambda c: c.get_launchers)
+STORE_EVENT = Capability(StoreEvent, m.StoredEvent, lambda c: c.store_event)
+SET_SESSION_ACCESS = Capability(SetSessionAccess, m.ProviderRecord, lambda c: c.set_session_access)
+UPDATE_SESSION_RUN = Capability(UpdateSessionRun, m.ProviderRecord, lambda c: c.update_session_run)
+LIST_RUNS = Capability(ListRuns, m.RecordList, lambda c: c.list_runs)
+CREATE_AGENT_SESSION = Capability(CreateAgentSession, m.ProviderRecord, lambda c: c.create_agent_session)
+UPDATE_AGENT_SESSION = Capability(UpdateAgentSession, m.ProviderRecord, lambda c: c.update_agent_session)
+UPDATE_ROUTINE = Capability(UpdateRoutine, m.ProviderRecord, lambda c: c.update_routine)
+DELETE_ROUTINE = Capability(DeleteRoutine, m.ProviderRecord, lambda c: c.delete_routine)
+GET_SESSION_SINK = Capability(GetSessionSink, m.ProviderRecord, lambda c: c.get_session_sink)
+CHECK_XANO_DOC = Capability(CheckXanoDoc, m.ProviderRecord, lambda c: c.check_xano_doc)
+SEND_SESSION_MESSAGE = Capability(SendSessionMessage, m.ProviderRecord, lambda c: c.send_session_message)
+DELETE_SESSION = Capability(DeleteSession, m.ProviderRecord, lambda c: c.delete_session)
+LIST_ROUTINES = Capability(ListRoutines, m.RecordList, lambda c: c.list_routines)
+GET_ROUTINE = Capability(GetRoutine, m.ProviderRecord, lambda c: c.get_routine)
+LIST_ROUTINE_PRESETS = Capability(ListRoutinePresets, m.RecordList, lambda c: c.list_routine_presets)
+ACTIVATE_ROUTINE = Capability(ActivateRoutine, m.ProviderRecord, lambda c: c.activate_routine)
+PAUSE_ROUTINE = Capability(PauseRoutine, m.ProviderRecord, lambda c: c.pause_routine)
+GET_ROUTINE_RUN = Capability(GetRoutineRun, m.RoutineRun, lambda c: c.get_routine_run)
+LIST_ROUTINE_RUNS = Capability(ListRoutineRuns, m.RecordList, lambda c: c.list_routine_runs)
+GET_LAUNCHER = Capability(GetLauncher, m.Launcher, lambda c: c.get_launcher)
+GET_EVENTS = Capability(GetEvents, m.EventList, lambda c: c.get_events)
+SEND_INPUT = Capability(SendInput, m.InputSent, lambda c: c.send_input)
+WRITE_FILE = Capability(WriteFile, m.FileWritten, lambda c: c.write_file)
+READ_FILE = Capability(ReadFile, m.FileContent, lambda c: c.read_file)
+LIST_FILES = Capability(ListFiles, m.FileList, lambda c: c.list_files)
+LIST_WORKSPACES = Capability(ListWorkspaces, m.WorkspaceList, lambda c: c.list_workspaces)
+DELETE_WORKSPACE = Capability(DeleteWorkspace, m.WorkspaceDeleted, lambda c: c.delete_workspace)

@@ -110,7 +110,6 @@ def error_for_status(
     credential_env: str = "",
     retry_after_s: float | None = None,
 ) -> ProviderError:
-    """Map an HTTP status to its ProviderError class, the same way for every provider."""
     if status in (400, 422):
         return InvalidInput(provider, message, status=status, code=code)
     if status in (401, 403):

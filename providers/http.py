@@ -144,10 +144,12 @@ class HttpProvider:
             )
 
         def wait(state: RetryCallState) -> float:
-            delay = _backoff(state)
+            failure = state.outcome.exception() if state.outcome else None
+            assert failure is not None, "tenacity waits only after a failed attempt"
+            asked = failure.retry_after_s if isinstance(failure, RateLimited) else None
+            delay = float(_jittered(state)) if asked is None else asked
             if time.monotonic() + delay >= deadline:  # no time left for another try: report this failure
-                failure = state.outcome.exception() if state.outcome else None
-                raise failure if failure is not None else Timeout(self.name, f"{where}: gave up at the deadline")
+                raise failure
             return delay
 
         retrying = AsyncRetrying(
@@ -319,19 +321,11 @@ def _transient(exc: BaseException) -> bool:
 _jittered = wait_random_exponential(multiplier=BACKOFF_BASE_S, max=BACKOFF_MAX_S)
 
 
-def _backoff(state: RetryCallState) -> float:
-    failure = state.outcome.exception() if state.outcome else None
-    if isinstance(failure, RateLimited) and failure.retry_after_s is not None:
-        return failure.retry_after_s
-    return float(_jittered(state))
-
-
 def _str(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
 def without_userinfo(url: str) -> str:
-    """The URL without `user:password@`."""
     from urllib.parse import urlsplit, urlunsplit
 
     parts = urlsplit(url)
@@ -367,10 +361,8 @@ def text_or_none(value: Any) -> str | None:
 
 
 def int_or_none(value: Any) -> int | None:
-    """An integer field of an answer, or None when absent or not an integer."""
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def compact(**values: Any) -> dict[str, Any]:
-    """The given keyword arguments without those that are None (optional body fields left out)."""
     return {k: v for k, v in values.items() if v is not None}

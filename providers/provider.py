@@ -98,7 +98,6 @@ class Provider:
         return " or ".join(switches) or " or ".join(s.env for s in self.credentials)
 
     def load_client(self) -> type:
-        """The client class, imported now."""
         try:
             cls: type = load(self.client)
         except ModuleNotFoundError as exc:

@@ -19,5 +19,4 @@ def iso_time(timestamp: float) -> str:
 
 
 def now_ms() -> int:
-    """Now, as unix time in milliseconds."""
     return int(time.time() * 1000)

@@ -98,12 +98,8 @@ class ArchAstroClient(
                 "cursor and after_cursor page in opposite directions",
                 hint="Pass cursor for older runs or after_cursor for newer ones, not both.",
             )
-        answer = await self.call_json(
-            e.ARCHASTRO_LIST_RUNS,
-            path={"routine": routine},
-            query={"status": status, "limit": _limit(limit), "before_cursor": cursor, "after_cursor": after_cursor},
-        )
-        return self._records(answer)
+        query = {"status": status, "limit": _limit(limit), "before_cursor": cursor, "after_cursor": after_cursor}
+        return self._records(await self.call_json(e.ARCHASTRO_LIST_RUNS, path={"routine": routine}, query=query))
 
     async def list_routines(self, agent: str | None = None, event_type: str | None = None) -> RecordList:
         answer = await self.call_json(e.ARCHASTRO_LIST_ROUTINES, query={"agent": agent, "event_type": event_type})
@@ -240,10 +236,8 @@ class ArchAstroClient(
         return self.record(answer)
 
     async def update_agent_session(self, session_id: str, metadata: dict[str, Any]) -> ProviderRecord:
-        answer = await self.call_json(
-            e.ARCHASTRO_UPDATE_SESSION, path={"session_id": session_id}, body={"metadata": metadata}
-        )
-        return self.record(answer)
+        path = {"session_id": session_id}
+        return self.record(await self.call_json(e.ARCHASTRO_UPDATE_SESSION, path=path, body={"metadata": metadata}))
 
     async def stop_session(self, session_id: str) -> StopResult:
         answer = await self.call_json(e.ARCHASTRO_CANCEL_SESSION, path={"session_id": session_id})
@@ -273,12 +267,10 @@ class ArchAstroClient(
     async def send_session_message(
         self, session_id: str, content: str, metadata: dict[str, Any] | None = None, role: str | None = None
     ) -> ProviderRecord:
-        answer = await self.call_json(
-            e.ARCHASTRO_MESSAGE_SESSION,
-            path={"session_id": session_id},
-            body=compact(content=content, metadata=metadata, role=role),
+        body = compact(content=content, metadata=metadata, role=role)
+        return self.record(
+            await self.call_json(e.ARCHASTRO_MESSAGE_SESSION, path={"session_id": session_id}, body=body)
         )
-        return self.record(answer)
 
     async def delete_session(self, session_id: str) -> ProviderRecord:
         try:

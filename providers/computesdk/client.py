@@ -86,9 +86,8 @@ class ComputeSDKEventsClient(HttpProvider, c.StoreEvent, c.GetEvents):
         )
         payload = self._payload(answer)
         received = [to_event(item) for item in self.entries(payload, "events", "the event page")]
-        for event in received:
-            if not event.id:
-                raise ProtocolError(self.name, "an event of the page has no id")
+        if not all(event.id for event in received):
+            raise ProtocolError(self.name, "an event of the page has no id")
         events, cut = event_page(received, newest=since is None)
         return event_list(self.name, str(payload.get("sandboxId", sandbox_id)), events, cut, since)
 
@@ -210,17 +209,14 @@ class EventStream:
     async def _session(self, stream: SocketStream) -> None:
         await stream.send(f"SUBSCRIBE {self.sandbox_id} {self._token}\r\n".encode())
         try:
-            async with anyio.create_task_group() as tg:
+            async with anyio.create_task_group() as tg:  # what ends the reading below cancels the pings
                 tg.start_soon(self._ping, stream)
-                try:
-                    buffer = b""
-                    while True:
-                        buffer += await stream.receive()
-                        *lines, buffer = buffer.split(b"\n")
-                        for raw in lines:
-                            await self._line(raw.rstrip(b"\r").decode("utf-8", "replace"), stream)
-                finally:
-                    tg.cancel_scope.cancel()
+                buffer = b""
+                while True:
+                    buffer += await stream.receive()
+                    *lines, buffer = buffer.split(b"\n")
+                    for raw in lines:
+                        await self._line(raw.rstrip(b"\r").decode("utf-8", "replace"), stream)
         except ExceptionGroup as group:  # the task group wraps what ended the session: hand on the first
             raise group.exceptions[0] from None
 

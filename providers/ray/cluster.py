@@ -32,12 +32,7 @@ logger = logging.getLogger(__name__)
 
 
 class Unreachable(Exception):
-    """An agent (or the cluster) did not answer; `cause` says how."""
-
-    def __init__(self, node_id: str, cause: str) -> None:
-        super().__init__(cause)
-        self.node_id = node_id
-        self.cause = cause
+    """An agent (or the cluster) did not answer; the message says how."""
 
 
 class Gone(Exception):
@@ -144,17 +139,17 @@ class Cluster:
             return self._ray
         await self._probe()
         if self._connecting.locked():  # an earlier attempt still hangs in Ray: no second thread behind it
-            raise Unreachable("", "an earlier attempt to connect has not finished yet")
+            raise Unreachable("an earlier attempt to connect has not finished yet")
         try:
             with anyio.fail_after(CONNECT_TIMEOUT_S):
                 await anyio.to_thread.run_sync(self._connect, abandon_on_cancel=True)
         except TimeoutError:
-            raise Unreachable("", f"no answer within {CONNECT_TIMEOUT_S:g} s") from None
+            raise Unreachable(f"no answer within {CONNECT_TIMEOUT_S:g} s") from None
         except Exception as exc:  # Ray's ConnectionError, AuthenticationError, ...
             if _refused_token(exc):
                 given = "the token set" if self._token else "no token (none is set)"
-                raise TokenRefused("", f"its token authentication refused {given}") from None
-            raise Unreachable("", _first_line(exc)) from None
+                raise TokenRefused(f"its token authentication refused {given}") from None
+            raise Unreachable(_first_line(exc)) from None
         return self._ray
 
     async def _probe(self) -> None:
@@ -164,11 +159,11 @@ class Cluster:
             with anyio.fail_after(PROBE_TIMEOUT_S):
                 stream = await anyio.connect_tcp(host.strip("[]"), int(port))
         except TimeoutError:
-            raise Unreachable("", f"{self.address} did not accept a connection within {PROBE_TIMEOUT_S:g} s") from None
+            raise Unreachable(f"{self.address} did not accept a connection within {PROBE_TIMEOUT_S:g} s") from None
         except OSError as exc:  # anyio's "All connection attempts failed", from the last attempt's error
             cause = exc.__cause__ if isinstance(exc.__cause__, OSError) else exc
             said = os.strerror(cause.errno) if cause.errno else str(cause)
-            raise Unreachable("", f"{self.address} refused the connection ({said})") from None
+            raise Unreachable(f"{self.address} refused the connection ({said})") from None
         await stream.aclose()
 
     def _connect(self) -> None:
@@ -242,7 +237,7 @@ class Cluster:
             answer: dict[str, Any] = await getattr(handle, method).remote(*arguments)
         except (errors.RayActorError, errors.ActorUnschedulableError, errors.NodeDiedError) as exc:
             self._agents.pop(agent, None)
-            raise Unreachable(agent.node_id, _first_line(exc)) from None
+            raise Unreachable(_first_line(exc)) from None
         return answer
 
     async def _agent(self, agent: AgentRef) -> Any:
@@ -257,9 +252,9 @@ class Cluster:
                 try:
                     handle = await anyio.to_thread.run_sync(self._find_agent, ray, agent, create)
                 except ValueError:  # ray.get_actor: no actor of that name
-                    raise AgentGone(agent.node_id, f"agent {agent.name} no longer exists") from None
+                    raise AgentGone(f"agent {agent.name} no longer exists") from None
                 except Exception as exc:
-                    raise Unreachable(agent.node_id, _first_line(exc)) from None
+                    raise Unreachable(_first_line(exc)) from None
                 self._agents[agent] = handle
         return handle
 

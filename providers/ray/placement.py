@@ -11,7 +11,7 @@ from typing import Any
 from providers.errors import InvalidInput, Unavailable
 from providers.ray.cluster import Cluster, Node, NoRoom
 from providers.ray.records import Records
-from providers.ray.results import node_name
+from providers.ray.results import node_name, workspace_node_left
 
 PROVIDER = "ray"
 MIB = 1024 * 1024
@@ -96,11 +96,7 @@ class Placer:
     ) -> Place:
         node = nodes.get(home[0]) or (await self._cluster.nodes(fresh=True)).get(home[0])
         if node is None:
-            raise Unavailable(
-                PROVIDER,
-                f"workspace {workspace!r} lives on node {node_name(*home)}, which has left the cluster",
-                hint="Use another workspace name; what was in this one stayed on that node.",
-            )
+            raise workspace_node_left(workspace, home)
         if not _fits(node, bundle, labels):
             raise InvalidInput(
                 PROVIDER,

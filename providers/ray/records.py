@@ -76,10 +76,6 @@ COLUMNS = tuple(f.name for f in fields(RaySession) if f.name != "seq")
 SELECT = f"SELECT {', '.join(COLUMNS)}, seq FROM ray_sessions"
 
 
-def _row(values: Sequence[Any]) -> RaySession:
-    return RaySession(*values)
-
-
 class Records:
     """Every read is made for a caller (providers.services.Caller): its own records, or every one for an admin
     (`who=None`: the server's own work). A record made before owners were recorded belongs to `earlier_owner`."""
@@ -147,7 +143,7 @@ class Records:
         """The session, if `who` sees it (another owner's reads as one that does not exist)."""
         where, params = self._visible(who)
         rows = await self._read(f"{SELECT} WHERE id = ?{where}", (session_id, *params))
-        return _row(rows[0]) if rows else None
+        return RaySession(*rows[0]) if rows else None
 
     async def page(self, states: Sequence[str], limit: int, before: int | None, who: Caller | None) -> list[RaySession]:
         """Newest first: at most `limit` sessions in `states` (all when empty) older than cursor `before`."""
@@ -161,7 +157,7 @@ class Records:
             params.append(before)
         where, visible = self._visible(who)
         sql = f"{SELECT} WHERE {' AND '.join(conditions)}{where} ORDER BY seq DESC LIMIT ?"
-        return [_row(r) for r in await self._read(sql, (*params, *visible, limit))]
+        return [RaySession(*r) for r in await self._read(sql, (*params, *visible, limit))]
 
     async def running_per_node(self) -> dict[str, int]:
         rows = await self._read("SELECT node_id, count(*) FROM ray_sessions WHERE state = 'running' GROUP BY node_id")

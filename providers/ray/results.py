@@ -114,6 +114,14 @@ def node_name(node_id: str, node_ip: str) -> str:
     return f"{node_id[:12]} ({node_ip})"
 
 
+def workspace_node_left(workspace: str, home: tuple[str, str]) -> errors.Unavailable:
+    return errors.Unavailable(
+        PROVIDER,
+        f"workspace {workspace!r} lives on node {node_name(*home)}, which has left the cluster",
+        hint="Use another workspace name; what was in this one stayed on that node.",
+    )
+
+
 def agent_of(session: RaySession) -> AgentRef:
     """The agent that runs a session: the one its record names."""
     return AgentRef(session.namespace, session.agent, session.node_id)
@@ -124,12 +132,12 @@ def cluster_away(exc: Unreachable) -> errors.Unavailable:
     if isinstance(exc, TokenRefused):
         return errors.Unavailable(
             PROVIDER,
-            f"the Ray cluster did not let this server in: {exc.cause}",
+            f"the Ray cluster did not let this server in: {exc}",
             hint="Set RUNTIMES_MCP_RAY_TOKEN (or RAY_AUTH_TOKEN) to the token the cluster was started with, and "
             "restart the server.",
         )
     return errors.Unavailable(
         PROVIDER,
-        f"the Ray cluster did not answer ({exc.cause})",
+        f"the Ray cluster did not answer ({exc})",
         hint="Check that the cluster is up and RUNTIMES_MCP_RAY_ADDRESS (and its token) are right; retry.",
     )

@@ -108,7 +108,7 @@ class RayRuntime(
                 raise Gone(f"its agent on node {where} no longer exists (it was removed)", node_left=False) from None
             raise Unavailable(
                 PROVIDER,
-                f"the agent on node {where} did not answer ({exc.cause})",
+                f"the agent on node {where} did not answer ({exc})",
                 hint="Retry in a moment; if it persists, see the node's Ray logs.",
             ) from None
         if "error" in answer:
@@ -136,10 +136,9 @@ class RayRuntime(
         session.message = state.get("message")
         await self._records.end(session)
         if session.reservation is not None:
-            try:
+            # The cluster may be away: its agent releases it too, and so does the next server to look.
+            with contextlib.suppress(Unreachable):
                 await self.cluster.release(session.reservation)
-            except Unreachable:
-                pass  # the cluster is away; its agent releases it too, and so does the next server to look
 
     async def _lost(self, session: RaySession, gone: Gone | None = None) -> RayExecResult:
         """What the shared record says of a session whose agent is no more (by default: its node has left)."""

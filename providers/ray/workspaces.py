@@ -13,7 +13,7 @@ from providers.models import FileContent, FileList, FileWritten, WorkspaceDelete
 from providers.ray.cluster import AgentRef, Cluster, Gone
 from providers.ray.placement import Placer
 from providers.ray.records import Records
-from providers.ray.results import node_name
+from providers.ray.results import workspace_node_left
 from providers.services import caller
 
 PROVIDER = "ray"
@@ -59,11 +59,7 @@ class RayWorkspaces:
             home = await self._records.workspace_node(workspace, owner) or (place.node.id, place.node.ip)
         nodes = await self._cluster.nodes()
         if home[0] not in nodes and home[0] not in await self._cluster.nodes(fresh=True):
-            raise Unavailable(
-                PROVIDER,
-                f"workspace {workspace!r} lives on node {node_name(*home)}, which has left the cluster",
-                hint="Use another workspace name; what was in this one stayed on that node.",
-            )
+            raise workspace_node_left(workspace, home)
         return self._cluster.ours(home[0]), home[1]
 
     async def write_file(

@@ -74,13 +74,12 @@ def _session(session_id: str, entry: dict[str, Any]) -> SessionSummary:
 def _ndjson(content: bytes, parse: Callable[[bytes], Any]) -> list[dict[str, Any]]:
     events = []
     for line in content.splitlines():
-        if line.strip():
-            try:
-                value = parse(line)
-            except ValueError:
-                continue
-            if isinstance(value, dict):
-                events.append(value)
+        try:
+            value = parse(line)
+        except ValueError:  # a blank line too
+            continue
+        if isinstance(value, dict):
+            events.append(value)
     return events
 
 

@@ -31,21 +31,13 @@ class XanoRunClient(
         super().__init__(base_url=base_url, headers={"Authorization": f"Bearer {token}"}, **options)
 
     async def list_sessions(self, project_id: str, run_id: str | None = None, page: int | None = None) -> SessionList:
-        if run_id is None:
-            body = await self.call_json(e.XANO_PROJECT_SESSIONS, path={"project_id": project_id}, query={"page": page})
-        else:
-            body = await self.call_json(
-                e.XANO_RUN_SESSIONS, path={"project_id": project_id, "run_id": run_id}, query={"page": page}
-            )
+        endpoint, path = e.XANO_PROJECT_SESSIONS, {"project_id": project_id}
+        if run_id is not None:
+            endpoint, path = e.XANO_RUN_SESSIONS, path | {"run_id": run_id}
+        body = await self.call_json(endpoint, path=path, query={"page": page})
         items = self.entries(body, "items", "the session page")
         sessions = [_summary(self.identity(item, "a session"), item) for item in items]
-        next_page = body.get("nextPage") if isinstance(body, dict) else None
-        return SessionList(
-            provider=self.name,
-            sessions=sessions,
-            count=len(sessions),
-            next_cursor=str(next_page) if next_page else None,
-        )
+        return SessionList(provider=self.name, sessions=sessions, count=len(sessions), next_cursor=_next_page(body))
 
     async def exec_run(
         self,
@@ -57,9 +49,6 @@ class XanoRunClient(
         session_id: str | None = None,
         template: str | None = None,
     ) -> ExecResult:
-        modes = [
-            name for name, value in (("doc", doc), ("run_id", run_id), ("session_id", session_id)) if value is not None
-        ]
         body = compact(doc=doc, args=args, env=env)
         if template is not None and (doc is None or run_id is not None or session_id is not None):
             raise _exec_usage("template goes with a new doc only (not with run_id or session_id)")
@@ -77,7 +66,7 @@ class XanoRunClient(
             body = compact(**body, template=template)
             answer = await self.call_json(e.XANO_EXEC_DOC, path={"project_id": project_id}, body=body)
         else:
-            raise _exec_usage(f"got {', '.join(modes) or 'none of doc, run_id, session_id'}")
+            raise _exec_usage("got none of doc, run_id, session_id")
         return self._exec_result(answer)
 
     async def stop_session(self, project_id: str, run_id: str, session_id: str) -> StopResult:
@@ -128,10 +117,7 @@ class XanoRunClient(
     async def list_runs(self, project_id: str, page: int | None = None) -> RecordList:
         body = await self.call_json(e.XANO_RUNS, path={"project_id": project_id}, query={"page": page})
         records = self.entries(body, "items", "the run history")
-        next_page = body.get("nextPage") if isinstance(body, dict) else None
-        return RecordList(
-            provider=self.name, items=records, count=len(records), next_cursor=str(next_page) if next_page else None
-        )
+        return RecordList(provider=self.name, items=records, count=len(records), next_cursor=_next_page(body))
 
     async def get_session_sink(self, session_id: str) -> ProviderRecord:
         return self.record(await self.call_json(e.XANO_SINK, path={"session_id": session_id}))
@@ -145,6 +131,11 @@ def _exec_usage(problem: str) -> InvalidInput:
         "xano",
         f"execRun takes one of: doc with project_id, run_id with project_id, or session_id with doc; {problem}",
     )
+
+
+def _next_page(body: Any) -> str | None:
+    next_page = body.get("nextPage") if isinstance(body, dict) else None
+    return str(next_page) if next_page else None
 
 
 def _summary(session_id: str, item: dict[str, Any]) -> SessionSummary:

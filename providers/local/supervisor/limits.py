@@ -200,7 +200,6 @@ class Limits:
         self.for_runs = [(which, _capped(which, value)) for which, value in own]
 
     def begin(self) -> None:
-        """Before a run: the counters as it finds them."""
         self.baseline = self.cgroup.counters() if self.cgroup else {}
         self.cpu_done = _children_cpu_s()
 

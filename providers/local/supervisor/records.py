@@ -25,7 +25,6 @@ DISK_FULL = (
     "RUNTIMES_MCP_DATA_DIR or lower local.max_data_mb"
 )
 PR_SET_CHILD_SUBREAPER = 36
-PR_SET_PDEATHSIG = 1
 
 
 @functools.cache
@@ -60,10 +59,9 @@ def alive(ident: str | None) -> bool:
     if not ident:
         return False
     try:
-        pid = int(ident.split(":")[1])
+        return identity(pid_of(ident)) == ident
     except (IndexError, ValueError):
         return False
-    return identity(pid) == ident
 
 
 def pid_of(ident: str) -> int:
@@ -87,7 +85,6 @@ def children(pid: int) -> list[int]:
 
 
 def descendants(pid: int) -> list[int]:
-    """Every process below `pid`."""
     out: list[int] = []
     todo = children(pid)
     while todo:

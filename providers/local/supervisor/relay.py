@@ -41,14 +41,6 @@ def descriptors(egress: bool, ports: list[int]) -> dict[str, Any]:
     return spec
 
 
-def unix_address(path: str) -> tuple[str, int]:
-    """A Unix socket's address that fits in its 108 bytes however deep its directory is (a data directory in
-    a test's temporary directory is deep): the directory as a descriptor of ours. (address, that descriptor:
-    close it once the socket is bound or connected)."""
-    directory = os.open(os.path.dirname(path), os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-    return f"/proc/self/fd/{directory}/{os.path.basename(path)}", directory
-
-
 def connect_fd(fd: int) -> socket.socket:
     """A Unix stream socket connected to the socket `fd` was opened on (O_PATH): by that descriptor, never by
     a path someone else could change."""
@@ -62,11 +54,12 @@ def connect_fd(fd: int) -> socket.socket:
 
 
 def unix_socket(path: str) -> socket.socket:
-    """A Unix stream socket bound and listening at `path`."""
+    """A Unix stream socket bound and listening at `path`, however deep its directory is (a test's temporary
+    directory is deep; an address holds 108 bytes): bound through a descriptor of the directory."""
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    address, directory = unix_address(path)
+    directory = os.open(os.path.dirname(path), os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        sock.bind(address)
+        sock.bind(f"/proc/self/fd/{directory}/{os.path.basename(path)}")
         sock.listen(128)
     except OSError:
         sock.close()
@@ -126,10 +119,8 @@ class Pipe:
             self.shut(end)
 
     def shut(self, end: socket.socket) -> None:
-        try:
+        with contextlib.suppress(OSError):
             end.shutdown(socket.SHUT_WR)
-        except OSError:
-            pass
 
     def rearm(self) -> None:
         for end in self.ends:
@@ -140,10 +131,7 @@ class Pipe:
                 events |= selectors.EVENT_READ
             if self.buffers[end]:
                 events |= selectors.EVENT_WRITE
-            if events:
-                self.relay.selector.modify(end, events, self)
-            else:
-                self.relay.selector.modify(end, selectors.EVENT_READ, self)
+            self.relay.selector.modify(end, events or selectors.EVENT_READ, self)
 
     def close(self) -> None:
         for end in self.ends:
@@ -222,7 +210,6 @@ class Relay:
                     key.data.ready(key.fileobj, events)
 
     def run(self, command: list[str]) -> int:
-        """Run `command` as a child and carry connections until it ends; its exit status."""
         wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
         # Handled, not ignored: the command starts with default dispositions. A stop reaches the command from

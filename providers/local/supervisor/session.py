@@ -74,7 +74,6 @@ class Supervisor:
         self.input: int | None = None  # the writing end of an interactive run's stdin
         self.serving_check_at: float | None = None  # an orphaned launcher's run: when to look for servers
         self.network: RunNetwork | None = None
-        self.denied: list[str] = []
         self.fds: dict[str, int] = {}  # descriptors that came with the job, by what they are for
         self.announced = False
 
@@ -171,7 +170,8 @@ class Supervisor:
         write_json(self.path(RECORD), self.record)  # before the process exists: no crash leaves it unrecorded
         self.started = time.monotonic()
         self.streams = [self.path(s) for s in STREAMS]
-        fds = [self.open_input() if job.get("interactive") else self.open_stdin()]
+        stdin = self.path(STDIN) if job.get("stdin") else os.devnull
+        fds = [self.open_input() if job.get("interactive") else os.open(stdin, os.O_RDONLY | os.O_CLOEXEC)]
         try:
             fds += [os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC) for path in self.streams]
         except OSError:
@@ -196,9 +196,6 @@ class Supervisor:
         if not job.get("quiet_start_s"):
             self.announce()
 
-    def open_stdin(self) -> int:
-        return os.open(self.path(STDIN) if self.job.get("stdin") else os.devnull, os.O_RDONLY | os.O_CLOEXEC)
-
     def open_input(self) -> int:
         """An interactive run's stdin: a FIFO any server on this machine writes to (sendInput). The supervisor
         holds a writing end, so the command sees the end of its input only once that is closed (an eof asked
@@ -219,7 +216,6 @@ class Supervisor:
 
     def close_network(self) -> None:
         if self.network is not None:
-            self.denied = self.network.denied
             self.network.close()
             self.network = None
 
@@ -252,13 +248,11 @@ class Supervisor:
         monitor = self.monitor = Monitor(self.job, self.limits, self.streams, self.started)
         while True:
             now = time.monotonic()
-            if self.reason is not None:
-                deadline = None  # ending already; only the kill deadline counts now
-            check_at = monitor.next_at() if self.reason is None else None
-            serving_at = self.serving_check_at if self.reason is None else None
-            waits = [t - now for t in (deadline, self.kill_at, check_at, serving_at) if t is not None]
+            # Once ending, only the kill time counts.
+            due = [self.kill_at] if self.reason is not None else [deadline, monitor.next_at(), self.serving_check_at]
             if not self.announced:
-                waits.append(announce_at - now)
+                due.append(announce_at)
+            waits = [t - now for t in due if t is not None]
             timeout_ms = max(0, int(min(waits) * 1000) + 1) if waits else -1
             for fd, _ in poller.poll(timeout_ms):
                 if fd == self.wake_r:
@@ -367,9 +361,9 @@ class Supervisor:
             "ended_at": time.time(),
         }
         if self.network is not None:
+            if denied := self.network.denied:
+                result["network_denied"] = denied
             self.close_network()  # the command has ended: nothing more goes out or comes in
-            if self.denied:
-                result["network_denied"] = self.denied
         for stream, path in zip(STREAMS, self.streams, strict=True):
             cut = self.monitor is not None and stream in self.monitor.cut and cap
             result[f"{stream}_bytes"] = cut_output(path, cap) if cut else output_size(path)

@@ -12,7 +12,7 @@ from typing import Any
 
 import h11
 
-from .http1 import READ_SIZE, Bounds, Headers, HttpStream, PeerGone, end_to_end, has_body, header, replace_header
+from .http1 import READ_SIZE, Bounds, HttpStream, PeerGone, end_to_end, has_body, header, replace_header
 from .policy import IPAddress
 from .substitute import BodyRewriter, Substitution
 
@@ -161,10 +161,8 @@ async def _relay_response(client: HttpStream, upstream: HttpStream) -> None:
                     )
                 )
         elif isinstance(event, h11.Response):
-            response_headers: Headers = end_to_end(event.headers)
-            await client.send(
-                h11.Response(status_code=event.status_code, headers=response_headers, reason=event.reason)
-            )
+            headers = end_to_end(event.headers)
+            await client.send(h11.Response(status_code=event.status_code, headers=headers, reason=event.reason))
         elif isinstance(event, h11.Data):
             await client.send(h11.Data(data=event.data))
         elif isinstance(event, h11.EndOfMessage):
@@ -175,7 +173,6 @@ async def _relay_response(client: HttpStream, upstream: HttpStream) -> None:
 
 
 async def discard(stream: HttpStream | None) -> None:
-    """Close an upstream connection that will not be used again."""
     if stream is not None:
         with contextlib.suppress(OSError):
             await stream.aclose()

@@ -300,7 +300,6 @@ class Policy:
 
     @classmethod
     def from_data(cls, data: Mapping[str, Any]) -> Policy:
-        """The policy from one mapping with the keys `allow`, `hosts` and `secrets`."""
         unknown = set(data) - {"allow", "hosts", "secrets"}
         if unknown:
             raise ValueError(f"unknown egress policy key(s): {sorted(unknown)}")
@@ -331,7 +330,6 @@ class Policy:
         )
 
     def secrets_for(self, host: str, port: int) -> tuple[Secret, ...]:
-        """The secrets whose hosts cover `host` on `port`."""
         return tuple(secret for secret in self.secrets if secret.is_for(host, port))
 
     def environment(self) -> dict[str, str]:

@@ -239,7 +239,7 @@ class ClientConnection:
                             addresses, port, authority(host, port), self.bounds, self.proxy.upstream_tls, host
                         )
                     except (Refused, LookupFailed, UpstreamError) as error:
-                        await self._answer(502, _message(error), "destination_unavailable", inner)
+                        await self._answer(502, str(error), "destination_unavailable", inner)
                         return
                     upstream = HttpStream(reader, writer, h11.CLIENT, self.bounds)
                 if not await self._exchange(inner, event, event.target, host_header, upstream, substitution):
@@ -364,9 +364,3 @@ class ClientConnection:
 def _host_header(host: str, port: int, default_port: int) -> bytes:
     name = f"[{host}]" if ":" in host else host
     return (name if port == default_port else f"{name}:{port}").encode()
-
-
-def _message(error: Exception) -> str:
-    if isinstance(error, Refused | UpstreamError):
-        return error.message
-    return str(error)

@@ -46,7 +46,6 @@ class ProxyHandle:
 
     @property
     def connections(self) -> int:
-        """Connections from the sandbox open now."""
         return self._proxy.connections
 
     @property
@@ -57,10 +56,8 @@ class ProxyHandle:
         """Stop accepting, cut every connection, close the listening socket and end the thread; returns within
         about `timeout` seconds even if a name lookup is still running (its thread ends when it returns)."""
         if self._thread.is_alive():
-            try:
+            with contextlib.suppress(RuntimeError):  # the loop has already closed
                 self._loop.call_soon_threadsafe(self._stop.set)
-            except RuntimeError:
-                pass  # the loop has already closed
             self._thread.join(timeout)
 
     def __enter__(self) -> ProxyHandle:
