@@ -49,6 +49,7 @@ def summary(row: SessionRow) -> SessionSummary:
         "cwd": row.cwd,
         "message": row.message,
     }
+    raw = {key: value for key, value in raw.items() if value is not None}  # absent, not null: fewer tokens
     return SessionSummary(id=row.id, status=row.state, started_at=_iso(row.started_at), command=row.command, raw=raw)
 
 

@@ -105,6 +105,7 @@ def summary(session: RaySession) -> SessionSummary:
         "ended_at": iso_time(session.ended_at) if session.ended_at else None,
         "message": session.message,
     }
+    raw = {key: value for key, value in raw.items() if value is not None}  # absent, not null: fewer tokens
     return SessionSummary(
         id=session.id, status=session.state, started_at=iso_time(session.started_at), command=session.command, raw=raw
     )
