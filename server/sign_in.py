@@ -115,7 +115,8 @@ class SignIn:
         try:
             token = await self.verifier.caller_token(bearer)
         except Refused as exc:
-            description = f"the bearer token is not valid: {exc}. Next: sign in again"
+            again = "sign in again" if self.challenge.metadata_url else "send the server's RUNTIMES_MCP_HTTP_TOKEN"
+            description = f"the bearer token is not valid: {exc}. Next: {again}"
             await _answer(
                 send, 401, self.challenge.header("invalid_token", description), _body("invalid_token", description)
             )

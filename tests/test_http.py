@@ -66,6 +66,7 @@ def test_healthz_and_bearer_auth() -> None:
         assert missing.headers["www-authenticate"] == 'Bearer realm="runtimes-mcp"'
         wrong = httpx.post(f"{base}/mcp", json=INIT, headers={**JSON_HEADERS, "Authorization": "Bearer nope"})
         assert wrong.status_code == 401 and 'error="invalid_token"' in wrong.headers["www-authenticate"]
+        assert "RUNTIMES_MCP_HTTP_TOKEN" in wrong.json()["error_description"]
         assert TOKEN not in wrong.text and TOKEN not in missing.text
         right = httpx.post(f"{base}/mcp", json=INIT, headers={**JSON_HEADERS, "Authorization": f"Bearer {TOKEN}"})
         assert right.status_code == 200
