@@ -43,7 +43,8 @@ class Verifier:
 
     async def caller_token(self, token: str) -> CallerToken:
         """The token as this server takes it; Refused (or Unavailable) says why not."""
-        if self._static is not None and hmac.compare_digest(token.encode("utf-8", "surrogatepass"), self._static):
+        # latin-1 gives back the header's exact bytes (_bearer decoded them so): a UTF-8 static token matches too.
+        if self._static is not None and hmac.compare_digest(token.encode("latin-1", "replace"), self._static):
             return _token(STATIC_CLIENT, None, None, LOCAL)
         if self.checker is None:
             raise Refused("it is not RUNTIMES_MCP_HTTP_TOKEN")

@@ -219,6 +219,14 @@ def test_the_ca_is_made_once_its_key_private_and_the_bundle_adds_it_to_the_syste
     system = ssl.get_default_verify_paths().cafile or "/etc/ssl/certs/ca-certificates.crt"
     assert Path(system).read_text().split("-----END CERTIFICATE-----")[0] in text
     assert stat.S_IMODE(bundle.stat().st_mode) == 0o644
+    victim = tmp_path / "victim"
+    victim.write_text("untouched")
+    (tmp_path / f".bundle.pem.{os.getpid()}").symlink_to(victim)  # a temporary file's predictable name, planted
+    write_trust_bundle(tmp_path / "ca", tmp_path / "bundle.pem")
+    assert victim.read_text() == "untouched"
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".bundle.pem.")) == [
+        f".bundle.pem.{os.getpid()}"
+    ]
     (tmp_path / "ca" / "ca-key.pem").chmod(0o644)
     with pytest.raises(PermissionError, match="readable by others"):
         CertificateAuthority.load_or_create(tmp_path / "ca")

@@ -72,6 +72,15 @@ def test_healthz_and_bearer_auth() -> None:
         assert right.status_code == 200
 
 
+def test_a_static_token_that_is_not_ascii_is_taken_as_the_client_sends_it_in_utf8() -> None:
+    token = "pässwörd-" + TOKEN
+    with http_server(env={"RUNTIMES_MCP_HTTP_TOKEN": token}) as (base, _):
+        headers = {**JSON_HEADERS, "Authorization": b"Bearer " + token.encode()}
+        assert httpx.post(f"{base}/mcp", json=INIT, headers=headers).status_code == 200
+        headers["Authorization"] = b"Bearer " + token.encode("latin-1")  # the same text, other bytes: not the token
+        assert httpx.post(f"{base}/mcp", json=INIT, headers=headers).status_code == 401
+
+
 async def test_an_authenticated_client_runs_tools_over_http() -> None:
     with http_server(env={"RUNTIMES_MCP_HTTP_TOKEN": TOKEN}) as (base, _):
         async with authed_client(base) as client:

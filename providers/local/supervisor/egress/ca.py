@@ -9,6 +9,7 @@ import datetime
 import fcntl
 import os
 import ssl
+import tempfile
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -186,8 +187,8 @@ def _private_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
 
 
 def _write_new(path: Path, data: bytes, mode: int) -> None:
-    temporary = path.with_name(f".{path.name}.{os.getpid()}")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
+    # A new file of a random name (O_EXCL, no symlink followed): two servers on one data directory may share a pid.
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         os.fchmod(fd, mode)  # the umask may have taken bits off; never adds any to the key's 0600
         with os.fdopen(fd, "wb") as file:
