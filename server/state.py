@@ -61,8 +61,9 @@ class AppState:
         async with anyio.create_task_group() as kept:  # what the providers run for the server's life
             async with AsyncExitStack() as stack:
                 opened = {}
+                configured = configured_providers(settings)
                 for provider in PROVIDERS.values():
-                    if provider.opens and provider.name in configured_providers(settings):
+                    if provider.opens and provider.name in configured:
                         host = Host(
                             section=settings.section(provider),
                             arguments=_arguments(settings, provider),

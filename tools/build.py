@@ -163,12 +163,12 @@ def _scalar(annotation: Any) -> bool | None:
     return True if base in (int, float, bool, str) else None
 
 
-_ACCEPTS: dict[tuple[type, str, str], bool] = {}
+_ACCEPTS: dict[tuple[type, Capability[Any, Any], str], bool] = {}
 
 
 def _accepts(client: Any, capability: Capability[Any, Any], parameter: str) -> bool:
     """Does this client's implementation of the capability take `parameter` (beyond the capability's own)?"""
-    key = (type(client), capability.name, parameter)
+    key = (type(client), capability, parameter)
     if key not in _ACCEPTS:
         _ACCEPTS[key] = parameter in inspect.signature(capability.bind(client)).parameters
     return _ACCEPTS[key]

@@ -34,7 +34,6 @@ from providers.models import InputSent
 from providers.services import caller
 from providers.values import now_ms
 
-TERMINAL_STATES = ("completed", "failed", "timed_out", "stopped", "lost")
 # Why a run ended -> the state it ends in (an exit is completed or failed by its code).
 REASON_STATE = {
     "timeout": "timed_out",

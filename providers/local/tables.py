@@ -199,7 +199,7 @@ def call_task_row(row: Sequence[Any]) -> CallTaskRow:
 
 
 def event_insert(event: EventRow) -> Sql:
-    return insert("events", event, data=json.dumps(event.data, separators=(",", ":"), ensure_ascii=False))
+    return insert("events", event, data=compact_json(event.data))
 
 
 def migrate(db: sqlite3.Connection) -> None:

@@ -208,7 +208,7 @@ class Limits:
         if not self.limits:
             return None
         counters = self.cgroup.counters(cpu) if self.cgroup else {}
-        self.changed, self.counted = counters != self.counted or not counters, counters
+        self.changed, self.counted = counters != self.counted, counters
         if counters.get("oom", 0) > self.baseline.get("oom", 0):
             return "memory_limit", f"a process ran out of memory (local.limits.memory_mb={self.limits['memory_mb']})"
         if counters.get("pids_max", 0) > self.baseline.get("pids_max", 0) or len(tree) > int(self.limits["processes"]):
