@@ -57,6 +57,8 @@ async def test_routine_gets_its_message_on_stdin_and_in_the_environment(routines
                 "invokeRoutine", {"routine": "echo", "message": "hello there", "metadata": {"ticket": 7}}
             )
         )
+        listed = structured(await client.call_tool("listSessions", {}))["sessions"]
+    assert [row["raw"]["origin"] for row in listed] == ["routine:echo"]  # not a plain run: its row says so
     assert run["status"] == "completed" and run["exit_code"] == 0
     assert run["output"] == 'hello there|hello there|echo|{"ticket": 7}'
     assert run["run_id"].startswith("run_") and run["session_id"].startswith("ses_")

@@ -271,7 +271,10 @@ async def test_the_data_directory_holds_exactly_the_listed_sessions(tmp_path: An
     while {entry.name for entry in sessions_dir.iterdir()} != ids and time.monotonic() < deadline:
         await anyio.sleep(0.05)  # the spare's supervisor removes its directory as it exits
     assert {entry.name for entry in sessions_dir.iterdir()} == ids
-    cwd_run = next(s for s in listed["sessions"] if s["raw"]["cwd"] == "/usr")
+    cwd_run = next(s for s in listed["sessions"] if s.get("raw", {}).get("cwd") == "/usr")
+    # A plain run's row leaves out what every plain run has: origin exec and its own directory (tokens)
+    plain = [s.get("raw", {}) for s in listed["sessions"] if s is not cwd_run]
+    assert len(plain) == 2 and not any("origin" in raw or "cwd" in raw for raw in plain), plain
     assert (sessions_dir / cwd_run["id"] / "stdin").read_text() == "two"
 
 

@@ -8,6 +8,7 @@ import time
 from providers.local.ids import PROVIDER
 from providers.local.output import EMPTY, read_from
 from providers.local.session_records import SessionRecords
+from providers.local.supervisor.records import WORKDIR
 from providers.local.tables import SessionRow
 from providers.models import ExecResult, SessionSummary
 from providers.values import iso_time
@@ -40,17 +41,21 @@ def _iso(ts: float | None) -> str | None:
     return iso_time(ts) if ts is not None else None
 
 
-def summary(row: SessionRow) -> SessionSummary:
+def summary(row: SessionRow, sessions_dir: str) -> SessionSummary:
+    """A listing's row. What every plain run has (origin exec, its own directory under `sessions_dir`) is left
+    out, as is every empty field: an agent pays for each token of every row of every listing."""
     raw = {
-        "origin": row.origin,
+        "origin": row.origin if row.origin != "exec" else None,
         "exit_code": row.exit_code,
         "end_reason": row.end_reason,
         "ended_at": _iso(row.ended_at),
-        "cwd": row.cwd,
+        "cwd": row.cwd if row.cwd != f"{sessions_dir}/{row.id}/{WORKDIR}" else None,
         "message": row.message,
     }
-    raw = {key: value for key, value in raw.items() if value is not None}  # absent, not null: fewer tokens
-    return SessionSummary(id=row.id, status=row.state, started_at=_iso(row.started_at), command=row.command, raw=raw)
+    raw = {key: value for key, value in raw.items() if value is not None}
+    return SessionSummary(
+        id=row.id, status=row.state, started_at=_iso(row.started_at), command=row.command, raw=raw or None
+    )
 
 
 def ending(row: SessionRow, max_timeout_s: float) -> str:

@@ -80,6 +80,7 @@ class SessionRecords:
     def __init__(self, store: Store, data_dir: Path, events: EventLog, settings: SessionSettings, owner: str) -> None:
         self._store = store
         self._dir = data_dir / "sessions"
+        self.directory = str(self._dir)
         self._events = events
         self.settings = settings
         self.output_cap = settings.output_cap
