@@ -306,18 +306,17 @@ class TasksExtension(Extension):
         task = _MemoryTask(TaskView(new_task_id(), "working", now, now, ttl_ms, MEMORY_POLL_MS))
         if asks:
             call.ask = task.ask
-        outcome = task.outcome
 
         async def run() -> None:
             with task.scope:
                 try:
-                    outcome.append(await call_next(ctx))
+                    task.outcome.append(await call_next(ctx))
                 except Exception as exc:
                     task.view.error = _protocol_error(exc)
                     task.view.message = task.view.error["message"]
                     task.touch("failed")
                 else:
-                    task.view.result = _dump(outcome[0])
+                    task.view.result = _dump(task.outcome[0])
                     task.touch("completed")
             if task.scope.cancelled_caught:
                 task.view.message = "cancelled by the client"
@@ -329,11 +328,20 @@ class TasksExtension(Extension):
         return task
 
     async def _keep(self, ctx: ServerRequestContext[Any, Any], task: _MemoryTask) -> None:
-        """From now on the task is answered for: here, and (with shared state) by every server."""
+        """From now on the task is answered for: here, and (with shared state) by every server. The shared record is
+        made before the task's id is handed out, and this process's heartbeat goes on while the task runs."""
         self._forget_expired()
         self._memory[task.view.task_id] = task
-        if self._shared is not None:
-            await self._share(ctx, task)
+        if self._shared is None:
+            return
+        shared = self._shared(ctx.lifespan_context)
+        task.shared = shared
+        await shared.record(task.view)
+        if task.done.is_set():
+            await task.publish()  # it ended while being recorded: its end may have found no row yet
+        if not self._beating:
+            self._beating = True
+            ctx.lifespan_context.background.start_soon(self._beat, shared)
 
     async def _start(
         self, ctx: ServerRequestContext[Any, Any], call_next: CallNext, call: TaskCall, support: Support
@@ -350,19 +358,6 @@ class TasksExtension(Extension):
             return outcome[0]  # done already: the immediate-result shortcut
         await self._keep(ctx, task)
         return {"resultType": "task", **task.view.wire()}
-
-    async def _share(self, ctx: ServerRequestContext[Any, Any], task: _MemoryTask) -> None:
-        """Record the task for every server on the shared state before its id is handed out, and keep this
-        process's heartbeat going while it runs."""
-        assert self._shared is not None
-        shared = self._shared(ctx.lifespan_context)
-        task.shared = shared
-        await shared.record(task.view)
-        if task.done.is_set():
-            await task.publish()  # it ended while being recorded: its end may have found no row yet
-        if not self._beating:
-            self._beating = True
-            ctx.lifespan_context.background.start_soon(self._beat, shared)
 
     async def _beat(self, shared: CallTaskRecords) -> None:
         """While this process runs shared tasks: say so, and cancel those a client asked another server to."""
@@ -471,7 +466,7 @@ class TasksExtension(Extension):
             await self._shared(ctx.lifespan_context).ask_cancel(view.task_id)  # its process cancels it
         if not tasks_2025.speaks(ctx):
             return {"resultType": "complete"}
-        view = (await self._find(ctx, view.task_id))[0] or view  # cancelled now, in this form (a MUST)
+        view = await self.find(ctx, view.task_id) or view  # cancelled now, in this form (a MUST)
         view.cancel_asked_at = view.cancel_asked_at or time.time()
         return tasks_2025.task(view)
 
