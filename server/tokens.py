@@ -130,10 +130,10 @@ class Keys:
 
     async def find(self, kid: str | None) -> tuple[jwt.PyJWK, dict[str, Any]] | None:
         if time.monotonic() - self._fetched_at > KEYS_FRESH_S:
-            await self._fetch(at_most_every=REFETCH_S)
+            await self._fetch()
         found = self._pick(kid)
         if found is None and time.monotonic() - self._tried_at >= REFETCH_S:
-            await self._fetch(at_most_every=REFETCH_S)
+            await self._fetch()
             found = self._pick(kid)
         return found
 
@@ -142,9 +142,9 @@ class Keys:
             return self._keys[0] if len(self._keys) == 1 else None
         return next((k for k in self._keys if k[0].key_id == kid), None)
 
-    async def _fetch(self, at_most_every: float) -> None:
+    async def _fetch(self) -> None:
         async with self._lock:  # one fetch at a time; those that waited use its keys
-            if time.monotonic() - self._tried_at < at_most_every:
+            if time.monotonic() - self._tried_at < REFETCH_S:
                 return
             self._tried_at = time.monotonic()
             try:
