@@ -378,15 +378,15 @@ def load_settings(config_path: str | os.PathLike[str] | None = None) -> Settings
         problems = []
         for err in exc.errors():
             loc = [str(part) for part in err["loc"]]
+            msg = err["msg"].removeprefix("Value error, ")
             if not loc:  # a check across settings: its message names them
-                problems.append(err["msg"].removeprefix("Value error, "))
+                problems.append(msg)
                 continue
-            name = _setting_name(loc[0])
-            where = ".".join([name, *loc[1:]])
             from_env_name = from_env.get(tuple(loc))
             if from_env_name:
                 where = f"{from_env_name} (config file: {'.'.join(loc)})"
-            msg = err["msg"].removeprefix("Value error, ")
+            else:
+                where = ".".join([_setting_name(loc[0]), *loc[1:]])
             if err["type"] == "extra_forbidden":
                 msg = "unknown setting"
             elif err["type"] in EXPECTED:
