@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hmac
 import json
-from dataclasses import dataclass
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -68,24 +67,21 @@ def _token(
     )
 
 
-@dataclass(frozen=True)
-class Challenge:
+def _challenge(
+    metadata_url: str | None, error: str | None = None, description: str | None = None, scope: str | None = None
+) -> str:
     """What a refusal says in `WWW-Authenticate`: where to sign in (the protected-resource metadata), or with the
     static token alone (no issuer) only the realm."""
-
-    metadata_url: str | None
-
-    def header(self, error: str | None = None, description: str | None = None, scope: str | None = None) -> str:
-        parts = [] if self.metadata_url else ['realm="runtimes-mcp"']
-        if error:
-            parts.append(f'error="{error}"')
-        if description:
-            parts.append(f'error_description="{_quotable(description)}"')
-        if scope and self.metadata_url:
-            parts.append(f'scope="{scope}"')
-        if self.metadata_url:
-            parts.append(f'resource_metadata="{self.metadata_url}"')
-        return "Bearer " + ", ".join(parts)
+    parts = [] if metadata_url else ['realm="runtimes-mcp"']
+    if error:
+        parts.append(f'error="{error}"')
+    if description:
+        parts.append(f'error_description="{_quotable(description)}"')
+    if scope and metadata_url:
+        parts.append(f'scope="{scope}"')
+    if metadata_url:
+        parts.append(f'resource_metadata="{metadata_url}"')
+    return "Bearer " + ", ".join(parts)
 
 
 def _quotable(text: str) -> str:
@@ -98,7 +94,7 @@ class SignIn:
     def __init__(self, app: ASGIApp, verifier: Verifier, metadata_url: str | None, path: str, max_body: int) -> None:
         self.app = sdk.with_access_token_context(app)
         self.verifier = verifier
-        self.challenge = Challenge(metadata_url)
+        self.metadata_url = metadata_url
         self.path = path
         self.max_body = max_body
 
@@ -108,19 +104,18 @@ class SignIn:
             return
         bearer = _bearer(scope)
         if bearer is None:
-            header = self.challenge.header(scope=" ".join(ASKED_SCOPES))
-            wanted = "access token" if self.challenge.metadata_url else "RUNTIMES_MCP_HTTP_TOKEN"
+            header = _challenge(self.metadata_url, scope=" ".join(ASKED_SCOPES))
+            wanted = "access token" if self.metadata_url else "RUNTIMES_MCP_HTTP_TOKEN"
             body = {"error": "unauthorized", "error_description": f"send Authorization: Bearer <{wanted}>"}
             await _answer(send, 401, header, body)
             return
         try:
             token = await self.verifier.caller_token(bearer)
         except Refused as exc:
-            again = "sign in again" if self.challenge.metadata_url else "send the server's RUNTIMES_MCP_HTTP_TOKEN"
+            again = "sign in again" if self.metadata_url else "send the server's RUNTIMES_MCP_HTTP_TOKEN"
             description = f"the bearer token is not valid: {exc}. Next: {again}"
-            await _answer(
-                send, 401, self.challenge.header("invalid_token", description), _body("invalid_token", description)
-            )
+            header = _challenge(self.metadata_url, "invalid_token", description)
+            await _answer(send, 401, header, _body("invalid_token", description))
             return
         except Unavailable as exc:
             description = f"the bearer token cannot be checked now: {exc}. Next: retry in a moment"
@@ -147,7 +142,7 @@ class SignIn:
                 f"this request needs scope {' '.join(needs)}; the token grants {granted}. "
                 f"Next: sign in again asking for {' '.join(needs)}"
             )
-            header = self.challenge.header("insufficient_scope", description, " ".join(needs))
+            header = _challenge(self.metadata_url, "insufficient_scope", description, " ".join(needs))
             await _answer(send, 403, header, _body("insufficient_scope", description))
             return
         await self.app(scope, request.replay(receive), send)
