@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from providers.services import LOCAL_OWNER
+from providers.values import comma_list
 
 # Variable -> key of [oauth] it sets (the environment wins over the config file).
 OAUTH_ENV = {
@@ -72,7 +73,7 @@ class OAuthSettings(BaseModel):
     @field_validator("shared_providers", mode="before")
     @classmethod
     def _comma_list(cls, value: object) -> object:
-        return [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) else value
+        return comma_list(value) if isinstance(value, str) else value
 
     @field_validator("shared_providers")
     @classmethod
