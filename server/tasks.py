@@ -537,15 +537,13 @@ async def advertise_only_when_declared(ctx: ServerRequestContext[Any, Any], call
         return result
     extensions = (result.get("capabilities") or {}).get("extensions")
     if isinstance(extensions, dict) and EXTENSION in extensions:
-        result = {
-            **result,
-            "capabilities": {
-                **result["capabilities"],
-                "extensions": {k: v for k, v in extensions.items() if k != EXTENSION},
-            },
-        }
-        if not result["capabilities"]["extensions"]:
-            del result["capabilities"]["extensions"]
+        capabilities = {**result["capabilities"]}
+        others = {k: v for k, v in extensions.items() if k != EXTENSION}
+        if others:
+            capabilities["extensions"] = others
+        else:
+            del capabilities["extensions"]
+        result = {**result, "capabilities": capabilities}
     return result
 
 
