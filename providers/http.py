@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from email.utils import parsedate_to_datetime
 from typing import Any, Self
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import anyio
 import httpx
@@ -40,8 +42,6 @@ def retry_after_seconds(response: httpx.Response) -> float | None:
     try:
         return max(0.0, float(value))
     except ValueError:
-        from email.utils import parsedate_to_datetime
-
         try:
             when = parsedate_to_datetime(value)
         except (TypeError, ValueError):
@@ -326,8 +326,6 @@ def _str(value: Any) -> str | None:
 
 
 def without_userinfo(url: str) -> str:
-    from urllib.parse import urlsplit, urlunsplit
-
     parts = urlsplit(url)
     if parts.username is None and parts.password is None:
         return url
@@ -339,8 +337,6 @@ def without_userinfo(url: str) -> str:
 def _secret_parts(headers: Mapping[str, str], base_url: str) -> tuple[list[str], list[tuple[str, str]]]:
     """Credential values in the client's headers (the token after `Bearer `, too) and in the base URL, and the
     base URL's (user, password), which httpx sends as HTTP Basic credentials."""
-    from urllib.parse import unquote, urlsplit
-
     found: set[str] = set()
     for name, value in headers.items():
         if name.lower() in ("authorization", "x-api-key", "api-key", "x-access-token", "cookie") and value:
