@@ -32,7 +32,6 @@ BACKOFF_MAX_S = 8.0
 RETRY_AFTER_CAP_S = 30.0  # a longer Retry-After is reported to the agent instead of waited out
 MAX_RESPONSE_BYTES = 16 * 1024 * 1024  # a larger answer is refused, not read: one call, bounded memory
 MAX_ERROR_CHARS = 500  # of a provider's error message, in results and logs
-NO_BODY: Any = object()  # "send no body", as distinct from a JSON null
 
 
 def retry_after_seconds(response: httpx.Response) -> float | None:
@@ -112,7 +111,7 @@ class HttpProvider:
         *,
         path: Mapping[str, str] | None = None,
         query: Mapping[str, Any] | None = None,
-        body: Any = NO_BODY,
+        body: Any = None,
         content: bytes | None = None,
         headers: Mapping[str, str] | None = None,
         credential_env: str | None = None,
@@ -126,12 +125,9 @@ class HttpProvider:
         where = f"{endpoint.method} {endpoint.path}"
         url = endpoint.url_path(**(path or {}))
         params = {k: v for k, v in (query or {}).items() if v is not None}
-        kwargs: dict[str, Any] = {"params": params or None, "headers": headers}
-        if body is not NO_BODY:
-            kwargs["json"] = body
-        if content is not None:
-            kwargs["content"] = content
-        request = self._http.build_request(endpoint.method, url, **kwargs)
+        request = self._http.build_request(
+            endpoint.method, url, params=params or None, headers=headers, json=body, content=content
+        )
 
         async def bounded() -> httpx.Response:
             # httpx's timeout is per read: a provider trickling bytes could hold a call for ever without this.
