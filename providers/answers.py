@@ -68,7 +68,7 @@ def parse_answer(data: bytes | str, redact: Callable[[str], str] = no_secrets) -
     become null. Raises ValueError when it is not JSON, TooDeep when nested deeper than MAX_DEPTH."""
     text = data.decode("utf-8-sig", "replace") if isinstance(data, bytes | bytearray) else data
     try:
-        value = json.loads(text, parse_constant=_null, parse_float=_finite_or_null)
+        value = json.loads(text, parse_constant=lambda _: None, parse_float=_finite_or_null)
     except RecursionError:
         raise TooDeep() from None
     return safe_value(value, redact)
@@ -107,10 +107,6 @@ def valid_input(value: Any, where: str) -> Any:
     if isinstance(value, list):
         return [valid_input(item, f"{where}[{index}]") for index, item in enumerate(value)]
     return value
-
-
-def _null(_: str) -> None:
-    return None
 
 
 def _finite_or_null(text: str) -> float | None:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any, Literal
+from urllib.parse import quote
+
+from providers.errors import InvalidInput
 
 Location = Literal["path", "query", "body", "header", "frame"]
 
@@ -38,10 +41,6 @@ class Endpoint:
         """The path with its `{placeholders}` filled, each value percent-encoded. A value that would be an empty,
         `.` or `..` segment, or hold a `/`, is refused before any request: it would send the credential to
         another path of the API."""
-        from urllib.parse import quote
-
-        from providers.errors import InvalidInput
-
         for name, value in path_params.items():
             text = str(value)
             if text.strip() in ("", ".", "..") or "/" in text or "\\" in text:

@@ -101,6 +101,10 @@ class Unsupported(ProviderError):
     default_hint = "Use a provider that supports this operation (see getDocs topic 'overview')."
 
 
+# The HTTP statuses whose error needs nothing but the provider's message (the others are worked out below).
+BY_STATUS = {400: InvalidInput, 402: PaymentRequired, 404: NotFound, 409: Conflict, 422: InvalidInput}
+
+
 def error_for_status(
     provider: str,
     status: int,
@@ -110,21 +114,12 @@ def error_for_status(
     credential_env: str = "",
     retry_after_s: float | None = None,
 ) -> ProviderError:
-    if status in (400, 422):
-        return InvalidInput(provider, message, status=status, code=code)
     if status in (401, 403):
         hint = f"Set a valid {credential_env} and restart the server." if credential_env else None
         if status == 403:
             hint = "The credential lacks access to this resource; use one scoped to it."
         return AuthError(provider, message, status=status, code=code, hint=hint)
-    if status == 402:
-        return PaymentRequired(provider, message, status=status, code=code)
-    if status == 404:
-        return NotFound(provider, message, status=status, code=code)
-    if status == 409:
-        return Conflict(provider, message, status=status, code=code)
     if status == 429:
         return RateLimited(provider, message, status=status, code=code, retry_after_s=retry_after_s)
-    if status >= 500:
-        return Unavailable(provider, message, status=status, code=code)
-    return ProviderError(provider, message, status=status, code=code)
+    cls = BY_STATUS.get(status, Unavailable if status >= 500 else ProviderError)
+    return cls(provider, message, status=status, code=code)

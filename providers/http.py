@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from email.utils import parsedate_to_datetime
 from typing import Any, Self
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import anyio
 import httpx
@@ -30,7 +32,6 @@ BACKOFF_MAX_S = 8.0
 RETRY_AFTER_CAP_S = 30.0  # a longer Retry-After is reported to the agent instead of waited out
 MAX_RESPONSE_BYTES = 16 * 1024 * 1024  # a larger answer is refused, not read: one call, bounded memory
 MAX_ERROR_CHARS = 500  # of a provider's error message, in results and logs
-NO_BODY: Any = object()  # "send no body", as distinct from a JSON null
 
 
 def retry_after_seconds(response: httpx.Response) -> float | None:
@@ -40,8 +41,6 @@ def retry_after_seconds(response: httpx.Response) -> float | None:
     try:
         return max(0.0, float(value))
     except ValueError:
-        from email.utils import parsedate_to_datetime
-
         try:
             when = parsedate_to_datetime(value)
         except (TypeError, ValueError):
@@ -112,7 +111,7 @@ class HttpProvider:
         *,
         path: Mapping[str, str] | None = None,
         query: Mapping[str, Any] | None = None,
-        body: Any = NO_BODY,
+        body: Any = None,
         content: bytes | None = None,
         headers: Mapping[str, str] | None = None,
         credential_env: str | None = None,
@@ -126,12 +125,9 @@ class HttpProvider:
         where = f"{endpoint.method} {endpoint.path}"
         url = endpoint.url_path(**(path or {}))
         params = {k: v for k, v in (query or {}).items() if v is not None}
-        kwargs: dict[str, Any] = {"params": params or None, "headers": headers}
-        if body is not NO_BODY:
-            kwargs["json"] = body
-        if content is not None:
-            kwargs["content"] = content
-        request = self._http.build_request(endpoint.method, url, **kwargs)
+        request = self._http.build_request(
+            endpoint.method, url, params=params or None, headers=headers, json=body, content=content
+        )
 
         async def bounded() -> httpx.Response:
             # httpx's timeout is per read: a provider trickling bytes could hold a call for ever without this.
@@ -326,8 +322,6 @@ def _str(value: Any) -> str | None:
 
 
 def without_userinfo(url: str) -> str:
-    from urllib.parse import urlsplit, urlunsplit
-
     parts = urlsplit(url)
     if parts.username is None and parts.password is None:
         return url
@@ -339,8 +333,6 @@ def without_userinfo(url: str) -> str:
 def _secret_parts(headers: Mapping[str, str], base_url: str) -> tuple[list[str], list[tuple[str, str]]]:
     """Credential values in the client's headers (the token after `Bearer `, too) and in the base URL, and the
     base URL's (user, password), which httpx sends as HTTP Basic credentials."""
-    from urllib.parse import unquote, urlsplit
-
     found: set[str] = set()
     for name, value in headers.items():
         if name.lower() in ("authorization", "x-api-key", "api-key", "x-access-token", "cookie") and value:

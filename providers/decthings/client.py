@@ -83,7 +83,7 @@ class DecthingsClient(HttpProvider, c.GetLaunchers, c.GetLauncher):
             )
         try:
             answer = decode_response(response.content, self.read_json)
-        except (ValueError, KeyError) as exc:
+        except ValueError as exc:
             raise ProtocolError(self.name, f"the response frame could not be read: {exc}") from None
         if not isinstance(answer, dict):
             raise ProtocolError(self.name, "the response is not a JSON object")

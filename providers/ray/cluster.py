@@ -5,6 +5,7 @@ Imported by the server (to connect and call agents) and by the agents on the nod
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -12,7 +13,6 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,8 +27,6 @@ PROBE_TIMEOUT_S = 5.0  # a TCP connection to the address first: Ray itself retri
 # Ray rewrites a loopback address to this machine's routable IP before connecting (services.
 # resolve_ip_for_localhost), where a cluster started on 127.0.0.1 does not listen; this keeps loopback loopback.
 LOOPBACK_ONLY_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
-
-logger = logging.getLogger(__name__)
 
 
 class Unreachable(Exception):
@@ -300,7 +298,7 @@ class Cluster:
             )
 
         group = await anyio.to_thread.run_sync(create)
-        table: Callable[[], dict[str, Any]] = lambda: ray.util.placement_group_table(group)  # noqa: E731
+        table = functools.partial(ray.util.placement_group_table, group)
         deadline = time.monotonic() + timeout_s
         pause = 0.005
         while (state := await anyio.to_thread.run_sync(table))["state"] != "CREATED":

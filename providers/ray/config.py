@@ -53,7 +53,6 @@ class AddressError(StartError):
 @dataclass(frozen=True)
 class Address:
     text: str  # as Ray takes it
-    host: str
     loopback: bool
 
 
@@ -82,7 +81,7 @@ def check_address(address: str, token: str | None) -> Address:
             "set RUNTIMES_MCP_RAY_TOKEN to its token (keep the cluster off untrusted networks either way), or use "
             "a loopback address"
         )
-    return Address(text, host, loopback)
+    return Address(text, loopback)
 
 
 def _is_loopback_ip(host: str) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from providers.errors import InvalidInput, Unavailable
@@ -82,9 +82,7 @@ class Placer:
         else:
             place = await self._least_busy(labels, nodes)
         self._placing[place.node.id] += 1
-        if workspace is not None and home is None:
-            return Place(place.node, place.reservation, new_workspace=True)
-        return place
+        return replace(place, new_workspace=workspace is not None and home is None)
 
     async def _at_home(
         self,

@@ -5,7 +5,6 @@ runtime's tables are not touched."""
 
 from __future__ import annotations
 
-import logging
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
@@ -49,7 +48,6 @@ CREATE TABLE IF NOT EXISTS ray_workspaces (
 );
 """
 T = TypeVar("T")
-logger = logging.getLogger(__name__)
 
 
 @dataclass

@@ -296,7 +296,7 @@ class RayRuntime(
             provider=PROVIDER,
             sessions=[summary(r) for r in shown],
             count=len(shown),
-            next_cursor=str(rows[-1].seq) if more and rows else None,
+            next_cursor=str(rows[-1].seq) if more else None,
         )
 
     async def _refresh(self, running: list[RaySession]) -> None:
