@@ -8,7 +8,6 @@ the supervisor over a socket (here); the others read the session's files and sig
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import signal
 import time
@@ -49,8 +48,6 @@ from providers.services import caller
 FOLLOW_POLL_S = 0.1  # how often a session another server runs is looked at while following it
 STOP_WAIT_S = STOP_GRACE_S + 5.0
 HAND_OVER_TRIES = 3
-
-logger = logging.getLogger(__name__)
 
 
 @dataclass
