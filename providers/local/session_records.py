@@ -216,11 +216,15 @@ class SessionRecords:
         event = end_event(row)
         try:
             if await self._store.record_end(row, event):
-                await self._events.notify(event.sandbox_id)
-                for listener in self.ended_listeners:
-                    listener(row)
+                await self.announce_end(row, event)
         except StoreError as exc:
             logger.warning("runtimes-mcp: session %s ended but could not be recorded: %s", row.id, exc)
+
+    async def announce_end(self, row: SessionRow, event: EventRow) -> None:
+        """Once the end is recorded: wake the event stream's followers, and tell the ended_listeners."""
+        await self._events.notify(event.sandbox_id)
+        for listener in self.ended_listeners:
+            listener(row)
 
     async def latest(self, origin: str) -> SessionRow | None:
         """The newest session of this origin (e.g. a launcher's), brought up to date."""
