@@ -100,7 +100,7 @@ def exec_result(
             truncated = truncated or out.truncated
         else:
             path = records.path(row.id, stream)
-            text, next_offset, size = read_from(path, offset, records.output_cap)
+            text, next_offset, size = read_from(path, offset, records.settings.output_cap)
             streams[stream] = (text, size, next_offset)
             truncated = truncated or next_offset < size
     duration = int((row.ended_at - row.started_at) * 1000) if row.ended_at else None

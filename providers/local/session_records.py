@@ -83,7 +83,6 @@ class SessionRecords:
         self.directory = str(self._dir)
         self._events = events
         self.settings = settings
-        self.output_cap = settings.output_cap
         self.owner = owner
         self.place = place_of(data_dir)
         self.live_rows: dict[str, SessionRow] = {}
@@ -286,7 +285,7 @@ class SessionRecords:
         return record.get("ports") or None, result.get("network_denied") or None
 
     def output(self, session_id: str, stream: str) -> Output:
-        return read_capped(self.path(session_id, stream), self.output_cap)
+        return read_capped(self.path(session_id, stream), self.settings.output_cap)
 
     def path(self, session_id: str, name: str) -> Path:
         return self._dir / session_id / name
