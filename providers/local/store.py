@@ -8,6 +8,7 @@ a change first (its `place`). Updates are conditional, so two servers recording 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from collections.abc import Sequence
 from pathlib import Path
@@ -60,10 +61,8 @@ class Store(OwnedRecords):
         return cls(await PostgresDatabase.open(url, replica, lambda conn: pg_migrate(conn, postgres_schema())))
 
     async def close(self) -> None:
-        try:
+        with contextlib.suppress(StoreError):  # what could not be written is still in the session directories
             await self.flush()
-        except StoreError:
-            pass  # what could not be written is still in the session directories
         await self.db.close()
 
     # --- sessions ---------------------------------------------------------------------------------
