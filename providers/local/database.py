@@ -222,10 +222,9 @@ class PostgresDatabase:
     """A pool of psycopg connections, used from worker threads; `replica` names this process in the
     notifications it causes (application_name), so it can tell its own events from other replicas'."""
 
-    def __init__(self, url: str, pool: Any, replica: str) -> None:
+    def __init__(self, url: str, pool: Any) -> None:
         self.url = url
         self.label = "PostgreSQL"
-        self.replica = replica
         self._pool = pool
 
     @classmethod
@@ -265,7 +264,7 @@ class PostgresDatabase:
         except Exception as exc:  # psycopg.Error, PoolTimeout, a malformed URL
             cause = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise StoreError(provider, f"PostgreSQL at {_safe(url)} cannot be used ({cause})", hint=_PG_HINT) from None
-        return cls(url, pool, replica)
+        return cls(url, pool)
 
     @staticmethod
     def dialect(schema: str) -> str:

@@ -13,6 +13,7 @@ import contextlib
 import ctypes
 import errno
 import hashlib
+import itertools
 import os
 import secrets
 import stat
@@ -151,17 +152,11 @@ def list_beneath(root: int, path: str, depth: int, most: int) -> tuple[list[Entr
     """Entries below `path` (beneath `root`) down to `depth` levels, sorted; at most `most` (True: cut)."""
     top = path.strip("/") in ("", ".")
     start = os.dup(root) if top else open_beneath(root, path, os.O_RDONLY | os.O_DIRECTORY)
-    found: list[Entry] = []
-    cut = False
     try:
-        for entry in _scan(start, "", depth):
-            if len(found) >= most:
-                cut = True
-                break
-            found.append(entry)
+        found = list(itertools.islice(_scan(start, "", depth), most + 1))  # one more tells it was cut
     finally:
         os.close(start)
-    return sorted(found, key=lambda e: e.path), cut
+    return sorted(found[:most], key=lambda e: e.path), len(found) > most
 
 
 KINDS = {stat.S_IFDIR: "directory", stat.S_IFREG: "file", stat.S_IFLNK: "symlink"}

@@ -50,7 +50,6 @@ class LauncherSupervisor:
         self._sessions = sessions
         self._events = events
         self.state = "stopped"  # starting, running, waiting (for another server's run), failed, stopped
-        self.session_id: str | None = None
         self.restarts = 0
         self.last_exit_code: int | None = None
         self.last_error: str | None = None
@@ -115,7 +114,7 @@ class LauncherSupervisor:
             logger.warning("runtimes-mcp: launcher %s could not start: %s", self.name, exc)
             await self._set_state("failed")
         else:
-            self.session_id, self.last_error = live.id, None
+            self.last_error = None
             await self._set_state("running")
             await self._sessions.wait(live)
             self.last_exit_code = live.row.exit_code

@@ -23,9 +23,9 @@ def read_capped(path: Path, cap: int) -> Output:
     try:
         size = path.stat().st_size
     except OSError:
-        return Output("", 0, False)
+        size = 0  # no file: no output
     if size == 0:
-        return Output("", 0, False)
+        return EMPTY
     with path.open("rb") as f:
         if size <= cap:
             return Output(f.read().decode("utf-8", "replace"), size, False)

@@ -37,10 +37,6 @@ READ_ONLY_HINT = (
 )
 
 
-def _iso(ts: float | None) -> str | None:
-    return iso_time(ts) if ts is not None else None
-
-
 def summary(row: SessionRow, sessions_dir: str) -> SessionSummary:
     """A listing's row. What every plain run has (origin exec, its own directory under `sessions_dir`) is left
     out, as is every empty field: an agent pays for each token of every row of every listing."""
@@ -48,13 +44,13 @@ def summary(row: SessionRow, sessions_dir: str) -> SessionSummary:
         "origin": row.origin if row.origin != "exec" else None,
         "exit_code": row.exit_code,
         "end_reason": row.end_reason,
-        "ended_at": _iso(row.ended_at),
+        "ended_at": iso_time(row.ended_at) if row.ended_at is not None else None,
         "cwd": row.cwd if row.cwd != f"{sessions_dir}/{row.id}/{WORKDIR}" else None,
         "message": row.message,
     }
     raw = {key: value for key, value in raw.items() if value is not None}
     return SessionSummary(
-        id=row.id, status=row.state, started_at=_iso(row.started_at), command=row.command, raw=raw or None
+        id=row.id, status=row.state, started_at=iso_time(row.started_at), command=row.command, raw=raw or None
     )
 
 
@@ -62,10 +58,11 @@ def ending(row: SessionRow, max_timeout_s: float) -> str:
     """When a running session will be ended, and how to allow longer."""
     if row.timeout_s is None:
         return "it runs until it ends or is stopped."
-    left = max(0.0, row.started_at + row.timeout_s - time.time())
+    end = row.started_at + row.timeout_s
+    left = max(0.0, end - time.time())
     longer = f" (up to {max_timeout_s:g}, local.max_timeout_s)" if row.timeout_s < max_timeout_s else ""
     return (
-        f"it will be ended at timeout_s={row.timeout_s:g} (in {left:.0f} s, {_iso(row.started_at + row.timeout_s)}); "
+        f"it will be ended at timeout_s={row.timeout_s:g} (in {left:.0f} s, {iso_time(end)}); "
         f"for longer, start it with a larger timeout_s{longer}."
     )
 
@@ -103,7 +100,7 @@ def exec_result(
             truncated = truncated or out.truncated
         else:
             path = records.path(row.id, stream)
-            text, next_offset, size = read_from(path, offset, records.output_cap)
+            text, next_offset, size = read_from(path, offset, records.settings.output_cap)
             streams[stream] = (text, size, next_offset)
             truncated = truncated or next_offset < size
     duration = int((row.ended_at - row.started_at) * 1000) if row.ended_at else None

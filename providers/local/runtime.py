@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import re
 import time
 from typing import Any, Literal
@@ -45,8 +44,6 @@ from providers.models import (
     wait_seconds,
 )
 from providers.services import RunTask, caller
-
-logger = logging.getLogger(__name__)
 
 
 class LocalRuntime(

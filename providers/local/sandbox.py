@@ -14,7 +14,6 @@ asked what a path is inside (`Sandbox.shows`). A later mount covers what an earl
 from __future__ import annotations
 
 import functools
-import logging
 import os
 import pwd
 import shutil
@@ -27,7 +26,6 @@ from typing import Literal
 from providers.local.config import LimitsConfig, SandboxConfig
 from providers.local.run_as import RunAs, can_reach
 
-logger = logging.getLogger(__name__)
 PROBE_TIMEOUT_S = 10.0
 
 # Shown (read-only) in the otherwise hidden home: where language toolchains and user-installed tools live.

@@ -83,7 +83,6 @@ class SessionRecords:
         self.directory = str(self._dir)
         self._events = events
         self.settings = settings
-        self.output_cap = settings.output_cap
         self.owner = owner
         self.place = place_of(data_dir)
         self.live_rows: dict[str, SessionRow] = {}
@@ -216,11 +215,15 @@ class SessionRecords:
         event = end_event(row)
         try:
             if await self._store.record_end(row, event):
-                await self._events.notify(event.sandbox_id)
-                for listener in self.ended_listeners:
-                    listener(row)
+                await self.announce_end(row, event)
         except StoreError as exc:
             logger.warning("runtimes-mcp: session %s ended but could not be recorded: %s", row.id, exc)
+
+    async def announce_end(self, row: SessionRow, event: EventRow) -> None:
+        """Once the end is recorded: wake the event stream's followers, and tell the ended_listeners."""
+        await self._events.notify(event.sandbox_id)
+        for listener in self.ended_listeners:
+            listener(row)
 
     async def latest(self, origin: str) -> SessionRow | None:
         """The newest session of this origin (e.g. a launcher's), brought up to date."""
@@ -282,7 +285,7 @@ class SessionRecords:
         return record.get("ports") or None, result.get("network_denied") or None
 
     def output(self, session_id: str, stream: str) -> Output:
-        return read_capped(self.path(session_id, stream), self.output_cap)
+        return read_capped(self.path(session_id, stream), self.settings.output_cap)
 
     def path(self, session_id: str, name: str) -> Path:
         return self._dir / session_id / name

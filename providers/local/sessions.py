@@ -8,7 +8,7 @@ the supervisor over a socket (here); the others read the session's files and sig
 from __future__ import annotations
 
 import contextlib
-import logging
+import functools
 import os
 import signal
 import time
@@ -49,8 +49,6 @@ from providers.services import caller
 FOLLOW_POLL_S = 0.1  # how often a session another server runs is looked at while following it
 STOP_WAIT_S = STOP_GRACE_S + 5.0
 HAND_OVER_TRIES = 3
-
-logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -252,14 +250,7 @@ class SessionManager(SessionRecords):
         # The end is durable in the session's record already; the index follows in the background.
         event = end_event(live.row)
         self._store.save_end(live.row, event)
-        row = live.row
-
-        async def ended() -> None:
-            await self._events.notify(event.sandbox_id)
-            for listener in self.ended_listeners:
-                listener(row)
-
-        self._store.flush_soon(self._tg, ended)
+        self._store.flush_soon(self._tg, functools.partial(self.announce_end, live.row, event))
         return True
 
     def _close(self, live: LiveSession, healthy: bool) -> None:

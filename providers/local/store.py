@@ -8,6 +8,7 @@ a change first (its `place`). Updates are conditional, so two servers recording 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from collections.abc import Sequence
 from pathlib import Path
@@ -60,10 +61,8 @@ class Store(OwnedRecords):
         return cls(await PostgresDatabase.open(url, replica, lambda conn: pg_migrate(conn, postgres_schema())))
 
     async def close(self) -> None:
-        try:
+        with contextlib.suppress(StoreError):  # what could not be written is still in the session directories
             await self.flush()
-        except StoreError:
-            pass  # what could not be written is still in the session directories
         await self.db.close()
 
     # --- sessions ---------------------------------------------------------------------------------
@@ -85,7 +84,7 @@ class Store(OwnedRecords):
         """Queue the end of a run (with its event, only if no server recorded the end before)."""
         self.submit_work(functools.partial(_end, row, event), row)
 
-    async def record_end(self, row: SessionRow, event: EventRow | None) -> bool:
+    async def record_end(self, row: SessionRow, event: EventRow) -> bool:
         """Record a session's end if nobody has yet (several servers may see it); the event only if we did."""
         return await self.transaction(functools.partial(_end, row, event))
 
@@ -142,8 +141,7 @@ class Store(OwnedRecords):
         if before_rowid is not None:
             where.append("rowid < ?")
             args.append(before_rowid)
-        clause = f"WHERE {' AND '.join(where)}" if where else ""
-        sql = f"{SELECT_SESSION} {clause} ORDER BY rowid DESC LIMIT ?"
+        sql = f"{SELECT_SESSION} WHERE {' AND '.join(where)} ORDER BY rowid DESC LIMIT ?"
         return [SessionRow(*r) for r in await self._rows(sql, (*args, limit))]
 
     async def latest_session(self, origin: str) -> SessionRow | None:
@@ -325,7 +323,7 @@ class Store(OwnedRecords):
         await self.flush()
 
 
-def _end(row: SessionRow, event: EventRow | None, db: Connection) -> bool:
+def _end(row: SessionRow, event: EventRow, db: Connection) -> bool:
     """Record a session's end unless a server did before (the event too, only then): the conditional UPDATE
     decides, so the end and its event are stored once however many servers see it."""
     columns, marks = ", ".join(SESSION_COLUMNS), ", ".join("?" * len(SESSION_COLUMNS))
@@ -337,6 +335,6 @@ def _end(row: SessionRow, event: EventRow | None, db: Connection) -> bool:
     changed = db.execute(
         f"UPDATE sessions SET {updates} WHERE id = ? AND state = 'running'", (*row.values()[1:], row.id)
     ).rowcount
-    if changed and event is not None:
+    if changed:
         db.execute(*event_insert(event))
     return bool(changed)

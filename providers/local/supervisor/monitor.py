@@ -7,6 +7,7 @@ crowd the machine, while a run that writes fast is looked at every tenth of a se
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from typing import Any
@@ -105,12 +106,10 @@ def output_size(path: str) -> int:
 
 def cut_output(path: str, cap: int) -> int:
     """Cut a stream the run wrote past its cap back to the cap, saying so at the end; its size then."""
-    try:
+    with contextlib.suppress(OSError):
         if os.stat(path).st_size > cap:
             with open(path, "r+b") as f:
                 f.truncate(cap)
                 f.seek(cap)
                 f.write(f"\n[runtimes-mcp: output cut here at {cap} bytes (local.max_output_mb)]\n".encode())
-    except OSError:
-        pass
     return output_size(path)
