@@ -350,3 +350,17 @@ async def test_writes_at_once_and_all_the_workspaces_stay_within_their_caps(conf
     # 4.5 MB in three workspaces: a fourth 1.5 MB would pass max_data_mb, and so does a run that writes it
     assert "local.max_data_mb" in refused and "Next:" in refused
     assert run["state"] == "failed" and "local.max_data_mb, less the other workspaces" in run["message"], run
+
+
+async def test_a_workspace_record_is_written_under_a_name_nobody_can_plant(tmp_path: Path, config_file: Any) -> None:
+    # Two servers on one data directory may share a pid (containers): a pid-named temporary file is no private name
+    victim = tmp_path / "victim"
+    victim.write_text("untouched")
+    async with connect(load_settings(config_file('toolsets = ["workspaces"]\n'))) as client:
+        await client.call_tool("execRun", {"command": "echo one > a", "workspace": "w"})
+        meta = load_settings().data_dir / "workspaces" / "local" / ".meta"
+        (meta / f".w.{os.getpid()}.tmp").symlink_to(victim)  # the name the record was once written through
+        await client.call_tool("execRun", {"command": "head -c 5000 /dev/zero > b", "workspace": "w"})
+        listed = structured(await client.call_tool("listWorkspaces", {}))["workspaces"]
+    assert victim.read_text() == "untouched"
+    assert [(w["name"], w["size_bytes"] >= 5000) for w in listed] == [("w", True)], listed

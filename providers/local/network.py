@@ -29,6 +29,7 @@ from providers.local.run_as import RunAs, can_reach
 from providers.local.sandbox import Sandbox
 from providers.local.supervisor import relay
 from providers.local.supervisor.egress.policy import DEFAULT_PORTS, Policy
+from providers.local.supervisor.records import write_new
 
 INSIDE = "/run/runtimes-mcp"  # in the sandbox's private /run
 RELAY, BUNDLE = f"{INSIDE}/relay.py", f"{INSIDE}/ca.pem"
@@ -143,10 +144,7 @@ def _copy_relay(data_dir: Path) -> Path:
     code = Path(relay.__file__).read_bytes()
     target = data_dir / f"relay-{hashlib.sha256(code).hexdigest()[:16]}.py"
     if not target.exists():
-        temporary = target.with_suffix(f".{os.getpid()}.tmp")
-        temporary.write_bytes(code)
-        temporary.chmod(0o644)
-        temporary.replace(target)
+        write_new(target, code, 0o644)
     return target
 
 

@@ -27,6 +27,7 @@ import anyio.to_thread
 from providers.errors import InvalidInput, NotFound
 from providers.local.files import as_text, list_beneath, open_beneath, read_page, write_atomically
 from providers.local.ids import PROVIDER
+from providers.local.supervisor.records import write_new
 from providers.local.supervisor.trees import remove_tree, tree_bytes
 from providers.local.workspace_errors import decode, outside, path_errors
 from providers.models import (
@@ -150,9 +151,7 @@ class Workspaces:
         with contextlib.suppress(OSError):
             meta.mkdir(parents=True, exist_ok=True, mode=0o700)
             record = self._record(root, name) | values
-            temporary = meta / f".{name}.{os.getpid()}.tmp"
-            temporary.write_text(json.dumps(record))
-            temporary.replace(meta / f"{name}.json")
+            write_new(meta / f"{name}.json", json.dumps(record).encode(), 0o600)
 
     async def measure(self, root: Path, name: str) -> int:
         """Measure a workspace (after a run in it ended): its record keeps the size."""

@@ -12,6 +12,7 @@ import functools
 import json
 import os
 import secrets
+import tempfile
 from typing import Any
 
 # A session directory: its record, its output, its input, and what another server leaves to stop it.
@@ -106,6 +107,24 @@ def write_json(path: str, data: dict[str, Any]) -> None:
             os.ftruncate(fd, len(data_bytes))
     finally:
         os.close(fd)
+
+
+def write_new(path: str | os.PathLike[str], data: bytes, mode: int) -> None:
+    """Replace `path` whole: written to a new file of a random name beside it (O_EXCL, no symlink followed), synced,
+    then renamed over. Not a name made from the pid: two servers on one data directory may share a pid."""
+    directory, name = os.path.split(os.fspath(path))
+    fd, temporary = tempfile.mkstemp(dir=directory, prefix=f".{name}.")
+    try:
+        os.fchmod(fd, mode)  # the umask may have taken bits off; never adds any to a key's 0600
+        with os.fdopen(fd, "wb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
 
 
 def read_json(path: str) -> dict[str, Any] | None:

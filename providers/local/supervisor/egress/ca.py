@@ -9,7 +9,6 @@ import datetime
 import fcntl
 import os
 import ssl
-import tempfile
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -19,6 +18,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from ..records import write_new
 from .policy import parse_address
 
 CERT_FILE = "ca.pem"
@@ -124,7 +124,7 @@ def write_trust_bundle(
     for extra in extra_ca_files:
         parts.extend(_certificates(extra))
     target = Path(path)
-    _write_new(target, b"\n".join(part.strip() for part in parts if part.strip()) + b"\n", 0o644)
+    write_new(target, b"\n".join(part.strip() for part in parts if part.strip()) + b"\n", 0o644)
     return target
 
 
@@ -162,8 +162,8 @@ def _create(directory: Path) -> None:
     )
     # The key first, created 0600 (never a moment world-readable); the certificate last, so a CA whose
     # certificate exists is whole.
-    _write_new(directory / KEY_FILE, _private_pem(key), 0o600)
-    _write_new(directory / CERT_FILE, certificate.public_bytes(serialization.Encoding.PEM), 0o644)
+    write_new(directory / KEY_FILE, _private_pem(key), 0o600)
+    write_new(directory / CERT_FILE, certificate.public_bytes(serialization.Encoding.PEM), 0o644)
 
 
 def _key_usage(signing: bool) -> x509.KeyUsage:
@@ -184,22 +184,6 @@ def _private_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
     return key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
-
-
-def _write_new(path: Path, data: bytes, mode: int) -> None:
-    # A new file of a random name (O_EXCL, no symlink followed): two servers on one data directory may share a pid.
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        os.fchmod(fd, mode)  # the umask may have taken bits off; never adds any to the key's 0600
-        with os.fdopen(fd, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise
 
 
 @contextlib.contextmanager
