@@ -374,3 +374,19 @@ def test_a_secret_without_its_value_stops_the_start(config_file: Any, monkeypatc
         timeout=60,
     )
     assert done.returncode == 2 and "NOT_SET_TOKEN" in done.stderr and "local.secrets.x" in done.stderr
+
+
+def test_a_runs_published_ports_stop_at_once_when_it_ends(tmp_path: Path) -> None:
+    # The forwarder's loop drains its stop pipe: one byte must end it, not the pipe's closing later (that read
+    # blocked, and every stop of a run with ports waited out a 5 s join).
+    from providers.local.supervisor.network import RunNetwork
+
+    network = RunNetwork({"mode": "none", "ports": [8080], "reserved": []}, str(tmp_path), str(tmp_path / "stderr"))
+    network.start()
+    try:
+        assert network.thread is not None and network.published["8080"] > 0
+        os.write(network.stop_w, b"x")
+        network.thread.join(30)  # the event: the loop returns; 30 s only bounds a failure
+        assert not network.thread.is_alive()
+    finally:
+        network.close()

@@ -119,7 +119,7 @@ class RunNetwork:
             listener = self._host_listener(port)
             self.published[str(port)] = listener.getsockname()[1]
             forwarder.listen(listener, ("fd", opened))
-        stop_r, self.stop_w = os.pipe2(os.O_CLOEXEC)
+        stop_r, self.stop_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)  # the loop drains it: a read must not block
         self.thread = threading.Thread(target=forwarder.serve, args=(stop_r,), name="ports", daemon=True)
         self.thread.start()
 
