@@ -213,3 +213,20 @@ class LocalConfig(BaseModel):
     sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
     secrets: dict[str, SecretConfig] = Field(default_factory=dict)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
+
+    @model_validator(mode="after")
+    def _allowlist_used(self) -> LocalConfig:
+        """What only the allow-list network reads, set where no run has that network, is a mistake to say."""
+        runs: list[RoutineConfig | LauncherConfig] = [*self.routines.values(), *self.launchers.values()]
+        if "allowlist" in {self.sandbox.network, *(run.network for run in runs)}:
+            return self
+        unused = [f"sandbox.{name}" for name in ("allow", "hosts") if getattr(self.sandbox, name)]
+        unused += ["secrets"] if self.secrets else []
+        if unused:
+            them = "it" if len(unused) == 1 else "them"
+            raise ValueError(
+                f'{" and ".join(unused)}: no run has network = "allowlist" (sandbox.network is '
+                f'"{self.sandbox.network}", and no routine or launcher sets it), so nothing reads {them}; set '
+                f"sandbox.network = \"allowlist\" (or a routine's or launcher's network), or remove {them}"
+            )
+        return self

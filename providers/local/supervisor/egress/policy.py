@@ -147,6 +147,11 @@ def parse_pattern(entry: object, where: str) -> HostPattern:
     if not isinstance(entry, str) or not entry:
         raise ValueError(f"{where}: {entry!r} is not a host (a string such as 'pypi.org' or '*.example.com:8443')")
     host_text, port = entry, None
+    if "/" in entry:
+        raise ValueError(
+            f"{where}: {entry!r} is a URL or a path; give the host alone, with its port when it is not 80 or 443 "
+            "(e.g. 'example.com' or 'example.com:8443')"
+        )
     if entry.startswith("["):
         close = entry.find("]")
         host_text, rest = entry[: close + 1], entry[close + 1 :]
