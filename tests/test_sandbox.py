@@ -524,3 +524,28 @@ async def test_a_run_the_sandbox_stopped_says_which_setting_would_allow_it() -> 
     assert 'network = "allowlist"' in network["message"] and "local.sandbox.network" in network["message"]
     assert "writable_paths" in read_only["message"], read_only
     assert "message" not in fine  # a run that failed for its own reasons gets no hint
+
+
+STOPPER = """
+import contextlib, os, signal, subprocess, time
+from providers.local.supervisor.reaping import signal_all
+from providers.local.supervisor.records import children
+# As a supervisor sees a sandbox whose command has not started: bubblewrap's monitor and its init only
+run = subprocess.Popen(["sh", "-c", "sleep 1000; :"], start_new_session=True)
+while not children(run.pid):
+    time.sleep(0.005)
+signal_all(run.pid, True, signal.SIGTERM)
+try:
+    print(run.wait(timeout=30))
+finally:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(run.pid, signal.SIGKILL)  # what a failed check left
+"""
+
+
+def test_a_stop_before_the_sandboxed_command_starts_ends_the_sandbox_at_once() -> None:
+    # A SIGTERM spares bubblewrap's two processes; with nothing else there yet, it reached no one and the
+    # command, started a moment later, ran until the SIGKILL after the grace. Now it is SIGKILL at once.
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run([sys.executable, "-c", STOPPER], capture_output=True, text=True, timeout=120, cwd=root)
+    assert done.returncode == 0 and done.stdout.strip() == str(-signal.SIGKILL), done

@@ -125,7 +125,10 @@ def check_start(
     if timeout_s is not None and not 0 < timeout_s <= max_timeout_s:
         raise InvalidInput(
             PROVIDER,
-            f"timeout_s must be between 0 and {max_timeout_s:g} (the local.max_timeout_s cap), got {timeout_s:g}",
+            f"timeout_s must be more than 0 and at most {max_timeout_s:g} (the local.max_timeout_s cap), got "
+            f"{timeout_s:g}",
+            hint=f"Give timeout_s from 0.001 to {max_timeout_s:g}; for a longer run, the operator can raise "
+            "local.max_timeout_s.",
         )
 
 

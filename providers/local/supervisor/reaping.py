@@ -18,7 +18,9 @@ def signal_all(command: int, sandboxed: bool, sig: int) -> None:
     spare: set[int] = set()
     if sandboxed and sig != signal.SIGKILL:
         spare = {command, *children(command)}
-    else:
+        if not set(descendants(os.getpid())) - spare:  # the command has not started: a later SIGTERM
+            sig, spare = signal.SIGKILL, set()  # would find it, and nothing of it has run that could end cleanly
+    if not spare:
         with contextlib.suppress(OSError):
             os.killpg(command, sig)
     for pid in descendants(os.getpid()):
