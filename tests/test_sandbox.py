@@ -520,8 +520,10 @@ async def test_a_run_the_sandbox_stopped_says_which_setting_would_allow_it() -> 
     async with connect() as client:
         network = await run(client, f"{PYTHON} -c \"import socket; socket.getaddrinfo('example.com', 443)\"")
         read_only = await run(client, "touch /usr/planted-by-a-test")
+        loopback = await run(client, f"{PYTHON} -c \"import socket; socket.create_connection(('127.0.0.1', 9))\"")
         fine = await run(client, "exit 3")
     assert 'network = "allowlist"' in network["message"] and "local.sandbox.network" in network["message"]
+    assert "127.0.0.1 and localhost in a run are the run's own" in loopback["message"], loopback
     assert "writable_paths" in read_only["message"], read_only
     assert "message" not in fine  # a run that failed for its own reasons gets no hint
 

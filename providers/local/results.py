@@ -31,6 +31,11 @@ NETWORK_HINTS = {
     "allowlist": "sandbox: this run reaches only the local.sandbox.allow hosts, by HTTP and HTTPS through its "
     "proxy (no other protocol, no direct connection, no DNS of its own)",
 }
+REFUSED_WORDS = ("Connection refused", "Couldn't connect to server", "ECONNREFUSED")
+LOOPBACK_HINT = (
+    "sandbox: 127.0.0.1 and localhost in a run are the run's own, not the host's; the operator lets runs reach a "
+    'service on the host with network = "allowlist" and allow = ["127.0.0.1:PORT"]'
+)
 READ_ONLY_HINT = (
     "sandbox: it writes only to its own directory (or workspace), its private /tmp (gone after the run) and "
     "local.sandbox.writable_paths; the rest of the host is read-only"
@@ -72,8 +77,11 @@ def sandbox_hint(records: SessionRecords, row: SessionRow, stderr: str) -> str |
     if row.state != "failed" or not stderr:
         return None
     hints = []
+    mode = records.network_mode(row.id)
     if any(word in stderr for word in NETWORK_WORDS):
-        hints.append(NETWORK_HINTS.get(records.network_mode(row.id), ""))
+        hints.append(NETWORK_HINTS.get(mode, ""))
+    if mode != "host" and any(word in stderr for word in REFUSED_WORDS):  # the only thing it could have tried
+        hints.append(LOOPBACK_HINT)
     if "Read-only file system" in stderr:
         hints.append(READ_ONLY_HINT)
     return "; ".join(hint for hint in hints if hint) or None

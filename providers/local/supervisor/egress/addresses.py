@@ -9,7 +9,7 @@ import ipaddress
 import socket
 from collections.abc import Awaitable, Callable, Sequence
 
-from .policy import HOSTS_SETTING, IPAddress, Policy, Refused, authority, parse_address
+from .policy import ALLOW_SETTING, HOSTS_SETTING, IPAddress, Policy, Refused, authority, parse_address
 
 # (host, port) → the addresses a name has; the default asks the system resolver through the event loop.
 Lookup = Callable[[str, int], Awaitable[Sequence[str]]]
@@ -101,8 +101,8 @@ class Resolver:
             target = authority(host, port)
             raise Refused(
                 target,
-                f"runtimes-mcp: {target} resolves to {address}, a {kind} address the sandbox may not reach; "
-                f"the operator can allow it by naming the address in {HOSTS_SETTING}",
+                f"runtimes-mcp: {target} resolves to {address}, a {kind} address the sandbox may not reach; the "
+                f"operator can allow it by naming the address as {host}'s in {HOSTS_SETTING}, or in {ALLOW_SETTING}",
                 "destination_ip_prohibited",
             )
         raise LookupFailed(f"runtimes-mcp: {host} has no address")
