@@ -362,5 +362,7 @@ async def test_a_workspace_record_is_written_under_a_name_nobody_can_plant(tmp_p
         (meta / f".w.{os.getpid()}.tmp").symlink_to(victim)  # the name the record was once written through
         await client.call_tool("execRun", {"command": "head -c 5000 /dev/zero > b", "workspace": "w"})
         listed = structured(await client.call_tool("listWorkspaces", {}))["workspaces"]
+        runs = structured(await client.call_tool("listSessions", {}))["sessions"]
+    assert [run["raw"].get("workspace") for run in runs] == ["w", "w"] and "cwd" not in runs[0]["raw"], runs
     assert victim.read_text() == "untouched"
     assert [(w["name"], w["size_bytes"] >= 5000) for w in listed] == [("w", True)], listed

@@ -3,6 +3,7 @@ be ended, and, for a run the sandbox stopped from doing something, which setting
 
 from __future__ import annotations
 
+import os
 import time
 
 from providers.local.ids import PROVIDER
@@ -42,15 +43,20 @@ READ_ONLY_HINT = (
 )
 
 
-def summary(row: SessionRow, sessions_dir: str) -> SessionSummary:
+def summary(row: SessionRow, sessions_dir: str, workspaces_dir: str) -> SessionSummary:
     """A listing's row. What every plain run has (origin exec, its own directory under `sessions_dir`) is left
-    out, as is every empty field: an agent pays for each token of every row of every listing."""
+    out, as is every empty field: an agent pays for each token of every row of every listing. A run in a
+    workspace shows the workspace's name, not its path (one folder per owner under `workspaces_dir`)."""
+    cwd: str | None = row.cwd if row.cwd != f"{sessions_dir}/{row.id}/{WORKDIR}" else None
+    folder, _, workspace = (cwd or "").rpartition("/")
+    in_workspace = os.path.dirname(folder) == workspaces_dir
     raw = {
         "origin": row.origin if row.origin != "exec" else None,
         "exit_code": row.exit_code,
         "end_reason": row.end_reason,
         "ended_at": iso_time(row.ended_at) if row.ended_at is not None else None,
-        "cwd": row.cwd if row.cwd != f"{sessions_dir}/{row.id}/{WORKDIR}" else None,
+        "cwd": None if in_workspace else cwd,
+        "workspace": workspace if in_workspace else None,
         "message": row.message,
     }
     raw = {key: value for key, value in raw.items() if value is not None}

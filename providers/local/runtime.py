@@ -119,7 +119,7 @@ class LocalRuntime(
             rows = [r for r in rows if r.state in states]
         return SessionList(
             provider=PROVIDER,
-            sessions=[summary(r, self.sessions.directory) for r in rows],
+            sessions=[summary(r, self.sessions.directory, str(self.workspaces.base)) for r in rows],
             count=len(rows),
             next_cursor=str(rows[-1].rowid) if more and rows[-1].rowid else None,
         )
