@@ -13,7 +13,7 @@ import json
 import os
 import stat
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -33,35 +33,34 @@ MAX_LINE_BYTES = 64 * 1024 * 1024  # one JSON-RPC message per line; tool argumen
 Incoming = SessionMessage | Exception  # what a transport hands the session: a message, or why a line was not one
 
 
+class Oversized(Exception):
+    """A line longer than MAX_LINE_BYTES: skipped unread, and answered in its turn with a parse error."""
+
+
 class PipeLines:
-    """The lines of stdin. A line longer than MAX_LINE_BYTES is not read into memory: it is answered with a
-    parse error (via `oversized`) and skipped, and serving goes on."""
+    """The lines of stdin. A line longer than MAX_LINE_BYTES is not read into memory: it comes as Oversized."""
 
-    def __init__(self, reader: asyncio.StreamReader, oversized: Callable[[], Awaitable[None]]) -> None:
+    def __init__(self, reader: asyncio.StreamReader) -> None:
         self._reader = reader
-        self._oversized = oversized
 
-    def __aiter__(self) -> AsyncIterator[str]:
+    def __aiter__(self) -> AsyncIterator[str | Oversized]:
         return self
 
-    async def __anext__(self) -> str:
+    async def __anext__(self) -> str | Oversized:
         skipping = False
         while True:
             try:
                 line = await self._reader.readuntil(b"\n")
             except asyncio.IncompleteReadError as end:  # end of stdin, perhaps after a last unterminated line
-                if not end.partial or skipping:
+                if not end.partial and not skipping:
                     raise StopAsyncIteration from None
                 line = end.partial
             except asyncio.LimitOverrunError as over:  # drop what is buffered of the long line, up to its end
-                if not skipping:
-                    await self._oversized()
-                    skipping = True
+                skipping = True
                 await self._reader.readexactly(over.consumed)
                 continue
             if skipping:  # the end of the long line
-                skipping = False
-                continue
+                return Oversized(f"message longer than {MAX_LINE_BYTES // (1024 * 1024)} MB; not read")
             return line.decode("utf-8", "replace")
 
 
@@ -89,11 +88,6 @@ def serialized(message: Any) -> bytes:
         dumped = safe_value(message.model_dump(mode="json", by_alias=True, exclude_unset=True))
         text = json.dumps(dumped, ensure_ascii=False, separators=(",", ":"))
     return text.encode() + b"\n"
-
-
-def parse_error_line(detail: str) -> bytes:
-    error = {"jsonrpc": "2.0", "id": None, "error": {"code": -32700, "message": f"Parse error: {detail}"}}
-    return json.dumps(error).encode() + b"\n"
 
 
 @dataclass
@@ -141,11 +135,8 @@ async def open_stdio_pipes() -> AsyncIterator[Pipes | None]:
     )
     stdout = PipeWriter(asyncio.StreamWriter(transport, protocol, None, loop))
 
-    async def oversized() -> None:
-        await stdout.send(parse_error_line(f"message longer than {MAX_LINE_BYTES // (1024 * 1024)} MB; not read"))
-
     try:
-        yield Pipes(PipeLines(reader, oversized), stdout)
+        yield Pipes(PipeLines(reader), stdout)
     finally:
         os.dup2(saved, fds[1])
         os.close(saved)
@@ -162,7 +153,7 @@ async def pipe_streams(pipes: Pipes) -> AsyncIterator[tuple[ObjectReceiveStream[
     async def read_lines() -> None:
         async with read_in:
             async for line in pipes.stdin:
-                await read_in.send(parse_line(line))
+                await read_in.send(line if isinstance(line, Oversized) else parse_line(line))
 
     async def write_lines() -> None:
         async with write_out:
@@ -231,7 +222,9 @@ def _invalid_message_reply(error: Exception) -> SessionMessage:
     errors = error.errors() if isinstance(error, ValidationError) else []
     kinds = {e["type"] for e in errors}
     line = unparsed_line(error)
-    if kinds and "json_invalid" not in kinds:
+    if isinstance(error, Oversized):
+        code, what = -32700, f"Parse error: {error}"
+    elif kinds and "json_invalid" not in kinds:
         code, what = -32600, "Invalid Request: not a JSON-RPC message"
     elif any("recursion limit" in e["msg"] for e in errors):
         code, what = -32600, "Invalid Request: nested deeper than the server reads"
