@@ -143,7 +143,14 @@ class SandboxConfig(BaseModel):
 
     @model_validator(mode="after")
     def _policy(self) -> SandboxConfig:
-        Policy.parse(self.allow, self.hosts)  # ValueError names the entry
+        policy = Policy.parse(self.allow, self.hosts)  # ValueError names the entry
+        loopback = [entry.text for entry in policy.allow if entry.host in ("localhost", "127.0.0.1", "::1")]
+        if loopback:  # a run's NO_PROXY: clients go straight to its own loopback, never to the proxy
+            raise ValueError(
+                f"allow: {loopback[0]!r}: inside a run localhost and 127.0.0.1 are the run's own; to let runs reach "
+                'a service on the host\'s loopback, give it a name: hosts = { "host.internal" = "127.0.0.1" } and '
+                'allow = ["host.internal:PORT"]'
+            )
         return self
 
     @field_validator("readable_paths")

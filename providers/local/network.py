@@ -54,7 +54,6 @@ class Network:
     # Host ports no run publishes on (its inside port then gets one the kernel picks): those the proxy may
     # connect to on the host's loopback, and the server's own.
     reserved: frozenset[int] = frozenset()
-    direct: str = relay.LOOPBACK  # NO_PROXY of an allowlist run
 
     def zygote_message(self) -> dict[str, Any]:
         """What the zygote passes on to every supervisor: the policy, and where the proxy's packages are."""
@@ -73,7 +72,7 @@ class Network:
         assert self.python is not None  # see check
         if ports:
             spec["reserved"] = sorted(self.reserved)
-        inside = relay.descriptors(mode == "allowlist", ports, self.direct)  # what the supervisor hands it, no file
+        inside = relay.descriptors(mode == "allowlist", ports)  # what the supervisor hands it, no file
         options = ["--ro-bind", self.relay_file, RELAY]
         environment: dict[str, str] = {}
         if mode == "allowlist":
@@ -220,12 +219,4 @@ def prepare(
         python_prefix=prefix,
         ca_file=config.sandbox.ca_file,
         reserved=reserved,
-        direct=direct_names(policy),
     )
-
-
-def direct_names(policy: Policy) -> str:
-    """NO_PROXY of an allowlist run: its own loopback names, less any that `allow` names itself. Inside the
-    sandbox they are the run's own; an address the operator listed means the host's, through the proxy."""
-    listed = {entry.host for entry in policy.allow if not entry.wildcard}
-    return ",".join(name for name in relay.LOOPBACK.split(",") if name not in listed)

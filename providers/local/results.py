@@ -3,8 +3,8 @@ be ended, and, for a run the sandbox stopped from doing something, which setting
 
 from __future__ import annotations
 
-import os
 import time
+from collections.abc import Callable
 
 from providers.local.ids import PROVIDER
 from providers.local.output import EMPTY, read_from
@@ -35,7 +35,8 @@ NETWORK_HINTS = {
 REFUSED_WORDS = ("Connection refused", "Couldn't connect to server", "ECONNREFUSED")
 LOOPBACK_HINT = (
     "sandbox: 127.0.0.1 and localhost in a run are the run's own, not the host's; the operator lets runs reach a "
-    'service on the host with network = "allowlist" and allow = ["127.0.0.1:PORT"]'
+    'service on the host by a name: network = "allowlist", hosts = { "host.internal" = "127.0.0.1" } and '
+    'allow = ["host.internal:PORT"]'
 )
 READ_ONLY_HINT = (
     "sandbox: it writes only to its own directory (or workspace), its private /tmp (gone after the run) and "
@@ -43,20 +44,19 @@ READ_ONLY_HINT = (
 )
 
 
-def summary(row: SessionRow, sessions_dir: str, workspaces_dir: str) -> SessionSummary:
+def summary(row: SessionRow, sessions_dir: str, workspace_of: Callable[[str], str | None]) -> SessionSummary:
     """A listing's row. What every plain run has (origin exec, its own directory under `sessions_dir`) is left
     out, as is every empty field: an agent pays for each token of every row of every listing. A run in a
-    workspace shows the workspace's name, not its path (one folder per owner under `workspaces_dir`)."""
-    cwd: str | None = row.cwd if row.cwd != f"{sessions_dir}/{row.id}/{WORKDIR}" else None
-    folder, _, workspace = (cwd or "").rpartition("/")
-    in_workspace = os.path.dirname(folder) == workspaces_dir
+    workspace shows the workspace's name (`workspace_of` its directory), not its path."""
+    cwd = row.cwd if row.cwd != f"{sessions_dir}/{row.id}/{WORKDIR}" else None
+    workspace = workspace_of(cwd) if cwd else None
     raw = {
         "origin": row.origin if row.origin != "exec" else None,
         "exit_code": row.exit_code,
         "end_reason": row.end_reason,
         "ended_at": iso_time(row.ended_at) if row.ended_at is not None else None,
-        "cwd": None if in_workspace else cwd,
-        "workspace": workspace if in_workspace else None,
+        "cwd": None if workspace else cwd,
+        "workspace": workspace,
         "message": row.message,
     }
     raw = {key: value for key, value in raw.items() if value is not None}

@@ -119,10 +119,14 @@ class LocalRuntime(
             rows = [r for r in rows if r.state in states]
         return SessionList(
             provider=PROVIDER,
-            sessions=[summary(r, self.sessions.directory, str(self.workspaces.base)) for r in rows],
+            sessions=[summary(r, self.sessions.directory, self._workspace_name) for r in rows],
             count=len(rows),
             next_cursor=str(rows[-1].rowid) if more and rows[-1].rowid else None,
         )
+
+    def _workspace_name(self, directory: str) -> str | None:
+        found = self.workspaces.name_of(directory)
+        return found[1] if found else None
 
     async def exec_run(
         self,

@@ -151,7 +151,7 @@ class Workspaces:
         with contextlib.suppress(OSError):
             meta.mkdir(parents=True, exist_ok=True, mode=0o700)
             record = self._record(root, name) | values
-            write_new(meta / f"{name}.json", json.dumps(record).encode(), 0o600)
+            write_new(meta / f"{name}.json", json.dumps(record).encode(), 0o600, durable=False)  # on the loop
 
     async def measure(self, root: Path, name: str) -> int:
         """Measure a workspace (after a run in it ended): its record keeps the size."""

@@ -53,7 +53,7 @@ class RunNetwork:
         self.forwarder: Relay | None = None
         self.passed: list[int] = []  # for the relay: the proxy's socket (O_PATH), then each port's listener
         self.held: list[int] = []  # O_PATH descriptors the forwarder connects through
-        self.stop_w = -1
+        self.stop_r = self.stop_w = -1
         self.thread: threading.Thread | None = None
 
     @property
@@ -119,8 +119,8 @@ class RunNetwork:
             listener = self._host_listener(port)
             self.published[str(port)] = listener.getsockname()[1]
             forwarder.listen(listener, ("fd", opened))
-        stop_r, self.stop_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)  # the loop drains it: a read must not block
-        self.thread = threading.Thread(target=forwarder.serve, args=(stop_r,), name="ports", daemon=True)
+        self.stop_r, self.stop_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)  # the loop drains it: reads never block
+        self.thread = threading.Thread(target=forwarder.serve, args=(self.stop_r,), name="ports", daemon=True)
         self.thread.start()
 
     def _host_listener(self, port: int) -> socket.socket:
@@ -151,6 +151,8 @@ class RunNetwork:
             os.write(self.stop_w, b"x")
             self.thread.join(5)
             os.close(self.stop_w)
+            if not self.thread.is_alive():  # else its loop may still hold it
+                os.close(self.stop_r)
             self.thread = None
         if self.forwarder is not None:
             self.forwarder.close()

@@ -109,17 +109,20 @@ def write_json(path: str, data: dict[str, Any]) -> None:
         os.close(fd)
 
 
-def write_new(path: str | os.PathLike[str], data: bytes, mode: int) -> None:
-    """Replace `path` whole: written to a new file of a random name beside it (O_EXCL, no symlink followed), synced,
-    then renamed over. Not a name made from the pid: two servers on one data directory may share a pid."""
+def write_new(path: str | os.PathLike[str], data: bytes, mode: int, durable: bool = True) -> None:
+    """Replace `path` whole: written to a new file of a random name beside it (O_EXCL, no symlink followed),
+    synced when `durable`, then renamed over. Not a name made from the pid: two servers on one data directory
+    may share a pid."""
     directory, name = os.path.split(os.fspath(path))
     fd, temporary = tempfile.mkstemp(dir=directory, prefix=f".{name}.")
     try:
-        os.fchmod(fd, mode)  # the umask may have taken bits off; never adds any to a key's 0600
         with os.fdopen(fd, "wb") as file:
+            if mode != 0o600:  # mkstemp's own (a file system that refuses chmod still takes a private file)
+                os.fchmod(file.fileno(), mode)
             file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
+            if durable:
+                file.flush()
+                os.fsync(file.fileno())
         os.replace(temporary, path)
     except BaseException:
         with contextlib.suppress(OSError):

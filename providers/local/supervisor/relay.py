@@ -30,15 +30,13 @@ CHUNK = 65536
 BUFFERED = 4 * CHUNK  # a side that cannot take more stops being read from
 PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy")
 FIRST_FD = 3  # the descriptors the supervisor hands the relay start here, after stdin, stdout and stderr
-LOOPBACK = "localhost,127.0.0.1,::1"  # the run's own, reached directly, unless `allow` names one (see network.py)
 
 
-def descriptors(egress: bool, ports: list[int], direct: str = LOOPBACK) -> dict[str, Any]:
+def descriptors(egress: bool, ports: list[int]) -> dict[str, Any]:
     """The relay's spec: which inherited descriptor is what. The egress proxy's socket first (allowlist mode),
-    then one listening socket per published port, in the order of `ports` (the supervisor hands them so).
-    `direct`: what clients reach without the proxy (NO_PROXY)."""
-    spec: dict[str, Any] = {"egress": FIRST_FD, "direct": direct} if egress else {}
-    first = FIRST_FD + bool(egress)
+    then one listening socket per published port, in the order of `ports` (the supervisor hands them so)."""
+    spec: dict[str, Any] = {"egress": FIRST_FD} if egress else {}
+    first = FIRST_FD + len(spec)
     spec["ports"] = {str(port): first + i for i, port in enumerate(ports)}
     return spec
 
@@ -155,7 +153,7 @@ class Relay:
             url = f"http://127.0.0.1:{listener.getsockname()[1]}"
             for name in PROXY_VARIABLES:
                 self.environment[name] = self.environment[name.upper()] = url
-            self.environment["no_proxy"] = self.environment["NO_PROXY"] = str(spec.get("direct", LOOPBACK))
+            self.environment["no_proxy"] = self.environment["NO_PROXY"] = "localhost,127.0.0.1,::1"
         for port, fd in (spec.get("ports") or {}).items():
             os.set_inheritable(int(fd), False)  # the command gets none of them
             self.listen(socket.socket(fileno=int(fd)), ("tcp", int(port)))
