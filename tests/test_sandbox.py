@@ -529,14 +529,17 @@ async def test_a_run_the_sandbox_stopped_says_which_setting_would_allow_it() -> 
 
 
 STOPPER = """
-import contextlib, os, signal, subprocess, time
+import contextlib, os, signal, subprocess, sys, time
 from providers.local.supervisor.reaping import signal_all
 from providers.local.supervisor.records import children
-# As a supervisor sees a sandbox whose command has not started: bubblewrap's monitor and its init only
-run = subprocess.Popen(["sh", "-c", "sleep 1000; :"], start_new_session=True)
-while not children(run.pid):
+# As a supervisor sees a sandbox whose command has not started: bubblewrap's monitor and its init only, and
+# with a network the relay below them (argv[1] == "relay")
+wrapped = sys.argv[1] == "relay"
+inner = 'sh -c "sleep 1000; :"; :' if wrapped else "sleep 1000; :"
+run = subprocess.Popen(["sh", "-c", inner], start_new_session=True)
+while not children(run.pid) or (wrapped and not children(children(run.pid)[0])):
     time.sleep(0.005)
-signal_all(run.pid, True, signal.SIGTERM)
+signal_all(run.pid, True, signal.SIGTERM, wrapped=wrapped)
 try:
     print(run.wait(timeout=30))
 finally:
@@ -549,5 +552,8 @@ def test_a_stop_before_the_sandboxed_command_starts_ends_the_sandbox_at_once() -
     # A SIGTERM spares bubblewrap's two processes; with nothing else there yet, it reached no one and the
     # command, started a moment later, ran until the SIGKILL after the grace. Now it is SIGKILL at once.
     root = Path(__file__).resolve().parent.parent
-    done = subprocess.run([sys.executable, "-c", STOPPER], capture_output=True, text=True, timeout=120, cwd=root)
-    assert done.returncode == 0 and done.stdout.strip() == str(-signal.SIGKILL), done
+    for layers in ("bubblewrap", "relay"):
+        done = subprocess.run(
+            [sys.executable, "-c", STOPPER, layers], capture_output=True, text=True, timeout=120, cwd=root
+        )
+        assert done.returncode == 0 and done.stdout.strip() == str(-signal.SIGKILL), (layers, done)

@@ -11,13 +11,15 @@ import time
 from .records import children, descendants, identity
 
 
-def signal_all(command: int, sandboxed: bool, sig: int) -> None:
+def signal_all(command: int, sandboxed: bool, sig: int, wrapped: bool = False) -> None:
     """Signal everything the run started. In a sandbox, SIGTERM spares bubblewrap's two processes (its
-    monitor, our child, and its init in the sandbox): the command gets the chance to end cleanly, and the
-    whole sandbox goes when it does. SIGKILL takes everything."""
+    monitor, our child, and its init in the sandbox) and, `wrapped`, the network's relay below them: the command
+    gets the chance to end cleanly, and the whole sandbox goes when it does. SIGKILL takes everything."""
     spare: set[int] = set()
     if sandboxed and sig != signal.SIGKILL:
         spare = {command, *children(command)}
+        if wrapped:
+            spare |= {pid for init in children(command) for pid in children(init)}
         if not set(descendants(os.getpid())) - spare:  # the command has not started: a later SIGTERM
             sig, spare = signal.SIGKILL, set()  # would find it, and nothing of it has run that could end cleanly
     if not spare:

@@ -330,7 +330,8 @@ class Supervisor:
         self.kill_at = time.monotonic() + grace
 
     def signal_all(self, sig: int) -> None:
-        signal_all(self.pid, bool(self.job.get("sandboxed")), sig)
+        relayed = (self.job.get("network") or {}).get("mode", "host") != "host"  # see local/network.py for_run
+        signal_all(self.pid, bool(self.job.get("sandboxed")), sig, wrapped=relayed)
 
     def sweep(self) -> None:
         sweep(self.pid, bool(self.job.get("sandboxed")), float(self.job.get("grace_s", 2.0)))
