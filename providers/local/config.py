@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from providers.local.supervisor.egress.policy import Policy
+from providers.local.supervisor.relay import DIRECT
 
 NetworkMode = Literal["none", "allowlist", "host"]
 Port = Annotated[int, Field(ge=1, le=65535)]
@@ -144,7 +145,7 @@ class SandboxConfig(BaseModel):
     @model_validator(mode="after")
     def _policy(self) -> SandboxConfig:
         policy = Policy.parse(self.allow, self.hosts)  # ValueError names the entry
-        loopback = [entry.text for entry in policy.allow if entry.host in ("localhost", "127.0.0.1", "::1")]
+        loopback = [entry.text for entry in policy.allow if entry.host in DIRECT]
         if loopback:  # a run's NO_PROXY: clients go straight to its own loopback, never to the proxy
             raise ValueError(
                 f"allow: {loopback[0]!r}: inside a run localhost and 127.0.0.1 are the run's own; to let runs reach "
@@ -221,11 +222,16 @@ class LocalConfig(BaseModel):
     secrets: dict[str, SecretConfig] = Field(default_factory=dict)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
 
+    @property
+    def allowlist_used(self) -> bool:
+        """Does any run have the allow-list network: the sandbox's default, or a routine's or launcher's own?"""
+        runs: list[RoutineConfig | LauncherConfig] = [*self.routines.values(), *self.launchers.values()]
+        return "allowlist" in {self.sandbox.network, *(run.network for run in runs)}
+
     @model_validator(mode="after")
     def _allowlist_used(self) -> LocalConfig:
         """What only the allow-list network reads, set where no run has that network, is a mistake to say."""
-        runs: list[RoutineConfig | LauncherConfig] = [*self.routines.values(), *self.launchers.values()]
-        if "allowlist" in {self.sandbox.network, *(run.network for run in runs)}:
+        if self.allowlist_used:
             return self
         unused = [f"sandbox.{name}" for name in ("allow", "hosts") if getattr(self.sandbox, name)]
         unused += ["secrets"] if self.secrets else []

@@ -165,12 +165,9 @@ def prepare(
 ) -> Network:
     """The server's network set-up: the policy with the secrets' values (read from its environment), the CA
     and the trust bundle a sandbox gets. Raises NetworkError naming what is wrong."""
-    overrides = [launcher.network for launcher in config.launchers.values()]
-    overrides += [routine.network for routine in config.routines.values()]
-    modes = {config.sandbox.network, *(mode for mode in overrides if mode)}
     python, prefix = relay_python(sandbox, run_as)
     relay_file = str(_copy_relay(data_dir)) if run_as is not None else relay.__file__
-    if "allowlist" not in modes:
+    if not config.allowlist_used:
         return Network(
             config.sandbox.network,
             python=python,

@@ -83,10 +83,12 @@ def sandbox_hint(records: SessionRecords, row: SessionRow, stderr: str) -> str |
     if row.state != "failed" or not stderr:
         return None
     hints = []
-    mode = records.network_mode(row.id)
-    if any(word in stderr for word in NETWORK_WORDS):
-        hints.append(NETWORK_HINTS.get(mode, ""))
-    if mode != "host" and any(word in stderr for word in REFUSED_WORDS):  # the only thing it could have tried
+    unreachable = any(word in stderr for word in NETWORK_WORDS)
+    refused = any(word in stderr for word in REFUSED_WORDS)
+    mode = records.network_mode(row.id) if unreachable or refused else None  # read from its record
+    if unreachable:
+        hints.append(NETWORK_HINTS.get(str(mode), ""))
+    if refused and mode != "host":  # its own loopback: the only thing it could have tried
         hints.append(LOOPBACK_HINT)
     if "Read-only file system" in stderr:
         hints.append(READ_ONLY_HINT)

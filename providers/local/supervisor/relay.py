@@ -30,6 +30,7 @@ CHUNK = 65536
 BUFFERED = 4 * CHUNK  # a side that cannot take more stops being read from
 PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy")
 FIRST_FD = 3  # the descriptors the supervisor hands the relay start here, after stdin, stdout and stderr
+DIRECT = ("localhost", "127.0.0.1", "::1")  # NO_PROXY: the run's own loopback, never the proxy's
 
 
 def descriptors(egress: bool, ports: list[int]) -> dict[str, Any]:
@@ -153,7 +154,7 @@ class Relay:
             url = f"http://127.0.0.1:{listener.getsockname()[1]}"
             for name in PROXY_VARIABLES:
                 self.environment[name] = self.environment[name.upper()] = url
-            self.environment["no_proxy"] = self.environment["NO_PROXY"] = "localhost,127.0.0.1,::1"
+            self.environment["no_proxy"] = self.environment["NO_PROXY"] = ",".join(DIRECT)
         for port, fd in (spec.get("ports") or {}).items():
             os.set_inheritable(int(fd), False)  # the command gets none of them
             self.listen(socket.socket(fileno=int(fd)), ("tcp", int(port)))
