@@ -480,6 +480,25 @@ def test_a_server_whose_certificate_the_proxy_does_not_trust_gets_no_secret(prox
     assert handle.denied == []
 
 
+def test_a_trust_store_that_cannot_be_loaded_is_a_502_naming_the_setting(
+    proxies: Proxies, tls: EchoServer, certificates: ServerCertificates, tmp_path: Path
+) -> None:
+    """What verifies a secret's host is loaded at its first request: an operator's ca_file gone by then is
+    answered, not a connection cut without a word."""
+    host = f"secure.test:{tls.port}"
+    gone = tmp_path / "operator-ca.pem"
+    gone.write_bytes(certificates.ca_file.read_bytes())
+    policy = Policy.parse(allow=[host], hosts={"secure.test": "127.0.0.1"}, secrets=secret_for(host))
+    listening = socket.create_server(("127.0.0.1", 0))
+    with start_proxy(policy, proxies.ca_dir, listening, str(gone)):
+        gone.unlink()
+        with socket.create_connection(listening.getsockname(), timeout=10) as client:
+            client.sendall(f"CONNECT {host} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+            answer = client.makefile("rb").read().decode()
+    assert answer.startswith("HTTP/1.1 502"), answer
+    assert "local.sandbox.ca_file" in answer and "proxy_configuration_error" in answer
+
+
 # Bounds and lifetime
 
 

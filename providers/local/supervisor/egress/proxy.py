@@ -44,7 +44,7 @@ class EgressProxy:
         self,
         policy: Policy,
         ca: CertificateAuthority,
-        upstream_tls: ssl.SSLContext,
+        upstream_tls: Callable[[], ssl.SSLContext],
         bounds: Bounds | None = None,
         lookup: Lookup | None = None,
         on_notice: OnNotice | None = None,
@@ -60,6 +60,15 @@ class EgressProxy:
         self._noticed: set[str] = set()
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.Task[Any]] = set()
+
+    def upstream_context(self) -> ssl.SSLContext:
+        """What verifies a secret's host, loaded on first use (see ca.upstream_context)."""
+        try:
+            return self.upstream_tls()
+        except (OSError, ValueError) as error:  # the operator's ca_file changed or went after the start
+            message = f"runtimes-mcp: the proxy could not load its trust store ({type(error).__name__}): "
+            message += "the operator should check local.sandbox.ca_file"
+            raise UpstreamError(502, message, "proxy_configuration_error") from None
 
     async def start(self, listening: socket.socket) -> None:
         self._server = await asyncio.start_server(self._accept, sock=listening, limit=64 * 1024)
@@ -182,8 +191,8 @@ class ClientConnection:
             return self.client.reusable()
         secrets = self.proxy.policy.secrets_for(host, port)
         target = authority(host, port)
-        tls, server_hostname = (self.proxy.upstream_tls, host) if secrets else (None, None)
         try:
+            tls, server_hostname = (self.proxy.upstream_context(), host) if secrets else (None, None)
             reader, writer = await open_upstream(addresses, port, target, self.bounds, tls, server_hostname)
         except UpstreamError as error:
             self.client.resume_reading()
@@ -236,7 +245,7 @@ class ClientConnection:
                     try:
                         addresses = await self.proxy.resolver.resolve(host, port)
                         reader, writer = await open_upstream(
-                            addresses, port, authority(host, port), self.bounds, self.proxy.upstream_tls, host
+                            addresses, port, authority(host, port), self.bounds, self.proxy.upstream_context(), host
                         )
                     except (Refused, LookupFailed, UpstreamError) as error:
                         await self._answer(502, str(error), "destination_unavailable", inner)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import socket
 import threading
@@ -83,7 +84,7 @@ def start_proxy(
     each refusal's line and what else the run should know (a placeholder sent over plain HTTP); `lookup` replaces
     DNS (tests). Raises what the start raised."""
     ca = CertificateAuthority.load_or_create(ca_dir)
-    proxy = EgressProxy(policy, ca, upstream_context(extra_ca_file), bounds, lookup, on_notice)
+    proxy = EgressProxy(policy, ca, functools.partial(upstream_context, extra_ca_file), bounds, lookup, on_notice)
     loop = asyncio.new_event_loop()
     started = threading.Event()
     failure: list[BaseException] = []
