@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import json
 import os
 import subprocess
 import sys
@@ -80,7 +79,7 @@ class Network:
             environment = self.environment
         if self.python_prefix is not None:
             options += ["--ro-bind", self.python_prefix, self.python_prefix]
-        prefix = [self.python, "-I", "-S", RELAY, json.dumps(inside), "--"]
+        prefix = [self.python, "-I", "-S", RELAY, inside, "--"]
         return spec, options, environment, prefix
 
     def check(self, mode: str | None, ports: Sequence[int], sandbox: Sandbox | None) -> None:

@@ -108,7 +108,7 @@ class RunNetwork:
         """For each port: a listening Unix socket the relay inherits, and a listener on the host's 127.0.0.1
         (the same number when it is free and neither privileged nor reserved, else one the kernel picks) whose
         connections are carried to it."""
-        forwarder = Relay({})
+        forwarder = Relay()
         self.forwarder = forwarder  # closed with the rest, whatever fails below
         for port in self.ports:
             path = os.path.join(self.directory, f"port-{port}.sock")

@@ -1,6 +1,6 @@
 """The relay: the one process of ours inside a sandbox with a network policy, parent of its command.
 
-    python3 -I -S relay.py SPEC_JSON -- /bin/sh -c COMMAND
+    python3 -I -S relay.py SPEC -- /bin/sh -c COMMAND
 
 The sandbox has a network namespace of its own with nothing but loopback. The relay listens on its
 127.0.0.1 for the egress proxy (`egress`: a descriptor of the proxy's Unix socket, opened with O_PATH by the
@@ -11,20 +11,18 @@ are descriptors it inherits (from FIRST_FD on, see `descriptors`): no file of th
 so a run can neither write there nor change what the supervisor connects to. It forwards bytes only: what
 is allowed is the proxy's business. It exits with its command's status.
 
-Standard library only; it runs from a copy bound into the sandbox, under the sandbox's rules.
+Standard library only, and as little of it as will do (json, contextlib and typing would add ~10 ms to every
+run's start); it runs from a copy bound into the sandbox, under the sandbox's rules.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
 import selectors
 import signal
 import socket
 import sys
 from collections.abc import Callable
-from typing import Any
 
 CHUNK = 65536
 BUFFERED = 4 * CHUNK  # a side that cannot take more stops being read from
@@ -33,13 +31,12 @@ FIRST_FD = 3  # the descriptors the supervisor hands the relay start here, after
 DIRECT = ("localhost", "127.0.0.1", "::1")  # NO_PROXY: the run's own loopback, never the proxy's
 
 
-def descriptors(egress: bool, ports: list[int]) -> dict[str, Any]:
-    """The relay's spec: which inherited descriptor is what. The egress proxy's socket first (allowlist mode),
-    then one listening socket per published port, in the order of `ports` (the supervisor hands them so)."""
-    spec: dict[str, Any] = {"egress": FIRST_FD} if egress else {}
-    first = FIRST_FD + len(spec)
-    spec["ports"] = {str(port): first + i for i, port in enumerate(ports)}
-    return spec
+def descriptors(egress: bool, ports: list[int]) -> str:
+    """The relay's spec, which inherited descriptor is what (`egress=3,8080=4`): the egress proxy's socket first
+    (allowlist mode), then one listening socket per published port, in the order of `ports` (the supervisor hands
+    them so)."""
+    names = (["egress"] if egress else []) + [str(port) for port in ports]
+    return ",".join(f"{name}={FIRST_FD + i}" for i, name in enumerate(names))
 
 
 def connect_fd(fd: int) -> socket.socket:
@@ -120,8 +117,10 @@ class Pipe:
             self.shut(end)
 
     def shut(self, end: socket.socket) -> None:
-        with contextlib.suppress(OSError):
+        try:
             end.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
 
     def rearm(self) -> None:
         for end in self.ends:
@@ -142,11 +141,12 @@ class Pipe:
 
 
 class Relay:
-    def __init__(self, spec: dict[str, Any]) -> None:
+    def __init__(self, spec: str = "") -> None:
         self.selector = selectors.DefaultSelector()
-        self.listeners: dict[socket.socket, tuple[str, Any]] = {}
+        self.listeners: dict[socket.socket, tuple[str, int]] = {}
         self.environment: dict[str, str] = {}
-        egress = spec.get("egress")
+        given = dict(item.split("=") for item in spec.split(",") if item)
+        egress = given.pop("egress", None)
         if egress is not None:
             os.set_inheritable(int(egress), False)
             listener = socket.create_server(("127.0.0.1", 0))
@@ -155,11 +155,11 @@ class Relay:
             for name in PROXY_VARIABLES:
                 self.environment[name] = self.environment[name.upper()] = url
             self.environment["no_proxy"] = self.environment["NO_PROXY"] = ",".join(DIRECT)
-        for port, fd in (spec.get("ports") or {}).items():
+        for port, fd in given.items():
             os.set_inheritable(int(fd), False)  # the command gets none of them
             self.listen(socket.socket(fileno=int(fd)), ("tcp", int(port)))
 
-    def listen(self, listener: socket.socket, target: tuple[str, Any]) -> None:
+    def listen(self, listener: socket.socket, target: tuple[str, int]) -> None:
         listener.setblocking(False)
         self.listeners[listener] = target
         self.selector.register(listener, selectors.EVENT_READ, None)
@@ -200,9 +200,11 @@ class Relay:
         while True:
             for key, events in self.selector.select():
                 if key.data == "wake":
-                    with contextlib.suppress(OSError):
+                    try:
                         while os.read(key.fd, 512):
                             pass
+                    except OSError:
+                        pass
                     if woken():
                         return
                 elif key.data is None:
@@ -256,9 +258,9 @@ def _reaped(child: int) -> int | None:
 
 def main(argv: list[str]) -> int:
     if len(argv) < 4 or argv[2] != "--":
-        sys.stderr.write("usage: relay.py SPEC_JSON -- COMMAND...\n")
+        sys.stderr.write("usage: relay.py SPEC -- COMMAND...\n")
         return 2
-    return Relay(json.loads(argv[1])).run(argv[3:])
+    return Relay(argv[1]).run(argv[3:])
 
 
 if __name__ == "__main__":
