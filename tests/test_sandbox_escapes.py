@@ -7,8 +7,12 @@ from __future__ import annotations
 import json
 import os
 import pwd
+import shutil
 import signal
 import socket
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +21,7 @@ import pytest
 
 from providers.local.sandbox import TOOLCHAIN_PATHS
 from providers.local.spawner import IDLE_SUPERVISORS
+from providers.local.supervisor import trees
 from providers.local.supervisor.trees import TooMany, remove_tree, tree_size
 from server.config import load_settings
 from tests.conftest import appears, connect, marker, wait_until_gone
@@ -51,6 +56,72 @@ def test_a_tree_of_any_depth_is_measured_and_removed(tmp_path: Path) -> None:
     assert entries == DEEP + 1 and size >= 65536
     remove_tree(str(tmp_path / "deep"))
     assert not (tmp_path / "deep").exists()
+
+
+def test_a_directory_moved_up_during_a_removal_never_leads_it_out_of_the_tree(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run working in a workspace being deleted moves the directory the walk is in three levels up: ".." then
+    leads above the tree, where the names the walk still has to visit may be the host's own."""
+    top = tmp_path / "host" / "ws"
+    chain = top / "L0" / "L1" / "L2" / "deep"
+    chain.mkdir(parents=True)
+    for i in range(20):
+        (top / "L0" / f"p{i:02}").mkdir()  # still to visit when the walk is at the bottom, whatever the order
+        (tmp_path / f"p{i:02}").mkdir()
+        (tmp_path / f"p{i:02}" / "precious").write_text("the host's")
+    for i in range(10):
+        (chain / f"f{i}").write_bytes(b"x")
+    deep = os.stat(chain)
+    scan = trees._scan
+    moved = []
+
+    def scan_then_move(directory: int, on_entry: Any, remove: bool) -> list[str]:
+        found = scan(directory, on_entry, remove)
+        here = os.fstat(directory)
+        if not moved and (here.st_dev, here.st_ino) == (deep.st_dev, deep.st_ino):
+            os.rename(chain, top / "deep-moved")  # as the run does, the moment the walk is in it
+            moved.append(True)
+        return found
+
+    monkeypatch.setattr(trees, "_scan", scan_then_move)
+    removed = remove_tree(str(top))
+    assert moved and all((tmp_path / f"p{i:02}" / "precious").exists() for i in range(20))
+    assert removed and not top.exists()
+    # measured the same way, it counts the tree, not what is above it
+    chain.mkdir(parents=True)
+    (chain / "f").write_bytes(b"x" * 100_000)
+    moved.clear()
+    size, _ = tree_size(str(top))
+    assert moved and 100_000 <= size < 1_000_000
+
+
+def test_a_directory_a_run_made_unreadable_is_measured_and_removed_all_the_same() -> None:
+    """A run may leave a directory its owner can write into but not list (mode 300). A server that is not root
+    (its runs' files are its own) opens it up, rather than miss what it holds in the limits and in removal."""
+    script = (
+        "import json, os, sys\n"
+        f"sys.path.insert(0, {str(Path(__file__).parents[1])!r})\n"
+        "from providers.local.supervisor.trees import remove_tree, tree_size\n"
+        "if os.geteuid() == 0:  # as a server that is not root (after the imports: /root is out of its reach)\n"
+        "    os.setgroups([]); os.setgid(65534); os.setuid(65534)\n"
+        "top = sys.argv[1]\n"
+        "os.makedirs(os.path.join(top, 'h', 'inner'))\n"
+        "with open(os.path.join(top, 'h', 'inner', 'f'), 'wb') as f: f.write(b'x' * 1_000_000)\n"
+        "os.chmod(os.path.join(top, 'h', 'inner'), 0o100); os.chmod(os.path.join(top, 'h'), 0o300)\n"
+        "size = tree_size(top)[0]\n"
+        "print(json.dumps({'size': size, 'removed': remove_tree(top), 'left': os.path.lexists(top)}))\n"
+    )
+    top = tempfile.mkdtemp(prefix="runtimes-mcp-test-")  # not below pytest's directory: the user must reach it
+    try:
+        if os.geteuid() == 0:
+            os.chown(top, 65534, 65534)
+        done = subprocess.run([sys.executable, "-I", "-c", script, top], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        result = json.loads(done.stdout)
+        assert result["size"] >= 1_000_000 and result["removed"] and not result["left"], result
+    finally:
+        shutil.rmtree(top, ignore_errors=True)
 
 
 def test_hard_links_count_once_and_links_are_not_followed(tmp_path: Path) -> None:

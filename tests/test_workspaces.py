@@ -366,3 +366,23 @@ async def test_a_workspace_record_is_written_under_a_name_nobody_can_plant(tmp_p
     assert [run["raw"].get("workspace") for run in runs] == ["w", "w"] and "cwd" not in runs[0]["raw"], runs
     assert victim.read_text() == "untouched"
     assert [(w["name"], w["size_bytes"] >= 5000) for w in listed] == [("w", True)], listed
+
+
+async def test_a_deletion_takes_the_workspace_out_of_reach_first_and_retention_finishes_what_one_left(
+    tmp_path: Path,
+) -> None:
+    from providers.local.workspaces import DELETING, Workspaces
+
+    async def nobody_works_in(_: str) -> bool:
+        return False
+
+    workspaces = Workspaces(tmp_path, max_mb=10, max_count=10, retention_days=30, busy=nobody_works_in)
+    (workspaces.ensure("w") / "a").write_text("one")
+    left = workspaces.root / f"{DELETING}old-0a1b2c3d"  # what an earlier deletion could not finish
+    (left / "deep").mkdir(parents=True)
+    (left / "deep" / "f").write_text("x")
+    deleted = await workspaces.delete_workspace("w")
+    assert deleted.deleted and sorted(os.listdir(workspaces.root)) == sorted([".meta", left.name])
+    assert [w.name for w in (await workspaces.list_workspaces()).workspaces] == []
+    await workspaces.prune()  # the retention pass
+    assert sorted(os.listdir(workspaces.root)) == [".meta"]

@@ -1,5 +1,5 @@
-"""What goes wrong with a workspace file's path or content, as the agent's error (the lookup is the kernel's:
-providers/local/files.py)."""
+"""A workspace file's path and content as the agent gives them, and what goes wrong with them as the agent's
+error (the lookup is the kernel's: providers/local/files.py)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import base64
 import binascii
 import contextlib
 import errno
+import posixpath
 from collections.abc import Iterator
 from typing import Literal
 
@@ -59,3 +60,18 @@ def outside(workspace: str, path: str) -> InvalidInput:
         f"path {path[:200]!r} leads out of workspace {workspace!r}",
         hint="Give a path relative to the workspace, without '..' or links that leave it.",
     )
+
+
+def relative_path(root: str, workspace: str, path: str) -> str:
+    """`path` relative to the workspace at `root`: an absolute path inside it is taken as such; one outside is
+    refused."""
+    if "\0" in path:
+        raise InvalidInput(PROVIDER, "path contains a NUL character", hint="Remove it.")
+    if path.startswith("/"):
+        if path != root and not path.startswith(root + "/"):
+            raise outside(workspace, path)
+        path = path[len(root) :]
+    relative = posixpath.normpath(path.strip("/") or ".")
+    if relative == ".." or relative.startswith("../"):
+        raise outside(workspace, path)  # before any directory of it is made
+    return relative

@@ -14,8 +14,8 @@ import fcntl
 import hashlib
 import json
 import os
-import posixpath
 import re
+import secrets
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -24,12 +24,12 @@ from urllib.parse import quote
 
 import anyio.to_thread
 
-from providers.errors import InvalidInput, NotFound
+from providers.errors import InvalidInput, NotFound, Unavailable
 from providers.local.files import as_text, list_beneath, open_beneath, read_page, write_atomically
 from providers.local.ids import PROVIDER
 from providers.local.supervisor.records import write_new
 from providers.local.supervisor.trees import remove_tree, tree_bytes
-from providers.local.workspace_errors import decode, outside, path_errors
+from providers.local.workspace_errors import decode, path_errors, relative_path
 from providers.models import (
     FileContent,
     FileEntry,
@@ -48,6 +48,7 @@ READ_DEFAULT = 64 * 1024  # bytes a readFile returns unless asked for more
 READ_MOST = 4 * 1024 * 1024
 LIST_MOST = 1000
 META = ".meta"
+DELETING = ".deleting-"  # a workspace being deleted, out of reach by its name
 MIB = 1024 * 1024
 Busy = Callable[[str], Awaitable[bool]]  # is a running session working in this directory?
 
@@ -195,27 +196,41 @@ class Workspaces:
         return WorkspaceDeleted(provider=PROVIDER, workspace=workspace, deleted=True)
 
     async def _delete(self, root: Path, name: str) -> None:
+        in_use = InvalidInput(
+            PROVIDER,
+            f"workspace {name!r} is in use by a running session",
+            hint="Stop its sessions first (listSessions status=running, stopSession), then delete it.",
+        )
         if await self.busy(str(root / name)):
-            raise InvalidInput(
-                PROVIDER,
-                f"workspace {name!r} is in use by a running session",
-                hint="Stop its sessions first (listSessions status=running, stopSession), then delete it.",
-            )
-        await anyio.to_thread.run_sync(remove_tree, str(root / name))
+            raise in_use
+        # Out of reach first: a run started from now on makes a new workspace of that name, so none works in what
+        # is being removed; one recorded as starting meanwhile gets it back.
+        doomed = root / f"{DELETING}{name}-{secrets.token_hex(4)}"
+        with contextlib.suppress(FileNotFoundError):  # another server has just deleted it
+            os.rename(root / name, doomed)
+            if await self.busy(str(root / name)):
+                os.rename(doomed, root / name)
+                raise in_use
         with contextlib.suppress(OSError):
             (root / META / f"{name}.json").unlink()
+        if not await anyio.to_thread.run_sync(remove_tree, str(doomed)):
+            left = f"workspace {name!r} is gone, but some of its files are left in {doomed}"
+            raise Unavailable(PROVIDER, left, hint="Retention tries again; what it cannot remove needs the operator.")
 
     async def prune(self) -> list[str]:
         """Delete the workspaces (every owner's) unused for local.workspace_retention_days (never one in use)."""
         cutoff = time.time() - self.retention_s
         deleted = []
         for root in self._roots():
+            for leftover in root.glob(f"{DELETING}*"):  # what a deletion could not remove: tried again
+                await anyio.to_thread.run_sync(remove_tree, str(leftover))
             for name in _names(root):
                 record = self._record(root, name)
                 used = record.get("last_used_at") or record.get("created_at") or 0
                 if used < cutoff and not await self.busy(str(root / name)):
-                    await self._delete(root, name)
-                    deleted.append(name)
+                    with contextlib.suppress(InvalidInput, Unavailable):  # in use after all; or left in part
+                        await self._delete(root, name)
+                        deleted.append(name)
         return deleted
 
     def total_bytes(self) -> int:
@@ -237,18 +252,7 @@ class Workspaces:
             ) from None
 
     def relative(self, workspace: str, path: str) -> str:
-        """`path` relative to the workspace: an absolute path inside it is taken as such; one outside is refused."""
-        if "\0" in path:
-            raise InvalidInput(PROVIDER, "path contains a NUL character", hint="Remove it.")
-        if path.startswith("/"):
-            root = str(self.path(workspace))
-            if path != root and not path.startswith(root + "/"):
-                raise outside(workspace, path)
-            path = path[len(root) :]
-        relative = posixpath.normpath(path.strip("/") or ".")
-        if relative == ".." or relative.startswith("../"):
-            raise outside(workspace, path)  # before any directory of it is made
-        return relative
+        return relative_path(str(self.path(workspace)), workspace, path)
 
     async def write_file(
         self, workspace: str, path: str, content: str, encoding: str | None = None, mode: int | None = None

@@ -2,7 +2,13 @@
 any width, hard links counted once, symlinks never followed.
 
 The walk holds one directory descriptor at a time (it goes back up through ".."), and keeps only the names
-still to visit, so neither the depth nor the recursion limit of Python bounds it.
+still to visit, so neither the depth nor the recursion limit of Python bounds it. A run may still be moving
+directories about as the walk goes (or did, into a workspace being deleted): ".." is then another directory
+than the one the walk came down from, so each step up is checked against that one's identity, and a walk that
+finds the tree moved under it starts again from the top, never going on from wherever ".." led.
+
+A directory its owner cannot read or search (a run's `chmod 300`) would hide what it holds from the limits and
+from removal: the server is its owner (or root), so it is opened up to u+rwx when met.
 """
 
 from __future__ import annotations
@@ -13,20 +19,44 @@ import stat
 from collections.abc import Callable
 
 DIRECTORY = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+ATTEMPTS = 3  # walks of a tree that keeps moving under them, before giving up on it
 
 
 class TooMany(Exception):
     """A tree has more entries than the caller would look at."""
 
 
+class Moved(Exception):
+    """A directory of the tree was moved while the walk was in it: ".." is no longer where the walk came from."""
+
+
+def _identity(fd: int) -> tuple[int, int]:
+    info = os.fstat(fd)
+    return info.st_dev, info.st_ino
+
+
+def _open_directory(name: str, parent: int | None = None) -> int:
+    """`name` (below `parent`) opened as a directory, made readable and searchable by its owner if need be."""
+    try:
+        return os.open(name, DIRECTORY, dir_fd=parent)
+    except PermissionError:
+        held = os.open(name, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent)
+        try:
+            os.chmod(f"/proc/self/fd/{held}", stat.S_IMODE(os.fstat(held).st_mode) | stat.S_IRWXU)
+            return os.open(f"/proc/self/fd/{held}", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)  # that one
+        finally:
+            os.close(held)
+
+
 def _walk(path: str, on_entry: Callable[[int, os.DirEntry[str]], None], remove: bool) -> None:
     """Visit every entry below `path` (`on_entry(parent_fd, entry)`); with `remove`, unlink each file once
-    visited and each directory once emptied (but not `path` itself)."""
+    visited and each directory once emptied (but not `path` itself). Raises Moved (see the module's doc)."""
     try:
-        current = os.open(path, DIRECTORY)
+        current = _open_directory(path)
     except OSError:
         return
     names: list[str] = []  # the directories we are in, below `path`
+    above: list[tuple[int, int]] = []  # the identity of each directory we came down from
     pending: list[list[str]] = []  # per level: its subdirectories still to visit
     try:
         pending.append(_scan(current, on_entry, remove))
@@ -34,9 +64,10 @@ def _walk(path: str, on_entry: Callable[[int, os.DirEntry[str]], None], remove: 
             if pending[-1]:
                 name = pending[-1].pop()
                 try:
-                    below = os.open(name, DIRECTORY, dir_fd=current)
+                    below = _open_directory(name, current)
                 except OSError:
                     continue
+                above.append(_identity(current))
                 os.close(current)
                 current = below
                 names.append(name)
@@ -45,9 +76,11 @@ def _walk(path: str, on_entry: Callable[[int, os.DirEntry[str]], None], remove: 
             pending.pop()
             if not names:
                 break
-            above = os.open("..", DIRECTORY, dir_fd=current)
+            up = os.open("..", DIRECTORY, dir_fd=current)
             os.close(current)
-            current = above
+            current = up
+            if _identity(current) != above.pop():
+                raise Moved(path)
             left = names.pop()
             if remove:
                 with contextlib.suppress(OSError):
@@ -58,6 +91,8 @@ def _walk(path: str, on_entry: Callable[[int, os.DirEntry[str]], None], remove: 
 
 def _scan(directory: int, on_entry: Callable[[int, os.DirEntry[str]], None], remove: bool) -> list[str]:
     """Visit a directory's entries; its subdirectories' names, to go into."""
+    if remove and stat.S_IMODE(os.fstat(directory).st_mode) & stat.S_IRWXU != stat.S_IRWXU:
+        os.fchmod(directory, stat.S_IRWXU)  # readable is not enough to empty it
     subdirectories = []
     with os.scandir(directory) as entries:
         for entry in entries:
@@ -76,8 +111,21 @@ def _scan(directory: int, on_entry: Callable[[int, os.DirEntry[str]], None], rem
 
 def tree_size(path: str, most: int | None = None) -> tuple[int, int]:
     """(bytes on disk, entries) of the tree at `path`: allocated blocks, so a sparse file counts as what it
-    uses, and a file with several links once. Raises TooMany past `most` entries."""
-    total = [0, 0]
+    uses, and a file with several links once. Raises TooMany past `most` entries. A tree that kept moving under
+    every walk counts as far as the walks got."""
+    counted = (0, 0)
+    for _ in range(ATTEMPTS):
+        total = [0, 0]
+        try:
+            _count(path, most, total)
+        except Moved:
+            counted = max(counted, (total[0], total[1]))
+            continue
+        return total[0], total[1]
+    return counted
+
+
+def _count(path: str, most: int | None, total: list[int]) -> None:
     linked: set[tuple[int, int]] = set()
 
     def count(_: int, entry: os.DirEntry[str]) -> None:
@@ -97,17 +145,21 @@ def tree_size(path: str, most: int | None = None) -> tuple[int, int]:
     with contextlib.suppress(OSError):
         total[0] += os.stat(path).st_blocks * 512  # the root's own blocks
     _walk(path, count, remove=False)
-    return total[0], total[1]
 
 
 def tree_bytes(path: str) -> int:
     return tree_size(path)[0]
 
 
-def remove_tree(path: str) -> None:
-    """Remove `path` and everything below it (what cannot be removed is left, silently)."""
-    _walk(path, lambda _directory, _entry: None, remove=True)
+def remove_tree(path: str) -> bool:
+    """Remove `path` and everything below it; False when some of it is still there (what cannot be removed is
+    left)."""
+    for _ in range(ATTEMPTS):
+        with contextlib.suppress(Moved):
+            _walk(path, lambda _directory, _entry: None, remove=True)
+            break
     with contextlib.suppress(OSError):
         os.rmdir(path)
     with contextlib.suppress(OSError):
         os.unlink(path)  # a file, or a link, where a directory was expected
+    return not os.path.lexists(path)
