@@ -20,7 +20,7 @@ import anyio
 import pytest
 
 from providers.local.config import SandboxConfig
-from providers.local.sandbox import bundled_bwrap, find_bwrap
+from providers.local.sandbox import ROOT_ONLY_PATHS, bundled_bwrap, find_bwrap
 from server.config import load_settings
 from tests.conftest import appears, connect, marker, structured, wait_until_gone
 
@@ -343,6 +343,16 @@ def rich_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         (home / tool).write_text(f"tool {tool}")
     monkeypatch.setenv("HOME", str(home))
     return home
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only a root server's runs could read what only root may read")
+async def test_what_only_root_may_read_is_hidden_from_a_root_servers_runs() -> None:
+    files = [p for p in ROOT_ONLY_PATHS if os.path.isfile(p) and os.path.getsize(p) > 0]
+    folders = [p for p in ROOT_ONLY_PATHS if os.path.isdir(p) and os.listdir(p)]
+    assert files and folders  # this host has some of them (/etc/shadow at least)
+    async with connect() as client:
+        read = await run(client, " ; ".join([*(f"cat {p}" for p in files), *(f"ls -A {p}" for p in folders)]))
+    assert read["stdout"] == "", read
 
 
 async def test_the_home_is_hidden_but_for_toolchains_and_readable_paths(rich_home: Path, config_file: Any) -> None:

@@ -117,8 +117,22 @@ CREDENTIAL_PATHS = (
     ".mysql_history",
     ".node_repl_history",
 )
-# Hidden as well when the server runs as root (root can read them; the sandbox keeps the server's uid).
-ROOT_ONLY_PATHS = ("/etc/shadow", "/etc/gshadow", "/etc/sudoers", "/etc/sudoers.d")
+# Hidden as well when the server runs as root: what only root may read (the sandbox keeps the server's uid, and
+# an owner reads its files without any capability), with the backups and key stores beside them.
+ROOT_ONLY_PATHS = (
+    "/etc/shadow",
+    "/etc/shadow-",
+    "/etc/gshadow",
+    "/etc/gshadow-",
+    "/etc/sudoers",
+    "/etc/sudoers.d",
+    "/etc/security/opasswd",
+    "/etc/ssl/private",
+    "/etc/ssh",  # its host keys (the client settings with them)
+    "/var/log/btmp",
+    "/var/cache/debconf/passwords.dat",
+    "/var/lib/sudo",
+)
 
 # What a path is inside: the host's, read-only or writable; private (a new empty tmpfs: the host's content
 # is not there, and a caller's cwd may be bound in); hidden (must not be shown, not even as a cwd).
