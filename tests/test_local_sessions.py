@@ -13,7 +13,7 @@ import anyio
 import anyio.lowlevel
 import pytest
 
-from server.config import load_settings
+from server.config import ConfigError, load_settings
 from tests.conftest import appears, connect, error_text, marker, structured, wait_until_gone
 
 
@@ -98,6 +98,19 @@ async def test_timeout_ends_the_whole_group_and_reports_timed_out() -> None:
     assert 400 <= result["duration_ms"] < 3000
     assert "timeout_s=0.5" in result["message"]
     assert await wait_until_gone(mark, 1.0) == []
+
+
+async def test_a_lower_max_timeout_s_lowers_the_default_and_a_routine_above_it_stops_the_start(
+    config_file: Any,
+) -> None:
+    body = '[local]\nmax_timeout_s = 30\n[local.routines.r]\ncommand = "cat"\n'
+    async with connect(load_settings(config_file(body))) as client:
+        ran = structured(await client.call_tool("execRun", {"command": "echo hi", "wait": False}))
+        invoked = structured(await client.call_tool("invokeRoutine", {"routine": "r", "message": "x"}))
+    assert ran["state"] == "running" and "timeout_s=30 " in ran["message"], ran
+    assert invoked["status"] != "failed", invoked
+    with pytest.raises(ConfigError, match=r"routines\.r\.timeout_s \(90\) is more than max_timeout_s \(30\)"):
+        load_settings(config_file(body + "timeout_s = 90\n"))
 
 
 async def test_a_command_that_exits_leaves_nothing_running_in_its_group() -> None:

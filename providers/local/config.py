@@ -13,6 +13,7 @@ from providers.local.supervisor.relay import DIRECT
 NetworkMode = Literal["none", "allowlist", "host"]
 Port = Annotated[int, Field(ge=1, le=65535)]
 MAX_PORTS = 16  # published ports per run or launcher
+DEFAULT_TIMEOUT_S = 60.0  # a run's timeout_s when none is given (and local.max_timeout_s allows it)
 # `allow = ["@packages"]`: what installing packages needs (PyPI, npm, crates.io, the Go module proxy).
 PRESETS = {
     "@packages": (
@@ -55,7 +56,7 @@ class RoutineConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
     command: str = Field(description="Shell command; gets the message on stdin and as $ROUTINE_MESSAGE.")
     description: str = ""
-    timeout_s: float = Field(60, gt=0)
+    timeout_s: float = Field(DEFAULT_TIMEOUT_S, gt=0, description="At most local.max_timeout_s (default 60, or less).")
     cwd: str | None = None
     env: dict[str, str] = Field(default_factory=dict)
     network: NetworkMode | None = Field(None, description="Its network, where it differs from local.sandbox's.")
@@ -203,7 +204,9 @@ class LocalConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
     routines: dict[str, RoutineConfig] = Field(default_factory=dict)
     launchers: dict[str, LauncherConfig] = Field(default_factory=dict)
-    max_timeout_s: float = Field(3600, gt=0, description="Largest timeout_s execRun accepts.")
+    max_timeout_s: float = Field(
+        3600, gt=0, description="Largest timeout_s a run may have; one given none gets 60 s, or this if less."
+    )
     output_cap_bytes: int = Field(16_384, ge=256, description="Per stream, how much output a tool result holds.")
     on_exit: Literal["keep", "stop"] = Field(
         "keep",
@@ -227,6 +230,23 @@ class LocalConfig(BaseModel):
         """Does any run have the allow-list network: the sandbox's default, or a routine's or launcher's own?"""
         runs: list[RoutineConfig | LauncherConfig] = [*self.routines.values(), *self.launchers.values()]
         return "allowlist" in {self.sandbox.network, *(run.network for run in runs)}
+
+    @property
+    def default_timeout_s(self) -> float:
+        """A run's timeout_s when none is given: 60 s, or less when local.max_timeout_s is."""
+        return min(DEFAULT_TIMEOUT_S, self.max_timeout_s)
+
+    @model_validator(mode="after")
+    def _timeouts(self) -> LocalConfig:
+        for name, routine in self.routines.items():
+            if "timeout_s" not in routine.model_fields_set:
+                routine.timeout_s = self.default_timeout_s
+            elif routine.timeout_s > self.max_timeout_s:
+                raise ValueError(
+                    f"routines.{name}.timeout_s ({routine.timeout_s:g}) is more than max_timeout_s "
+                    f"({self.max_timeout_s:g}); lower it, or raise max_timeout_s"
+                )
+        return self
 
     @model_validator(mode="after")
     def _allowlist_used(self) -> LocalConfig:

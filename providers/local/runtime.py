@@ -159,7 +159,7 @@ class LocalRuntime(
             env=env,
             stdin=stdin,
             interactive=bool(interactive),
-            timeout_s=60 if timeout_s is None else timeout_s,
+            timeout_s=self.config.default_timeout_s if timeout_s is None else timeout_s,
             durable=waiting == 0,
             ports=sorted(set(ports or ())),
         )
