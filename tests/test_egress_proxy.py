@@ -169,6 +169,11 @@ def test_a_secret_is_checked_without_ever_repeating_its_value() -> None:
         with pytest.raises(ValueError, match=complaint) as refused:
             Policy.parse(allow=["api.test"], secrets={"github": data})
         assert SECRET not in str(refused.value) and "local.secrets.github" in str(refused.value)
+    # a host without a port means 80 and 443, as in allow: where allow names another port, it says which
+    for host in ("api.test", "api.test:9000"):
+        with pytest.raises(ValueError, match=r"lets it out only on 8443.* e\.g\. api\.test:8443") as refused:
+            Policy.parse(allow=["api.test:8443"], secrets={"github": {**base, "hosts": [host]}})
+        assert SECRET not in str(refused.value) and "local.secrets.github" in str(refused.value)
     policy = Policy.parse(allow=["api.test"], secrets={"github": {**base, "value_env": "GITHUB_TOKEN"}})
     (secret,) = policy.secrets
     assert SECRET not in repr(policy) and secret.placeholder.startswith("rtmcp_ph_") and len(secret.placeholder) == 41

@@ -349,10 +349,20 @@ def _check_secrets(secrets: Sequence[Secret], allow: Sequence[HostPattern]) -> N
         if other != secret.name:
             raise ValueError(f"{SECRETS_SETTING}.{secret.name}: {other} already uses the variable {secret.variable}")
         for pattern in secret.hosts:
-            if not any(entry.covers_host(pattern) for entry in allow):
+            covering = [entry for entry in allow if entry.covers_host(pattern)]
+            if not covering:
                 raise ValueError(
                     f"{SECRETS_SETTING}.{secret.name}.hosts: {pattern.text!r} is not in {ALLOW_SETTING}, so the "
                     "secret could never be sent there; add it to the allow-list too"
+                )
+            allowed = {port for entry in covering for port in ((entry.port,) if entry.port else DEFAULT_PORTS)}
+            if not allowed & ({pattern.port} if pattern.port else set(DEFAULT_PORTS)):
+                on = ", ".join(map(str, sorted(allowed)))
+                raise ValueError(
+                    f"{SECRETS_SETTING}.{secret.name}.hosts: {pattern.text!r} is for port {pattern.port or '80 or 443'}"
+                    f", but {ALLOW_SETTING} lets it out only on {on}, so the secret could never be sent; give the port"
+                    f" it is allowed on, e.g. {pattern.text.rsplit(':', 1)[0] if pattern.port else pattern.text}:"
+                    f"{min(allowed)}"
                 )
     placeholders = [secret.placeholder for secret in secrets]
     if len(set(placeholders)) != len(placeholders):
