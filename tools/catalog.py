@@ -29,10 +29,10 @@ RUN_STATUS = Arg("status", Literal["pending", "running", "completed", "failed", 
 ROUTINE_RUNS = Arg("routine_run", list[str], "Only sessions of these routine runs (up to 100).")
 EXCLUDE_SYSTEM = Arg("exclude_system", bool, "true: omit sessions the platform started.")
 COMMAND = Arg("command", str, "Shell command (/bin/sh -c).")
-CWD = Arg("cwd", str, "Working directory, writable (default: a new one).")
+CWD = Arg("cwd", str, "Working directory (default: a new writable one).")
 WORKSPACE = Arg("workspace", str, "Run here: a named directory kept across runs.")
 FILE_WORKSPACE = Arg("workspace", str, "Workspace name.")
-INTERACTIVE = Arg("interactive", bool, "true: stdin stays open for sendInput.")
+INTERACTIVE = Arg("interactive", bool, "true: stdin open for sendInput (toolset sessions).")
 PORTS = Arg("ports", list[Annotated[int, Ge(1), Le(65535)]], "Ports it serves, reachable on the host's 127.0.0.1.")
 FILE_PATH = Arg("path", str, "Path in the workspace.")
 DIR_PATH = Arg("path", str, "Directory in the workspace (default: its top).")
@@ -163,7 +163,7 @@ HEADLINE: tuple[ToolSpec, ...] = (
         task_start={"wait": False},
         task_follow=(c.GET_SESSION, "session_id"),
         notes={
-            "local": "local: a shell command, sandboxed (only cwd or workspace is writable and kept); waits up to "
+            "local": "local: a shell command, sandboxed (writable: its own dir or a workspace, kept); waits up to "
             "wait_s, then answers with it still running.",
             "xano": "xano: a XanoScript doc, a saved run_id, or a doc inside an existing session_id.",
             "ray": "ray: a shell command on a cluster node (its workspace's, else one with what it asks for).",
