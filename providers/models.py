@@ -209,15 +209,23 @@ def fitting(sizes: Iterable[int], max_chars: int = MAX_PAGE_CHARS) -> int:
     return count
 
 
-def event_list(provider: str, sandbox_id: str, events: list[Event], cut: bool, since: int | None) -> EventList:
-    """A page of events; when some were left out for size, the message says how to read on."""
+def event_list(
+    provider: str, sandbox_id: str, events: list[Event], cut: bool, since: int | None, more: bool = False
+) -> EventList:
+    """A page of events; when some were left out (for size, or past `limit`), the message says how to read on."""
     message = None
     if cut:
         newest = events[-1].timestamp if events else None
-        more = f"since={newest}" if since is not None else "a smaller limit, or since"
+        more_text = f"since={newest}" if since is not None else "a smaller limit, or since"
         message = (
             f"{len(events)} events: a page holds at most {MAX_PAGE_CHARS:,} characters of event data; "
-            f"ask again with {more} for the rest"
+            f"ask again with {more_text} for the rest"
+        )
+    elif more and events:
+        message = (
+            f"more events match: ask again with since={events[-1].timestamp} for the next"
+            if since is not None
+            else f"older events match (these are the newest {len(events)}): read from the first with since=0"
         )
     return EventList(
         provider=provider, sandbox_id=sandbox_id, events=events, count=len(events), truncated=cut, message=message

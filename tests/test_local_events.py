@@ -41,6 +41,23 @@ async def test_store_event_returns_the_computesdk_shape_and_get_events_filters()
     assert "type is empty" in empty_type
 
 
+async def test_a_page_that_does_not_hold_every_match_says_how_to_read_on() -> None:
+    async with connect() as client:
+        for n in range(5):
+            await client.call_tool("storeEvent", {"type": "step", "data": {"n": n}, "sandbox_id": "pages"})
+        newest = structured(await client.call_tool("getEvents", {"sandbox_id": "pages", "limit": 2}))
+        first = structured(await client.call_tool("getEvents", {"sandbox_id": "pages", "since": 0, "limit": 3}))
+        rest = structured(
+            await client.call_tool("getEvents", {"sandbox_id": "pages", "since": first["events"][-1]["timestamp"]})
+        )
+        every = structured(await client.call_tool("getEvents", {"sandbox_id": "pages", "limit": 5}))
+    assert [e["data"]["n"] for e in newest["events"]] == [3, 4] and "since=0" in newest["message"], newest
+    assert [e["data"]["n"] for e in first["events"]] == [0, 1, 2], first
+    assert f"since={first['events'][-1]['timestamp']}" in first["message"], first
+    assert {e["data"]["n"] for e in rest["events"]} <= {3, 4} and "message" not in rest, rest
+    assert every["count"] == 5 and "message" not in every and not every.get("truncated"), every
+
+
 async def test_default_sandbox_is_local() -> None:
     async with connect() as client:
         stored = structured(await client.call_tool("storeEvent", {"type": "note", "data": {"n": 1}}))

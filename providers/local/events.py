@@ -97,8 +97,8 @@ class EventLog:
             raise InvalidInput(PROVIDER, f"limit must be 1 to 1000, got {limit}")
         if (problem := event_name_problem(type_, sandbox_id)) is not None:
             raise InvalidInput(PROVIDER, problem)
-        rows, cut = await self._store.query_events(sandbox_id, type_, since, limit, MAX_PAGE_CHARS, caller())
+        rows, cut, more = await self._store.query_events(sandbox_id, type_, since, limit, MAX_PAGE_CHARS, caller())
         events = [
             Event(id=r.id, sandbox_id=r.sandbox_id, type=r.type, data=r.data, timestamp=r.timestamp) for r in rows
         ]
-        return event_list(PROVIDER, sandbox_id, events, cut, since)
+        return event_list(PROVIDER, sandbox_id, events, cut, since, more)

@@ -49,9 +49,10 @@ class OwnedRecords(GroupCommit):
         limit: int,
         max_chars: int,
         who: Caller | None = None,
-    ) -> tuple[list[EventRow], bool]:
+    ) -> tuple[list[EventRow], bool, bool]:
         """Matching events, oldest first: the newest `limit` of them, or with `since` the first `limit` after it;
-        fewer when their data would pass `max_chars`. Returns (events, whether some were left out for size).
+        fewer when their data would pass `max_chars`. Returns (events, whether some were left out for size, whether
+        more match than `limit`).
 
         Two queries: the page is chosen from the events' sizes alone, and only its events' data is read. (One
         query with a running sum over the data made the database hold several copies of every candidate's data
@@ -69,11 +70,12 @@ class OwnedRecords(GroupCommit):
         order = "ASC" if since is not None else "DESC"
         sizes = await self._rows(
             f"SELECT seq, length(data) FROM events WHERE {' AND '.join(where)} ORDER BY seq {order} LIMIT ?",
-            (*args, limit),
+            (*args, limit + 1),
         )
+        more, sizes = len(sizes) > limit, sizes[:limit]
         chosen = sizes[: fitting((size for _, size in sizes), max_chars)]
         if not chosen:
-            return [], False
+            return [], False, more
         marks = ", ".join("?" * len(chosen))
 
         def parsed(r: Sequence[Any]) -> EventRow:
@@ -85,7 +87,7 @@ class OwnedRecords(GroupCommit):
             tuple(seq for seq, _ in chosen),
             parsed,
         )
-        return rows, len(chosen) < len(sizes)
+        return rows, len(chosen) < len(sizes), more
 
     async def sandbox_ids(self, prefix: str, limit: int, who: Caller | None = None) -> list[str]:
         await self.flush()
