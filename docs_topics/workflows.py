@@ -151,7 +151,7 @@ WORKSPACES = Topic(
     ai_hints=[
         "Keep a project in one workspace: write files, run, fix, run again; install dependencies once into a "
         ".venv or node_modules there and reuse them in later runs.",
-        "Read large files in pages: readFile offset=next_offset until next_offset is null; check sha256.",
+        "Read large files in pages: readFile offset=next_offset until a page has no next_offset; check sha256.",
         "A program that asks questions (a REPL, npm init, Continue? [y/N]): execRun interactive=true wait=false, "
         'getSession to read the prompt, sendInput text="y\\n", then getSession wait_s to follow it.',
     ],

@@ -313,6 +313,8 @@ async def test_a_fifo_a_long_name_or_a_way_out_is_a_clear_error_that_leaves_noth
         inside = structured(
             await client.call_tool("writeFile", {"workspace": "w", "path": "b/../c.txt", "content": "x"})
         )
+        folder = error_text(await client.call_tool("writeFile", {"workspace": "w", "path": "sub/", "content": "x"}))
+    assert "names a directory" in folder and "Next:" in folder
     assert "not a regular file" in fifo and "Next:" in fifo
     assert "not a regular file" in as_resource.value.error.message
     assert "too long" in long and "Next:" in long and "bug" not in long

@@ -257,6 +257,8 @@ class Workspaces:
     async def write_file(
         self, workspace: str, path: str, content: str, encoding: str | None = None, mode: int | None = None
     ) -> FileWritten:
+        if path.endswith("/"):
+            raise InvalidInput(PROVIDER, f"path {path[:200]!r} names a directory", hint="Give the file's path.")
         data = decode(content, encoding or "utf-8")
         self.ensure(workspace)
         relative = self.relative(workspace, path)
