@@ -7,10 +7,11 @@ import os
 import tomllib
 from pathlib import Path
 from types import UnionType
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Literal, get_args, get_origin
 
 from pydantic import (
     AliasChoices,
+    BaseModel,
     Field,
     PrivateAttr,
     SecretStr,
@@ -387,8 +388,12 @@ def load_settings(config_path: str | os.PathLike[str] | None = None) -> Settings
                 where = f"{from_env_name} (config file: {'.'.join(loc)})"
             else:
                 where = ".".join([_setting_name(loc[0]), *loc[1:]])
+            if msg.startswith(f"{where}."):  # it names its setting itself, more precisely
+                problems.append(msg)
+                continue
             if err["type"] == "extra_forbidden":
-                msg = "unknown setting"
+                close = difflib.get_close_matches(loc[-1], _known_keys(WithProviders, loc[:-1]), n=1)
+                msg = "unknown setting" + (f" (did you mean {close[0]}?)" if close else "")
             elif err["type"] in EXPECTED:
                 msg = f"expected {EXPECTED[err['type']]}, got {_shown(err['input'])}"
             elif err["type"] in PARSED:  # a variable's text that is no such value
@@ -400,3 +405,20 @@ def load_settings(config_path: str | os.PathLike[str] | None = None) -> Settings
     if path:
         settings._config_file = Path(path).resolve()
     return settings
+
+
+def _known_keys(model: type[BaseModel], loc: list[str]) -> list[str]:
+    """The keys a config table at `loc` (below `model`) takes; none when that is not a table of settings."""
+    parts = iter(loc)
+    for part in parts:
+        field = model.model_fields.get(part)
+        if field is None:
+            return []
+        if get_origin(field.annotation) is dict:
+            next(parts, None)  # a name of the operator's, such as a routine's
+        models = [a for a in (field.annotation, *get_args(field.annotation)) if isinstance(a, type)]
+        models = [a for a in models if issubclass(a, BaseModel)]
+        if not models:
+            return []
+        model = models[0]
+    return list(model.model_fields)

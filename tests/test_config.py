@@ -83,6 +83,20 @@ def test_unknown_key_in_file_is_named(config_file) -> None:
         load_settings(config_file('tool_sets = ["events"]\n'))
 
 
+def test_a_misspelt_key_in_file_gets_the_setting_it_may_mean_and_a_setting_is_named_once(config_file) -> None:
+    for body, said in (
+        ("[local]\nmax_timout_s = 5\n", "local.max_timout_s: unknown setting (did you mean max_timeout_s?)"),
+        (
+            '[local.routines.r]\ncommand = "cat"\ntimout_s = 5\n',
+            "routines.r.timout_s: unknown setting (did you mean timeout_s?)",
+        ),
+        ('[local.sandbox]\nnetwork = "allowlist"\nallow = ["*.com"]\n', "): local.sandbox.allow: '*.com' is too broad"),
+    ):
+        with pytest.raises(ConfigError) as refused:
+            load_settings(config_file(body))
+        assert said in str(refused.value), refused.value
+
+
 def test_bad_routine_in_file_is_named(config_file) -> None:
     with pytest.raises(ConfigError, match=r"local\.routines\.x\.command"):
         load_settings(config_file("[local.routines.x]\ndescription = 'no command'\n"))

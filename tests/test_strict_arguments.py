@@ -24,7 +24,7 @@ from tests.conftest import connect, error_text, structured
 async def test_a_wrong_type_is_invalid_input_with_what_to_send(arguments: dict[str, Any], named: str) -> None:
     async with connect() as client:
         text = error_text(await client.call_tool("execRun", arguments))
-    assert f"invalid arguments: {named}" in text and "Next: send them with the JSON types" in text
+    assert f"invalid arguments: {named}" in text and "Next: send them with the types and bounds" in text
     assert "validation error for" not in text and "pydantic" not in text
 
 

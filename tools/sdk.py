@@ -149,7 +149,9 @@ def invalid_arguments(error: ValidationError) -> str:
         shown = repr(given) if not isinstance(given, dict | list) else type(given).__name__
         problems.append(f"{name}: {item['msg'].lower()} (got {shown[:60]})")
     return (
-        "invalid arguments: " + "; ".join(problems) + ". Next: send them with the JSON types the tool's schema gives."
+        "invalid arguments: "
+        + "; ".join(problems)
+        + ". Next: send them with the types and bounds the tool's schema gives."
     )
 
 
