@@ -162,7 +162,8 @@ WORKSPACES = Topic(
             steps=[
                 "writeFile workspace=w path=app.py content=...; writeFile workspace=w path=test_app.py content=...",
                 'execRun workspace=w command="python3 -m venv .venv && .venv/bin/pip install -r requirements.txt" '
-                "(once)",
+                '(once; installing needs a network: the operator sets local.sandbox.network = "allowlist" with '
+                'allow = ["@packages"])',
                 'execRun workspace=w command=".venv/bin/python -m pytest -q" → failures in stdout',
                 "writeFile workspace=w path=app.py content=<fixed>; execRun again → passes",
                 'execRun workspace=w command="python3 plot.py"; readFile workspace=w path=plot.png → base64 + sha256',
