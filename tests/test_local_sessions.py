@@ -164,6 +164,16 @@ async def test_a_run_past_its_output_cap_is_ended_and_says_where_it_was_cut(conf
     assert result["duration_ms"] < 10_000
 
 
+async def test_output_past_the_cap_is_cut_at_the_end_of_a_run_too_short_to_be_watched(config_file: Any) -> None:
+    settings = load_settings(config_file("[local]\nmax_output_mb = 1\n"))
+    async with connect(settings) as client:  # over before the supervisor's first look at its output
+        result = structured(await client.call_tool("execRun", {"command": "head -c 3000000 /dev/zero >&2"}))
+    assert result["state"] == "failed" and "stderr passed 1 MiB (local.max_output_mb)" in result["message"], result
+    assert 1024 * 1024 < result["stderr_bytes"] < 1024 * 1024 + 200
+    tail = (settings.data_dir / "sessions" / result["session_id"] / "stderr").read_bytes()[-120:]
+    assert b"output cut here at 1048576 bytes" in tail
+
+
 async def test_progress_is_reported_while_waiting() -> None:
     seen: list[tuple[float, float | None, str | None]] = []
 
