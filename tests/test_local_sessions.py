@@ -174,6 +174,28 @@ async def test_output_past_the_cap_is_cut_at_the_end_of_a_run_too_short_to_be_wa
     assert b"output cut here at 1048576 bytes" in tail
 
 
+async def test_a_character_split_between_two_writes_reaches_an_agent_following_offsets_whole(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("RUNTIMES_MCP_TOOLSETS", "sessions")
+    # The euro sign (E2 82 AC) split across two writes; the run ends on two bytes of a character never finished.
+    command = "printf 'ab\\342\\202'; read go; printf '\\254cd\\342\\202'"
+    async with connect() as client:
+        started = await client.call_tool("execRun", {"command": command, "interactive": True, "wait": False})
+        session = {"session_id": structured(started)["session_id"]}
+        for _ in range(500):
+            whole = structured(await client.call_tool("getSession", session))
+            if whole["stdout_bytes"] == 4:
+                break
+            await anyio.sleep(0.01)
+        page = structured(await client.call_tool("getSession", {**session, "stdout_offset": 0}))
+        assert (whole["stdout"], whole["stdout_next_offset"]) == ("ab", 2), whole
+        assert (page["stdout"], page["stdout_next_offset"], page["truncated"]) == ("ab", 2, False), page
+        await client.call_tool("sendInput", {**session, "text": "go\n"})
+        rest = structured(await client.call_tool("getSession", {**session, "stdout_offset": 2, "wait_s": 20}))
+    assert rest["state"] == "completed" and (rest["stdout"], rest["stdout_next_offset"]) == ("\u20accd\ufffd", 9)
+
+
 async def test_progress_is_reported_while_waiting() -> None:
     seen: list[tuple[float, float | None, str | None]] = []
 

@@ -108,17 +108,18 @@ def exec_result(
     result holds; `*_next_offset` is where to read on for what comes after."""
     streams: dict[str, tuple[str | None, int | None, int | None]] = {}
     truncated = False
+    ended = row.ended_at is not None
     for stream, offset in zip(("stdout", "stderr"), offsets, strict=True):
         if offset is None:
-            ended_empty = row.ended_at and (row.stdout_bytes if stream == "stdout" else row.stderr_bytes) == 0
-            out = EMPTY if ended_empty else records.output(row.id, stream)  # no file to open
-            streams[stream] = (out.text, out.size, out.size)
+            ended_empty = ended and (row.stdout_bytes if stream == "stdout" else row.stderr_bytes) == 0
+            out = EMPTY if ended_empty else records.output(row.id, stream, ended)  # no file to open
+            streams[stream] = (out.text, out.size, out.end)
             truncated = truncated or out.truncated
         else:
             path = records.path(row.id, stream)
-            text, next_offset, size = read_from(path, offset, records.settings.output_cap)
+            text, next_offset, size = read_from(path, offset, records.settings.output_cap, ended)
             streams[stream] = (text, size, next_offset)
-            truncated = truncated or next_offset < size
+            truncated = truncated or offset + records.settings.output_cap < size  # by the page size
     duration = int((row.ended_at - row.started_at) * 1000) if row.ended_at else None
     elsewhere = records.elsewhere(row)
     ports, denied = records.network_of(row.id) if not elsewhere else (None, None)

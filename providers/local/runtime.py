@@ -272,7 +272,7 @@ class LocalRuntime(
     async def read_output(self, session_id: str, stream: str, offset: int, limit: int) -> SessionOutput:
         """Up to `limit` bytes of a session's output from `offset` (the resource reads large pages)."""
         row = await self.sessions.get_row(session_id)
-        text, end, size = read_from(self.sessions.path(row.id, stream), offset, limit)
+        text, end, size = read_from(self.sessions.path(row.id, stream), offset, limit, row.ended_at is not None)
         return SessionOutput(
             session_id=row.id,
             stream=stream,
