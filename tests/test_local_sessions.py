@@ -196,6 +196,28 @@ async def test_a_character_split_between_two_writes_reaches_an_agent_following_o
     assert rest["state"] == "completed" and (rest["stdout"], rest["stdout_next_offset"]) == ("\u20accd\ufffd", 9)
 
 
+async def test_an_offset_past_the_end_of_the_output_is_refused_with_the_offset_to_use() -> None:
+    async with connect() as client:
+        ended = structured(await client.call_tool("execRun", {"command": "printf 0123456789"}))["session_id"]
+        at_end = structured(await client.call_tool("getSession", {"session_id": ended, "stdout_offset": 10}))
+        past = await client.call_tool("getSession", {"session_id": ended, "stdout_offset": 11})
+        started = await client.call_tool("execRun", {"command": "printf abc; sleep 30", "wait": False})
+        running = {"session_id": structured(started)["session_id"]}
+        for _ in range(500):
+            if structured(await client.call_tool("getSession", running))["stdout_bytes"] == 3:
+                break
+            await anyio.sleep(0.01)
+        asked = time.monotonic()
+        ahead = await client.call_tool("getSession", {**running, "stdout_offset": 4, "wait_s": 30})
+        answered_in = time.monotonic() - asked
+        await client.call_tool("stopSession", running)
+    assert (at_end["stdout"], at_end["stdout_next_offset"]) == ("", 10)
+    assert "stdout_offset=11 is past the end of its stdout (10 bytes)" in error_text(past)
+    assert "Next: Pass stdout_offset=10 " in error_text(past)
+    assert "stdout_offset=4 is past the end of its stdout (3 bytes so far)" in error_text(ahead)
+    assert answered_in < 20  # refused before the wait, not after it
+
+
 async def test_progress_is_reported_while_waiting() -> None:
     seen: list[tuple[float, float | None, str | None]] = []
 

@@ -27,13 +27,17 @@ def decode(data: bytes, final: bool) -> tuple[str, int]:
     return text, len(data) - len(decoder.getstate()[0])
 
 
+def size_of(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0  # no file: no output
+
+
 def read_capped(path: Path, cap: int, ended: bool) -> Output:
     """The whole file when it fits in `cap` bytes, else its head and tail with the gap said (`ended`: its run
     has ended, so nothing more will be written)."""
-    try:
-        size = path.stat().st_size
-    except OSError:
-        size = 0  # no file: no output
+    size = size_of(path)
     if size == 0:
         return EMPTY
     with path.open("rb") as f:

@@ -6,8 +6,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from providers.errors import InvalidInput
 from providers.local.ids import PROVIDER
-from providers.local.output import EMPTY, read_from
+from providers.local.output import EMPTY, read_from, size_of
 from providers.local.session_records import SessionRecords
 from providers.local.supervisor.records import WORKDIR
 from providers.local.tables import SessionRow
@@ -93,6 +94,21 @@ def sandbox_hint(records: SessionRecords, row: SessionRow, stderr: str) -> str |
     if "Read-only file system" in stderr:
         hints.append(READ_ONLY_HINT)
     return "; ".join(hint for hint in hints if hint) or None
+
+
+def check_offsets(records: SessionRecords, row: SessionRow, offsets: tuple[int | None, int | None]) -> None:
+    """Refuse an offset past the end of a stream: what is written below it would be skipped, unsaid."""
+    if records.elsewhere(row):
+        return  # its output is on another machine
+    for stream, offset in zip(("stdout", "stderr"), offsets, strict=True):
+        size = size_of(records.path(row.id, stream))
+        if offset is not None and offset > size:
+            so_far = " so far" if row.state == "running" else ""
+            raise InvalidInput(
+                PROVIDER,
+                f"{stream}_offset={offset} is past the end of its {stream} ({size} bytes{so_far})",
+                hint=f"Pass {stream}_offset={size} to read on from its end, or less to read again (0: all of it).",
+            )
 
 
 def exec_result(
