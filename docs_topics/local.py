@@ -17,8 +17,8 @@ LOCAL = Topic(
         "call`, several at once) lists it, reads its output and stops it.\n"
         "- **Output** goes to files: results hold the head and tail (16 KB per stream by default, sizes reported); "
         "the whole output stays readable at `local://sessions/{session_id}/stdout` (or `/stderr`) and through "
-        "getSession's stdout_offset. A stream that passes `local.max_output_mb` (64) ends the run; the kept output "
-        "says where it was cut.\n"
+        "getSession's stdout_offset. A stream that passes `local.max_output_mb` (64) fails the run (ended if it "
+        "still runs); the kept output says where it was cut.\n"
         "- **States**: running (its process is alive), then completed (exit 0), failed (a non-zero exit, or the "
         'output cap), timed_out, stopped (stopSession from any server, or `on_exit = "stop"`) or lost (its '
         "supervisor was killed; what it left running is ended). Each record says why it ended: `end_reason` is "

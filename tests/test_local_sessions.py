@@ -177,6 +177,60 @@ async def test_a_run_past_its_output_cap_is_ended_and_says_where_it_was_cut(conf
     assert result["duration_ms"] < 10_000
 
 
+async def test_output_past_the_cap_is_cut_at_the_end_of_a_run_too_short_to_be_watched(config_file: Any) -> None:
+    settings = load_settings(config_file("[local]\nmax_output_mb = 1\n"))
+    async with connect(settings) as client:  # over before the supervisor's first look at its output
+        result = structured(await client.call_tool("execRun", {"command": "head -c 3000000 /dev/zero >&2"}))
+    assert result["state"] == "failed" and "stderr passed 1 MiB (local.max_output_mb)" in result["message"], result
+    assert 1024 * 1024 < result["stderr_bytes"] < 1024 * 1024 + 200
+    tail = (settings.data_dir / "sessions" / result["session_id"] / "stderr").read_bytes()[-120:]
+    assert b"output cut here at 1048576 bytes" in tail
+
+
+async def test_a_character_split_between_two_writes_reaches_an_agent_following_offsets_whole(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("RUNTIMES_MCP_TOOLSETS", "sessions")
+    # The euro sign (E2 82 AC) split across two writes; the run ends on two bytes of a character never finished.
+    command = "printf 'ab\\342\\202'; read go; printf '\\254cd\\342\\202'"
+    async with connect() as client:
+        started = await client.call_tool("execRun", {"command": command, "interactive": True, "wait": False})
+        session = {"session_id": structured(started)["session_id"]}
+        for _ in range(500):
+            whole = structured(await client.call_tool("getSession", session))
+            if whole["stdout_bytes"] == 4:
+                break
+            await anyio.sleep(0.01)
+        page = structured(await client.call_tool("getSession", {**session, "stdout_offset": 0}))
+        assert (whole["stdout"], whole["stdout_next_offset"]) == ("ab", 2), whole
+        assert (page["stdout"], page["stdout_next_offset"], page["truncated"]) == ("ab", 2, False), page
+        await client.call_tool("sendInput", {**session, "text": "go\n"})
+        rest = structured(await client.call_tool("getSession", {**session, "stdout_offset": 2, "wait_s": 20}))
+    assert rest["state"] == "completed" and (rest["stdout"], rest["stdout_next_offset"]) == ("\u20accd\ufffd", 9)
+
+
+async def test_an_offset_past_the_end_of_the_output_is_refused_with_the_offset_to_use() -> None:
+    async with connect() as client:
+        ended = structured(await client.call_tool("execRun", {"command": "printf 0123456789"}))["session_id"]
+        at_end = structured(await client.call_tool("getSession", {"session_id": ended, "stdout_offset": 10}))
+        past = await client.call_tool("getSession", {"session_id": ended, "stdout_offset": 11})
+        started = await client.call_tool("execRun", {"command": "printf abc; sleep 30", "wait": False})
+        running = {"session_id": structured(started)["session_id"]}
+        for _ in range(500):
+            if structured(await client.call_tool("getSession", running))["stdout_bytes"] == 3:
+                break
+            await anyio.sleep(0.01)
+        asked = time.monotonic()
+        ahead = await client.call_tool("getSession", {**running, "stdout_offset": 4, "wait_s": 30})
+        answered_in = time.monotonic() - asked
+        await client.call_tool("stopSession", running)
+    assert (at_end["stdout"], at_end["stdout_next_offset"]) == ("", 10)
+    assert "stdout_offset=11 is past the end of its stdout (10 bytes)" in error_text(past)
+    assert "Next: Pass stdout_offset=10 " in error_text(past)
+    assert "stdout_offset=4 is past the end of its stdout (3 bytes so far)" in error_text(ahead)
+    assert answered_in < 20  # refused before the wait, not after it
+
+
 async def test_progress_is_reported_while_waiting() -> None:
     seen: list[tuple[float, float | None, str | None]] = []
 

@@ -267,6 +267,16 @@ async def test_a_run_in_a_workspace_is_bounded_by_its_size_and_a_workspace_in_us
     assert deleted["deleted"] is True and not (settings.data_dir / "workspaces" / "local" / "w").exists()
 
 
+async def test_a_run_that_passes_the_workspace_cap_before_its_first_measure_is_failed_all_the_same(
+    config_file: Any,
+) -> None:
+    settings = load_settings(config_file('toolsets = ["workspaces"]\n[local]\nworkspace_max_mb = 2\n'))
+    writer = "for i in 1 2 3; do head -c 1048576 /dev/zero > f$i; done"  # over in a few ms
+    async with connect(settings) as client:
+        result = structured(await client.call_tool("execRun", {"command": writer, "workspace": "w"}))
+    assert result["state"] == "failed" and "over its 2 MiB (local.workspace_max_mb)" in result["message"], result
+
+
 async def test_a_file_is_a_resource_and_the_results_that_name_one_link_it() -> None:
     async with connect() as client:
         path = "notes/a b#?é.txt"

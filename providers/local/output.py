@@ -13,33 +13,49 @@ class Output:
     text: str
     size: int
     truncated: bool
+    end: int  # where reading on starts: the size, less a character still being written at the end
 
 
-EMPTY = Output("", 0, False)
+EMPTY = Output("", 0, False, 0)
 
 
-def read_capped(path: Path, cap: int) -> Output:
-    """The whole file when it fits in `cap` bytes, else its head and tail with the gap said."""
+def decode(data: bytes, final: bool) -> tuple[str, int]:
+    """(text, bytes it holds): an incomplete character at the end is left out, unless `final` says no more
+    comes (then it is U+FFFD, as is every invalid byte)."""
+    decoder = codecs.getincrementaldecoder("utf-8")("replace")
+    text = decoder.decode(data, final=final)
+    return text, len(data) - len(decoder.getstate()[0])
+
+
+def size_of(path: Path) -> int:
     try:
-        size = path.stat().st_size
+        return path.stat().st_size
     except OSError:
-        size = 0  # no file: no output
+        return 0  # no file: no output
+
+
+def read_capped(path: Path, cap: int, ended: bool) -> Output:
+    """The whole file when it fits in `cap` bytes, else its head and tail with the gap said (`ended`: its run
+    has ended, so nothing more will be written)."""
+    size = size_of(path)
     if size == 0:
         return EMPTY
     with path.open("rb") as f:
         if size <= cap:
-            return Output(f.read().decode("utf-8", "replace"), size, False)
+            text, used = decode(f.read(size), ended)
+            return Output(text, size, False, used)
         half = cap // 2
         head = f.read(half)
         f.seek(size - half)
-        tail = f.read(half)
+        tail, used = decode(f.read(half), ended)
     gap = size - 2 * half
-    text = head.decode("utf-8", "replace") + f"\n[… {gap} bytes omitted …]\n" + tail.decode("utf-8", "replace")
-    return Output(text, size, True)
+    text = head.decode("utf-8", "replace") + f"\n[… {gap} bytes omitted …]\n" + tail
+    return Output(text, size, True, size - half + used)
 
 
-def read_from(path: Path, offset: int, limit: int) -> tuple[str, int, int]:
-    """(text, next offset, size): up to `limit` bytes from `offset`, cut before a split UTF-8 character."""
+def read_from(path: Path, offset: int, limit: int, ended: bool) -> tuple[str, int, int]:
+    """(text, next offset, size): up to `limit` bytes from `offset`, cut before a split UTF-8 character (at the
+    end too while its run goes on: the rest of it may come)."""
     try:
         with path.open("rb") as f:
             size = os.fstat(f.fileno()).st_size
@@ -47,9 +63,8 @@ def read_from(path: Path, offset: int, limit: int) -> tuple[str, int, int]:
             chunk = f.read(limit)
     except OSError:
         return "", offset, 0
-    decoder = codecs.getincrementaldecoder("utf-8")("replace")
-    text = decoder.decode(chunk, final=offset + len(chunk) >= size)  # more follows: keep a split character back
-    return text, offset + len(chunk) - len(decoder.getstate()[0]), size
+    text, used = decode(chunk, final=ended and offset + len(chunk) >= size)
+    return text, offset + used, size
 
 
 def last_line(path: Path, limit: int = 200) -> str:

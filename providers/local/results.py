@@ -6,8 +6,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from providers.errors import InvalidInput
 from providers.local.ids import PROVIDER
-from providers.local.output import EMPTY, read_from
+from providers.local.output import EMPTY, read_from, size_of
 from providers.local.session_records import SessionRecords
 from providers.local.supervisor.records import WORKDIR
 from providers.local.tables import SessionRow
@@ -95,6 +96,21 @@ def sandbox_hint(records: SessionRecords, row: SessionRow, stderr: str) -> str |
     return "; ".join(hint for hint in hints if hint) or None
 
 
+def check_offsets(records: SessionRecords, row: SessionRow, offsets: tuple[int | None, int | None]) -> None:
+    """Refuse an offset past the end of a stream: what is written below it would be skipped, unsaid."""
+    if records.elsewhere(row):
+        return  # its output is on another machine
+    for stream, offset in zip(("stdout", "stderr"), offsets, strict=True):
+        size = size_of(records.path(row.id, stream))
+        if offset is not None and offset > size:
+            so_far = " so far" if row.state == "running" else ""
+            raise InvalidInput(
+                PROVIDER,
+                f"{stream}_offset={offset} is past the end of its {stream} ({size} bytes{so_far})",
+                hint=f"Pass {stream}_offset={size} to read on from its end, or less to read again (0: all of it).",
+            )
+
+
 def exec_result(
     records: SessionRecords,
     row: SessionRow,
@@ -108,17 +124,18 @@ def exec_result(
     result holds; `*_next_offset` is where to read on for what comes after."""
     streams: dict[str, tuple[str | None, int | None, int | None]] = {}
     truncated = False
+    ended = row.ended_at is not None
     for stream, offset in zip(("stdout", "stderr"), offsets, strict=True):
         if offset is None:
-            ended_empty = row.ended_at and (row.stdout_bytes if stream == "stdout" else row.stderr_bytes) == 0
-            out = EMPTY if ended_empty else records.output(row.id, stream)  # no file to open
-            streams[stream] = (out.text, out.size, out.size)
+            ended_empty = ended and (row.stdout_bytes if stream == "stdout" else row.stderr_bytes) == 0
+            out = EMPTY if ended_empty else records.output(row.id, stream, ended)  # no file to open
+            streams[stream] = (out.text, out.size, out.end)
             truncated = truncated or out.truncated
         else:
             path = records.path(row.id, stream)
-            text, next_offset, size = read_from(path, offset, records.settings.output_cap)
+            text, next_offset, size = read_from(path, offset, records.settings.output_cap, ended)
             streams[stream] = (text, size, next_offset)
-            truncated = truncated or next_offset < size
+            truncated = truncated or offset + records.settings.output_cap < size  # by the page size
     duration = int((row.ended_at - row.started_at) * 1000) if row.ended_at else None
     elsewhere = records.elsewhere(row)
     ports, denied = records.network_of(row.id) if not elsewhere else (None, None)

@@ -122,10 +122,11 @@ class Routines:
         if run.session_id is None:
             return RoutineRun(**base, status="pending")
         row = await self._sessions.get_row(run.session_id)
-        out = self._sessions.output(run.session_id, "stdout")
+        ended = row.ended_at is not None
+        out = self._sessions.output(run.session_id, "stdout", ended)
         message = row.message
         if row.state not in RUN_STATUS:
-            err = self._sessions.output(run.session_id, "stderr").text.strip()
+            err = self._sessions.output(run.session_id, "stderr", ended).text.strip()
             message = "; ".join(m for m in (row.message, f"stderr: {err[-500:]}" if err else None) if m) or None
         return RoutineRun(
             **base,

@@ -17,7 +17,7 @@ from providers.local.jobs import WorkDir
 from providers.local.launchers import LauncherSupervisor, page_launchers
 from providers.local.output import read_from
 from providers.local.progress import Progress
-from providers.local.results import FOLLOW_HINT, ending, exec_result, summary
+from providers.local.results import FOLLOW_HINT, check_offsets, ending, exec_result, summary
 from providers.local.routines import Routines
 from providers.local.sessions import SessionManager
 from providers.local.store import Store
@@ -263,6 +263,8 @@ class LocalRuntime(
         for name, offset in (("stdout_offset", stdout_offset), ("stderr_offset", stderr_offset)):
             if offset is not None and offset < 0:
                 raise InvalidInput(PROVIDER, f"{name} must be >= 0, got {offset}")
+        if stdout_offset or stderr_offset:  # before any wait
+            check_offsets(self.sessions, await self.sessions.get_row(session_id), (stdout_offset, stderr_offset))
         if wait_s:
             row = await self.sessions.follow(session_id, wait_seconds(PROVIDER, wait_s), progress)
         else:
@@ -272,7 +274,7 @@ class LocalRuntime(
     async def read_output(self, session_id: str, stream: str, offset: int, limit: int) -> SessionOutput:
         """Up to `limit` bytes of a session's output from `offset` (the resource reads large pages)."""
         row = await self.sessions.get_row(session_id)
-        text, end, size = read_from(self.sessions.path(row.id, stream), offset, limit)
+        text, end, size = read_from(self.sessions.path(row.id, stream), offset, limit, row.ended_at is not None)
         return SessionOutput(
             session_id=row.id,
             stream=stream,

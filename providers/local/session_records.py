@@ -284,8 +284,8 @@ class SessionRecords:
         result = record.get("result") or {}
         return record.get("ports") or None, result.get("network_denied") or None
 
-    def output(self, session_id: str, stream: str) -> Output:
-        return read_capped(self.path(session_id, stream), self.settings.output_cap)
+    def output(self, session_id: str, stream: str, ended: bool) -> Output:
+        return read_capped(self.path(session_id, stream), self.settings.output_cap, ended)
 
     def path(self, session_id: str, name: str) -> Path:
         return self._dir / session_id / name

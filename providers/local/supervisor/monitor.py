@@ -74,16 +74,30 @@ class Monitor:
                 return hit
             self.limit_checks.done(now, self.limits.changed, least=LIMITS_S)
         if self.disk is not None and now >= self.disk.at:
-            try:
-                size, _ = tree_size(str(self.disk_path), most=self.files)
-            except TooMany:
-                return "disk_limit", f"its directory holds more than {self.files} files (local.limits.files)"
-            took = time.monotonic() - now
-            self.disk.done(time.monotonic(), size != self.disk_bytes, least=took * DISK_SHARE)
-            self.disk_bytes = size
-            if size > self.disk_cap:
-                cap = self.disk_cap // MIB
-                return "disk_limit", f"its directory took {size // MIB} MiB, over its {cap} MiB ({self.disk_setting})"
+            return self._disk(now)
+        return None
+
+    def final(self, disk: bool) -> tuple[str, str] | None:
+        """The output and (with `disk`) disk checks once more as the run ends: it may have ended before the
+        first, or written much since the last."""
+        now = time.monotonic()
+        hit = self._output(now) if self.output is not None else None
+        if hit is None and disk and self.disk is not None:
+            hit = self._disk(now)
+        return hit
+
+    def _disk(self, now: float) -> tuple[str, str] | None:
+        assert self.disk is not None
+        try:
+            size, _ = tree_size(str(self.disk_path), most=self.files)
+        except TooMany:
+            return "disk_limit", f"its directory holds more than {self.files} files (local.limits.files)"
+        took = time.monotonic() - now
+        self.disk.done(time.monotonic(), size != self.disk_bytes, least=took * DISK_SHARE)
+        self.disk_bytes = size
+        if size > self.disk_cap:
+            cap = self.disk_cap // MIB
+            return "disk_limit", f"its directory took {size // MIB} MiB, over its {cap} MiB ({self.disk_setting})"
         return None
 
     def _output(self, now: float) -> tuple[str, str] | None:

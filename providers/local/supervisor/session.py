@@ -347,8 +347,9 @@ class Supervisor:
             self.sweep()
         cap = int(self.job.get("max_output_bytes") or 0)
         code = os.waitstatus_to_exitcode(self.status)
+        passed = self.monitor.final(disk=self.reason is None) if self.monitor is not None else None
         if self.reason is None:
-            hit = self.limits.after_exit(code, self.path("stderr"))
+            hit = self.limits.after_exit(code, self.path("stderr")) or passed
             if hit is not None:
                 self.reason, self.detail = hit
             elif code != 0 and disk_full(self.dir):
