@@ -81,6 +81,7 @@ class Settings(BaseSettings):
     provider_concurrency: int = _env("RUNTIMES_MCP_PROVIDER_CONCURRENCY", "provider_concurrency", 16, ge=1)
     retries: int = _env("RUNTIMES_MCP_RETRIES", "retries", 2, ge=0, le=10)
     header_timeout_s: float = _env("RUNTIMES_MCP_HEADER_TIMEOUT", "header_timeout_s", 10, gt=0)
+    body_timeout_s: float = _env("RUNTIMES_MCP_BODY_TIMEOUT", "body_timeout_s", 30, gt=0)
     max_connections: int | None = _env("RUNTIMES_MCP_MAX_CONNECTIONS", "max_connections", ge=1)
     max_sessions: int = _env("RUNTIMES_MCP_MAX_SESSIONS", "max_sessions", 1000, ge=1)
     session_idle_timeout_s: float = _env("RUNTIMES_MCP_SESSION_IDLE_TIMEOUT", "session_idle_timeout_s", 600, gt=0)

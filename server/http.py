@@ -239,6 +239,7 @@ async def serve_http(
                 app,
                 sockets,
                 header_timeout_s=settings.header_timeout_s,
+                body_timeout_s=settings.body_timeout_s,
                 max_connections=settings.max_connections or uvicorn_adapter.default_max_connections(),
                 grace_s=settings.shutdown_grace_s,
                 # calls in flight answer now, not at the grace's end

@@ -6,6 +6,11 @@ and an HMAC keyed with a public key are refused), name the issuer in `iss` and t
 and `exp`, and be within `exp` and `nbf`, with at most SKEW_S of clock difference. `typ` may be `at+jwt`
 (RFC 9068) or `JWT`, or be absent. The keys are cached; an unknown `kid` fetches them again, at most once every
 REFETCH_S. Nothing here logs a token or anything read from one: a refusal's reason goes to the caller only.
+
+Introspection is bounded, so that a flood of made-up tokens cannot flood the identity provider nor take every
+connection of the HTTP client the keys are fetched with: at most INTROSPECTIONS_AT_ONCE calls are in flight (the
+others wait their turn), and a token refused is refused again for REFUSED_FOR_S without asking. Both caches are
+keyed by the token's SHA-256, never the token.
 """
 
 from __future__ import annotations
@@ -48,6 +53,8 @@ REFETCH_S = 30.0  # an unknown kid fetches the keys again at most this often
 KEYS_FRESH_S = 3600.0  # keys older than this are fetched again before use (the old ones serve if that fails)
 VERIFIED_KEPT = 4096  # tokens already verified, kept until they expire (a client sends the same one each call)
 INTROSPECTED_FOR_S = 30.0  # an active introspection answer is trusted this long (revocation shows after it)
+REFUSED_FOR_S = 10.0  # a token introspection refused is refused again this long without asking
+INTROSPECTIONS_AT_ONCE = 8  # well below httpx's pool of 100 connections, which the keys' fetch shares
 TIMEOUT = httpx.Timeout(5.0, connect=3.0)
 BASE64URL = re.compile(r"[A-Za-z0-9_-]+")
 NOT_FOR_US = "it was not issued for this server (its audience is not RUNTIMES_MCP_OAUTH_AUDIENCE)"
@@ -191,22 +198,42 @@ class TokenChecker:
         self._introspection = introspection
         # sha256 of a token already found valid -> (who it is for, until when that holds)
         self._verified: OrderedDict[bytes, tuple[Identity, float]] = OrderedDict()
+        # sha256 of a token introspection refused -> (why, until when that holds)
+        self._refused: OrderedDict[bytes, tuple[str, float]] = OrderedDict()
+        self._introspecting = anyio.CapacityLimiter(INTROSPECTIONS_AT_ONCE)
 
     async def check(self, token: str) -> Identity:
         digest = hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
-        known = self._verified.get(digest)
-        if known is not None and known[1] > time.time():
-            return known[0]
+        known = self._known(digest)
+        if known is not None:
+            return known
         if token.count(".") == 2 and self.keys is not None:
             identity, until = await self._check_jwt(token)
         elif self._introspection is not None:
-            identity, until = await self._introspect(token)
+            async with self._introspecting:
+                known = self._known(digest)  # the same token, checked while this one waited its turn
+                if known is not None:
+                    return known
+                try:
+                    identity, until = await self._introspect(token)
+                except Refused as exc:
+                    _keep(self._refused, digest, (str(exc), time.time() + REFUSED_FOR_S))
+                    raise
         else:
             raise Refused("it is not a JWT, and this server checks no other tokens (no introspection configured)")
-        self._verified[digest] = (identity, until)
-        while len(self._verified) > VERIFIED_KEPT:
-            self._verified.popitem(last=False)
+        _keep(self._verified, digest, (identity, until))
         return identity
+
+    def _known(self, digest: bytes) -> Identity | None:
+        """What a recent check of the same token found: who it is for, or (refused by introspection) Refused."""
+        now = time.time()
+        verified = self._verified.get(digest)
+        if verified is not None and verified[1] > now:
+            return verified[0]
+        refused = self._refused.get(digest)
+        if refused is not None and refused[1] > now:
+            raise Refused(refused[0])
+        return None
 
     async def _check_jwt(self, token: str) -> tuple[Identity, float]:
         assert self.keys is not None
@@ -295,6 +322,13 @@ class TokenChecker:
             client_id=str(client_id),
             scopes=with_implied(_scopes(claims)),
         )
+
+
+def _keep(cache: OrderedDict[bytes, Any], digest: bytes, value: Any) -> None:
+    """Remember `value` for a token's digest; the oldest go past VERIFIED_KEPT."""
+    cache[digest] = value
+    while len(cache) > VERIFIED_KEPT:
+        cache.popitem(last=False)
 
 
 def _header(token: str) -> dict[str, Any]:

@@ -3,12 +3,14 @@ class it guards, and how a signal stops the server. pyproject.toml pins uvicorn 
 tests/test_uvicorn_internals.py checks.
 
 HTTP connections a slow or hostile client cannot pile up (uvicorn's h11 protocol, guarded):
-- A request's headers must arrive within `header_timeout_s` (a client that trickles them, one line every few
-  seconds, is cut off; uvicorn alone waits for ever).
+- A request's headers must arrive within `header_timeout_s`, and then its body within `body_timeout_s` (a client
+  that trickles them, a byte every few seconds, is cut off; uvicorn alone waits for ever).
+- A request answered before its body is in (401, 403, 413, 421...) closes its connection: reading the rest would
+  let the client hold the connection as long as it trickles.
 - At most `max_connections` are open, kept below the process's descriptor limit. When a new connection would
-  pass it, the oldest connection still waiting for its headers (or idle between requests) is closed to make
-  room; only if every open connection is busy with a request is the new one refused. So a flood of slow
-  clients cannot keep /healthz or a real client out.
+  pass it, the oldest connection still sending its request (headers or body), or idle between requests, is
+  closed to make room; only if every open connection is busy with an answer is the new one refused. So a flood
+  of slow clients, signed in or not, cannot keep /healthz or a real client out.
 """
 
 from __future__ import annotations
@@ -36,28 +38,32 @@ def default_max_connections() -> int:
 
 class GuardedH11Protocol(H11Protocol):
     header_timeout_s = 10.0
+    body_timeout_s = 30.0
     max_connections = 1024
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self._refused = False
-        self._header_timer: asyncio.TimerHandle | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timed: object = None  # the part of the request the timer is for: h11.IDLE (headers) or SEND_BODY
         self._waiting_since = time.monotonic()
         if len(self.connections) >= self.max_connections and not self._evict_one():
             self._refused = True
             transport.close()
             return
         super().connection_made(transport)
-        self._arm()
+        self._follow()
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
-        if self.conn.their_state is not h11.IDLE:
-            self._disarm()  # the headers are in
+        self._follow()
 
     def on_response_complete(self) -> None:
+        if self.conn.their_state is h11.SEND_BODY:
+            self.transport.close()  # answered before its body was in: the rest is not waited for
         super().on_response_complete()
         self._waiting_since = time.monotonic()
-        self._arm()  # the next request on this connection gets the same deadline
+        self._disarm()
+        self._follow()  # the next request on this connection gets the same deadlines
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._refused:
@@ -66,19 +72,27 @@ class GuardedH11Protocol(H11Protocol):
         super().connection_lost(exc)
 
     def _waiting(self) -> bool:
-        """Holding a connection without a request in progress: headers not in yet, or idle keep-alive."""
-        return self.conn.their_state is h11.IDLE and not self.transport.is_closing()
+        """Holding a connection without a whole request in: its headers or body not in yet, or idle keep-alive."""
+        return self.conn.their_state in (h11.IDLE, h11.SEND_BODY) and not self.transport.is_closing()
 
-    def _arm(self) -> None:
+    def _follow(self) -> None:
+        """Keep the deadline of the part of the request awaited now: its headers, its body, or none once it is in.
+        Data arriving does not push a deadline back."""
+        state = self.conn.their_state
+        part = state if state in (h11.IDLE, h11.SEND_BODY) else None
+        if part is self._timed:
+            return
         self._disarm()
-        self._header_timer = self.loop.call_later(self.header_timeout_s, self._headers_too_slow)
+        if part is not None and not self.transport.is_closing():
+            timeout = self.header_timeout_s if part is h11.IDLE else self.body_timeout_s
+            self._timer, self._timed = self.loop.call_later(timeout, self._too_slow), part
 
     def _disarm(self) -> None:
-        if self._header_timer is not None:
-            self._header_timer.cancel()
-            self._header_timer = None
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer, self._timed = None, None
 
-    def _headers_too_slow(self) -> None:
+    def _too_slow(self) -> None:
         if self._waiting():
             self.transport.close()
 
@@ -92,13 +106,14 @@ class GuardedH11Protocol(H11Protocol):
         return True
 
 
-def guarded_protocol(header_timeout_s: float, max_connections: int) -> type[Any]:
+def guarded_protocol(header_timeout_s: float, body_timeout_s: float, max_connections: int) -> type[Any]:
     """The protocol class for uvicorn.Config(http=...), with these limits."""
-    return type(
-        "GuardedH11",
-        (GuardedH11Protocol,),
-        {"header_timeout_s": header_timeout_s, "max_connections": max_connections},
-    )
+    limits = {
+        "header_timeout_s": header_timeout_s,
+        "body_timeout_s": body_timeout_s,
+        "max_connections": max_connections,
+    }
+    return type("GuardedH11", (GuardedH11Protocol,), limits)
 
 
 async def serve(
@@ -106,6 +121,7 @@ async def serve(
     sockets: list[socket.socket],
     *,
     header_timeout_s: float,
+    body_timeout_s: float,
     max_connections: int,
     grace_s: int,
     on_stop: Callable[[], None],
@@ -114,7 +130,7 @@ async def serve(
     flight get `grace_s` seconds. `on_stop` runs (in the loop) as the stop begins."""
     config = uvicorn.Config(
         app,
-        http=guarded_protocol(header_timeout_s, max_connections),
+        http=guarded_protocol(header_timeout_s, body_timeout_s, max_connections),
         log_level="warning",
         lifespan="on",
         timeout_graceful_shutdown=grace_s,

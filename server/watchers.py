@@ -1,4 +1,10 @@
-"""Resource subscriptions: who watches which URI, and telling them when it changes."""
+"""Resource subscriptions: who watches which URI, and telling them when it changes.
+
+A legacy subscription (`resources/subscribe`) belongs to its connection and ends with it (an MCP session deleted or
+expired, a stdio client gone, a stateless request answered), so what it holds goes with it. A connection watches at
+most MAX_SUBSCRIPTIONS_PER_CONNECTION URIs of at most MAX_URI_CHARS characters; past either, the subscription is
+refused. Nobody's subscription is ever dropped to make room for another's.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +14,13 @@ from typing import Any
 from mcp.server.context import ServerRequestContext
 from mcp.server.session import ServerSession
 from mcp.server.subscriptions import ResourceUpdated, SubscriptionBus
-from mcp.types import EmptyResult, SubscribeRequestParams, UnsubscribeRequestParams
+from mcp.shared.exceptions import MCPError
+from mcp.types import INVALID_PARAMS, EmptyResult, SubscribeRequestParams, UnsubscribeRequestParams
 
-from tools.sdk import connection_of
+from tools.sdk import connection_of, on_connection_end
 
-MAX_WATCHERS_PER_URI = 256
+MAX_URI_CHARS = 1024
+MAX_SUBSCRIPTIONS_PER_CONNECTION = 64
 logger = logging.getLogger(__name__)
 
 
@@ -20,7 +28,8 @@ class ResourceWatchers:
     """Legacy `resources/subscribe` connections plus `subscriptions/listen` buses (protocol 2026-07-28)."""
 
     def __init__(self) -> None:
-        self._watchers: dict[str, dict[object, ServerSession]] = {}
+        self._watchers: dict[str, dict[object, ServerSession]] = {}  # uri -> connection -> a session of it
+        self._subscribed: dict[object, set[str]] = {}  # connection -> the URIs it watches
         self._buses: list[SubscriptionBus] = []
 
     def add_bus(self, bus: SubscriptionBus) -> None:
@@ -28,23 +37,50 @@ class ResourceWatchers:
             self._buses.append(bus)
 
     async def subscribe(self, ctx: ServerRequestContext[Any], params: SubscribeRequestParams) -> EmptyResult:
-        watchers = self._watchers.setdefault(str(params.uri), {})
-        watchers[connection_of(ctx.session)] = ctx.session
-        if len(watchers) > MAX_WATCHERS_PER_URI:  # connections that left without unsubscribing go first
-            del watchers[next(iter(watchers))]
+        uri, connection = str(params.uri), connection_of(ctx.session)
+        if len(uri) > MAX_URI_CHARS:
+            raise MCPError(
+                code=INVALID_PARAMS,
+                message=f"resources/subscribe: the URI has {len(uri)} characters, more than this server watches "
+                f"({MAX_URI_CHARS}). Next: subscribe to a resource's URI as resources/list or a template gives it.",
+            )
+        uris = self._subscribed.get(connection)
+        if uris is None:
+            uris = self._subscribed[connection] = set()
+            on_connection_end(ctx.session, lambda: self._forget(connection))
+        if uri not in uris and len(uris) >= MAX_SUBSCRIPTIONS_PER_CONNECTION:
+            raise MCPError(
+                code=INVALID_PARAMS,
+                message=f"resources/subscribe: this connection already watches {len(uris)} URIs, the most it may "
+                f"({MAX_SUBSCRIPTIONS_PER_CONNECTION}). Next: unsubscribe from one it no longer needs first.",
+            )
+        uris.add(uri)
+        self._watchers.setdefault(uri, {})[connection] = ctx.session
         return EmptyResult()
 
     async def unsubscribe(self, ctx: ServerRequestContext[Any], params: UnsubscribeRequestParams) -> EmptyResult:
-        self._watchers.get(str(params.uri), {}).pop(connection_of(ctx.session), None)
+        self._drop(str(params.uri), connection_of(ctx.session))
         return EmptyResult()
 
     async def changed(self, uri: str) -> None:
-        watchers = self._watchers.get(uri, {})
-        for connection, session in list(watchers.items()):
+        for connection, session in list(self._watchers.get(uri, {}).items()):
             try:
                 await session.send_resource_updated(uri)
             except Exception as exc:  # a closed connection simply stops being told
                 logger.debug("resource watcher dropped (%s): %s", uri, exc)
-                watchers.pop(connection, None)
+                self._drop(uri, connection)
         for bus in self._buses:
             await bus.publish(ResourceUpdated(uri=uri))
+
+    def _drop(self, uri: str, connection: object) -> None:
+        self._subscribed.get(connection, set()).discard(uri)
+        watchers = self._watchers.get(uri)
+        if watchers is not None:
+            watchers.pop(connection, None)
+            if not watchers:
+                del self._watchers[uri]
+
+    def _forget(self, connection: object) -> None:
+        """The connection ended: its subscriptions go, and with them the sessions they held."""
+        for uri in self._subscribed.pop(connection, set()):
+            self._drop(uri, connection)

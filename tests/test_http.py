@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import anyio
 import httpx
@@ -301,9 +303,6 @@ def test_a_call_in_flight_at_sigterm_gets_a_json_rpc_answer_at_once() -> None:
 def test_a_flood_of_slow_header_clients_cannot_keep_healthz_out() -> None:
     """200 connections that send half a request and then nothing, against a cap of 50: /healthz still answers
     (the oldest waiting connections make room), and the slow ones are cut off at the header deadline."""
-    import socket
-    from urllib.parse import urlsplit
-
     env = {"RUNTIMES_MCP_MAX_CONNECTIONS": "50", "RUNTIMES_MCP_HEADER_TIMEOUT": "2"}
     with http_server("--stateless", "--json-response", env=env) as (base, process):
         host, port = urlsplit(base).hostname, urlsplit(base).port
@@ -321,6 +320,83 @@ def test_a_flood_of_slow_header_clients_cannot_keep_healthz_out() -> None:
             except ConnectionResetError:
                 pass
             s.close()
+        assert process.poll() is None
+
+
+def _slow_body(base: str, token: str | None) -> socket.socket:
+    """A connection that sends a request's headers, announcing a 1 MB body, and the body's first byte."""
+    host, port = urlsplit(base).hostname, urlsplit(base).port
+    s = socket.create_connection((host, port))
+    auth = f"Authorization: Bearer {token}\r\n" if token else ""
+    s.sendall(
+        f"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
+        f"Accept: application/json, text/event-stream\r\n{auth}Content-Length: 1000000\r\n\r\n{{".encode()
+    )
+    return s
+
+
+def _read_until_closed(s: socket.socket, within_s: float) -> bytes:
+    """What the server sends until it closes the connection; raises TimeoutError if it is still open after
+    `within_s`."""
+    s.settimeout(within_s)
+    received = b""
+    try:
+        while chunk := s.recv(65536):
+            received += chunk
+    except ConnectionResetError:
+        pass
+    finally:
+        s.close()
+    return received
+
+
+def test_a_request_answered_before_its_body_is_in_closes_its_connection() -> None:
+    """401 to a request whose 1 MB body has barely begun: the connection is closed with the answer, not kept for
+    the rest of the body (a client trickling it, a byte before uvicorn's keep-alive timeout, held it for ever)."""
+    with http_server() as (base, _):
+        s = _slow_body(base, token=None)
+        s.settimeout(10)
+        answer = s.recv(65536)
+        try:
+            s.sendall(b" ")  # more of the body
+        except OSError:
+            pass  # closed already
+        answer += _read_until_closed(s, within_s=10)
+    assert answer.startswith(b"HTTP/1.1 401 "), answer[:200]
+
+
+def test_a_body_trickled_by_a_signed_in_client_is_cut_off_at_the_body_deadline() -> None:
+    """A byte every 0.2 s does not push the deadline back: the connection is closed once RUNTIMES_MCP_BODY_TIMEOUT
+    has passed since its headers came in."""
+    with http_server(env={"RUNTIMES_MCP_BODY_TIMEOUT": "1"}) as (base, _):
+        s = _slow_body(base, TOKEN)
+        started, closed = time.monotonic(), False
+        while not closed and time.monotonic() - started < 15:
+            time.sleep(0.2)  # the client's pace, not a wait for the server
+            try:
+                s.sendall(b" ")
+            except OSError:
+                closed = True
+        if not closed:
+            _read_until_closed(s, within_s=0.5)
+        took = time.monotonic() - started
+        s.close()
+    assert 0.8 < took < 10, took
+
+
+def test_a_flood_of_slow_bodies_signed_in_or_not_cannot_keep_healthz_or_a_client_out() -> None:
+    """30 connections sending a body slowly (without a token, and with one), against a cap of 20: /healthz and a
+    signed-in client are still answered (connections still sending their request make room), and every slow one
+    is closed: at once when refused, else to make room or at its body deadline."""
+    env = {"RUNTIMES_MCP_MAX_CONNECTIONS": "20", "RUNTIMES_MCP_BODY_TIMEOUT": "3"}
+    headers = {**JSON_HEADERS, "Authorization": f"Bearer {TOKEN}"}
+    with http_server("--stateless", "--json-response", env=env) as (base, process):
+        slow = [_slow_body(base, token=None if n % 2 else TOKEN) for n in range(30)]
+        for _ in range(5):
+            assert httpx.get(f"{base}/healthz", timeout=5).status_code == 200
+            assert httpx.post(f"{base}/mcp", json=INIT, headers=headers, timeout=5).status_code == 200
+        for s in slow:
+            _read_until_closed(s, within_s=15)
         assert process.poll() is None
 
 

@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 import anyio
 import pytest
+from mcp import Client
+from mcp.server.mcpserver import MCPServer
+from mcp.shared.exceptions import MCPError
 from mcp.types import ResourceUpdatedNotification
 
+from server import watchers
+from server.app import create_server
+from server.config import load_settings
+from server.state import AppState
 from tests.conftest import connect, error_text, structured
 
 
@@ -167,3 +176,62 @@ async def test_large_events_are_refused_and_pages_are_cut_by_size_with_a_way_on(
     assert [e["data"]["n"] for e in first["events"]] == list(range(first["count"]))  # from the oldest on
     assert first["truncated"] and f"since={first['events'][-1]['timestamp']}" in first["message"]
     assert len(stored) == 12
+
+
+@asynccontextmanager
+async def shared_server() -> AsyncIterator[tuple[MCPServer[AppState], AppState]]:
+    """One server whose state outlives its connections, as over HTTP (each test's client connects to it)."""
+    settings = load_settings()
+    async with AppState.open(settings, services=False) as state:
+        yield create_server(settings, state, services=False), state
+
+
+@pytest.mark.filterwarnings("ignore:resources/(un)?subscribe is removed")
+async def test_a_subscription_ends_with_its_connection_or_its_unsubscribe_and_keeps_nothing() -> None:
+    async with shared_server() as (server, state):
+        async with Client(server, mode="legacy") as client:
+            for n in range(3):
+                await client.subscribe_resource(f"events://kept-{n}")
+            await client.unsubscribe_resource("events://kept-0")
+            assert sorted(state.watchers._watchers) == ["events://kept-1", "events://kept-2"]
+        assert state.watchers._watchers == {} and state.watchers._subscribed == {}  # the connection ended
+
+
+@pytest.mark.filterwarnings("ignore:resources/(un)?subscribe is removed")
+async def test_a_uri_too_long_or_one_subscription_too_many_is_refused_with_what_to_do() -> None:
+    async with shared_server() as (server, _), Client(server, mode="legacy") as client:
+        with pytest.raises(MCPError) as too_long:
+            await client.subscribe_resource("events://" + "x" * 3_000_000)
+        for n in range(watchers.MAX_SUBSCRIPTIONS_PER_CONNECTION):
+            await client.subscribe_resource(f"events://box-{n}")
+        await client.subscribe_resource("events://box-0")  # again: not one more
+        with pytest.raises(MCPError) as too_many:
+            await client.subscribe_resource("events://one-more")
+        await client.unsubscribe_resource("events://box-0")
+        await client.subscribe_resource("events://one-more")
+    assert f"more than this server watches ({watchers.MAX_URI_CHARS})" in str(too_long.value)
+    assert f"the most it may ({watchers.MAX_SUBSCRIPTIONS_PER_CONNECTION})" in str(too_many.value)
+    assert "Next: unsubscribe" in str(too_many.value) and "Next:" in str(too_long.value)
+
+
+@pytest.mark.filterwarnings("ignore:resources/(un)?subscribe is removed")
+async def test_every_connection_watching_a_uri_is_told_however_many_there_are() -> None:
+    """300 connections subscribe to one URI: none is dropped to make room for the later ones."""
+    told: set[int] = set()
+
+    def on_message(n: int) -> Callable[[Any], Awaitable[None]]:
+        async def handle(message: Any) -> None:
+            if isinstance(message, ResourceUpdatedNotification):
+                told.add(n)
+
+        return handle
+
+    async with shared_server() as (server, _), AsyncExitStack() as clients:
+        for n in range(300):
+            client = await clients.enter_async_context(Client(server, mode="legacy", message_handler=on_message(n)))
+            await client.subscribe_resource("events://crowd")
+        await client.call_tool("storeEvent", {"type": "x", "data": {}, "sandbox_id": "crowd"})
+        deadline = time.monotonic() + 10
+        while len(told) < 300 and time.monotonic() < deadline:
+            await anyio.sleep(0.02)
+    assert told == set(range(300)), f"not told: {sorted(set(range(300)) - told)}"

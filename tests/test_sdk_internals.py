@@ -7,6 +7,7 @@ import inspect
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
+import anyio
 import pytest
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
@@ -15,6 +16,8 @@ from pydantic import Field, ValidationError
 
 from tests.conftest import connect, structured
 from tools import sdk
+
+BASE = "http://127.0.0.1:8000"  # a Host the SDK's transport takes
 
 
 def test_mcpserver_still_wraps_a_lowlevel_server_with_handlers_and_run() -> None:
@@ -61,6 +64,52 @@ async def test_a_request_session_still_leads_to_its_connection() -> None:
         "two requests of one connection no longer share their _connection: update tools/sdk.connection_of "
         "(resource subscriptions are kept per connection)"
     )
+
+
+async def test_a_connections_end_is_told_over_stdio_like_streams_and_http_stateful_or_not() -> None:
+    """server/watchers.py forgets a connection's subscriptions (and the sessions they hold) through
+    sdk.on_connection_end: it must run when a session's connection ends, and not before."""
+    import httpx
+    from mcp import Client
+
+    ended: list[str] = []
+    server: MCPServer[Any] = MCPServer("probe")
+
+    @server.tool()
+    def mark(name: str, ctx: Context[Any, Any]) -> str:
+        sdk.on_connection_end(ctx.session, lambda: ended.append(name))
+        return name
+
+    async with Client(server, mode="legacy") as client:
+        await client.call_tool("mark", {"name": "streams"})
+        assert ended == [], "on_connection_end ran before its connection ended: update tools/sdk.on_connection_end"
+    assert ended == ["streams"], "the connection's exit_stack is not unwound at its end: update on_connection_end"
+
+    headers = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
+    hello = {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}
+    initialize = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": hello}
+    for name, stateless in (("stateful", False), ("stateless", True)):
+        call = {
+            "jsonrpc": "2.0",
+            "id": 2,
+            "method": "tools/call",
+            "params": {"name": "mark", "arguments": {"name": name}},
+        }
+        app = server.streamable_http_app(stateless_http=stateless, json_response=True)
+        transport = httpx.ASGITransport(app=app)
+        async with app.router.lifespan_context(app), httpx.AsyncClient(transport=transport, base_url=BASE) as http:
+            opened = await http.post("/mcp", json=initialize, headers=headers)
+            session = {**headers, "mcp-protocol-version": "2025-06-18"}
+            if not stateless:
+                session["mcp-session-id"] = opened.headers["mcp-session-id"]
+                await http.post("/mcp", json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=session)
+            assert (await http.post("/mcp", json=call, headers=session)).status_code == 200
+            if not stateless:
+                assert name not in ended, "on_connection_end ran while its HTTP session lives: update it"
+                await http.delete("/mcp", headers=session)  # the session ends
+            with anyio.fail_after(5):
+                while name not in ended:
+                    await anyio.sleep(0.01)
 
 
 async def test_the_product_registers_its_handlers_through_the_adapter() -> None:

@@ -4,12 +4,14 @@ must match, `typ`, introspection, and nothing about a token in the logs."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
 from collections.abc import Callable
 from typing import Any
 
+import anyio
 import httpx
 import jwt
 import pytest
@@ -250,3 +252,72 @@ async def test_a_header_that_is_not_base64url_json_is_refused_as_malformed(issue
             await check.check(f"{header}.eyJzdWIiOiJhIn0.c2ln")
     with pytest.raises(Refused, match="algorithm is not one of"):
         await check.check("e30.eyJzdWIiOiJhIn0.c2ln")  # {}: well formed, and no algorithm
+
+
+async def test_introspection_calls_in_flight_are_bounded_and_the_keys_still_come(issuer: Issuer) -> None:
+    """200 made-up opaque tokens at once: at most INTROSPECTIONS_AT_ONCE reach the identity provider together (so
+    the HTTP client's pool keeps connections for the keys), and a JWT checked meanwhile gets the keys it needs."""
+    key = issuer.add_key("k1")
+    in_flight, most, release = 0, 0, anyio.Event()
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        nonlocal in_flight, most
+        if request.url.path != "/realms/team/introspect":
+            return issuer.handler(request)
+        in_flight += 1
+        most = max(most, in_flight)
+        await release.wait()
+        in_flight -= 1
+        return httpx.Response(200, json={"active": False})
+
+    client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+    introspection = ("https://idp.test/realms/team/introspect", "runtimes-mcp", "s3cret")
+    check = TokenChecker(ISSUER, AUDIENCE, Keys("https://idp.test/realms/team/keys", client), client, introspection)
+    refused: list[str] = []
+
+    async def made_up(n: int) -> None:
+        with pytest.raises(Refused, match="not active") as exc:
+            await check.check(f"made-up-{n}")
+        refused.append(str(exc.value))
+
+    async with anyio.create_task_group() as tg:
+        for n in range(200):
+            tg.start_soon(made_up, n)
+        with anyio.fail_after(10):
+            while in_flight < tokens.INTROSPECTIONS_AT_ONCE:
+                await anyio.sleep(0.01)
+            assert (await check.check(sign(key, "k1")())).subject == "alice"  # keys fetched while they wait
+        assert most == tokens.INTROSPECTIONS_AT_ONCE
+        release.set()
+    assert len(refused) == 200 and most == tokens.INTROSPECTIONS_AT_ONCE
+
+
+async def test_a_token_introspection_refused_is_refused_again_for_a_while_without_asking(issuer: Issuer) -> None:
+    asked = 0
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        nonlocal asked
+        asked += request.url.path == "/realms/team/introspect"
+        return issuer.handler(request)
+
+    client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+    introspection = ("https://idp.test/realms/team/introspect", "runtimes-mcp", "s3cret")
+    check = TokenChecker(ISSUER, AUDIENCE, None, client, introspection)
+
+    async def refused() -> None:
+        with pytest.raises(Refused, match="not active"):
+            await check.check("opaque-revoked")
+
+    async with anyio.create_task_group() as tg:  # the same token 50 times at once: asked once
+        for _ in range(50):
+            tg.start_soon(refused)
+    assert asked == 1
+    assert list(check._refused) == [hashlib.sha256(b"opaque-revoked").digest()]  # its hash, not the token
+    issuer.active["opaque-revoked"] = {"active": True, "aud": AUDIENCE, "sub": "x", "exp": int(time.time()) + 600}
+    await refused()  # within REFUSED_FOR_S: still refused, not asked
+    assert asked == 1
+    digest = hashlib.sha256(b"opaque-revoked").digest()
+    reason, until = check._refused[digest]
+    check._refused[digest] = (reason, until - tokens.REFUSED_FOR_S)  # REFUSED_FOR_S later
+    assert (await check.check("opaque-revoked")).subject == "x"
+    assert asked == 2

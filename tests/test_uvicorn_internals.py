@@ -47,7 +47,8 @@ async def app(scope: Any, receive: Any, send: Any) -> None:
 async def test_the_h11_protocol_still_has_what_the_guard_overrides_and_reads() -> None:
     for name in ("connection_made", "data_received", "on_response_complete", "connection_lost"):
         assert callable(getattr(H11Protocol, name, None)), f"H11Protocol lost {name}: update GuardedH11Protocol"
-    config = uvicorn.Config(app, http=guarded_protocol(header_timeout_s=30, max_connections=1), log_level="error")
+    protocol = guarded_protocol(header_timeout_s=30, body_timeout_s=30, max_connections=1)
+    config = uvicorn.Config(app, http=protocol, log_level="error")
     config.load()
     state = ServerState()
     first, second = (config.http_protocol_class(config=config, server_state=state, app_state={}) for _ in "12")
@@ -64,8 +65,28 @@ async def test_the_h11_protocol_still_has_what_the_guard_overrides_and_reads() -
     assert waiting.closed and first not in state.connections and second in state.connections
     second.data_received(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
     assert second.conn.their_state is not h11.IDLE, "h11 no longer leaves IDLE once a request's headers are in"
-    assert second._header_timer is None, "the header deadline is no longer disarmed once the headers are in"
+    assert second._timer is None, "the header deadline is no longer disarmed once the headers are in"
     second.connection_lost(None)
+
+
+async def test_a_request_answered_before_its_body_is_in_still_leaves_h11_waiting_for_the_body() -> None:
+    """The guard closes such a connection in on_response_complete, which uvicorn calls once the answer is sent,
+    with h11 still in SEND_BODY for the client; and a body in progress is SEND_BODY (the body deadline)."""
+    config = uvicorn.Config(app, http=guarded_protocol(30, 30, 8), log_level="error")  # app: 204, reads nothing
+    config.load()
+    protocol = config.http_protocol_class(config=config, server_state=ServerState(), app_state={})
+    transport = Transport()
+    protocol.connection_made(transport)
+    protocol.data_received(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{")
+    assert protocol.conn.their_state is h11.SEND_BODY, "h11 no longer says SEND_BODY while a body is coming"
+    assert protocol._timer is not None and protocol._timed is h11.SEND_BODY, "the body deadline is not armed"
+    await asyncio.gather(*protocol.tasks)
+    assert protocol.cycle.response_complete, "uvicorn did not send the app's answer"
+    assert transport.closed, (
+        "the connection of a request answered before its body was in stays open: uvicorn no longer calls "
+        "on_response_complete once the answer is sent, or h11 left SEND_BODY: update GuardedH11Protocol"
+    )
+    protocol.connection_lost(None)
 
 
 def test_a_signal_still_stops_uvicorn_through_handle_exit_and_is_raised_again_after() -> None:

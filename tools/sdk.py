@@ -88,6 +88,12 @@ def connection_of(session: Any) -> object:
     return connection
 
 
+def on_connection_end(session: Any, callback: Callable[[], None]) -> None:
+    """Run `callback` when the connection behind a request's session ends: the SDK unwinds the connection's
+    `exit_stack` then (a stateful HTTP session deleted or expired, a stdio client gone, a stateless request done)."""
+    session._connection.exit_stack.callback(callback)
+
+
 def with_signature(fn: Callable[..., Any], parameters: list[inspect.Parameter], returns: Any) -> None:
     """Give `fn` (which takes **kwargs) the signature the SDK builds a tool's or resource's schema from: the SDK
     reads it with inspect.signature, which honours `__signature__`, and its types from `__annotations__`."""
