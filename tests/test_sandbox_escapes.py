@@ -96,6 +96,37 @@ def test_a_directory_moved_up_during_a_removal_never_leads_it_out_of_the_tree(
     assert moved and 100_000 <= size < 1_000_000
 
 
+def test_a_tree_that_moves_under_every_measure_is_not_taken_for_a_small_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run that moves a directory each time the measure is in it (it can watch for that) would choose what is
+    counted: the disk limit's measure says so instead of a size, and ends the run."""
+    top = tmp_path / "ws"
+    (top / "T" / "C").mkdir(parents=True)
+    (top / "U").mkdir()
+    (top / "T" / "C" / "f").write_bytes(b"x" * 4096)
+    (top / "big").write_bytes(b"x" * 1_000_000)
+    scan = trees._scan
+
+    def scan_then_move(directory: int, on_entry: Any, remove: bool) -> list[str]:
+        found = scan(directory, on_entry, remove)
+        here = os.fstat(directory)
+        for parent, other in ((top / "T", top / "U"), (top / "U", top / "T")):
+            moving = parent / "C"
+            if moving.exists() and (here.st_dev, here.st_ino) == (os.stat(moving).st_dev, os.stat(moving).st_ino):
+                os.rename(moving, other / "C")
+                break
+        return found
+
+    monkeypatch.setattr(trees, "_scan", scan_then_move)
+    with pytest.raises(trees.Moved) as moved:
+        tree_size(str(top))
+    assert moved.value.counted[1] >= 3  # what the walks saw, for those that only report a size
+    assert trees.tree_bytes(str(top)) > 0
+    monkeypatch.setattr(trees, "_scan", scan)
+    assert remove_tree(str(top)) and not top.exists()
+
+
 def test_a_directory_a_run_made_unreadable_is_measured_and_removed_all_the_same() -> None:
     """A run may leave a directory its owner can write into but not list (mode 300). A server that is not root
     (its runs' files are its own) opens it up, rather than miss what it holds in the limits and in removal."""
@@ -110,7 +141,9 @@ def test_a_directory_a_run_made_unreadable_is_measured_and_removed_all_the_same(
         "with open(os.path.join(top, 'h', 'inner', 'f'), 'wb') as f: f.write(b'x' * 1_000_000)\n"
         "os.chmod(os.path.join(top, 'h', 'inner'), 0o100); os.chmod(os.path.join(top, 'h'), 0o300)\n"
         "size = tree_size(top)[0]\n"
-        "print(json.dumps({'size': size, 'removed': remove_tree(top), 'left': os.path.lexists(top)}))\n"
+        "mode = oct(os.stat(os.path.join(top, 'h')).st_mode & 0o777)\n"
+        "removed = remove_tree(top)\n"
+        "print(json.dumps({'size': size, 'mode': mode, 'removed': removed, 'left': os.path.lexists(top)}))\n"
     )
     top = tempfile.mkdtemp(prefix="runtimes-mcp-test-")  # not below pytest's directory: the user must reach it
     try:
@@ -120,6 +153,7 @@ def test_a_directory_a_run_made_unreadable_is_measured_and_removed_all_the_same(
         assert done.returncode == 0, done.stderr
         result = json.loads(done.stdout)
         assert result["size"] >= 1_000_000 and result["removed"] and not result["left"], result
+        assert result["mode"] == "0o300", result  # measured only (as while the run runs), it is given back its mode
     finally:
         shutil.rmtree(top, ignore_errors=True)
 

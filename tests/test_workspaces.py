@@ -16,6 +16,7 @@ import pytest
 from mcp import Client
 from mcp.shared.exceptions import MCPError
 
+from providers.errors import InvalidInput
 from server.config import load_settings
 from tests.conftest import connect, error_text, stdio_params, structured
 from tests.test_sandbox import PYTHON
@@ -381,20 +382,32 @@ async def test_a_workspace_record_is_written_under_a_name_nobody_can_plant(tmp_p
 
 
 async def test_a_deletion_takes_the_workspace_out_of_reach_first_and_retention_finishes_what_one_left(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from providers.local import workspaces as module
     from providers.local.workspaces import DELETING, Workspaces
 
-    async def nobody_works_in(_: str) -> bool:
-        return False
+    looked: list[str] = []
 
-    workspaces = Workspaces(tmp_path, max_mb=10, max_count=10, retention_days=30, busy=nobody_works_in)
+    async def busy_once_renamed(directory: str) -> bool:  # a run recorded as starting in "kept" meanwhile
+        looked.append(directory)
+        return directory.endswith("/kept") and len(looked) > 1
+
+    workspaces = Workspaces(tmp_path, max_mb=10, max_count=10, retention_days=30, busy=busy_once_renamed)
     (workspaces.ensure("w") / "a").write_text("one")
+    (workspaces.ensure("kept") / "b").write_text("two")
     left = workspaces.root / f"{DELETING}old-0a1b2c3d"  # what an earlier deletion could not finish
     (left / "deep").mkdir(parents=True)
     (left / "deep" / "f").write_text("x")
     deleted = await workspaces.delete_workspace("w")
-    assert deleted.deleted and sorted(os.listdir(workspaces.root)) == sorted([".meta", left.name])
-    assert [w.name for w in (await workspaces.list_workspaces()).workspaces] == []
-    await workspaces.prune()  # the retention pass
-    assert sorted(os.listdir(workspaces.root)) == [".meta"]
+    looked.clear()
+    with pytest.raises(InvalidInput, match="in use"):
+        await workspaces.delete_workspace("kept")
+    assert deleted.deleted and sorted(os.listdir(workspaces.root)) == sorted([".meta", left.name, "kept"])
+    assert (workspaces.root / "kept" / "b").read_text() == "two"  # put back whole
+    assert [w.name for w in (await workspaces.list_workspaces()).workspaces] == ["kept"]
+    await workspaces.prune()  # the retention pass: a leftover this young may be one a deletion still decides on
+    assert left.exists()
+    monkeypatch.setattr(module, "LEFTOVER_S", 0)
+    await workspaces.prune()
+    assert sorted(os.listdir(workspaces.root)) == [".meta", "kept"]

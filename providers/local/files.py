@@ -24,8 +24,16 @@ from dataclasses import dataclass
 
 SYS_OPENAT2 = 437  # the same number on every architecture that has it (x86_64, aarch64, ...)
 RESOLVE_NO_MAGICLINKS, RESOLVE_BENEATH = 0x02, 0x08
+AT_FDCWD, RENAME_NOREPLACE = -100, 1
 _libc = ctypes.CDLL(None, use_errno=True)
 _openat2_works: bool | None = None
+
+
+def rename_no_replace(source: str, target: str) -> None:
+    """os.rename, but what is at `target` is never replaced (FileExistsError)."""
+    if _libc.renameat2(AT_FDCWD, source.encode(), AT_FDCWD, target.encode(), RENAME_NOREPLACE) != 0:
+        code = ctypes.get_errno()
+        raise OSError(code, os.strerror(code), target)
 
 
 class Outside(Exception):

@@ -132,6 +132,9 @@ ROOT_ONLY_PATHS = (
     "/var/log/btmp",
     "/var/cache/debconf/passwords.dat",
     "/var/lib/sudo",
+    "/var/lib/private",  # systemd's DynamicUser= state, cache and logs
+    "/var/cache/private",
+    "/var/log/private",
 )
 
 # What a path is inside: the host's, read-only or writable; private (a new empty tmpfs: the host's content

@@ -62,6 +62,14 @@ def outside(workspace: str, path: str) -> InvalidInput:
     )
 
 
+def in_use(workspace: str) -> InvalidInput:
+    return InvalidInput(
+        PROVIDER,
+        f"workspace {workspace!r} is in use by a running session",
+        hint="Stop its sessions first (listSessions status=running, stopSession), then delete it.",
+    )
+
+
 def relative_path(root: str, workspace: str, path: str) -> str:
     """`path` relative to the workspace at `root`: an absolute path inside it is taken as such; one outside is
     refused."""

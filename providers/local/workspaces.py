@@ -25,11 +25,11 @@ from urllib.parse import quote
 import anyio.to_thread
 
 from providers.errors import InvalidInput, NotFound, Unavailable
-from providers.local.files import as_text, list_beneath, open_beneath, read_page, write_atomically
+from providers.local.files import as_text, list_beneath, open_beneath, read_page, rename_no_replace, write_atomically
 from providers.local.ids import PROVIDER
 from providers.local.supervisor.records import write_new
 from providers.local.supervisor.trees import remove_tree, tree_bytes
-from providers.local.workspace_errors import decode, path_errors, relative_path
+from providers.local.workspace_errors import decode, in_use, path_errors, relative_path
 from providers.models import (
     FileContent,
     FileEntry,
@@ -49,6 +49,7 @@ READ_MOST = 4 * 1024 * 1024
 LIST_MOST = 1000
 META = ".meta"
 DELETING = ".deleting-"  # a workspace being deleted, out of reach by its name
+LEFTOVER_S = 600  # how old what a deletion left must be before retention removes it
 MIB = 1024 * 1024
 Busy = Callable[[str], Awaitable[bool]]  # is a running session working in this directory?
 
@@ -196,21 +197,21 @@ class Workspaces:
         return WorkspaceDeleted(provider=PROVIDER, workspace=workspace, deleted=True)
 
     async def _delete(self, root: Path, name: str) -> None:
-        in_use = InvalidInput(
-            PROVIDER,
-            f"workspace {name!r} is in use by a running session",
-            hint="Stop its sessions first (listSessions status=running, stopSession), then delete it.",
-        )
         if await self.busy(str(root / name)):
-            raise in_use
+            raise in_use(name)
         # Out of reach first: a run started from now on makes a new workspace of that name, so none works in what
         # is being removed; one recorded as starting meanwhile gets it back.
         doomed = root / f"{DELETING}{name}-{secrets.token_hex(4)}"
-        with contextlib.suppress(FileNotFoundError):  # another server has just deleted it
+        try:
             os.rename(root / name, doomed)
-            if await self.busy(str(root / name)):
-                os.rename(doomed, root / name)
-                raise in_use
+        except FileNotFoundError:  # another server has just deleted it
+            return
+        if await self.busy(str(root / name)):
+            try:
+                rename_no_replace(str(doomed), str(root / name))
+            except OSError:  # and a run has made it anew meanwhile: both stay
+                raise Unavailable(PROVIDER, f"workspace {name!r} is in use; its files are in {doomed}") from None
+            raise in_use(name)
         with contextlib.suppress(OSError):
             (root / META / f"{name}.json").unlink()
         if not await anyio.to_thread.run_sync(remove_tree, str(doomed)):
@@ -222,8 +223,9 @@ class Workspaces:
         cutoff = time.time() - self.retention_s
         deleted = []
         for root in self._roots():
-            for leftover in root.glob(f"{DELETING}*"):  # what a deletion could not remove: tried again
-                await anyio.to_thread.run_sync(remove_tree, str(leftover))
+            for leftover in root.glob(f"{DELETING}*"):  # what a deletion left (not one it may still put back)
+                if time.time() - leftover.lstat().st_ctime > LEFTOVER_S:
+                    await anyio.to_thread.run_sync(remove_tree, str(leftover))
             for name in _names(root):
                 record = self._record(root, name)
                 used = record.get("last_used_at") or record.get("created_at") or 0

@@ -14,7 +14,7 @@ from typing import Any
 
 from .limits import MIB, Limits
 from .records import STREAMS, descendants
-from .trees import TooMany, tree_size
+from .trees import Moved, TooMany, tree_size
 
 FIRST_S = 0.1  # the first look, and the shortest gap between two
 OUTPUT_MOST_S = 1.0  # output that has not grown is looked at this seldom at most
@@ -92,6 +92,8 @@ class Monitor:
             size, _ = tree_size(str(self.disk_path), most=self.files)
         except TooMany:
             return "disk_limit", f"its directory holds more than {self.files} files (local.limits.files)"
+        except Moved:  # each walk met a directory moved away under it: what it holds cannot be bounded
+            return "disk_limit", f"its directory kept moving while measured ({self.disk_setting} cannot be checked)"
         took = time.monotonic() - now
         self.disk.done(time.monotonic(), size != self.disk_bytes, least=took * DISK_SHARE)
         self.disk_bytes = size

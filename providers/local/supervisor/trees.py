@@ -8,7 +8,8 @@ than the one the walk came down from, so each step up is checked against that on
 finds the tree moved under it starts again from the top, never going on from wherever ".." led.
 
 A directory its owner cannot read or search (a run's `chmod 300`) would hide what it holds from the limits and
-from removal: the server is its owner (or root), so it is opened up to u+rwx when met.
+from removal: the server is its owner (or root), so it is opened up to u+rwx when met (and, when only
+measured, given its mode back when left).
 """
 
 from __future__ import annotations
@@ -29,32 +30,40 @@ class TooMany(Exception):
 class Moved(Exception):
     """A directory of the tree was moved while the walk was in it: ".." is no longer where the walk came from."""
 
+    def __init__(self, path: str, counted: tuple[int, int] = (0, 0)) -> None:
+        super().__init__(path)
+        self.counted = counted
+
 
 def _identity(fd: int) -> tuple[int, int]:
     info = os.fstat(fd)
     return info.st_dev, info.st_ino
 
 
-def _open_directory(name: str, parent: int | None = None) -> int:
-    """`name` (below `parent`) opened as a directory, made readable and searchable by its owner if need be."""
+def _open_directory(name: str, parent: int | None = None) -> tuple[int, int | None]:
+    """`name` (below `parent`) opened as a directory, made readable and searchable by its owner if need be; and
+    its mode before, when it was changed."""
     try:
-        return os.open(name, DIRECTORY, dir_fd=parent)
+        return os.open(name, DIRECTORY, dir_fd=parent), None
     except PermissionError:
         held = os.open(name, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent)
         try:
-            os.chmod(f"/proc/self/fd/{held}", stat.S_IMODE(os.fstat(held).st_mode) | stat.S_IRWXU)
-            return os.open(f"/proc/self/fd/{held}", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)  # that one
+            mode = stat.S_IMODE(os.fstat(held).st_mode)
+            os.chmod(f"/proc/self/fd/{held}", mode | stat.S_IRWXU)
+            return os.open(f"/proc/self/fd/{held}", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC), mode  # that one
         finally:
             os.close(held)
 
 
 def _walk(path: str, on_entry: Callable[[int, os.DirEntry[str]], None], remove: bool) -> None:
     """Visit every entry below `path` (`on_entry(parent_fd, entry)`); with `remove`, unlink each file once
-    visited and each directory once emptied (but not `path` itself). Raises Moved (see the module's doc)."""
+    visited and each directory once emptied (but not `path` itself). Raises Moved (see the module's doc).
+    Measuring, a directory opened up gets its mode back as the walk leaves it: the run may be testing it."""
     try:
-        current = _open_directory(path)
+        current, mode = _open_directory(path)
     except OSError:
         return
+    modes = [mode]  # per level: the mode to put back on leaving it (None: unchanged)
     names: list[str] = []  # the directories we are in, below `path`
     above: list[tuple[int, int]] = []  # the identity of each directory we came down from
     pending: list[list[str]] = []  # per level: its subdirectories still to visit
@@ -64,19 +73,22 @@ def _walk(path: str, on_entry: Callable[[int, os.DirEntry[str]], None], remove: 
             if pending[-1]:
                 name = pending[-1].pop()
                 try:
-                    below = _open_directory(name, current)
+                    below, mode = _open_directory(name, current)
                 except OSError:
                     continue
                 above.append(_identity(current))
                 os.close(current)
                 current = below
                 names.append(name)
+                modes.append(mode)
                 pending.append(_scan(current, on_entry, remove))
                 continue
             pending.pop()
             if not names:
                 break
             up = os.open("..", DIRECTORY, dir_fd=current)
+            if (mode := modes.pop()) is not None and not remove:
+                os.fchmod(current, mode)
             os.close(current)
             current = up
             if _identity(current) != above.pop():
@@ -86,6 +98,9 @@ def _walk(path: str, on_entry: Callable[[int, os.DirEntry[str]], None], remove: 
                 with contextlib.suppress(OSError):
                     os.rmdir(left, dir_fd=current)
     finally:
+        if modes and (mode := modes[-1]) is not None and not remove:
+            with contextlib.suppress(OSError):
+                os.fchmod(current, mode)
         os.close(current)
 
 
@@ -111,8 +126,9 @@ def _scan(directory: int, on_entry: Callable[[int, os.DirEntry[str]], None], rem
 
 def tree_size(path: str, most: int | None = None) -> tuple[int, int]:
     """(bytes on disk, entries) of the tree at `path`: allocated blocks, so a sparse file counts as what it
-    uses, and a file with several links once. Raises TooMany past `most` entries. A tree that kept moving under
-    every walk counts as far as the walks got."""
+    uses, and a file with several links once. Raises TooMany past `most` entries, and Moved (with what it
+    counted) when the tree kept moving under every walk: a run that moves its directories as they are measured
+    could otherwise choose what is counted."""
     counted = (0, 0)
     for _ in range(ATTEMPTS):
         total = [0, 0]
@@ -122,7 +138,7 @@ def tree_size(path: str, most: int | None = None) -> tuple[int, int]:
             counted = max(counted, (total[0], total[1]))
             continue
         return total[0], total[1]
-    return counted
+    raise Moved(path, counted)
 
 
 def _count(path: str, most: int | None, total: list[int]) -> None:
@@ -148,7 +164,11 @@ def _count(path: str, most: int | None, total: list[int]) -> None:
 
 
 def tree_bytes(path: str) -> int:
-    return tree_size(path)[0]
+    """tree_size's bytes; of a tree that kept moving, as many as the walks saw."""
+    try:
+        return tree_size(path)[0]
+    except Moved as moved:
+        return moved.counted[0]
 
 
 def remove_tree(path: str) -> bool:
