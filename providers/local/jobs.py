@@ -206,6 +206,7 @@ def build_job(settings: SessionSettings, request: Request, job: Job, quiet: bool
     disk = None
     if workdir is not None and workdir.max_bytes:
         disk = {"path": workdir.path, "max_bytes": workdir.max_bytes, "setting": workdir.setting}
+        disk["at_end"] = workdir.workspace is None  # a workspace holds what runs before left: see Monitor.final
     message: dict[str, Any] = {
         "id": job.id,
         "argv": argv,

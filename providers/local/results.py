@@ -104,6 +104,8 @@ def check_offsets(records: SessionRecords, row: SessionRow, offsets: tuple[int |
         size = size_of(records.path(row.id, stream))
         if offset is not None and offset > size:
             so_far = " so far" if row.state == "running" else ""
+            if row.end_reason == "output_limit":  # offsets given while it ran may lie past where it was cut
+                so_far = ", cut there at local.max_output_mb when it ended"
             raise InvalidInput(
                 PROVIDER,
                 f"{stream}_offset={offset} is past the end of its {stream} ({size} bytes{so_far})",

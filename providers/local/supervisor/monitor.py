@@ -46,6 +46,7 @@ class Monitor:
         self.disk_path: str | None = disk.get("path")
         self.disk_cap: int = int(disk.get("max_bytes") or 0)
         self.disk_setting = str(disk.get("setting"))
+        self.disk_at_end = bool(disk.get("at_end"))
         self.files = int(limits.limits.get("files") or 1_000_000)
         self.limits = limits
         self.streams = streams
@@ -79,10 +80,13 @@ class Monitor:
 
     def final(self, disk: bool) -> tuple[str, str] | None:
         """The output and (with `disk`) disk checks once more as the run ends: it may have ended before the
-        first, or written much since the last."""
+        first, or written much since the last. A run's own directory holds only what it wrote, so its walk
+        costs what the run did; a workspace's would cost every run what all runs before left (and a quick run
+        would fail for what they left): its size is recorded after the run, and a later write or run that finds
+        it over is refused or ended."""
         now = time.monotonic()
         hit = self._output(now) if self.output is not None else None
-        if hit is None and disk and self.disk is not None:
+        if hit is None and disk and self.disk is not None and self.disk_at_end:
             hit = self._disk(now)
         return hit
 
