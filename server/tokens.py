@@ -55,6 +55,7 @@ VERIFIED_KEPT = 4096  # tokens already verified, kept until they expire (a clien
 INTROSPECTED_FOR_S = 30.0  # an active introspection answer is trusted this long (revocation shows after it)
 REFUSED_FOR_S = 10.0  # a token introspection refused is refused again this long without asking
 INTROSPECTIONS_AT_ONCE = 8  # well below httpx's pool of 100 connections, which the keys' fetch shares
+INTROSPECTIONS_WAITING = 256  # more waiting than this are told to come back (503), not queued without end
 TIMEOUT = httpx.Timeout(5.0, connect=3.0)
 BASE64URL = re.compile(r"[A-Za-z0-9_-]+")
 NOT_FOR_US = "it was not issued for this server (its audience is not RUNTIMES_MCP_OAUTH_AUDIENCE)"
@@ -210,6 +211,8 @@ class TokenChecker:
         if token.count(".") == 2 and self.keys is not None:
             identity, until = await self._check_jwt(token)
         elif self._introspection is not None:
+            if self._introspecting.statistics().tasks_waiting >= INTROSPECTIONS_WAITING:
+                raise Unavailable(f"{INTROSPECTIONS_WAITING} tokens are already waiting for the identity provider")
             async with self._introspecting:
                 known = self._known(digest)  # the same token, checked while this one waited its turn
                 if known is not None:

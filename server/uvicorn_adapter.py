@@ -8,8 +8,9 @@ HTTP connections a slow or hostile client cannot pile up (uvicorn's h11 protocol
 - A request answered before its body is in (401, 403, 413, 421...) closes its connection: reading the rest would
   let the client hold the connection as long as it trickles.
 - At most `max_connections` are open, kept below the process's descriptor limit. When a new connection would
-  pass it, the oldest connection still sending its request (headers or body), or idle between requests, is
-  closed to make room; only if every open connection is busy with an answer is the new one refused. So a flood
+  pass it, the oldest connection still sending its headers, or idle between requests, is closed to make room
+  (else the oldest still sending a body); only if every open connection is busy with an answer is the new one
+  refused. So a flood
   of slow clients, signed in or not, cannot keep /healthz or a real client out.
 """
 
@@ -29,6 +30,7 @@ from starlette.types import ASGIApp
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 DESCRIPTORS_KEPT = 128  # for the database, session files, supervisors, logs
+LINGER_S = 2.0  # how long the rest of a body answered early is read and dropped before the connection closes
 
 
 def default_max_connections() -> int:
@@ -43,6 +45,7 @@ class GuardedH11Protocol(H11Protocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self._refused = False
+        self._lingering = False
         self._timer: asyncio.TimerHandle | None = None
         self._timed: object = None  # the part of the request the timer is for: h11.IDLE (headers) or SEND_BODY
         self._waiting_since = time.monotonic()
@@ -51,15 +54,28 @@ class GuardedH11Protocol(H11Protocol):
             transport.close()
             return
         super().connection_made(transport)
+        send = self.conn.send
+
+        def send_closing(event: Any) -> bytes | None:
+            output: bytes | None = send(event)
+            if isinstance(event, h11.Response) and self.conn.their_state is h11.SEND_BODY and output:
+                # Answered before its body is in: said to close, so that no client sends a next request here. In
+                # the bytes, not to h11, which would have uvicorn close at once, unread body and all (see _linger).
+                output = output[:-2] + b"connection: close\r\n\r\n"
+            return output
+
+        setattr(self.conn, "send", send_closing)  # noqa: B010 (an instance's method, replaced)
         self._follow()
 
     def data_received(self, data: bytes) -> None:
+        if self._lingering:
+            return  # the rest of a body answered already: read, so that closing does not reset the answer away
         super().data_received(data)
         self._follow()
 
     def on_response_complete(self) -> None:
         if self.conn.their_state is h11.SEND_BODY:
-            self.transport.close()  # answered before its body was in: the rest is not waited for
+            self._linger()  # answered before its body was in: the rest is not waited for
         super().on_response_complete()
         self._waiting_since = time.monotonic()
         self._disarm()
@@ -92,6 +108,18 @@ class GuardedH11Protocol(H11Protocol):
             self._timer.cancel()
         self._timer, self._timed = None, None
 
+    def _linger(self) -> None:
+        """Close gently: the answer is sent with the write side's end, what the client still sends is read and
+        dropped for a moment (a close with unread data would reset the connection, the answer with it)."""
+        if self._lingering or self.transport.is_closing():
+            return
+        self._lingering = True
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+            self.loop.call_later(LINGER_S, self.transport.close)
+        else:
+            self.transport.close()
+
     def _too_slow(self) -> None:
         if self._waiting():
             self.transport.close()
@@ -100,7 +128,10 @@ class GuardedH11Protocol(H11Protocol):
         waiting = [c for c in self.connections if isinstance(c, GuardedH11Protocol) and c._waiting()]
         if not waiting:
             return False
-        oldest = min(waiting, key=lambda c: c._waiting_since)
+        # One that has not sent its headers goes before one sending a body: a flood of half-sent headers, needing
+        # no token, must not cut a signed-in upload short.
+        idle = [c for c in waiting if c.conn.their_state is h11.IDLE]
+        oldest = min(idle or waiting, key=lambda c: c._waiting_since)
         oldest.transport.close()
         self.connections.discard(oldest)
         return True

@@ -365,6 +365,50 @@ def test_a_request_answered_before_its_body_is_in_closes_its_connection() -> Non
     assert answer.startswith(b"HTTP/1.1 401 "), answer[:200]
 
 
+def test_a_client_retrying_after_an_early_401_gets_its_answer_on_a_new_connection() -> None:
+    """An OAuth client sends a large call with an expired token, gets 401, and retries with a new one from the
+    same pool: the 401 says connection: close (its unread body is read and dropped, not reset away), so the
+    retry never lands on the closing connection."""
+    signed_in = {**JSON_HEADERS, "Authorization": f"Bearer {TOKEN}"}
+    with http_server("--stateless", "--json-response") as (base, _):
+        answers = []
+        for _ in range(10):
+            with httpx.Client(timeout=10) as client:
+                wrong = {**JSON_HEADERS, "Authorization": "Bearer expired"}
+                refused = client.post(f"{base}/mcp", content=b" " * 1_000_000, headers=wrong)
+                answers.append((refused.status_code, refused.headers.get("connection")))
+                answers.append(client.post(f"{base}/mcp", json=INIT, headers=signed_in).status_code)
+    assert answers == [(401, "close"), 200] * 10, answers
+
+
+def test_a_flood_of_half_sent_headers_does_not_cut_a_signed_in_upload_short() -> None:
+    """At the connection cap, what makes room is a connection that has not sent its headers, before one still
+    sending a body: a flood needing no token must not close a signed-in client's upload."""
+    env = {"RUNTIMES_MCP_MAX_CONNECTIONS": "20"}
+    body = json.dumps(INIT).encode() + b" " * 2_000_000  # JSON may end in whitespace
+    with http_server("--stateless", "--json-response", env=env) as (base, _):
+        host, port = urlsplit(base).hostname, urlsplit(base).port
+        upload = socket.create_connection((host, port))
+        upload.sendall(
+            f"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
+            f"Accept: application/json, text/event-stream\r\nAuthorization: Bearer {TOKEN}\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n".encode()
+        )
+        upload.sendall(body[:100_000])
+        flood = []
+        for _ in range(25):
+            s = socket.create_connection((host, port))
+            s.sendall(b"GET /healthz HTTP/1.1\r\n")  # and never the rest
+            flood.append(s)
+        upload.sendall(body[100_000:])
+        upload.settimeout(15)
+        answer = upload.recv(65536)
+        upload.close()
+        for s in flood:
+            s.close()
+    assert answer.startswith(b"HTTP/1.1 200 "), answer[:200]
+
+
 def test_a_body_trickled_by_a_signed_in_client_is_cut_off_at_the_body_deadline() -> None:
     """A byte every 0.2 s does not push the deadline back: the connection is closed once RUNTIMES_MCP_BODY_TIMEOUT
     has passed since its headers came in."""

@@ -292,6 +292,40 @@ async def test_introspection_calls_in_flight_are_bounded_and_the_keys_still_come
     assert len(refused) == 200 and most == tokens.INTROSPECTIONS_AT_ONCE
 
 
+async def test_tokens_past_the_introspection_queue_are_told_to_come_back_at_once(
+    issuer: Issuer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A flood faster than the identity provider answers does not queue without end (each waiting request holds
+    its body in memory): past INTROSPECTIONS_WAITING waiting, a token is Unavailable (a 503) right away."""
+    monkeypatch.setattr(tokens, "INTROSPECTIONS_WAITING", 5)
+    release = anyio.Event()
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        await release.wait()
+        return httpx.Response(200, json={"active": False})
+
+    client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+    introspection = ("https://idp.test/realms/team/introspect", "runtimes-mcp", "s3cret")
+    check = TokenChecker(ISSUER, AUDIENCE, Keys("https://idp.test/realms/team/keys", client), client, introspection)
+    outcomes: list[str] = []
+
+    async def made_up(n: int) -> None:
+        try:
+            await check.check(f"made-up-{n}")
+        except (Refused, Unavailable) as exc:
+            outcomes.append(type(exc).__name__)
+
+    async with anyio.create_task_group() as tg:
+        for n in range(tokens.INTROSPECTIONS_AT_ONCE + 5 + 20):
+            tg.start_soon(made_up, n)
+        with anyio.fail_after(10):
+            while len(outcomes) < 20:
+                await anyio.sleep(0.01)
+        assert outcomes == ["Unavailable"] * 20  # before any answer came
+        release.set()
+    assert outcomes.count("Refused") == tokens.INTROSPECTIONS_AT_ONCE + 5
+
+
 async def test_a_token_introspection_refused_is_refused_again_for_a_while_without_asking(issuer: Issuer) -> None:
     asked = 0
 
