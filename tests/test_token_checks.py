@@ -254,6 +254,13 @@ async def test_a_header_that_is_not_base64url_json_is_refused_as_malformed(issue
         await check.check("e30.eyJzdWIiOiJhIn0.c2ln")  # {}: well formed, and no algorithm
 
 
+def introspecting(handler: Callable[[httpx.Request], Any]) -> TokenChecker:
+    """A checker with introspection, whose identity provider is `handler`."""
+    client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+    introspection = ("https://idp.test/realms/team/introspect", "runtimes-mcp", "s3cret")
+    return TokenChecker(ISSUER, AUDIENCE, Keys("https://idp.test/realms/team/keys", client), client, introspection)
+
+
 async def test_introspection_calls_in_flight_are_bounded_and_the_keys_still_come(issuer: Issuer) -> None:
     """200 made-up opaque tokens at once: at most INTROSPECTIONS_AT_ONCE reach the identity provider together (so
     the HTTP client's pool keeps connections for the keys), and a JWT checked meanwhile gets the keys it needs."""
@@ -270,9 +277,7 @@ async def test_introspection_calls_in_flight_are_bounded_and_the_keys_still_come
         in_flight -= 1
         return httpx.Response(200, json={"active": False})
 
-    client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
-    introspection = ("https://idp.test/realms/team/introspect", "runtimes-mcp", "s3cret")
-    check = TokenChecker(ISSUER, AUDIENCE, Keys("https://idp.test/realms/team/keys", client), client, introspection)
+    check = introspecting(handler)
     refused: list[str] = []
 
     async def made_up(n: int) -> None:
@@ -304,9 +309,7 @@ async def test_tokens_past_the_introspection_queue_are_told_to_come_back_at_once
         await release.wait()
         return httpx.Response(200, json={"active": False})
 
-    client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
-    introspection = ("https://idp.test/realms/team/introspect", "runtimes-mcp", "s3cret")
-    check = TokenChecker(ISSUER, AUDIENCE, Keys("https://idp.test/realms/team/keys", client), client, introspection)
+    check = introspecting(handler)
     outcomes: list[str] = []
 
     async def made_up(n: int) -> None:
