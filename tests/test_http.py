@@ -389,11 +389,13 @@ def test_a_flood_of_half_sent_headers_does_not_cut_a_signed_in_upload_short() ->
     with http_server("--stateless", "--json-response", env=env) as (base, _):
         host, port = urlsplit(base).hostname, urlsplit(base).port
         upload = socket.create_connection((host, port))
+        upload.settimeout(15)
         upload.sendall(
             f"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
             f"Accept: application/json, text/event-stream\r\nAuthorization: Bearer {TOKEN}\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n".encode()
+            f"Expect: 100-continue\r\nContent-Length: {len(body)}\r\n\r\n".encode()
         )
+        assert upload.recv(65536).startswith(b"HTTP/1.1 100 ")  # its headers are in: it is sending its body
         upload.sendall(body[:100_000])
         flood = []
         for _ in range(25):
@@ -401,7 +403,6 @@ def test_a_flood_of_half_sent_headers_does_not_cut_a_signed_in_upload_short() ->
             s.sendall(b"GET /healthz HTTP/1.1\r\n")  # and never the rest
             flood.append(s)
         upload.sendall(body[100_000:])
-        upload.settimeout(15)
         answer = upload.recv(65536)
         upload.close()
         for s in flood:
