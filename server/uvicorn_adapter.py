@@ -8,9 +8,9 @@ HTTP connections a slow or hostile client cannot pile up (uvicorn's h11 protocol
 - A request answered before its body is in (401, 403, 413, 421...) closes its connection: reading the rest would
   let the client hold the connection as long as it trickles.
 - At most `max_connections` are open, kept below the process's descriptor limit. When a new connection would
-  pass it, the oldest connection still sending its headers, or idle between requests, is closed to make room
-  (else the oldest still sending a body); only if every open connection is busy with an answer is the new one
-  refused. So a flood
+  pass it, one closing after an early answer is closed to make room, else the oldest still sending its headers
+  or idle between requests, else the oldest still sending a body; only if every open connection is busy with an
+  answer is the new one refused. So a flood
   of slow clients, signed in or not, cannot keep /healthz or a real client out.
 """
 
@@ -128,10 +128,9 @@ class GuardedH11Protocol(H11Protocol):
         waiting = [c for c in self.connections if isinstance(c, GuardedH11Protocol) and c._waiting()]
         if not waiting:
             return False
-        # One that has not sent its headers goes before one sending a body: a flood of half-sent headers, needing
-        # no token, must not cut a signed-in upload short.
-        idle = [c for c in waiting if c.conn.their_state is h11.IDLE]
-        oldest = min(idle or waiting, key=lambda c: c._waiting_since)
+        # One answered already (lingering) goes first, then one that has not sent its headers, before one sending a
+        # body: floods needing no token must not cut a signed-in upload short, nor keep a new client out.
+        oldest = min(waiting, key=lambda c: (not c._lingering, c.conn.their_state is not h11.IDLE, c._waiting_since))
         oldest.transport.close()
         self.connections.discard(oldest)
         return True

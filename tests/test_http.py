@@ -410,6 +410,32 @@ def test_a_flood_of_half_sent_headers_does_not_cut_a_signed_in_upload_short() ->
     assert answer.startswith(b"HTTP/1.1 200 "), answer[:200]
 
 
+def test_connections_closing_after_an_early_401_make_room_before_a_new_client() -> None:
+    """Answered 401 before their bodies were in, connections close gently (for up to LINGER_S): at the cap, those
+    make room first, not a client that has just connected and not yet sent its request."""
+    env = {"RUNTIMES_MCP_MAX_CONNECTIONS": "20"}
+    with http_server("--stateless", "--json-response", env=env) as (base, _):
+        host, port = urlsplit(base).hostname, urlsplit(base).port
+        answered = [_slow_body(base, token=None) for _ in range(20)]
+        for s in answered:
+            s.settimeout(10)
+            assert s.recv(65536).startswith(b"HTTP/1.1 401 ")
+        client = socket.create_connection((host, port))  # connected; its request comes a moment later
+        more = [_slow_body(base, token=None) for _ in range(3)]
+        request = json.dumps(INIT).encode()
+        client.sendall(
+            f"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
+            f"Accept: application/json, text/event-stream\r\nAuthorization: Bearer {TOKEN}\r\n"
+            f"Content-Length: {len(request)}\r\n\r\n".encode()
+            + request
+        )
+        client.settimeout(15)
+        answer = client.recv(65536)
+        for s in [client, *answered, *more]:
+            s.close()
+    assert answer.startswith(b"HTTP/1.1 200 "), answer[:200]
+
+
 def test_a_body_trickled_by_a_signed_in_client_is_cut_off_at_the_body_deadline() -> None:
     """A byte every 0.2 s does not push the deadline back: the connection is closed once RUNTIMES_MCP_BODY_TIMEOUT
     has passed since its headers came in."""
