@@ -113,6 +113,22 @@ async def test_a_lower_max_timeout_s_lowers_the_default_and_a_routine_above_it_s
         load_settings(config_file(body + "timeout_s = 90\n"))
 
 
+async def test_a_run_growing_its_directory_on_a_disk_under_min_free_mb_is_ended_and_one_that_does_not_is_not(
+    config_file: Any,
+) -> None:
+    """Runs at once add up past every per-run limit: none may fill the disk the server and the host need. (Here
+    the floor is set above any disk's free space.)"""
+    settings = load_settings(config_file("[local.limits]\nmin_free_mb = 1000000000\n"))
+    async with connect(settings) as client:
+        writer = structured(
+            await client.call_tool("execRun", {"command": "head -c 1000000 /dev/zero > f; sleep 30", "timeout_s": 60})
+        )
+        reader = structured(await client.call_tool("execRun", {"command": "ls; sleep 0.3"}))
+    assert writer["state"] == "failed" and "(local.limits.min_free_mb)" in writer["message"], writer
+    assert writer["duration_ms"] < 20_000, writer
+    assert reader["state"] == "completed", reader
+
+
 async def test_a_command_that_exits_leaves_nothing_running_in_its_group() -> None:
     mark = marker()
     async with connect() as client:

@@ -196,6 +196,9 @@ class LimitsConfig(BaseModel):
         512, ge=1, description="Size of each of a sandboxed run's private /tmp, /dev/shm, /run and home."
     )
     files: int = Field(200_000, ge=100, description="Files and directories a run's own directory may hold.")
+    min_free_mb: int = Field(
+        512, ge=0, description="A run growing its directory is ended when its disk has less free than this (0: off)."
+    )
     cgroups: bool = Field(True, description="Use cgroups when the host lets us create them.")
     cgroup_parent: str | None = Field(None, description="A delegated cgroup v2 directory to create session cgroups in.")
 

@@ -23,6 +23,7 @@ LIMITS_S = 0.5  # memory, processes and CPU: counters the kernel keeps (or, with
 # most (a fork bomb without one must be caught within LIMITS_S).
 LIMITS_MOST_S = 2.0
 DISK_MOST_S = 2.0  # a directory that has not grown is measured this seldom at most
+STARTS_WITH = 64 * 1024  # a run's own directory before it writes much (its blocks, a few small files)
 DISK_SHARE = 10  # and at most a tenth of the time goes to measuring it (a large tree is measured less often)
 
 
@@ -48,6 +49,9 @@ class Monitor:
         self.disk_setting = str(disk.get("setting"))
         self.disk_at_end = bool(disk.get("at_end"))
         self.files = int(limits.limits.get("files") or 1_000_000)
+        self.min_free = int(limits.limits.get("min_free_mb") or 0) * MIB
+        # what the directory held when last measured; a run's own starts (nearly) empty, a workspace where it is
+        self.grown_from = STARTS_WITH if self.disk_at_end else None
         self.limits = limits
         self.streams = streams
         self.sizes = [0, 0]
@@ -100,10 +104,19 @@ class Monitor:
             return "disk_limit", f"its directory kept moving while measured ({self.disk_setting} cannot be checked)"
         took = time.monotonic() - now
         self.disk.done(time.monotonic(), size != self.disk_bytes, least=took * DISK_SHARE)
-        self.disk_bytes = size
+        grew, self.grown_from, self.disk_bytes = self.grown_from is not None and size > self.grown_from, size, size
         if size > self.disk_cap:
             cap = self.disk_cap // MIB
             return "disk_limit", f"its directory took {size // MIB} MiB, over its {cap} MiB ({self.disk_setting})"
+        if grew and self.min_free:  # runs at once add up: none may fill the disk the server and the host need
+            with contextlib.suppress(OSError):
+                disk = os.statvfs(str(self.disk_path))
+                if (free := disk.f_bavail * disk.f_frsize) < self.min_free:
+                    limit = self.min_free // MIB
+                    return (
+                        "disk_limit",
+                        f"its disk has {free // MIB} MiB free, under {limit} MiB (local.limits.min_free_mb)",
+                    )
         return None
 
     def _output(self, now: float) -> tuple[str, str] | None:
