@@ -5,13 +5,13 @@ tests/test_uvicorn_internals.py checks.
 HTTP connections a slow or hostile client cannot pile up (uvicorn's h11 protocol, guarded):
 - A request's headers must arrive within `header_timeout_s`, and then its body within `body_timeout_s` (a client
   that trickles them, a byte every few seconds, is cut off; uvicorn alone waits for ever).
-- A request answered before its body is in (401, 403, 413, 421...) closes its connection: reading the rest would
-  let the client hold the connection as long as it trickles.
+- A request answered before its body is in (401, 403, 413, 421...) closes its connection, gently (see _linger):
+  reading the rest would let the client hold the connection as long as it trickles.
 - At most `max_connections` are open, kept below the process's descriptor limit. When a new connection would
   pass it, one closing after an early answer is closed to make room, else the oldest still sending its headers
   or idle between requests, else the oldest still sending a body; only if every open connection is busy with an
-  answer is the new one refused. So a flood
-  of slow clients, signed in or not, cannot keep /healthz or a real client out.
+  answer is the new one refused. So a flood of slow clients, signed in or not, cannot keep /healthz or a real
+  client out.
 """
 
 from __future__ import annotations

@@ -101,8 +101,10 @@ def check_offsets(records: SessionRecords, row: SessionRow, offsets: tuple[int |
     if records.elsewhere(row):
         return  # its output is on another machine
     for stream, offset in zip(("stdout", "stderr"), offsets, strict=True):
+        if offset is None:
+            continue
         size = size_of(records.path(row.id, stream))
-        if offset is not None and offset > size:
+        if offset > size:
             so_far = " so far" if row.state == "running" else ""
             if row.end_reason == "output_limit":  # offsets given while it ran may lie past where it was cut
                 so_far = ", cut there at local.max_output_mb when it ended"

@@ -104,7 +104,8 @@ class Monitor:
             return "disk_limit", f"its directory kept moving while measured ({self.disk_setting} cannot be checked)"
         took = time.monotonic() - now
         self.disk.done(time.monotonic(), size != self.disk_bytes, least=took * DISK_SHARE)
-        grew, self.grown_from, self.disk_bytes = self.grown_from is not None and size > self.grown_from, size, size
+        grew = self.grown_from is not None and size > self.grown_from
+        self.grown_from = self.disk_bytes = size
         if size > self.disk_cap:
             cap = self.disk_cap // MIB
             return "disk_limit", f"its directory took {size // MIB} MiB, over its {cap} MiB ({self.disk_setting})"
