@@ -224,8 +224,9 @@ class Workspaces:
         deleted = []
         for root in self._roots():
             for leftover in root.glob(f"{DELETING}*"):  # what a deletion left (not one it may still put back)
-                if time.time() - leftover.lstat().st_ctime > LEFTOVER_S:
-                    await anyio.to_thread.run_sync(remove_tree, str(leftover))
+                with contextlib.suppress(FileNotFoundError):  # another server's retention was first
+                    if time.time() - leftover.lstat().st_ctime > LEFTOVER_S:
+                        await anyio.to_thread.run_sync(remove_tree, str(leftover))
             for name in _names(root):
                 record = self._record(root, name)
                 used = record.get("last_used_at") or record.get("created_at") or 0
