@@ -38,10 +38,14 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(where)], capture_output=True)
 
 
-async def test_a_full_disk_fails_calls_clearly_and_the_server_carries_on(small_disk: Path) -> None:
+async def test_a_full_disk_fails_calls_clearly_and_the_server_carries_on(small_disk: Path, tmp_path: Path) -> None:
     mark = marker()
     data = small_disk / "data"
-    params = stdio_params(env={"RUNTIMES_MCP_DATA_DIR": str(data)})
+    # min_free_mb off: otherwise the supervisor may end `yes` before the disk is full (a race with its
+    # schedule), and what this test needs is a disk that is full.
+    config = tmp_path / "runtimes.toml"
+    config.write_text("[local.limits]\nmin_free_mb = 0\n", encoding="utf-8")
+    params = stdio_params(env={"RUNTIMES_MCP_DATA_DIR": str(data), "RUNTIMES_MCP_CONFIG": str(config)})
     async with Client(params) as client:
         other = structured(await client.call_tool("execRun", {"command": f"sleep {mark}", "wait": False}))
 
