@@ -29,7 +29,6 @@ from typing import Any, Literal
 import anyio
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.extension import Extension, MethodBinding
-from mcp.server.mcpserver import MCPServer
 from mcp.server.subscriptions import SubscriptionBus
 from mcp.shared.exceptions import MCPError
 from mcp.shared.subscriptions import SUBSCRIPTION_ID_META_KEY, ServerEvent, event_matches, event_to_notification
@@ -630,8 +629,3 @@ class TaskListen:
             send.close()
             recv.close()
         return SubscriptionsListenResult(_meta=meta)
-
-
-def serve_task_notifications(server: MCPServer[Any], extension: TasksExtension, bus: SubscriptionBus) -> None:
-    """Serve subscriptions/listen with TaskListen (MCPServer 2.3 has no public hook for extending it)."""
-    sdk.wrap_request_handler(server, "subscriptions/listen", lambda plain: TaskListen(extension, bus, plain))
