@@ -19,8 +19,8 @@ from server.config import Settings
 from server.docs_tool import ServerFacts, docs_tool, register_docs_resources
 from server.resources import register_resources
 from server.state import AppState, available_capabilities, configured_providers
-from server.tasks import TasksExtension, serve_task_notifications
-from tools import build
+from server.tasks import TaskListen, TasksExtension
+from tools import build, sdk
 from tools.catalog import ALL
 from tools.tasks import CallTaskRecords, LocalRunTasks
 
@@ -96,7 +96,7 @@ def create_server(
         middleware=[serve_as_caller, *tasks.middleware(), explain_unknown_tools(settings, offers)],
     )
     register_docs_resources(server, facts, docs_availability, topics)
-    serve_task_notifications(server, tasks, bus)
+    sdk.wrap_request_handler(server, "subscriptions/listen", lambda plain: TaskListen(tasks, bus, plain))
     register_resources(server, settings)
     return server
 
@@ -123,9 +123,7 @@ def why_not_offered(name: str, settings: Settings, offers: list[build.Offer]) ->
             "no command on this machine. Next: serve with a token or sign-in (drop --insecure-no-auth), or add "
             "--unauthenticated-local-exec if something in front of it authenticates every caller."
         )
-    needs = " or ".join(
-        sorted({PROVIDERS[p].credential_env for p in spec.providers if p in PROVIDERS and p != "local"})
-    )
+    needs = " or ".join(sorted({PROVIDERS[p].credential_env for p in spec.providers if p != "local"}))
     return f"Unknown tool {name}: no provider that serves it is configured here. Next: set {needs} and restart."
 
 

@@ -24,14 +24,10 @@ class CallerToken(AccessToken):
     caller: Caller
 
 
-def caller_of(ctx: ServerRequestContext[Any, Any]) -> Caller:
-    token = sdk.access_token_of(ctx)
-    return token.caller if isinstance(token, CallerToken) else LOCAL
-
-
 async def serve_as_caller(ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
     """Server middleware (the outermost): the request runs as its caller."""
-    who = caller_of(ctx)
+    token = sdk.access_token_of(ctx)
+    who = token.caller if isinstance(token, CallerToken) else LOCAL
     every_tool = READ in who.scopes and RUN in who.scopes
     with acting_as(who):
         if not every_tool:

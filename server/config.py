@@ -29,15 +29,8 @@ from server.sign_in_settings import OAUTH_ENV, OAuthSettings, env_name, http_url
 
 TOOLSETS = ("sessions", "routines", "launchers", "workspaces")
 OFFERED_BY_DEFAULT = ("events",)  # toolsets of earlier releases whose tools are now offered by default
-LOOPBACK_ORIGINS = (
-    "http://127.0.0.1:*",
-    "http://localhost:*",
-    "http://[::1]:*",
-    "http://127.0.0.1",
-    "http://localhost",
-    "http://[::1]",
-)
 LOOPBACK_HOSTS = ("127.0.0.1:*", "localhost:*", "[::1]:*", "127.0.0.1", "localhost", "[::1]")
+LOOPBACK_ORIGINS = tuple(f"http://{host}" for host in LOOPBACK_HOSTS)
 
 
 class ConfigError(Exception):

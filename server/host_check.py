@@ -23,18 +23,13 @@ def _port_ok(port: str | None) -> bool:
 
 
 def _matches(name: str, port: str | None, pattern: str) -> bool:
-    allowed_name, _, allowed_port = pattern.rpartition(":") if _has_port(pattern) else (pattern, "", "")
+    has_port = ":" in pattern.rsplit("]", 1)[-1]  # `:port` or `:*` (an IPv6 literal's colons are inside its brackets)
+    allowed_name, _, allowed_port = pattern.rpartition(":") if has_port else (pattern, "", "")
     if name.lower() != allowed_name.lower():
         return False
     if allowed_port == "*":
         return port is not None
     return port == (allowed_port or None)
-
-
-def _has_port(pattern: str) -> bool:
-    """`pattern` ends in `:port` or `:*` (an IPv6 literal's colons are inside its brackets)."""
-    tail = pattern.rsplit("]", 1)[-1]
-    return ":" in tail
 
 
 def host_allowed(host: str, allowed: Sequence[str]) -> bool:

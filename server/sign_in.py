@@ -76,16 +76,13 @@ def _challenge(
     if error:
         parts.append(f'error="{error}"')
     if description:
-        parts.append(f'error_description="{_quotable(description)}"')
+        quotable = description.replace("\\", "").replace('"', "'")
+        parts.append(f'error_description="{quotable}"')
     if scope and metadata_url:
         parts.append(f'scope="{scope}"')
     if metadata_url:
         parts.append(f'resource_metadata="{metadata_url}"')
     return "Bearer " + ", ".join(parts)
-
-
-def _quotable(text: str) -> str:
-    return text.replace("\\", "").replace('"', "'")
 
 
 class SignIn:

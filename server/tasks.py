@@ -29,7 +29,6 @@ from typing import Any, Literal
 import anyio
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.extension import Extension, MethodBinding
-from mcp.server.mcpserver import MCPServer
 from mcp.server.subscriptions import SubscriptionBus
 from mcp.shared.exceptions import MCPError
 from mcp.shared.subscriptions import SUBSCRIPTION_ID_META_KEY, ServerEvent, event_matches, event_to_notification
@@ -108,9 +107,8 @@ class _MemoryTask:
         except Exception:
             logger.warning("runtimes-mcp: task %s could not be recorded in the shared state", self.view.task_id)
 
-    def touch(self, status: Status | None = None) -> None:
-        if status is not None:
-            self.view.status = status
+    def touch(self, status: Status) -> None:
+        self.view.status = status
         self.view.updated_at = time.time()
 
     async def ask(self, request: Mapping[str, Any]) -> Any:
@@ -147,13 +145,12 @@ def new_task_id() -> str:
     return "task_" + secrets.token_hex(12)
 
 
-def client_declared(ctx: ServerRequestContext[Any, Any], params: RequestParams | None = None) -> bool:
+def client_declared(ctx: ServerRequestContext[Any, Any], params: RequestParams) -> bool:
     """The client declared the extension: for the connection, or on this request (`_meta` clientCapabilities)."""
     capabilities = ctx.session.client_capabilities
     if capabilities is not None and EXTENSION in (capabilities.extensions or {}):
         return True
-    metas = (ctx.meta, params.meta if params is not None else None)
-    return any(_declares((meta or {}).get(CLIENT_CAPABILITIES_META_KEY)) for meta in metas)
+    return any(_declares((meta or {}).get(CLIENT_CAPABILITIES_META_KEY)) for meta in (ctx.meta, params.meta))
 
 
 def _declares(capabilities: Any) -> bool:
@@ -165,13 +162,6 @@ def missing_capability() -> MCPError:
         code=MISSING_REQUIRED_CLIENT_CAPABILITY,
         message=f"this needs the {EXTENSION} extension: declare it in the client's capabilities.extensions",
         data={"requiredCapabilities": {"extensions": {EXTENSION: {}}}},
-    )
-
-
-def _not_found(task_id: str) -> MCPError:
-    return MCPError(
-        code=INVALID_PARAMS,
-        message=f"no task {task_id!r}: it never existed here or has expired (its ttl after its creation has passed)",
     )
 
 
@@ -417,7 +407,11 @@ class TasksExtension(Extension):
             raise missing_capability()
         view, kind = await self._find(ctx, params.task_id)
         if view is None:
-            raise _not_found(params.task_id)
+            raise MCPError(
+                code=INVALID_PARAMS,
+                message=f"no task {params.task_id!r}: it never existed here or has expired (its ttl after its creation "
+                "has passed)",
+            )
         if kind == "here" and tasks_2025.speaks(ctx):
             await self._cancel_asked_elsewhere(self._memory[view.task_id])
         return view, kind
@@ -635,8 +629,3 @@ class TaskListen:
             send.close()
             recv.close()
         return SubscriptionsListenResult(_meta=meta)
-
-
-def serve_task_notifications(server: MCPServer[Any], extension: TasksExtension, bus: SubscriptionBus) -> None:
-    """Serve subscriptions/listen with TaskListen (MCPServer 2.3 has no public hook for extending it)."""
-    sdk.wrap_request_handler(server, "subscriptions/listen", lambda plain: TaskListen(extension, bus, plain))

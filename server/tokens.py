@@ -25,7 +25,7 @@ from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote_plus, urlsplit
 
 import anyio
 import httpx
@@ -363,7 +363,5 @@ def _scopes(claims: dict[str, Any]) -> list[str]:
 
 def _basic(client_id: str, secret: str) -> str:
     """HTTP Basic client authentication as OAuth defines it (RFC 6749 2.3.1: each part form-encoded first)."""
-    from urllib.parse import quote_plus
-
     pair = f"{quote_plus(client_id)}:{quote_plus(secret)}".encode()
     return "Basic " + base64.b64encode(pair).decode()

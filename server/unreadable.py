@@ -11,6 +11,7 @@ import json
 import re
 from typing import Any
 
+import mcp_types as types
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from providers.answers import safe_value
@@ -24,8 +25,6 @@ _ID_TOKENS = re.compile(r'"(?:[^"\\]|\\.)*"|[{}\[\]]')
 def mended_message(text: str) -> Any:
     """`text` as a JSON-RPC message (its JSON value) with every string made valid, or None when it is not JSON,
     is nested deeper than REQUEST_DEPTH, or is not a JSON-RPC message even so."""
-    import mcp_types as types
-
     try:
         mended = safe_value(json.loads(text), max_depth=REQUEST_DEPTH)
         types.jsonrpc_message_adapter.validate_python(mended, by_name=False)

@@ -23,9 +23,8 @@ from tools.results import as_tool_result
 from tools.schema import compact_schema, drop_provider, inline_single_use_defs
 from tools.sdk import StrictTool, generated_output_schema, publish_output_schema, with_signature
 from tools.spec import ToolSpec
-from tools.tasks import TASK_CALL
+from tools.tasks import LOCAL, TASK_CALL
 
-LOCAL = "local"
 logger = logging.getLogger(__name__)
 
 
