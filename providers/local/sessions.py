@@ -327,9 +327,8 @@ class SessionManager(SessionRecords):
         self.refuse_elsewhere(
             row, "Send stopSession to a server on that machine (any server on that data directory can stop it)."
         )
-        directory = self._dir / row.id
         with contextlib.suppress(OSError):
-            sv.write_json(str(directory / sv.STOP), {"reason": reason, "by": self.owner})
+            sv.write_json(str(self.path(row.id, sv.STOP)), {"reason": reason, "by": self.owner})
         if row.supervisor and signal_supervisor(row.supervisor, signal.SIGTERM):
             deadline = time.monotonic() + STOP_WAIT_S
             while time.monotonic() < deadline and self.result(row.id) is None:
