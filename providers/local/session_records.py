@@ -22,7 +22,7 @@ from providers.errors import InvalidInput, NotFound
 from providers.local.events import EventLog
 from providers.local.ids import PROVIDER, new_id, place_of
 from providers.local.jobs import STOP_GRACE_S, SessionSettings
-from providers.local.output import Output, read_capped
+from providers.local.output import Output, read_capped, size_of
 from providers.local.processes import end_leftovers
 from providers.local.spawner import signal_supervisor
 from providers.local.store import Store, StoreError
@@ -291,10 +291,7 @@ class SessionRecords:
         return self._dir / session_id / name
 
     def output_size(self, session_id: str) -> int:
-        try:
-            return self.path(session_id, "stdout").stat().st_size
-        except OSError:
-            return 0
+        return size_of(self.path(session_id, "stdout"))
 
     def elsewhere(self, row: SessionRow) -> bool:
         """The session runs in another place (machine and data directory): its processes and output are there."""

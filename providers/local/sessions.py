@@ -204,13 +204,14 @@ class SessionManager(SessionRecords):
         if reply.get("op") == "ended":
             live.early_end = reply
 
-    async def _follow(self, live: LiveSession) -> None:
-        """Follow a run in the background until it ends (the caller does not wait, or stopped waiting)."""
+    async def _follow(self, live: LiveSession, deadline: float | None = None) -> None:
+        """Follow a run until it ends or `deadline` passes (in the background: the caller does not wait, or
+        stopped waiting), unless a task follows it already."""
         if live.following or live.done.is_set():
             return
         live.following = True
         try:
-            await self._receive_end(live)
+            await self._receive_end(live, deadline)
         finally:
             live.following = False
 
@@ -218,13 +219,10 @@ class SessionManager(SessionRecords):
         """Read the supervisor's messages until the run ends (True) or `deadline` passes (False)."""
         message = live.early_end
         while message is None:
-            if deadline is None:
+            with anyio.move_on_after(None if deadline is None else deadline - time.monotonic()) as waiting:
                 message, _ = await receive(live.channel)
-            else:
-                with anyio.move_on_after(deadline - time.monotonic()) as waiting:
-                    message, _ = await receive(live.channel)
-                if waiting.cancelled_caught:
-                    return False
+            if waiting.cancelled_caught:
+                return False
             if message is None:
                 break
             op = message.get("op")
@@ -283,11 +281,7 @@ class SessionManager(SessionRecords):
                 with anyio.move_on_after(until - time.monotonic()):
                     await live.done.wait()
             else:
-                live.following = True
-                try:
-                    await self._receive_end(live, until)  # no task in between: the end wakes us directly
-                finally:
-                    live.following = False
+                await self._follow(live, until)  # no task in between: the end wakes us directly
             if live.done.is_set():
                 break
             if self._closed or (deadline is not None and time.monotonic() >= deadline):
@@ -333,9 +327,8 @@ class SessionManager(SessionRecords):
         self.refuse_elsewhere(
             row, "Send stopSession to a server on that machine (any server on that data directory can stop it)."
         )
-        directory = self._dir / row.id
         with contextlib.suppress(OSError):
-            sv.write_json(str(directory / sv.STOP), {"reason": reason, "by": self.owner})
+            sv.write_json(str(self.path(row.id, sv.STOP)), {"reason": reason, "by": self.owner})
         if row.supervisor and signal_supervisor(row.supervisor, signal.SIGTERM):
             deadline = time.monotonic() + STOP_WAIT_S
             while time.monotonic() < deadline and self.result(row.id) is None:

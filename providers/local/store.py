@@ -116,7 +116,17 @@ class Store(OwnedRecords):
     ) -> list[SessionRow]:
         """Newest first; `launchers`: launchers' runs too (else they are left out)."""
         await self._flush_for_reading()
-        rows = await self._list_sessions(states, limit, before_rowid, launchers, who)
+        mine, params = self.mine(who)
+        where: list[str] = [mine] if launchers else [mine, "origin NOT LIKE 'launcher:%'"]
+        args: list[Any] = list(params)
+        if states:
+            where.append(f"state IN ({', '.join('?' * len(states))})")
+            args.extend(states)
+        if before_rowid is not None:
+            where.append("rowid < ?")
+            args.append(before_rowid)
+        sql = f"{SELECT_SESSION} WHERE {' AND '.join(where)} ORDER BY rowid DESC LIMIT ?"
+        rows = [SessionRow(*r) for r in await self._rows(sql, (*args, limit))]
         if not self._unsaved:
             return rows
         unsaved = [
@@ -128,21 +138,6 @@ class Store(OwnedRecords):
         ]
         first = sorted(unsaved, key=lambda r: r.started_at, reverse=True) if before_rowid is None else []
         return (first + [r for r in rows if r.id not in self._unsaved])[:limit]
-
-    async def _list_sessions(
-        self, states: Sequence[str], limit: int, before_rowid: int | None, launchers: bool, who: Caller | None
-    ) -> list[SessionRow]:
-        mine, params = self.mine(who)
-        where: list[str] = [mine] if launchers else [mine, "origin NOT LIKE 'launcher:%'"]
-        args: list[Any] = list(params)
-        if states:
-            where.append(f"state IN ({', '.join('?' * len(states))})")
-            args.extend(states)
-        if before_rowid is not None:
-            where.append("rowid < ?")
-            args.append(before_rowid)
-        sql = f"{SELECT_SESSION} WHERE {' AND '.join(where)} ORDER BY rowid DESC LIMIT ?"
-        return [SessionRow(*r) for r in await self._rows(sql, (*args, limit))]
 
     async def latest_session(self, origin: str) -> SessionRow | None:
         await self._flush_for_reading()

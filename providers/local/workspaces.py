@@ -17,7 +17,7 @@ import os
 import re
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -243,16 +243,21 @@ class Workspaces:
         )
 
     # --- files ----------------------------------------------------------------------------------------
-    def _open(self, workspace: str) -> int:
+    @contextlib.contextmanager
+    def _open(self, workspace: str) -> Iterator[int]:
         path = self.path(workspace)
         try:
-            return os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
         except FileNotFoundError:
             raise NotFound(
                 PROVIDER,
                 f"no workspace {workspace!r}",
                 hint="Write a file into it (writeFile) or run in it (execRun workspace=...) to make it.",
             ) from None
+        try:
+            yield fd
+        finally:
+            os.close(fd)
 
     def relative(self, workspace: str, path: str) -> str:
         return relative_path(str(self.path(workspace)), workspace, path)
@@ -265,14 +270,11 @@ class Workspaces:
         data = decode(content, encoding or "utf-8")
         self.ensure(workspace)
         relative = self.relative(workspace, path)
-        folder, root = self.root, self._open(workspace)  # the caller's folder: the thread below has no caller
-        try:
-            with path_errors(workspace, path, "file"):
-                written, old = await anyio.to_thread.run_sync(
-                    lambda: self._write(folder, workspace, root, relative, data, 0o644 if mode is None else mode)
-                )
-        finally:
-            os.close(root)
+        folder = self.root  # the caller's folder: the thread below has no caller
+        with self._open(workspace) as root, path_errors(workspace, path, "file"):
+            written, old = await anyio.to_thread.run_sync(
+                lambda: self._write(folder, workspace, root, relative, data, 0o644 if mode is None else mode)
+            )
         return FileWritten(
             provider=PROVIDER,
             workspace=workspace,
@@ -338,16 +340,12 @@ class Workspaces:
                 PROVIDER, f"offset must be >= 0 and length 1 to {READ_MOST}", hint="Read large files in pages."
             )
         relative = self.relative(workspace, path)
-        root = self._open(workspace)
-        try:
-            with path_errors(workspace, path, "file"):
-                fd = open_beneath(root, relative, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO must not block the server
-                try:
-                    chunk, size, digest = await anyio.to_thread.run_sync(read_page, fd, offset, length)
-                finally:
-                    os.close(fd)
-        finally:
-            os.close(root)
+        with self._open(workspace) as root, path_errors(workspace, path, "file"):
+            fd = open_beneath(root, relative, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO must not block the server
+            try:
+                chunk, size, digest = await anyio.to_thread.run_sync(read_page, fd, offset, length)
+            finally:
+                os.close(fd)
         text, encoding, chunk = as_text(chunk, more=offset + len(chunk) < size)
         end = offset + len(chunk)
         self._save(self.root, workspace, last_used_at=time.time())
@@ -369,12 +367,8 @@ class Workspaces:
         if not 1 <= depth <= 10:
             raise InvalidInput(PROVIDER, f"depth must be 1 to 10, got {depth}", hint="List deeper in steps.")
         relative = self.relative(workspace, path or ".")
-        root = self._open(workspace)
-        try:
-            with path_errors(workspace, path or ".", "directory"):
-                entries, cut = await anyio.to_thread.run_sync(list_beneath, root, relative, depth, LIST_MOST)
-        finally:
-            os.close(root)
+        with self._open(workspace) as root, path_errors(workspace, path or ".", "directory"):
+            entries, cut = await anyio.to_thread.run_sync(list_beneath, root, relative, depth, LIST_MOST)
         return FileList(
             provider=PROVIDER,
             workspace=workspace,
