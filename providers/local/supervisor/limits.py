@@ -204,9 +204,8 @@ class Limits:
         self.cpu_done = _children_cpu_s()
 
     def check(self, tree: list[int], cpu: bool = True) -> tuple[str, str] | None:
-        """A limit this run has hit, as (reason, what to say), or None (`cpu`: the CPU limit counts too)."""
-        if not self.limits:
-            return None
+        """A limit this run has hit, as (reason, what to say), or None (`cpu`: the CPU limit counts too). Called only
+        with limits set (Monitor checks them only then; after_exit returns before)."""
         counters = self.cgroup.counters(cpu) if self.cgroup else {}
         self.changed, self.counted = counters != self.counted, counters
         if counters.get("oom", 0) > self.baseline.get("oom", 0):
