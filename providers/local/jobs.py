@@ -51,13 +51,13 @@ class Cwd:
 class WorkDir:
     """A run's own directory (the session's, or a workspace): writable inside the sandbox, and measured while
     the run runs against `max_bytes` (named by `setting` when it is passed). A workspace `held` what runs before
-    left: a run is ended for growing it past `max_bytes`, not for what it found there."""
+    left (None: not known yet): a run is ended for growing it past `max_bytes`, not for what it found there."""
 
     path: str
     max_bytes: int
     setting: str
     workspace: str | None = None
-    held: int = 0
+    held: int | None = 0
 
 
 @dataclass(frozen=True)

@@ -155,7 +155,7 @@ class LocalRuntime(
         live = await self.sessions.start(
             command,
             cwd=cwd,
-            workspace=await self.workdir(workspace) if workspace is not None else None,
+            workspace=self.workdir(workspace) if workspace is not None else None,
             env=env,
             stdin=stdin,
             interactive=bool(interactive),
@@ -204,7 +204,7 @@ class LocalRuntime(
         wait_s: float | None = None,
         workspace: str | None = None,
     ) -> RoutineRun:
-        workdir = await self.workdir(workspace) if workspace is not None else None
+        workdir = self.workdir(workspace) if workspace is not None else None
         return await self.routines.invoke(
             routine, message, metadata, idempotency_key, wait_seconds(PROVIDER, wait_s), workdir
         )
@@ -318,11 +318,11 @@ class LocalRuntime(
         return await supervisor.describe()
 
     # --- workspaces, files and input ------------------------------------------------------------------
-    async def workdir(self, workspace: str) -> WorkDir:
+    def workdir(self, workspace: str) -> WorkDir:
         """A workspace as a run's directory (made on first use), measured against local.workspace_max_mb (or
         what the other workspaces leave of local.max_data_mb)."""
         path = self.workspaces.ensure(workspace)
-        room, setting, held = await self.workspaces.run_room(workspace)
+        room, setting, held = self.workspaces.run_room(workspace)
         return WorkDir(str(path), room, setting, workspace, held)
 
     async def send_input(self, session_id: str, text: str | None = None, eof: bool | None = None) -> InputSent:

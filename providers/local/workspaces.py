@@ -17,6 +17,7 @@ import os
 import re
 import secrets
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,6 @@ import anyio.to_thread
 from providers.errors import InvalidInput, NotFound, Unavailable
 from providers.local.files import as_text, list_beneath, open_beneath, read_page, rename_no_replace, write_atomically
 from providers.local.ids import PROVIDER
-from providers.local.pending import Pending
 from providers.local.supervisor.records import write_new
 from providers.local.supervisor.trees import remove_tree, tree_bytes
 from providers.local.workspace_errors import decode, in_use, path_errors, relative_path
@@ -88,7 +88,7 @@ class Workspaces:
         self.retention_s = retention_days * 86_400
         self.busy = busy
         self.owner_ids = owner_ids  # local.sandbox.run_as: what runs and writes make belongs to that user
-        self.measuring = Pending()  # (folder, name) of the workspaces whose record is behind: a run there just ended
+        self.measuring: Counter[tuple[Path, str]] = Counter()  # workspaces whose record is behind: a run just ended
 
     @property
     def root(self) -> Path:
@@ -157,25 +157,14 @@ class Workspaces:
             record = self._record(root, name) | values
             write_new(meta / f"{name}.json", json.dumps(record).encode(), 0o600, durable=False)  # on the loop
 
-    async def measure(self, root: Path, name: str) -> None:
-        """Measure a workspace (after a run in it ended, added to `measuring`): its record keeps the size."""
+    async def measure(self, root: Path, name: str) -> int:
+        """Measure a workspace (after a run in it ended, counted in `measuring`): its record keeps the size."""
         try:
             size = await anyio.to_thread.run_sync(tree_bytes, str(root / name))
             self._save(root, name, size_bytes=size, last_used_at=time.time())
         finally:
-            self.measuring.done((root, name))
-
-    async def run_room(self, workspace: str) -> tuple[int, str, int]:
-        """How large a run may make the workspace, the setting that says so (local.workspace_max_mb, or less
-        when the other workspaces leave less of local.max_data_mb), and what it holds: once the measure of a
-        run that ended there is in, so that the next run is held to the cap from what it found, not from less."""
-        await self.measuring.settled((self.root, workspace))
-        held = int(self._record(self.root, workspace).get("size_bytes", 0))
-        if self.max_data_bytes is not None:
-            room = max(0, self.max_data_bytes - (self.total_bytes() - held))
-            if room < self.max_bytes:
-                return room, "local.max_data_mb, less the other workspaces", held
-        return self.max_bytes, "local.workspace_max_mb", held
+            self.measuring[root, name] -= 1
+        return size
 
     def _owner(self, root: Path, record: dict[str, Any]) -> str | None:
         if root.name == EARLIER:
@@ -336,6 +325,17 @@ class Workspaces:
                 f"({total // MIB} MiB in all workspaces, {more} bytes more)",
                 hint="Delete a workspace you no longer need (deleteWorkspace), or ask the operator to raise it.",
             )
+
+    def run_room(self, workspace: str) -> tuple[int, str, int | None]:
+        """How large a run may make the workspace, the setting that says so (local.workspace_max_mb, or less
+        when the other workspaces leave less of local.max_data_mb), and what it holds (None: being measured)."""
+        held = int(self._record(self.root, workspace).get("size_bytes", 0))
+        fresh = held if self.measuring[self.root, workspace] <= 0 else None
+        if self.max_data_bytes is not None:
+            room = max(0, self.max_data_bytes - (self.total_bytes() - held))
+            if room < self.max_bytes:
+                return room, "local.max_data_mb, less the other workspaces", fresh
+        return self.max_bytes, "local.workspace_max_mb", fresh
 
     async def read_file(
         self, workspace: str, path: str, offset: int | None = None, length: int | None = None

@@ -50,10 +50,11 @@ class Monitor:
         self.disk_at_end = bool(disk.get("at_end"))
         self.files = int(limits.limits.get("files") or 1_000_000)
         self.min_free = int(limits.limits.get("min_free_mb") or 0) * MIB
-        # A workspace holds what runs before left: a run is ended for its cap only past what it held at the start.
-        self.found = 0 if self.disk_at_end else int(disk.get("held") or 0)
-        # what the directory held when last measured; a run's own starts (nearly) empty
-        self.grown_from = STARTS_WITH if self.disk_at_end else self.found
+        # what the directory held when last measured; a run's own starts (nearly) empty, a workspace where it is
+        self.grown_from = STARTS_WITH if self.disk_at_end else None
+        # A workspace holds what runs before left: a run is ended for its cap only past what it held when the run
+        # started, or, when the server did not know yet (a run there just ended), past what its first look found.
+        self.found: int | None = 0 if self.disk_at_end else disk.get("held")
         self.limits = limits
         self.streams = streams
         self.sizes = [0, 0]
@@ -106,8 +107,9 @@ class Monitor:
             return "disk_limit", f"its directory kept moving while measured ({self.disk_setting} cannot be checked)"
         took = time.monotonic() - now
         self.disk.done(time.monotonic(), size != self.disk_bytes, least=took * DISK_SHARE)
-        grew = size > self.grown_from
+        grew = self.grown_from is not None and size > self.grown_from
         self.grown_from = self.disk_bytes = size
+        self.found = size if self.found is None else self.found
         if size > self.disk_cap and size > self.found:
             cap = self.disk_cap // MIB
             return "disk_limit", f"its directory took {size // MIB} MiB, over its {cap} MiB ({self.disk_setting})"
