@@ -50,14 +50,12 @@ class Cwd:
 @dataclass(frozen=True)
 class WorkDir:
     """A run's own directory (the session's, or a workspace): writable inside the sandbox, and measured while
-    the run runs against `max_bytes` (named by `setting` when it is passed). A workspace `held` what runs before
-    left (None: not known yet): a run is ended for growing it past `max_bytes`, not for what it found there."""
+    the run runs against `max_bytes` (named by `setting` when it is passed)."""
 
     path: str
     max_bytes: int
     setting: str
     workspace: str | None = None
-    held: int | None = 0
 
 
 @dataclass(frozen=True)
@@ -209,7 +207,6 @@ def build_job(settings: SessionSettings, request: Request, job: Job, quiet: bool
     if workdir is not None and workdir.max_bytes:
         disk = {"path": workdir.path, "max_bytes": workdir.max_bytes, "setting": workdir.setting}
         disk["at_end"] = workdir.workspace is None  # a workspace holds what runs before left: see Monitor.final
-        disk["held"] = workdir.held
     message: dict[str, Any] = {
         "id": job.id,
         "argv": argv,

@@ -322,8 +322,7 @@ class LocalRuntime(
         """A workspace as a run's directory (made on first use), measured against local.workspace_max_mb (or
         what the other workspaces leave of local.max_data_mb)."""
         path = self.workspaces.ensure(workspace)
-        room, setting, held = self.workspaces.run_room(workspace)
-        return WorkDir(str(path), room, setting, workspace, held)
+        return WorkDir(str(path), *self.workspaces.run_room(workspace), workspace)
 
     async def send_input(self, session_id: str, text: str | None = None, eof: bool | None = None) -> InputSent:
         return await self.sessions.send_input(session_id, text, eof)

@@ -215,14 +215,13 @@ class SessionRecords:
         event = end_event(row)
         try:
             if await self._store.record_end(row, event):
-                await self._events.notify(event.sandbox_id)
-                self.tell_ended(row)
+                await self.announce_end(row, event)
         except StoreError as exc:
             logger.warning("runtimes-mcp: session %s ended but could not be recorded: %s", row.id, exc)
 
-    def tell_ended(self, row: SessionRow) -> None:
-        """Tell the ended_listeners, as soon as the run's end is durable: before this server answers a next call,
-        so that a next run in the same workspace knows the workspace is being measured."""
+    async def announce_end(self, row: SessionRow, event: EventRow) -> None:
+        """Once the end is recorded: wake the event stream's followers, and tell the ended_listeners."""
+        await self._events.notify(event.sandbox_id)
         for listener in self.ended_listeners:
             listener(row)
 

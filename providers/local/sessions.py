@@ -248,8 +248,7 @@ class SessionManager(SessionRecords):
         # The end is durable in the session's record already; the index follows in the background.
         event = end_event(live.row)
         self._store.save_end(live.row, event)
-        self.tell_ended(live.row)
-        self._store.flush_soon(self._tg, functools.partial(self._events.notify, event.sandbox_id))
+        self._store.flush_soon(self._tg, functools.partial(self.announce_end, live.row, event))
         return True
 
     def _close(self, live: LiveSession, healthy: bool) -> None:

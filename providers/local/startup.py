@@ -113,7 +113,6 @@ async def open_runtime(
             def ended(row: SessionRow) -> None:
                 workspace = workspaces.name_of(row.cwd)
                 if workspace is not None:  # what the run left in its workspace counts from now on
-                    workspaces.measuring[workspace] += 1
                     tg.start_soon(workspaces.measure, *workspace)
                 if retention.note_ended((row.stdout_bytes or 0) + (row.stderr_bytes or 0)):
                     tg.start_soon(retention.run_pass)

@@ -17,7 +17,6 @@ import os
 import re
 import secrets
 import time
-from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -88,7 +87,6 @@ class Workspaces:
         self.retention_s = retention_days * 86_400
         self.busy = busy
         self.owner_ids = owner_ids  # local.sandbox.run_as: what runs and writes make belongs to that user
-        self.measuring: Counter[tuple[Path, str]] = Counter()  # workspaces whose record is behind: a run just ended
 
     @property
     def root(self) -> Path:
@@ -158,12 +156,9 @@ class Workspaces:
             write_new(meta / f"{name}.json", json.dumps(record).encode(), 0o600, durable=False)  # on the loop
 
     async def measure(self, root: Path, name: str) -> int:
-        """Measure a workspace (after a run in it ended, counted in `measuring`): its record keeps the size."""
-        try:
-            size = await anyio.to_thread.run_sync(tree_bytes, str(root / name))
-            self._save(root, name, size_bytes=size, last_used_at=time.time())
-        finally:
-            self.measuring[root, name] -= 1
+        """Measure a workspace (after a run in it ended): its record keeps the size."""
+        size = await anyio.to_thread.run_sync(tree_bytes, str(root / name))
+        self._save(root, name, size_bytes=size, last_used_at=time.time())
         return size
 
     def _owner(self, root: Path, record: dict[str, Any]) -> str | None:
@@ -326,16 +321,15 @@ class Workspaces:
                 hint="Delete a workspace you no longer need (deleteWorkspace), or ask the operator to raise it.",
             )
 
-    def run_room(self, workspace: str) -> tuple[int, str, int | None]:
-        """How large a run may make the workspace, the setting that says so (local.workspace_max_mb, or less
-        when the other workspaces leave less of local.max_data_mb), and what it holds (None: being measured)."""
-        held = int(self._record(self.root, workspace).get("size_bytes", 0))
-        fresh = held if self.measuring[self.root, workspace] <= 0 else None
+    def run_room(self, workspace: str) -> tuple[int, str]:
+        """How large a run may make the workspace, and the setting that says so: local.workspace_max_mb, or
+        less when the other workspaces leave less of local.max_data_mb."""
         if self.max_data_bytes is not None:
-            room = max(0, self.max_data_bytes - (self.total_bytes() - held))
+            others = self.total_bytes() - int(self._record(self.root, workspace).get("size_bytes", 0))
+            room = max(0, self.max_data_bytes - others)
             if room < self.max_bytes:
-                return room, "local.max_data_mb, less the other workspaces", fresh
-        return self.max_bytes, "local.workspace_max_mb", fresh
+                return room, "local.max_data_mb, less the other workspaces"
+        return self.max_bytes, "local.workspace_max_mb"
 
     async def read_file(
         self, workspace: str, path: str, offset: int | None = None, length: int | None = None

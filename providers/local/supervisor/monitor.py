@@ -52,9 +52,8 @@ class Monitor:
         self.min_free = int(limits.limits.get("min_free_mb") or 0) * MIB
         # what the directory held when last measured; a run's own starts (nearly) empty, a workspace where it is
         self.grown_from = STARTS_WITH if self.disk_at_end else None
-        # A workspace holds what runs before left: a run is ended for its cap only past what it held when the run
-        # started, or, when the server did not know yet (a run there just ended), past what its first look found.
-        self.found: int | None = 0 if self.disk_at_end else disk.get("held")
+        # A workspace holds what runs before left: a run is ended for its cap only past what its first look found.
+        self.found: int | None = 0 if self.disk_at_end else None
         self.limits = limits
         self.streams = streams
         self.sizes = [0, 0]
