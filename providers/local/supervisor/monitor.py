@@ -52,8 +52,6 @@ class Monitor:
         self.min_free = int(limits.limits.get("min_free_mb") or 0) * MIB
         # what the directory held when last measured; a run's own starts (nearly) empty, a workspace where it is
         self.grown_from = STARTS_WITH if self.disk_at_end else None
-        # A workspace holds what runs before left: a run is ended for its cap only past what its first look found.
-        self.found: int | None = 0 if self.disk_at_end else None
         self.limits = limits
         self.streams = streams
         self.sizes = [0, 0]
@@ -88,8 +86,8 @@ class Monitor:
         """The output and (with `disk`) disk checks once more as the run ends: it may have ended before the
         first, or written much since the last. A run's own directory holds only what it wrote, so its walk
         costs what the run did; a workspace's would cost every run what all runs before left (and a quick run
-        would fail for what they left): its size is recorded after the run; a later write that would grow it past
-        its cap is refused, and a later run that grows it past its cap (and past what it found) is ended."""
+        would fail for what they left): its size is recorded after the run, and a later write or run that finds
+        it over is refused or ended."""
         now = time.monotonic()
         hit = self._output(now) if self.output is not None else None
         if hit is None and disk and self.disk is not None and self.disk_at_end:
@@ -108,8 +106,7 @@ class Monitor:
         self.disk.done(time.monotonic(), size != self.disk_bytes, least=took * DISK_SHARE)
         grew = self.grown_from is not None and size > self.grown_from
         self.grown_from = self.disk_bytes = size
-        self.found = size if self.found is None else self.found
-        if size > self.disk_cap and size > self.found:
+        if size > self.disk_cap:
             cap = self.disk_cap // MIB
             return "disk_limit", f"its directory took {size // MIB} MiB, over its {cap} MiB ({self.disk_setting})"
         if grew and self.min_free:  # runs at once add up: none may fill the disk the server and the host need
