@@ -91,6 +91,7 @@ def test_a_directory_moved_up_during_a_removal_never_leads_it_out_of_the_tree(
     # measured the same way, it counts the tree, not what is above it
     chain.mkdir(parents=True)
     (chain / "f").write_bytes(b"x" * 100_000)
+    deep = os.stat(chain)  # a new directory: its inode number is the old one's only when the kernel reuses it
     moved.clear()
     size, _ = tree_size(str(top))
     assert moved and 100_000 <= size < 1_000_000

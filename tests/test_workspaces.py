@@ -256,23 +256,26 @@ async def test_a_run_in_a_workspace_is_bounded_by_its_size_and_a_workspace_in_us
                 "timeout_s": 60,
             },
         )
+        # in a workspace under its cap: a run in w, over it now, is ended once measured
         running = structured(
-            await client.call_tool("execRun", {"command": "sleep 30", "workspace": "w", "wait": False})
+            await client.call_tool("execRun", {"command": "sleep 30", "workspace": "u", "wait": False})
         )
-        refused = await client.call_tool("deleteWorkspace", {"workspace": "w"})
+        refused = await client.call_tool("deleteWorkspace", {"workspace": "u"})
         await client.call_tool("stopSession", {"session_id": running["session_id"]})
-        deleted = structured(await client.call_tool("deleteWorkspace", {"workspace": "w"}))
+        deleted = [structured(await client.call_tool("deleteWorkspace", {"workspace": name})) for name in "uw"]
     result = structured(filler)
     assert result["state"] == "failed" and "over its 2 MiB (local.workspace_max_mb)" in result["message"], result
     assert refused.is_error and "in use" in refused.content[0].text  # type: ignore[union-attr]
-    assert deleted["deleted"] is True and not (settings.data_dir / "workspaces" / "local" / "w").exists()
+    assert [d["deleted"] for d in deleted] == [True, True]
+    assert not any((settings.data_dir / "workspaces" / "local" / name).exists() for name in "uw")
 
 
 async def test_a_run_that_passes_the_workspace_cap_before_its_first_measure_is_held_to_it_after(
     config_file: Any,
 ) -> None:
     """A run may end before its workspace is first measured; the size is recorded after it, and what comes next
-    is held to the cap until files go (a quick run that only reads is not failed for what others left)."""
+    is held to the cap until files go: a write is refused, a run is ended once it is measured (a run that ends
+    before then is not failed for what others left, but when that is depends on the machine's load)."""
     settings = load_settings(config_file('toolsets = ["workspaces"]\n[local]\nworkspace_max_mb = 2\n'))
     writer = "for i in 1 2 3; do head -c 1048576 /dev/zero > f$i; done"  # over in a few ms
     async with connect(settings) as client:
@@ -286,11 +289,13 @@ async def test_a_run_that_passes_the_workspace_cap_before_its_first_measure_is_h
             while await recorded() < 3 * 1024 * 1024:
                 await anyio.sleep(0.05)
         refused = error_text(await client.call_tool("writeFile", {"workspace": "w", "path": "x", "content": "x"}))
-        looked = structured(await client.call_tool("execRun", {"command": "ls", "workspace": "w"}))
-        freed = structured(await client.call_tool("execRun", {"command": "rm f2 f3", "workspace": "w"}))
+        looked = structured(await client.call_tool("execRun", {"command": "sleep 30; ls", "workspace": "w"}))
+        deleted = structured(await client.call_tool("deleteWorkspace", {"workspace": "w"}))
+        again = await client.call_tool("writeFile", {"workspace": "w", "path": "x", "content": "x"})
     assert wrote["state"] == "completed", wrote
     assert "would pass local.workspace_max_mb=2" in refused, refused
-    assert looked["state"] == "completed" and freed["state"] == "completed", (looked, freed)
+    assert looked["state"] == "failed" and "over its 2 MiB (local.workspace_max_mb)" in looked["message"], looked
+    assert deleted["deleted"] is True and not again.is_error, again
 
 
 async def test_a_file_is_a_resource_and_the_results_that_name_one_link_it() -> None:
@@ -426,3 +431,17 @@ async def test_a_deletion_takes_the_workspace_out_of_reach_first_and_retention_f
     monkeypatch.setattr(module, "LEFTOVER_S", 0)
     await workspaces.prune()
     assert sorted(os.listdir(workspaces.root)) == [".meta", "kept"]
+
+
+async def test_a_run_in_a_workspace_with_no_room_left_under_max_data_mb_is_still_measured(config_file: Any) -> None:
+    # The other workspaces take all of max_data_mb: a run in a new one has no room at all, not no limit.
+    settings = load_settings(config_file('toolsets = ["workspaces"]\n[local]\nworkspace_max_mb = 2\nmax_data_mb = 5\n'))
+    sizes = {"a": 2_000_000, "b": 2_000_000, "c": 5 * 1024 * 1024 - 4_000_000}
+    async with connect(settings) as client:
+        for name, size in sizes.items():
+            content = base64.b64encode(os.urandom(size)).decode()
+            args = {"workspace": name, "path": "f", "content": content, "encoding": "base64"}
+            structured(await client.call_tool("writeFile", args))
+        command = "head -c 1048576 /dev/zero > big && sleep 20"
+        run = structured(await client.call_tool("execRun", {"command": command, "workspace": "d", "timeout_s": 60}))
+    assert run["state"] == "failed" and "local.max_data_mb, less the other workspaces" in run["message"], run

@@ -204,7 +204,7 @@ def build_job(settings: SessionSettings, request: Request, job: Job, quiet: bool
             [*(prefix or []), *argv], cwd, job_env | net_env, workdir=workdir_path, share_net=share, more=options
         )
     disk = None
-    if workdir is not None and workdir.max_bytes:
+    if workdir is not None and (workdir.max_bytes or workdir.workspace is not None):  # a workspace's 0: no room
         disk = {"path": workdir.path, "max_bytes": workdir.max_bytes, "setting": workdir.setting}
         disk["at_end"] = workdir.workspace is None  # a workspace holds what runs before left: see Monitor.final
     message: dict[str, Any] = {

@@ -58,7 +58,7 @@ class Monitor:
         self.disk_bytes = 0
         self.cut: list[str] = []  # the streams that passed the cap
         self.output = Backoff(started, OUTPUT_MOST_S) if self.cap else None
-        self.disk = Backoff(started, DISK_MOST_S) if self.disk_path and self.disk_cap else None
+        self.disk = Backoff(started, DISK_MOST_S) if self.disk_path else None
         most = LIMITS_S if limits.cgroup is None else LIMITS_MOST_S
         self.limit_checks = Backoff(started, most) if limits.limits else None
 
