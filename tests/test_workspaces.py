@@ -445,3 +445,39 @@ async def test_a_run_in_a_workspace_with_no_room_left_under_max_data_mb_is_still
         command = "head -c 1048576 /dev/zero > big && sleep 20"
         run = structured(await client.call_tool("execRun", {"command": command, "workspace": "d", "timeout_s": 60}))
     assert run["state"] == "failed" and "local.max_data_mb, less the other workspaces" in run["message"], run
+
+
+async def test_a_measure_that_outlives_its_workspace_does_not_bring_its_record_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The measure after a run walks the workspace in a thread; a deleteWorkspace (and a new workspace of that
+    name) may come meanwhile. The old size must not become the new workspace's record."""
+    from providers.local import workspaces as module
+    from providers.local.workspaces import Workspaces
+
+    async def never_busy(directory: str) -> bool:
+        return False
+
+    workspaces = Workspaces(tmp_path, max_mb=10, max_count=10, retention_days=30, busy=never_busy)
+    (workspaces.ensure("w") / "big").write_bytes(b"x" * 3_000_000)
+    root, walk = workspaces.root, module.tree_bytes
+
+    def walk_then_replace(path: str) -> int:
+        size = walk(path)
+        anyio.from_thread.run(workspaces.delete_workspace, "w")
+        (workspaces.ensure("w") / "small").write_text("new")  # the same name, another workspace
+        return size
+
+    def walk_then_delete(path: str) -> int:
+        size = walk(path)
+        anyio.from_thread.run(workspaces.delete_workspace, "w")
+        return size
+
+    monkeypatch.setattr(module, "tree_bytes", walk_then_replace)
+    await workspaces.measure(root, "w")
+    listed = (await workspaces.list_workspaces()).workspaces
+    assert [(w.name, w.size_bytes) for w in listed] == [("w", 0)], listed
+    monkeypatch.setattr(module, "tree_bytes", walk_then_delete)
+    await workspaces.measure(root, "w")
+    assert (await workspaces.list_workspaces()).workspaces == []
+    assert os.listdir(root / ".meta") == []  # no record left behind for a workspace made later to inherit

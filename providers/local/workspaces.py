@@ -155,11 +155,13 @@ class Workspaces:
             record = self._record(root, name) | values
             write_new(meta / f"{name}.json", json.dumps(record).encode(), 0o600, durable=False)  # on the loop
 
-    async def measure(self, root: Path, name: str) -> int:
-        """Measure a workspace (after a run in it ended): its record keeps the size."""
+    async def measure(self, root: Path, name: str) -> None:
+        """Measure a workspace (after a run in it ended): its record keeps the size, unless the workspace was
+        deleted meanwhile (its record would come back) or made anew (it would get the old one's size)."""
+        made = self._record(root, name).get("created_at")  # the directory's inode number may be used again
         size = await anyio.to_thread.run_sync(tree_bytes, str(root / name))
-        self._save(root, name, size_bytes=size, last_used_at=time.time())
-        return size
+        if (root / name).is_dir() and self._record(root, name).get("created_at") == made:
+            self._save(root, name, size_bytes=size, last_used_at=time.time())
 
     def _owner(self, root: Path, record: dict[str, Any]) -> str | None:
         if root.name == EARLIER:
