@@ -159,6 +159,41 @@ def test_a_directory_a_run_made_unreadable_is_measured_and_removed_all_the_same(
         shutil.rmtree(top, ignore_errors=True)
 
 
+def test_a_measure_that_finds_the_tree_moved_gives_no_directory_another_ones_mode() -> None:
+    """The measure opens up a directory the run made unreadable and gives its mode back as it leaves it; when the
+    run moves a directory below it meanwhile, ".." leads elsewhere, and that other directory must not get it."""
+    script = (
+        "import json, os, sys\n"
+        f"sys.path.insert(0, {str(Path(__file__).parents[1])!r})\n"
+        "from providers.local.supervisor import trees\n"
+        "if os.geteuid() == 0:  # as a server that is not root (after the imports: /root is out of its reach)\n"
+        "    os.setgroups([]); os.setgid(65534); os.setuid(65534)\n"
+        "top = sys.argv[1]\n"
+        "os.makedirs(os.path.join(top, 'h', 'd')); os.makedirs(os.path.join(top, 'x'))\n"
+        "os.chmod(os.path.join(top, 'x'), 0o755); os.chmod(os.path.join(top, 'h'), 0o300)\n"
+        "deep, scan, moved = os.stat(os.path.join(top, 'h', 'd')), trees._scan, []\n"
+        "def scan_then_move(directory, on_entry, remove):\n"
+        "    found = scan(directory, on_entry, remove)\n"
+        "    here = os.fstat(directory)\n"
+        "    if not moved and (here.st_dev, here.st_ino) == (deep.st_dev, deep.st_ino):\n"
+        "        os.rename(os.path.join(top, 'h', 'd'), os.path.join(top, 'x', 'd')); moved.append(1)\n"
+        "    return found\n"
+        "trees._scan = scan_then_move\n"
+        "trees.tree_size(top)\n"
+        "print(json.dumps({'moved': bool(moved), 'x': oct(os.stat(os.path.join(top, 'x')).st_mode & 0o777)}))\n"
+    )
+    top = tempfile.mkdtemp(prefix="runtimes-mcp-test-")  # not below pytest's directory: the user must reach it
+    try:
+        if os.geteuid() == 0:
+            os.chown(top, 65534, 65534)
+        done = subprocess.run([sys.executable, "-I", "-c", script, top], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout) == {"moved": True, "x": "0o755"}, done.stdout
+    finally:
+        subprocess.run(["chmod", "-R", "u+rwx", top], capture_output=True)
+        shutil.rmtree(top, ignore_errors=True)
+
+
 def test_hard_links_count_once_and_links_are_not_followed(tmp_path: Path) -> None:
     (tmp_path / "t").mkdir()
     (tmp_path / "t" / "big").write_bytes(b"x" * 1_000_000)

@@ -87,12 +87,13 @@ def _walk(path: str, on_entry: Callable[[int, os.DirEntry[str]], None], remove: 
             if not names:
                 break
             up = os.open("..", DIRECTORY, dir_fd=current)
+            if _identity(up) != above.pop():  # before anything is done to it: it is not ours
+                os.close(up)
+                raise Moved(path)
             if (mode := modes.pop()) is not None and not remove:
                 os.fchmod(current, mode)
             os.close(current)
             current = up
-            if _identity(current) != above.pop():
-                raise Moved(path)
             left = names.pop()
             if remove:
                 with contextlib.suppress(OSError):
