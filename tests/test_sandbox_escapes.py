@@ -128,23 +128,16 @@ def test_a_tree_that_moves_under_every_measure_is_not_taken_for_a_small_one(
     assert remove_tree(str(top)) and not top.exists()
 
 
-def test_a_directory_a_run_made_unreadable_is_measured_and_removed_all_the_same() -> None:
-    """A run may leave a directory its owner can write into but not list (mode 300). A server that is not root
-    (its runs' files are its own) opens it up, rather than miss what it holds in the limits and in removal."""
+def as_unprivileged_server(body: str) -> Any:
+    """What `body` prints as JSON, run as a server that is not root would run it (as nobody when this is root),
+    with the tree walk imported (`trees`) and `top` a fresh directory that user owns."""
     script = (
         "import json, os, sys\n"
         f"sys.path.insert(0, {str(Path(__file__).parents[1])!r})\n"
-        "from providers.local.supervisor.trees import remove_tree, tree_size\n"
+        "from providers.local.supervisor import trees\n"
         "if os.geteuid() == 0:  # as a server that is not root (after the imports: /root is out of its reach)\n"
         "    os.setgroups([]); os.setgid(65534); os.setuid(65534)\n"
-        "top = sys.argv[1]\n"
-        "os.makedirs(os.path.join(top, 'h', 'inner'))\n"
-        "with open(os.path.join(top, 'h', 'inner', 'f'), 'wb') as f: f.write(b'x' * 1_000_000)\n"
-        "os.chmod(os.path.join(top, 'h', 'inner'), 0o100); os.chmod(os.path.join(top, 'h'), 0o300)\n"
-        "size = tree_size(top)[0]\n"
-        "mode = oct(os.stat(os.path.join(top, 'h')).st_mode & 0o777)\n"
-        "removed = remove_tree(top)\n"
-        "print(json.dumps({'size': size, 'mode': mode, 'removed': removed, 'left': os.path.lexists(top)}))\n"
+        "top = sys.argv[1]\n" + body
     )
     top = tempfile.mkdtemp(prefix="runtimes-mcp-test-")  # not below pytest's directory: the user must reach it
     try:
@@ -152,23 +145,32 @@ def test_a_directory_a_run_made_unreadable_is_measured_and_removed_all_the_same(
             os.chown(top, 65534, 65534)
         done = subprocess.run([sys.executable, "-I", "-c", script, top], capture_output=True, text=True, timeout=60)
         assert done.returncode == 0, done.stderr
-        result = json.loads(done.stdout)
-        assert result["size"] >= 1_000_000 and result["removed"] and not result["left"], result
-        assert result["mode"] == "0o300", result  # measured only (as while the run runs), it is given back its mode
+        return json.loads(done.stdout)
     finally:
+        subprocess.run(["chmod", "-R", "u+rwx", top], capture_output=True)  # what the script left unreadable
         shutil.rmtree(top, ignore_errors=True)
+
+
+def test_a_directory_a_run_made_unreadable_is_measured_and_removed_all_the_same() -> None:
+    """A run may leave a directory its owner can write into but not list (mode 300). A server that is not root
+    (its runs' files are its own) opens it up, rather than miss what it holds in the limits and in removal."""
+    result = as_unprivileged_server(
+        "os.makedirs(os.path.join(top, 'h', 'inner'))\n"
+        "with open(os.path.join(top, 'h', 'inner', 'f'), 'wb') as f: f.write(b'x' * 1_000_000)\n"
+        "os.chmod(os.path.join(top, 'h', 'inner'), 0o100); os.chmod(os.path.join(top, 'h'), 0o300)\n"
+        "size = trees.tree_size(top)[0]\n"
+        "mode = oct(os.stat(os.path.join(top, 'h')).st_mode & 0o777)\n"
+        "removed = trees.remove_tree(top)\n"
+        "print(json.dumps({'size': size, 'mode': mode, 'removed': removed, 'left': os.path.lexists(top)}))\n"
+    )
+    assert result["size"] >= 1_000_000 and result["removed"] and not result["left"], result
+    assert result["mode"] == "0o300", result  # measured only (as while the run runs), it is given back its mode
 
 
 def test_a_measure_that_finds_the_tree_moved_gives_no_directory_another_ones_mode() -> None:
     """The measure opens up a directory the run made unreadable and gives its mode back as it leaves it; when the
     run moves a directory below it meanwhile, ".." leads elsewhere, and that other directory must not get it."""
-    script = (
-        "import json, os, sys\n"
-        f"sys.path.insert(0, {str(Path(__file__).parents[1])!r})\n"
-        "from providers.local.supervisor import trees\n"
-        "if os.geteuid() == 0:  # as a server that is not root (after the imports: /root is out of its reach)\n"
-        "    os.setgroups([]); os.setgid(65534); os.setuid(65534)\n"
-        "top = sys.argv[1]\n"
+    result = as_unprivileged_server(
         "os.makedirs(os.path.join(top, 'h', 'd')); os.makedirs(os.path.join(top, 'x'))\n"
         "os.chmod(os.path.join(top, 'x'), 0o755); os.chmod(os.path.join(top, 'h'), 0o300)\n"
         "deep, scan, moved = os.stat(os.path.join(top, 'h', 'd')), trees._scan, []\n"
@@ -182,16 +184,7 @@ def test_a_measure_that_finds_the_tree_moved_gives_no_directory_another_ones_mod
         "trees.tree_size(top)\n"
         "print(json.dumps({'moved': bool(moved), 'x': oct(os.stat(os.path.join(top, 'x')).st_mode & 0o777)}))\n"
     )
-    top = tempfile.mkdtemp(prefix="runtimes-mcp-test-")  # not below pytest's directory: the user must reach it
-    try:
-        if os.geteuid() == 0:
-            os.chown(top, 65534, 65534)
-        done = subprocess.run([sys.executable, "-I", "-c", script, top], capture_output=True, text=True, timeout=60)
-        assert done.returncode == 0, done.stderr
-        assert json.loads(done.stdout) == {"moved": True, "x": "0o755"}, done.stdout
-    finally:
-        subprocess.run(["chmod", "-R", "u+rwx", top], capture_output=True)
-        shutil.rmtree(top, ignore_errors=True)
+    assert result == {"moved": True, "x": "0o755"}, result
 
 
 def test_hard_links_count_once_and_links_are_not_followed(tmp_path: Path) -> None:
