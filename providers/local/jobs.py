@@ -17,6 +17,7 @@ from providers.local.processes import child_env
 from providers.local.sandbox import Sandbox
 from providers.local.supervisor import channel
 from providers.local.supervisor import records as sv
+from providers.local.tables import SessionRow
 
 STOP_GRACE_S = 2.0
 PIPE_BYTES = 65_536  # what a pipe holds: an interactive run's first stdin must fit
@@ -71,17 +72,6 @@ class Request:
     place: Cwd | None  # a caller's cwd, as opened
     network: str | None = None  # its network mode, where it differs from the server's
     ports: tuple[int, ...] = ()
-
-
-@dataclass(frozen=True)
-class Job:
-    """Where a request runs: its session, and its own directory (None: in the caller's cwd)."""
-
-    id: str
-    directory: Path
-    owner: str | None
-    workdir: WorkDir | None
-    principal: str | None = None  # whose run it is (providers.services.Caller.owner)
 
 
 def check_start(
@@ -184,13 +174,15 @@ def _refuse_unshown(cwd: str, shown: str) -> None:
         )
 
 
-def build_job(settings: SessionSettings, request: Request, job: Job, quiet: bool) -> tuple[dict[str, Any], list[int]]:
-    """The message a supervisor gets, and the descriptors that go with it. With `quiet`, it says the command
-    started only if it is still running after a moment (a short waited-for run costs one message, not two)."""
+def build_job(
+    settings: SessionSettings, request: Request, row: SessionRow, directory: Path, workdir: WorkDir | None, quiet: bool
+) -> tuple[dict[str, Any], list[int]]:
+    """The message a supervisor gets for the session `row` (its directory; `workdir`: the run's own directory,
+    None in a caller's cwd), and the descriptors that go with it. With `quiet`, it says the command started only
+    if it is still running after a moment (a short waited-for run costs one message, not two)."""
     if request.stdin:
-        (job.directory / sv.STDIN).write_text(request.stdin, encoding="utf-8")
-    sandbox, place, workdir = settings.sandbox, request.place, job.workdir
-    cwd = place.path if place is not None else workdir.path if workdir is not None else "/"
+        (directory / sv.STDIN).write_text(request.stdin, encoding="utf-8")
+    sandbox, place, cwd = settings.sandbox, request.place, row.cwd
     job_env = child_env(request.env)
     fds = {"lock": request.lock_fd} if request.lock_fd is not None else {}
     if place is not None and sandbox is None:  # unconfined: the supervisor goes there
@@ -208,7 +200,7 @@ def build_job(settings: SessionSettings, request: Request, job: Job, quiet: bool
         disk = {"path": workdir.path, "max_bytes": workdir.max_bytes, "setting": workdir.setting}
         disk["at_end"] = workdir.workspace is None  # a workspace holds what runs before left: see Monitor.final
     message: dict[str, Any] = {
-        "id": job.id,
+        "id": row.id,
         "argv": argv,
         "bwrap": bwrap,
         "fds": list(fds),
@@ -229,8 +221,8 @@ def build_job(settings: SessionSettings, request: Request, job: Job, quiet: bool
             "command": request.command,
             "cwd": cwd,
             "origin": request.origin,
-            "owner": job.owner,
-            "principal": job.principal,
+            "owner": row.owner,
+            "principal": row.principal,
             "timeout_s": request.timeout_s,
             "on_server_exit": request.on_exit,
             "interactive": request.interactive,
@@ -239,8 +231,8 @@ def build_job(settings: SessionSettings, request: Request, job: Job, quiet: bool
         },
     }
     if len(json.dumps(message, separators=(",", ":"))) > channel.INLINE_JOB_BYTES:  # (escaped: ASCII)
-        sv.write_json(str(job.directory / sv.REQUEST), message)  # too large for one socket message
-        message = {"file": sv.REQUEST, "id": job.id}
+        sv.write_json(str(directory / sv.REQUEST), message)  # too large for one socket message
+        message = {"file": sv.REQUEST, "id": row.id}
     return message, list(fds.values())
 
 

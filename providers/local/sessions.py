@@ -28,7 +28,6 @@ from providers.local.jobs import (
     DISK_SETTING,
     PIPE_BYTES,
     STOP_GRACE_S,
-    Job,
     Request,
     SessionSettings,
     WorkDir,
@@ -150,8 +149,8 @@ class SessionManager(SessionRecords):
             while True:
                 workdir = workspace or WorkDir(str(spare.dir / sv.WORKDIR), self.settings.disk_bytes, DISK_SETTING)
                 row.cwd = request.place.path if request.place is not None else workdir.path
-                job = Job(row.id, spare.dir, row.owner, workdir if request.place is None else None, row.principal)
-                message, fds = build_job(self.settings, request, job, quiet=not durable)
+                own = workdir if request.place is None else None
+                message, fds = build_job(self.settings, request, row, spare.dir, own, quiet=not durable)
                 if send(spare.channel, message, fds=fds):
                     break
                 tries += 1
