@@ -79,16 +79,16 @@ def ending(row: SessionRow, max_timeout_s: float) -> str:
     )
 
 
-def sandbox_hint(records: SessionRecords, row: SessionRow, stderr: str) -> str | None:
-    """For a failed run whose stderr shows the sandbox's hand: the setting that would allow it."""
+def sandbox_hint(mode: str, row: SessionRow, stderr: str) -> str | None:
+    """For a failed run whose stderr shows the sandbox's hand: the setting that would allow it (`mode`: the
+    network mode it ran with)."""
     if row.state != "failed" or not stderr:
         return None
     hints = []
     unreachable = any(word in stderr for word in NETWORK_WORDS)
     refused = any(word in stderr for word in REFUSED_WORDS)
-    mode = records.network_mode(row.id) if unreachable or refused else None  # read from its record
     if unreachable:
-        hints.append(NETWORK_HINTS.get(str(mode), ""))
+        hints.append(NETWORK_HINTS.get(mode, ""))
     if refused and mode != "host":  # its own loopback: the only thing it could have tried
         hints.append(LOOPBACK_HINT)
     if "Read-only file system" in stderr:
@@ -142,8 +142,8 @@ def exec_result(
             truncated = truncated or offset + records.settings.output_cap < size  # by the page size
     duration = int((row.ended_at - row.started_at) * 1000) if row.ended_at else None
     elsewhere = records.elsewhere(row)
-    ports, denied = records.network_of(row.id) if not elsewhere else (None, None)
-    hint = sandbox_hint(records, row, streams["stderr"][0] or "") if not elsewhere else None
+    ports, denied, mode = records.network_of(row.id) if not elsewhere else (None, None, "")
+    hint = sandbox_hint(mode, row, streams["stderr"][0] or "") if not elsewhere else None
     message = "; ".join(m for m in (row.message, note, hint) if m) or None
     if elsewhere:
         streams = {"stdout": (None, row.stdout_bytes, None), "stderr": (None, row.stderr_bytes, None)}

@@ -273,16 +273,13 @@ class SessionRecords:
             provider=PROVIDER, session_id=row.id, bytes=sent, closed=bool(eof), state=row.state, message=message
         )
 
-    def network_mode(self, session_id: str) -> str:
-        """The network mode a session ran with (none, allowlist or host), from its record."""
-        record = sv.read_json(str(self.path(session_id, sv.RECORD))) or {}
-        return str(record.get("network") or self.settings.network.default)
-
-    def network_of(self, session_id: str) -> tuple[dict[str, int] | None, list[str] | None]:
-        """(published ports: inside -> host loopback, what its network policy refused), from its record."""
+    def network_of(self, session_id: str) -> tuple[dict[str, int] | None, list[str] | None, str]:
+        """(published ports: inside -> host loopback, what its network policy refused, the network mode it ran
+        with: none, allowlist or host), from its record."""
         record = sv.read_json(str(self.path(session_id, sv.RECORD))) or {}
         result = record.get("result") or {}
-        return record.get("ports") or None, result.get("network_denied") or None
+        mode = str(record.get("network") or self.settings.network.default)
+        return record.get("ports") or None, result.get("network_denied") or None, mode
 
     def output(self, session_id: str, stream: str, ended: bool) -> Output:
         return read_capped(self.path(session_id, stream), self.settings.output_cap, ended)
