@@ -152,6 +152,7 @@ class Mount:
     kind: Kind
     size_mb: int = 0  # a tmpfs's size (private or hidden directories); 0: the kernel's default
     rendered: bool = True  # False: already out of sight below an earlier mount; known, but costs no mount
+    later: bool = False  # a hidden path that would show but did not exist yet: mounted in each run it exists by
 
 
 def bundled_bwrap() -> str | None:
@@ -188,14 +189,6 @@ class Sandbox:
         return kind
 
     @functools.cached_property
-    def later(self) -> tuple[Mount, ...]:
-        return tuple(m for m in self.mounts if m.kind == "hidden" and not m.rendered and self._would_show(m))
-
-    def _would_show(self, hidden: Mount) -> bool:
-        before = self.mounts[: self.mounts.index(hidden)]
-        return Sandbox("", before, self.network).shows(hidden.path) in ("ro", "rw")
-
-    @functools.cached_property
     def profile(self) -> list[str]:
         """Everything but the network namespace: mounts, namespaces, capabilities."""
         args = ["--unshare-user", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"]
@@ -224,7 +217,7 @@ class Sandbox:
         if not share_net:
             args.append("--unshare-net")
         # hidden paths made since the profile was built (a credential file written after the server started)
-        args += _render(m for m in self.later if os.path.lexists(m.path))
+        args += _render(m for m in self.mounts if m.later and os.path.lexists(m.path))
         if workdir is not None:
             args += ["--bind", workdir, workdir]
         args += more
@@ -286,7 +279,8 @@ def mounts(
         # A mount only where it would show; elsewhere it is known (a cwd there is refused) but costs nothing.
         # One that does not exist yet is looked at again at each run (see Sandbox.argv).
         showing = Sandbox("", tuple(out), config.network).shows(path) in ("ro", "rw")
-        out.append(Mount(path, "hidden", rendered=showing and os.path.lexists(path)))
+        exists = os.path.lexists(path)
+        out.append(Mount(path, "hidden", rendered=showing and exists, later=showing and not exists))
     return out
 
 
