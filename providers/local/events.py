@@ -32,11 +32,8 @@ MAX_EVENT_CHARS = 256 * 1024
 class EventLog:
     def __init__(self, store: Store) -> None:
         self._store = store
-        self._listeners: list[Listener] = []
-
-    def add_listener(self, listener: Listener) -> None:
-        """`listener(sandbox_id)` runs after each stored event; a failing listener never loses the event."""
-        self._listeners.append(listener)
+        # `listener(sandbox_id)` runs after each stored event; a failing listener never loses the event.
+        self.listener: Listener | None = None
 
     async def store(self, type_: str, data: dict[str, Any], sandbox_id: str = DEFAULT_SANDBOX) -> StoredEvent:
         """Store an event and return once it is durable (commits are shared with concurrent writers)."""
@@ -79,11 +76,12 @@ class EventLog:
         )
 
     async def notify(self, sandbox_id: str) -> None:
-        for listener in self._listeners:
-            try:
-                await listener(sandbox_id)
-            except Exception:
-                logger.exception("runtimes-mcp: an event listener failed for sandbox %s", sandbox_id)
+        if self.listener is None:
+            return
+        try:
+            await self.listener(sandbox_id)
+        except Exception:
+            logger.exception("runtimes-mcp: an event listener failed for sandbox %s", sandbox_id)
 
     async def query(
         self,

@@ -29,7 +29,7 @@ async def open_runtime(host: Host) -> AsyncIterator[LocalRuntime]:
         listening=host.listening,
     )
     async with opening as runtime:
-        runtime.events.add_listener(lambda sandbox_id: host.changed(f"events://{sandbox_id}"))
+        runtime.events.listener = lambda sandbox_id: host.changed(f"events://{sandbox_id}")
         yield runtime
 
 
