@@ -20,8 +20,8 @@ from providers.local.tables import (
     CALL_TASK_COLUMNS,
     RUN_COLUMNS,
     RUNNING_CALL,
+    SAVE_SESSION,
     SELECT_SESSION,
-    SESSION_COLUMNS,
     CallTaskRow,
     EventRow,
     RunRow,
@@ -68,14 +68,7 @@ class Store(OwnedRecords):
     # --- sessions ---------------------------------------------------------------------------------
     def save_session(self, row: SessionRow) -> None:
         """Insert or replace the whole record, unless it already ended (an end is never undone)."""
-        columns = ", ".join(SESSION_COLUMNS)
-        updates = ", ".join(f"{c} = excluded.{c}" for c in SESSION_COLUMNS if c != "id")
-        self.submit(
-            f"INSERT INTO sessions ({columns}) VALUES ({', '.join('?' * len(SESSION_COLUMNS))})"
-            f" ON CONFLICT(id) DO UPDATE SET {updates} WHERE sessions.state = 'running'",
-            row.values(),
-            row,
-        )
+        self.submit(SAVE_SESSION, row.values(), row)
 
     def set_pid(self, session_id: str, pid: int) -> None:
         self.submit("UPDATE sessions SET pid = ? WHERE id = ?", (pid, session_id))
@@ -319,17 +312,9 @@ class Store(OwnedRecords):
 
 
 def _end(row: SessionRow, event: EventRow, db: Connection) -> bool:
-    """Record a session's end unless a server did before (the event too, only then): the conditional UPDATE
+    """Record a session's end unless a server did before (the event too, only then): the conditional upsert
     decides, so the end and its event are stored once however many servers see it."""
-    columns, marks = ", ".join(SESSION_COLUMNS), ", ".join("?" * len(SESSION_COLUMNS))
-    db.execute(
-        f"INSERT INTO sessions ({columns}) VALUES ({marks}) ON CONFLICT (id) DO NOTHING",
-        (*row.values()[:1], "running", *row.values()[2:]),
-    )
-    updates = ", ".join(f"{c} = ?" for c in SESSION_COLUMNS if c != "id")
-    changed = db.execute(
-        f"UPDATE sessions SET {updates} WHERE id = ? AND state = 'running'", (*row.values()[1:], row.id)
-    ).rowcount
+    changed = db.execute(SAVE_SESSION, row.values()).rowcount
     if changed:
         db.execute(*event_insert(event))
     return bool(changed)

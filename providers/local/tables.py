@@ -172,6 +172,12 @@ class EventRow:
 # The columns are the records' fields, in order (a session's rowid is SQLite's own, a column in PostgreSQL).
 SESSION_COLUMNS = tuple(f.name for f in fields(SessionRow))[1:]
 SELECT_SESSION = f"SELECT rowid, {', '.join(SESSION_COLUMNS)} FROM sessions"
+# Insert or replace a session's whole record, unless it has ended (an end is never undone): changes no row then.
+SAVE_SESSION = (
+    f"INSERT INTO sessions ({', '.join(SESSION_COLUMNS)}) VALUES ({', '.join('?' * len(SESSION_COLUMNS))})"
+    f" ON CONFLICT(id) DO UPDATE SET {', '.join(f'{c} = excluded.{c}' for c in SESSION_COLUMNS if c != 'id')}"
+    " WHERE sessions.state = 'running'"
+)
 RUN_COLUMNS = ", ".join(f"r.{f.name}" for f in fields(RunRow))
 CALL_TASK_COLUMNS = ", ".join(f.name for f in fields(CallTaskRow))
 
