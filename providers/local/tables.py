@@ -141,7 +141,7 @@ class TaskRow:
 
 @dataclass
 class CallTaskRow:
-    """An MCP task that is a tool call running in one server process (`owner`, see owners.py): `view` is the
+    """An MCP task that is a tool call running in one server process (`owner`, see call_tasks.py): `view` is the
     task as tasks/get shows it (JSON), kept in step by its owner, which also beats (`alive_at`) while it runs."""
 
     id: str
