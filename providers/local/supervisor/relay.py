@@ -22,7 +22,6 @@ import selectors
 import signal
 import socket
 import sys
-from collections.abc import Callable
 
 CHUNK = 65536
 BUFFERED = 4 * CHUNK  # a side that cannot take more stops being read from
@@ -186,7 +185,7 @@ class Relay:
     def serve(self, stop: int) -> None:
         """Carry connections until `stop` (a descriptor) is readable (the supervisor's use: ports only)."""
         self.selector.register(stop, selectors.EVENT_READ, "wake")
-        self._loop(lambda: True)
+        self._loop(None)
 
     def close(self) -> None:
         for key in list(self.selector.get_map().values()):
@@ -194,9 +193,9 @@ class Relay:
                 key.fileobj.close()
         self.selector.close()
 
-    def _loop(self, woken: Callable[[], bool]) -> None:
-        """Accept and carry connections; `woken()` is asked whenever the wake descriptor is readable, and a
-        True answer ends the loop."""
+    def _loop(self, child: int | None) -> int:
+        """Accept and carry connections until the wake descriptor is readable and, given a `child`, that child
+        has ended: its exit status then (0 without one)."""
         while True:
             for key, events in self.selector.select():
                 if key.data == "wake":
@@ -205,8 +204,11 @@ class Relay:
                             pass
                     except OSError:
                         pass
-                    if woken():
-                        return
+                    if child is None:
+                        return 0
+                    status = _reaped(child)
+                    if status is not None:
+                        return status
                 elif key.data is None:
                     self.accept(key.fileobj)  # type: ignore[arg-type]
                 else:
@@ -229,16 +231,7 @@ class Relay:
                 os.write(2, f"runtimes-mcp relay: {command[0]}: {exc.strerror}\n".encode())
             os._exit(127)
         self.selector.register(wake_r, selectors.EVENT_READ, "wake")
-        status: list[int] = []
-
-        def ended() -> bool:
-            code = _reaped(child)
-            if code is not None:
-                status.append(code)
-            return bool(status)
-
-        self._loop(ended)
-        return status[0]
+        return self._loop(child)
 
 
 def _reaped(child: int) -> int | None:
