@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 import h11
 
 from .addresses import Lookup, LookupFailed, Resolver
-from .ca import CertificateAuthority
+from .ca import CertificateAuthority, upstream_context
 from .forward import UpstreamError, discard, exchange, open_upstream, splice
 from .http1 import Bounds, HttpStream, PeerGone, close_writer, plain_response
 from .policy import IPAddress, Policy, Refused, authority, canonical_host
@@ -44,14 +44,14 @@ class EgressProxy:
         self,
         policy: Policy,
         ca: CertificateAuthority,
-        upstream_tls: Callable[[], ssl.SSLContext],
+        extra_ca_file: str | None,
         bounds: Bounds | None = None,
         lookup: Lookup | None = None,
         on_notice: OnNotice | None = None,
     ) -> None:
         self.policy = policy
         self.ca = ca
-        self.upstream_tls = upstream_tls
+        self.extra_ca_file = extra_ca_file
         self.bounds = bounds or Bounds()
         self.resolver = Resolver(policy, lookup, timeout=self.bounds.connect_timeout)
         self.denied: list[str] = []
@@ -64,7 +64,7 @@ class EgressProxy:
     def upstream_context(self) -> ssl.SSLContext:
         """What verifies a secret's host, loaded on first use (see ca.upstream_context)."""
         try:
-            return self.upstream_tls()
+            return upstream_context(self.extra_ca_file)
         except (OSError, ValueError) as error:  # the operator's ca_file changed or went after the start
             message = f"runtimes-mcp: the proxy could not load its trust store ({type(error).__name__}): "
             message += "the operator should check local.sandbox.ca_file"

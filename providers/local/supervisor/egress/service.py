@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import os
 import socket
 import threading
@@ -13,7 +12,7 @@ from collections.abc import Coroutine
 from typing import Any
 
 from .addresses import Lookup
-from .ca import CertificateAuthority, upstream_context
+from .ca import CertificateAuthority
 from .http1 import Bounds
 from .policy import Policy
 from .proxy import EgressProxy, OnNotice
@@ -84,7 +83,7 @@ def start_proxy(
     each refusal's line and what else the run should know (a placeholder sent over plain HTTP); `lookup` replaces
     DNS (tests). Raises what the start raised."""
     ca = CertificateAuthority.load_or_create(ca_dir)
-    proxy = EgressProxy(policy, ca, functools.partial(upstream_context, extra_ca_file), bounds, lookup, on_notice)
+    proxy = EgressProxy(policy, ca, extra_ca_file, bounds, lookup, on_notice)
     loop = asyncio.new_event_loop()
     started = threading.Event()
     failure: list[BaseException] = []
