@@ -54,8 +54,7 @@ class EgressProxy:
         self.extra_ca_file = extra_ca_file
         self.bounds = bounds or Bounds()
         self.resolver = Resolver(policy, lookup, timeout=self.bounds.connect_timeout)
-        self.denied: list[str] = []
-        self._denied_set: set[str] = set()
+        self.denied: dict[str, None] = {}  # "host:port" refused, in order, each once
         self._on_notice = on_notice
         self._noticed: set[str] = set()
         self._server: asyncio.Server | None = None
@@ -89,9 +88,8 @@ class EgressProxy:
 
     def record(self, refusal: Refused) -> None:
         # Kept once each and at most MAX_DENIED of them: a sandbox can make up names without end.
-        if refusal.target not in self._denied_set and len(self.denied) < MAX_DENIED:
-            self._denied_set.add(refusal.target)
-            self.denied.append(refusal.target)
+        if len(self.denied) < MAX_DENIED:
+            self.denied.setdefault(refusal.target)
         self._tell(refusal.message)
 
     def notice(self, key: str, message: str) -> None:
