@@ -125,21 +125,17 @@ class HttpStream:
             transport.resume_reading()
 
     async def aclose(self, graceful: bool = True) -> None:
-        await close_writer(self.writer, graceful)
-
-
-async def close_writer(writer: asyncio.StreamWriter, graceful: bool = True) -> None:
-    """Close a connection; a peer that does not finish closing (a TLS close_notify never answered) within a
-    second is cut off."""
-    if not graceful:
-        writer.transport.abort()
-        return
-    writer.close()
-    try:
-        async with asyncio.timeout(1.0):
-            await writer.wait_closed()
-    except (TimeoutError, OSError):
-        writer.transport.abort()
+        """Close the connection; a peer that does not finish closing (a TLS close_notify never answered) within
+        a second is cut off."""
+        if not graceful:
+            self.writer.transport.abort()
+            return
+        self.writer.close()
+        try:
+            async with asyncio.timeout(1.0):
+                await self.writer.wait_closed()
+        except (TimeoutError, OSError):
+            self.writer.transport.abort()
 
 
 def end_to_end(headers: Any) -> Headers:

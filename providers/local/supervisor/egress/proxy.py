@@ -25,7 +25,7 @@ import h11
 from .addresses import Lookup, LookupFailed, Resolver
 from .ca import CertificateAuthority, upstream_context
 from .forward import UpstreamError, discard, exchange, open_upstream, splice
-from .http1 import Bounds, HttpStream, PeerGone, close_writer, plain_response
+from .http1 import Bounds, HttpStream, PeerGone, plain_response
 from .policy import IPAddress, Policy, Refused, authority, canonical_host
 from .substitute import Substitution
 
@@ -108,12 +108,13 @@ class EgressProxy:
                 logger.exception("egress proxy: the on_notice callback failed")
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        client = HttpStream(reader, writer, h11.SERVER, self.bounds)
         if len(self._connections) >= self.bounds.max_connections:
             writer.write(
                 b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\n"
                 b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(_BUSY), _BUSY)
             )
-            await close_writer(writer)
+            await client.aclose()
             return
         connection = writer.get_extra_info("socket")
         if connection is not None and connection.family in (socket.AF_INET, socket.AF_INET6):
@@ -123,7 +124,6 @@ class EgressProxy:
         task = asyncio.current_task()
         assert task is not None
         self._connections.add(task)
-        client = HttpStream(reader, writer, h11.SERVER, self.bounds)
         graceful = True
         try:
             await ClientConnection(self, client).serve()
