@@ -34,7 +34,7 @@ async def open_upstream(
     bounds: Bounds,
     tls: ssl.SSLContext | None = None,
     server_hostname: str | None = None,
-) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+) -> HttpStream:
     """A connection to the first of `addresses` that answers (TLS-verified for `server_hostname` when `tls` is
     given), all within the connect timeout. Only these addresses: nothing is looked up again."""
     loop = asyncio.get_running_loop()
@@ -47,7 +47,7 @@ async def open_upstream(
         try:
             # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancellation (and leak what it opened).
             async with asyncio.timeout_at(deadline):
-                return await asyncio.open_connection(
+                reader, writer = await asyncio.open_connection(
                     str(address),
                     port,
                     ssl=tls,
@@ -55,6 +55,7 @@ async def open_upstream(
                     ssl_handshake_timeout=remaining if tls is not None else None,
                     limit=READ_SIZE,
                 )
+            return HttpStream(reader, writer, h11.CLIENT, bounds)
         except ssl.SSLCertVerificationError as error:
             raise UpstreamError(
                 502,

@@ -191,12 +191,11 @@ class ClientConnection:
         target = authority(host, port)
         try:
             tls, server_hostname = (self.proxy.upstream_context(), host) if secrets else (None, None)
-            reader, writer = await open_upstream(addresses, port, target, self.bounds, tls, server_hostname)
+            up = await open_upstream(addresses, port, target, self.bounds, tls, server_hostname)
         except UpstreamError as error:
             self.client.resume_reading()
             await self._answer(error.status, error.message, error.proxy_error)
             return self.client.reusable()
-        up = HttpStream(reader, writer, h11.CLIENT, self.bounds)
         try:
             await self.client.send(h11.Response(status_code=200, headers=[], reason=b"Connection established"))
             early, _ = self.client.conn.trailing_data
@@ -242,13 +241,12 @@ class ClientConnection:
                 if upstream is None:
                     try:
                         addresses = await self.proxy.resolver.resolve(host, port)
-                        reader, writer = await open_upstream(
+                        upstream = await open_upstream(
                             addresses, port, authority(host, port), self.bounds, self.proxy.upstream_context(), host
                         )
                     except (Refused, LookupFailed, UpstreamError) as error:
                         await self._answer(502, str(error), "destination_unavailable", inner)
                         return
-                    upstream = HttpStream(reader, writer, h11.CLIENT, self.bounds)
                 if not await self._exchange(inner, event, event.target, host_header, upstream, substitution):
                     return
                 if not upstream.reusable():
@@ -287,11 +285,11 @@ class ClientConnection:
             if addresses is None:
                 return True
             try:
-                reader, writer = await open_upstream(addresses, port, authority(host, port), self.bounds)
+                self.upstream = await open_upstream(addresses, port, authority(host, port), self.bounds)
             except UpstreamError as error:
                 await self._answer(error.status, error.message, error.proxy_error)
                 return True
-            self.upstream, self.upstream_for = HttpStream(reader, writer, h11.CLIENT, self.bounds), (host, port)
+            self.upstream_for = (host, port)
         host_header = _host_header(host, port, 80)
         self._plain_http(host, port, request, target)
         if not await self._exchange(self.client, request, target, host_header, self.upstream, Substitution(())):
