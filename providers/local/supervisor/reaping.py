@@ -45,33 +45,25 @@ def reap(command: int) -> int | None:
             found = status
 
 
-def reap_orphans() -> bool:
-    """Reap the children that ended; True when no child is left (then nothing runs below us either: an
-    orphan is handed to us, its subreaper, before its parent can be reaped)."""
-    try:
-        while os.waitpid(-1, os.WNOHANG)[0]:
-            pass
-    except ChildProcessError:
-        return True
-    return False
-
-
 def sweep(command: int, sandboxed: bool, grace_s: float) -> None:
-    """After the command ended: end whatever it left running (SIGTERM, then SIGKILL after the grace)."""
-    if reap_orphans() or not descendants(os.getpid()):
+    """After the command ended (and was reaped): end whatever it left running (SIGTERM, then SIGKILL after the
+    grace). Each reap collects what ended of it: an orphan is handed to us, its subreaper, before its parent can
+    be reaped, so what is not yet collected is in descendants()."""
+    reap(command)
+    if not descendants(os.getpid()):
         return
     for _ in range(10):  # what is already on its way out (bubblewrap's init follows its monitor) goes by itself
         time.sleep(0.001)
-        reap_orphans()
+        reap(command)
         if not any(identity(pid) for pid in descendants(os.getpid())):
-            reap_orphans()
+            reap(command)
             return
     signal_all(command, sandboxed, signal.SIGTERM)
     until = time.monotonic() + grace_s
     while descendants(os.getpid()) and time.monotonic() < until:
         time.sleep(0.02)
-        reap_orphans()
+        reap(command)
     while descendants(os.getpid()):
         signal_all(command, sandboxed, signal.SIGKILL)
         time.sleep(0.01)
-        reap_orphans()
+        reap(command)
