@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import h11
@@ -91,7 +91,7 @@ async def exchange(
             # Small enough to hold: the server gets the length it would have had with the value in it.
             if header(headers, b"expect") is not None and client.conn.they_are_waiting_for_100_continue:
                 await client.send(h11.InformationalResponse(status_code=100, headers=[], reason=b"Continue"))
-            buffered = await _read_body(client, rewriter)
+            buffered = b"".join([part async for part in _body(client, rewriter)]) + rewriter.finish()
             headers = replace_header(
                 replace_header(headers, b"expect", None), b"content-length", str(len(buffered)).encode()
             )
@@ -121,34 +121,25 @@ async def exchange(
         await asyncio.gather(sending, relaying, return_exceptions=True)
 
 
-async def _read_body(client: HttpStream, rewriter: BodyRewriter) -> bytes:
-    parts: list[bytes] = []
+async def _body(client: HttpStream, rewriter: BodyRewriter | None) -> AsyncIterator[bytes]:
+    """The request body as it arrives, rewritten; what the rewriter holds back at the end is its finish()."""
     while True:
         event = await client.next_event()
         if isinstance(event, h11.Data):
-            parts.append(rewriter.feed(event.data))
+            yield rewriter.feed(event.data) if rewriter is not None else event.data
         elif isinstance(event, h11.EndOfMessage):
-            return b"".join(parts) + rewriter.finish()
+            return
         else:
             raise PeerGone("the client closed during its request body")
 
 
 async def _send_body(client: HttpStream, upstream: HttpStream, rewriter: BodyRewriter | None) -> None:
-    if client.conn.their_state is h11.DONE:
-        await upstream.send(h11.EndOfMessage())
-        return
-    while True:
-        event = await client.next_event()
-        if isinstance(event, h11.Data):
-            data = rewriter.feed(event.data) if rewriter is not None else event.data
+    if client.conn.their_state is not h11.DONE:
+        async for data in _body(client, rewriter):
             if data:
                 await upstream.send(h11.Data(data=data))
-        elif isinstance(event, h11.EndOfMessage):
-            tail = rewriter.finish() if rewriter is not None else b""
-            await upstream.send(*([h11.Data(data=tail)] if tail else []), h11.EndOfMessage())
-            return
-        else:
-            raise PeerGone("the client closed during its request body")
+    tail = rewriter.finish() if rewriter is not None else b""
+    await upstream.send(*([h11.Data(data=tail)] if tail else []), h11.EndOfMessage())
 
 
 async def _relay_response(client: HttpStream, upstream: HttpStream) -> None:
