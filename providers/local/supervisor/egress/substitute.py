@@ -4,6 +4,7 @@ A request elsewhere is left alone, so a placeholder sent there stays a useless p
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from .policy import Secret
@@ -44,8 +45,9 @@ class BodyRewriter:
     that a placeholder split between two pieces is still found."""
 
     def __init__(self, pairs: Sequence[tuple[bytes, bytes]]) -> None:
-        self._pairs = list(pairs)
-        self._hold = max(len(placeholder) for placeholder, _ in pairs) - 1
+        self._values = dict(pairs)
+        self._placeholders = re.compile(b"|".join(re.escape(placeholder) for placeholder in self._values))
+        self._hold = max(len(placeholder) for placeholder in self._values) - 1
         self._carry = b""
 
     def feed(self, data: bytes) -> bytes:
@@ -53,14 +55,9 @@ class BodyRewriter:
         work = self._carry + data
         out: list[bytes] = []
         position = 0
-        while True:
-            found = [(work.find(p, position), p, v) for p, v in self._pairs]
-            hits = [hit for hit in found if hit[0] >= 0]
-            if not hits:
-                break
-            index, placeholder, value = min(hits, key=lambda hit: hit[0])
-            out += [work[position:index], value]
-            position = index + len(placeholder)
+        for found in self._placeholders.finditer(work):
+            out += [work[position : found.start()], self._values[found[0]]]
+            position = found.end()
         keep_from = max(position, len(work) - self._hold)
         out.append(work[position:keep_from])
         self._carry = work[keep_from:]
