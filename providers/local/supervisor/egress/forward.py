@@ -13,7 +13,7 @@ from typing import Any
 import h11
 
 from .http1 import READ_SIZE, Bounds, HttpStream, PeerGone, end_to_end, has_body, header, replace_header
-from .policy import IPAddress
+from .policy import IPAddress, authority
 from .substitute import BodyRewriter, Substitution
 
 
@@ -29,14 +29,14 @@ class UpstreamError(Exception):
 
 async def open_upstream(
     addresses: Sequence[IPAddress],
+    host: str,
     port: int,
-    target: str,
     bounds: Bounds,
     tls: ssl.SSLContext | None = None,
-    server_hostname: str | None = None,
 ) -> HttpStream:
-    """A connection to the first of `addresses` that answers (TLS-verified for `server_hostname` when `tls` is
+    """A connection to `host` at the first of `addresses` that answers (TLS-verified for `host` when `tls` is
     given), all within the connect timeout. Only these addresses: nothing is looked up again."""
+    target = authority(host, port)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + bounds.connect_timeout
     failure = "timed out"
@@ -51,7 +51,7 @@ async def open_upstream(
                     str(address),
                     port,
                     ssl=tls,
-                    server_hostname=server_hostname if tls is not None else None,
+                    server_hostname=host if tls is not None else None,
                     ssl_handshake_timeout=remaining if tls is not None else None,
                     limit=READ_SIZE,
                 )

@@ -188,10 +188,9 @@ class ClientConnection:
             self.client.resume_reading()
             return self.client.reusable()
         secrets = self.proxy.policy.secrets_for(host, port)
-        target = authority(host, port)
         try:
-            tls, server_hostname = (self.proxy.upstream_context(), host) if secrets else (None, None)
-            up = await open_upstream(addresses, port, target, self.bounds, tls, server_hostname)
+            tls = self.proxy.upstream_context() if secrets else None
+            up = await open_upstream(addresses, host, port, self.bounds, tls)
         except UpstreamError as error:
             self.client.resume_reading()
             await self._answer(error.status, error.message, error.proxy_error)
@@ -242,7 +241,7 @@ class ClientConnection:
                     try:
                         addresses = await self.proxy.resolver.resolve(host, port)
                         upstream = await open_upstream(
-                            addresses, port, authority(host, port), self.bounds, self.proxy.upstream_context(), host
+                            addresses, host, port, self.bounds, self.proxy.upstream_context()
                         )
                     except (Refused, LookupFailed, UpstreamError) as error:
                         await self._answer(502, str(error), "destination_unavailable", inner)
@@ -285,7 +284,7 @@ class ClientConnection:
             if addresses is None:
                 return True
             try:
-                self.upstream = await open_upstream(addresses, port, authority(host, port), self.bounds)
+                self.upstream = await open_upstream(addresses, host, port, self.bounds)
             except UpstreamError as error:
                 await self._answer(error.status, error.message, error.proxy_error)
                 return True
