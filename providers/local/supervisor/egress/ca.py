@@ -52,7 +52,8 @@ class CertificateAuthority:
         the first to hold the directory's lock does."""
         path = Path(directory)
         path.mkdir(mode=0o700, parents=True, exist_ok=True)
-        with _locked(path / ".lock"):
+        with open(path / ".lock", "a+", opener=functools.partial(os.open, mode=0o600)) as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
             if not (path / CERT_FILE).exists():
                 _create(path)
             key_path = path / KEY_FILE
@@ -187,16 +188,6 @@ def _private_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
     return key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
-
-
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
 
 
 @contextlib.contextmanager
