@@ -7,8 +7,7 @@ import contextlib
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Awaitable
-from typing import Any, TypeVar
+from typing import Any
 
 import anyio
 
@@ -16,19 +15,14 @@ from providers import capabilities as c
 from providers import services
 from providers.errors import InvalidInput, NotFound, ProviderError, Unavailable
 from providers.models import (
-    FileContent,
-    FileList,
-    FileWritten,
     InputSent,
     SessionList,
-    WorkspaceDeleted,
-    WorkspaceList,
     page_arguments,
     wait_seconds,
 )
-from providers.ray.cluster import AgentGone, AgentRef, Cluster, Gone, Unreachable
+from providers.ray.cluster import AgentRef, Cluster, Gone, Unreachable
 from providers.ray.config import RayConfig
-from providers.ray.placement import Placer, bundle_of, labels_of
+from providers.ray.placement import bundle_of, labels_of
 from providers.ray.records import RaySession, Records
 from providers.ray.results import (
     RayExecResult,
@@ -39,7 +33,6 @@ from providers.ray.results import (
     from_record,
     input_sent,
     node_name,
-    provider_error,
     stop_result,
     summary,
 )
@@ -47,23 +40,18 @@ from providers.ray.workspaces import RayWorkspaces
 from providers.services import caller
 
 PROVIDER = "ray"
-T = TypeVar("T")
 logger = logging.getLogger(__name__)
 # A waited run is recorded once this has passed (or at its end, if sooner): other servers see it from then on.
 FIRST_WAIT_S = 1.0
 
 
 class RayRuntime(
+    RayWorkspaces,
     c.ListSessions,
     c.ExecRun,
     c.GetSession,
     c.StopSession,
     c.SendInput,
-    c.WriteFile,
-    c.ReadFile,
-    c.ListFiles,
-    c.ListWorkspaces,
-    c.DeleteWorkspace,
     services.DescribesItself,
 ):
     name = PROVIDER
@@ -78,48 +66,16 @@ class RayRuntime(
         records: Records,
         config: RayConfig,
     ) -> None:
+        super().__init__(cluster, records, config)
         self.address = address
         self.namespace = namespace
         self._token_set = bool(token)
-        self.cluster = cluster
-        self._records = records
-        self._placer = Placer(cluster, records, config.placement_timeout_s)
-        self._node_labels = dict(config.node_labels)  # every run's, beside its own
-        limits = (config.node.max_workspaces, config.node.workspace_max_mb)
-        self.workspaces = RayWorkspaces(cluster, records, self._placer, self._call, self._node_labels, limits)
 
     def this_server(self) -> dict[str, str]:
         return {
             "Ray namespace": self.namespace,
             "Token authentication": "on" if self._token_set else "off (a loopback cluster)",
         }
-
-    # --- calls to a node's agent ------------------------------------------------------------------------------
-    async def _call(self, agent: AgentRef, node_ip: str, method: str, *arguments: Any) -> Any:
-        """The agent's answer; its error as ours. Gone when its node has left the cluster or it no longer exists."""
-        try:
-            who = caller()  # the node's runtime serves the call as the same caller (its records name it too)
-            answer = await self.cluster.call(agent, method, [who.owner, sorted(who.scopes)], *arguments)
-        except Unreachable as exc:
-            where = node_name(agent.node_id, node_ip)
-            if agent.node_id not in await self._nodes(fresh=True):
-                raise Gone(f"its node {where} has left the cluster", node_left=True) from None
-            if isinstance(exc, AgentGone):
-                raise Gone(f"its agent on node {where} no longer exists (it was removed)", node_left=False) from None
-            raise Unavailable(
-                PROVIDER,
-                f"the agent on node {where} did not answer ({exc})",
-                hint="Retry in a moment; if it persists, see the node's Ray logs.",
-            ) from None
-        if "error" in answer:
-            raise provider_error(answer["error"], agent.node_id[:12])
-        return answer["ok"]
-
-    async def _nodes(self, fresh: bool = False) -> dict[str, Any]:
-        try:
-            return await self.cluster.nodes(fresh=fresh)
-        except Unreachable as exc:
-            raise cluster_away(exc) from None
 
     async def _session(self, session_id: str) -> RaySession:
         session = await self._records.get(session_id, caller())
@@ -348,31 +304,3 @@ class RayRuntime(
                 f"session {session_id} is lost: {gone.why}",
                 hint="Start it again with execRun provider=ray.",
             ) from None
-
-    # --- workspaces: on the node of their first use ---------------------------------------------------------------
-    async def _reaching(self, call: Awaitable[T]) -> T:
-        try:
-            return await call
-        except Unreachable as exc:
-            raise cluster_away(exc) from None
-        except Gone as gone:
-            raise Unavailable(PROVIDER, f"the workspace's agent is no more: {gone.why}", hint="Retry.") from None
-
-    async def write_file(
-        self, workspace: str, path: str, content: str, encoding: str | None = None, mode: str | None = None
-    ) -> FileWritten:
-        return await self._reaching(self.workspaces.write_file(workspace, path, content, encoding, mode))
-
-    async def read_file(
-        self, workspace: str, path: str, offset: int | None = None, length: int | None = None
-    ) -> FileContent:
-        return await self._reaching(self.workspaces.read_file(workspace, path, offset, length))
-
-    async def list_files(self, workspace: str, path: str | None = None, depth: int | None = None) -> FileList:
-        return await self._reaching(self.workspaces.list_files(workspace, path, depth))
-
-    async def list_workspaces(self) -> WorkspaceList:
-        return await self._reaching(self.workspaces.list_workspaces())
-
-    async def delete_workspace(self, workspace: str) -> WorkspaceDeleted:
-        return await self._reaching(self.workspaces.delete_workspace(workspace))
