@@ -133,7 +133,7 @@ class HttpProvider:
             # httpx's timeout is per read: a provider trickling bytes could hold a call for ever without this.
             left = min(self.timeout_s, deadline - time.monotonic())
             with anyio.move_on_after(max(0.0, left)) as scope:
-                return await self._send_once(request, endpoint, path or {}, credential_env or self.credential_env)
+                return await self._send_once(request, where, path or {}, credential_env or self.credential_env)
             assert scope.cancel_called
             raise Timeout(
                 self.name, f"{where} did not complete within {self.timeout_s:g} s (RUNTIMES_MCP_HTTP_TIMEOUT)"
@@ -161,9 +161,8 @@ class HttpProvider:
         raise AssertionError("unreachable: tenacity re-raises the last failure")
 
     async def _send_once(
-        self, request: httpx.Request, endpoint: Endpoint, ids: Mapping[str, str], credential_env: str
+        self, request: httpx.Request, where: str, ids: Mapping[str, str], credential_env: str
     ) -> httpx.Response:
-        where = f"{endpoint.method} {endpoint.path}"
         try:
             response = await self._read_capped(request, where)
         except httpx.TimeoutException:
@@ -175,7 +174,7 @@ class HttpProvider:
                 hint="Check the network and the provider's base URL setting, then retry.",
             ) from None
         if response.status_code >= 400:
-            raise self.error_for(response, endpoint, ids, credential_env)
+            raise self.error_for(response, where, ids, credential_env)
         if 300 <= response.status_code < 400:
             raise self._redirected(response, where)
         return response
@@ -277,7 +276,7 @@ class HttpProvider:
         return None, None
 
     def error_for(
-        self, response: httpx.Response, endpoint: Endpoint, ids: Mapping[str, str], credential_env: str
+        self, response: httpx.Response, where: str, ids: Mapping[str, str], credential_env: str
     ) -> ProviderError:
         try:
             body = self.read_json(response.content)
@@ -287,7 +286,7 @@ class HttpProvider:
         message = self.clean(message) if message else message
         code = self.clean(code) if code else code
         if not message:
-            message = f"{endpoint.method} {endpoint.path} failed"
+            message = f"{where} failed"
             if body is None and response.content:
                 message += " (the error body is not JSON)"
         error = error_for_status(
