@@ -155,10 +155,8 @@ class HttpProvider:
             sleep=anyio.sleep,
             reraise=True,
         )
-        async for attempt in retrying:
-            with attempt:
-                return await bounded()
-        raise AssertionError("unreachable: tenacity re-raises the last failure")
+        response: httpx.Response = await retrying(bounded)
+        return response
 
     async def _send_once(
         self, request: httpx.Request, where: str, ids: Mapping[str, str], credential_env: str
