@@ -91,7 +91,7 @@ class Records:
         try:
             if state_url:
                 return cls(await _open_postgres(state_url, replica), earlier_owner)
-            return cls(await anyio.to_thread.run_sync(_open_sqlite, data_dir), earlier_owner)
+            return cls(await anyio.to_thread.run_sync(SQLiteDatabase.open, data_dir / FILE, _create), earlier_owner)
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(
                 PROVIDER,
@@ -204,11 +204,6 @@ class Records:
         where, params = self._visible(who)
         sql = f"SELECT name, owner, node_id, node_ip FROM ray_workspaces WHERE 1 = 1{where} ORDER BY name, owner"
         return [(str(n), str(o), str(node), str(ip)) for n, o, node, ip in await self._read(sql, params)]
-
-
-def _open_sqlite(data_dir: Path) -> SQLiteDatabase:
-    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    return SQLiteDatabase.open(data_dir / FILE, _create)
 
 
 def _create(db: sqlite3.Connection) -> None:
