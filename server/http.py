@@ -27,7 +27,7 @@ from server.host_check import ExactHostCheck
 from server.sign_in import ASKED_SCOPES, SignIn, Verifier
 from server.state import AppState
 from server.tasks import TaskRoutingHeaders
-from server.tokens import TIMEOUT, Keys, TokenChecker, Unavailable, discover
+from server.tokens import TIMEOUT, Keys, TokenChecker, Unavailable, discover_jwks_uri
 from server.unreadable import UnreadableRequests
 from tools import sdk
 
@@ -173,19 +173,19 @@ async def token_checker(settings: Settings, client: httpx.AsyncClient) -> TokenC
     oauth, audience = settings.oauth, settings.audience
     assert oauth.issuer is not None and audience is not None
     try:
-        metadata = await discover(oauth.issuer, client)
+        jwks_uri = await discover_jwks_uri(oauth.issuer, client)
     except Unavailable as exc:
         raise ConfigError(
             f"RUNTIMES_MCP_OAUTH_ISSUER: no usable metadata for {oauth.issuer} ({exc}). Next: check the issuer URL "
             "(exactly as the identity provider names itself in `iss`) and that this machine reaches it"
         ) from None
-    if metadata.jwks_uri is None and oauth.introspection_url is None:
+    if jwks_uri is None and oauth.introspection_url is None:
         raise ConfigError(
             f"RUNTIMES_MCP_OAUTH_ISSUER: {oauth.issuer} publishes no jwks_uri, so its tokens cannot be checked here. "
             "Next: set RUNTIMES_MCP_OAUTH_INTROSPECTION_URL (with its client id and secret) to check them by "
             "introspection"
         )
-    keys = Keys(metadata.jwks_uri, client) if metadata.jwks_uri is not None else None
+    keys = Keys(jwks_uri, client) if jwks_uri is not None else None
     introspection = None
     if oauth.introspection_url is not None and oauth.client_id is not None and oauth.client_secret is not None:
         introspection = (oauth.introspection_url, oauth.client_id, oauth.client_secret.get_secret_value())

@@ -77,11 +77,6 @@ class Identity:
     scopes: frozenset[str]  # with the ones they imply
 
 
-@dataclass(frozen=True)
-class IssuerMetadata:
-    jwks_uri: str | None
-
-
 def well_known_urls(issuer: str) -> list[str]:
     """Where an issuer's metadata may be, in the order MCP clients try them: RFC 8414, then OpenID Connect
     Discovery with the path inserted, then appended."""
@@ -95,8 +90,9 @@ def well_known_urls(issuer: str) -> list[str]:
     return list(dict.fromkeys(urls))
 
 
-async def discover(issuer: str, client: httpx.AsyncClient) -> IssuerMetadata:
-    """The issuer's metadata; Unavailable says why none could be read (as the setting's error, at start)."""
+async def discover_jwks_uri(issuer: str, client: httpx.AsyncClient) -> str | None:
+    """The issuer's jwks_uri from its metadata (None when it names none); Unavailable says why no metadata could be
+    read (as the setting's error, at start)."""
     problems = []
     for url in well_known_urls(issuer):
         try:
@@ -118,7 +114,7 @@ async def discover(issuer: str, client: httpx.AsyncClient) -> IssuerMetadata:
             continue
         jwks_uri = metadata.get("jwks_uri")
         try:
-            return IssuerMetadata(http_url(jwks_uri) if isinstance(jwks_uri, str) else None)
+            return http_url(jwks_uri) if isinstance(jwks_uri, str) else None
         except ValueError:
             problems.append(f"{url}: its jwks_uri {jwks_uri!r} is not an https:// URL")
     raise Unavailable("; ".join(problems))

@@ -18,7 +18,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from server import tokens
-from server.tokens import Keys, Refused, TokenChecker, Unavailable, discover, well_known_urls
+from server.tokens import Keys, Refused, TokenChecker, Unavailable, discover_jwks_uri, well_known_urls
 
 ISSUER = "https://idp.test/realms/team"
 AUDIENCE = "https://mcp.test/mcp"
@@ -92,9 +92,9 @@ async def test_discovery_tries_the_well_known_urls_in_order_and_checks_the_issue
         "https://idp.test/realms/team/.well-known/openid-configuration",
     ]
     client = httpx.AsyncClient(transport=httpx.MockTransport(issuer.handler))
-    assert (await discover(ISSUER, client)).jwks_uri == "https://idp.test/realms/team/keys"
+    assert await discover_jwks_uri(ISSUER, client) == "https://idp.test/realms/team/keys"
     with pytest.raises(Unavailable, match="names issuer"):
-        await discover("https://idp.test/realms/team/", client)  # not exactly the issuer it names
+        await discover_jwks_uri("https://idp.test/realms/team/", client)  # not exactly the issuer it names
 
 
 async def test_a_valid_token_gives_its_subject_and_scopes_with_the_ones_they_imply(issuer: Issuer) -> None:
