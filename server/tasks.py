@@ -88,8 +88,8 @@ class _MemoryTask:
     view: TaskView
     scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
     done: anyio.Event = field(default_factory=anyio.Event)
-    pending: dict[str, Any] = field(default_factory=dict)  # key -> input request
     answers: dict[str, Any] = field(default_factory=dict)
+    # key -> set once answered, for each outstanding input request (its request is in view.input_requests)
     answered: dict[str, anyio.Event] = field(default_factory=dict)
     next_key: int = 0
     outcome: list[HandlerResult] = field(default_factory=list)  # the call's own answer, once it has one
@@ -115,10 +115,9 @@ class _MemoryTask:
         """Park the task on one input request (elicitation, sampling, ...) until tasks/update answers it."""
         self.next_key += 1
         key = f"input-{self.next_key}"
-        self.pending[key] = dict(request)
         self.answered[key] = anyio.Event()
         self.touch("input_required")
-        self.view.input_requests = dict(self.pending)
+        self.view.input_requests = {**(self.view.input_requests or {}), key: dict(request)}
         await self.publish()
         await self.answered[key].wait()
         return self.answers.pop(key)
@@ -131,13 +130,12 @@ class _MemoryTask:
 
     def answer(self, responses: Mapping[str, Any]) -> None:
         for key, response in responses.items():
-            if key not in self.pending:
+            if key not in self.answered:
                 continue  # never issued or already answered: ignored, as the spec asks
-            del self.pending[key]
             self.answers[key] = response
             self.answered.pop(key).set()
-        self.view.input_requests = dict(self.pending)
-        if not self.pending and self.view.status == "input_required":
+        self.view.input_requests = {k: r for k, r in (self.view.input_requests or {}).items() if k in self.answered}
+        if not self.answered and self.view.status == "input_required":
             self.touch("working")
 
 
