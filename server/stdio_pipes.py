@@ -167,7 +167,7 @@ async def pipe_streams(pipes: Pipes) -> AsyncIterator[tuple[ObjectReceiveStream[
         tg.cancel_scope.cancel()
 
 
-class AnsweringUnparsable:
+class AnsweringUnparsable(ObjectReceiveStream[SessionMessage]):
     """The session's read stream, minus the lines the transport could not parse: each of those is answered at
     once, -32700 (not JSON) or -32600 (JSON, but not a JSON-RPC message, or nested deeper than the transport
     reads), with the request's id when it can be found in the line (else null, as JSON-RPC asks); the SDK alone
@@ -189,23 +189,14 @@ class AnsweringUnparsable:
                 return mended
             await self._write.send(_invalid_message_reply(item))
 
-    def __aiter__(self) -> AnsweringUnparsable:
-        return self
-
     async def __anext__(self) -> SessionMessage:
         try:
             return await self.receive()
-        except (anyio.EndOfStream, anyio.ClosedResourceError):
+        except (anyio.EndOfStream, anyio.ClosedResourceError):  # closed here too (anyio's own ends on EndOfStream only)
             raise StopAsyncIteration from None
 
     async def aclose(self) -> None:
         await self._read.aclose()
-
-    async def __aenter__(self) -> AnsweringUnparsable:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
 
 
 def _mended_request(error: Exception) -> SessionMessage | None:
