@@ -28,8 +28,8 @@ class ResourceWatchers:
     """Legacy `resources/subscribe` connections plus `subscriptions/listen` buses (protocol 2026-07-28)."""
 
     def __init__(self) -> None:
-        self._watchers: dict[str, dict[object, ServerSession]] = {}  # uri -> connection -> a session of it
-        self._subscribed: dict[object, set[str]] = {}  # connection -> the URIs it watches
+        # connection -> a session of it (any of them reaches the connection), and the URIs it watches
+        self._watching: dict[object, tuple[ServerSession, set[str]]] = {}
         self._buses: list[SubscriptionBus] = []
 
     def add_bus(self, bus: SubscriptionBus) -> None:
@@ -44,10 +44,10 @@ class ResourceWatchers:
                 message=f"resources/subscribe: the URI has {len(uri)} characters, more than this server watches "
                 f"({MAX_URI_CHARS}). Next: subscribe to a resource's URI as resources/list or a template gives it.",
             )
-        uris = self._subscribed.get(connection)
-        if uris is None:
-            uris = self._subscribed[connection] = set()
+        if connection not in self._watching:
+            self._watching[connection] = (ctx.session, set())
             on_connection_end(ctx.session, lambda: self._forget(connection))
+        uris = self._watching[connection][1]
         if uri not in uris and len(uris) >= MAX_SUBSCRIPTIONS_PER_CONNECTION:
             raise MCPError(
                 code=INVALID_PARAMS,
@@ -55,32 +55,26 @@ class ResourceWatchers:
                 f"({MAX_SUBSCRIPTIONS_PER_CONNECTION}). Next: unsubscribe from one it no longer needs first.",
             )
         uris.add(uri)
-        self._watchers.setdefault(uri, {})[connection] = ctx.session
         return EmptyResult()
 
     async def unsubscribe(self, ctx: ServerRequestContext[Any], params: UnsubscribeRequestParams) -> EmptyResult:
-        self._drop(str(params.uri), connection_of(ctx.session))
+        watching = self._watching.get(connection_of(ctx.session))
+        if watching is not None:
+            watching[1].discard(str(params.uri))
         return EmptyResult()
 
     async def changed(self, uri: str) -> None:
-        for connection, session in list(self._watchers.get(uri, {}).items()):
+        for session, uris in list(self._watching.values()):
+            if uri not in uris:
+                continue
             try:
                 await session.send_resource_updated(uri)
             except Exception as exc:  # a closed connection simply stops being told
                 logger.debug("resource watcher dropped (%s): %s", uri, exc)
-                self._drop(uri, connection)
+                uris.discard(uri)
         for bus in self._buses:
             await bus.publish(ResourceUpdated(uri=uri))
 
-    def _drop(self, uri: str, connection: object) -> None:
-        self._subscribed.get(connection, set()).discard(uri)
-        watchers = self._watchers.get(uri)
-        if watchers is not None:
-            watchers.pop(connection, None)
-            if not watchers:
-                del self._watchers[uri]
-
     def _forget(self, connection: object) -> None:
-        """The connection ended: its subscriptions go, and with them the sessions they held."""
-        for uri in self._subscribed.pop(connection, set()):
-            self._drop(uri, connection)
+        """The connection ended: its subscriptions go, and with them the session they held."""
+        self._watching.pop(connection, None)

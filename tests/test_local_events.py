@@ -193,8 +193,10 @@ async def test_a_subscription_ends_with_its_connection_or_its_unsubscribe_and_ke
             for n in range(3):
                 await client.subscribe_resource(f"events://kept-{n}")
             await client.unsubscribe_resource("events://kept-0")
-            assert sorted(state.watchers._watchers) == ["events://kept-1", "events://kept-2"]
-        assert state.watchers._watchers == {} and state.watchers._subscribed == {}  # the connection ended
+            assert [sorted(uris) for _, uris in state.watchers._watching.values()] == [
+                ["events://kept-1", "events://kept-2"]
+            ]
+        assert state.watchers._watching == {}  # the connection ended
 
 
 @pytest.mark.filterwarnings("ignore:resources/(un)?subscribe is removed")
