@@ -51,26 +51,22 @@ def origin_allowed(origin: str, allowed: Sequence[str]) -> bool:
     return False
 
 
-class ExactHostCheck:
+def exact_host_check(app: ASGIApp, path: str, hosts: Sequence[str], origins: Sequence[str]) -> ASGIApp:
     """ASGI middleware for the MCP endpoint: a Host that is not exactly an allowed host[:port] gets 421, an
     Origin (when sent) that is not exactly an allowed one gets 403, as the SDK answers them."""
 
-    def __init__(self, app: ASGIApp, path: str, hosts: Sequence[str], origins: Sequence[str]) -> None:
-        self.app = app
-        self.path = path
-        self.hosts = list(hosts)
-        self.origins = list(origins)
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith(self.path):
-            await self.app(scope, receive, send)
+    async def checked(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith(path):
+            await app(scope, receive, send)
             return
         headers = dict(scope["headers"])
         host = headers.get(b"host", b"").decode("latin-1")
         origin = headers.get(b"origin")
-        if not host_allowed(host, self.hosts):
+        if not host_allowed(host, hosts):
             await Response("Invalid Host header", status_code=421)(scope, receive, send)
-        elif origin is not None and not origin_allowed(origin.decode("latin-1"), self.origins):
+        elif origin is not None and not origin_allowed(origin.decode("latin-1"), origins):
             await Response("Invalid Origin header", status_code=403)(scope, receive, send)
         else:
-            await self.app(scope, receive, send)
+            await app(scope, receive, send)
+
+    return checked

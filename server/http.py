@@ -23,12 +23,12 @@ from starlette.types import ASGIApp
 from server import uvicorn_adapter
 from server.app import create_server, freeze_startup_objects, version
 from server.config import LOOPBACK_HOSTS, ConfigError, Settings
-from server.host_check import ExactHostCheck
+from server.host_check import exact_host_check
 from server.sign_in import ASKED_SCOPES, SignIn, Verifier
 from server.state import AppState
 from server.tasks import TaskRoutingHeaders
 from server.tokens import TIMEOUT, Keys, TokenChecker, Unavailable, discover_jwks_uri
-from server.unreadable import UnreadableRequests
+from server.unreadable import unreadable_requests
 from tools import sdk
 
 MCP_PATH = "/mcp"
@@ -149,8 +149,8 @@ def build_http_app(
         session_idle_timeout=settings.session_idle_timeout_s,
     )
     limit = settings.max_request_bytes
-    routed = ExactHostCheck(
-        UnreadableRequests(TaskRoutingHeaders(app, limit), MCP_PATH, limit),
+    routed = exact_host_check(
+        unreadable_requests(TaskRoutingHeaders(app, limit), MCP_PATH, limit),
         MCP_PATH,
         security.allowed_hosts,
         security.allowed_origins,

@@ -58,32 +58,29 @@ def request_id(text: str) -> str | int | None:
     return None
 
 
-class UnreadableRequests:
+def unreadable_requests(app: ASGIApp, path: str, max_body: int) -> ASGIApp:
     """ASGI middleware for POST requests to `path`: when the SDK answers a body with a parse error (400, id
     null), the body is mended and served again if it can be, else the error carries the request's id.
     Other requests pass as they are; only the body is held (the SDK holds it too)."""
 
-    def __init__(self, app: ASGIApp, path: str, max_body: int) -> None:
-        self.app = app
-        self.path = path
-        self.max_body = max_body
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "POST" or not scope["path"].startswith(self.path):
-            await self.app(scope, receive, send)
+    async def served(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST" or not scope["path"].startswith(path):
+            await app(scope, receive, send)
             return
-        request = await hold_body(receive, self.max_body)
+        request = await hold_body(receive, max_body)
         held = _HeldParseError(send)
-        await self.app(scope, request.replay(receive), held)
+        await app(scope, request.replay(receive), held)
         if held.status is None:
             return
         text = request.body.decode("utf-8", "replace")
         mended = mended_message(text) if not request.more else None
         if mended is not None:
             again = json.dumps(mended, ensure_ascii=False).encode()
-            await self.app(scope, HeldBody(again, False, None).replay(receive), send)
+            await app(scope, HeldBody(again, False, None).replay(receive), send)
             return
         await held.release(request_id(text) if not request.more else None)
+
+    return served
 
 
 class _HeldParseError:
