@@ -26,7 +26,7 @@ from server.config import LOOPBACK_HOSTS, ConfigError, Settings
 from server.host_check import exact_host_check
 from server.sign_in import ASKED_SCOPES, SignIn, Verifier
 from server.state import AppState
-from server.tasks import TaskRoutingHeaders
+from server.tasks import task_routing_headers
 from server.tokens import TIMEOUT, Keys, TokenChecker, Unavailable, discover_jwks_uri
 from server.unreadable import unreadable_requests
 from tools import sdk
@@ -150,7 +150,7 @@ def build_http_app(
     )
     limit = settings.max_request_bytes
     routed = exact_host_check(
-        unreadable_requests(TaskRoutingHeaders(app, limit), MCP_PATH, limit),
+        unreadable_requests(task_routing_headers(app, limit), MCP_PATH, limit),
         MCP_PATH,
         security.allowed_hosts,
         security.allowed_origins,

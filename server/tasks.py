@@ -489,23 +489,19 @@ def routing_header_mismatch(body: Any, headers: Mapping[str, str]) -> str | None
     return None
 
 
-class TaskRoutingHeaders:
+def task_routing_headers(app: ASGIApp, max_body: int) -> ASGIApp:
     """ASGI middleware: rejects a tasks/* request whose Mcp-Name header names another task (HTTP 400, -32020),
     as the SDK does for tools/call names. Only requests that carry Mcp-Name are read here."""
 
-    def __init__(self, app: ASGIApp, max_body: int) -> None:
-        self.app = app
-        self.max_body = max_body
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def checked(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] != "POST":
-            await self.app(scope, receive, send)
+            await app(scope, receive, send)
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         if "mcp-name" not in headers:
-            await self.app(scope, receive, send)
+            await app(scope, receive, send)
             return
-        request = await hold_body(receive, self.max_body)
+        request = await hold_body(receive, max_body)
         try:
             body = json.loads(request.body) if not request.more else None
         except (ValueError, RecursionError):  # not JSON, or nested too deep to read: the SDK answers for it
@@ -515,7 +511,9 @@ class TaskRoutingHeaders:
             error = {"jsonrpc": "2.0", "id": body.get("id"), "error": {"code": HEADER_MISMATCH, "message": reason}}
             await JSONResponse(error, status_code=400)(scope, receive, send)
             return
-        await self.app(scope, request.replay(receive), send)
+        await app(scope, request.replay(receive), send)
+
+    return checked
 
 
 async def advertise_only_when_declared(ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:

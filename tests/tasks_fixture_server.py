@@ -25,7 +25,7 @@ from mcp.types import InputRequiredResult
 from mcp_types import INTERNAL_ERROR
 
 from server import tasks_2025
-from server.tasks import TaskRoutingHeaders, TasksExtension
+from server.tasks import TasksExtension, task_routing_headers
 from tools.tasks import TASK_CALL
 
 SUPPORT: dict[str, Any] = {
@@ -139,7 +139,7 @@ async def serve(port: int) -> None:
                 allowed_origins=["http://127.0.0.1:*", "http://localhost:*"],
             ),
         )
-        config = uvicorn.Config(TaskRoutingHeaders(app, 1 << 20), host="127.0.0.1", port=port, log_level="warning")
+        config = uvicorn.Config(task_routing_headers(app, 1 << 20), host="127.0.0.1", port=port, log_level="warning")
         await uvicorn.Server(config).serve()
         tg.cancel_scope.cancel()
 
