@@ -16,7 +16,7 @@ from docs_topics.model import Availability
 from providers.registry import PROVIDERS
 from server.callers import serve_as_caller
 from server.config import Settings
-from server.docs_tool import ServerFacts, docs_tool, register_docs_resources
+from server.docs_tool import ServerFacts, docs_tool, register_docs_resource
 from server.resources import register_resources
 from server.state import AppState, available_capabilities, configured_providers
 from server.tasks import TaskListen, TasksExtension
@@ -95,7 +95,8 @@ def create_server(
         extensions=[tasks],
         middleware=[serve_as_caller, *tasks.middleware(), explain_unknown_tools(settings, offers)],
     )
-    register_docs_resources(server, facts, docs_availability, topics)
+    for topic in topics.values():
+        register_docs_resource(server, topic, facts, docs_availability)
     sdk.wrap_request_handler(server, "subscriptions/listen", lambda plain: TaskListen(tasks, bus, plain))
     register_resources(server, settings)
     return server

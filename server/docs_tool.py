@@ -81,14 +81,7 @@ class ServerFacts:
     state: Any = None
 
 
-def register_docs_resources(
-    server: MCPServer[Any], facts: ServerFacts, availability: Availability, topics: dict[str, Topic]
-) -> None:
-    for topic in topics.values():
-        _register_topic_resource(server, topic, facts, availability)
-
-
-def _register_topic_resource(
+def register_docs_resource(
     server: MCPServer[Any], topic: Topic, facts: ServerFacts, availability: Availability
 ) -> None:
     def read() -> str:
