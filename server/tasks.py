@@ -219,69 +219,52 @@ class TasksExtension(Extension):
         support = self.support.get(params.name)
         request = tasks_2025.REQUESTED.get() if tasks_2025.speaks(ctx) else None
         if request is not None:  # a 2025-11-25 connection, and the server serves that form
-            return await self._intercept_2025(params, ctx, call_next, support, request)
-        if support is None:
+            if params.task is None:
+                if support == "required":
+                    raise MCPError(
+                        code=METHOD_NOT_FOUND, message=f"{params.name} runs only as a task: call it with `task`"
+                    )
+                return await call_next(ctx)
+            if support is None:
+                raise MCPError(
+                    code=METHOD_NOT_FOUND,
+                    message=f"{params.name} does not run as a task here (tools/list gives it no "
+                    "execution.taskSupport): call it without `task`",
+                )
+        elif support is None:
             return await call_next(ctx)
         # A task handle only exists on the 2026-07-28 wire (older wires cannot carry resultType "task").
-        if not client_declared(ctx, params) or ctx.protocol_version not in MODERN_PROTOCOL_VERSIONS:
+        elif not client_declared(ctx, params) or ctx.protocol_version not in MODERN_PROTOCOL_VERSIONS:
             if support == "required":
                 raise missing_capability()
             return await call_next(ctx)
         call = TaskCall(params)
         token = TASK_CALL.set(call)
         try:
-            return await self._start(ctx, call_next, call, support)
+            if request is None:
+                return await self._start(ctx, call_next, call, support)
+            request.created = await self._create_2025(ctx, call_next, call)
+            return {"content": []}  # replaced by the CreateTaskResult on the way out (tasks_2025.middleware)
         finally:
             TASK_CALL.reset(token)
 
-    async def _intercept_2025(
-        self,
-        params: CallToolRequestParams,
-        ctx: ServerRequestContext[Any, Any],
-        call_next: CallNext,
-        support: Support | None,
-        request: tasks_2025.TaskRequest,
-    ) -> HandlerResult:
-        """tools/call on a 2025-11-25 connection: with `task`, the task is created (always: that form has no
-        immediate-result shortcut) and handed to the middleware, which answers its CreateTaskResult."""
-        if params.task is None:
-            if support == "required":
-                raise MCPError(code=METHOD_NOT_FOUND, message=f"{params.name} runs only as a task: call it with `task`")
-            return await call_next(ctx)
-        if support is None:
-            raise MCPError(
-                code=METHOD_NOT_FOUND,
-                message=f"{params.name} does not run as a task here (tools/list gives it no execution.taskSupport): "
-                "call it without `task`",
-            )
-        call = TaskCall(params)
-        token = TASK_CALL.set(call)
-        try:
-            if self.durable is not None and self.durable.follows(params):
-                request.created = await self._create_durable(ctx, call_next, call)
-            else:
-                asked = MEMORY_TTL_MS if params.task.ttl is None else params.task.ttl
-                ttl = max(tasks_2025.MIN_TTL_MS, min(asked, MEMORY_TTL_MS))
-                task = self._spawn(ctx, call_next, call, ttl, asks=False)
-                await self._keep(ctx, task)
-                request.created = task.view
-        finally:
-            TASK_CALL.reset(token)
-        return {"content": []}  # replaced by the CreateTaskResult on the way out (tasks_2025.middleware)
-
-    async def _create_durable(
-        self, ctx: ServerRequestContext[Any, Any], call_next: CallNext, call: TaskCall
-    ) -> TaskView:
-        """The tool starts its run and answers at once; the task follows the run. When nothing was started (bad
-        input, a provider error) the answer is the task's result: a task already ended."""
-        assert self.durable is not None
-        result = await call_next(ctx)
-        if call.started is not None and not _dump(result).get("isError"):
-            return await self.durable.create(ctx, new_task_id(), call)
-        now = time.time()
-        task = _MemoryTask(TaskView(new_task_id(), "completed", now, now, MEMORY_TTL_MS, MEMORY_POLL_MS))
-        task.view.result = _dump(result)
-        task.done.set()
+    async def _create_2025(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext, call: TaskCall) -> TaskView:
+        """A tools/call with `task` on a 2025-11-25 connection: the task is created (always: that form has no
+        immediate-result shortcut) for the middleware to answer its CreateTaskResult. A tool that starts a local
+        run answers at once and the task follows the run; when it started nothing (bad input, a provider error),
+        its answer is the result of a task already ended."""
+        asked_ttl = call.params.task.ttl if call.params.task is not None else None
+        if self.durable is None or not self.durable.follows(call.params):
+            ttl = max(tasks_2025.MIN_TTL_MS, min(MEMORY_TTL_MS if asked_ttl is None else asked_ttl, MEMORY_TTL_MS))
+            task = self._spawn(ctx, call_next, call, ttl, asks=False)
+        else:
+            result = await call_next(ctx)
+            if call.started is not None and not _dump(result).get("isError"):
+                return await self.durable.create(ctx, new_task_id(), call)
+            now = time.time()
+            task = _MemoryTask(TaskView(new_task_id(), "completed", now, now, MEMORY_TTL_MS, MEMORY_POLL_MS))
+            task.view.result = _dump(result)
+            task.done.set()
         await self._keep(ctx, task)
         return task.view
 
