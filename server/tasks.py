@@ -318,7 +318,14 @@ class TasksExtension(Extension):
         self, ctx: ServerRequestContext[Any, Any], call_next: CallNext, call: TaskCall, support: Support
     ) -> HandlerResult:
         if self.durable is not None and self.durable.follows(call.params):
-            return await self._start_durable(ctx, call_next, call)
+            # The tool starts its run and answers at once (it records the run in `call`); the task follows it.
+            result = await call_next(ctx)
+            if call.started is None or _dump(result).get("isError"):
+                return result  # nothing started (bad input, a provider error) or already settled: answer directly
+            view = await self.durable.create(ctx, new_task_id(), call)
+            if view.status in TERMINAL:  # it ended in the meantime: its outcome, not the "running" answer
+                return view.result if view.result is not None else result
+            return {"resultType": "task", **view.wire()}
         task = self._spawn(ctx, call_next, call, MEMORY_TTL_MS, asks=True)
         outcome = task.outcome
         with anyio.move_on_after(IMMEDIATE_S):
@@ -345,19 +352,6 @@ class TasksExtension(Extension):
                         self._memory[task_id].cancel()
         finally:
             self._beating = False
-
-    async def _start_durable(
-        self, ctx: ServerRequestContext[Any, Any], call_next: CallNext, call: TaskCall
-    ) -> HandlerResult:
-        """The tool starts its run and answers at once (it records the run in `call`); the task follows it."""
-        assert self.durable is not None
-        result = await call_next(ctx)
-        if call.started is None or _dump(result).get("isError"):
-            return result  # nothing started (bad input, a provider error) or already settled: answer directly
-        view = await self.durable.create(ctx, new_task_id(), call)
-        if view.status in TERMINAL:  # it ended in the meantime: its outcome, not the "running" answer
-            return view.result if view.result is not None else result
-        return {"resultType": "task", **view.wire()}
 
     def _forget_expired(self) -> None:
         now = time.time()
