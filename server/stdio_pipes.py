@@ -37,31 +37,25 @@ class Oversized(Exception):
     """A line longer than MAX_LINE_BYTES: skipped unread, and answered in its turn with a parse error."""
 
 
-class PipeLines:
+async def pipe_lines(reader: asyncio.StreamReader) -> AsyncIterator[str | Oversized]:
     """The lines of stdin. A line longer than MAX_LINE_BYTES is not read into memory: it comes as Oversized."""
-
-    def __init__(self, reader: asyncio.StreamReader) -> None:
-        self._reader = reader
-
-    def __aiter__(self) -> AsyncIterator[str | Oversized]:
-        return self
-
-    async def __anext__(self) -> str | Oversized:
-        skipping = False
-        while True:
-            try:
-                line = await self._reader.readuntil(b"\n")
-            except asyncio.IncompleteReadError as end:  # end of stdin, perhaps after a last unterminated line
-                if not end.partial and not skipping:
-                    raise StopAsyncIteration from None
-                line = end.partial
-            except asyncio.LimitOverrunError as over:  # drop what is buffered of the long line, up to its end
-                skipping = True
-                await self._reader.readexactly(over.consumed)
-                continue
-            if skipping:  # the end of the long line
-                return Oversized(f"message longer than {MAX_LINE_BYTES // (1024 * 1024)} MB; not read")
-            return line.decode("utf-8", "replace")
+    skipping = False
+    while True:
+        try:
+            line = await reader.readuntil(b"\n")
+        except asyncio.IncompleteReadError as end:  # end of stdin, perhaps after a last unterminated line
+            if not end.partial and not skipping:
+                return
+            line = end.partial
+        except asyncio.LimitOverrunError as over:  # drop what is buffered of the long line, up to its end
+            skipping = True
+            await reader.readexactly(over.consumed)
+            continue
+        if skipping:  # the end of the long line
+            skipping = False
+            yield Oversized(f"message longer than {MAX_LINE_BYTES // (1024 * 1024)} MB; not read")
+        else:
+            yield line.decode("utf-8", "replace")
 
 
 class PipeWriter:
@@ -92,7 +86,7 @@ def serialized(message: Any) -> bytes:
 
 @dataclass
 class Pipes:
-    stdin: PipeLines
+    stdin: AsyncIterator[str | Oversized]
     stdout: PipeWriter
 
 
@@ -136,7 +130,7 @@ async def open_stdio_pipes() -> AsyncIterator[Pipes | None]:
     stdout = PipeWriter(asyncio.StreamWriter(transport, protocol, None, loop))
 
     try:
-        yield Pipes(PipeLines(reader), stdout)
+        yield Pipes(pipe_lines(reader), stdout)
     finally:
         os.dup2(saved, fds[1])
         os.close(saved)
