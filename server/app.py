@@ -19,7 +19,7 @@ from server.config import Settings
 from server.docs_tool import ServerFacts, docs_tool, register_docs_resource
 from server.resources import register_resources
 from server.state import AppState, available_capabilities, configured_providers
-from server.tasks import TaskListen, TasksExtension
+from server.tasks import TasksExtension, task_listen
 from tools import build, sdk
 from tools.catalog import ALL
 from tools.tasks import CallTaskRecords, LocalRunTasks
@@ -97,7 +97,7 @@ def create_server(
     )
     for topic in topics.values():
         register_docs_resource(server, topic, facts, docs_availability)
-    sdk.wrap_request_handler(server, "subscriptions/listen", lambda plain: TaskListen(tasks, bus, plain))
+    sdk.wrap_request_handler(server, "subscriptions/listen", lambda plain: task_listen(tasks, bus, plain))
     register_resources(server, settings)
     return server
 

@@ -69,6 +69,7 @@ IMMEDIATE_S = 0.05
 MEMORY_TTL_MS = 3_600_000
 MEMORY_POLL_MS = 500
 BEAT_S = 2.0  # how often a process running shared tasks says so (tools/tasks.py: when one counts as stopped)
+WATCH_S = 0.25  # how often subscriptions/listen looks at the status of the tasks it watches (task_listen)
 logger = logging.getLogger(__name__)
 Support = Literal["optional", "required"]
 Kind = Literal["here", "durable", "elsewhere"]
@@ -521,7 +522,9 @@ class TaskStatusNotification(BaseModel):
     params: dict[str, Any]
 
 
-class TaskListen:
+def task_listen(
+    extension: TasksExtension, bus: SubscriptionBus, plain: Callable[..., Awaitable[Any]]
+) -> Callable[..., Awaitable[SubscriptionsListenResult]]:
     """`subscriptions/listen` that also takes `notifications.taskIds` (SEP-2663 status notifications).
 
     A stream without taskIds is the SDK's own (`plain`). With taskIds (from a client that declared the
@@ -529,23 +532,16 @@ class TaskListen:
     notifications/tasks (checked every WATCH_S), and the other requested kinds flow from the bus as usual. Once
     every watched task has ended and nothing else was asked for, the stream closes."""
 
-    WATCH_S = 0.25
-
-    def __init__(self, extension: TasksExtension, bus: SubscriptionBus, plain: Callable[..., Awaitable[Any]]) -> None:
-        self.extension = extension
-        self.bus = bus
-        self.plain = plain
-
-    async def __call__(
-        self, ctx: ServerRequestContext[Any, Any], params: SubscriptionsListenRequestParams
+    async def listen(
+        ctx: ServerRequestContext[Any, Any], params: SubscriptionsListenRequestParams
     ) -> SubscriptionsListenResult:
         wanted = sdk.unmodelled_field(params.notifications, "taskIds")
         if not wanted:
-            plain: SubscriptionsListenResult = await self.plain(ctx, params)
-            return plain
+            answer: SubscriptionsListenResult = await plain(ctx, params)
+            return answer
         if not client_declared(ctx, params):
             raise missing_capability()
-        known = [t for t in wanted if isinstance(t, str) and await self.extension.find(ctx, t) is not None]
+        known = [t for t in wanted if isinstance(t, str) and await extension.find(ctx, t) is not None]
         requested = params.notifications
         honored = SubscriptionFilter(
             tools_list_changed=requested.tools_list_changed or None,
@@ -570,7 +566,7 @@ class TaskListen:
             pending = set(known)
             while pending:
                 for task_id in sorted(pending):
-                    view = await self.extension.find(ctx, task_id)
+                    view = await extension.find(ctx, task_id)
                     if view is None:
                         pending.discard(task_id)
                         continue
@@ -580,11 +576,11 @@ class TaskListen:
                         await send.send(TaskStatusNotification(params={**view.wire(), "_meta": meta}))
                     if view.status in TERMINAL:
                         pending.discard(task_id)
-                await anyio.sleep(self.WATCH_S)
+                await anyio.sleep(WATCH_S)
             if honored == SubscriptionFilter():
                 send.close()  # nothing else was asked for: close the stream gracefully
 
-        unsubscribe = self.bus.subscribe(deliver)
+        unsubscribe = bus.subscribe(deliver)
         try:
             await ctx.session.send_notification(
                 SubscriptionsAcknowledgedNotification(
@@ -602,3 +598,5 @@ class TaskListen:
             send.close()
             recv.close()
         return SubscriptionsListenResult(_meta=meta)
+
+    return listen

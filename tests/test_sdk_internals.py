@@ -208,10 +208,11 @@ async def test_subscriptions_listen_is_the_sdks_to_wrap_and_keeps_task_ids() -> 
     server: MCPServer[Any] = MCPServer("probe")
     wrapped: list[object] = []
     sdk.wrap_request_handler(server, "subscriptions/listen", lambda plain: wrapped.append(plain) or plain)
-    assert callable(wrapped[0]), "update tools/sdk.wrap_request_handler (server/tasks.TaskListen extends it)"
+    assert callable(wrapped[0]), "update tools/sdk.wrap_request_handler (server/tasks.task_listen extends it)"
     params = SubscriptionsListenRequestParams.model_validate({"notifications": {"taskIds": ["task_1"]}})
     assert sdk.unmodelled_field(params.notifications, "taskIds") == ["task_1"], (
-        "SubscriptionFilter drops fields it does not model: update tools/sdk.unmodelled_field (server/tasks.TaskListen)"
+        "SubscriptionFilter drops fields it does not model: update tools/sdk.unmodelled_field "
+        "(server/tasks.task_listen)"
     )
 
 
