@@ -102,12 +102,35 @@ class AppState:
 
     @asynccontextmanager
     async def call_slot(self, provider: str) -> AsyncIterator[None]:
-        """Admission for one tool call (see _admitted), stoppable by stop_calls."""
+        """Admission for one tool call, stoppable by stop_calls: a server-wide cap, and for remote providers a
+        per-provider cap so that one slow provider cannot starve the others. A call waits for a slot for a bounded
+        time (a burst of short calls is served, not refused), then gets a clear busy error."""
+        settings = self.settings
         with anyio.CancelScope() as scope:
             self._in_flight.add(scope)
             try:
-                async with self._admitted(provider):
-                    yield
+                async with self._slot(
+                    self._calls,
+                    settings.queue_timeout_s,
+                    "server",
+                    f"{settings.max_concurrent_calls} tool calls are in flight (RUNTIMES_MCP_MAX_CONCURRENT_CALLS)",
+                ):
+                    # Providers that run commands on our own machines (the local runtime, Ray's node agents) are
+                    # not remote APIs to shield the others from, and their calls wait for runs by design (wait_s).
+                    if provider in PROVIDERS and PROVIDERS[provider].runs_commands:
+                        yield
+                    else:
+                        gate = self._provider_gates.setdefault(
+                            provider, anyio.Semaphore(settings.provider_concurrency, fast_acquire=True)
+                        )
+                        async with self._slot(
+                            gate,
+                            settings.http_timeout_s,
+                            provider,
+                            f"{settings.provider_concurrency} calls to {provider} are in flight "
+                            "(RUNTIMES_MCP_PROVIDER_CONCURRENCY)",
+                        ):
+                            yield
             finally:
                 self._in_flight.discard(scope)
         if scope.cancelled_caught and self.stopping:
@@ -117,35 +140,6 @@ class AppState:
                 "on or stops as [local] on_exit says)",
                 hint="Retry in a moment, on another replica if there is one; follow a run with getSession.",
             )
-
-    @asynccontextmanager
-    async def _admitted(self, provider: str) -> AsyncIterator[None]:
-        """A server-wide cap, and for remote providers a per-provider cap so that one slow provider cannot
-        starve the others. A call waits for a slot for a bounded time (a burst of short calls is served, not
-        refused), then gets a clear busy error."""
-        settings = self.settings
-        async with self._slot(
-            self._calls,
-            settings.queue_timeout_s,
-            "server",
-            f"{settings.max_concurrent_calls} tool calls are in flight (RUNTIMES_MCP_MAX_CONCURRENT_CALLS)",
-        ):
-            # Providers that run commands on our own machines (the local runtime, Ray's node agents) are not
-            # remote APIs to shield the others from, and their calls wait for runs by design (wait_s).
-            if provider in PROVIDERS and PROVIDERS[provider].runs_commands:
-                yield
-                return
-            gate = self._provider_gates.setdefault(
-                provider, anyio.Semaphore(settings.provider_concurrency, fast_acquire=True)
-            )
-            async with self._slot(
-                gate,
-                settings.http_timeout_s,
-                provider,
-                f"{settings.provider_concurrency} calls to {provider} are in flight "
-                "(RUNTIMES_MCP_PROVIDER_CONCURRENCY)",
-            ):
-                yield
 
     @staticmethod
     @asynccontextmanager
