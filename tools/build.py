@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
 from collections.abc import Callable, Iterable
@@ -162,15 +163,10 @@ def _scalar(annotation: Any) -> bool | None:
     return True if base in (int, float, bool, str) else None
 
 
-_ACCEPTS: dict[tuple[type, Capability[Any, Any], str], bool] = {}
-
-
-def _accepts(client: Any, capability: Capability[Any, Any], parameter: str) -> bool:
-    """Does this client's implementation of the capability take `parameter` (beyond the capability's own)?"""
-    key = (type(client), capability, parameter)
-    if key not in _ACCEPTS:
-        _ACCEPTS[key] = parameter in inspect.signature(capability.bind(client)).parameters
-    return _ACCEPTS[key]
+@functools.cache
+def _accepts(client_type: type[object], capability: Capability[Any, Any], parameter: str) -> bool:
+    """Does this client class's implementation of the capability take `parameter` (beyond the capability's own)?"""
+    return parameter in inspect.signature(capability.bind(client_type)).parameters
 
 
 def make_handler(offer: Offer) -> Any:
@@ -191,7 +187,7 @@ def make_handler(offer: Offer) -> Any:
                 follow = spec.task_follow if task is not None and provider == LOCAL else None
                 if follow is not None:
                     arguments.update(spec.task_start)  # start the run and answer; the task follows it
-                elif task is None and spec.progress and _accepts(client, spec.capability, "progress"):
+                elif task is None and spec.progress and _accepts(client.__class__, spec.capability, "progress"):
                     arguments["progress"] = ctx.report_progress  # tasks carry no progress notifications
                 result = await method(**arguments)
             if task is not None and follow is not None and getattr(result, "session_id", None):
