@@ -270,23 +270,15 @@ def tools_for(offers: Iterable[Offer]) -> list[Tool]:
             name=o.spec.name,
             description=o.spec.described_for(o.providers),
             annotations=annotations_for(o),
-            explain_unknown=_unconfigured_provider(o),
+            explain_unknown=functools.partial(_unconfigured_provider, o),
             single_provider=len(o.providers) == 1,
         )
         for o in offers
     ]
 
 
-def _unconfigured_provider(offer: Offer) -> Callable[[dict[str, Any]], str | None]:
+def _unconfigured_provider(offer: Offer, arguments: dict[str, Any]) -> str | None:
     """Arguments unknown here because they belong to a provider this server has not configured: say that,
     and what to set, rather than "unknown argument"."""
-
-    def explain(arguments: dict[str, Any]) -> str | None:
-        provider = arguments.get("provider")
-        return (
-            provider_problem(offer, provider)
-            if isinstance(provider, str) and provider in offer.spec.providers
-            else None
-        )
-
-    return explain
+    provider = arguments.get("provider")
+    return provider_problem(offer, provider) if isinstance(provider, str) and provider in offer.spec.providers else None
