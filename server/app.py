@@ -102,9 +102,8 @@ def create_server(
     return server
 
 
-def why_not_offered(name: str, settings: Settings, offers: list[build.Offer]) -> str:
-    """Why this server has no tool `name`, and what to do about it."""
-    offered = [o.spec.name for o in offers] + ["getDocs"]
+def why_not_offered(name: str, settings: Settings, offered: list[str]) -> str:
+    """Why this server has no tool `name` (it offers `offered`), and what to do about it."""
     spec = next((s for s in ALL if s.name == name), None)
     if spec is None:
         return f"Unknown tool {name}. Next: call one of {', '.join(offered)}."
@@ -152,14 +151,14 @@ def availability(settings: Settings, offers: list[build.Offer]) -> Availability:
 def explain_unknown_tools(settings: Settings, offers: list[build.Offer]) -> Any:
     """Server middleware: the error a call of a tool this server does not offer gets says why (a toolset that is
     off, read-only mode, a provider without credentials) and what to do, instead of the bare name."""
-    offered = {o.spec.name for o in offers} | {"getDocs"}
+    offered = [o.spec.name for o in offers] + ["getDocs"]
 
     async def middleware(ctx: Any, call_next: Any) -> Any:
         result = await call_next(ctx)
         name = ctx.params.get("name") if ctx.method == "tools/call" and isinstance(ctx.params, Mapping) else None
         if not isinstance(name, str) or name in offered or not isinstance(result, dict) or not result.get("isError"):
             return result
-        return {**result, "content": [{"type": "text", "text": why_not_offered(name, settings, offers)}]}
+        return {**result, "content": [{"type": "text", "text": why_not_offered(name, settings, offered)}]}
 
     return middleware
 
