@@ -80,7 +80,7 @@ def create_server(
         default_provider=settings.default_provider,
         local_code=local_code,
     )
-    tasks = tasks_extension(offers, settings.default_provider)
+    tasks = tasks_extension(offers)
     topics = offered(configured_providers(settings))
     docs_availability = availability(settings, offers)
     server: MCPServer[AppState] = MCPServer(
@@ -163,11 +163,11 @@ def explain_unknown_tools(settings: Settings, offers: list[build.Offer]) -> Any:
     return middleware
 
 
-def tasks_extension(offers: list[build.Offer], default_provider: str) -> TasksExtension:
+def tasks_extension(offers: list[build.Offer]) -> TasksExtension:
     """The Tasks extension for the offered tools that may run long; on local they become durable tasks."""
     specs = {o.spec.name: o.spec for o in offers if o.spec.task}
     return TasksExtension(
         {name: "optional" for name in specs},
-        durable=LocalRunTasks(specs, default_provider),
+        durable=LocalRunTasks(specs, {o.spec.name: o.default for o in offers}),
         shared=lambda state: CallTaskRecords(state.task_storage.call_tasks),  # every worker and replica knows them
     )

@@ -117,6 +117,24 @@ def test_without_the_extension_calls_stay_synchronous_and_tasks_methods_are_refu
         assert TASKS in Wire(base).request("server/discover", {})["result"]["capabilities"]["extensions"]
 
 
+def test_a_call_that_names_no_provider_is_a_durable_task_on_local_whatever_the_server_default(tmp_path: Path) -> None:
+    """The default provider (sprites) runs no commands, so execRun without `provider` runs on local: the task
+    follows that run, as it does with `provider: "local"` (it was answered at once with the run still running)."""
+    env = {
+        "RUNTIMES_MCP_DATA_DIR": str(tmp_path / "data"),
+        "RUNTIMES_MCP_DEFAULT_PROVIDER": "sprites",
+        "SPRITES_TOKEN": "test-token",
+        "SPRITES_BASE_URL": "http://127.0.0.1:9",  # never called: execRun is not a Sprites tool
+    }
+    with http_server(env=env) as (base, _):
+        wire = Wire(base)
+        created = wire.call("execRun", {"command": "sleep 0.5; echo on local"})
+        assert created["resultType"] == "task" and created["status"] == "working", created
+        done = wire.until_done(created["taskId"])
+    assert done["status"] == "completed"
+    assert done["result"]["structuredContent"]["stdout"] == "on local\n"
+
+
 def test_a_task_outlives_the_server_that_created_it(tmp_path: Path) -> None:
     env = {"RUNTIMES_MCP_DATA_DIR": str(tmp_path / "data"), "RUNTIMES_MCP_ON_EXIT": "keep"}
     with http_server(env=env) as (base, process):

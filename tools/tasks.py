@@ -99,16 +99,16 @@ def status_line(model: BaseModel) -> str | None:
 class LocalRunTasks:
     """Durable tasks (server/tasks.py): a task row per local run, the run read afresh on every tasks/get."""
 
-    def __init__(self, specs: Mapping[str, ToolSpec], default_provider: str) -> None:
+    def __init__(self, specs: Mapping[str, ToolSpec], defaults: Mapping[str, str]) -> None:
         self._specs = {name: spec for name, spec in specs.items() if spec.task_follow is not None}
         # A task row names the capability that reads its run; rows outlive this process, so by name.
         self._readers = {s.task_follow[0].name: s.task_follow[0] for s in self._specs.values() if s.task_follow}
-        self._default = default_provider
+        self._defaults = defaults  # each tool's provider when a call names none: the one its handler uses
 
     def follows(self, params: CallToolRequestParams) -> bool:
         if params.name not in self._specs:
             return False
-        provider = (params.arguments or {}).get("provider", self._default)
+        provider = (params.arguments or {}).get("provider", self._defaults.get(params.name))
         return bool(provider == LOCAL)
 
     async def create(self, ctx: ServerRequestContext[Any, Any], task_id: str, call: TaskCall) -> TaskView:
