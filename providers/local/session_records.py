@@ -12,13 +12,14 @@ import select
 import signal
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import anyio
 import anyio.to_thread
 
-from providers.errors import InvalidInput, NotFound
+from providers.errors import InvalidInput, NotFound, ProviderError
 from providers.local.events import EventLog
 from providers.local.ids import PROVIDER, new_id, place_of
 from providers.local.jobs import STOP_GRACE_S, SessionSettings
@@ -73,6 +74,26 @@ def write_input(fifo: str, data: bytes, wait_s: float) -> int:
     return sent
 
 
+@dataclass
+class LiveSession:
+    """A session this server started: its supervisor's socket, and the event set when it ends."""
+
+    row: SessionRow
+    channel: Any
+    started_monotonic: float
+    on_server_exit: str
+    done: anyio.Event = field(default_factory=anyio.Event)
+    note: str | None = None  # e.g. the end could not be recorded yet
+    error: ProviderError | None = None  # the command could not start
+    early_end: dict[str, Any] | None = None  # its end arrived with the first message
+    following: bool = False  # a task is reading the supervisor's socket
+    kind: str = "session"  # of its supervisor
+
+    @property
+    def id(self) -> str:
+        return self.row.id
+
+
 class SessionRecords:
     """Sessions as records and directories. `live`: the sessions this server follows itself (their record is
     kept up to date by it, not read back)."""
@@ -85,20 +106,20 @@ class SessionRecords:
         self.settings = settings
         self.owner = owner
         self.place = place_of(data_dir)
-        self.live_rows: dict[str, SessionRow] = {}
+        self.live: dict[str, LiveSession] = {}
         self.ended_listeners: list[Callable[[SessionRow], None]] = []
 
-    def live_row(self, session_id: str) -> SessionRow | None:
-        """The record of a session this server follows itself, if the caller sees it."""
-        live = self.live_rows.get(session_id)
-        return live if live is not None and self._store.sees(caller(), live.principal) else None
+    def live_session(self, session_id: str) -> LiveSession | None:
+        """A session this server follows itself, if the caller sees it."""
+        live = self.live.get(session_id)
+        return live if live is not None and self._store.sees(caller(), live.row.principal) else None
 
     async def get_row(self, session_id: str) -> SessionRow:
         """The caller's session (any session, for an admin). Another owner's reads as one that does not exist,
         after the same work: the store's query filters it out."""
-        live = self.live_row(session_id)
+        live = self.live_session(session_id)
         if live is not None:
-            return live
+            return live.row
         row = await self._store.get_session(session_id, caller())
         if row is None:
             row = await self._adopt(session_id)
@@ -108,7 +129,7 @@ class SessionRecords:
 
     async def reconcile(self, row: SessionRow) -> SessionRow:
         """Bring a 'running' record that no task of ours follows up to date with its session directory."""
-        if row.state != "running" or row.id in self.live_rows or self.elsewhere(row):
+        if row.state != "running" or row.id in self.live or self.elsewhere(row):
             return row
         result = self.result(row.id)
         if result is None:

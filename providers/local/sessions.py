@@ -13,9 +13,7 @@ import os
 import signal
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import anyio
 import anyio.to_thread
@@ -37,7 +35,7 @@ from providers.local.jobs import (
     spawn_error,
 )
 from providers.local.progress import Progress, Reporter
-from providers.local.session_records import SessionRecords, end_event
+from providers.local.session_records import LiveSession, SessionRecords, end_event
 from providers.local.spawner import Spawner, receive, send, signal_supervisor
 from providers.local.store import Store, StoreError
 from providers.local.supervisor import records as sv
@@ -48,26 +46,6 @@ from providers.services import caller
 FOLLOW_POLL_S = 0.1  # how often a session another server runs is looked at while following it
 STOP_WAIT_S = STOP_GRACE_S + 5.0
 HAND_OVER_TRIES = 3
-
-
-@dataclass
-class LiveSession:
-    """A session this server started: its supervisor's socket, and the event set when it ends."""
-
-    row: SessionRow
-    channel: Any
-    started_monotonic: float
-    on_server_exit: str
-    done: anyio.Event = field(default_factory=anyio.Event)
-    note: str | None = None  # e.g. the end could not be recorded yet
-    error: ProviderError | None = None  # the command could not start
-    early_end: dict[str, Any] | None = None  # its end arrived with the first message
-    following: bool = False  # a task is reading the supervisor's socket
-    kind: str = "session"  # of its supervisor
-
-    @property
-    def id(self) -> str:
-        return self.row.id
 
 
 class SessionManager(SessionRecords):
@@ -84,7 +62,6 @@ class SessionManager(SessionRecords):
         super().__init__(store, data_dir, events, settings, owner)
         self._tg = task_group
         self._spawner = spawner
-        self._live: dict[str, LiveSession] = {}
         self._closed = False
 
     async def start(
@@ -176,7 +153,7 @@ class SessionManager(SessionRecords):
         except BaseException:
             spare.channel.close()
             raise
-        self._live[row.id], self.live_rows[row.id] = live, row
+        self.live[row.id] = live
         if self._closed:  # started while this server closed: its supervisor carries on, as the others' do
             live.channel.close()
         self._store.save_session(row)
@@ -256,8 +233,7 @@ class SessionManager(SessionRecords):
             self._spawner.give_back(live.row.supervisor, live.channel, live.kind)
         else:
             live.channel.close()
-        self._live.pop(live.id, None)
-        self.live_rows.pop(live.id, None)
+        self.live.pop(live.id, None)
         live.done.set()
 
     async def wait(self, live: LiveSession, wait_s: float | None = None, progress: Progress | None = None) -> bool:
@@ -291,7 +267,7 @@ class SessionManager(SessionRecords):
     async def follow(self, session_id: str, wait_s: float, progress: Progress | None = None) -> SessionRow:
         """Wait up to `wait_s` for a session to end, whoever started it, telling `progress` what it prints as it
         prints it (see Reporter); the session's record, ended or still running."""
-        live = self._live.get(session_id) if self.live_row(session_id) is not None else None
+        live = self.live_session(session_id)
         if live is not None:
             await self.wait(live, wait_s, progress)
             return live.row
@@ -311,7 +287,7 @@ class SessionManager(SessionRecords):
 
     async def stop(self, session_id: str, reason: str = "stop") -> tuple[bool, SessionRow]:
         """Stop a running session, whoever started it; (False, row) when it had already ended."""
-        live = self._live.get(session_id) if self.live_row(session_id) is not None else None
+        live = self.live_session(session_id)
         if live is not None:
             if not live.done.is_set():
                 send(live.channel, {"op": "stop", "reason": reason})
@@ -341,10 +317,10 @@ class SessionManager(SessionRecords):
         self._closed = True
         with anyio.CancelScope(shield=True):
             async with anyio.create_task_group() as tg:
-                for live in list(self._live.values()):
+                for live in list(self.live.values()):
                     if live.on_server_exit == "stop" and live.kind != "launcher":
                         tg.start_soon(self.stop, live.id, "server_shutdown")
-            for live in list(self._live.values()):
+            for live in list(self.live.values()):
                 live.channel.close()  # its supervisor carries on; it records the end itself
             if self.settings.cgroups:  # those of supervisors killed while idle (the others remove their own)
                 await anyio.to_thread.run_sync(sweep_cgroups, self.settings.cgroup_parent, sv.alive)

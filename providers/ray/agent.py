@@ -167,7 +167,7 @@ class NodeAgent:
                 "agent_pss_kib": pss_kib(os.getpid()),
                 "descendants_pss_kib": sum(pss_kib(pid) for pid in descendants),
                 "descendants": len(descendants),
-                "running": len(runtime.sessions.live_rows),
+                "running": len(runtime.sessions.live),
             }
 
         return await self._answer(measure)
