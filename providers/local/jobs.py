@@ -61,12 +61,9 @@ class WorkDir:
 
 @dataclass(frozen=True)
 class Request:
-    command: str
     env: Mapping[str, str] | None
     stdin: str | None
     interactive: bool
-    timeout_s: float | None
-    origin: str
     on_exit: str
     lock_fd: int | None
     place: Cwd | None  # a caller's cwd, as opened
@@ -187,7 +184,7 @@ def build_job(
     fds = {"lock": request.lock_fd} if request.lock_fd is not None else {}
     if place is not None and sandbox is None:  # unconfined: the supervisor goes there
         fds["cwd"] = place.fd
-    argv, bwrap = ["/bin/sh", "-c", request.command], None
+    argv, bwrap = ["/bin/sh", "-c", row.command], None
     network, options, net_env, prefix = settings.network.for_run(request.network, list(request.ports), sandbox)
     if sandbox is not None:
         workdir_path = cwd if place is None else None
@@ -208,22 +205,22 @@ def build_job(
         "env": job_env if sandbox is None else {},  # a sandbox's variables are in its argv, set inside it
         "stdin": bool(request.stdin),
         "interactive": request.interactive,
-        "timeout_s": request.timeout_s,
+        "timeout_s": row.timeout_s,
         "on_server_exit": request.on_exit,
         "grace_s": STOP_GRACE_S,
         "max_output_bytes": settings.max_output_bytes,
         "disk": disk,
         "network": network if network["mode"] != "none" or network["ports"] else None,
         # a launcher's run outlives its server while another serving server holds this lock
-        "serving": settings.serving_lock if request.origin.startswith("launcher:") else None,
+        "serving": settings.serving_lock if row.origin.startswith("launcher:") else None,
         "quiet_start_s": QUIET_START_S if quiet else 0,
         "record": {
-            "command": request.command,
+            "command": row.command,
             "cwd": cwd,
-            "origin": request.origin,
+            "origin": row.origin,
             "owner": row.owner,
             "principal": row.principal,
-            "timeout_s": request.timeout_s,
+            "timeout_s": row.timeout_s,
             "on_server_exit": request.on_exit,
             "interactive": request.interactive,
             "workspace": workdir.workspace if workdir is not None else None,

@@ -92,34 +92,33 @@ class SessionManager(SessionRecords):
                 f"stdin of an interactive run may hold up to {PIPE_BYTES} bytes at start",
                 hint="Send the rest with sendInput once it runs.",
             )
+        row = SessionRow(
+            rowid=0,
+            id="",  # with its supervisor and start time, once a supervisor is taken for it
+            state="running",
+            command=command,
+            cwd="",
+            origin=origin,
+            owner=self.owner,
+            timeout_s=timeout_s,
+            place=self.place,
+            principal=caller().owner,
+        )
         place = open_cwd(cwd, self.settings.sandbox) if cwd is not None else None
         on_exit = on_server_exit or self.settings.on_exit
-        request = Request(
-            command, env, stdin, interactive, timeout_s, origin, on_exit, lock_fd, place, network, tuple(ports)
-        )
+        request = Request(env, stdin, interactive, on_exit, lock_fd, place, network, tuple(ports))
         try:
-            return await self._start(request, workspace, durable, launcher=on_server_exit == "stop")
+            return await self._start(request, row, workspace, durable, launcher=on_server_exit == "stop")
         finally:
             if place is not None:
                 os.close(place.fd)
 
-    async def _start(self, request: Request, workspace: WorkDir | None, durable: bool, launcher: bool) -> LiveSession:
-        kind = "launcher" if launcher and request.origin.startswith("launcher:") else "session"
+    async def _start(
+        self, request: Request, row: SessionRow, workspace: WorkDir | None, durable: bool, launcher: bool
+    ) -> LiveSession:
+        kind = "launcher" if launcher and row.origin.startswith("launcher:") else "session"
         spare = await self._spawner.take(kind)
-        row = SessionRow(
-            rowid=0,
-            id=spare.id,
-            state="running",
-            command=request.command,
-            cwd="",
-            origin=request.origin,
-            owner=self.owner,
-            supervisor=spare.supervisor,
-            timeout_s=request.timeout_s,
-            started_at=time.time(),
-            place=self.place,
-            principal=caller().owner,
-        )
+        row.id, row.supervisor, row.started_at = spare.id, spare.supervisor, time.time()
         live = LiveSession(row, spare.channel, time.monotonic(), request.on_exit, kind=spare.kind)
         tries = 0
         try:
@@ -157,7 +156,7 @@ class SessionManager(SessionRecords):
         if self._closed:  # started while this server closed: its supervisor carries on, as the others' do
             live.channel.close()
         self._store.save_session(row)
-        started = {"session_id": row.id, "command": request.command, "origin": request.origin}
+        started = {"session_id": row.id, "command": row.command, "origin": row.origin}
         await self._events.record("session.started", started, principal=row.principal)
         if durable:
             self._tg.start_soon(self._follow, live)
