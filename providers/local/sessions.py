@@ -108,15 +108,13 @@ class SessionManager(SessionRecords):
         on_exit = on_server_exit or self.settings.on_exit
         request = Request(env, stdin, interactive, on_exit, lock_fd, place, network, tuple(ports))
         try:
-            return await self._start(request, row, workspace, durable, launcher=on_server_exit == "stop")
+            return await self._start(request, row, workspace, durable)
         finally:
             if place is not None:
                 os.close(place.fd)
 
-    async def _start(
-        self, request: Request, row: SessionRow, workspace: WorkDir | None, durable: bool, launcher: bool
-    ) -> LiveSession:
-        kind = "launcher" if launcher and row.origin.startswith("launcher:") else "session"
+    async def _start(self, request: Request, row: SessionRow, workspace: WorkDir | None, durable: bool) -> LiveSession:
+        kind = "launcher" if row.origin.startswith("launcher:") else "session"
         spare = await self._spawner.take(kind)
         row.id, row.supervisor, row.started_at = spare.id, spare.supervisor, time.time()
         live = LiveSession(row, spare.channel, time.monotonic(), request.on_exit, kind=spare.kind)
