@@ -178,51 +178,46 @@ class SessionManager(SessionRecords):
             live.early_end = reply
 
     async def _follow(self, live: LiveSession, deadline: float | None = None) -> None:
-        """Follow a run until it ends or `deadline` passes (in the background: the caller does not wait, or
-        stopped waiting), unless a task follows it already."""
+        """Follow a run, reading its supervisor's messages, until it ends or `deadline` passes (in the background:
+        the caller does not wait, or stopped waiting), unless a task follows it already."""
         if live.following or live.done.is_set():
             return
         live.following = True
         try:
-            await self._receive_end(live, deadline)
+            message = live.early_end
+            while message is None:
+                with anyio.move_on_after(None if deadline is None else deadline - time.monotonic()) as waiting:
+                    message, _ = await receive(live.channel)
+                if waiting.cancelled_caught:
+                    return
+                if message is None:
+                    break
+                op = message.get("op")
+                if op == "failed":
+                    live.error = spawn_error(int(message.get("errno") or 0), str(message.get("error")))
+                    self._store.delete_sessions([live.id], running_too=True)
+                    self._store.flush_soon(self._tg)
+                    self._close(live, healthy=True)
+                    return
+                if op == "started":
+                    live.row.pid = int(message["pid"])
+                    self._store.set_pid(live.id, live.row.pid)
+                    self._store.flush_soon(self._tg)
+                    message = None
+            if message is None and self._closed:
+                return  # this server closed the socket on its way out: the supervisor carries on
+            result = message or self.result(live.id)
+            if result is None:
+                result = {"reason": "lost", "detail": "its supervisor ended without recording the outcome"}
+                await self.end_what_is_left(live.row)
+            self.apply(live.row, result)
+            self._close(live, healthy=message is not None and not message.get("retiring"))
+            # The end is durable in the session's record already; the index follows in the background.
+            event = end_event(live.row)
+            self._store.save_end(live.row, event)
+            self._store.flush_soon(self._tg, functools.partial(self.announce_end, live.row, event))
         finally:
             live.following = False
-
-    async def _receive_end(self, live: LiveSession, deadline: float | None = None) -> bool:
-        """Read the supervisor's messages until the run ends (True) or `deadline` passes (False)."""
-        message = live.early_end
-        while message is None:
-            with anyio.move_on_after(None if deadline is None else deadline - time.monotonic()) as waiting:
-                message, _ = await receive(live.channel)
-            if waiting.cancelled_caught:
-                return False
-            if message is None:
-                break
-            op = message.get("op")
-            if op == "failed":
-                live.error = spawn_error(int(message.get("errno") or 0), str(message.get("error")))
-                self._store.delete_sessions([live.id], running_too=True)
-                self._store.flush_soon(self._tg)
-                self._close(live, healthy=True)
-                return True
-            if op == "started":
-                live.row.pid = int(message["pid"])
-                self._store.set_pid(live.id, live.row.pid)
-                self._store.flush_soon(self._tg)
-                message = None
-        if message is None and self._closed:
-            return False  # this server closed the socket on its way out: the supervisor carries on
-        result = message or self.result(live.id)
-        if result is None:
-            result = {"reason": "lost", "detail": "its supervisor ended without recording the outcome"}
-            await self.end_what_is_left(live.row)
-        self.apply(live.row, result)
-        self._close(live, healthy=message is not None and not message.get("retiring"))
-        # The end is durable in the session's record already; the index follows in the background.
-        event = end_event(live.row)
-        self._store.save_end(live.row, event)
-        self._store.flush_soon(self._tg, functools.partial(self.announce_end, live.row, event))
-        return True
 
     def _close(self, live: LiveSession, healthy: bool) -> None:
         """The run is over: its supervisor goes back to the spawner (when it said so itself), the waiters wake."""
