@@ -123,16 +123,16 @@ async def test_a_read_only_database_fails_writes_clearly_and_reads_still_work(tm
 
     store = await Store.open(tmp_path / "local.sqlite3")
     events = EventLog(store)
-    await events.store("before", {"n": 1})
+    await events.record("before", {"n": 1}, durable=True)
     store.db.writer.execute("PRAGMA query_only = 1")  # what a read-only file or mount does to writes
     with pytest.raises(StoreError) as caught:
-        await events.store("after", {"n": 2})
+        await events.record("after", {"n": 2}, durable=True)
     text = str(caught.value)
     assert text.startswith("local: state store unavailable:") and "readonly" in text
     assert "writable" in text and "RUNTIMES_MCP_DATA_DIR" in text
     assert [e.type for e in (await events.query()).events] == ["before"]
     store.db.writer.execute("PRAGMA query_only = 0")
-    await events.store("after", {"n": 3})  # and it recovers without a restart
+    await events.record("after", {"n": 3}, durable=True)  # and it recovers without a restart
     await store.close()
 
 

@@ -102,9 +102,9 @@ async def test_event_type_and_sandbox_id_are_bounded_in_the_provider_too() -> No
         ("t", "sp ace", "is not 1 to 200 letters"),
     ]:
         with pytest.raises(InvalidInput, match=expected):
-            await log.store(type_, {}, sandbox_id)
+            await log.record(type_, {}, sandbox_id, durable=True)
     with pytest.raises(InvalidInput, match="data holds NaN"):
-        await log.store("t", {"x": float("nan")}, "local")
+        await log.record("t", {"x": float("nan")}, "local", durable=True)
 
 
 async def test_a_million_character_type_or_sandbox_id_is_refused(tmp_path: Path) -> None:

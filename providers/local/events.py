@@ -35,10 +35,6 @@ class EventLog:
         # `listener(sandbox_id)` runs after each stored event; a failing listener never loses the event.
         self.listener: Listener | None = None
 
-    async def store(self, type_: str, data: dict[str, Any], sandbox_id: str = DEFAULT_SANDBOX) -> StoredEvent:
-        """Store an event and return once it is durable (commits are shared with concurrent writers)."""
-        return await self.record(type_, data, sandbox_id, durable=True)
-
     async def record(
         self,
         type_: str,
@@ -49,7 +45,8 @@ class EventLog:
         principal: str | None = None,
     ) -> StoredEvent:
         """Queue an event (the runtime's own lifecycle events ride along with the next commit), in the event
-        stream of `principal` (default: the caller's)."""
+        stream of `principal` (default: the caller's); with `durable`, return once it is committed (commits are
+        shared with concurrent writers)."""
         if not type_.strip():
             raise InvalidInput(PROVIDER, "type is empty", hint="Name the event, e.g. 'build.finished'.")
         if not sandbox_id.strip():

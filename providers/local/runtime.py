@@ -229,7 +229,7 @@ class LocalRuntime(
         )
 
     async def store_event(self, type: str, data: dict[str, Any], sandbox_id: str | None = None) -> StoredEvent:
-        return await self.events.store(type, data, sandbox_id or DEFAULT_SANDBOX)
+        return await self.events.record(type, data, sandbox_id or DEFAULT_SANDBOX, durable=True)
 
     # --- toolset capabilities ---------------------------------------------------------------------
     async def get_session(
