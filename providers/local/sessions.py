@@ -233,28 +233,25 @@ class SessionManager(SessionRecords):
         stops the waiting, never the session."""
         deadline = None if wait_s is None else time.monotonic() + wait_s
         try:
-            return await self._wait(live, deadline, progress)
+            reporter = Reporter(self, live.row, progress, time.time() - (time.monotonic() - live.started_monotonic))
+            while not live.done.is_set():
+                until = reporter.next_at(deadline)
+                if live.following:  # another task reads the supervisor's socket: wait for its word
+                    with anyio.move_on_after(until - time.monotonic()):
+                        await live.done.wait()
+                else:
+                    await self._follow(live, until)  # no task in between: the end wakes us directly
+                if live.done.is_set():
+                    break
+                if self._closed or (deadline is not None and time.monotonic() >= deadline):
+                    return False
+                await reporter.report()
+            return True
         finally:
             if not live.done.is_set() and not live.following:
                 self._tg.start_soon(self._follow, live)  # we stop waiting; the run goes on, followed
             if live.error is not None:
                 raise live.error
-
-    async def _wait(self, live: LiveSession, deadline: float | None, progress: Progress | None) -> bool:
-        reporter = Reporter(self, live.row, progress, time.time() - (time.monotonic() - live.started_monotonic))
-        while not live.done.is_set():
-            until = reporter.next_at(deadline)
-            if live.following:  # another task reads the supervisor's socket: wait for its word
-                with anyio.move_on_after(until - time.monotonic()):
-                    await live.done.wait()
-            else:
-                await self._follow(live, until)  # no task in between: the end wakes us directly
-            if live.done.is_set():
-                break
-            if self._closed or (deadline is not None and time.monotonic() >= deadline):
-                return False
-            await reporter.report()
-        return True
 
     async def follow(self, session_id: str, wait_s: float, progress: Progress | None = None) -> SessionRow:
         """Wait up to `wait_s` for a session to end, whoever started it, telling `progress` what it prints as it
