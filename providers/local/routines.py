@@ -34,17 +34,6 @@ class Routines:
         self._sessions = sessions
         self._store = store
 
-    def config(self, name: str) -> RoutineConfig:
-        try:
-            return self.configs[name]
-        except KeyError:
-            known = ", ".join(sorted(self.configs)) or "none"
-            raise NotFound(
-                PROVIDER,
-                f"no local routine {name!r} (configured: {known})",
-                hint="Add a [local.routines.NAME] table with a command to the config file and restart.",
-            ) from None
-
     async def invoke(
         self,
         routine: str,
@@ -54,7 +43,14 @@ class Routines:
         wait_s: float | None = None,
         workspace: WorkDir | None = None,
     ) -> RoutineRun:
-        cfg = self.config(routine)
+        cfg = self.configs.get(routine)
+        if cfg is None:
+            known = ", ".join(sorted(self.configs)) or "none"
+            raise NotFound(
+                PROVIDER,
+                f"no local routine {routine!r} (configured: {known})",
+                hint="Add a [local.routines.NAME] table with a command to the config file and restart.",
+            )
         if idempotency_key is not None and not idempotency_key.strip():
             raise InvalidInput(PROVIDER, "idempotency_key is empty; omit it or pass a non-empty key")
         run = RunRow(
