@@ -50,7 +50,7 @@ def retry_after_seconds(response: httpx.Response) -> float | None:
 
 
 class HttpProvider:
-    """Subclasses set `name`, `credential_env`, and may override `error_message` for their error body."""
+    """Subclasses set `name` and may override `error_message` for their error body."""
 
     name = "remote"
     credential_env = ""
@@ -59,13 +59,15 @@ class HttpProvider:
     def __new__(cls, *args: Any, **kwargs: Any) -> Self:
         """Every client knows the values of the credentials its provider declares (Provider.credentials), from
         the keyword arguments they arrive in (Setting.arg), however it is built and whatever header, parameter
-        or line then carries them: none may appear in a result or an error."""
+        or line then carries them: none may appear in a result or an error. The first declared credential is
+        the one a rejected request names (`credential_env`), unless the call names another."""
         from providers.registry import PROVIDERS  # the registry imports the provider packages, not their clients
 
         client = super().__new__(cls)
         declaration = PROVIDERS.get(cls.name)
-        arguments = [s.arg for s in declaration.credentials] if declaration is not None else []
-        client._declared_credentials = tuple(v for a in arguments if isinstance(v := kwargs.get(a), str) and v)
+        credentials = declaration.credentials if declaration is not None else ()
+        client.credential_env = credentials[0].env if credentials else cls.credential_env
+        client._declared_credentials = tuple(v for s in credentials if isinstance(v := kwargs.get(s.arg), str) and v)
         return client
 
     def __init__(

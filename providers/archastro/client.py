@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from providers import capabilities as c
-from providers.archastro import API_KEY, PROVIDER
+from providers.archastro import PROVIDER
 from providers.archastro import endpoints as e
 from providers.errors import Conflict, InvalidInput, ProviderError
 from providers.http import HttpProvider, compact, text_or_none
@@ -34,7 +34,6 @@ class ArchAstroClient(
     c.UpdateAgentSession,
 ):
     name = PROVIDER.name
-    credential_env = API_KEY.env
 
     def __init__(self, *, base_url: str, api_key: str, **options: Any) -> None:
         super().__init__(base_url=base_url, headers={"x-archastro-api-key": api_key}, **options)

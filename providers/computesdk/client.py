@@ -24,7 +24,6 @@ from providers.services import Host
 
 class ComputeSDKEventsClient(HttpProvider, c.StoreEvent, c.GetEvents):
     name = PROVIDER.name
-    credential_env = ACCESS_TOKEN.env
 
     def __init__(
         self,

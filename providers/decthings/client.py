@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any, Literal
 
 from providers import capabilities as c
-from providers.decthings import API_KEY, PROVIDER
+from providers.decthings import PROVIDER
 from providers.decthings import endpoints as e
 from providers.endpoints import Endpoint
 from providers.errors import (
@@ -69,7 +69,6 @@ def decode_response(data: bytes, loads: Callable[[bytes], Any] = json.loads) -> 
 # --- client -----------------------------------------------------------------------------------------
 class DecthingsClient(HttpProvider, c.GetLaunchers, c.GetLauncher):
     name = PROVIDER.name
-    credential_env = API_KEY.env
 
     def __init__(self, *, base_url: str, api_key: str, **options: Any) -> None:
         headers = {"Authorization": f"Bearer {api_key}", "Content-Type": CONTENT_TYPE}

@@ -9,13 +9,12 @@ from providers import capabilities as c
 from providers.errors import ProviderError
 from providers.http import HttpProvider, text_or_none
 from providers.models import SessionList, SessionSummary, StopResult
-from providers.sprites import PROVIDER, TOKEN
+from providers.sprites import PROVIDER
 from providers.sprites import endpoints as e
 
 
 class SpritesClient(HttpProvider, c.ListSessions, c.StopSession):
     name = PROVIDER.name
-    credential_env = TOKEN.env
 
     def __init__(self, *, base_url: str, token: str, **options: Any) -> None:
         super().__init__(base_url=base_url, headers={"Authorization": f"Bearer {token}"}, **options)

@@ -8,7 +8,7 @@ from providers import capabilities as c
 from providers.errors import InvalidInput, ProviderError
 from providers.http import HttpProvider, compact, text_or_none
 from providers.models import ExecResult, ProviderRecord, RecordList, SessionList, SessionSummary, StopResult
-from providers.xano import PROVIDER, TOKEN
+from providers.xano import PROVIDER
 from providers.xano import endpoints as e
 
 
@@ -25,7 +25,6 @@ class XanoRunClient(
     c.CheckXanoDoc,
 ):
     name = PROVIDER.name
-    credential_env = TOKEN.env
 
     def __init__(self, *, base_url: str, token: str, **options: Any) -> None:
         super().__init__(base_url=base_url, headers={"Authorization": f"Bearer {token}"}, **options)
