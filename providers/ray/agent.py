@@ -53,7 +53,6 @@ class NodeAgent:
         self._runtime: LocalRuntime | None = None
         self._opening: asyncio.Task[None] | None = None
         self._opened = asyncio.Event()
-        self._closing = asyncio.Event()
         self._failure: ProviderError | None = None
         self._reservations: dict[str, str] = {}  # session id -> its placement group's name
         self._releasing: set[asyncio.Task[None]] = set()
@@ -69,7 +68,7 @@ class NodeAgent:
                 runtime.sessions.ended_listeners.append(self._ended)
                 self._runtime = runtime
                 self._opened.set()
-                await self._closing.wait()
+                await asyncio.get_running_loop().create_future()  # held until the actor ends and cancels it
         except ProviderError as exc:
             self._failure = exc
         except Exception as exc:  # a bad [ray.node] on this node, an unusable directory: said to every caller
