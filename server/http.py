@@ -24,7 +24,7 @@ from server import uvicorn_adapter
 from server.app import create_server, freeze_startup_objects, version
 from server.config import LOOPBACK_HOSTS, ConfigError, Settings
 from server.host_check import exact_host_check
-from server.sign_in import ASKED_SCOPES, SignIn, Verifier
+from server.sign_in import ASKED_SCOPES, Verifier, sign_in_requests
 from server.state import AppState
 from server.tasks import task_routing_headers
 from server.tokens import TIMEOUT, Keys, TokenChecker, Unavailable, discover_jwks_uri
@@ -164,7 +164,7 @@ def build_http_app(
         metadata_url = sdk.resource_metadata_url(resource)
     if verifier is None and token is None:
         return routed
-    return SignIn(routed, verifier or Verifier(None, token), metadata_url, MCP_PATH, limit)
+    return sign_in_requests(routed, verifier or Verifier(None, token), metadata_url, MCP_PATH, limit)
 
 
 async def token_checker(settings: Settings, client: httpx.AsyncClient) -> TokenChecker:

@@ -85,33 +85,27 @@ def _challenge(
     return "Bearer " + ", ".join(parts)
 
 
-class SignIn:
+def sign_in_requests(app: ASGIApp, verifier: Verifier, metadata_url: str | None, path: str, max_body: int) -> ASGIApp:
     """ASGI middleware in front of /mcp: a request signs in with its bearer token (see the module's docstring)."""
+    app = sdk.with_access_token_context(app)
 
-    def __init__(self, app: ASGIApp, verifier: Verifier, metadata_url: str | None, path: str, max_body: int) -> None:
-        self.app = sdk.with_access_token_context(app)
-        self.verifier = verifier
-        self.metadata_url = metadata_url
-        self.path = path
-        self.max_body = max_body
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith(self.path):
-            await self.app(scope, receive, send)
+    async def signed_in(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith(path):
+            await app(scope, receive, send)
             return
         bearer = _bearer(scope)
         if bearer is None:
-            header = _challenge(self.metadata_url, scope=" ".join(ASKED_SCOPES))
-            wanted = "access token" if self.metadata_url else "RUNTIMES_MCP_HTTP_TOKEN"
+            header = _challenge(metadata_url, scope=" ".join(ASKED_SCOPES))
+            wanted = "access token" if metadata_url else "RUNTIMES_MCP_HTTP_TOKEN"
             body = {"error": "unauthorized", "error_description": f"send Authorization: Bearer <{wanted}>"}
             await _answer(send, 401, header, body)
             return
         try:
-            token = await self.verifier.caller_token(bearer)
+            token = await verifier.caller_token(bearer)
         except Refused as exc:
-            again = "sign in again" if self.metadata_url else "send the server's RUNTIMES_MCP_HTTP_TOKEN"
+            again = "sign in again" if metadata_url else "send the server's RUNTIMES_MCP_HTTP_TOKEN"
             description = f"the bearer token is not valid: {exc}. Next: {again}"
-            header = _challenge(self.metadata_url, "invalid_token", description)
+            header = _challenge(metadata_url, "invalid_token", description)
             await _answer(send, 401, header, _body("invalid_token", description))
             return
         except Unavailable as exc:
@@ -120,13 +114,13 @@ class SignIn:
             return
         sdk.sign_in(scope, token)
         if READ in token.caller.scopes and RUN in token.caller.scopes:
-            await self.app(scope, receive, send)  # every request is allowed: its body is not read here
+            await app(scope, receive, send)  # every request is allowed: its body is not read here
             return
-        await self._within_scopes(scope, receive, send, token.caller)
+        await within_scopes(scope, receive, send, token.caller)
 
-    async def _within_scopes(self, scope: Scope, receive: Receive, send: Send, who: Caller) -> None:
+    async def within_scopes(scope: Scope, receive: Receive, send: Send, who: Caller) -> None:
         """Answer 403 to a request its caller's scopes do not allow; pass the others on with their body."""
-        request = await hold_body(receive, self.max_body)
+        request = await hold_body(receive, max_body)
         raw = request.body
         try:
             needs = needed_by_body(json.loads(raw)) if raw and not request.more else []
@@ -139,10 +133,12 @@ class SignIn:
                 f"this request needs scope {' '.join(needs)}; the token grants {granted}. "
                 f"Next: sign in again asking for {' '.join(needs)}"
             )
-            header = _challenge(self.metadata_url, "insufficient_scope", description, " ".join(needs))
+            header = _challenge(metadata_url, "insufficient_scope", description, " ".join(needs))
             await _answer(send, 403, header, _body("insufficient_scope", description))
             return
-        await self.app(scope, request.replay(receive), send)
+        await app(scope, request.replay(receive), send)
+
+    return signed_in
 
 
 def _bearer(scope: Scope) -> str | None:

@@ -220,7 +220,7 @@ async def test_an_identity_provider_that_does_not_answer_is_503_with_retry_after
     further."""
     from starlette.types import Receive, Scope, Send
 
-    from server.sign_in import SignIn, Verifier
+    from server.sign_in import Verifier, sign_in_requests
 
     def down(request: httpx.Request) -> httpx.Response:
         return httpx.Response(503)
@@ -230,7 +230,7 @@ async def test_an_identity_provider_that_does_not_answer_is_503_with_retry_after
 
     client = httpx.AsyncClient(transport=httpx.MockTransport(down))
     checker = TokenChecker(ISSUER, AUDIENCE, Keys("https://idp.test/keys", client), client)
-    sign_in = SignIn(app, Verifier(checker, None), f"{AUDIENCE}/metadata", "/mcp", 1 << 20)
+    sign_in = sign_in_requests(app, Verifier(checker, None), f"{AUDIENCE}/metadata", "/mcp", 1 << 20)
     token = sign(rsa.generate_private_key(public_exponent=65537, key_size=2048), "k1")()
     transport = httpx.ASGITransport(app=sign_in)
     async with httpx.AsyncClient(transport=transport, base_url="https://mcp.test") as http:
