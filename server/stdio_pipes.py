@@ -58,21 +58,6 @@ async def pipe_lines(reader: asyncio.StreamReader) -> AsyncIterator[str | Oversi
             yield line.decode("utf-8", "replace")
 
 
-class PipeWriter:
-    """stdout on the event loop: each `send` is one line of the wire, written whole (never interleaved)."""
-
-    def __init__(self, writer: asyncio.StreamWriter) -> None:
-        self._writer = writer
-
-    async def send(self, line: bytes) -> None:
-        if not self._writer.transport.is_closing():
-            self._writer.write(line)
-        try:
-            await self._writer.drain()
-        except ConnectionError:
-            pass  # the client has gone; its end of stdin closes too, and that ends the server
-
-
 def serialized(message: Any) -> bytes:
     """A message as one line of JSON. Text that is not valid Unicode (a lone surrogate) is mended, not left to
     fail the serializer: that would end the server (tools mend their results already; this is the last check)."""
@@ -86,8 +71,19 @@ def serialized(message: Any) -> bytes:
 
 @dataclass
 class Pipes:
+    """stdin's lines, and stdout on the event loop: each `send` is one line of the wire, written whole (never
+    interleaved)."""
+
     stdin: AsyncIterator[str | Oversized]
-    stdout: PipeWriter
+    stdout: asyncio.StreamWriter
+
+    async def send(self, line: bytes) -> None:
+        if not self.stdout.transport.is_closing():
+            self.stdout.write(line)
+        try:
+            await self.stdout.drain()
+        except ConnectionError:
+            pass  # the client has gone; its end of stdin closes too, and that ends the server
 
 
 def _is_pipe(fd: int) -> bool:
@@ -127,7 +123,7 @@ async def open_stdio_pipes() -> AsyncIterator[Pipes | None]:
     transport, protocol = await loop.connect_write_pipe(
         lambda: asyncio.StreamReaderProtocol(asyncio.StreamReader()), os.fdopen(wire, "wb", buffering=0)
     )
-    stdout = PipeWriter(asyncio.StreamWriter(transport, protocol, None, loop))
+    stdout = asyncio.StreamWriter(transport, protocol, None, loop)
 
     try:
         yield Pipes(pipe_lines(reader), stdout)
@@ -152,7 +148,7 @@ async def pipe_streams(pipes: Pipes) -> AsyncIterator[tuple[ObjectReceiveStream[
     async def write_lines() -> None:
         async with write_out:
             async for session_message in write_out:
-                await pipes.stdout.send(serialized(session_message.message))
+                await pipes.send(serialized(session_message.message))
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(read_lines)

@@ -72,7 +72,7 @@ async def main():
         print("stray print", flush=True)
         os.write(1, b"stray fd 1\\n")
         line = await pipes.stdin.__anext__()
-        await pipes.stdout.send(("wire:" + line).encode())
+        await pipes.send(("wire:" + line).encode())
     print("after the transport", flush=True)
 
 anyio.run(main)
