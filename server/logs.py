@@ -11,25 +11,24 @@ from collections.abc import Callable, Iterable
 FORMAT = "%(asctime)s runtimes-mcp %(levelname)s %(name)s: %(message)s"
 
 
-class RedactSecrets(logging.Filter):
-    """Replaces every configured credential's value in a record's text (message, arguments, traceback), in every
-    form providers.answers.Redactor knows (percent-encoded in a logged URL, too)."""
+def redact_secrets(secrets: Iterable[str]) -> Callable[[logging.LogRecord], bool]:
+    """A log filter that replaces every configured credential's value in a record's text (message, arguments,
+    traceback), in every form providers.answers.Redactor knows (percent-encoded in a logged URL, too)."""
+    from providers.answers import Redactor
 
-    def __init__(self, secrets: Iterable[str]) -> None:
-        from providers.answers import Redactor
+    kept = [s for s in secrets if s]
+    clean = Redactor(kept)
 
-        super().__init__()
-        self._secrets = [s for s in secrets if s]
-        self._clean = Redactor(self._secrets)
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if self._secrets:
-            record.msg, record.args = self._clean(record.getMessage()), None
+    def redacted(record: logging.LogRecord) -> bool:
+        if kept:
+            record.msg, record.args = clean(record.getMessage()), None
             if record.exc_info and not record.exc_text:
                 record.exc_text = logging.Formatter().formatException(record.exc_info)
             if record.exc_text:
-                record.exc_text = self._clean(record.exc_text)
+                record.exc_text = clean(record.exc_text)
         return True
+
+    return redacted
 
 
 class RateLimit(logging.Filter):
@@ -65,7 +64,7 @@ def configure_logging(level: str, secrets: Iterable[str] = ()) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter(FORMAT))
     handler.addFilter(RateLimit())
-    handler.addFilter(RedactSecrets(secrets))
+    handler.addFilter(redact_secrets(secrets))
     root = logging.getLogger()
     for old in root.handlers[:]:
         root.removeHandler(old)
