@@ -75,7 +75,6 @@ class Supervisor:
         self.serving_check_at: float | None = None  # an orphaned launcher's run: when to look for servers
         self.network: RunNetwork | None = None
         self.fds: dict[str, int] = {}  # descriptors that came with the job, by what they are for
-        self.announced = False
 
     def path(self, name: str) -> str:
         return os.path.join(self.dir, name)
@@ -227,8 +226,7 @@ class Supervisor:
     def announce(self) -> None:
         """Record the command's pid and tell the server it runs. A server waiting for a short run hears only
         how it ended, and the record gets the pid with the result: no write on the way of a quick command."""
-        if not self.announced:
-            self.announced = True
+        if "pid" not in self.record:
             self.record["pid"] = self.pid
             with contextlib.suppress(OSError):
                 write_json(self.path(RECORD), self.record)
@@ -250,7 +248,7 @@ class Supervisor:
             now = time.monotonic()
             # Once ending, only the kill time counts.
             due = [self.kill_at] if self.reason is not None else [deadline, monitor.next_at(), self.serving_check_at]
-            if not self.announced:
+            if "pid" not in self.record:
                 due.append(announce_at)
             waits = [t - now for t in due if t is not None]
             timeout_ms = max(0, int(min(waits) * 1000) + 1) if waits else -1
@@ -269,7 +267,7 @@ class Supervisor:
             if self.status is not None:
                 return
             now = time.monotonic()
-            if not self.announced and now >= announce_at:
+            if "pid" not in self.record and now >= announce_at:
                 self.announce()
             if deadline is not None and now >= deadline:
                 self.end("timeout", f"ended after timeout_s={timeout_s:g}")
