@@ -5,6 +5,7 @@ Imported by the server (to connect and call agents) and by the agents on the nod
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -297,13 +298,16 @@ class Cluster:
             )
 
         group = await anyio.to_thread.run_sync(create)
-        with anyio.move_on_after(timeout_s) as waiting:
-            await group.ready()  # an ObjectRef that resolves once the group is created
-        if waiting.cancelled_caught:
-            await anyio.to_thread.run_sync(release_reservation, name)
-            raise NoRoom(f"no node had {bundle} free within {timeout_s:g} s")
-        table = await anyio.to_thread.run_sync(ray.util.placement_group_table, group)
-        return name, str(table["bundles_to_node_id"][0])
+        table = functools.partial(ray.util.placement_group_table, group)
+        deadline = time.monotonic() + timeout_s
+        pause = 0.005
+        while (state := await anyio.to_thread.run_sync(table))["state"] != "CREATED":
+            if time.monotonic() >= deadline:
+                await anyio.to_thread.run_sync(release_reservation, name)
+                raise NoRoom(f"no node had {bundle} free within {timeout_s:g} s")
+            await anyio.sleep(pause)
+            pause = min(pause * 2, 0.1)
+        return name, str(state["bundles_to_node_id"][0])
 
     async def release(self, name: str) -> None:
         await self.connect()
