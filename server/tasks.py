@@ -239,7 +239,7 @@ class TasksExtension(Extension):
             if support == "required":
                 raise missing_capability()
             return await call_next(ctx)
-        call = TaskCall(params)
+        call = TaskCall(params, durable=self.durable is not None and self.durable.follows(params))
         token = TASK_CALL.set(call)
         try:
             if request is None:
@@ -255,7 +255,7 @@ class TasksExtension(Extension):
         run answers at once and the task follows the run; when it started nothing (bad input, a provider error),
         its answer is the result of a task already ended."""
         asked_ttl = call.params.task.ttl if call.params.task is not None else None
-        if self.durable is None or not self.durable.follows(call.params):
+        if self.durable is None or not call.durable:
             ttl = max(tasks_2025.MIN_TTL_MS, min(MEMORY_TTL_MS if asked_ttl is None else asked_ttl, MEMORY_TTL_MS))
             task = self._spawn(ctx, call_next, call, ttl, asks=False)
         else:
@@ -318,7 +318,7 @@ class TasksExtension(Extension):
     async def _start(
         self, ctx: ServerRequestContext[Any, Any], call_next: CallNext, call: TaskCall, support: Support
     ) -> HandlerResult:
-        if self.durable is not None and self.durable.follows(call.params):
+        if self.durable is not None and call.durable:
             # The tool starts its run and answers at once (it records the run in `call`); the task follows it.
             result = await call_next(ctx)
             if call.started is None or _dump(result).get("isError"):

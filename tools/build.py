@@ -184,7 +184,7 @@ def make_handler(offer: Offer) -> Any:
                 client = await source.provider(provider)
                 method = spec.capability.bind(client)
                 task = TASK_CALL.get()
-                follow = spec.task_follow if task is not None and provider == LOCAL else None
+                follow = spec.task_follow if task is not None and task.durable else None
                 if follow is not None:
                     arguments.update(spec.task_start)  # start the run and answer; the task follows it
                 elif task is None and spec.progress and _accepts(client.__class__, spec.capability, "progress"):

@@ -42,6 +42,9 @@ class TaskCall:
     """Set in TASK_CALL while a tools/call runs as a task."""
 
     params: CallToolRequestParams
+    # The tool starts a local run and answers at once, and the task follows that run (LocalRunTasks.follows,
+    # decided once by the server for the handler too) instead of the call going on in the background.
+    durable: bool = False
     # An in-memory task's way to ask the client for input (elicitation, sampling) and wait for the answer.
     ask: Callable[[Mapping[str, Any]], Awaitable[Any]] | None = None
     # (capability that reads it, its id, its session) when the tool started a durable run instead of waiting.
