@@ -39,8 +39,9 @@ class Postgres:
 
     def _run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         command = [str(self.bin / args[0]), *args[1:]]
-        if os.getuid() == 0:
-            command = ["runuser", "-u", "postgres", "--", *command]
+        if os.getuid() == 0:  # runuser lives in sbin, which a bare PATH leaves out
+            runuser = shutil.which("runuser") or shutil.which("runuser", path="/usr/sbin:/sbin") or "runuser"
+            command = [runuser, "-u", "postgres", "--", *command]
         return subprocess.run(command, capture_output=True, text=True, timeout=60, check=check)
 
     def start(self) -> None:
