@@ -3,6 +3,7 @@ Their npm packages are installed into a cache directory; the tests skip only whe
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -80,14 +81,17 @@ def ts_sdk_script(name: str) -> Path:
     """tests/clients/NAME beside the official TypeScript SDK (installed in the cache once), to run with node."""
     prefix = CACHE / "ts-sdk"
     prefix.mkdir(parents=True, exist_ok=True)
-    if not (prefix / "node_modules" / "@modelcontextprotocol" / "sdk").exists():
-        subprocess.run(
-            ["npm", "install", "--no-audit", "--no-fund", "--prefix", str(prefix), TS_SDK],
-            check=True,
-            capture_output=True,
-            timeout=600,
-            env=npm_env(),
-        )
+    # Test processes share the cache (xdist workers, three modules): one installs, the others wait and find it.
+    with open(prefix / ".install-lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (prefix / "node_modules" / "@modelcontextprotocol" / "sdk").exists():
+            subprocess.run(
+                ["npm", "install", "--no-audit", "--no-fund", "--prefix", str(prefix), TS_SDK],
+                check=True,
+                capture_output=True,
+                timeout=600,
+                env=npm_env(),
+            )
     script = prefix / name
     shutil.copyfile(ROOT / "tests" / "clients" / name, script)
     return script
